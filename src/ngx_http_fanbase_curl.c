@@ -1,0 +1,508 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * The libcurl bridge: one multi handle per worker, driven by nginx's
+ * event loop through the multi-socket interface.  libcurl sockets are
+ * wrapped in nginx connections; libcurl's single timeout is one nginx
+ * timer.  Finished transfers go back to their owners from the event
+ * handlers, never from inside a libcurl callback.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_EASY_CACHE   64
+
+
+static int ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s,
+    int what, void *userp, void *socketp);
+static int ngx_http_fanbase_curl_timer(CURLM *multi, long timeout_ms,
+    void *userp);
+static void ngx_http_fanbase_curl_event_handler(ngx_event_t *ev);
+static void ngx_http_fanbase_curl_timer_handler(ngx_event_t *ev);
+static void ngx_http_fanbase_curl_action(curl_socket_t s, int action);
+static void ngx_http_fanbase_curl_done(void);
+static ngx_int_t ngx_http_fanbase_curl_watch(ngx_event_t *ev,
+    ngx_int_t event, ngx_uint_t want);
+static size_t ngx_http_fanbase_curl_write(char *ptr, size_t size,
+    size_t nmemb, void *userdata);
+static CURL *ngx_http_fanbase_easy_get(void);
+static void ngx_http_fanbase_easy_put(CURL *easy);
+
+
+static CURLM             *ngx_http_fanbase_multi;
+static ngx_event_t        ngx_http_fanbase_timer;
+static ngx_connection_t   ngx_http_fanbase_timer_conn;
+static ngx_queue_t        ngx_http_fanbase_running;
+static CURL              *ngx_http_fanbase_easy_cache[
+                              NGX_HTTP_FANBASE_EASY_CACHE];
+static ngx_uint_t         ngx_http_fanbase_easy_cached;
+
+
+ngx_int_t
+ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanbase_multi = curl_multi_init();
+    if (ngx_http_fanbase_multi == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "fanbase: curl_multi_init() failed");
+        return NGX_ERROR;
+    }
+
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_http_fanbase_curl_socket);
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_http_fanbase_curl_timer);
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAXCONNECTS, 64L);
+
+    /*
+     * the timer's data must look like a connection: the debug log reads
+     * its descriptor
+     */
+
+    ngx_http_fanbase_timer_conn.fd = (ngx_socket_t) -1;
+    ngx_http_fanbase_timer.data = &ngx_http_fanbase_timer_conn;
+    ngx_http_fanbase_timer.handler = ngx_http_fanbase_curl_timer_handler;
+    ngx_http_fanbase_timer.log = cycle->log;
+
+    /*
+     * transfers in flight keep a worker that leaves after a reload alive
+     * until they end: every transfer has a timeout, so it does end
+     */
+
+    ngx_http_fanbase_timer.cancelable = 0;
+
+    ngx_queue_init(&ngx_http_fanbase_running);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t              *q;
+    ngx_http_fanbase_http_t  *h;
+
+    if (ngx_http_fanbase_multi == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_fanbase_running)) {
+        q = ngx_queue_head(&ngx_http_fanbase_running);
+        h = ngx_queue_data(q, ngx_http_fanbase_http_t, queue);
+
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "fanbase: transfer abandoned at worker exit");
+
+        ngx_http_fanbase_http_destroy(h);
+    }
+
+    while (ngx_http_fanbase_easy_cached) {
+        curl_easy_cleanup(
+            ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached]);
+    }
+
+    /* closes cached connections: their sockets are removed first */
+
+    curl_multi_cleanup(ngx_http_fanbase_multi);
+    ngx_http_fanbase_multi = NULL;
+
+    if (ngx_http_fanbase_timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanbase_timer);
+    }
+
+    if (ngx_http_fanbase_timer.posted) {
+        ngx_delete_posted_event(&ngx_http_fanbase_timer);
+    }
+}
+
+
+ngx_http_fanbase_http_t *
+ngx_http_fanbase_http_create(ngx_log_t *log,
+    ngx_http_fanbase_upstream_conf_t *conf, const char *url)
+{
+    CURL                     *easy;
+    ngx_http_fanbase_http_t  *h;
+
+    h = ngx_calloc(sizeof(ngx_http_fanbase_http_t), log);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    easy = ngx_http_fanbase_easy_get();
+    if (easy == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "fanbase: curl_easy_init() failed");
+        ngx_free(h);
+        return NULL;
+    }
+
+    h->easy = easy;
+    h->log = log;
+
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
+                     ngx_http_fanbase_curl_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT,
+                     "ngx_http_fanbase_module/" NGX_HTTP_FANBASE_VERSION);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) conf->connect_timeout);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conf->timeout);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, conf->ssl_verify ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, conf->ssl_verify ? 2L : 0L);
+
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
+                     (long) (CURLPROTO_HTTP|CURLPROTO_HTTPS));
+#endif
+
+    if (conf->ssl_trusted_certificate.len) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO,
+                         (char *) conf->ssl_trusted_certificate.data);
+    }
+
+    return h;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h)
+{
+    CURLMcode  rc;
+
+    if (h->hdr != NULL) {
+        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->hdr->headers);
+    }
+
+    h->len = 0;
+    h->status = 0;
+    h->result = CURLE_OK;
+    h->error[0] = '\0';
+    h->content_type[0] = '\0';
+    h->retry_after[0] = '\0';
+
+    rc = curl_multi_add_handle(ngx_http_fanbase_multi, h->easy);
+    if (rc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, h->log, 0,
+                      "fanbase: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    h->running = 1;
+    ngx_queue_insert_tail(&ngx_http_fanbase_running, &h->queue);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
+{
+    if (h->running) {
+        /* the owner went away: libcurl drops or keeps the connection */
+        curl_multi_remove_handle(ngx_http_fanbase_multi, h->easy);
+        ngx_queue_remove(&h->queue);
+        h->running = 0;
+    }
+
+    if (h->hdr != NULL) {
+        ngx_http_fanbase_token_release(h->hdr);
+    }
+
+    ngx_http_fanbase_easy_put(h->easy);
+
+    if (h->body != NULL) {
+        ngx_free(h->body);
+    }
+
+    ngx_free(h);
+}
+
+
+static int
+ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp)
+{
+    ngx_connection_t  *c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c == NULL) {
+            return 0;
+        }
+
+        /* libcurl closes the socket itself, after this call */
+
+        if (c->read->active) {
+            ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        }
+
+        if (c->write->active) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        curl_multi_assign(ngx_http_fanbase_multi, s, NULL);
+
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, ngx_cycle->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->read->handler = ngx_http_fanbase_curl_event_handler;
+        c->write->handler = ngx_http_fanbase_curl_event_handler;
+        c->read->log = c->log;
+        c->write->log = c->log;
+
+        curl_multi_assign(ngx_http_fanbase_multi, s, c);
+    }
+
+    if (ngx_http_fanbase_curl_watch(c->read, NGX_READ_EVENT,
+                                    what & CURL_POLL_IN)
+        != NGX_OK
+        || ngx_http_fanbase_curl_watch(c->write, NGX_WRITE_EVENT,
+                                       what & CURL_POLL_OUT)
+           != NGX_OK)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_curl_watch(ngx_event_t *ev, ngx_int_t event, ngx_uint_t want)
+{
+    /* level-triggered: libcurl need not drain a socket in one call */
+
+    if (want && !ev->active) {
+        return ngx_add_event(ev, event, NGX_LEVEL_EVENT);
+    }
+
+    if (!want && ev->active) {
+        return ngx_del_event(ev, event, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_fanbase_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    if (ngx_http_fanbase_timer.timer_set) {
+        ngx_del_timer(&ngx_http_fanbase_timer);
+    }
+
+    if (timeout_ms < 0) {
+        return 0;
+    }
+
+    if (timeout_ms == 0) {
+        /* never act from inside a libcurl callback */
+        if (!ngx_http_fanbase_timer.posted) {
+            ngx_post_event(&ngx_http_fanbase_timer, &ngx_posted_events);
+        }
+
+        return 0;
+    }
+
+    ngx_add_timer(&ngx_http_fanbase_timer, (ngx_msec_t) timeout_ms);
+
+    return 0;
+}
+
+
+static void
+ngx_http_fanbase_curl_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    ngx_http_fanbase_curl_action(c->fd,
+                                 ev->write ? CURL_CSELECT_OUT
+                                           : CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_http_fanbase_curl_timer_handler(ngx_event_t *ev)
+{
+    ngx_http_fanbase_curl_action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_http_fanbase_curl_action(curl_socket_t s, int action)
+{
+    int        running;
+    CURLMcode  rc;
+
+    if (ngx_http_fanbase_multi == NULL) {
+        return;
+    }
+
+    rc = curl_multi_socket_action(ngx_http_fanbase_multi, s, action,
+                                  &running);
+    if (rc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "fanbase: curl_multi_socket_action() failed: %s",
+                      curl_multi_strerror(rc));
+    }
+
+    ngx_http_fanbase_curl_done();
+}
+
+
+static void
+ngx_http_fanbase_curl_done(void)
+{
+    int                       left;
+    char                     *ct;
+    CURL                     *easy;
+    CURLMsg                  *msg;
+    CURLcode                  result;
+    struct curl_header       *hv;
+    ngx_http_fanbase_http_t  *h;
+
+    for ( ;; ) {
+        msg = curl_multi_info_read(ngx_http_fanbase_multi, &left);
+        if (msg == NULL) {
+            break;
+        }
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        result = msg->data.result;
+
+        h = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h);
+
+        if (h == NULL) {
+            curl_multi_remove_handle(ngx_http_fanbase_multi, easy);
+            continue;
+        }
+
+        h->result = result;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
+
+        ct = NULL;
+        curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &ct);
+        if (ct != NULL) {
+            ngx_cpystrn(h->content_type, (u_char *) ct,
+                        sizeof(h->content_type));
+        }
+
+        if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &hv)
+            == CURLHE_OK)
+        {
+            ngx_cpystrn(h->retry_after, (u_char *) hv->value,
+                        sizeof(h->retry_after));
+        }
+
+        curl_multi_remove_handle(ngx_http_fanbase_multi, easy);
+        ngx_queue_remove(&h->queue);
+        h->running = 0;
+
+        /* the owner may start new transfers or destroy this one */
+
+        h->handler(h);
+    }
+}
+
+
+static size_t
+ngx_http_fanbase_curl_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    size_t                    n, want;
+    u_char                   *p;
+    ngx_http_fanbase_http_t  *h = userdata;
+
+    n = size * nmemb;
+
+    if (h->len + n > NGX_HTTP_FANBASE_RESPONSE_MAX) {
+        ngx_log_error(NGX_LOG_ERR, h->log, 0,
+                      "fanbase: response larger than %uz bytes",
+                      (size_t) NGX_HTTP_FANBASE_RESPONSE_MAX);
+        return 0;
+    }
+
+    if (h->len + n > h->size) {
+        want = ngx_max(h->size * 2, h->len + n);
+        want = ngx_max(want, 1024);
+
+        p = ngx_alloc(want, h->log);
+        if (p == NULL) {
+            return 0;
+        }
+
+        if (h->body != NULL) {
+            ngx_memcpy(p, h->body, h->len);
+            ngx_free(h->body);
+        }
+
+        h->body = p;
+        h->size = want;
+    }
+
+    ngx_memcpy(h->body + h->len, ptr, n);
+    h->len += n;
+
+    return n;
+}
+
+
+static CURL *
+ngx_http_fanbase_easy_get(void)
+{
+    if (ngx_http_fanbase_easy_cached) {
+        return ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached];
+    }
+
+    return curl_easy_init();
+}
+
+
+static void
+ngx_http_fanbase_easy_put(CURL *easy)
+{
+    if (ngx_http_fanbase_multi != NULL
+        && ngx_http_fanbase_easy_cached < NGX_HTTP_FANBASE_EASY_CACHE)
+    {
+        curl_easy_reset(easy);
+        ngx_http_fanbase_easy_cache[ngx_http_fanbase_easy_cached++] = easy;
+        return;
+    }
+
+    curl_easy_cleanup(easy);
+}

@@ -1,0 +1,742 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * JSON shapes of the Fanbase wire contracts: the submission check, the
+ * queue item and the token answer.  Plain C on yajl's event parser: one
+ * pass, no tree, decoded strings copied into one buffer per document.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "ngx_http_fanbase_json.h"
+
+
+typedef struct {
+    int                   depth;
+    int                   key;            /* key of the value at depth 1 */
+    int                   action;
+    int                   data;
+    int                   root_seen;
+    int                   root_map;
+} fanbase_submission_ctx_t;
+
+
+typedef struct {
+    yajl_handle           handle;
+    int                   depth;
+    int                   key;
+    int                   root_seen;
+    int                   root_map;
+    size_t                msg_start;
+    size_t                msg_end;
+    unsigned char        *pool;
+    size_t               *pool_len;
+    fanbase_item_t       *item;
+    fanbase_token_t      *token;
+} fanbase_doc_ctx_t;
+
+
+enum {
+    FANBASE_KEY_NONE = 0,
+    FANBASE_KEY_ACTION,
+    FANBASE_KEY_DATA,
+    FANBASE_KEY_ID,
+    FANBASE_KEY_CREATED,
+    FANBASE_KEY_ICODE,
+    FANBASE_KEY_IMSG,
+    FANBASE_KEY_PROCESS_DATE,
+    FANBASE_KEY_PROCESS_STATUS,
+    FANBASE_KEY_PROCESS_MSG,
+    FANBASE_KEY_MSG,
+    FANBASE_KEY_ACCESS_TOKEN,
+    FANBASE_KEY_EXPIRES_IN
+};
+
+
+typedef struct {
+    const char           *name;
+    size_t                len;
+    int                   key;
+} fanbase_key_t;
+
+
+static int fanbase_key_lookup(const fanbase_key_t *keys,
+    const unsigned char *k, size_t len);
+static int fanbase_parse(const unsigned char *p, size_t len,
+    const yajl_callbacks *cb, void *ctx, yajl_handle *out);
+
+static int fanbase_sub_null(void *ctx);
+static int fanbase_sub_boolean(void *ctx, int v);
+static int fanbase_sub_number(void *ctx, const char *s, size_t len);
+static int fanbase_sub_string(void *ctx, const unsigned char *s, size_t len);
+static int fanbase_sub_start_map(void *ctx);
+static int fanbase_sub_map_key(void *ctx, const unsigned char *k, size_t len);
+static int fanbase_sub_end_map(void *ctx);
+static int fanbase_sub_start_array(void *ctx);
+static int fanbase_sub_end_array(void *ctx);
+static int fanbase_sub_scalar(fanbase_submission_ctx_t *ctx, int is_string);
+
+static int fanbase_doc_null(void *ctx);
+static int fanbase_doc_boolean(void *ctx, int v);
+static int fanbase_doc_number(void *ctx, const char *s, size_t len);
+static int fanbase_doc_string(void *ctx, const unsigned char *s, size_t len);
+static int fanbase_doc_start_map(void *ctx);
+static int fanbase_doc_map_key(void *ctx, const unsigned char *k, size_t len);
+static int fanbase_doc_end_map(void *ctx);
+static int fanbase_doc_start_array(void *ctx);
+static int fanbase_doc_end_array(void *ctx);
+static int fanbase_doc_value(fanbase_doc_ctx_t *ctx);
+static fanbase_str_t *fanbase_doc_field(fanbase_doc_ctx_t *ctx);
+static int fanbase_parse_int(const char *s, size_t len, int64_t *out);
+
+
+static const fanbase_key_t  fanbase_submission_keys[] = {
+    { "action", sizeof("action") - 1, FANBASE_KEY_ACTION },
+    { "data", sizeof("data") - 1, FANBASE_KEY_DATA },
+    { NULL, 0, FANBASE_KEY_NONE }
+};
+
+
+static const fanbase_key_t  fanbase_doc_keys[] = {
+    { "id", sizeof("id") - 1, FANBASE_KEY_ID },
+    { "created", sizeof("created") - 1, FANBASE_KEY_CREATED },
+    { "iCode", sizeof("iCode") - 1, FANBASE_KEY_ICODE },
+    { "iMsg", sizeof("iMsg") - 1, FANBASE_KEY_IMSG },
+    { "processDate", sizeof("processDate") - 1, FANBASE_KEY_PROCESS_DATE },
+    { "processStatus", sizeof("processStatus") - 1,
+      FANBASE_KEY_PROCESS_STATUS },
+    { "processMsg", sizeof("processMsg") - 1, FANBASE_KEY_PROCESS_MSG },
+    { "msg", sizeof("msg") - 1, FANBASE_KEY_MSG },
+    { "access_token", sizeof("access_token") - 1, FANBASE_KEY_ACCESS_TOKEN },
+    { "expires_in", sizeof("expires_in") - 1, FANBASE_KEY_EXPIRES_IN },
+    { NULL, 0, FANBASE_KEY_NONE }
+};
+
+
+static const yajl_callbacks  fanbase_submission_callbacks = {
+    fanbase_sub_null,
+    fanbase_sub_boolean,
+    NULL,
+    NULL,
+    fanbase_sub_number,
+    fanbase_sub_string,
+    fanbase_sub_start_map,
+    fanbase_sub_map_key,
+    fanbase_sub_end_map,
+    fanbase_sub_start_array,
+    fanbase_sub_end_array
+};
+
+
+static const yajl_callbacks  fanbase_doc_callbacks = {
+    fanbase_doc_null,
+    fanbase_doc_boolean,
+    NULL,
+    NULL,
+    fanbase_doc_number,
+    fanbase_doc_string,
+    fanbase_doc_start_map,
+    fanbase_doc_map_key,
+    fanbase_doc_end_map,
+    fanbase_doc_start_array,
+    fanbase_doc_end_array
+};
+
+
+static const char  *fanbase_status_names[] = {
+    NULL, "pending", "processing", "completed", "failed"
+};
+
+
+int
+fanbase_json_check_submission(const unsigned char *p, size_t len,
+    const char **err)
+{
+    int                       rc;
+    fanbase_submission_ctx_t  ctx;
+
+    memset(&ctx, 0, sizeof(fanbase_submission_ctx_t));
+
+    rc = fanbase_parse(p, len, &fanbase_submission_callbacks, &ctx, NULL);
+
+    if (rc != FANBASE_JSON_OK) {
+        *err = "the body is not valid JSON";
+        return rc;
+    }
+
+    if (!ctx.root_map) {
+        *err = "the body must be a JSON object";
+        return FANBASE_JSON_SHAPE;
+    }
+
+    if (ctx.action != 1) {
+        *err = "\"action\" must be present and be a string";
+        return FANBASE_JSON_SHAPE;
+    }
+
+    if (ctx.data != 1) {
+        *err = "\"data\" must be present and be an object";
+        return FANBASE_JSON_SHAPE;
+    }
+
+    return FANBASE_JSON_OK;
+}
+
+
+int
+fanbase_json_parse_item(const unsigned char *p, size_t len,
+    fanbase_item_t *item)
+{
+    int                rc;
+    fanbase_doc_ctx_t  ctx;
+
+    memset(item, 0, sizeof(fanbase_item_t));
+    memset(&ctx, 0, sizeof(fanbase_doc_ctx_t));
+
+    item->pool = malloc(len + 1);
+    if (item->pool == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    item->pool_size = len + 1;
+    ctx.pool = item->pool;
+    ctx.pool_len = &item->pool_len;
+    ctx.item = item;
+
+    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle);
+
+    if (rc == FANBASE_JSON_OK && !ctx.root_map) {
+        rc = FANBASE_JSON_SHAPE;
+    }
+
+    if (rc == FANBASE_JSON_OK
+        && (item->id.data == NULL || item->id.len == 0
+            || item->status == FANBASE_STATUS_UNKNOWN))
+    {
+        rc = FANBASE_JSON_SHAPE;
+    }
+
+    if (rc == FANBASE_JSON_OK && ctx.msg_end > ctx.msg_start) {
+        /* "msg" is kept as the raw bytes it arrived as */
+        item->msg.data = p + ctx.msg_start;
+        item->msg.len = ctx.msg_end - ctx.msg_start;
+    }
+
+    if (rc != FANBASE_JSON_OK) {
+        fanbase_json_item_free(item);
+    }
+
+    return rc;
+}
+
+
+void
+fanbase_json_item_free(fanbase_item_t *item)
+{
+    free(item->pool);
+    memset(item, 0, sizeof(fanbase_item_t));
+}
+
+
+int
+fanbase_json_parse_token(const unsigned char *p, size_t len,
+    fanbase_token_t *token)
+{
+    int                rc;
+    size_t             i;
+    fanbase_doc_ctx_t  ctx;
+
+    memset(token, 0, sizeof(fanbase_token_t));
+    memset(&ctx, 0, sizeof(fanbase_doc_ctx_t));
+
+    token->pool = malloc(len + 1);
+    if (token->pool == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    token->pool_size = len + 1;
+    token->expires_in = -1;
+    ctx.pool = token->pool;
+    ctx.pool_len = &token->pool_len;
+    ctx.token = token;
+
+    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle);
+
+    if (rc == FANBASE_JSON_OK
+        && (!ctx.root_map
+            || token->access_token.data == NULL
+            || token->access_token.len == 0
+            || token->expires_in <= 0))
+    {
+        rc = FANBASE_JSON_SHAPE;
+    }
+
+    /* the token goes into a header: visible ASCII only */
+
+    for (i = 0; rc == FANBASE_JSON_OK && i < token->access_token.len; i++) {
+        if (token->access_token.data[i] <= 0x20
+            || token->access_token.data[i] >= 0x7f)
+        {
+            rc = FANBASE_JSON_SHAPE;
+        }
+    }
+
+    if (rc != FANBASE_JSON_OK) {
+        fanbase_json_token_free(token);
+    }
+
+    return rc;
+}
+
+
+void
+fanbase_json_token_free(fanbase_token_t *token)
+{
+    if (token->pool != NULL) {
+        /* it held a credential */
+        memset(token->pool, 0, token->pool_size);
+        free(token->pool);
+    }
+
+    memset(token, 0, sizeof(fanbase_token_t));
+}
+
+
+int
+fanbase_json_status_code(const unsigned char *p, size_t len)
+{
+    int  i;
+
+    for (i = FANBASE_STATUS_PENDING; i <= FANBASE_STATUS_FAILED; i++) {
+        if (strlen(fanbase_status_names[i]) == len
+            && memcmp(fanbase_status_names[i], p, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return FANBASE_STATUS_UNKNOWN;
+}
+
+
+const char *
+fanbase_json_status_name(int status)
+{
+    if (status < FANBASE_STATUS_PENDING || status > FANBASE_STATUS_FAILED) {
+        return NULL;
+    }
+
+    return fanbase_status_names[status];
+}
+
+
+static int
+fanbase_key_lookup(const fanbase_key_t *keys, const unsigned char *k,
+    size_t len)
+{
+    for ( /* void */ ; keys->name != NULL; keys++) {
+        if (keys->len == len && memcmp(keys->name, k, len) == 0) {
+            return keys->key;
+        }
+    }
+
+    return FANBASE_KEY_NONE;
+}
+
+
+static int
+fanbase_parse(const unsigned char *p, size_t len, const yajl_callbacks *cb,
+    void *ctx, yajl_handle *out)
+{
+    yajl_handle  h;
+    yajl_status  st;
+
+    h = yajl_alloc(cb, NULL, ctx);
+    if (h == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    if (out != NULL) {
+        *out = h;
+    }
+
+    st = yajl_parse(h, p, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (st == yajl_status_ok) {
+        return FANBASE_JSON_OK;
+    }
+
+    return (st == yajl_status_client_canceled) ? FANBASE_JSON_SHAPE
+                                                : FANBASE_JSON_INVALID;
+}
+
+
+/* the submission check */
+
+static int
+fanbase_sub_scalar(fanbase_submission_ctx_t *ctx, int is_string)
+{
+    if (ctx->depth == 0) {
+        ctx->root_seen = 1;
+        return 1;
+    }
+
+    if (ctx->depth == 1) {
+        if (ctx->key == FANBASE_KEY_ACTION) {
+            ctx->action = is_string ? 1 : -1;
+
+        } else if (ctx->key == FANBASE_KEY_DATA) {
+            ctx->data = -1;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+fanbase_sub_null(void *ctx)
+{
+    return fanbase_sub_scalar(ctx, 0);
+}
+
+
+static int
+fanbase_sub_boolean(void *ctx, int v)
+{
+    (void) v;
+    return fanbase_sub_scalar(ctx, 0);
+}
+
+
+static int
+fanbase_sub_number(void *ctx, const char *s, size_t len)
+{
+    (void) s;
+    (void) len;
+    return fanbase_sub_scalar(ctx, 0);
+}
+
+
+static int
+fanbase_sub_string(void *ctx, const unsigned char *s, size_t len)
+{
+    (void) s;
+    (void) len;
+    return fanbase_sub_scalar(ctx, 1);
+}
+
+
+static int
+fanbase_sub_start_map(void *data)
+{
+    fanbase_submission_ctx_t  *ctx = data;
+
+    if (ctx->depth == 0) {
+        ctx->root_seen = 1;
+        ctx->root_map = 1;
+
+    } else if (ctx->depth == 1 && ctx->key == FANBASE_KEY_DATA) {
+        ctx->data = 1;
+
+    } else if (ctx->depth == 1 && ctx->key == FANBASE_KEY_ACTION) {
+        ctx->action = -1;
+    }
+
+    ctx->depth++;
+
+    return 1;
+}
+
+
+static int
+fanbase_sub_map_key(void *data, const unsigned char *k, size_t len)
+{
+    fanbase_submission_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1) {
+        ctx->key = fanbase_key_lookup(fanbase_submission_keys, k, len);
+    }
+
+    return 1;
+}
+
+
+static int
+fanbase_sub_end_map(void *data)
+{
+    fanbase_submission_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    return 1;
+}
+
+
+static int
+fanbase_sub_start_array(void *data)
+{
+    fanbase_submission_ctx_t  *ctx = data;
+
+    fanbase_sub_scalar(ctx, 0);
+    ctx->depth++;
+
+    return 1;
+}
+
+
+static int
+fanbase_sub_end_array(void *data)
+{
+    fanbase_submission_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    return 1;
+}
+
+
+/* queue items and token answers */
+
+static fanbase_str_t *
+fanbase_doc_field(fanbase_doc_ctx_t *ctx)
+{
+    if (ctx->depth != 1) {
+        return NULL;
+    }
+
+    if (ctx->item != NULL) {
+        switch (ctx->key) {
+        case FANBASE_KEY_ID:
+            return &ctx->item->id;
+        case FANBASE_KEY_CREATED:
+            return &ctx->item->created;
+        case FANBASE_KEY_IMSG:
+            return &ctx->item->imsg;
+        case FANBASE_KEY_PROCESS_DATE:
+            return &ctx->item->process_date;
+        case FANBASE_KEY_PROCESS_MSG:
+            return &ctx->item->process_msg;
+        default:
+            return NULL;
+        }
+    }
+
+    if (ctx->key == FANBASE_KEY_ACCESS_TOKEN) {
+        return &ctx->token->access_token;
+    }
+
+    return NULL;
+}
+
+
+static int
+fanbase_doc_value(fanbase_doc_ctx_t *ctx)
+{
+    if (ctx->depth == 0) {
+        ctx->root_seen = 1;
+    }
+
+    return 1;
+}
+
+
+static int
+fanbase_doc_null(void *data)
+{
+    fanbase_str_t      *f;
+    fanbase_doc_ctx_t  *ctx = data;
+
+    f = fanbase_doc_field(ctx);
+    if (f != NULL) {
+        f->data = NULL;
+        f->len = 0;
+    }
+
+    return fanbase_doc_value(ctx);
+}
+
+
+static int
+fanbase_doc_boolean(void *data, int v)
+{
+    (void) v;
+    return fanbase_doc_value(data);
+}
+
+
+static int
+fanbase_doc_number(void *data, const char *s, size_t len)
+{
+    int64_t             n;
+    fanbase_doc_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1 && fanbase_parse_int(s, len, &n) == 0) {
+
+        if (ctx->item != NULL && ctx->key == FANBASE_KEY_ICODE) {
+            ctx->item->icode = n;
+            ctx->item->icode_set = 1;
+
+        } else if (ctx->token != NULL && ctx->key == FANBASE_KEY_EXPIRES_IN) {
+            ctx->token->expires_in = n;
+        }
+    }
+
+    return fanbase_doc_value(ctx);
+}
+
+
+static int
+fanbase_doc_string(void *data, const unsigned char *s, size_t len)
+{
+    int64_t             n;
+    fanbase_str_t      *f;
+    fanbase_doc_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1 && ctx->item != NULL
+        && ctx->key == FANBASE_KEY_PROCESS_STATUS)
+    {
+        ctx->item->status = fanbase_json_status_code(s, len);
+        return 1;
+    }
+
+    /* some token servers send expires_in as a string */
+
+    if (ctx->depth == 1 && ctx->token != NULL
+        && ctx->key == FANBASE_KEY_EXPIRES_IN
+        && fanbase_parse_int((const char *) s, len, &n) == 0)
+    {
+        ctx->token->expires_in = n;
+        return 1;
+    }
+
+    f = fanbase_doc_field(ctx);
+
+    if (f != NULL) {
+        f->data = ctx->pool + *ctx->pool_len;
+        f->len = len;
+        memcpy(ctx->pool + *ctx->pool_len, s, len);
+        *ctx->pool_len += len;
+    }
+
+    return fanbase_doc_value(ctx);
+}
+
+
+static int
+fanbase_doc_start_map(void *data)
+{
+    fanbase_doc_ctx_t  *ctx = data;
+
+    if (ctx->depth == 0) {
+        ctx->root_seen = 1;
+        ctx->root_map = 1;
+
+    } else if (ctx->depth == 1 && ctx->item != NULL
+               && ctx->key == FANBASE_KEY_MSG)
+    {
+        /* yajl has consumed the '{' */
+        ctx->msg_start = yajl_get_bytes_consumed(ctx->handle) - 1;
+    }
+
+    ctx->depth++;
+
+    return 1;
+}
+
+
+static int
+fanbase_doc_map_key(void *data, const unsigned char *k, size_t len)
+{
+    fanbase_doc_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1) {
+        ctx->key = fanbase_key_lookup(fanbase_doc_keys, k, len);
+    }
+
+    return 1;
+}
+
+
+static int
+fanbase_doc_end_map(void *data)
+{
+    fanbase_doc_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    if (ctx->depth == 1 && ctx->item != NULL
+        && ctx->key == FANBASE_KEY_MSG)
+    {
+        ctx->msg_end = yajl_get_bytes_consumed(ctx->handle);
+    }
+
+    return 1;
+}
+
+
+static int
+fanbase_doc_start_array(void *data)
+{
+    fanbase_doc_ctx_t  *ctx = data;
+
+    fanbase_doc_value(ctx);
+    ctx->depth++;
+
+    return 1;
+}
+
+
+static int
+fanbase_doc_end_array(void *data)
+{
+    fanbase_doc_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    return 1;
+}
+
+
+static int
+fanbase_parse_int(const char *s, size_t len, int64_t *out)
+{
+    int64_t  n;
+    size_t   i;
+    int      neg;
+
+    if (len == 0 || len > 18) {
+        return -1;
+    }
+
+    neg = (s[0] == '-');
+    i = neg ? 1 : 0;
+
+    if (i == len) {
+        return -1;
+    }
+
+    for (n = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+
+        n = n * 10 + (s[i] - '0');
+    }
+
+    *out = neg ? -n : n;
+
+    return 0;
+}

@@ -1,0 +1,92 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * JSON shapes of the Fanbase wire contracts, in plain C on top of yajl:
+ * no nginx structures here, so that unit tests and fuzzers can call them.
+ */
+
+
+#ifndef _NGX_HTTP_FANBASE_JSON_H_INCLUDED_
+#define _NGX_HTTP_FANBASE_JSON_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define FANBASE_JSON_OK          0
+#define FANBASE_JSON_INVALID    -1      /* not JSON at all */
+#define FANBASE_JSON_SHAPE      -2      /* JSON, but not the expected shape */
+
+
+/* processStatus of a queue item */
+
+#define FANBASE_STATUS_UNKNOWN      0
+#define FANBASE_STATUS_PENDING      1
+#define FANBASE_STATUS_PROCESSING   2
+#define FANBASE_STATUS_COMPLETED    3
+#define FANBASE_STATUS_FAILED       4
+
+#define fanbase_status_terminal(s)                                           \
+    ((s) == FANBASE_STATUS_COMPLETED || (s) == FANBASE_STATUS_FAILED)
+
+
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} fanbase_str_t;
+
+
+/* a string field that may be absent or null: data == NULL */
+
+typedef struct {
+    fanbase_str_t         id;
+    fanbase_str_t         created;
+    fanbase_str_t         imsg;
+    fanbase_str_t         process_date;
+    fanbase_str_t         process_msg;
+    fanbase_str_t         msg;              /* raw JSON text of "msg" */
+    int64_t               icode;
+    unsigned              icode_set:1;
+    unsigned              status:3;         /* FANBASE_STATUS_* */
+
+    /* decoded strings live here; freed by fanbase_json_item_free() */
+    unsigned char        *pool;
+    size_t                pool_len;
+    size_t                pool_size;
+} fanbase_item_t;
+
+
+typedef struct {
+    fanbase_str_t         access_token;
+    int64_t               expires_in;
+    unsigned char        *pool;
+    size_t                pool_len;
+    size_t                pool_size;
+} fanbase_token_t;
+
+
+/*
+ * A submission is a JSON object with a string "action" and an object
+ * "data"; anything else is refused.  Returns FANBASE_JSON_* and, on
+ * failure, a static message for the client.
+ */
+int fanbase_json_check_submission(const unsigned char *p, size_t len,
+    const char **err);
+
+/* a Connect queue item (201 of POST, 200 of GET) */
+int fanbase_json_parse_item(const unsigned char *p, size_t len,
+    fanbase_item_t *item);
+void fanbase_json_item_free(fanbase_item_t *item);
+
+/* a Security token answer */
+int fanbase_json_parse_token(const unsigned char *p, size_t len,
+    fanbase_token_t *token);
+void fanbase_json_token_free(fanbase_token_t *token);
+
+int fanbase_json_status_code(const unsigned char *p, size_t len);
+const char *fanbase_json_status_name(int status);
+
+
+#endif /* _NGX_HTTP_FANBASE_JSON_H_INCLUDED_ */

@@ -1,0 +1,785 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * The module: directives, configuration and process hooks.  The work is
+ * done in the files named after it: submit, status, token, store, curl,
+ * wait, connect, response and json.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+static ngx_int_t ngx_http_fanbase_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_fanbase_init_process(ngx_cycle_t *cycle);
+static void ngx_http_fanbase_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_fanbase_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_fanbase_check_handler(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf);
+static void ngx_http_fanbase_handler_error(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf, const char *fmt, ...);
+static char *ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_set_url_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_set_file_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_set_readable_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_set_handler(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *lcf, ngx_uint_t handler,
+    ngx_http_handler_pt h);
+
+
+static ngx_command_t  ngx_http_fanbase_commands[] = {
+
+    { ngx_string("fanbase_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_api"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_url_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, api),
+      NULL },
+
+    { ngx_string("fanbase_token_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_url_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, token_url),
+      NULL },
+
+    { ngx_string("fanbase_client_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, client_id),
+      NULL },
+
+    { ngx_string("fanbase_client_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_file_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, client_secret),
+      NULL },
+
+    { ngx_string("fanbase_access_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_file_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, access_token),
+      NULL },
+
+    { ngx_string("fanbase_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, upstream.connect_timeout),
+      NULL },
+
+    { ngx_string("fanbase_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, upstream.timeout),
+      NULL },
+
+    { ngx_string("fanbase_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, upstream.ssl_verify),
+      NULL },
+
+    { ngx_string("fanbase_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_readable_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, upstream.ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("fanbase_status_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, status_refresh),
+      NULL },
+
+    { ngx_string("fanbase_store_payload"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, store_payload),
+      NULL },
+
+    { ngx_string("fanbase_submit"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_fanbase_submit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_fanbase_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_fanbase_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_fanbase_create_loc_conf,      /* create location configuration */
+    ngx_http_fanbase_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_fanbase_module = {
+    NGX_MODULE_V1,
+    &ngx_http_fanbase_module_ctx,          /* module context */
+    ngx_http_fanbase_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_fanbase_init_module,          /* init module */
+    ngx_http_fanbase_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_fanbase_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_fanbase_init_module(ngx_cycle_t *cycle)
+{
+    static ngx_uint_t  initialized;
+
+    /* once, in the master, before any worker or thread exists */
+
+    if (!initialized) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "fanbase: curl_global_init() failed");
+            return NGX_ERROR;
+        }
+
+        initialized = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanbase_module);
+
+    if (mcf == NULL || mcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
+        || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
+        || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanbase_curl_exit_process(cycle);
+}
+
+
+static void *
+ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanbase_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->shm_zone = NULL;
+     *     mcf->sh = NULL;
+     *     mcf->shpool = NULL;
+     */
+
+    if (ngx_array_init(&mcf->creds, cf->pool, 4,
+                       sizeof(ngx_http_fanbase_cred_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static void *
+ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_fanbase_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanbase_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->api = { 0, NULL };
+     *     conf->queue_url = { 0, NULL };
+     *     conf->token_url = { 0, NULL };
+     *     conf->client_id = { 0, NULL };
+     *     conf->client_secret = { 0, NULL };
+     *     conf->access_token = { 0, NULL };
+     *     conf->upstream.ssl_trusted_certificate = { 0, NULL };
+     *     conf->cred = NULL;
+     *     conf->status_id = NULL;
+     *     conf->handler = 0;
+     */
+
+    conf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.ssl_verify = NGX_CONF_UNSET;
+    conf->status_refresh = NGX_CONF_UNSET_MSEC;
+    conf->store_payload = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_fanbase_loc_conf_t *prev = parent;
+    ngx_http_fanbase_loc_conf_t *conf = child;
+
+    ngx_conf_merge_str_value(conf->api, prev->api, "");
+    ngx_conf_merge_str_value(conf->token_url, prev->token_url, "");
+    ngx_conf_merge_str_value(conf->client_id, prev->client_id, "");
+    ngx_conf_merge_str_value(conf->client_secret, prev->client_secret, "");
+    ngx_conf_merge_str_value(conf->access_token, prev->access_token, "");
+
+    ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
+                              prev->upstream.connect_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->upstream.timeout,
+                              prev->upstream.timeout, 15000);
+    ngx_conf_merge_value(conf->upstream.ssl_verify,
+                         prev->upstream.ssl_verify, 1);
+    ngx_conf_merge_str_value(conf->upstream.ssl_trusted_certificate,
+                             prev->upstream.ssl_trusted_certificate, "");
+
+    ngx_conf_merge_msec_value(conf->status_refresh, prev->status_refresh,
+                              1000);
+    ngx_conf_merge_value(conf->store_payload, prev->store_payload, 0);
+
+    if (conf->handler == 0) {
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_fanbase_check_handler(cf, conf);
+}
+
+
+/* a location with a handler has all it needs, or nginx -t says what lacks */
+
+static char *
+ngx_http_fanbase_check_handler(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf)
+{
+    u_char                        *p;
+    const char                    *name;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanbase_module);
+
+    name = (conf->handler == NGX_HTTP_FANBASE_SUBMIT) ? "fanbase_submit"
+                                                      : "fanbase_status";
+
+    if (mcf->shm_zone == NULL) {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"%s\" requires \"fanbase_zone\" in the http "
+                           "block", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->api.len == 0) {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"%s\" requires \"fanbase_api\"", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->access_token.len && conf->client_secret.len) {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"%s\": \"fanbase_access_token_file\" and "
+                           "\"fanbase_client_secret_file\" both apply; "
+                           "keep one", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->access_token.len == 0) {
+
+        if (conf->client_secret.len == 0) {
+            ngx_http_fanbase_handler_error(cf, conf,
+                               "\"%s\" requires credentials: "
+                               "\"fanbase_client_secret_file\" (with "
+                               "\"fanbase_client_id\" and "
+                               "\"fanbase_token_url\") or "
+                               "\"fanbase_access_token_file\"", name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->client_id.len == 0) {
+            ngx_http_fanbase_handler_error(cf, conf,
+                               "\"%s\" requires \"fanbase_client_id\" with "
+                               "\"fanbase_client_secret_file\"", name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->token_url.len == 0) {
+            ngx_http_fanbase_handler_error(cf, conf,
+                               "\"%s\" requires \"fanbase_token_url\" with "
+                               "\"fanbase_client_secret_file\"", name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    conf->queue_url.len = conf->api.len
+                          + sizeof(NGX_HTTP_FANBASE_QUEUE_PATH) - 1;
+    conf->queue_url.data = ngx_pnalloc(cf->pool, conf->queue_url.len + 1);
+    if (conf->queue_url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_cpymem(conf->queue_url.data, conf->api.data, conf->api.len);
+    p = ngx_cpymem(p, NGX_HTTP_FANBASE_QUEUE_PATH,
+                   sizeof(NGX_HTTP_FANBASE_QUEUE_PATH) - 1);
+    *p = '\0';
+
+    conf->cred = ngx_http_fanbase_token_cred(cf, mcf, conf);
+    if (conf->cred == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* merging happens at the end of the http block: name the location */
+
+static void
+ngx_http_fanbase_handler_error(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_MAX_CONF_ERRSTR];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + NGX_MAX_CONF_ERRSTR, fmt, args);
+    va_end(args);
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui",
+                  p - buf, buf, conf->handler_file, conf->handler_line);
+}
+
+
+static char *
+ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanbase_main_conf_t *mcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (mcf->shm_zone != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "zone=", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"zone=name:size\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data + 5;
+
+    p = (u_char *) ngx_strchr(name.data, ':');
+
+    if (p == NULL || p == name.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected "
+                           "\"zone=name:size\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = p - name.data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                          &ngx_http_fanbase_module);
+    if (mcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone->init = ngx_http_fanbase_store_init_zone;
+    mcf->shm_zone->data = mcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_fanbase_set_url_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char     *host, *last;
+    ngx_str_t  *field, *value, url;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    if (url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0)
+    {
+        host = url.data + 7;
+
+    } else if (url.len > 8
+               && ngx_strncasecmp(url.data, (u_char *) "https://", 8) == 0)
+    {
+        host = url.data + 8;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": it must start with "
+                           "\"http://\" or \"https://\"", &url, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    last = url.data + url.len;
+
+    if (host == last || *host == '/' || *host == ':' || *host == '?') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": no host",
+                           &url, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = (char *) url.data; p < (char *) last; p++) {
+        if ((u_char) *p <= 0x20 || (u_char) *p >= 0x7f || *p == '#') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid URL \"%V\" in \"%V\": invalid "
+                               "character", &url, &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* "https://connect.fanbase.com.br/" is the base "...com.br" */
+
+    while (url.len && url.data[url.len - 1] == '/'
+           && cmd->offset == offsetof(ngx_http_fanbase_loc_conf_t, api))
+    {
+        url.len--;
+    }
+
+    *field = url;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a one-line secret: the secret or a token, read once, at startup */
+
+static char *
+ngx_http_fanbase_set_file_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char           *buf;
+    size_t            len, i;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *field, *value, path;
+    ngx_file_info_t   fi;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot open \"%s\"", &cmd->name,
+                           path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot stat \"%s\"", &cmd->name,
+                           path.data);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    len = (size_t) ngx_file_size(&fi);
+
+    if (len > NGX_HTTP_FANBASE_TOKEN_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%s\" is larger than %d bytes",
+                           &cmd->name, path.data, NGX_HTTP_FANBASE_TOKEN_MAX);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_pnalloc(cf->pool, len + 1);
+    if (buf == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, len);
+
+    ngx_close_file(fd);
+
+    if (n == -1 || (size_t) n != len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot read \"%s\"", &cmd->name,
+                           path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* trailing newlines and blanks are not part of it */
+
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'
+                   || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+    {
+        len--;
+    }
+
+    if (len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%s\" is empty", &cmd->name, path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (buf[i] < 0x20 || buf[i] == 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": \"%s\" must hold one line",
+                               &cmd->name, path.data);
+            return NGX_CONF_ERROR;
+        }
+
+        if (cmd->offset == offsetof(ngx_http_fanbase_loc_conf_t, access_token)
+            && (buf[i] == ' ' || buf[i] >= 0x80))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": \"%s\" must hold a token of visible "
+                               "ASCII characters", &cmd->name, path.data);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    buf[len] = '\0';
+
+    field->data = buf;
+    field->len = len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_fanbase_set_readable_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_fd_t    fd;
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *field = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, field, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(field->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot open \"%s\"", &cmd->name,
+                           field->data);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_close_file(fd);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_SUBMIT,
+                                        ngx_http_fanbase_submit_handler);
+}
+
+
+static char *
+ngx_http_fanbase_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanbase_loc_conf_t *lcf = conf;
+
+    char                              *rv;
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    rv = ngx_http_fanbase_set_handler(cf, lcf, NGX_HTTP_FANBASE_STATUS,
+                                      ngx_http_fanbase_status_handler);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (cf->args->nelts == 1) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    lcf->status_id = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->status_id == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->status_id;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_fanbase_set_handler(ngx_conf_t *cf, ngx_http_fanbase_loc_conf_t *lcf,
+    ngx_uint_t handler, ngx_http_handler_pt h)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->handler) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "another content handler is already set in this "
+                           "location");
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->handler = handler;
+    lcf->handler_file = &cf->conf_file->file.name;
+    lcf->handler_line = cf->conf_file->line;
+    clcf->handler = h;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,326 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * What the edge answers: JSON documents, JSON errors
+ * {"error": {"status": N, "code": "...", "message": "..."}}, Fanbase's
+ * answers relayed as they came, and the queue item in Fanbase's shape.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+static ngx_int_t ngx_http_fanbase_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
+static u_char *ngx_http_fanbase_json_string(u_char *p, const u_char *s,
+    size_t len);
+
+
+ngx_int_t
+ngx_http_fanbase_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *json)
+{
+    ngx_str_t  type = ngx_string("application/json");
+
+    return ngx_http_fanbase_send(r, status, &type, json);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || body->len == 0) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_fanbase_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    size_t     len;
+    ngx_str_t  json;
+
+    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\"}}")
+          - 1 + NGX_INT_T_LEN + ngx_strlen(code) + 2 * ngx_strlen(message);
+
+    json.data = ngx_pnalloc(r->pool, len);
+    if (json.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json.len = ngx_http_fanbase_json_string(
+                   ngx_sprintf(json.data,
+                               "{\"error\":{\"status\":%ui,\"code\":\"%s\","
+                               "\"message\":", status, code),
+                   (u_char *) message, ngx_strlen(message))
+               - json.data;
+
+    json.len = ngx_cpymem(json.data + json.len, "}}", 2) - json.data;
+
+    /* the error page machinery must not replace the JSON body */
+    r->err_status = 0;
+
+    return ngx_http_fanbase_send_json(r, status, &json);
+}
+
+
+ngx_int_t
+ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
+    const char *message, time_t retry_after)
+{
+    ngx_str_t  value;
+    u_char     buf[NGX_TIME_T_LEN];
+
+    value.data = buf;
+    value.len = ngx_sprintf(buf, "%T", ngx_max(retry_after, 1)) - buf;
+
+    value.data = ngx_pstrdup(r->pool, &value);
+    if (value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_fanbase_add_header(r, "Retry-After", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_fanbase_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, code,
+                                       message);
+}
+
+
+/* 5xx, timeouts and failed connections become 502 or 504 */
+
+ngx_int_t
+ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
+    ngx_http_fanbase_http_t *h, const char *what)
+{
+    if (h->result == CURLE_OPERATION_TIMEDOUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: %s: Fanbase timed out: %s", what, h->error);
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "upstream_timeout",
+                                           "Fanbase did not answer in time");
+    }
+
+    if (h->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: %s: Fanbase unreachable: %s", what,
+                      h->error[0] ? h->error : curl_easy_strerror(h->result));
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "upstream_unreachable",
+                                           "Fanbase could not be reached");
+    }
+
+    if (h->status >= 500) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: %s: Fanbase answered %l", what, h->status);
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "upstream_error",
+                                           "Fanbase failed to process the "
+                                           "request");
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanbase: %s: Fanbase answered %l with an unusable body",
+                  what, h->status);
+
+    return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                       "upstream_invalid_response",
+                                       "Fanbase answered something that "
+                                       "cannot be read");
+}
+
+
+/* Fanbase's status, body and type, as they came */
+
+ngx_int_t
+ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_http_t *h)
+{
+    ngx_str_t  body, type, value;
+
+    if (h->retry_after[0]) {
+        value.data = h->retry_after;
+        value.len = ngx_strlen(h->retry_after);
+
+        if (ngx_http_fanbase_add_header(r, "Retry-After", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    /* the body stays in the transfer until the request is freed */
+
+    body.data = h->body;
+    body.len = h->len;
+
+    if (h->content_type[0]) {
+        type.data = h->content_type;
+        type.len = ngx_strlen(h->content_type);
+
+    } else {
+        ngx_str_set(&type, "application/json");
+    }
+
+    return ngx_http_fanbase_send(r, h->status, &type, &body);
+}
+
+
+ngx_int_t
+ngx_http_fanbase_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* Fanbase's queue item: the fields, types and nulls of its GET answer */
+
+ngx_int_t
+ngx_http_fanbase_render_item(ngx_pool_t *pool, fanbase_item_t *item,
+    ngx_uint_t show_msg, ngx_str_t *out)
+{
+    u_char        *p;
+    size_t         len;
+    const char    *status;
+
+    static const char  lit_id[] = "{\"id\":";
+    static const char  lit_created[] = ",\"created\":";
+    static const char  lit_icode[] = ",\"iCode\":";
+    static const char  lit_imsg[] = ",\"iMsg\":";
+    static const char  lit_pdate[] = ",\"processDate\":";
+    static const char  lit_status[] = ",\"processStatus\":";
+    static const char  lit_pmsg[] = ",\"processMsg\":";
+    static const char  lit_msg[] = ",\"msg\":";
+
+    status = fanbase_json_status_name(item->status);
+
+    len = sizeof(lit_id) + sizeof(lit_created) + sizeof(lit_icode)
+          + sizeof(lit_imsg) + sizeof(lit_pdate) + sizeof(lit_status)
+          + sizeof(lit_pmsg) + sizeof(lit_msg) + NGX_INT64_LEN + 1
+          + 6 * (sizeof("null") + 2)
+          + 6 * (item->id.len + item->created.len + item->imsg.len
+                 + item->process_date.len + item->process_msg.len)
+          + (status ? ngx_strlen(status) : 0)
+          + (show_msg ? item->msg.len : 0);
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_cpymem(p, lit_id, sizeof(lit_id) - 1);
+    p = ngx_http_fanbase_json_string(p, item->id.data, item->id.len);
+
+    p = ngx_cpymem(p, lit_created, sizeof(lit_created) - 1);
+    p = ngx_http_fanbase_json_string(p, item->created.data,
+                                     item->created.len);
+
+    p = ngx_cpymem(p, lit_icode, sizeof(lit_icode) - 1);
+
+    if (item->icode_set) {
+        p = ngx_sprintf(p, "%L", item->icode);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, lit_imsg, sizeof(lit_imsg) - 1);
+    p = ngx_http_fanbase_json_string(p, item->imsg.data, item->imsg.len);
+
+    p = ngx_cpymem(p, lit_pdate, sizeof(lit_pdate) - 1);
+    p = ngx_http_fanbase_json_string(p, item->process_date.data,
+                                     item->process_date.len);
+
+    p = ngx_cpymem(p, lit_status, sizeof(lit_status) - 1);
+    p = ngx_http_fanbase_json_string(p, (u_char *) status,
+                                     status ? ngx_strlen(status) : 0);
+
+    p = ngx_cpymem(p, lit_pmsg, sizeof(lit_pmsg) - 1);
+    p = ngx_http_fanbase_json_string(p, item->process_msg.data,
+                                     item->process_msg.len);
+
+    /* the original payload holds buyer data: shown only when kept */
+
+    p = ngx_cpymem(p, lit_msg, sizeof(lit_msg) - 1);
+
+    if (show_msg && item->msg.data != NULL) {
+        p = ngx_cpymem(p, item->msg.data, item->msg.len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '}';
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* a JSON string, or null for a string that is absent */
+
+static u_char *
+ngx_http_fanbase_json_string(u_char *p, const u_char *s, size_t len)
+{
+    if (s == NULL) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, (u_char *) s, len);
+    *p++ = '"';
+
+    return p;
+}

@@ -1,0 +1,455 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * fanbase_status: the drop-in for GET {connect}/api/v1/integration/queue/
+ * {id}, answered from the zone.  A terminal transaction is never asked of
+ * Fanbase again; any other is read through at most once per refresh
+ * interval across all workers, and requests for the same id meanwhile
+ * share that one fetch.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+typedef struct {
+    ngx_http_fanbase_call_t        call;
+    ngx_http_fanbase_waiter_t      waiter;
+    ngx_http_fanbase_main_conf_t  *mcf;
+    ngx_str_t                      id;
+    fanbase_item_t                 stale;
+    unsigned                       leased:1;
+    unsigned                       finished:1;
+} ngx_http_fanbase_status_ctx_t;
+
+
+static ngx_int_t ngx_http_fanbase_status_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_fanbase_status_resolve(
+    ngx_http_fanbase_status_ctx_t *ctx);
+static ngx_int_t ngx_http_fanbase_status_wait(ngx_http_fanbase_waiter_t *w);
+static void ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_status_fetched(
+    ngx_http_fanbase_status_ctx_t *ctx);
+static ngx_int_t ngx_http_fanbase_status_fallback(
+    ngx_http_fanbase_status_ctx_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_status_send(ngx_http_request_t *r,
+    fanbase_item_t *item, ngx_uint_t show_msg, const char *cache);
+static void ngx_http_fanbase_status_finish(ngx_http_fanbase_status_ctx_t *ctx,
+    ngx_int_t rc);
+static void ngx_http_fanbase_status_cleanup(void *data);
+
+
+ngx_int_t
+ngx_http_fanbase_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       id, allow;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_fanbase_status_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ngx_str_set(&allow, "GET, HEAD");
+
+        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = NGX_HTTP_NOT_ALLOWED;
+        goto error;
+    }
+
+    rc = ngx_http_fanbase_status_id(r, &id);
+
+    if (rc != NGX_OK) {
+        goto error;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_status_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_fanbase_status_cleanup;
+    cln->data = ctx;
+
+    ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+    ctx->id = id;
+    ctx->call.request = r;
+    ctx->call.lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+    ctx->waiter.handler = ngx_http_fanbase_status_wait;
+    ctx->waiter.data = ctx;
+
+    /* the request lives until ngx_http_fanbase_status_finish() */
+
+    r->main->count++;
+
+    if (ngx_http_fanbase_status_resolve(ctx) == NGX_AGAIN) {
+        ngx_http_fanbase_wait_add(&ctx->waiter);
+    }
+
+    if (!ctx->finished) {
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_request_empty_handler;
+    }
+
+    return NGX_DONE;
+
+error:
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_HTTP_NOT_ALLOWED) {
+        return ngx_http_fanbase_send_error(r, rc, "method_not_allowed",
+                                           "status is GET or HEAD only");
+    }
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        return ngx_http_fanbase_send_error(r, rc, "invalid_id",
+                                           "the id must be 1 to 64 letters, "
+                                           "digits, \"-\" or \"_\"");
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_valid_id(ngx_str_t *id)
+{
+    u_char  c, *p, *last;
+
+    if (id->len == 0 || id->len > NGX_HTTP_FANBASE_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (p = id->data, last = p + id->len; p < last; p++) {
+        c = *p;
+
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+            || (c >= 'A' && c <= 'Z') || c == '-' || c == '_')
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_status_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                       *p;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    if (lcf->status_id != NULL) {
+        if (ngx_http_complex_value(r, lcf->status_id, id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        /* the last segment of the path */
+
+        p = r->uri.data + r->uri.len;
+
+        while (p > r->uri.data && *(p - 1) != '/') {
+            p--;
+        }
+
+        id->data = p;
+        id->len = r->uri.data + r->uri.len - p;
+    }
+
+    if (ngx_http_fanbase_valid_id(id) != NGX_OK) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_AGAIN: another request reads the id through, wait for it */
+
+static ngx_int_t
+ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
+{
+    u_char                       *p;
+    ngx_int_t                     rc;
+    fanbase_item_t                item;
+    ngx_http_request_t           *r;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    r = ctx->call.request;
+    lcf = ctx->call.lcf;
+
+    rc = ngx_http_fanbase_store_lookup(ctx->mcf, &ctx->id,
+                                       lcf->status_refresh,
+                                       lcf->store_payload, r->pool, &item);
+
+    switch (rc) {
+
+    case NGX_OK:
+        rc = ngx_http_fanbase_status_send(r, &item, lcf->store_payload,
+                                          "HIT");
+        ngx_http_fanbase_status_finish(ctx, rc);
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such transaction");
+        ngx_http_fanbase_status_finish(ctx, rc);
+        return NGX_OK;
+
+    case NGX_AGAIN:
+        return NGX_AGAIN;
+
+    case NGX_BUSY:
+        break;
+
+    default:
+        ngx_http_fanbase_status_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_OK;
+    }
+
+    /* this request reads it through */
+
+    ctx->leased = 1;
+    ctx->stale = item;
+
+    ctx->call.url.len = lcf->queue_url.len + 1 + ctx->id.len;
+    ctx->call.url.data = ngx_pnalloc(r->pool, ctx->call.url.len + 1);
+    if (ctx->call.url.data == NULL) {
+        ngx_http_fanbase_status_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_OK;
+    }
+
+    p = ngx_cpymem(ctx->call.url.data, lcf->queue_url.data,
+                   lcf->queue_url.len);
+    *p++ = '/';
+    p = ngx_cpymem(p, ctx->id.data, ctx->id.len);
+    *p = '\0';
+
+    ctx->call.done = ngx_http_fanbase_status_done;
+    ctx->call.data = ctx;
+
+    if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {
+        ngx_http_fanbase_status_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_status_wait(ngx_http_fanbase_waiter_t *w)
+{
+    ngx_connection_t               *c;
+    ngx_http_fanbase_status_ctx_t  *ctx = w->data;
+
+    c = ctx->call.request->connection;
+
+    if (ngx_http_fanbase_status_resolve(ctx) == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    ngx_http_run_posted_requests(c);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
+{
+    ngx_http_request_t             *r;
+    ngx_http_fanbase_http_t        *h;
+    ngx_http_fanbase_status_ctx_t  *ctx;
+
+    ctx = call->data;
+    r = call->request;
+    h = call->http;
+
+    if (rc != NGX_OK || call->rejected || h->result != CURLE_OK) {
+        rc = ngx_http_fanbase_status_fallback(ctx, rc);
+
+    } else if (h->status == 200) {
+        rc = ngx_http_fanbase_status_fetched(ctx);
+
+    } else if (h->status == 404) {
+        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 1);
+        ctx->leased = 0;
+
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such transaction");
+
+    } else if (h->status >= 400 && h->status < 500) {
+        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+        ctx->leased = 0;
+
+        rc = ngx_http_fanbase_relay(r, h);
+
+    } else {
+        rc = ngx_http_fanbase_status_fallback(ctx, NGX_OK);
+    }
+
+    ngx_http_fanbase_status_finish(ctx, rc);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_status_fetched(ngx_http_fanbase_status_ctx_t *ctx)
+{
+    ngx_int_t                 rc;
+    fanbase_item_t            item;
+    ngx_http_request_t       *r;
+    ngx_http_fanbase_http_t  *h;
+
+    r = ctx->call.request;
+    h = ctx->call.http;
+
+    if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: Fanbase answered the status of \"%V\" with "
+                      "a body that is not a queue item", &ctx->id);
+
+        return ngx_http_fanbase_status_fallback(ctx, NGX_OK);
+    }
+
+    /* kept under the id asked for */
+
+    item.id.data = ctx->id.data;
+    item.id.len = ctx->id.len;
+
+    (void) ngx_http_fanbase_store_update(ctx->mcf, &item,
+                                         ctx->call.lcf->store_payload, NULL,
+                                         r->connection->log);
+    ctx->leased = 0;
+
+    ngx_http_fanbase_wait_kick();
+
+    rc = ngx_http_fanbase_status_send(r, &item, ctx->call.lcf->store_payload,
+                                      "MISS");
+
+    fanbase_json_item_free(&item);
+
+    return rc;
+}
+
+
+/* Fanbase could not answer: the last known answer, if any, still serves */
+
+static ngx_int_t
+ngx_http_fanbase_status_fallback(ngx_http_fanbase_status_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_http_request_t           *r;
+    ngx_http_fanbase_call_t      *call;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    call = &ctx->call;
+    r = call->request;
+    lcf = call->lcf;
+
+    ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+    ctx->leased = 0;
+
+    ngx_http_fanbase_wait_kick();
+
+    if (ctx->stale.id.data != NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "fanbase: status of \"%V\" could not be refreshed, "
+                      "answering the last known one", &ctx->id);
+
+        return ngx_http_fanbase_status_send(r, &ctx->stale,
+                                            lcf->store_payload, "STALE");
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_fanbase_send_unavailable(r, "token_unavailable",
+                                                 "no Fanbase token can be "
+                                                 "had now",
+                                                 call->retry_after);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "internal_error",
+                                           "the status was not read");
+    }
+
+    if (call->rejected) {
+        return ngx_http_fanbase_send_unavailable(r, "token_rejected",
+                                                 "Fanbase rejected the "
+                                                 "edge's token", 5);
+    }
+
+    return ngx_http_fanbase_send_upstream_failure(r, call->http, "status");
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_status_send(ngx_http_request_t *r, fanbase_item_t *item,
+    ngx_uint_t show_msg, const char *cache)
+{
+    ngx_str_t  json, value;
+
+    if (ngx_http_fanbase_render_item(r->pool, item, show_msg, &json)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    value.data = (u_char *) cache;
+    value.len = ngx_strlen(cache);
+
+    if (ngx_http_fanbase_add_header(r, "X-Fanbase-Cache", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_fanbase_send_json(r, NGX_HTTP_OK, &json);
+}
+
+
+static void
+ngx_http_fanbase_status_finish(ngx_http_fanbase_status_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ctx->finished = 1;
+    ngx_http_finalize_request(ctx->call.request, rc);
+}
+
+
+static void
+ngx_http_fanbase_status_cleanup(void *data)
+{
+    ngx_http_fanbase_status_ctx_t  *ctx = data;
+
+    ngx_http_fanbase_wait_remove(&ctx->waiter);
+
+    if (ctx->leased) {
+        /* the client went away while this request read the id through */
+        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+        ctx->leased = 0;
+        ngx_http_fanbase_wait_kick();
+    }
+}

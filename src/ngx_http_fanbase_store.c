@@ -1,0 +1,688 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * The transaction store in the shared zone: a red-black tree keyed by a
+ * hash of the id (collisions resolved by the id itself) and two LRU
+ * queues.  Terminal entries and probes (ids being looked up at Fanbase,
+ * or known not to exist there) may be evicted, least recently used first;
+ * entries that are not terminal never are: a zone full of them refuses
+ * new work.  Everything is copied out under the lock; JSON is rendered by
+ * the callers after unlocking.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_LEASED      0x01
+#define NGX_HTTP_FANBASE_NOT_FOUND   0x02
+#define NGX_HTTP_FANBASE_HAS_ICODE   0x04
+#define NGX_HTTP_FANBASE_HAS_CREATED 0x08
+#define NGX_HTTP_FANBASE_HAS_IMSG    0x10
+#define NGX_HTTP_FANBASE_HAS_PDATE   0x20
+#define NGX_HTTP_FANBASE_HAS_PMSG    0x40
+
+#define NGX_HTTP_FANBASE_DATE_MAX    64
+#define NGX_HTTP_FANBASE_TEXT_MAX    4096
+#define NGX_HTTP_FANBASE_EVICT_MAX   64
+#define NGX_HTTP_FANBASE_EVICT_SCAN  16
+
+/* a reservation covers an entry with typical Fanbase strings */
+#define NGX_HTTP_FANBASE_RESERVE     (NGX_HTTP_FANBASE_ID_MAX + 2 * 32 + 128)
+
+#define ngx_http_fanbase_before(a, b)  ((ngx_msec_int_t) ((a) - (b)) < 0)
+
+
+typedef struct {
+    ngx_rbtree_node_t             node;
+    ngx_queue_t                   queue;
+    ngx_msec_t                    fetched;
+    ngx_msec_t                    lease;
+    int64_t                       icode;
+    uint32_t                      size;
+    uint32_t                      msg_len;
+    uint16_t                      imsg_len;
+    uint16_t                      pmsg_len;
+    u_char                        id_len;
+    u_char                        created_len;
+    u_char                        pdate_len;
+    u_char                        status;
+    u_char                        flags;
+    u_char                        data[1];
+} ngx_http_fanbase_entry_t;
+
+
+static void ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_find(
+    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id, uint32_t hash);
+static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_probe(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
+static void ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e,
+    fanbase_item_t *item, ngx_uint_t keep_msg);
+static void ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_entry_t *e);
+static ngx_int_t ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e,
+    ngx_uint_t want_msg, ngx_pool_t *pool, fanbase_item_t *item);
+static ngx_uint_t ngx_http_fanbase_store_evict(
+    ngx_http_fanbase_main_conf_t *mcf);
+static void ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_entry_t *e);
+
+
+ngx_int_t
+ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_fanbase_main_conf_t  *omcf = data;
+
+    size_t                         len;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+
+    if (omcf != NULL) {
+        mcf->sh = omcf->sh;
+        mcf->shpool = omcf->shpool;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    mcf->shpool = shpool;
+
+    if (shm_zone->shm.exists) {
+        mcf->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t));
+    if (mcf->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = mcf->sh;
+
+    ngx_rbtree_init(&mcf->sh->rbtree, &mcf->sh->sentinel,
+                    ngx_http_fanbase_rbtree_insert_value);
+    ngx_queue_init(&mcf->sh->evictable);
+    ngx_queue_init(&mcf->sh->active);
+    ngx_queue_init(&mcf->sh->tokens);
+    mcf->sh->entries = 0;
+    mcf->sh->evictions = 0;
+
+    len = sizeof(" in fanbase zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in fanbase zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is answered with 503 and logged once per failure here */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: *item holds a terminal or fresh answer;
+ * NGX_DECLINED: Fanbase said recently that the id does not exist;
+ * NGX_AGAIN: another request is reading it through, wait;
+ * NGX_BUSY: the caller holds the lease and must read it through; *item
+ *     holds the stale answer, if there is one (item->id.data != NULL).
+ */
+
+ngx_int_t
+ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_msec_t refresh, ngx_uint_t want_msg, ngx_pool_t *pool,
+    fanbase_item_t *item)
+{
+    uint32_t                   hash;
+    ngx_int_t                  rc;
+    ngx_msec_t                 now;
+    ngx_uint_t                 fresh;
+    ngx_http_fanbase_entry_t  *e;
+
+    ngx_memzero(item, sizeof(fanbase_item_t));
+
+    hash = ngx_crc32_short(id->data, id->len);
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    e = ngx_http_fanbase_store_find(mcf->sh, id, hash);
+
+    if (e == NULL) {
+        e = ngx_http_fanbase_store_probe(mcf, id, hash);
+
+        if (e != NULL) {
+            e->flags |= NGX_HTTP_FANBASE_LEASED;
+            e->lease = now + refresh;
+        }
+
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+        return NGX_BUSY;
+    }
+
+    ngx_queue_remove(&e->queue);
+    ngx_http_fanbase_store_enqueue(mcf->sh, e);
+
+    fresh = ngx_http_fanbase_before(now, e->fetched + refresh);
+
+    if (e->status != FANBASE_STATUS_UNKNOWN
+        && (fanbase_status_terminal(e->status) || fresh))
+    {
+        rc = ngx_http_fanbase_store_copy(e, want_msg, pool, item);
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return rc;
+    }
+
+    if ((e->flags & NGX_HTTP_FANBASE_NOT_FOUND) && fresh) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if ((e->flags & NGX_HTTP_FANBASE_LEASED)
+        && ngx_http_fanbase_before(now, e->lease))
+    {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_AGAIN;
+    }
+
+    e->flags |= NGX_HTTP_FANBASE_LEASED;
+    e->lease = now + refresh;
+
+    rc = NGX_BUSY;
+
+    if (e->status != FANBASE_STATUS_UNKNOWN
+        && ngx_http_fanbase_store_copy(e, want_msg, pool, item) != NGX_OK)
+    {
+        rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
+    fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved, ngx_log_t *log)
+{
+    size_t                     size;
+    uint32_t                   hash;
+    ngx_str_t                  id;
+    ngx_http_fanbase_entry_t  *e, *n, *r;
+
+    id.data = (u_char *) item->id.data;
+    id.len = item->id.len;
+
+    if (ngx_http_fanbase_valid_id(&id) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "fanbase: Fanbase answered an id that is not kept: "
+                      "\"%*s\"", ngx_min(id.len, 64), id.data);
+
+        if (reserved != NULL) {
+            ngx_http_fanbase_store_unreserve(mcf, reserved);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    size = ngx_http_fanbase_store_entry_size(item, keep_msg);
+    hash = ngx_crc32_short(id.data, id.len);
+    r = reserved;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    e = ngx_http_fanbase_store_find(mcf->sh, &id, hash);
+
+    if (e != NULL) {
+        e->flags &= ~NGX_HTTP_FANBASE_LEASED;
+        e->fetched = ngx_current_msec;
+
+        /* a terminal transaction never changes; statuses never go back */
+
+        if (e->status != FANBASE_STATUS_UNKNOWN
+            && (fanbase_status_terminal(e->status)
+                || item->status < e->status))
+        {
+            goto done;
+        }
+
+        /* out of the LRU while it may be replaced: it cannot be evicted */
+        ngx_queue_remove(&e->queue);
+
+        if (e->size >= size) {
+            ngx_http_fanbase_store_fill(e, item, keep_msg);
+            ngx_http_fanbase_store_enqueue(mcf->sh, e);
+            goto done;
+        }
+    }
+
+    if (r != NULL && r->size >= size) {
+        n = r;
+        r = NULL;
+
+    } else {
+        n = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+
+        if (n == NULL) {
+            if (e != NULL) {
+                ngx_http_fanbase_store_enqueue(mcf->sh, e);
+            }
+
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: zone \"%V\" is full, transaction \"%V\" "
+                          "is not kept", &mcf->shm_zone->shm.name, &id);
+
+            if (r != NULL) {
+                ngx_http_fanbase_store_unreserve(mcf, r);
+            }
+
+            return NGX_DECLINED;
+        }
+
+        n->size = size;
+    }
+
+    n->node.key = hash;
+    n->fetched = ngx_current_msec;
+    n->flags = 0;
+    ngx_http_fanbase_store_fill(n, item, keep_msg);
+
+    if (e != NULL) {
+        ngx_rbtree_delete(&mcf->sh->rbtree, &e->node);
+        ngx_slab_free_locked(mcf->shpool, e);
+        mcf->sh->entries--;
+    }
+
+    ngx_rbtree_insert(&mcf->sh->rbtree, &n->node);
+    ngx_http_fanbase_store_enqueue(mcf->sh, n);
+    mcf->sh->entries++;
+
+done:
+
+    if (r != NULL) {
+        ngx_slab_free_locked(mcf->shpool, r);
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_uint_t not_found)
+{
+    ngx_http_fanbase_entry_t  *e;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    e = ngx_http_fanbase_store_find(mcf->sh, id,
+                                    ngx_crc32_short(id->data, id->len));
+
+    if (e != NULL) {
+        e->flags &= ~NGX_HTTP_FANBASE_LEASED;
+
+        if (not_found && e->status == FANBASE_STATUS_UNKNOWN) {
+            e->flags |= NGX_HTTP_FANBASE_NOT_FOUND;
+            e->fetched = ngx_current_msec;
+        }
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+void *
+ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
+    size_t payload, ngx_log_t *log)
+{
+    size_t                     size;
+    ngx_http_fanbase_entry_t  *r;
+
+    size = offsetof(ngx_http_fanbase_entry_t, data) + NGX_HTTP_FANBASE_RESERVE
+           + payload;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    r = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    if (r != NULL) {
+        r->size = size;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    if (r == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: zone \"%V\" is full of transactions that "
+                      "are not terminal", &mcf->shm_zone->shm.name);
+    }
+
+    return r;
+}
+
+
+void
+ngx_http_fanbase_store_unreserve(ngx_http_fanbase_main_conf_t *mcf,
+    void *reserved)
+{
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+    ngx_slab_free_locked(mcf->shpool, reserved);
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+size_t
+ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
+{
+    return offsetof(ngx_http_fanbase_entry_t, data)
+           + item->id.len
+           + ngx_min(item->created.len, NGX_HTTP_FANBASE_DATE_MAX)
+           + ngx_min(item->process_date.len, NGX_HTTP_FANBASE_DATE_MAX)
+           + ngx_min(item->imsg.len, NGX_HTTP_FANBASE_TEXT_MAX)
+           + ngx_min(item->process_msg.len, NGX_HTTP_FANBASE_TEXT_MAX)
+           + (keep_msg ? item->msg.len : 0);
+}
+
+
+void *
+ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size)
+{
+    void        *p;
+    ngx_uint_t   i;
+
+    p = ngx_slab_alloc_locked(mcf->shpool, size);
+
+    for (i = 0; p == NULL && i < NGX_HTTP_FANBASE_EVICT_MAX; i++) {
+
+        if (!ngx_http_fanbase_store_evict(mcf)) {
+            break;
+        }
+
+        p = ngx_slab_alloc_locked(mcf->shpool, size);
+    }
+
+    return p;
+}
+
+
+static ngx_uint_t
+ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_entry_t  *e;
+
+    n = 0;
+
+    for (q = ngx_queue_last(&mcf->sh->evictable);
+         q != ngx_queue_sentinel(&mcf->sh->evictable)
+         && n++ < NGX_HTTP_FANBASE_EVICT_SCAN;
+         q = ngx_queue_prev(q))
+    {
+        e = ngx_queue_data(q, ngx_http_fanbase_entry_t, queue);
+
+        /* a probe being read through is in use */
+
+        if ((e->flags & NGX_HTTP_FANBASE_LEASED)
+            && ngx_http_fanbase_before(ngx_current_msec, e->lease))
+        {
+            continue;
+        }
+
+        ngx_http_fanbase_store_delete(mcf, e);
+        mcf->sh->evictions++;
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_entry_t *e)
+{
+    ngx_queue_remove(&e->queue);
+    ngx_rbtree_delete(&mcf->sh->rbtree, &e->node);
+    ngx_slab_free_locked(mcf->shpool, e);
+    mcf->sh->entries--;
+}
+
+
+static void
+ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_int_t                  rc;
+    ngx_rbtree_node_t        **p;
+    ngx_http_fanbase_entry_t  *e, *t;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            e = (ngx_http_fanbase_entry_t *) node;
+            t = (ngx_http_fanbase_entry_t *) temp;
+
+            rc = ngx_memn2cmp(e->data, t->data, e->id_len, t->id_len);
+
+            p = (rc < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_fanbase_entry_t *
+ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t                  rc;
+    ngx_rbtree_node_t         *node, *sentinel;
+    ngx_http_fanbase_entry_t  *e;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        e = (ngx_http_fanbase_entry_t *) node;
+
+        rc = ngx_memn2cmp(id->data, e->data, id->len, e->id_len);
+
+        if (rc == 0) {
+            return e;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_fanbase_entry_t *
+ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, uint32_t hash)
+{
+    size_t                     size;
+    ngx_http_fanbase_entry_t  *e;
+
+    size = offsetof(ngx_http_fanbase_entry_t, data) + id->len;
+
+    e = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    if (e == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(e, offsetof(ngx_http_fanbase_entry_t, data));
+
+    e->node.key = hash;
+    e->size = size;
+    e->id_len = (u_char) id->len;
+    e->status = FANBASE_STATUS_UNKNOWN;
+    ngx_memcpy(e->data, id->data, id->len);
+
+    ngx_rbtree_insert(&mcf->sh->rbtree, &e->node);
+    ngx_http_fanbase_store_enqueue(mcf->sh, e);
+    mcf->sh->entries++;
+
+    return e;
+}
+
+
+static void
+ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
+    ngx_uint_t keep_msg)
+{
+    u_char  *p;
+
+    e->status = item->status;
+    e->icode = item->icode;
+    e->flags &= NGX_HTTP_FANBASE_LEASED;
+
+    e->id_len = (u_char) item->id.len;
+    e->created_len = (u_char) ngx_min(item->created.len,
+                                      NGX_HTTP_FANBASE_DATE_MAX);
+    e->pdate_len = (u_char) ngx_min(item->process_date.len,
+                                    NGX_HTTP_FANBASE_DATE_MAX);
+    e->imsg_len = (uint16_t) ngx_min(item->imsg.len,
+                                     NGX_HTTP_FANBASE_TEXT_MAX);
+    e->pmsg_len = (uint16_t) ngx_min(item->process_msg.len,
+                                     NGX_HTTP_FANBASE_TEXT_MAX);
+    e->msg_len = keep_msg ? (uint32_t) item->msg.len : 0;
+
+    if (item->icode_set) {
+        e->flags |= NGX_HTTP_FANBASE_HAS_ICODE;
+    }
+
+    if (item->created.data != NULL) {
+        e->flags |= NGX_HTTP_FANBASE_HAS_CREATED;
+    }
+
+    if (item->imsg.data != NULL) {
+        e->flags |= NGX_HTTP_FANBASE_HAS_IMSG;
+    }
+
+    if (item->process_date.data != NULL) {
+        e->flags |= NGX_HTTP_FANBASE_HAS_PDATE;
+    }
+
+    if (item->process_msg.data != NULL) {
+        e->flags |= NGX_HTTP_FANBASE_HAS_PMSG;
+    }
+
+    p = ngx_cpymem(e->data, item->id.data, e->id_len);
+    p = ngx_cpymem(p, item->created.data, e->created_len);
+    p = ngx_cpymem(p, item->process_date.data, e->pdate_len);
+    p = ngx_cpymem(p, item->imsg.data, e->imsg_len);
+    p = ngx_cpymem(p, item->process_msg.data, e->pmsg_len);
+    ngx_memcpy(p, item->msg.data, e->msg_len);
+}
+
+
+static void
+ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_entry_t *e)
+{
+    if (e->status == FANBASE_STATUS_PENDING
+        || e->status == FANBASE_STATUS_PROCESSING)
+    {
+        ngx_queue_insert_head(&sh->active, &e->queue);
+
+    } else {
+        ngx_queue_insert_head(&sh->evictable, &e->queue);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e, ngx_uint_t want_msg,
+    ngx_pool_t *pool, fanbase_item_t *item)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = e->id_len + e->created_len + e->pdate_len + e->imsg_len
+          + e->pmsg_len + (want_msg ? e->msg_len : 0);
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, e->data, len);
+
+    item->status = e->status;
+    item->icode = e->icode;
+    item->icode_set = (e->flags & NGX_HTTP_FANBASE_HAS_ICODE) ? 1 : 0;
+
+    item->id.data = p;
+    item->id.len = e->id_len;
+    p += e->id_len;
+
+#define ngx_http_fanbase_copy_field(field, length, flag)                     \
+    if (e->flags & flag) {                                                   \
+        item->field.data = p;                                                \
+        item->field.len = length;                                            \
+    }                                                                        \
+    p += length
+
+    ngx_http_fanbase_copy_field(created, e->created_len,
+                                NGX_HTTP_FANBASE_HAS_CREATED);
+    ngx_http_fanbase_copy_field(process_date, e->pdate_len,
+                                NGX_HTTP_FANBASE_HAS_PDATE);
+    ngx_http_fanbase_copy_field(imsg, e->imsg_len, NGX_HTTP_FANBASE_HAS_IMSG);
+    ngx_http_fanbase_copy_field(process_msg, e->pmsg_len,
+                                NGX_HTTP_FANBASE_HAS_PMSG);
+
+#undef ngx_http_fanbase_copy_field
+
+    if (want_msg && e->msg_len) {
+        item->msg.data = p;
+        item->msg.len = e->msg_len;
+    }
+
+    return NGX_OK;
+}

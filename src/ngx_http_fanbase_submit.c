@@ -1,0 +1,427 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * fanbase_submit: the drop-in for POST {connect}/api/v1/integration/queue.
+ * The body is checked (a JSON object with a string "action" and an object
+ * "data"), a place in the zone is reserved, the body goes unchanged to
+ * Fanbase with the edge's token, and Fanbase's answer is relayed and
+ * recorded.  A POST that may have reached Fanbase is never sent again,
+ * except after a token rejection.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+typedef struct {
+    ngx_http_fanbase_call_t        call;
+    ngx_http_fanbase_main_conf_t  *mcf;
+    void                          *reserved;
+    unsigned                       finished:1;
+} ngx_http_fanbase_submit_ctx_t;
+
+
+static ngx_int_t ngx_http_fanbase_submit_content_type(ngx_http_request_t *r);
+static void ngx_http_fanbase_submit_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_fanbase_submit_read(ngx_http_request_t *r,
+    ngx_str_t *body);
+static void ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_submit_accepted(
+    ngx_http_fanbase_submit_ctx_t *ctx);
+static void ngx_http_fanbase_submit_cleanup(void *data);
+
+
+ngx_int_t
+ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  allow;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&allow, "POST");
+
+        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method_not_allowed",
+                                           "submissions are POST only");
+    }
+
+    if (ngx_http_fanbase_submit_content_type(r) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_fanbase_send_error(r,
+                                           NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "unsupported_media_type",
+                                           "the body must be "
+                                           "application/json");
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->client_max_body_size
+        && r->headers_in.content_length_n > clcf->client_max_body_size)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: submission of %O bytes is larger than "
+                      "client_max_body_size %O",
+                      r->headers_in.content_length_n,
+                      clcf->client_max_body_size);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        r->keepalive = 0;
+
+        return ngx_http_fanbase_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "body_too_large",
+                                           "the body is larger than "
+                                           "client_max_body_size");
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_fanbase_submit_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_submit_content_type(ngx_http_request_t *r)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.content_type;
+
+    if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = h->value.data;
+    last = p + h->value.len;
+
+    if (h->value.len < sizeof("application/json") - 1
+        || ngx_strncasecmp(p, (u_char *) "application/json",
+                           sizeof("application/json") - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += sizeof("application/json") - 1;
+
+    /* parameters, such as charset, may follow */
+
+    if (p == last || *p == ';' || *p == ' ' || *p == '\t') {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_fanbase_submit_body(ngx_http_request_t *r)
+{
+    size_t                          payload;
+    ngx_int_t                       rc;
+    const char                     *err;
+    ngx_str_t                       body;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_fanbase_loc_conf_t    *lcf;
+    ngx_http_fanbase_submit_ctx_t  *ctx;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    if (ngx_http_fanbase_submit_read(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = fanbase_json_check_submission(body.data, body.len, &err);
+
+    if (rc != FANBASE_JSON_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: submission refused: %s", err);
+
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         rc == FANBASE_JSON_INVALID
+                                         ? "invalid_json"
+                                         : "invalid_submission", err);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_submit_ctx_t));
+    if (ctx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_http_fanbase_submit_cleanup;
+    cln->data = ctx;
+
+    /* a place in the zone first: a full zone refuses before Fanbase */
+
+    payload = lcf->store_payload ? body.len : 0;
+
+    ctx->reserved = ngx_http_fanbase_store_reserve(ctx->mcf, payload,
+                                                   r->connection->log);
+    if (ctx->reserved == NULL) {
+        rc = ngx_http_fanbase_send_unavailable(r, "zone_full",
+                                               "the transaction store is "
+                                               "full", 5);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ctx->call.request = r;
+    ctx->call.lcf = lcf;
+    ctx->call.url = lcf->queue_url;
+    ctx->call.body = body;
+    ctx->call.post = 1;
+    ctx->call.done = ngx_http_fanbase_submit_done;
+    ctx->call.data = ctx;
+
+    if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (!ctx->finished) {
+        /* a client that goes away cancels the transfer */
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_request_empty_handler;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_submit_read(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    /*
+     * a body larger than client_body_buffer_size was written to a
+     * temporary file; it is read back once, from the page cache
+     */
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
+{
+    ngx_http_request_t             *r;
+    ngx_http_fanbase_http_t        *h;
+    ngx_http_fanbase_submit_ctx_t  *ctx;
+
+    ctx = call->data;
+    ctx->finished = 1;
+
+    r = call->request;
+    h = call->http;
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_fanbase_send_unavailable(r, "token_unavailable",
+                                               "no Fanbase token can be "
+                                               "had now", call->retry_after);
+
+    } else if (rc != NGX_OK) {
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "internal_error",
+                                         "the submission was not sent");
+
+    } else if (call->rejected) {
+        rc = ngx_http_fanbase_send_unavailable(r, "token_rejected",
+                                               "Fanbase rejected the edge's "
+                                               "token", 5);
+
+    } else if (h->result == CURLE_OK && h->status >= 200 && h->status < 300) {
+        rc = ngx_http_fanbase_submit_accepted(ctx);
+
+    } else if (h->result == CURLE_OK && h->status >= 400 && h->status < 500) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: Fanbase refused the submission with %l",
+                      h->status);
+
+        rc = ngx_http_fanbase_relay(r, h);
+
+    } else {
+        rc = ngx_http_fanbase_send_upstream_failure(r, h, "submission");
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_int_t                 rc;
+    ngx_str_t                 id, location;
+    fanbase_item_t            item;
+    ngx_http_request_t       *r;
+    ngx_http_fanbase_http_t  *h;
+
+    r = ctx->call.request;
+    h = ctx->call.http;
+
+    if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
+        /* it reached Fanbase: say so, and never send it again */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: Fanbase answered the submission with %l "
+                      "and a body that is not a queue item", h->status);
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "upstream_invalid_response",
+                                           "Fanbase accepted the submission "
+                                           "with an answer that cannot be "
+                                           "read; do not resend it");
+    }
+
+    if (item.icode_set && item.icode != 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: submission accepted with iCode %L",
+                      item.icode);
+    }
+
+    /* the original payload is the queue item's "msg" */
+
+    item.msg.data = ctx->call.body.data;
+    item.msg.len = ctx->call.body.len;
+
+    id.data = (u_char *) item.id.data;
+    id.len = item.id.len;
+
+    rc = ngx_http_fanbase_store_update(ctx->mcf, &item,
+                                       ctx->call.lcf->store_payload,
+                                       ctx->reserved, r->connection->log);
+    ctx->reserved = NULL;
+
+    if (ngx_http_fanbase_valid_id(&id) == NGX_OK) {
+        len = r->uri.len;
+
+        while (len && r->uri.data[len - 1] == '/') {
+            len--;
+        }
+
+        location.len = len + 1 + id.len;
+        location.data = ngx_pnalloc(r->pool, location.len);
+
+        if (location.data == NULL) {
+            fanbase_json_item_free(&item);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(location.data, r->uri.data, len);
+        *p++ = '/';
+        ngx_memcpy(p, id.data, id.len);
+
+        if (ngx_http_fanbase_add_header(r, "Location", &location) != NGX_OK) {
+            fanbase_json_item_free(&item);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "fanbase: submission accepted as \"%V\"%s", &id,
+                  rc == NGX_OK ? "" : ", not kept in the zone");
+
+    fanbase_json_item_free(&item);
+
+    return ngx_http_fanbase_relay(r, h);
+}
+
+
+static void
+ngx_http_fanbase_submit_cleanup(void *data)
+{
+    ngx_http_fanbase_submit_ctx_t  *ctx = data;
+
+    if (ctx->reserved != NULL) {
+        ngx_http_fanbase_store_unreserve(ctx->mcf, ctx->reserved);
+        ctx->reserved = NULL;
+    }
+}

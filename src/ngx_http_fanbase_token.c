@@ -1,0 +1,647 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * Edge token management.  One token per credential set for the whole
+ * host, kept in the zone: one worker at a time fetches it (a lease in the
+ * zone), the others wait for its result.  The token is refreshed ahead of
+ * expiry while it keeps serving, never used past its expiry, dropped on a
+ * rejection only if it is still the one that was rejected, and failed
+ * fetches back off exponentially.  The secret and the tokens never reach
+ * a log line.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+#include <ngx_md5.h>
+
+
+#define NGX_HTTP_FANBASE_BACKOFF_MIN   1000
+#define NGX_HTTP_FANBASE_BACKOFF_MAX   60000
+#define NGX_HTTP_FANBASE_SKEW_MAX      30000
+#define NGX_HTTP_FANBASE_LIFETIME_MAX  (30 * 86400)
+
+#define ngx_http_fanbase_before(a, b)  ((ngx_msec_int_t) ((a) - (b)) < 0)
+
+
+typedef struct {
+    ngx_queue_t                   queue;
+    u_char                        key[16];
+    uint64_t                      generation;
+    ngx_msec_t                    expires;
+    ngx_msec_t                    refresh;
+    ngx_msec_t                    lease;
+    ngx_msec_t                    backoff;
+    ngx_uint_t                    failures;
+    unsigned                      valid:1;
+    unsigned                      leased:1;
+    size_t                        len;
+    u_char                        token[NGX_HTTP_FANBASE_TOKEN_MAX];
+} ngx_http_fanbase_token_slot_t;
+
+
+static ngx_http_fanbase_token_slot_t *ngx_http_fanbase_token_slot(
+    ngx_http_fanbase_cred_t *cred);
+static ngx_int_t ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred,
+    ngx_log_t *log);
+static void ngx_http_fanbase_token_done(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
+    const char *reason, long status);
+static ngx_http_fanbase_token_hdr_t *ngx_http_fanbase_token_hdr(
+    u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
+static u_char *ngx_http_fanbase_escape(u_char *dst, ngx_str_t *src);
+
+
+ngx_http_fanbase_cred_t *
+ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_loc_conf_t *lcf)
+{
+    u_char                    *p, *host, *last;
+    ngx_md5_t                  md5;
+    ngx_uint_t                 i;
+    ngx_http_fanbase_cred_t   *cred, **credp;
+
+    cred = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanbase_cred_t));
+    if (cred == NULL) {
+        return NULL;
+    }
+
+    ngx_md5_init(&md5);
+
+    if (lcf->access_token.len) {
+        ngx_md5_update(&md5, "fixed", sizeof("fixed"));
+        ngx_md5_update(&md5, lcf->access_token.data, lcf->access_token.len);
+
+    } else {
+        ngx_md5_update(&md5, lcf->token_url.data, lcf->token_url.len + 1);
+        ngx_md5_update(&md5, lcf->client_id.data, lcf->client_id.len);
+        ngx_md5_update(&md5, "", 1);
+        ngx_md5_update(&md5, lcf->client_secret.data,
+                       lcf->client_secret.len);
+    }
+
+    ngx_md5_final(cred->key, &md5);
+
+    credp = mcf->creds.elts;
+
+    for (i = 0; i < mcf->creds.nelts; i++) {
+        if (ngx_memcmp(credp[i]->key, cred->key, 16) == 0) {
+            return credp[i];
+        }
+    }
+
+    cred->mcf = mcf;
+    cred->upstream = &lcf->upstream;
+
+    if (lcf->access_token.len) {
+        cred->fixed = lcf->access_token;
+        ngx_str_set(&cred->name, "fixed token");
+
+    } else {
+        /*
+         * POST {token_url}?grant_type=client_credentials
+         *                 &client_id=..&client_secret=..
+         */
+
+        cred->url.len = lcf->token_url.len
+                        + sizeof("?grant_type=client_credentials") - 1
+                        + sizeof("&client_id=") - 1 + 3 * lcf->client_id.len
+                        + sizeof("&client_secret=") - 1
+                        + 3 * lcf->client_secret.len;
+
+        cred->url.data = ngx_pnalloc(cf->pool, cred->url.len + 1);
+        if (cred->url.data == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(cred->url.data, lcf->token_url.data,
+                       lcf->token_url.len);
+
+        if (ngx_strlchr(lcf->token_url.data,
+                        lcf->token_url.data + lcf->token_url.len, '?')
+            == NULL)
+        {
+            *p++ = '?';
+
+        } else {
+            *p++ = '&';
+        }
+
+        p = ngx_cpymem(p, "grant_type=client_credentials",
+                       sizeof("grant_type=client_credentials") - 1);
+        p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
+        p = ngx_http_fanbase_escape(p, &lcf->client_id);
+        p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
+        p = ngx_http_fanbase_escape(p, &lcf->client_secret);
+        *p = '\0';
+
+        cred->url.len = p - cred->url.data;
+
+        /* "client ID at host" names the set in logs */
+
+        host = (u_char *) ngx_strstr(lcf->token_url.data, "://") + 3;
+        for (last = host; *last && *last != '/' && *last != '?'; last++) {
+            /* void */
+        }
+
+        cred->name.len = sizeof("client \"\" at ") - 1 + lcf->client_id.len
+                         + (last - host);
+        cred->name.data = ngx_pnalloc(cf->pool, cred->name.len);
+        if (cred->name.data == NULL) {
+            return NULL;
+        }
+
+        ngx_sprintf(cred->name.data, "client \"%V\" at %*s",
+                    &lcf->client_id, (size_t) (last - host), host);
+    }
+
+    credp = ngx_array_push(&mcf->creds);
+    if (credp == NULL) {
+        return NULL;
+    }
+
+    *credp = cred;
+
+    return cred;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf)
+{
+    ngx_uint_t                i;
+    ngx_http_fanbase_cred_t **credp;
+
+    credp = mcf->creds.elts;
+
+    for (i = 0; i < mcf->creds.nelts; i++) {
+        if (credp[i]->fixed.len == 0) {
+            continue;
+        }
+
+        credp[i]->hdr = ngx_http_fanbase_token_hdr(credp[i]->fixed.data,
+                                                   credp[i]->fixed.len, 0,
+                                                   cycle->log);
+        if (credp[i]->hdr == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: *hdr holds a reference to the current token's headers;
+ * NGX_AGAIN: a fetch is under way, wait for it;
+ * NGX_DECLINED: no token can be had now, *retry_after tells when to retry.
+ */
+
+ngx_int_t
+ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
+    ngx_http_fanbase_token_hdr_t **hdr, time_t *retry_after)
+{
+    size_t                          len;
+    uint64_t                        generation;
+    ngx_msec_t                      now;
+    ngx_uint_t                      refresh;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_hdr_t   *h;
+    ngx_http_fanbase_token_slot_t  *slot;
+    u_char                          token[NGX_HTTP_FANBASE_TOKEN_MAX];
+
+    if (cred->fixed.len) {
+        cred->hdr->refs++;
+        *hdr = cred->hdr;
+        return NGX_OK;
+    }
+
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+    if (slot == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        *retry_after = 1;
+        return NGX_DECLINED;
+    }
+
+    if (slot->leased && !ngx_http_fanbase_before(now, slot->lease)) {
+        /* the worker that held it died or hung */
+        slot->leased = 0;
+    }
+
+    if (slot->valid && ngx_http_fanbase_before(now, slot->expires)) {
+
+        generation = slot->generation;
+        len = 0;
+
+        if (cred->hdr == NULL || cred->hdr->generation != generation) {
+            len = slot->len;
+            ngx_memcpy(token, slot->token, len);
+        }
+
+        refresh = !ngx_http_fanbase_before(now, slot->refresh)
+                  && !slot->leased
+                  && !(slot->failures
+                       && ngx_http_fanbase_before(now, slot->backoff));
+
+        if (refresh) {
+            slot->leased = 1;
+            slot->lease = now + cred->upstream->timeout + 1000;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (len) {
+            h = ngx_http_fanbase_token_hdr(token, len, generation, log);
+            ngx_explicit_memzero(token, len);
+
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (cred->hdr != NULL) {
+                ngx_http_fanbase_token_release(cred->hdr);
+            }
+
+            cred->hdr = h;
+        }
+
+        if (refresh) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "fanbase: refreshing the token of %V ahead of "
+                          "expiry", &cred->name);
+
+            (void) ngx_http_fanbase_token_fetch(cred, log);
+        }
+
+        cred->hdr->refs++;
+        *hdr = cred->hdr;
+
+        return NGX_OK;
+    }
+
+    if (slot->leased) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_AGAIN;
+    }
+
+    if (slot->failures && ngx_http_fanbase_before(now, slot->backoff)) {
+        *retry_after = (slot->backoff - now + 999) / 1000;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    slot->leased = 1;
+    slot->lease = now + cred->upstream->timeout + 1000;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (ngx_http_fanbase_token_fetch(cred, log) != NGX_OK) {
+        *retry_after = 1;
+        return NGX_DECLINED;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
+    ngx_http_fanbase_token_hdr_t *hdr, ngx_log_t *log)
+{
+    ngx_uint_t                      dropped;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    if (cred->fixed.len) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: Fanbase rejected the token of "
+                      "\"fanbase_access_token_file\"");
+        return;
+    }
+
+    shpool = cred->mcf->shpool;
+    dropped = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    /* another worker may have replaced it already */
+
+    if (slot != NULL && slot->valid && slot->generation == hdr->generation) {
+        slot->valid = 0;
+        dropped = 1;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "fanbase: Fanbase rejected the token of %V%s", &cred->name,
+                  dropped ? ", dropping it" : ", already replaced");
+}
+
+
+void
+ngx_http_fanbase_token_release(ngx_http_fanbase_token_hdr_t *hdr)
+{
+    if (--hdr->refs) {
+        return;
+    }
+
+    curl_slist_free_all(hdr->headers);
+    ngx_free(hdr);
+}
+
+
+static ngx_http_fanbase_token_slot_t *
+ngx_http_fanbase_token_slot(ngx_http_fanbase_cred_t *cred)
+{
+    ngx_queue_t                    *q;
+    ngx_http_fanbase_shctx_t       *sh;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    if (cred->slot != NULL) {
+        return cred->slot;
+    }
+
+    sh = cred->mcf->sh;
+
+    for (q = ngx_queue_head(&sh->tokens);
+         q != ngx_queue_sentinel(&sh->tokens);
+         q = ngx_queue_next(q))
+    {
+        slot = ngx_queue_data(q, ngx_http_fanbase_token_slot_t, queue);
+
+        if (ngx_memcmp(slot->key, cred->key, 16) == 0) {
+            cred->slot = slot;
+            return slot;
+        }
+    }
+
+    slot = ngx_http_fanbase_shm_alloc_locked(cred->mcf,
+                                     sizeof(ngx_http_fanbase_token_slot_t));
+    if (slot == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(slot, offsetof(ngx_http_fanbase_token_slot_t, token));
+    ngx_memcpy(slot->key, cred->key, 16);
+    ngx_queue_insert_tail(&sh->tokens, &slot->queue);
+
+    cred->slot = slot;
+
+    return slot;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
+{
+    ngx_http_fanbase_http_t  *h;
+
+    /* not tied to a request: it outlives the one that started it */
+
+    h = ngx_http_fanbase_http_create(ngx_cycle->log, cred->upstream,
+                                     (char *) cred->url.data);
+    if (h == NULL) {
+        ngx_http_fanbase_token_failed(cred, "no memory", 0);
+        return NGX_ERROR;
+    }
+
+    curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE, 0L);
+
+    h->handler = ngx_http_fanbase_token_done;
+    h->data = cred;
+
+    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
+        ngx_http_fanbase_http_destroy(h);
+        ngx_http_fanbase_token_failed(cred, "transfer not started", 0);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "fanbase: token request for %V", &cred->name);
+
+    cred->fetch = h;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_token_done(ngx_http_fanbase_http_t *h)
+{
+    int64_t                         lifetime;
+    ngx_msec_t                      now, skew;
+    fanbase_token_t                 token;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_cred_t        *cred;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    cred = h->data;
+    cred->fetch = NULL;
+
+    if (h->result != CURLE_OK) {
+        ngx_http_fanbase_token_failed(cred,
+                                      h->error[0] ? h->error
+                                      : curl_easy_strerror(h->result), 0);
+        goto done;
+    }
+
+    if (h->status != 200) {
+        ngx_http_fanbase_token_failed(cred, "answered", h->status);
+        goto done;
+    }
+
+    if (fanbase_json_parse_token(h->body, h->len, &token) != FANBASE_JSON_OK
+        || token.access_token.len > NGX_HTTP_FANBASE_TOKEN_MAX)
+    {
+        if (token.pool != NULL) {
+            fanbase_json_token_free(&token);
+        }
+
+        ngx_http_fanbase_token_failed(cred, "answered 200 without a usable "
+                                      "token", 0);
+        goto done;
+    }
+
+    lifetime = ngx_min(token.expires_in, NGX_HTTP_FANBASE_LIFETIME_MAX)
+               * 1000;
+
+    skew = ngx_min((ngx_msec_t) lifetime / 10, NGX_HTTP_FANBASE_SKEW_MAX);
+
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    if (slot != NULL) {
+        slot->generation++;
+        slot->len = token.access_token.len;
+        ngx_memcpy(slot->token, token.access_token.data, slot->len);
+        slot->expires = now + lifetime - skew;
+
+        /* around 80% of the lifetime, spread over the last tenth */
+
+        slot->refresh = now + lifetime * 8 / 10
+                        - ngx_random() % ((ngx_msec_t) lifetime / 10 + 1);
+
+        slot->valid = 1;
+        slot->leased = 0;
+        slot->failures = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "fanbase: new token for %V, valid for %L s",
+                  &cred->name, token.expires_in);
+
+    fanbase_json_token_free(&token);
+
+done:
+
+    ngx_http_fanbase_http_destroy(h);
+    ngx_http_fanbase_wait_kick();
+}
+
+
+static void
+ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
+    const char *reason, long status)
+{
+    ngx_msec_t                      delay, now;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+    delay = NGX_HTTP_FANBASE_BACKOFF_MIN;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    if (slot != NULL) {
+        slot->failures++;
+        delay = NGX_HTTP_FANBASE_BACKOFF_MIN
+                << ngx_min(slot->failures - 1, 6);
+        delay = ngx_min(delay, NGX_HTTP_FANBASE_BACKOFF_MAX);
+        slot->backoff = now + delay;
+        slot->leased = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (status) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "fanbase: token request for %V failed: %s %l, "
+                      "next attempt in %M ms", &cred->name, reason, status,
+                      delay);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "fanbase: token request for %V failed: %s, "
+                      "next attempt in %M ms", &cred->name, reason, delay);
+    }
+}
+
+
+static ngx_http_fanbase_token_hdr_t *
+ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
+    ngx_log_t *log)
+{
+    u_char                        *line, *p;
+    const char                   **f;
+    struct curl_slist             *list, *next;
+    ngx_http_fanbase_token_hdr_t  *hdr;
+
+    static const char  *fixed[] = {
+        "Content-Type: application/json",
+        "Accept: application/json",
+        "Expect:",
+        NULL
+    };
+
+    hdr = ngx_alloc(sizeof(ngx_http_fanbase_token_hdr_t), log);
+    if (hdr == NULL) {
+        return NULL;
+    }
+
+    line = ngx_alloc(sizeof("AccessToken: ") + len, log);
+    if (line == NULL) {
+        ngx_free(hdr);
+        return NULL;
+    }
+
+    p = ngx_cpymem(line, "AccessToken: ", sizeof("AccessToken: ") - 1);
+    p = ngx_cpymem(p, token, len);
+    *p = '\0';
+
+    list = curl_slist_append(NULL, (char *) line);
+
+    ngx_explicit_memzero(line, p - line);
+    ngx_free(line);
+
+    for (f = fixed; list != NULL && *f != NULL; f++) {
+        next = curl_slist_append(list, *f);
+        if (next == NULL) {
+            curl_slist_free_all(list);
+            list = NULL;
+        }
+
+        list = next;
+    }
+
+    if (list == NULL) {
+        ngx_free(hdr);
+        return NULL;
+    }
+
+    hdr->refs = 1;
+    hdr->generation = generation;
+    hdr->headers = list;
+
+    return hdr;
+}
+
+
+static u_char *
+ngx_http_fanbase_escape(u_char *dst, ngx_str_t *src)
+{
+    u_char      c;
+    size_t      i;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    /* RFC 3986 unreserved characters pass, everything else is encoded */
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~')
+        {
+            *dst++ = c;
+            continue;
+        }
+
+        *dst++ = '%';
+        *dst++ = hex[c >> 4];
+        *dst++ = hex[c & 0xf];
+    }
+
+    return dst;
+}
