@@ -212,7 +212,11 @@ void
 ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
 {
     if (h->running) {
-        /* the owner went away: libcurl drops or keeps the connection */
+        /* the owner went away: libcurl closes an unfinished connection */
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, h->log, 0,
+                       "fanbase: transfer cancelled");
+
         curl_multi_remove_handle(ngx_http_fanbase_multi, h->easy);
         ngx_queue_remove(&h->queue);
         h->running = 0;
