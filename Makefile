@@ -1,0 +1,277 @@
+# Makefile for ngx_http_fanbase_module (GNU make).
+#
+#   make deps    install the Debian packages needed (only those missing) and
+#                fetch the nginx source tarball for the sanitizer build
+#   make         build build/ngx_http_fanbase_module.so against nginx-dev
+#                (same as "make module"); load it with load_module
+#   make asan    build a whole nginx with the module compiled in, under
+#                AddressSanitizer and UBSan: build/asan/sbin/nginx
+#   make test    deps, module and asan, then the tests (prove) twice: Debian's
+#                nginx with the dynamic module, then the sanitizer build;
+#                TESTS=t/010-foo.t selects files (default t/)
+#   make demo    deps and module, then t/demo.sh against a mock Fanbase
+#   make bench   benchmarks (bench/Makefile), when there are any
+#   make clean   remove build/, keeping the downloaded source tarballs
+
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := all
+
+MODULE    := ngx_http_fanbase_module
+BUILD     := build
+MODULE_SO := $(BUILD)/$(MODULE).so
+TESTS     ?= t/
+
+# Debian packages that building, testing and the demo need.
+DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
+                libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
+                libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
+                procps
+
+# The nginx that Debian ships, and the upstream version it is built from
+# ("1:1.22.1-9+deb12u11" -> "1.22.1").  Empty until nginx is installed.
+NGX_DEB_VERSION := $(shell dpkg-query -W -f='$${Version}' nginx 2>/dev/null)
+NGX_VERSION     := $(shell echo '$(NGX_DEB_VERSION)' | sed -e 's/^[0-9]*://' -e 's/-[^-]*$$//')
+ORIG_TARBALL    := $(BUILD)/nginx_$(NGX_VERSION).orig.tar.gz
+DEB_SRC_FILE    := /etc/apt/sources.list.d/fanbase-deb-src.sources
+
+NGX_DEV_SRC := /usr/share/nginx/src
+SRC_FILES   := $(wildcard src/*)
+
+# Our sources must compile without warnings in both builds.  These are
+# appended to CFLAGS in the generated objs/Makefile rather than given to
+# configure: configure compiles its feature tests with --with-cc-opt, and
+# with -Werror there some tests fail (pwrite(), strerrordesc_np() are then
+# "not found") and nginx would be built unlike Debian's.  nginx's own CFLAGS
+# already carry -W -Wall -Werror.
+WARN_FLAGS := -Wall -Wextra -Werror
+
+# The dynamic module: Debian's compiler and linker flags.
+DEV_DIR     := $(BUILD)/nginx-dev
+DEV_STAMP   := $(DEV_DIR)/.configured
+DEV_CC_OPT  := -g -O2 -fstack-protector-strong -Wformat \
+               -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+DEV_LD_OPT  := -Wl,-z,relro -Wl,-z,now -fPIC
+DEV_ARGS    := --add-dynamic-module=$(CURDIR) \
+               --with-cc-opt="$(DEV_CC_OPT)" --with-ld-opt="$(DEV_LD_OPT)"
+
+# The sanitizer build: a whole nginx with the module compiled in.
+ASAN_SRC    := $(BUILD)/asan-src
+ASAN_STAMP  := $(ASAN_SRC)/.configured
+ASAN_PREFIX := $(CURDIR)/$(BUILD)/asan
+ASAN_NGINX  := $(BUILD)/asan/sbin/nginx
+UBSAN_SUPP  := $(BUILD)/asan/ubsan.supp
+ASAN_CC_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+ASAN_LD_OPT := -fsanitize=address,undefined
+ASAN_ARGS   := --with-debug --with-threads --with-http_ssl_module \
+               --with-http_realip_module --with-http_auth_request_module \
+               --with-http_v2_module --with-http_stub_status_module \
+               --with-pcre-jit --with-compat --prefix=$(ASAN_PREFIX) \
+               --add-module=$(CURDIR) \
+               --with-cc-opt="$(ASAN_CC_OPT)" --with-ld-opt="$(ASAN_LD_OPT)"
+
+# Run nginx's own make in parallel unless we were given -j already.
+NPROC     := $(shell nproc 2>/dev/null || echo 2)
+SUBMAKE_J  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
+
+# A configured tree is redone when `config` changes, or when the arguments
+# it was configured with (kept in its stamp, with the version of Debian's
+# nginx for the nginx-dev tree) are not today's.
+DEV_STAMP_WANT  := $(strip $(DEV_ARGS) CFLAGS+=$(WARN_FLAGS) nginx=$(NGX_DEB_VERSION))
+ASAN_STAMP_WANT := $(strip $(ASAN_ARGS) CFLAGS+=$(WARN_FLAGS) $(ORIG_TARBALL))
+ifneq ($(file <$(DEV_STAMP)),$(DEV_STAMP_WANT))
+$(DEV_STAMP): FORCE
+endif
+ifneq ($(file <$(ASAN_STAMP)),$(ASAN_STAMP_WANT))
+$(ASAN_STAMP): FORCE
+endif
+
+# Run configure quietly (arguments in the shell's "$@"); show the end of its
+# output when it fails.
+run_configure = { ./configure "$$@" > configure.log 2>&1; } \
+	|| { tail -n 30 configure.log; \
+	     echo "configure failed in $$PWD (see configure.log)" >&2; exit 1; }
+
+# after configure: append our warning flags to nginx's CFLAGS
+add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(WARN_FLAGS)/' $(1)/objs/Makefile \
+	&& grep -q -e '^CFLAGS =.* $(WARN_FLAGS)$$' $(1)/objs/Makefile
+
+# nginx's objs/Makefile knows only the headers listed in `config`
+# (ngx_module_deps): when anything in src/ other than a .c file changed,
+# drop the module's objects so that all of them are rebuilt.
+drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
+	rm -f $(1)/objs/addon/src/*.o; fi
+
+.PHONY: all module asan deps deps-packages deps-source test demo bench \
+        clean FORCE
+
+all: module
+
+module: $(MODULE_SO)
+
+asan: $(ASAN_NGINX) $(UBSAN_SUPP)
+
+
+# --- dependencies ---------------------------------------------------------
+
+deps: deps-packages
+	@$(MAKE) --no-print-directory deps-source
+
+deps-packages:
+	@missing=; \
+	for p in $(DEB_PACKAGES); do \
+	    s=$$(dpkg-query -W -f='$${db:Status-Status}' "$$p" 2>/dev/null); \
+	    [ "$$s" = installed ] || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+	    echo "deps: all Debian packages present"; \
+	else \
+	    echo "deps: installing$$missing"; \
+	    apt-get update \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	        --no-install-recommends $$missing; \
+	fi
+
+deps-source: $(ORIG_TARBALL)
+
+# The upstream tarball of Debian's nginx, from Debian's source archive.
+# apt-get source fails on the .dsc and .debian.tar.xz (404 from the security
+# archive) but does download the .orig.tar.gz, which is all we need: its
+# presence and integrity are what count.
+$(ORIG_TARBALL):
+	@set -e; \
+	if [ -z "$(NGX_VERSION)" ]; then \
+	    echo "nginx is not installed: run 'make deps'" >&2; exit 1; \
+	fi; \
+	mkdir -p $(BUILD); \
+	if ! grep -rqsE --include='*.list' --include='*.sources' \
+	        '^[[:space:]]*(deb-src[[:space:]]|Types:.*deb-src)' \
+	        /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	    echo "deps: adding Debian source archives in $(DEB_SRC_FILE)"; \
+	    printf '%s\n' \
+	        'Types: deb-src' \
+	        'URIs: http://deb.debian.org/debian' \
+	        'Suites: bookworm bookworm-updates' \
+	        'Components: main' \
+	        'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+	        '' \
+	        'Types: deb-src' \
+	        'URIs: http://deb.debian.org/debian-security' \
+	        'Suites: bookworm-security' \
+	        'Components: main' \
+	        'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+	        > $(DEB_SRC_FILE); \
+	fi; \
+	apt-get update; \
+	echo "deps: fetching the nginx $(NGX_VERSION) source tarball"; \
+	(cd $(BUILD) && apt-get source --download-only nginx) || true; \
+	if [ ! -f $@ ]; then \
+	    echo "deps: $@ was not downloaded" >&2; exit 1; \
+	fi; \
+	if ! list=$$(tar tzf $@) \
+	        || ! grep -qx 'nginx-$(NGX_VERSION)/configure' <<< "$$list"; then \
+	    echo "deps: $@ is not a valid nginx $(NGX_VERSION) tarball" >&2; \
+	    rm -f $@; exit 1; \
+	fi; \
+	rm -f $(BUILD)/nginx_*.dsc $(BUILD)/nginx_*.debian.tar.*; \
+	echo "deps: $@ OK"
+
+
+# --- the dynamic module, against Debian's nginx-dev -----------------------
+
+$(DEV_STAMP): config
+	@if [ ! -f $(NGX_DEV_SRC)/conf_flags ]; then \
+	    echo "nginx-dev is not installed: run 'make deps'" >&2; exit 1; \
+	fi
+	rm -rf $(DEV_DIR)
+	mkdir -p $(BUILD)
+	cp -a $(NGX_DEV_SRC) $(DEV_DIR)
+	cd $(DEV_DIR) && source ./conf_flags \
+	    && set -- "$${NGX_CONF_FLAGS[@]}" $(DEV_ARGS) && $(run_configure)
+	$(call add_warn_flags,$(DEV_DIR))
+	@printf '%s\n' '$(DEV_STAMP_WANT)' > $@
+
+$(MODULE_SO): $(DEV_STAMP) $(SRC_FILES)
+	@$(call drop_stale_objects,$(DEV_DIR))
+	$(MAKE) -C $(DEV_DIR) -f objs/Makefile $(SUBMAKE_J) modules
+	cp $(DEV_DIR)/objs/$(MODULE).so $@
+
+
+# --- the sanitizer build --------------------------------------------------
+
+$(ASAN_STAMP): config $(ORIG_TARBALL)
+	rm -rf $(ASAN_SRC)
+	mkdir -p $(ASAN_SRC)
+	tar xzf $(ORIG_TARBALL) -C $(ASAN_SRC) --strip-components=1
+	cd $(ASAN_SRC) && set -- $(ASAN_ARGS) && $(run_configure)
+	$(call add_warn_flags,$(ASAN_SRC))
+	@printf '%s\n' '$(ASAN_STAMP_WANT)' > $@
+
+$(ASAN_NGINX): $(ASAN_STAMP) $(SRC_FILES)
+	@$(call drop_stale_objects,$(ASAN_SRC))
+	$(MAKE) -C $(ASAN_SRC) -f objs/Makefile $(SUBMAKE_J)
+	$(MAKE) -C $(ASAN_SRC) -f objs/Makefile install > /dev/null
+	rm -f $(BUILD)/asan/sbin/nginx.old
+	touch $@
+
+# UBSan reports that come from nginx itself, not from us.  "make test" puts
+# it in UBSAN_OPTIONS (unless that is set already) and names it in
+# TEST_NGINX_UBSAN_SUPPRESSIONS for a test library that sets UBSAN_OPTIONS
+# itself.  Suppressions need recoverable checks: that is why ASAN_CC_OPT has
+# no -fno-sanitize-recover=undefined, with which nginx 1.22.1 dies at every
+# start on the first report below.
+$(UBSAN_SUPP): Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' \
+	    '# ngx_init_cycle() copies the empty -g parameter: memcpy(p, NULL, 0)' \
+	    'nonnull-attribute:ngx_pstrdup' \
+	    > $@
+
+
+# --- tests, demo, benchmarks ----------------------------------------------
+
+# Both runs always happen; the target fails if either failed.
+test: deps
+	@$(MAKE) --no-print-directory module asan
+	@ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)" 2>/dev/null \
+	    || true; \
+	rc=0; \
+	echo; \
+	echo "=================================================================="; \
+	echo " tests: Debian's /usr/sbin/nginx + $(MODULE_SO)"; \
+	echo " (open files limit: $$(ulimit -n))"; \
+	echo "=================================================================="; \
+	TEST_NGINX_BINARY=/usr/sbin/nginx \
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE_SO) \
+	    prove -r $(TESTS) || rc=1; \
+	echo; \
+	echo "=================================================================="; \
+	echo " tests: $(ASAN_NGINX) (module built in; AddressSanitizer + UBSan)"; \
+	echo "=================================================================="; \
+	env -u TEST_NGINX_MODULE \
+	    UBSAN_OPTIONS="$${UBSAN_OPTIONS-print_stacktrace=1:suppressions=$(CURDIR)/$(UBSAN_SUPP)}" \
+	    TEST_NGINX_UBSAN_SUPPRESSIONS=$(CURDIR)/$(UBSAN_SUPP) \
+	    TEST_NGINX_BINARY=$(CURDIR)/$(ASAN_NGINX) TEST_NGINX_SANITIZER=1 \
+	    prove -r $(TESTS) || rc=1; \
+	if [ $$rc -ne 0 ]; then echo; echo "make test: FAILED" >&2; fi; \
+	exit $$rc
+
+demo: deps
+	@$(MAKE) --no-print-directory module
+	bash t/demo.sh
+
+bench:
+	@if [ -f bench/Makefile ]; then \
+	    $(MAKE) -C bench; \
+	else \
+	    echo "bench: no benchmarks yet (bench/Makefile does not exist)"; \
+	fi
+
+clean:
+	@if [ -d $(BUILD) ]; then \
+	    find $(BUILD) -mindepth 1 -maxdepth 1 ! -name '*.orig.tar.gz' \
+	        -exec rm -rf {} +; \
+	fi
+
+FORCE:

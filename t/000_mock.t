@@ -1,0 +1,454 @@
+# The mock of Fanbase itself, without nginx: the harness's client talks to
+# the mock's port directly.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FanbaseTest;
+
+use IO::Poll qw(POLLIN);
+use IO::Socket::INET;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+my $t = FanbaseTest->new(
+    mock => {
+        clients          => ['demo-client:demo-secret', 'odd client:s3c&r=t+%/'],
+        expires_in       => 1800,
+        processing_after => 0.3,
+        completed_after  => 0.6,
+    },
+);
+$t->start_mock;    # no nginx: $t->request goes to the mock
+
+my $TOKEN_PATH = '/api/token?grant_type=client_credentials'
+               . '&client_id=demo-client&client_secret=demo-secret';
+my $QUEUE = '/api/v1/integration/queue';
+my $ISO   = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+my $UUID  = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+sub new_token {
+    my $res = $t->request(POST => $TOKEN_PATH);
+    return $res->{json}{access_token};
+}
+
+sub submit {
+    my ($token, $doc) = @_;
+    return $t->request(POST => $QUEUE, body => encode_json($doc),
+        headers => [AccessToken => $token, 'Content-Type' => 'application/json']);
+}
+
+
+# Security: tokens
+
+my ($ok_token) = $t->run_cases(
+    {
+        name    => 'token',
+        request => [POST => $TOKEN_PATH],
+        status  => 200,
+        headers => { 'content-type' => 'application/json; charset=utf-8' },
+        json    => {
+            access_token  => qr/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}$/,
+            token_type    => 'Bearer',
+            expires_in    => 1800,
+            refresh_token => qr/^\S{20,}$/,
+            scope         => 'integration',
+        },
+    },
+    {
+        name    => 'token: percent-encoded credentials',
+        request => [POST => '/api/token?grant_type=client_credentials'
+                          . '&client_id=odd+client&client_secret=s3c%26r%3Dt%2B%25%2F'],
+        status  => 200,
+        json    => { token_type => 'Bearer' },
+    },
+    {
+        name    => 'token: unknown client',
+        request => [POST => '/api/token?grant_type=client_credentials'
+                          . '&client_id=nobody&client_secret=demo-secret'],
+        status  => 400,
+        json    => { error => 'invalid_client',
+                     error_description => 'The informed Client ID is invalid.' },
+    },
+    {
+        name    => 'token: wrong secret',
+        request => [POST => '/api/token?grant_type=client_credentials'
+                          . '&client_id=demo-client&client_secret=wrong'],
+        status  => 400,
+        json    => { error => 'invalid_client',
+                     error_description => 'The informed Client Secret does not '
+                                        . 'match the correct secret.' },
+    },
+    {
+        name    => 'token: other grant type',
+        request => [POST => '/api/token?grant_type=password'
+                          . '&client_id=demo-client&client_secret=demo-secret'],
+        status  => 400,
+        json    => { error => 'unsupported_grant_type' },
+    },
+    {
+        name    => 'token: GET is not allowed',
+        request => [GET => $TOKEN_PATH],
+        status  => 405,
+        headers => { allow => 'POST' },
+    },
+);
+
+my $token = $ok_token->{json}{access_token};
+cmp_ok(length $token, '>=', 150, 'token is JWT-sized');
+isnt(new_token(), $token, 'every token is new');
+
+
+# Connect: the queue
+
+my $post = submit($token, { action => 'ticket-create',
+                            data => { dados_do_ingresso => "valor \x{e7}" } });
+is($post->{status}, 201, 'queue post: 201');
+is($post->{headers}{'content-type'}, 'application/json; charset=utf-8',
+   'queue post: content type');
+is_deeply([sort keys %{ $post->{json} }],
+          [sort qw(id created iCode iMsg processDate processStatus processMsg)],
+          'queue post: exactly the seed\'s fields');
+like($post->{body}, qr/^\{"id":"[^"]+","created":"[^"]+","iCode":0,"iMsg":/,
+     'queue post: fields in the seed\'s order');
+json_like($post->{json}, {
+    id => $UUID, created => $ISO, iCode => 0,
+    iMsg => 'Objeto criado com sucesso', processDate => undef,
+    processStatus => 'pending', processMsg => undef,
+}, 'queue post: values');
+my $id = $post->{json}{id};
+
+my $failing = submit($token, { action => 'ticket-create', data => { fail => JSON::PP::true } });
+is($failing->{status}, 201, 'queue post with data.fail: 201');
+
+$t->run_cases(
+    {
+        name    => 'queue post: no token',
+        request => [POST => $QUEUE, body => '{"action":"x","data":{}}'],
+        status  => 401,
+        json    => { message => 'Unauthorized' },
+    },
+    {
+        name    => 'queue post: unknown token',
+        request => [POST => $QUEUE, headers => [AccessToken => 'a.b.c'],
+                    body => '{"action":"x","data":{}}'],
+        status  => 401,
+    },
+    {
+        name    => 'queue post: Bearer prefix is not accepted',
+        request => [POST => $QUEUE, headers => [AccessToken => "Bearer $token"],
+                    body => '{"action":"x","data":{}}'],
+        status  => 401,
+    },
+    {
+        name    => 'queue post: two AccessToken headers',
+        request => [POST => $QUEUE, headers => [AccessToken => $token,
+                    AccessToken => $token], body => '{"action":"x","data":{}}'],
+        status  => 401,
+    },
+    {
+        name    => 'queue post: invalid JSON',
+        request => [POST => $QUEUE, headers => [AccessToken => $token],
+                    body => '{"action":'],
+        status  => 400,
+        json    => { iCode => 400, iMsg => 'Invalid JSON' },
+    },
+    {
+        name    => 'queue get: no token',
+        request => [GET => "$QUEUE/$id"],
+        status  => 401,
+    },
+    {
+        name    => 'queue get: unknown id',
+        request => [GET => "$QUEUE/00000000-0000-4000-8000-000000000000",
+                    headers => [AccessToken => $token]],
+        status  => 404,
+        json    => { iCode => 404, iMsg => 'Not found' },
+    },
+    {
+        name    => 'queue: PUT is not allowed',
+        request => [PUT => $QUEUE, headers => [AccessToken => $token]],
+        status  => 405,
+        headers => { allow => 'POST' },
+    },
+    {
+        name    => 'no route',
+        request => [GET => '/elsewhere'],
+        status  => 404,
+        json    => { message => 'no route' },
+    },
+);
+
+# pending, then processing, then completed, by time since creation
+my $created = time;
+my %get = (headers => [AccessToken => $token]);
+my $msg = { action => 'ticket-create', data => { dados_do_ingresso => "valor \x{e7}" } };
+
+my $res = $t->request(GET => "$QUEUE/$id", %get);
+is($res->{status}, 200, 'queue get: 200');
+json_like($res->{json}, { id => $id, created => $post->{json}{created},
+    processStatus => 'pending', processDate => undef, processMsg => undef,
+    msg => $msg }, 'queue get: pending, with msg');
+
+sleep_until($created + 0.45);
+json_like($t->request(GET => "$QUEUE/$id", %get)->{json},
+    { processStatus => 'processing', processDate => undef, processMsg => undef },
+    'queue get: processing');
+
+sleep_until($created + 0.75);
+$res = $t->request(GET => "$QUEUE/$id", %get);
+json_like($res->{json}, {
+    processStatus => 'completed', iCode => 0, iMsg => 'Processado com sucesso',
+    processMsg => "Processamento conclu\x{ed}do", processDate => $ISO, msg => $msg,
+}, 'queue get: completed');
+cmp_ok($res->{json}{processDate}, 'ge', $res->{json}{created},
+       'queue get: processDate not before created');
+
+json_like($t->request(GET => "$QUEUE/$failing->{json}{id}", %get)->{json}, {
+    processStatus => 'failed', iMsg => 'Falha no processamento',
+    processMsg => 'Erro simulado', processDate => $ISO,
+}, 'queue get: failed by data.fail');
+
+
+# Keep-alive, pipelining, 100-continue, chunked bodies, Connection: close
+
+sub raw_conn {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->mock_port, Proto => 'tcp', Timeout => 5)
+        or die "connect: $!";
+    return $s;
+}
+
+# Statuses of the next $count responses (Content-Length bodies).
+sub read_responses {
+    my ($sock, $count) = @_;
+    my ($buf, @statuses) = ('');
+    my $poll = IO::Poll->new;
+    $poll->mask($sock, POLLIN);
+    my $end = time + 5;
+    while (@statuses < $count) {
+        if ($buf =~ m{^HTTP/1\.1 (\d+)[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n}) {
+            my ($status, $head, $head_len) = ($1, $2, $+[0]);
+            my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+            if (length $buf >= $head_len + ($len // 0)) {
+                substr $buf, 0, $head_len + ($len // 0), '';
+                push @statuses, $status;
+                next;
+            }
+        }
+        last if time > $end || $poll->poll($end - time) <= 0;
+        sysread($sock, $buf, 65536, length $buf) or last;
+    }
+    return @statuses;
+}
+
+# True when the peer closes the connection within 5 s.
+sub closed_by_peer {
+    my $sock = shift;
+    my $poll = IO::Poll->new;
+    $poll->mask($sock, POLLIN);
+    return $poll->poll(5) > 0 && sysread($sock, my $buf, 1) == 0;
+}
+
+sub sleep_until {
+    my $when = shift;
+    sleep($when - time) if $when > time;
+}
+
+{
+    my $s = raw_conn();
+    print $s "GET /no/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+           . "POST $TOKEN_PATH HTTP/1.1\r\nHost: x\r\n\r\n"
+           . "GET /no/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    is_deeply([read_responses($s, 3)], [404, 200, 404],
+              'three pipelined requests on one connection');
+
+    ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 1 }),
+       'stats: one idle keep-alive connection open');
+
+    print $s "GET /no/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    is_deeply([read_responses($s, 1)], [404], 'Connection: close answered');
+    ok(closed_by_peer($s), 'then the connection is closed');
+}
+
+{
+    my $s = raw_conn();
+    my $body = '{"action":"ticket-create","data":{}}';
+    print $s "POST $QUEUE HTTP/1.1\r\nHost: x\r\nAccessToken: $token\r\n"
+           . "Expect: 100-continue\r\nContent-Length: " . length($body) . "\r\n\r\n";
+    sysread $s, my $interim, 100;
+    is($interim, "HTTP/1.1 100 Continue\r\n\r\n", '100 Continue before the body');
+    print $s $body;
+    is_deeply([read_responses($s, 1)], [201], 'then the answer');
+}
+
+{
+    my $s = raw_conn();
+    print $s "POST $QUEUE HTTP/1.1\r\nHost: x\r\nAccessToken: $token\r\n"
+           . "Transfer-Encoding: chunked\r\n\r\n"
+           . "5\r\n{\"act\r\n1f\r\nion\":\"ticket-create\",\"data\":{}}\r\n0\r\n\r\n";
+    is_deeply([read_responses($s, 1)], [201], 'chunked request body');
+}
+
+# a request arriving one byte at a time
+{
+    my $s = raw_conn();
+    $s->autoflush(1);
+    for my $byte (split //, "GET /bytes HTTP/1.1\r\nHost: x\r\n\r\n") {
+        print $s $byte;
+    }
+    is_deeply([read_responses($s, 1)], [404], 'request in one-byte pieces');
+}
+
+
+# Faults
+
+$t->mock_faults({ token => { delay_ms => 800, count => 1 } });
+my @two = $t->parallel(2, POST => $TOKEN_PATH);
+my ($slow, $fast) = sort { $b->{time} <=> $a->{time} } @two;
+is_deeply([map { $_->{status} } @two], [200, 200], 'delay: both answered');
+cmp_ok($slow->{time}, '>=', 0.75, 'delay: one waited');
+cmp_ok($fast->{time}, '<', 0.5, 'delay: the other did not wait for it');
+
+$t->mock_faults({ queue_post => { status => 503, count => 2, body => 'busy',
+                                  content_type => 'text/plain',
+                                  headers => { 'Retry-After' => '7' } } });
+for my $i (1, 2) {
+    my $r = submit($token, { action => 'a', data => {} });
+    is($r->{status}, 503, "status fault $i: status");
+    is($r->{body}, 'busy', "status fault $i: body");
+    is($r->{headers}{'content-type'}, 'text/plain', "status fault $i: content type");
+    is($r->{headers}{'retry-after'}, '7', "status fault $i: extra header");
+}
+is(submit($token, { action => 'a', data => {} })->{status}, 201,
+   'status fault: used up after count');
+
+$t->mock_faults({ queue_get => { status => 502 } });
+is($t->request(GET => "$QUEUE/$id", %get)->{body}, '{"message":"injected fault"}',
+   'status fault: default body');
+is($t->request(GET => "$QUEUE/$id", %get)->{status}, 502, 'status fault: no count, stays');
+$t->mock_faults({ queue_get => undef });
+is($t->request(GET => "$QUEUE/$id", %get)->{status}, 200, 'null clears a fault');
+
+$t->mock_faults({ queue_post => { reset => JSON::PP::true, count => 1 } });
+$res = submit($token, { action => 'a', data => {} });
+is($res->{status}, 0, 'reset: no answer');
+like($res->{error}, qr/reset/, 'reset: the connection was reset');
+
+$t->mock_faults({ queue_post => { malformed => JSON::PP::true, count => 1 } });
+$res = submit($token, { action => 'a', data => {} });
+is($res->{status}, 201, 'malformed: success status');
+like($res->{body}, qr/^\{"/, 'malformed: starts like JSON');
+is($res->{json}, undef, 'malformed: is not JSON');
+
+$t->mock_faults({ token => { malformed => JSON::PP::true, count => 1 } });
+$res = $t->request(POST => $TOKEN_PATH);
+ok($res->{status} == 200 && !defined $res->{json}, 'malformed token answer');
+
+$t->mock_faults({ token => { no_token => JSON::PP::true, count => 1 } });
+$res = $t->request(POST => $TOKEN_PATH);
+is($res->{status}, 200, 'no_token: 200');
+json_like($res->{json}, { token_type => 'Bearer' }, 'no_token: token type only');
+ok(!exists $res->{json}{access_token}, 'no_token: no access_token');
+
+$t->mock_faults({ token => { expires_in => 5, count => 1 } });
+$res = $t->request(POST => $TOKEN_PATH);
+is($res->{json}{expires_in}, 5, 'expires_in: in the answer');
+
+$t->mock_faults({ token => { ttl_ms => 300, count => 1 } });
+$res = $t->request(POST => $TOKEN_PATH);
+is($res->{json}{expires_in}, 1800, 'ttl_ms: the answer still says expires_in');
+my $short = $res->{json}{access_token};
+is(submit($short, { action => 'a', data => {} })->{status}, 201,
+   'ttl_ms: accepted at first');
+sleep 0.4;
+is(submit($short, { action => 'a', data => {} })->{status}, 401,
+   'ttl_ms: refused after ttl_ms');
+
+$res = $t->request(POST => '/_mock/faults', body => '{"token":{"delay":1}}');
+is($res->{status}, 400, 'faults: a misspelt field is refused');
+$res = $t->request(POST => '/_mock/faults', body => '{"queue_post":{"no_token":true}}');
+is($res->{status}, 400, 'faults: no_token is for the token endpoint only');
+
+# a delayed POST whose client gave up still creates its submission
+$t->mock_faults({ queue_post => { delay_ms => 500, count => 1 } });
+$res = $t->request(POST => $QUEUE, headers => [AccessToken => $token],
+                body => '{"action":"late","data":{}}', timeout => 0.1);
+is($res->{error}, 'timeout', 'delay: client timed out');
+sleep 0.6;
+my ($late) = grep { $_->{body} =~ /"late"/ } @{ $t->mock_requests(path => $QUEUE) };
+ok($late, 'delay: the request was recorded');
+
+my $fresh = new_token();
+$t->mock_expire_tokens;
+is(submit($fresh, { action => 'a', data => {} })->{status}, 401,
+   'expire_tokens: tokens refused');
+$token = new_token();
+%get = (headers => [AccessToken => $token]);
+is(submit($token, { action => 'a', data => {} })->{status}, 201,
+   'expire_tokens: new tokens work');
+
+
+# Stats and the request log
+
+$t->mock_reset;
+my $stats = $t->mock_stats;
+json_like($stats, { token_requests => 0, queue_posts => 0, queue_gets => 0,
+                    gets_by_id => {}, connections_accepted => 1 },
+          'reset: counters at zero');
+is_deeply($t->mock_requests, [], 'reset: request log empty');
+is(submit($token, { action => 'a', data => {} })->{status}, 201,
+   'reset: issued tokens stay valid');
+is($t->request(GET => "$QUEUE/$id", %get)->{status}, 404, 'reset: submissions gone');
+
+$t->request(POST => $TOKEN_PATH);
+$t->request(POST => '/api/token?grant_type=client_credentials&client_id=x&client_secret=y');
+$t->mock_faults({ token => { status => 500, count => 1 } });
+$t->request(POST => $TOKEN_PATH);
+my $sub = submit($token, { action => 'a', data => {} })->{json}{id};
+$t->request(GET => "$QUEUE/$sub", %get) for 1 .. 3;
+$t->request(GET => "$QUEUE/nope", %get);
+
+$stats = $t->mock_stats;
+json_like($stats, {
+    token_requests => 3, queue_posts => 2, queue_gets => 5,
+    gets_by_id => { $id => 1, $sub => 3, nope => 1 },
+    open_connections => qr/^\d+$/,
+}, 'stats: counts, failed and faulty requests too');
+# the requests above and the mock_* calls, each on its own connection
+cmp_ok($stats->{connections_accepted}, '>=', 12, 'stats: connections accepted');
+ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 0 }),
+   'stats: no connection left open');
+
+$t->request(POST => "$QUEUE?x=1", body => '{"action":"log","data":{"k":"v"}}',
+         headers => [AccessToken => $token, 'X-Dup' => 'one', 'X-Dup' => 'two',
+                     'Content-Type' => 'application/json']);
+my $log = $t->mock_requests;
+is(scalar @$log, 11, 'requests: every Fanbase request, no /_mock ones');
+json_like($t->mock_requests(path => '/api/token')->[0], { method => 'POST',
+    query => 'grant_type=client_credentials&client_id=demo-client&client_secret=demo-secret',
+    body => '' }, 'requests: the token request with its query');
+json_like($log->[-1], {
+    method  => 'POST', path => $QUEUE, query => 'x=1',
+    headers => { 'x-dup' => ['one', 'two'], accesstoken => [$token],
+                 'content-type' => ['application/json'], host => ['localhost'] },
+    body    => '{"action":"log","data":{"k":"v"}}',
+    time    => qr/^\d+(?:\.\d+)?$/,
+}, 'requests: headers, duplicates and body');
+ok($log->[0]{time} <= $log->[-1]{time}, 'requests: oldest first');
+is(scalar @{ $t->mock_requests(path => qr{^/api/v1/}, method => 'GET') }, 5,
+   'requests: filtered');
+
+
+# The log file: every request, never a secret
+
+$t->stop;
+my $file = do { local (@ARGV, $/) = ($t->dir . '/mock.log'); <> };
+like($file, qr{^\S+ POST /api/token 200$}m, 'log: token request line');
+like($file, qr{^\S+ POST /api/token 400$}m, 'log: failed token request line');
+like($file, qr{^\S+ POST /api/v1/integration/queue reset$}m, 'log: reset line');
+unlike($file, qr/secret|grant_type|s3c/, 'log: no query strings');
+ok(!-e $t->dir . '/mock.pid', 'mock exited cleanly on SIGTERM');
+
+done_testing;

@@ -1,0 +1,944 @@
+package FanbaseTest;
+
+=head1 NAME
+
+FanbaseTest - test harness for ngx_http_fanbase_module
+
+=head1 SYNOPSIS
+
+    use lib 't/lib';
+    use FanbaseTest;    # also exports everything Test::More exports
+
+    my $t = FanbaseTest->new(
+        mock   => { clients => ['demo-client:demo-secret'], expires_in => 3600,
+                    processing_after => 1, completed_after => 2 },
+        files  => { 'secret' => "demo-secret\n" },
+        http   => "fanbase_zone zone=fb:1m;\n",
+        server => "location = /q { fanbase_submit; }\n",
+    );
+    $t->start;
+
+    my $res = $t->request(POST => '/q', headers => [X => 1], body => '{}');
+    is $res->{status}, 201;
+
+    $t->run_cases({ name => 'no GET', request => [GET => '/q'], status => 405 });
+
+    done_testing;    # stops nginx and the mock first, then checks error.log
+
+Every started nginx adds two tests at the end ("nginx stopped gracefully",
+"error log clean"): end test files with C<done_testing>, not a fixed plan.
+
+=head1 CONSTRUCTOR
+
+=over
+
+=item new(%args)
+
+C<mock>: hashref of C<clients> (arrayref of "ID:SECRET"), C<expires_in>,
+C<processing_after>, C<completed_after> (seconds, fractions allowed) and
+C<args> (arrayref of extra command line arguments).  Absent: a mock with
+the defaults; C<< mock => undef >>: no mock.
+
+C<files>: name => content, written into the test directory before nginx
+starts; a content may also be C<< { content => ..., mode => 0600 } >>.
+
+C<main>, C<http>, C<server>: configuration text for the main context, for
+C<http {}> (after the harness's own lines) and for the harness's
+C<server { listen 127.0.0.1:PORT; }>.
+
+C<error_log_level> (default C<info>), C<workers> (default 2),
+C<log_allow>: a regexp of error.log lines that are expected and do not make
+the "error log clean" check fail.
+
+In C<main>, C<http>, C<server> and C<files>: C<%%MOCK%%> becomes
+C<http://127.0.0.1:MOCKPORT>, C<%%DIR%%> the test directory, C<%%PORT%%>
+nginx's port, C<%%DEAD%%> C<http://127.0.0.1:PORT> where nothing listens.
+
+=back
+
+=head1 METHODS
+
+=over
+
+=item start
+
+Starts the mock (if any) and nginx; dies with error.log when nginx fails.
+
+=item start_mock
+
+Starts only the mock (tests of the mock itself).
+
+=item stop
+
+Stops nginx gracefully (QUIT; a forced stop fails the test "nginx stopped
+gracefully") and the mock, then runs the test "error log clean": no
+C<[alert]>, C<[crit]>, C<[emerg]>, C<exited on signal>, no sanitizer report
+(DIR/asan.*, DIR/ubsan.*).  Runs by itself at C<done_testing>, at END, or
+when the object goes away.
+
+=item reload(%args)
+
+Optionally rewrites the configuration (keys of C<new>: C<main>, C<http>,
+C<server>, C<files>, C<error_log_level>, C<workers>), sends HUP and waits
+until the old workers are gone (10 s).  True on success.
+
+=item test_config
+
+=item FanbaseTest->nginx_t(%args)
+
+Runs C<nginx -t> on the configuration (instance, or C<new>'s arguments in a
+fresh directory).  Returns C<($ok, $output, $exit_code)>; C<$ok> is true
+when nginx -t exited 0.
+
+=item request($method, $path, %opts)
+
+One HTTP/1.1 request on a new connection.  C<headers> (arrayref of
+name => value, duplicates allowed, sent as given), C<body> (bytes; a
+character string is UTF-8 encoded), C<timeout> (default 10 s), C<port>
+(default nginx's; the mock's when only the mock runs), C<raw> (exact bytes
+to send instead).  C<Host: localhost> and C<Content-Length> are added
+unless given.  Interim 1xx answers are skipped.  Returns
+C<< { status, reason, headers => {lcname => 'v1, v2'}, header_list =>
+[[Name, value], ...], body, json, time, error } >>; C<status> is 0 and
+C<error> says why when no complete response came.
+
+=item parallel($n, $method, $path, %opts)
+
+C<$n> such requests at once, each on its own connection; C<headers> and
+C<body> may be code refs called with the index (0 .. n-1).  Returns the
+list of responses, in index order.
+
+=item run_cases(@cases)
+
+Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
+for C<request>), C<before> (code ref called with C<$t> first), C<status>,
+C<headers> (lcname => string | qr// | undef for "absent"), C<json> (deep
+subset, see C<json_like>), C<body> (string | qr//), C<log_like> and
+C<log_unlike> (qr// or arrayref of them), C<mock> (code ref called with
+C<($t, $res)>).  Returns the responses.
+
+=item log_like(qr//, $name), log_unlike(qr//, $name), error_log
+
+=item wait_for($code, %opts)
+
+Calls C<$code> until it returns true (C<timeout> default 5 s, C<interval>
+0.05 s); returns that value or undef.
+
+=item mock_stats, mock_requests(%filter), mock_faults(\%faults), mock_reset,
+mock_expire_tokens, mock_url, mock_port
+
+The mock's admin endpoints.  C<mock_requests> returns an arrayref,
+optionally filtered by C<method> and C<path> (string or qr//).
+
+=item dir, port, nginx_pid, worker_pids
+
+The test directory, nginx's port, the master's pid, the workers' pids.
+
+=back
+
+=head1 FUNCTIONS
+
+C<json_like($got, $want, $name)>: one test; every key of C<$want> must be
+in C<$got> and match: scalars by value, qr// by pattern, C<undef> means
+JSON null, code refs get the value and must return true, arrays match
+element by element (the first C<@$want> elements).
+
+=head1 ENVIRONMENT
+
+TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_NGINX_MODULE (a dynamic
+module to load_module), TEST_NGINX_KEEP=1 (keep the test directory).
+
+=cut
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Cwd qw(abs_path);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use File::Spec;
+use File::Temp qw(tempdir);
+use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Scalar::Util qw(blessed looks_like_number weaken);
+use Socket qw(SOL_SOCKET SO_ERROR);
+use Test::More;
+use Test2::API qw(test2_add_callback_testing_done);
+use Time::HiRes qw(time sleep);
+
+use Exporter qw(import);
+our @EXPORT = (@Test::More::EXPORT, qw(json_like));
+
+my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
+                                      'mock_fanbase.pl');
+my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
+
+my %NEW_ARGS = map { $_ => 1 }
+    qw(mock files main http server error_log_level workers log_allow);
+my %RELOAD_ARGS = map { $_ => 1 }
+    qw(files main http server error_log_level workers);
+
+my @LIVE;    # weak references to the instances still running
+
+
+# Construction and configuration
+
+sub new {
+    my ($class, %args) = @_;
+    for (keys %args) {
+        croak "FanbaseTest->new: unknown argument '$_'" unless $NEW_ARGS{$_};
+    }
+
+    my $keep = $ENV{TEST_NGINX_KEEP};
+    my $dir = tempdir('fanbase-test-' . 'X' x 6, TMPDIR => 1, CLEANUP => !$keep);
+    chmod 0755, $dir;
+    diag("test directory: $dir") if $keep;
+
+    my $self = bless {
+        args  => { %args },
+        dir   => $dir,
+        port  => free_port(),
+        dead  => free_port(),
+        owner => $$,
+    }, $class;
+
+    $self->{args}{mock} = {} unless exists $args{mock};
+    push @LIVE, $self;
+    weaken $LIVE[-1];
+    return $self;
+}
+
+sub dir        { $_[0]{dir} }
+sub port       { $_[0]{port} }
+sub nginx_pid  { $_[0]{nginx_pid} }
+sub mock_port  { $_[0]{mock_port} }
+sub mock_url {
+    my $port = $_[0]{mock_port};
+    return defined $port ? "http://127.0.0.1:$port" : undef;
+}
+
+# A port that nothing listens on (at the time of asking).
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', ReuseAddr => 1)
+        or die "cannot find a free port: $@";
+    return $s->sockport;
+}
+
+sub _subst {
+    my ($self, $text) = @_;
+    return '' unless defined $text;
+    my $mock = $self->mock_url // "http://127.0.0.1:$self->{dead}";
+    $text =~ s/%%MOCK%%/$mock/g;
+    $text =~ s/%%DIR%%/$self->{dir}/g;
+    $text =~ s/%%PORT%%/$self->{port}/g;
+    $text =~ s/%%DEAD%%/http:\/\/127.0.0.1:$self->{dead}/g;
+    return $text;
+}
+
+sub _nginx_conf {
+    my $self = shift;
+    my $args = $self->{args};
+    my $d = $self->{dir};
+    my $level = $args->{error_log_level} // 'info';
+    my $workers = $args->{workers} // 2;
+
+    my $conf = '';
+    if (my $module = $ENV{TEST_NGINX_MODULE}) {
+        $conf .= 'load_module ' . File::Spec->rel2abs($module) . ";\n";
+    }
+    $conf .= "daemon off;\nmaster_process on;\nworker_processes $workers;\n"
+           . "pid $d/nginx.pid;\nerror_log $d/error.log $level;\n";
+    $conf .= "user root root;\n" if $> == 0;
+    $conf .= $self->_subst($args->{main});
+    $conf .= "\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n"
+           . "    access_log $d/access.log;\n"
+           . "    client_body_temp_path $d/client_body;\n"
+           . "    proxy_temp_path $d/proxy;\n"
+           . "    fastcgi_temp_path $d/fastcgi;\n"
+           . "    uwsgi_temp_path $d/uwsgi;\n"
+           . "    scgi_temp_path $d/scgi;\n\n"
+           . $self->_subst($args->{http})
+           . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
+           . $self->_subst($args->{server})
+           . "\n    }\n}\n";
+    return $conf;
+}
+
+sub _write_files {
+    my $self = shift;
+    my $files = $self->{args}{files} || {};
+    for my $name (sort keys %$files) {
+        my $f = $files->{$name};
+        my ($content, $mode) = ref $f eq 'HASH' ? @$f{qw(content mode)} : ($f);
+        my $path = "$self->{dir}/$name";
+        make_path(dirname($path));
+        _spew($path, $self->_subst($content));
+        chmod $mode, $path if defined $mode;
+    }
+    _spew("$self->{dir}/nginx.conf", $self->_nginx_conf);
+}
+
+sub _spew {
+    my ($path, $content) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $content;
+    close $fh or die "$path: $!";
+}
+
+sub _slurp {
+    my $path = shift;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+# An absolute path, or a bare name that exec looks up in PATH.
+sub _nginx_binary {
+    my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+    return $bin =~ m{/} ? File::Spec->rel2abs($bin) : $bin;
+}
+
+# Fork and exec.  %o: cmd (arrayref), env (hashref), output (a file for
+# stdout and stderr), stdout (a handle), stderr (a file).
+sub _spawn {
+    my %o = @_;
+    my $pid = fork // die "fork: $!";
+    return $pid if $pid;
+    if (defined $o{output}) {
+        open STDOUT, '>>', $o{output} or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+    }
+    open STDOUT, '>&', $o{stdout} or POSIX::_exit(127) if $o{stdout};
+    open STDERR, '>>', $o{stderr} or POSIX::_exit(127) if $o{stderr};
+    @ENV{ keys %{ $o{env} || {} } } = values %{ $o{env} || {} };
+    my @cmd = @{ $o{cmd} };
+    exec { $cmd[0] } @cmd or POSIX::_exit(127);
+}
+
+# Sanitizer reports go to DIR/asan.* and DIR/ubsan.*; UBSan in this build
+# may still write to stderr, which is nginx.out or error.log: both are
+# searched too.  Reports from nginx itself are suppressed by the file that
+# "make asan" writes (TEST_NGINX_UBSAN_SUPPRESSIONS).
+sub _sanitizer_env {
+    my $d = shift;
+    my $supp = $ENV{TEST_NGINX_UBSAN_SUPPRESSIONS};
+    return {
+        ASAN_OPTIONS  => "detect_leaks=0:abort_on_error=0:log_path=$d/asan",
+        UBSAN_OPTIONS => "print_stacktrace=1:log_path=$d/ubsan"
+                         . ($supp ? ":suppressions=$supp" : ''),
+    };
+}
+
+
+# nginx -t
+
+sub nginx_t {
+    my ($class, %args) = @_;
+    my $t = $class->new(%args, mock => undef);
+    my @r = $t->test_config;
+    $t->{stopped} = 1;    # nothing was started
+    return @r;
+}
+
+sub test_config {
+    my $self = shift;
+    my $d = $self->{dir};
+    $self->_write_files;
+    make_path("$d/t");
+    my $out = "$d/t/nginx-t.out";
+    unlink $out;
+    my $pid = _spawn(output => $out, env => _sanitizer_env($d),
+                     cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
+                             '-e', "$d/t/error.log", '-t']);
+    my $status = _wait_pid($pid, 30);
+    if (!defined $status) {
+        kill KILL => $pid;
+        waitpid $pid, 0;
+        return (0, _slurp($out) . "\nnginx -t did not finish in 30 s\n", -1);
+    }
+    my $code = $status >> 8;
+    return ($status == 0, _slurp($out), $status & 127 ? -1 : $code);
+}
+
+# waitpid with a timeout; the wait status, or undef on timeout.
+sub _wait_pid {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+    for (;;) {
+        my $r = waitpid $pid, WNOHANG;
+        return $? if $r == $pid;
+        return 0 if $r < 0;
+        return undef if time > $end;
+        sleep 0.02;
+    }
+}
+
+
+# Starting and stopping
+
+sub start {
+    my $self = shift;
+    $self->start_mock if $self->{args}{mock};
+    $self->start_nginx;
+    return $self;
+}
+
+sub start_mock {
+    my $self = shift;
+    my $m = $self->{args}{mock} || {};
+    my $d = $self->{dir};
+
+    my @cmd = ($^X, $MOCK_SCRIPT, '--listen', '127.0.0.1:0',
+               '--log', "$d/mock.log", '--pid-file', "$d/mock.pid");
+    push @cmd, map { ('--client', $_) } @{ $m->{clients} || [] };
+    push @cmd, '--expires-in', $m->{expires_in} if defined $m->{expires_in};
+    push @cmd, '--processing-after', $m->{processing_after}
+        if defined $m->{processing_after};
+    push @cmd, '--completed-after', $m->{completed_after}
+        if defined $m->{completed_after};
+    push @cmd, @{ $m->{args} || [] };
+
+    pipe my $r, my $w or die "pipe: $!";
+    $self->{mock_pid} = _spawn(stdout => $w, stderr => "$d/mock.err",
+                               cmd => \@cmd);
+    close $w;
+    $self->{mock_out} = $r;
+
+    # the mock says its port on its first line
+    my $poll = IO::Poll->new;
+    $poll->mask($r, POLLIN);
+    my ($line, $end) = ('', time + 10);
+    while ($line !~ /\n/ && time < $end) {
+        $poll->poll($end - time) > 0 or next;
+        sysread($r, $line, 256, length $line) or last;
+    }
+    my ($port) = $line =~ /^mock fanbase listening on 127\.0\.0\.1:(\d+)$/m
+        or die "mock did not start: $line\n" . _slurp("$d/mock.err");
+    $self->{mock_port} = $port;
+    return $self;
+}
+
+sub start_nginx {
+    my $self = shift;
+    my $d = $self->{dir};
+    $self->_write_files;
+    make_path("$d/$_") for qw(client_body proxy fastcgi uwsgi scgi);
+
+    $self->{nginx_pid} = _spawn(output => "$d/nginx.out",
+        env => _sanitizer_env($d),
+        cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
+                '-e', "$d/error.log"]);
+
+    my $end = time + 10;
+    while (time < $end) {
+        if (waitpid($self->{nginx_pid}, WNOHANG) == $self->{nginx_pid}) {
+            delete $self->{nginx_pid};
+            die "nginx exited at start (status $?):\n"
+                . _slurp("$d/nginx.out") . $self->error_log;
+        }
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $self->{port}, Proto => 'tcp');
+        return $self if $s;
+        sleep 0.05;
+    }
+    die "nginx does not accept connections on port $self->{port}:\n"
+        . _slurp("$d/nginx.out") . $self->error_log;
+}
+
+sub worker_pids {
+    my $self = shift;
+    my $master = $self->{nginx_pid} or return;
+    my @pids;
+    opendir my $dh, '/proc' or return;
+    for my $pid (grep { /^\d+$/ } readdir $dh) {
+        my $stat = _slurp("/proc/$pid/stat") or next;
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        my $tail = substr $stat, rindex($stat, ')') + 2;
+        my ($state, $ppid) = $tail =~ /^(\S) (\d+)/ or next;
+        push @pids, $pid if $ppid == $master && $state ne 'Z';
+    }
+    return sort { $a <=> $b } @pids;
+}
+
+sub reload {
+    my ($self, %args) = @_;
+    for (keys %args) {
+        croak "reload: unknown argument '$_'" unless $RELOAD_ARGS{$_};
+    }
+    @{ $self->{args} }{ keys %args } = values %args;
+    $self->_write_files;
+
+    my %old = map { $_ => 1 } $self->worker_pids;
+    kill HUP => $self->{nginx_pid};
+
+    my $end = time + 10;
+    while (time < $end) {
+        my @now = $self->worker_pids;
+        return 1 if @now && !grep { $old{$_} } @now;
+        sleep 0.05;
+    }
+    diag('reload: old workers still running after 10 s');
+    return 0;
+}
+
+sub stop {
+    my $self = shift;
+    return if $self->{stopped} || $$ != $self->{owner};
+    $self->{stopped} = 1;
+
+    my $checks = 0;
+    if (my $pid = $self->{nginx_pid}) {
+        my @workers = $self->worker_pids;
+        delete $self->{nginx_pid};
+        my $graceful = 0;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            diag("nginx master exited before stop (wait status $?)");
+        } else {
+            kill QUIT => $pid;
+            $graceful = defined _wait_pid($pid, 10);
+        }
+        unless ($graceful) {
+            kill TERM => $pid;
+            kill KILL => $pid unless defined _wait_pid($pid, 5);
+            waitpid $pid, 0;
+            kill KILL => grep { kill 0 => $_ } @workers;
+        }
+        ok($graceful, 'nginx stopped gracefully')
+            or diag('nginx did not stop gracefully');
+        $checks = 1;
+    }
+
+    if (my $pid = delete $self->{mock_pid}) {
+        kill TERM => $pid;
+        unless (defined _wait_pid($pid, 5)) {
+            kill KILL => $pid;
+            waitpid $pid, 0;
+        }
+    }
+
+    $self->_check_error_log if $checks;
+    diag("test directory kept: $self->{dir}") if $ENV{TEST_NGINX_KEEP};
+}
+
+sub _check_error_log {
+    my $self = shift;
+    my $allow = $self->{args}{log_allow};
+    my @bad = grep { /\[(?:alert|crit|emerg)\]|exited on signal/
+                     && !(defined $allow && /$allow/) }
+              split /\n/, $self->error_log;
+    push @bad, grep { /runtime error:|AddressSanitizer|LeakSanitizer/ }
+               split /\n/, $self->error_log
+                           . _slurp("$self->{dir}/nginx.out");
+    my @reports = glob("$self->{dir}/asan.* $self->{dir}/ubsan.*");
+
+    ok(!@bad && !@reports, 'error log clean') and return;
+    diag("error.log: $_") for @bad;
+    diag("$_:\n" . _slurp($_)) for @reports;
+}
+
+sub DESTROY { $_[0]->stop }
+
+# Stop what still runs before the plan is written (done_testing) or at END.
+sub _stop_all { $_->stop for grep { defined } @LIVE }
+
+test2_add_callback_testing_done(\&_stop_all);
+END { _stop_all() }
+
+
+# The error log
+
+sub error_log { _slurp("$_[0]{dir}/error.log") }
+
+sub log_like {
+    my ($self, $re, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    like($self->error_log, $re, $name // "error log matches $re");
+}
+
+sub log_unlike {
+    my ($self, $re, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    unlike($self->error_log, $re, $name // "error log does not match $re");
+}
+
+sub wait_for {
+    my ($self, $code, %o) = @_;
+    my $end = time + ($o{timeout} // 5);
+    for (;;) {
+        my $v = $code->();
+        return $v if $v;
+        return undef if time > $end;
+        sleep($o{interval} // 0.05);
+    }
+}
+
+
+# HTTP client
+
+sub request {
+    my ($self, $method, $path, %o) = @_;
+    my ($res) = $self->parallel(1, $method, $path, %o);
+    return $res;
+}
+
+sub parallel {
+    my ($self, $n, $method, $path, %o) = @_;
+    my $port = $o{port} // ($self->{nginx_pid} || !$self->{mock_port}
+                            ? $self->{port} : $self->{mock_port});
+    my $timeout = $o{timeout} // 10;
+    local $SIG{PIPE} = 'IGNORE';
+
+    my $poll = IO::Poll->new;
+    my @conns;
+    for my $i (0 .. $n - 1) {
+        my $c = { i => $i, in => '', start => time };
+        push @conns, $c;
+        $c->{out} = _build_request($method, $path, $i, %o);
+        $c->{sock} = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $port, Proto => 'tcp', Blocking => 0);
+        if (!$c->{sock}) {
+            $c->{res} = _failed("connect: $!", $c);
+            next;
+        }
+        $poll->mask($c->{sock}, POLLOUT);
+    }
+
+    my $end = time + $timeout;
+    my $left = grep { !$_->{res} } @conns;
+    my %by_sock = map { ($_->{sock} => $_) } grep { !$_->{res} } @conns;
+
+    while ($left > 0) {
+        my $wait = $end - time;
+        last if $wait <= 0;
+        my $r = $poll->poll($wait);
+        next if $r < 0 && $! == EINTR;
+        last if $r < 0;
+        for my $sock ($poll->handles) {
+            my $ev = $poll->events($sock) or next;
+            my $c = $by_sock{$sock};
+            _client_io($c, $ev, $method);
+            unless ($c->{res}) {
+                $poll->mask($sock, length $c->{out} ? POLLOUT | POLLIN : POLLIN);
+                next;
+            }
+            $poll->remove($sock);
+            close $sock;
+            $left--;
+        }
+    }
+
+    for my $c (grep { !$_->{res} } @conns) {
+        $c->{res} = _failed('timeout', $c);
+        $poll->remove($c->{sock});
+        close $c->{sock};
+    }
+    return map { $_->{res} } @conns;
+}
+
+sub _build_request {
+    my ($method, $path, $i, %o) = @_;
+    my $pick = sub { ref $_[0] eq 'CODE' ? $_[0]->($i) : $_[0] };
+
+    my $raw = $pick->($o{raw});
+    return $raw if defined $raw;
+
+    my @h = @{ $pick->($o{headers}) || [] };
+    my $body = $pick->($o{body});
+    utf8::encode($body) if defined $body && utf8::is_utf8($body);
+
+    my %has;
+    for (my $k = 0; $k < @h; $k += 2) { $has{ lc $h[$k] } = 1 }
+
+    my $req = "$method $path HTTP/1.1\r\n";
+    $req .= "Host: localhost\r\n" unless $has{host};
+    for (my $k = 0; $k < @h; $k += 2) { $req .= "$h[$k]: $h[$k + 1]\r\n" }
+    $req .= 'Content-Length: ' . length($body) . "\r\n"
+        if defined $body
+           && !$has{'content-length'} && !$has{'transfer-encoding'};
+    $req .= "\r\n";
+    $req .= $body if defined $body;
+    return $req;
+}
+
+# One poll event on a client connection.
+sub _client_io {
+    my ($c, $ev, $method) = @_;
+    my $sock = $c->{sock};
+
+    if (length $c->{out} && $ev & (POLLOUT | POLLERR | POLLHUP)) {
+        my $err = getsockopt($sock, SOL_SOCKET, SO_ERROR);
+        $err = defined $err ? unpack('i', $err) : 0;
+        if ($err && !$c->{connected}) {
+            local $! = $err;
+            return $c->{res} = _failed("connect: $!", $c);
+        }
+        $c->{connected} = 1;
+        my $n = syswrite $sock, $c->{out};
+        if (defined $n) {
+            substr $c->{out}, 0, $n, '';
+        } elsif ($! != EAGAIN && $! != EWOULDBLOCK && $! != EINTR) {
+            $c->{out} = '';    # the server stopped reading: read its answer
+        }
+    }
+
+    if ($ev & (POLLIN | POLLERR | POLLHUP)) {
+        my $n = sysread $sock, $c->{in}, 65536, length $c->{in};
+        if (!defined $n) {
+            return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+            my $err = $!{ECONNRESET} ? 'connection reset' : "read: $!";
+            return $c->{res} = _parse_response($c, $method, 1)
+                // _failed($err, $c);
+        }
+        my $eof = $n == 0;
+        my $res = _parse_response($c, $method, $eof);
+        return $c->{res} = $res if $res;
+        return $c->{res} = _failed('connection closed', $c) if $eof;
+    }
+}
+
+sub _failed {
+    my ($error, $c) = @_;
+    return { status => 0, error => $error, headers => {}, header_list => [],
+             body => $c->{in}, json => undef, time => time - $c->{start} };
+}
+
+# A complete response from the buffer, or undef.
+sub _parse_response {
+    my ($c, $method, $eof) = @_;
+    my $buf = $c->{in};
+
+    for (;;) {
+        my $end = index $buf, "\r\n\r\n";
+        return undef if $end < 0;
+        my ($line, @lines) = split /\r\n/, substr($buf, 0, $end);
+        my ($status, $reason) = $line =~ m{^HTTP/\d\.\d (\d{3})(?: (.*))?$}
+            or return _failed("bad status line: $line", $c);
+        my $rest = substr $buf, $end + 4;
+
+        # interim answers (100 Continue) come before the real one
+        if ($status >= 100 && $status < 200 && $status != 101) {
+            $buf = $rest;
+            next;
+        }
+
+        my (%headers, @list);
+        for (@lines) {
+            my ($name, $value) = /^([^:]+):[ \t]*(.*?)[ \t]*$/ or next;
+            push @list, [$name, $value];
+            my $lc = lc $name;
+            $headers{$lc} = exists $headers{$lc} ? "$headers{$lc}, $value"
+                          :                         $value;
+        }
+
+        my $body;
+        if ($method eq 'HEAD' || $status == 204 || $status == 304) {
+            $body = '';
+        } elsif (($headers{'transfer-encoding'} // '') =~ /chunked/i) {
+            $body = _dechunk($rest) // return undef;
+        } elsif (defined $headers{'content-length'}) {
+            my ($len) = $headers{'content-length'} =~ /^(\d+)/;
+            return undef if length $rest < $len;
+            $body = substr $rest, 0, $len;
+        } else {
+            return undef unless $eof;
+            $body = $rest;
+        }
+
+        my $json;
+        $json = eval { $JSON->decode($body) } if length $body;
+        return {
+            status      => $status,
+            reason      => $reason // '',
+            headers     => \%headers,
+            header_list => \@list,
+            body        => $body,
+            json        => $json,
+            time        => time - $c->{start},
+        };
+    }
+}
+
+sub _dechunk {
+    my $buf = shift;
+    my ($pos, $body) = (0, '');
+    for (;;) {
+        my $eol = index $buf, "\r\n", $pos;
+        return undef if $eol < 0;
+        my ($size) = substr($buf, $pos, $eol - $pos) =~ /^([0-9a-fA-F]+)/;
+        return undef unless defined $size;
+        $size = hex $size;
+        $pos = $eol + 2;
+        if ($size == 0) {
+            return index($buf, "\r\n", $pos) >= 0 ? $body : undef;
+        }
+        return undef if length $buf < $pos + $size + 2;
+        $body .= substr $buf, $pos, $size;
+        $pos += $size + 2;
+    }
+}
+
+
+# The mock's admin endpoints
+
+sub _mock_call {
+    my ($self, $method, $path, $body) = @_;
+    croak 'no mock running' unless $self->{mock_port};
+    my $res = $self->request($method, $path, port => $self->{mock_port},
+        defined $body ? (body => $JSON->encode($body),
+                         headers => ['Content-Type' => 'application/json'])
+                      : ());
+    croak "mock $method $path: $res->{status} $res->{body}"
+        unless $res->{status} == 200;
+    return $res->{json};
+}
+
+sub mock_stats         { $_[0]->_mock_call(GET  => '/_mock/stats') }
+sub mock_faults        { $_[0]->_mock_call(POST => '/_mock/faults', $_[1]) }
+sub mock_reset         { $_[0]->_mock_call(POST => '/_mock/reset') }
+sub mock_expire_tokens { $_[0]->_mock_call(POST => '/_mock/expire_tokens') }
+
+sub mock_requests {
+    my ($self, %f) = @_;
+    my $all = $self->_mock_call(GET => '/_mock/requests');
+    my $m = sub {
+        my ($want, $got) = @_;
+        return 1 unless defined $want;
+        return ref $want eq 'Regexp' ? $got =~ $want : $got eq $want;
+    };
+    return [ grep { $m->($f{method}, $_->{method})
+                    && $m->($f{path}, $_->{path}) } @$all ];
+}
+
+
+# Tests as data
+
+sub run_cases {
+    my ($self, @cases) = @_;
+    my $level = $Test::Builder::Level;    # for the callbacks' own tests
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my @responses;
+
+    for my $case (@cases) {
+        my $name = $case->{name} // 'case';
+        if ($case->{before}) {
+            local $Test::Builder::Level = $level;
+            $case->{before}->($self);
+        }
+
+        my ($method, $path, @opts) = @{ $case->{request} };
+        my $res = $self->request($method, $path, @opts);
+        push @responses, $res;
+
+        if (defined $case->{status}) {
+            is($res->{status}, $case->{status}, "$name: status")
+                or diag("body: $res->{body}"
+                        . ($res->{error} ? "\nerror: $res->{error}" : ''));
+        }
+
+        my $hdrs = $case->{headers} || {};
+        for my $h (sort keys %$hdrs) {
+            my ($want, $got) = ($hdrs->{$h}, $res->{headers}{ lc $h });
+            if (!defined $want) {
+                ok(!defined $got, "$name: no $h header")
+                    or diag("$h: $got");
+            } elsif (ref $want eq 'Regexp') {
+                like($got // '', $want, "$name: $h header");
+            } else {
+                is($got, $want, "$name: $h header");
+            }
+        }
+
+        json_like($res->{json}, $case->{json}, "$name: json")
+            if exists $case->{json};
+
+        if (defined $case->{body}) {
+            if (ref $case->{body} eq 'Regexp') {
+                like($res->{body}, $case->{body}, "$name: body");
+            } else {
+                is($res->{body}, $case->{body}, "$name: body");
+            }
+        }
+
+        for my $re (_list($case->{log_like})) {
+            $self->log_like($re, "$name: error log matches $re");
+        }
+        for my $re (_list($case->{log_unlike})) {
+            $self->log_unlike($re, "$name: error log does not match $re");
+        }
+
+        if ($case->{mock}) {
+            local $Test::Builder::Level = $level;
+            $case->{mock}->($self, $res);
+        }
+    }
+    return @responses;
+}
+
+sub _list { my $v = shift; !defined $v ? () : ref $v eq 'ARRAY' ? @$v : ($v) }
+
+sub json_like {
+    my ($got, $want, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my @errors = _json_diff($got, $want, '$');
+    ok(!@errors, $name) and return 1;
+    diag($_) for @errors;
+    diag('got: ' . (defined $got ? $JSON->encode($got) : 'undef (not JSON)'));
+    return 0;
+}
+
+# What differs between a decoded JSON value and the expected subset.
+sub _json_diff {
+    my ($got, $want, $at) = @_;
+    my $show = sub {
+        my $v = shift;
+        return !defined $v ? 'null' : ref $v ? $JSON->encode($v) : "'$v'";
+    };
+
+    if (!defined $want) {
+        return defined $got ? ("$at: expected null, got " . $show->($got)) : ();
+    }
+    if (ref $want eq 'Regexp') {
+        return defined $got && !ref $got && $got =~ $want
+            ? () : ("$at: " . $show->($got) . " does not match $want");
+    }
+    if (ref $want eq 'CODE') {
+        return $want->($got)
+            ? () : ("$at: " . $show->($got) . ' refused by check');
+    }
+    if (ref $want eq 'HASH') {
+        return ("$at: expected an object, got " . $show->($got))
+            unless ref $got eq 'HASH';
+        return map {
+            exists $got->{$_}
+                ? _json_diff($got->{$_}, $want->{$_}, "$at.$_")
+                : ("$at.$_: missing")
+        } sort keys %$want;
+    }
+    if (ref $want eq 'ARRAY') {
+        return ("$at: expected an array, got " . $show->($got))
+            unless ref $got eq 'ARRAY';
+        return map {
+            $_ < @$got ? _json_diff($got->[$_], $want->[$_], "$at\[$_]")
+                       : ("$at\[$_]: missing")
+        } 0 .. $#$want;
+    }
+    if (blessed $want && $want->isa('JSON::PP::Boolean')
+        || blessed $got && $got->isa('JSON::PP::Boolean')) {
+        return () if defined $got && !!$got eq !!$want;
+        return ("$at: expected " . ($want ? 'true' : 'false')
+                . ', got ' . $show->($got));
+    }
+    return ("$at: expected '$want', got " . $show->($got))
+        if !defined $got || ref $got;
+    if (looks_like_number($want) && looks_like_number($got)) {
+        return $got == $want ? () : ("$at: expected $want, got $got");
+    }
+    return $got eq $want ? () : ("$at: expected '$want', got '$got'");
+}
+
+1;

@@ -1,0 +1,831 @@
+#!/usr/bin/perl
+
+# mock_fanbase.pl: a mock of Fanbase's Security (token) and Connect (queue)
+# APIs, for the tests of ngx_http_fanbase_module.
+#
+#     perl t/mock_fanbase.pl --listen 127.0.0.1:PORT [--client ID:SECRET]...
+#         [--expires-in SECONDS] [--processing-after SECONDS]
+#         [--completed-after SECONDS] [--pid-file FILE] [--log FILE]
+#         [--keep-requests N]
+#
+# One process, one IO::Poll event loop: HTTP/1.1 keep-alive, pipelining,
+# Content-Length and chunked request bodies, "Expect: 100-continue".  Delays
+# are timers in the loop, so a delayed answer never holds up other
+# connections.  PORT 0 picks a free port; the line printed on stdout when
+# ready ("mock fanbase listening on 127.0.0.1:PORT") tells which.
+#
+# Fanbase endpoints:
+#     POST /api/token?grant_type=client_credentials&client_id=..&client_secret=..
+#     POST /api/v1/integration/queue          (header AccessToken)
+#     GET  /api/v1/integration/queue/{id}     (header AccessToken)
+#
+# Admin endpoints (no token, not recorded in /_mock/requests):
+#     GET  /_mock/stats           counters: requests per endpoint (with the
+#                                 endpoint's method, failed ones too), GETs
+#                                 per id, connections accepted, connections
+#                                 open (besides the one asking)
+#     GET  /_mock/requests        every Fanbase request received, oldest
+#                                 first (the last --keep-requests, 100000)
+#     GET  /_mock/faults          the faults in force
+#     POST /_mock/faults          {"token":F,"queue_post":F,"queue_get":F}
+#     POST /_mock/expire_tokens   every issued token stops being accepted
+#     POST /_mock/reset           clears counters, request log, faults and
+#                                 submissions (issued tokens stay valid)
+#
+# A fault F is an object: count, delay_ms, status, body, content_type,
+# headers, reset, malformed; for "token" also expires_in, ttl_ms, no_token.
+# "malformed" answers the endpoint's success status (200, or 201 for the
+# POST) with the first half of the body it would have sent.
+# A delayed request is still handled when its client has gone away (a POST
+# then creates its submission, as a real server would); a "reset" or
+# "status" fault answers without handling the request at all.
+
+use strict;
+use warnings;
+use utf8;
+
+use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
+use Getopt::Long;
+use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP POLLNVAL);
+use IO::Socket::INET;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64);
+use POSIX qw(strftime floor);
+use Scalar::Util qw(looks_like_number);
+use Socket qw(SOL_SOCKET SO_LINGER IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes qw(time);
+
+
+# Command line
+
+my %opt = (
+    listen           => '127.0.0.1:0',
+    client           => [],
+    expires_in       => 3600,
+    processing_after => 1,
+    completed_after  => 2,
+    keep_requests    => 100_000,
+);
+
+GetOptions(
+    'listen=s'           => \$opt{listen},
+    'client=s@'          => $opt{client},
+    'expires-in=i'       => \$opt{expires_in},
+    'processing-after=f' => \$opt{processing_after},
+    'completed-after=f'  => \$opt{completed_after},
+    'pid-file=s'         => \$opt{pid_file},
+    'log=s'              => \$opt{log},
+    'keep-requests=i'    => \$opt{keep_requests},
+) or die "usage: $0 --listen 127.0.0.1:PORT [--client ID:SECRET]...\n";
+
+@{ $opt{client} } = ('demo-client:demo-secret') unless @{ $opt{client} };
+
+# numbers, so that JSON::PP writes them as numbers
+$opt{$_} += 0 for qw(expires_in processing_after completed_after keep_requests);
+
+my %clients;    # client id => secret
+for my $c (@{ $opt{client} }) {
+    my ($id, $secret) = split /:/, $c, 2;
+    die "--client wants ID:SECRET, got '$c'\n"
+        unless defined $secret && length $id;
+    $clients{$id} = $secret;
+}
+
+my ($listen_host, $listen_port) = $opt{listen} =~ /^(.+):(\d+)$/
+    or die "--listen wants HOST:PORT\n";
+
+
+# State
+
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+
+my %tokens;         # access token => { client, expires }
+my %submissions;    # queue id => { created, msg }
+my %faults;         # endpoint name => fault object
+my @requests;       # request log for /_mock/requests
+my %stats;          # counters
+
+my %ROUTE_METHOD = (token => 'POST', queue_post => 'POST', queue_get => 'GET');
+
+my %FAULT_FIELDS = map { $_ => 1 }
+    qw(count delay_ms status body content_type headers reset malformed);
+my %TOKEN_FAULT_FIELDS = map { $_ => 1 } qw(expires_in ttl_ms no_token);
+
+sub reset_state {
+    %stats = (token_requests => 0, queue_posts => 0, queue_gets => 0,
+              gets_by_id => {}, connections_accepted => 0);
+    %faults      = ();
+    @requests    = ();
+    %submissions = ();
+}
+
+reset_state();
+
+
+# Small helpers
+
+open my $urandom, '<:raw', '/dev/urandom' or die "/dev/urandom: $!\n";
+
+sub random_bytes {
+    my $n = shift;
+    my $buf;
+    my $got = sysread $urandom, $buf, $n;
+    die "/dev/urandom: short read\n" unless defined $got && $got == $n;
+    return $buf;
+}
+
+sub base64url {
+    my $s = encode_base64(shift, '');
+    $s =~ tr{+/}{-_};
+    $s =~ s/=+$//;
+    return $s;
+}
+
+sub uuid_v4 {
+    my @b = unpack 'C16', random_bytes(16);
+    $b[6] = ($b[6] & 0x0f) | 0x40;
+    $b[8] = ($b[8] & 0x3f) | 0x80;
+    return sprintf '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
+                 . '%02x%02x%02x%02x%02x%02x', @b;
+}
+
+sub iso_utc { strftime '%Y-%m-%dT%H:%M:%SZ', gmtime floor(shift) }
+
+# JSON object with its keys in the order given (the seed's order).
+sub json_object {
+    my @pairs = @_;
+    my @out;
+    while (my ($k, $v) = splice @pairs, 0, 2) {
+        push @out, $JSON->encode($k) . ':' . $JSON->encode($v);
+    }
+    return '{' . join(',', @out) . '}';
+}
+
+sub uri_unescape {
+    my $s = shift;
+    $s =~ tr/+/ /;
+    $s =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    return $s;
+}
+
+sub parse_query {
+    my %q;
+    for my $pair (split /&/, shift // '') {
+        my ($k, $v) = split /=/, $pair, 2;
+        $q{ uri_unescape($k) } = uri_unescape($v // '');
+    }
+    return \%q;
+}
+
+my $log_fh;
+if (defined $opt{log}) {
+    open $log_fh, '>>', $opt{log} or die "$opt{log}: $!\n";
+    $log_fh->autoflush(1);
+}
+
+# One line per request: never the query string (it holds the secret).
+sub log_request {
+    my ($req, $status) = @_;
+    return unless $log_fh;
+    my $t = time;
+    printf $log_fh "%s.%03dZ %s %s %s\n",
+        strftime('%Y-%m-%dT%H:%M:%S', gmtime $t), ($t - int $t) * 1000,
+        $req->{method}, $req->{path}, $status;
+}
+
+
+# Timers: a sorted list of [when, callback]; the loop sleeps until the first.
+
+my @timers;
+
+sub add_timer {
+    my ($seconds, $cb) = @_;
+    my $timer = [time + $seconds, $cb];
+    my ($lo, $hi) = (0, scalar @timers);
+    while ($lo < $hi) {
+        my $mid = int(($lo + $hi) / 2);
+        if ($timers[$mid][0] <= $timer->[0]) {
+            $lo = $mid + 1;
+        } else {
+            $hi = $mid;
+        }
+    }
+    splice @timers, $lo, 0, $timer;
+}
+
+sub run_timers {
+    my $now = time;
+    while (@timers && $timers[0][0] <= $now) {
+        my $timer = shift @timers;
+        $timer->[1]->();
+    }
+}
+
+
+# Connections
+
+my $poll = IO::Poll->new;
+my %conns;          # "$sock" => connection
+my $listener;
+
+use constant MAX_HEADER => 64 * 1024;
+use constant MAX_BODY   => 64 * 1024 * 1024;
+
+sub update_mask {
+    my $c = shift;
+    return if $c->{closed};
+    my $mask = 0;
+    $mask |= POLLIN  unless $c->{eof};
+    $mask |= POLLOUT if length $c->{out};
+    $poll->mask($c->{sock}, $mask);
+}
+
+sub close_conn {
+    my ($c, $abort) = @_;
+    return if $c->{closed};
+    $c->{closed} = 1;
+    $poll->remove($c->{sock});
+    delete $conns{ $c->{sock} };
+    # SO_LINGER 0: close() sends a RST instead of a FIN
+    setsockopt $c->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0) if $abort;
+    close $c->{sock};
+}
+
+sub accept_all {
+    while (my $sock = $listener->accept) {
+        $sock->blocking(0);
+        setsockopt $sock, IPPROTO_TCP, TCP_NODELAY, 1;
+        my $c = { sock => $sock, in => '', out => '' };
+        $conns{$sock} = $c;
+        $stats{connections_accepted}++;
+        update_mask($c);
+    }
+}
+
+sub on_readable {
+    my $c = shift;
+    my $n = sysread $c->{sock}, $c->{in}, 65536, length $c->{in};
+    if (!defined $n) {
+        return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        return close_conn($c);
+    }
+    $c->{eof} = 1 if $n == 0;
+    process($c);
+}
+
+sub on_writable {
+    my $c = shift;
+    my $n = syswrite $c->{sock}, $c->{out};
+    if (!defined $n) {
+        return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        return close_conn($c);
+    }
+    substr $c->{out}, 0, $n, '';
+    finish_or_continue($c);
+}
+
+# After output drained or a delayed answer was queued: close, or go on with
+# pipelined requests.
+sub finish_or_continue {
+    my $c = shift;
+    return if $c->{closed};
+    my $done = $c->{close_after} || ($c->{eof} && !$c->{busy});
+    return close_conn($c) if $done && length $c->{out} == 0;
+    process($c) unless $c->{busy} || $c->{close_after};
+    update_mask($c);
+}
+
+# Handle every complete request in the input buffer, in order.
+sub process {
+    my $c = shift;
+    while (!$c->{busy} && !$c->{close_after} && !$c->{closed}) {
+        my $req = parse_request($c) or last;
+        dispatch($c, $req);
+    }
+    return if $c->{closed};
+    if ($c->{eof} && !$c->{busy} && length $c->{out} == 0) {
+        return close_conn($c);
+    }
+    update_mask($c);
+}
+
+# Parse one request; undef while incomplete (or after an error was answered).
+sub parse_request {
+    my $c = shift;
+    my $head = $c->{head};
+
+    unless ($head) {
+        $c->{in} =~ s/^(?:\r?\n)+//;
+        my $end = index $c->{in}, "\r\n\r\n";
+        if ($end < 0) {
+            bad_request($c, 431, 'headers too large')
+                if length $c->{in} > MAX_HEADER;
+            return;
+        }
+        my ($line, @lines) = split /\r\n/, substr($c->{in}, 0, $end);
+        substr $c->{in}, 0, $end + 4, '';
+
+        my ($method, $target, $major, $minor)
+            = $line =~ m{^([!#\$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/(\d)\.(\d)$}
+            or return bad_request($c, 400, 'bad request line');
+
+        my (%headers, @order);
+        for my $l (@lines) {
+            my ($name, $value) = $l =~ /^([^:\s]+):[ \t]*(.*?)[ \t]*$/
+                or return bad_request($c, 400, 'bad header line');
+            push @{ $headers{ lc $name } }, $value;
+            push @order, [$name, $value];
+        }
+
+        my ($path, $query) = split /\?/, $target, 2;
+        my $conn_hdr = lc join ',', @{ $headers{connection} || [] };
+        my $http11 = $major == 1 && $minor >= 1;
+
+        $head = $c->{head} = {
+            method    => $method,
+            target    => $target,
+            path      => $path,
+            query     => $query // '',
+            headers   => \%headers,
+            version   => "$major.$minor",
+            keepalive => $http11 ? $conn_hdr !~ /\bclose\b/
+                                 : $conn_hdr =~ /\bkeep-alive\b/,
+        };
+
+        my $te = lc join ',', @{ $headers{'transfer-encoding'} || [] };
+        if ($te =~ /\bchunked\b/) {
+            $head->{chunked} = 1;
+        } else {
+            my %cl = map { $_ => 1 } @{ $headers{'content-length'} || [] };
+            my @cl = keys %cl;
+            return bad_request($c, 400, 'bad content-length')
+                if @cl > 1 || (@cl && $cl[0] !~ /^\d+$/);
+            $head->{length} = @cl ? $cl[0] : 0;
+            return bad_request($c, 413, 'body too large')
+                if $head->{length} > MAX_BODY;
+        }
+
+        my $expect = lc join ',', @{ $headers{expect} || [] };
+        $head->{expect_continue} = $http11 && $expect =~ /100-continue/;
+    }
+
+    my $body;
+    if ($head->{chunked}) {
+        $body = decode_chunked($c) // return;
+    } else {
+        if (length $c->{in} < $head->{length}) {
+            expect_continue($c);
+            return;
+        }
+        $body = substr $c->{in}, 0, $head->{length}, '';
+    }
+
+    delete $c->{head};
+    $head->{body} = $body;
+    return $head;
+}
+
+sub expect_continue {
+    my $c = shift;
+    return unless $c->{head}{expect_continue};
+    $c->{head}{expect_continue} = 0;
+    $c->{out} .= "HTTP/1.1 100 Continue\r\n\r\n";
+}
+
+# A chunked body, or undef while incomplete (trailers are skipped).
+sub decode_chunked {
+    my $c = shift;
+    my ($pos, $body) = (0, '');
+    for (;;) {
+        my $eol = index $c->{in}, "\r\n", $pos;
+        if ($eol < 0) { expect_continue($c); return }
+        my $size_line = substr $c->{in}, $pos, $eol - $pos;
+        my ($hex) = $size_line =~ /^([0-9A-Fa-f]+)/;
+        unless (defined $hex) { bad_request($c, 400, 'bad chunk'); return }
+        my $size = hex $hex;
+        $pos = $eol + 2;
+        if ($size == 0) {
+            # trailers end with an empty line
+            for (;;) {
+                my $e = index $c->{in}, "\r\n", $pos;
+                if ($e < 0) { expect_continue($c); return }
+                my $empty = $e == $pos;
+                $pos = $e + 2;
+                last if $empty;
+            }
+            substr $c->{in}, 0, $pos, '';
+            return $body;
+        }
+        if (length $c->{in} < $pos + $size + 2) { expect_continue($c); return }
+        if (length($body) + $size > MAX_BODY) {
+            bad_request($c, 413, 'body too large');
+            return;
+        }
+        $body .= substr $c->{in}, $pos, $size;
+        $pos += $size + 2;
+    }
+}
+
+# A protocol error: answer and close the connection.
+sub bad_request {
+    my ($c, $status, $message) = @_;
+    $c->{close_after} = 1;
+    delete $c->{head};
+    $c->{in} = '';
+    my $req = { method => '-', path => '-', version => '1.1', keepalive => 0 };
+    respond($c, $req, $status, json_object(message => $message));
+    return;
+}
+
+
+# Responses
+
+my %REASON = (
+    100 => 'Continue', 200 => 'OK', 201 => 'Created', 202 => 'Accepted',
+    204 => 'No Content', 400 => 'Bad Request', 401 => 'Unauthorized',
+    403 => 'Forbidden', 404 => 'Not Found', 405 => 'Method Not Allowed',
+    408 => 'Request Timeout', 409 => 'Conflict', 413 => 'Payload Too Large',
+    422 => 'Unprocessable Entity', 429 => 'Too Many Requests',
+    431 => 'Request Header Fields Too Large', 500 => 'Internal Server Error',
+    502 => 'Bad Gateway', 503 => 'Service Unavailable',
+    504 => 'Gateway Timeout',
+);
+
+# Queue an answer.  %o: content_type, headers (arrayref of name => value).
+sub respond {
+    my ($c, $req, $status, $body, %o) = @_;
+    log_request($req, $status);
+    return if $c->{closed};
+
+    my $ct = $o{content_type} // 'application/json; charset=utf-8';
+    my $reason = $REASON{$status} // 'Unknown';
+    my $out = "HTTP/1.1 $status $reason\r\nServer: mock-fanbase\r\n";
+    $out .= "Content-Type: $ct\r\n" if length $ct;
+    $out .= "Content-Length: " . length($body) . "\r\n";
+    my @h = @{ $o{headers} || [] };
+    while (my ($n, $v) = splice @h, 0, 2) {
+        $out .= "$n: $v\r\n";
+    }
+    if (!$req->{keepalive}) {
+        $c->{close_after} = 1;
+        $out .= "Connection: close\r\n";
+    } elsif ($req->{version} eq '1.0') {
+        $out .= "Connection: keep-alive\r\n";
+    }
+    $c->{out} .= "$out\r\n$body";
+}
+
+
+# Routing
+
+sub dispatch {
+    my ($c, $req) = @_;
+
+    return admin($c, $req) if $req->{path} =~ m{^/_mock/};
+
+    push @requests, {
+        method  => $req->{method},
+        path    => $req->{path},
+        query   => $req->{query},
+        headers => $req->{headers},
+        body    => $req->{body},
+        time    => time,
+    };
+    shift @requests while @requests > $opt{keep_requests};
+
+    my ($route, $id);
+    if ($req->{path} eq '/api/token') {
+        $route = 'token';
+    } elsif ($req->{path} eq '/api/v1/integration/queue') {
+        $route = 'queue_post';
+    } elsif ($req->{path} =~ m{^/api/v1/integration/queue/([^/]+)$}) {
+        ($route, $id) = ('queue_get', $1);
+    } else {
+        return respond($c, $req, 404, json_object(message => 'no route'));
+    }
+
+    if ($req->{method} ne $ROUTE_METHOD{$route}) {
+        return respond($c, $req, 405,
+                       json_object(message => 'Method Not Allowed'),
+                       headers => [Allow => $ROUTE_METHOD{$route}]);
+    }
+
+    # count first: faulty requests count too
+    if ($route eq 'token') {
+        $stats{token_requests}++;
+    } elsif ($route eq 'queue_post') {
+        $stats{queue_posts}++;
+    } else {
+        $stats{queue_gets}++;
+        $stats{gets_by_id}{$id}++;
+    }
+
+    my $fault = take_fault($route);
+
+    if ($fault->{delay_ms}) {
+        # hold this connection's later requests until the answer is queued
+        $c->{busy} = 1;
+        add_timer($fault->{delay_ms} / 1000, sub {
+            $c->{busy} = 0;
+            answer($c, $req, $route, $id, $fault);
+            finish_or_continue($c);
+        });
+        return;
+    }
+
+    answer($c, $req, $route, $id, $fault);
+}
+
+# The fault for one request of this route, used up when it has a count.
+sub take_fault {
+    my $route = shift;
+    my $f = $faults{$route} or return {};
+    if (defined $f->{count}) {
+        delete $faults{$route} if --$f->{count} <= 0;
+        return {} if $f->{count} < 0;
+    }
+    return $f;
+}
+
+sub answer {
+    my ($c, $req, $route, $id, $fault) = @_;
+
+    if ($fault->{reset}) {
+        log_request($req, 'reset');
+        return close_conn($c, 1);
+    }
+
+    if (defined $fault->{status}) {
+        my @h = %{ $fault->{headers} || {} };
+        my $body = $fault->{body} // json_object(message => 'injected fault');
+        return respond($c, $req, $fault->{status}, $body,
+                       content_type => $fault->{content_type}, headers => \@h);
+    }
+
+    my ($status, $body) =
+          $route eq 'token'      ? token($req, $fault)
+        : $route eq 'queue_post' ? queue_post($req)
+        :                          queue_get($req, $id);
+
+    if ($fault->{malformed}) {
+        # the normal success status with a cut JSON body
+        $status = $route eq 'queue_post' ? 201 : 200;
+        $body = substr $body, 0, int(length($body) / 2);
+        $body = '{"id": "' if length $body < 2;
+    }
+
+    my @h = %{ $fault->{headers} || {} };
+    respond($c, $req, $status, $body, content_type => $fault->{content_type},
+            headers => \@h);
+}
+
+
+# Security: tokens
+
+sub token {
+    my ($req, $fault) = @_;
+    my $q = parse_query($req->{query});
+
+    return (400, json_object(error => 'unsupported_grant_type'))
+        unless ($q->{grant_type} // '') eq 'client_credentials';
+
+    my $id = $q->{client_id} // '';
+    return (400, json_object(error => 'invalid_client',
+            error_description => 'The informed Client ID is invalid.'))
+        unless exists $clients{$id};
+
+    return (400, json_object(error => 'invalid_client',
+            error_description =>
+                'The informed Client Secret does not match the correct secret.'))
+        unless ($q->{client_secret} // '') eq $clients{$id};
+
+    return (200, json_object(token_type => 'Bearer')) if $fault->{no_token};
+
+    my $expires_in = $fault->{expires_in} // $opt{expires_in};
+    my $now = time;
+    my $lifetime = defined $fault->{ttl_ms} ? $fault->{ttl_ms} / 1000
+                 : looks_like_number($expires_in) ? $expires_in
+                 : 0;
+
+    my $payload = json_object(
+        iss => 'mock-fanbase', sub => $id, scope => 'integration',
+        iat => int $now, exp => int($now + $lifetime),
+        jti => unpack('H*', random_bytes(16)));
+    my $access = join '.', base64url('{"alg":"HS256","typ":"JWT"}'),
+        base64url($payload), base64url(random_bytes(32));
+
+    $tokens{$access} = { client => $id, expires => $now + $lifetime };
+
+    return (200, json_object(
+        access_token  => $access,
+        token_type    => 'Bearer',
+        expires_in    => $expires_in,
+        refresh_token => base64url(random_bytes(32)),
+        scope         => 'integration',
+    ));
+}
+
+sub token_ok {
+    my $req = shift;
+    my $values = $req->{headers}{accesstoken} || [];
+    return 0 unless @$values == 1;
+    my $t = $tokens{ $values->[0] } or return 0;
+    return $t->{expires} > time;
+}
+
+use constant UNAUTHORIZED => (401, '{"message":"Unauthorized"}');
+
+
+# Connect: the queue
+
+sub queue_post {
+    my $req = shift;
+    return UNAUTHORIZED unless token_ok($req);
+
+    my $doc = eval { $JSON->decode($req->{body}) };
+    return (400, json_object(iCode => 400, iMsg => 'Invalid JSON'))
+        unless ref $doc eq 'HASH' || ref $doc eq 'ARRAY';
+
+    my $id = uuid_v4();
+    my $now = time;
+    $submissions{$id} = {
+        created => $now,
+        msg     => ref $doc eq 'HASH'
+                   ? { action => $doc->{action}, data => $doc->{data} }
+                   : { action => undef, data => undef },
+    };
+
+    return (201, json_object(
+        id            => $id,
+        created       => iso_utc($now),
+        iCode         => 0,
+        iMsg          => 'Objeto criado com sucesso',
+        processDate   => undef,
+        processStatus => 'pending',
+        processMsg    => undef,
+    ));
+}
+
+sub queue_get {
+    my ($req, $id) = @_;
+    return UNAUTHORIZED unless token_ok($req);
+
+    my $s = $submissions{$id}
+        or return (404, json_object(iCode => 404, iMsg => 'Not found'));
+
+    my $age = time - $s->{created};
+    my $data = $s->{msg}{data};
+    my $fail = ref $data eq 'HASH' && $data->{fail};
+
+    my ($status, $imsg) = ('pending', 'Objeto criado com sucesso');
+    my ($pmsg, $pdate);
+    if ($age >= $opt{completed_after}) {
+        $pdate = iso_utc($s->{created} + $opt{completed_after});
+        ($status, $imsg, $pmsg) = $fail
+            ? ('failed', 'Falha no processamento', 'Erro simulado')
+            : ('completed', 'Processado com sucesso',
+               'Processamento concluído');
+    } elsif ($age >= $opt{processing_after}) {
+        $status = 'processing';
+    }
+
+    return (200, json_object(
+        id            => $id,
+        created       => iso_utc($s->{created}),
+        iCode         => 0,
+        iMsg          => $imsg,
+        processDate   => $pdate,
+        processStatus => $status,
+        processMsg    => $pmsg,
+        msg           => $s->{msg},
+    ));
+}
+
+
+# Admin endpoints
+
+sub admin {
+    my ($c, $req) = @_;
+    my $m = $req->{method};
+    my $p = $req->{path};
+    my $ok = sub { respond($c, $req, 200, $JSON->encode(shift)) };
+
+    if ($p eq '/_mock/stats' && $m eq 'GET') {
+        # open connections other than the one asking
+        return $ok->({ %stats, open_connections => keys(%conns) - 1 });
+    }
+    if ($p eq '/_mock/requests' && $m eq 'GET') {
+        return $ok->(\@requests);
+    }
+    if ($p eq '/_mock/faults' && $m eq 'GET') {
+        return $ok->(\%faults);
+    }
+    if ($p eq '/_mock/faults' && $m eq 'POST') {
+        my $err = set_faults($req->{body});
+        return respond($c, $req, 400, json_object(error => $err)) if $err;
+        return $ok->(\%faults);
+    }
+    if ($p eq '/_mock/expire_tokens' && $m eq 'POST') {
+        $_->{expires} = 0 for values %tokens;
+        return $ok->({});
+    }
+    if ($p eq '/_mock/reset' && $m eq 'POST') {
+        reset_state();
+        return $ok->({});
+    }
+    return respond($c, $req, 404, json_object(message => 'no route'));
+}
+
+# Replace the faults named in a JSON body; an error text or undef.
+sub set_faults {
+    my $new = eval { $JSON->decode(shift) };
+    return 'body must be a JSON object' unless ref $new eq 'HASH';
+
+    for my $route (keys %$new) {
+        return "unknown endpoint '$route'" unless $ROUTE_METHOD{$route};
+        my $f = $new->{$route};
+        next unless defined $f;
+        return "fault for '$route' must be an object or null"
+            unless ref $f eq 'HASH';
+        for my $field (keys %$f) {
+            next if $FAULT_FIELDS{$field};
+            next if $route eq 'token' && $TOKEN_FAULT_FIELDS{$field};
+            return "unknown fault field '$field' for '$route'";
+        }
+        return "'headers' must be an object"
+            if defined $f->{headers} && ref $f->{headers} ne 'HASH';
+    }
+
+    for my $route (keys %$new) {
+        if (defined $new->{$route}) {
+            $faults{$route} = $new->{$route};
+        } else {
+            delete $faults{$route};
+        }
+    }
+    return;
+}
+
+
+# Main loop
+
+$listener = IO::Socket::INET->new(
+    LocalAddr => $listen_host,
+    LocalPort => $listen_port,
+    Proto     => 'tcp',
+    Listen    => 4096,
+    ReuseAddr => 1,
+    Blocking  => 0,
+) or die "cannot listen on $opt{listen}: $@\n";
+
+$poll->mask($listener, POLLIN);
+
+my $stop = 0;
+$SIG{TERM} = $SIG{INT} = sub { $stop = 1 };
+$SIG{PIPE} = 'IGNORE';
+
+if (defined $opt{pid_file}) {
+    open my $fh, '>', $opt{pid_file} or die "$opt{pid_file}: $!\n";
+    print $fh "$$\n";
+    close $fh;
+}
+
+$| = 1;
+print "mock fanbase listening on $listen_host:", $listener->sockport, "\n";
+
+while (!$stop) {
+    # sleep until the next timer; wake up at least twice a second for signals
+    my $timeout = 0.5;
+    if (@timers) {
+        my $wait = $timers[0][0] - time;
+        $timeout = $wait < 0 ? 0 : $wait < $timeout ? $wait : $timeout;
+        $timeout = int($timeout * 1000 + 1) / 1000 if $timeout > 0;
+    }
+
+    my $n = $poll->poll($timeout);
+    if ($n < 0) {
+        next if $! == EINTR;
+        die "poll: $!\n";
+    }
+
+    if ($n > 0) {
+        my @ready = $poll->handles;
+        for my $h (@ready) {
+            my $ev = $poll->events($h) or next;
+            if ($h == $listener) {
+                accept_all();
+                next;
+            }
+            my $c = $conns{$h} or next;
+            on_writable($c) if $ev & POLLOUT && !$c->{closed};
+            on_readable($c) if $ev & (POLLIN | POLLERR | POLLHUP | POLLNVAL)
+                               && !$c->{closed};
+        }
+    }
+
+    run_timers();
+}
+
+close_conn($_) for values %conns;
+unlink $opt{pid_file} if defined $opt{pid_file};
+exit 0;
