@@ -226,6 +226,8 @@ $(UBSAN_SUPP): Makefile
 	@printf '%s\n' \
 	    '# ngx_init_cycle() copies the empty -g parameter: memcpy(p, NULL, 0)' \
 	    'nonnull-attribute:ngx_pstrdup' \
+	    '# the debug log prints empty strings: memcpy(buf, NULL, 0)' \
+	    'nonnull-attribute:ngx_sprintf_str' \
 	    > $@
 
 

@@ -61,6 +61,8 @@ static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_probe(
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
 static void ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e,
     fanbase_item_t *item, ngx_uint_t keep_msg);
+static u_char *ngx_http_fanbase_store_put(u_char *p, const u_char *s,
+    size_t len);
 static void ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_entry_t *e);
 static ngx_int_t ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e,
@@ -613,12 +615,21 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
         e->flags |= NGX_HTTP_FANBASE_HAS_PMSG;
     }
 
-    p = ngx_cpymem(e->data, item->id.data, e->id_len);
-    p = ngx_cpymem(p, item->created.data, e->created_len);
-    p = ngx_cpymem(p, item->process_date.data, e->pdate_len);
-    p = ngx_cpymem(p, item->imsg.data, e->imsg_len);
-    p = ngx_cpymem(p, item->process_msg.data, e->pmsg_len);
-    ngx_memcpy(p, item->msg.data, e->msg_len);
+    p = ngx_http_fanbase_store_put(e->data, item->id.data, e->id_len);
+    p = ngx_http_fanbase_store_put(p, item->created.data, e->created_len);
+    p = ngx_http_fanbase_store_put(p, item->process_date.data, e->pdate_len);
+    p = ngx_http_fanbase_store_put(p, item->imsg.data, e->imsg_len);
+    p = ngx_http_fanbase_store_put(p, item->process_msg.data, e->pmsg_len);
+    (void) ngx_http_fanbase_store_put(p, item->msg.data, e->msg_len);
+}
+
+
+/* absent fields are NULL with no length: memcpy() must not see them */
+
+static u_char *
+ngx_http_fanbase_store_put(u_char *p, const u_char *s, size_t len)
+{
+    return len ? ngx_cpymem(p, s, len) : p;
 }
 
 
