@@ -83,6 +83,17 @@ typedef struct {
 } ngx_http_fanbase_loc_conf_t;
 
 
+/* a status lookup in the store */
+
+typedef struct {
+    ngx_msec_t                    refresh;
+    ngx_msec_t                    lease;       /* a read-through may take */
+    ngx_msec_t                    seen;        /* answer seen when waiting */
+    unsigned                      waiting:1;
+    unsigned                      want_msg:1;
+} ngx_http_fanbase_lookup_t;
+
+
 /* tokens */
 
 typedef struct {
@@ -198,7 +209,7 @@ ngx_int_t ngx_http_fanbase_call_start(ngx_http_fanbase_call_t *call);
 ngx_int_t ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_msec_t refresh, ngx_uint_t want_msg, ngx_pool_t *pool,
+    ngx_str_t *id, ngx_http_fanbase_lookup_t *lk, ngx_pool_t *pool,
     fanbase_item_t *item);
 ngx_int_t ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved,

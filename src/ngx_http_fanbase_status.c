@@ -17,6 +17,7 @@ typedef struct {
     ngx_http_fanbase_call_t        call;
     ngx_http_fanbase_waiter_t      waiter;
     ngx_http_fanbase_main_conf_t  *mcf;
+    ngx_http_fanbase_lookup_t      lookup;
     ngx_str_t                      id;
     fanbase_item_t                 stale;
     unsigned                       leased:1;
@@ -92,6 +93,12 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
     ctx->call.lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
     ctx->waiter.handler = ngx_http_fanbase_status_wait;
     ctx->waiter.data = ctx;
+
+    /* a read-through may wait for a token, then for Fanbase */
+
+    ctx->lookup.refresh = ctx->call.lcf->status_refresh;
+    ctx->lookup.lease = 2 * ctx->call.lcf->upstream.timeout + 1000;
+    ctx->lookup.want_msg = ctx->call.lcf->store_payload;
 
     /* the request lives until ngx_http_fanbase_status_finish() */
 
@@ -202,9 +209,8 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
     r = ctx->call.request;
     lcf = ctx->call.lcf;
 
-    rc = ngx_http_fanbase_store_lookup(ctx->mcf, &ctx->id,
-                                       lcf->status_refresh,
-                                       lcf->store_payload, r->pool, &item);
+    rc = ngx_http_fanbase_store_lookup(ctx->mcf, &ctx->id, &ctx->lookup,
+                                       r->pool, &item);
 
     switch (rc) {
 

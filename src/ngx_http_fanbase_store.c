@@ -28,8 +28,11 @@
 #define NGX_HTTP_FANBASE_EVICT_MAX   64
 #define NGX_HTTP_FANBASE_EVICT_SCAN  16
 
-/* a reservation covers an entry with typical Fanbase strings */
-#define NGX_HTTP_FANBASE_RESERVE     (NGX_HTTP_FANBASE_ID_MAX + 2 * 32 + 128)
+/*
+ * a reservation covers a pending entry with typical Fanbase strings (a
+ * UUID, a date, a short iMsg) in one 256-byte slab chunk
+ */
+#define NGX_HTTP_FANBASE_RESERVE     256
 
 #define ngx_http_fanbase_before(a, b)  ((ngx_msec_int_t) ((a) - (b)) < 0)
 
@@ -136,11 +139,14 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * NGX_AGAIN: another request is reading it through, wait;
  * NGX_BUSY: the caller holds the lease and must read it through; *item
  *     holds the stale answer, if there is one (item->id.data != NULL).
+ *
+ * An answer that arrived while the caller waited is fresh for it, whatever
+ * the refresh interval: concurrent requests share one read-through.
  */
 
 ngx_int_t
 ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_msec_t refresh, ngx_uint_t want_msg, ngx_pool_t *pool,
+    ngx_str_t *id, ngx_http_fanbase_lookup_t *lk, ngx_pool_t *pool,
     fanbase_item_t *item)
 {
     uint32_t                   hash;
@@ -163,7 +169,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 
         if (e != NULL) {
             e->flags |= NGX_HTTP_FANBASE_LEASED;
-            e->lease = now + refresh;
+            e->lease = now + lk->lease;
         }
 
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -174,12 +180,13 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     ngx_queue_remove(&e->queue);
     ngx_http_fanbase_store_enqueue(mcf->sh, e);
 
-    fresh = ngx_http_fanbase_before(now, e->fetched + refresh);
+    fresh = ngx_http_fanbase_before(now, e->fetched + lk->refresh)
+            || (lk->waiting && e->fetched != lk->seen);
 
     if (e->status != FANBASE_STATUS_UNKNOWN
         && (fanbase_status_terminal(e->status) || fresh))
     {
-        rc = ngx_http_fanbase_store_copy(e, want_msg, pool, item);
+        rc = ngx_http_fanbase_store_copy(e, lk->want_msg, pool, item);
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return rc;
     }
@@ -192,17 +199,22 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     if ((e->flags & NGX_HTTP_FANBASE_LEASED)
         && ngx_http_fanbase_before(now, e->lease))
     {
+        if (!lk->waiting) {
+            lk->waiting = 1;
+            lk->seen = e->fetched;
+        }
+
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_AGAIN;
     }
 
     e->flags |= NGX_HTTP_FANBASE_LEASED;
-    e->lease = now + refresh;
+    e->lease = now + lk->lease;
 
     rc = NGX_BUSY;
 
     if (e->status != FANBASE_STATUS_UNKNOWN
-        && ngx_http_fanbase_store_copy(e, want_msg, pool, item) != NGX_OK)
+        && ngx_http_fanbase_store_copy(e, lk->want_msg, pool, item) != NGX_OK)
     {
         rc = NGX_ERROR;
     }
@@ -268,32 +280,36 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    if (r != NULL && r->size >= size) {
+    /*
+     * a right-sized entry if there is room for it (evicting if need be),
+     * else the reservation: it is only the guarantee
+     */
+
+    n = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+
+    if (n != NULL) {
+        n->size = size;
+
+    } else if (r != NULL && r->size >= size) {
         n = r;
         r = NULL;
 
     } else {
-        n = ngx_http_fanbase_shm_alloc_locked(mcf, size);
-
-        if (n == NULL) {
-            if (e != NULL) {
-                ngx_http_fanbase_store_enqueue(mcf->sh, e);
-            }
-
-            ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "fanbase: zone \"%V\" is full, transaction \"%V\" "
-                          "is not kept", &mcf->shm_zone->shm.name, &id);
-
-            if (r != NULL) {
-                ngx_http_fanbase_store_unreserve(mcf, r);
-            }
-
-            return NGX_DECLINED;
+        if (e != NULL) {
+            ngx_http_fanbase_store_enqueue(mcf->sh, e);
         }
 
-        n->size = size;
+        if (r != NULL) {
+            ngx_slab_free_locked(mcf->shpool, r);
+        }
+
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: zone \"%V\" is full, transaction \"%V\" "
+                      "is not kept", &mcf->shm_zone->shm.name, &id);
+
+        return NGX_DECLINED;
     }
 
     n->node.key = hash;
@@ -354,8 +370,7 @@ ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t                     size;
     ngx_http_fanbase_entry_t  *r;
 
-    size = offsetof(ngx_http_fanbase_entry_t, data) + NGX_HTTP_FANBASE_RESERVE
-           + payload;
+    size = NGX_HTTP_FANBASE_RESERVE + payload;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 

@@ -1,0 +1,211 @@
+#!/usr/bin/perl
+
+# The transaction store: a zone full of pending transactions refuses new
+# submissions before sending them; terminal transactions are evicted first
+# and read through again when asked; what one transaction costs.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FanbaseTest;
+
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+my $QUEUE = '/api/v1/integration/queue';
+my @SUBMIT = (headers => ['Content-Type' => 'application/json'],
+              body => '{"action":"ticket-create","data":{"seat":"A1"}}');
+
+sub edge {
+    my (%o) = @_;
+    my $t = FanbaseTest->new(
+        mock  => { clients => ['demo-client:demo-secret'],
+                   processing_after => $o{processing_after},
+                   completed_after  => $o{completed_after} },
+        files => { secret => "demo-secret\n" },
+        http  => <<"CONF",
+fanbase_zone zone=fb:$o{zone};
+fanbase_api %%MOCK%%;
+fanbase_token_url %%MOCK%%/api/token;
+fanbase_client_id demo-client;
+fanbase_client_secret_file %%DIR%%/secret;
+fanbase_timeout 2s;
+fanbase_status_refresh $o{refresh};
+CONF
+        server => <<"CONF",
+location = $QUEUE { fanbase_submit; }
+location $QUEUE/ { fanbase_status; }
+CONF
+    );
+    $t->start;
+    return $t;
+}
+
+sub gets { $_[0]->mock_stats->{gets_by_id}{ $_[1] } // 0 }
+
+sub zone_full_ok {
+    my ($res, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    is($res->{status}, 503, "$name: 503");
+    like($res->{headers}{'content-type'} // '', qr{^application/json\b},
+         "$name: JSON");
+    like($res->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+         "$name: Retry-After");
+    json_like($res->{json},
+              { error => { status => 503, code => 'zone_full', message => qr/./ } },
+              "$name: error body");
+}
+
+
+# (1) a 64k zone full of pending transactions
+
+my $fit64;
+{
+    my $t = edge(zone => '64k', refresh => '1h',
+                 processing_after => 3600, completed_after => 3600);
+
+    my (@ids, $refused);
+    for (1 .. 2000) {
+        my $res = $t->request(POST => $QUEUE, @SUBMIT);
+        if ($res->{status} == 201) {
+            push @ids, $res->{json}{id};
+            next;
+        }
+        $refused = $res;
+        last;
+    }
+    $fit64 = @ids;
+    diag("zone 64k holds $fit64 pending transactions");
+
+    ok($refused, 'a 64k zone of pending transactions fills up within 2000 submissions')
+        or BAIL_OUT('the zone never filled up');
+    zone_full_ok($refused, 'full zone');
+    cmp_ok($fit64, '>', 0, 'some transactions fit');
+
+    my $stats = $t->mock_stats;
+    is($stats->{queue_posts}, $fit64,
+       'the refused submission was never sent to Fanbase');
+
+    zone_full_ok($t->request(POST => $QUEUE, @SUBMIT), 'still full');
+    is($t->mock_stats->{queue_posts}, $fit64, 'still nothing sent');
+
+    # every earlier transaction is still there: a sample, from the zone
+    my %seen;
+    my @sample = grep { !$seen{$_}++ }
+                 @ids[0, 1, int($#ids / 2), $#ids - 1, $#ids],
+                 map { $ids[rand @ids] } 1 .. 10;
+    for my $id (@sample) {
+        my $res = $t->request(GET => "$QUEUE/$id");
+        is($res->{status}, 200, "pending $id: 200");
+        is($res->{headers}{'x-fanbase-cache'}, 'HIT', "pending $id: from the zone");
+        json_like($res->{json}, { id => $id, processStatus => 'pending' },
+                  "pending $id: the transaction");
+    }
+    is($t->mock_stats->{queue_gets}, 0, 'no GET at the mock for any of them');
+
+    $t->stop;
+}
+
+
+# (2) terminal transactions are evicted first
+
+{
+    my $t = edge(zone => '64k', refresh => '100ms',
+                 processing_after => 0.1, completed_after => 0.2);
+
+    my $batch = $fit64 > 1 ? int($fit64 / 2) : 1;
+    my $total = 3 * $fit64;
+    my (@ids, @refused, $unread);
+
+    while (@ids < $total && !@refused) {
+        my @new;
+        for (1 .. $batch) {
+            my $res = $t->request(POST => $QUEUE, @SUBMIT);
+            if ($res->{status} == 201) {
+                push @new, $res->{json}{id};
+            } else {
+                push @refused, $res;
+                last;
+            }
+        }
+        push @ids, @new;
+
+        # completed at Fanbase; read once so that the zone knows it
+        sleep 0.3;
+        for my $id (@new) {
+            my $res = $t->request(GET => "$QUEUE/$id");
+            next if $res->{status} == 200
+                    && ($res->{json}{processStatus} // '') eq 'completed';
+            $unread++;
+            diag("reading $id: $res->{status} $res->{body}");
+        }
+    }
+
+    ok(!@refused, "$total submissions into a zone that holds $fit64 pending "
+                  . 'ones: none refused')
+        or diag("refused after " . scalar(@ids) . ": $refused[0]{status} "
+                . "$refused[0]{body}");
+    cmp_ok(scalar @ids, '>=', $total, 'all submitted');
+    ok(!$unread, 'each one was read as completed');
+
+    # the oldest were evicted: read through again, and answered correctly
+    for my $id (@ids[0 .. 4]) {
+        my $before = gets($t, $id);
+        my $res = $t->request(GET => "$QUEUE/$id");
+        is($res->{status}, 200, "evicted $id: 200");
+        is($res->{headers}{'x-fanbase-cache'}, 'MISS', "evicted $id: read through");
+        json_like($res->{json}, { id => $id, processStatus => 'completed',
+                                  iCode => 0, iMsg => 'Processado com sucesso' },
+                  "evicted $id: the transaction");
+        is(gets($t, $id), $before + 1, "evicted $id: one GET at the mock");
+    }
+
+    # the newest are still in the zone
+    for my $id (@ids[-3 .. -1]) {
+        my $res = $t->request(GET => "$QUEUE/$id");
+        is($res->{headers}{'x-fanbase-cache'}, 'HIT', "recent $id: from the zone");
+    }
+
+    $t->stop;
+}
+
+
+# (3) how many pending transactions a megabyte holds
+
+{
+    my $t = edge(zone => '1m', refresh => '1h',
+                 processing_after => 3600, completed_after => 3600);
+
+    my ($n, $full, $other) = (0, 0, 0);
+    my $start = time;
+    while (!$full && $n + $other < 20000) {
+        for my $res ($t->parallel(200, POST => $QUEUE, @SUBMIT)) {
+            if ($res->{status} == 201) {
+                $n++;
+            } elsif ($res->{status} == 503
+                     && ($res->{json}{error}{code} // '') eq 'zone_full') {
+                $full++;
+            } else {
+                $other++;
+                diag("unexpected: $res->{status} $res->{body}"
+                     . ($res->{error} ? " ($res->{error})" : ''))
+                    if $other <= 5;
+            }
+        }
+        last if $other > 100;
+    }
+
+    ok($full, 'the 1m zone filled up');
+    is($other, 0, 'every answer was 201 or 503 zone_full');
+    is($t->mock_stats->{queue_posts}, $n, 'every 201 and only those reached Fanbase');
+
+    my $each = $n ? sprintf('%.0f', 1048576 / $n) : 'n/a';
+    diag("MEASURE: zone 1m holds $n pending transactions: $each bytes each");
+    diag(sprintf 'filled in %.1f s', time - $start);
+    cmp_ok($n, '>=', 3000, 'a 1m zone holds at least 3000 pending transactions');
+
+    $t->stop;
+}
+
+done_testing;
