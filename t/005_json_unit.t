@@ -12,9 +12,9 @@ use File::Temp qw(tempdir);
 my $dir = tempdir(CLEANUP => 1);
 my $bin = "$dir/json_test";
 
-my @cc = ($ENV{CC} || 'cc', qw(-std=c99 -Wall -Wextra -Werror -g -O1
-          -fsanitize=address,undefined -fno-sanitize-recover=all -Isrc),
-          't/unit/json_test.c', 'src/ngx_http_fanbase_json.c',
+my @cc = ($ENV{CC} || 'cc', qw(-std=c99 -Wall -Wextra -Werror -g -O1),
+          '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
+          '-Isrc', 't/unit/json_test.c', 'src/ngx_http_fanbase_json.c',
           '-lyajl', '-o', $bin);
 
 my $out = `@cc 2>&1`;
