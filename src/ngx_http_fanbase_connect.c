@@ -94,10 +94,7 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
     h->data = call;
 
     if (call->post) {
-        curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t) call->body.len);
-        curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, call->body.data);
+        ngx_http_fanbase_http_post(h, call->body.data, call->body.len);
     }
 
     call->http = h;

@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_fanbase_curl_watch(ngx_event_t *ev,
     ngx_int_t event, ngx_uint_t want);
 static size_t ngx_http_fanbase_curl_write(char *ptr, size_t size,
     size_t nmemb, void *userdata);
+static size_t ngx_http_fanbase_curl_read(char *buffer, size_t size,
+    size_t nitems, void *userdata);
 static CURL *ngx_http_fanbase_easy_get(void);
 static void ngx_http_fanbase_easy_put(CURL *easy);
 
@@ -174,6 +176,32 @@ ngx_http_fanbase_http_create(ngx_log_t *log,
     }
 
     return h;
+}
+
+
+/*
+ * A POST whose body is sent at most once.  libcurl silently resends a
+ * request when a reused keep-alive connection dies before any answer; for
+ * a body given as POSTFIELDS it rewinds by itself.  The body is given
+ * through a read callback with no seek callback instead: once a byte of it
+ * was sent, a resend needs a rewind that cannot happen, and the transfer
+ * fails with CURLE_SEND_FAIL_REWIND.  A request that died before its body
+ * went out is still resent: Fanbase cannot have taken it.
+ */
+
+void
+ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
+    size_t len)
+{
+    h->upload = body;
+    h->upload_len = len;
+    h->upload_sent = 0;
+
+    curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+    curl_easy_setopt(h->easy, CURLOPT_READFUNCTION,
+                     ngx_http_fanbase_curl_read);
+    curl_easy_setopt(h->easy, CURLOPT_READDATA, h);
 }
 
 
@@ -481,6 +509,22 @@ ngx_http_fanbase_curl_write(char *ptr, size_t size, size_t nmemb,
 
     ngx_memcpy(h->body + h->len, ptr, n);
     h->len += n;
+
+    return n;
+}
+
+
+static size_t
+ngx_http_fanbase_curl_read(char *buffer, size_t size, size_t nitems,
+    void *userdata)
+{
+    size_t                    n;
+    ngx_http_fanbase_http_t  *h = userdata;
+
+    n = ngx_min(size * nitems, h->upload_len - h->upload_sent);
+
+    ngx_memcpy(buffer, h->upload + h->upload_sent, n);
+    h->upload_sent += n;
 
     return n;
 }

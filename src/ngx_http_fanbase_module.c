@@ -145,7 +145,7 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
 
 static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_fanbase_filter_init,          /* postconfiguration */
 
     ngx_http_fanbase_create_main_conf,     /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -512,11 +512,12 @@ ngx_http_fanbase_set_url_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     url = value[1];
 
-    if (url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0)
+    if (url.len >= 7
+        && ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0)
     {
         host = url.data + 7;
 
-    } else if (url.len > 8
+    } else if (url.len >= 8
                && ngx_strncasecmp(url.data, (u_char *) "https://", 8) == 0)
     {
         host = url.data + 8;

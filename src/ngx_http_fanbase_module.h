@@ -139,6 +139,10 @@ struct ngx_http_fanbase_http_s {
     u_char                        retry_after[32];
     char                          error[CURL_ERROR_SIZE];
 
+    u_char                       *upload;
+    size_t                        upload_len;
+    size_t                        upload_sent;
+
     unsigned                      running:1;
 };
 
@@ -182,6 +186,8 @@ ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle);
 ngx_http_fanbase_http_t *ngx_http_fanbase_http_create(ngx_log_t *log,
     ngx_http_fanbase_upstream_conf_t *conf, const char *url);
+void ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
+    size_t len);
 ngx_int_t ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h);
 void ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h);
 
@@ -245,6 +251,7 @@ ngx_int_t ngx_http_fanbase_relay(ngx_http_request_t *r,
     ngx_http_fanbase_http_t *h);
 ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_fanbase_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanbase_render_item(ngx_pool_t *pool,
     fanbase_item_t *item, ngx_uint_t show_msg, ngx_str_t *out);
 

@@ -11,10 +11,26 @@
 #include "ngx_http_fanbase_module.h"
 
 
+typedef struct {
+    ngx_str_t                     error;
+    unsigned                      sent:1;
+} ngx_http_fanbase_ctx_t;
+
+
+static ngx_int_t ngx_http_fanbase_error_json(ngx_pool_t *pool,
+    ngx_uint_t status, const char *code, const char *message,
+    ngx_str_t *json);
+static ngx_int_t ngx_http_fanbase_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_fanbase_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_fanbase_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 static u_char *ngx_http_fanbase_json_string(u_char *p, const u_char *s,
     size_t len);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_fanbase_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_fanbase_next_body_filter;
 
 
 ngx_int_t
@@ -69,30 +85,187 @@ ngx_int_t
 ngx_http_fanbase_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    size_t     len;
     ngx_str_t  json;
 
-    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\"}}")
-          - 1 + NGX_INT_T_LEN + ngx_strlen(code) + 2 * ngx_strlen(message);
-
-    json.data = ngx_pnalloc(r->pool, len);
-    if (json.data == NULL) {
+    if (ngx_http_fanbase_error_json(r->pool, status, code, message, &json)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    json.len = ngx_http_fanbase_json_string(
-                   ngx_sprintf(json.data,
-                               "{\"error\":{\"status\":%ui,\"code\":\"%s\","
-                               "\"message\":", status, code),
-                   (u_char *) message, ngx_strlen(message))
-               - json.data;
-
-    json.len = ngx_cpymem(json.data + json.len, "}}", 2) - json.data;
 
     /* the error page machinery must not replace the JSON body */
     r->err_status = 0;
 
     return ngx_http_fanbase_send_json(r, status, &json);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_error_json(ngx_pool_t *pool, ngx_uint_t status,
+    const char *code, const char *message, ngx_str_t *json)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\"}}")
+          - 1 + NGX_INT_T_LEN + ngx_strlen(code) + 6 * ngx_strlen(message);
+
+    json->data = ngx_pnalloc(pool, len);
+    if (json->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(json->data,
+                    "{\"error\":{\"status\":%ui,\"code\":\"%s\",\"message\":",
+                    status, code);
+    p = ngx_http_fanbase_json_string(p, (u_char *) message,
+                                     ngx_strlen(message));
+    p = ngx_cpymem(p, "}}", 2);
+
+    json->len = p - json->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Errors nginx answers itself in a fanbase location (a body over
+ * client_max_body_size, a malformed request, a timeout) are JSON too:
+ * the header filter swaps the standard error page for a JSON error.
+ */
+
+ngx_int_t
+ngx_http_fanbase_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_fanbase_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_fanbase_header_filter;
+
+    ngx_http_fanbase_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_fanbase_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                     status;
+    const char                    *code, *message;
+    ngx_http_fanbase_ctx_t        *ctx;
+    ngx_http_fanbase_loc_conf_t   *lcf;
+
+    status = r->headers_out.status;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    if (lcf->handler == 0
+        || r != r->main
+        || status < NGX_HTTP_BAD_REQUEST
+        || r->err_status != status)
+    {
+        return ngx_http_fanbase_next_header_filter(r);
+    }
+
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "body_too_large";
+        message = "the body is larger than client_max_body_size";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "request_timeout";
+        message = "the request was not received in time";
+        break;
+
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        code = "internal_error";
+        message = "the edge failed to process the request";
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        code = "unavailable";
+        message = "the edge cannot take the request now";
+        break;
+
+    default:
+        code = (status < NGX_HTTP_INTERNAL_SERVER_ERROR) ? "bad_request"
+                                                         : "error";
+        message = "the request cannot be processed";
+        break;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_fanbase_error_json(r->pool, status, code, message,
+                                    &ctx->error)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_fanbase_module);
+
+    ngx_http_clear_content_length(r);
+    r->headers_out.content_length_n = ctx->error.len;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    return ngx_http_fanbase_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t               *b;
+    ngx_uint_t               last;
+    ngx_chain_t             *cl, out;
+    ngx_http_fanbase_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fanbase_module);
+
+    if (ctx == NULL || ctx->error.len == 0) {
+        return ngx_http_fanbase_next_body_filter(r, in);
+    }
+
+    /* the standard page is consumed and dropped */
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        last |= cl->buf->last_buf;
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (!last || ctx->sent) {
+        return NGX_OK;
+    }
+
+    ctx->sent = 1;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ctx->error.data;
+    b->last = ctx->error.data + ctx->error.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_fanbase_next_body_filter(r, &out);
 }
 
 
@@ -133,6 +306,17 @@ ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
         return ngx_http_fanbase_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
                                            "upstream_timeout",
                                            "Fanbase did not answer in time");
+    }
+
+    if (h->result == CURLE_SEND_FAIL_REWIND) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: %s: the connection to Fanbase broke after "
+                      "the request was sent; it is not sent again", what);
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "upstream_unreachable",
+                                           "the connection to Fanbase broke "
+                                           "after the request was sent");
     }
 
     if (h->result != CURLE_OK) {

@@ -36,9 +36,8 @@ static void ngx_http_fanbase_submit_cleanup(void *data);
 ngx_int_t
 ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
-    ngx_str_t                  allow;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t   rc;
+    ngx_str_t   allow;
 
     if (!(r->method & NGX_HTTP_POST)) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -68,29 +67,10 @@ ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
                                            "application/json");
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->client_max_body_size
-        && r->headers_in.content_length_n > clcf->client_max_body_size)
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "fanbase: submission of %O bytes is larger than "
-                      "client_max_body_size %O",
-                      r->headers_in.content_length_n,
-                      clcf->client_max_body_size);
-
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        r->keepalive = 0;
-
-        return ngx_http_fanbase_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "body_too_large",
-                                           "the body is larger than "
-                                           "client_max_body_size");
-    }
+    /*
+     * nginx refuses a Content-Length over client_max_body_size before this
+     * handler runs; the response filter makes that answer JSON
+     */
 
     r->request_body_in_single_buf = 1;
 
