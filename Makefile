@@ -195,7 +195,8 @@ $(DEV_STAMP): config
 $(MODULE_SO): $(DEV_STAMP) $(SRC_FILES)
 	@$(call drop_stale_objects,$(DEV_DIR))
 	$(MAKE) -C $(DEV_DIR) -f objs/Makefile $(SUBMAKE_J) modules
-	cp $(DEV_DIR)/objs/$(MODULE).so $@
+	@# a new inode: a running nginx keeps the file it mapped
+	cp $(DEV_DIR)/objs/$(MODULE).so $@.tmp && mv -f $@.tmp $@
 
 
 # --- the sanitizer build --------------------------------------------------

@@ -30,7 +30,7 @@ fanbase_api %%MOCK%%;
 fanbase_token_url %%MOCK%%/api/token;
 fanbase_client_id demo-client;
 fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 2s;
+fanbase_timeout 10s;
 fanbase_status_refresh $o{refresh};
 CONF
         server => <<"CONF",
