@@ -28,8 +28,9 @@ static ngx_int_t ngx_http_fanbase_curl_watch(ngx_event_t *ev,
     ngx_int_t event, ngx_uint_t want);
 static size_t ngx_http_fanbase_curl_write(char *ptr, size_t size,
     size_t nmemb, void *userdata);
-static size_t ngx_http_fanbase_curl_read(char *buffer, size_t size,
-    size_t nitems, void *userdata);
+static int ngx_http_fanbase_curl_prereq(void *userdata,
+    char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+    int conn_local_port);
 static CURL *ngx_http_fanbase_easy_get(void);
 static void ngx_http_fanbase_easy_put(CURL *easy);
 
@@ -180,28 +181,25 @@ ngx_http_fanbase_http_create(ngx_log_t *log,
 
 
 /*
- * A POST whose body is sent at most once.  libcurl silently resends a
- * request when a reused keep-alive connection dies before any answer; for
- * a body given as POSTFIELDS it rewinds by itself.  The body is given
- * through a read callback with no seek callback instead: once a byte of it
- * was sent, a resend needs a rewind that cannot happen, and the transfer
- * fails with CURLE_SEND_FAIL_REWIND.  A request that died before its body
- * went out is still resent: Fanbase cannot have taken it.
+ * A POST sent at most once.  libcurl silently sends a request again on a
+ * fresh connection when a reused keep-alive connection dies before any
+ * answer, and Fanbase may have taken the first one (a duplicate sale).
+ * The pre-request callback runs before each attempt: a second attempt is
+ * aborted, and the transfer fails with CURLE_ABORTED_BY_CALLBACK.
  */
 
 void
 ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
     size_t len)
 {
-    h->upload = body;
-    h->upload_len = len;
-    h->upload_sent = 0;
+    h->attempts = 0;
 
     curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
-    curl_easy_setopt(h->easy, CURLOPT_READFUNCTION,
-                     ngx_http_fanbase_curl_read);
-    curl_easy_setopt(h->easy, CURLOPT_READDATA, h);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h->easy, CURLOPT_PREREQFUNCTION,
+                     ngx_http_fanbase_curl_prereq);
+    curl_easy_setopt(h->easy, CURLOPT_PREREQDATA, h);
 }
 
 
@@ -514,19 +512,21 @@ ngx_http_fanbase_curl_write(char *ptr, size_t size, size_t nmemb,
 }
 
 
-static size_t
-ngx_http_fanbase_curl_read(char *buffer, size_t size, size_t nitems,
-    void *userdata)
+static int
+ngx_http_fanbase_curl_prereq(void *userdata, char *conn_primary_ip,
+    char *conn_local_ip, int conn_primary_port, int conn_local_port)
 {
-    size_t                    n;
     ngx_http_fanbase_http_t  *h = userdata;
 
-    n = ngx_min(size * nitems, h->upload_len - h->upload_sent);
+    if (h->attempts++ == 0) {
+        return CURL_PREREQFUNC_OK;
+    }
 
-    ngx_memcpy(buffer, h->upload + h->upload_sent, n);
-    h->upload_sent += n;
+    ngx_log_error(NGX_LOG_WARN, h->log, 0,
+                  "fanbase: the connection to Fanbase died before an "
+                  "answer; the POST is not sent again");
 
-    return n;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 

@@ -139,9 +139,7 @@ struct ngx_http_fanbase_http_s {
     u_char                        retry_after[32];
     char                          error[CURL_ERROR_SIZE];
 
-    u_char                       *upload;
-    size_t                        upload_len;
-    size_t                        upload_sent;
+    ngx_uint_t                    attempts;
 
     unsigned                      running:1;
 };

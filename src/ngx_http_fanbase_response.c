@@ -308,7 +308,7 @@ ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
                                            "Fanbase did not answer in time");
     }
 
-    if (h->result == CURLE_SEND_FAIL_REWIND) {
+    if (h->result == CURLE_ABORTED_BY_CALLBACK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "fanbase: %s: the connection to Fanbase broke after "
                       "the request was sent; it is not sent again", what);
