@@ -161,7 +161,7 @@ perl -MJSON::PP -e1 2> /dev/null || die "perl JSON::PP not found: run 'make deps
 # conf.example asks for 4096 connections a worker
 ulimit -n 8192 2> /dev/null || ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanbase-demo.XXXXXX")
+TMP=$(mktemp -d)
 case "$TMP$TOP" in
     *[\&\\[:space:]]*) die "paths with '&', '\\' or spaces are not supported: $TMP $TOP" ;;
 esac
