@@ -14,8 +14,18 @@
 
 
 #define NGX_HTTP_FANBASE_EASY_CACHE   64
+#define NGX_HTTP_FANBASE_SOCKS_MAX    (1024 * 1024)
 
 
+typedef struct {
+    CURL                              *easy;
+    ngx_http_fanbase_upstream_conf_t  *conf;
+} ngx_http_fanbase_easy_t;
+
+
+static curl_socket_t ngx_http_fanbase_curl_open(void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *address);
+static int ngx_http_fanbase_curl_close(void *clientp, curl_socket_t s);
 static int ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_fanbase_curl_timer(CURLM *multi, long timeout_ms,
@@ -31,22 +41,28 @@ static size_t ngx_http_fanbase_curl_write(char *ptr, size_t size,
 static int ngx_http_fanbase_curl_prereq(void *userdata,
     char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
     int conn_local_port);
-static CURL *ngx_http_fanbase_easy_get(void);
-static void ngx_http_fanbase_easy_put(CURL *easy);
+static CURL *ngx_http_fanbase_easy_get(
+    ngx_http_fanbase_upstream_conf_t *conf);
+static void ngx_http_fanbase_easy_put(CURL *easy,
+    ngx_http_fanbase_upstream_conf_t *conf);
 
 
 static CURLM             *ngx_http_fanbase_multi;
 static ngx_event_t        ngx_http_fanbase_timer;
 static ngx_connection_t   ngx_http_fanbase_timer_conn;
 static ngx_queue_t        ngx_http_fanbase_running;
-static CURL              *ngx_http_fanbase_easy_cache[
-                              NGX_HTTP_FANBASE_EASY_CACHE];
+static ngx_http_fanbase_easy_t  ngx_http_fanbase_easy_cache[
+                                    NGX_HTTP_FANBASE_EASY_CACHE];
 static ngx_uint_t         ngx_http_fanbase_easy_cached;
+static ngx_connection_t **ngx_http_fanbase_socks;
+static ngx_uint_t         ngx_http_fanbase_socks_n;
 
 
 ngx_int_t
 ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
 {
+    struct rlimit  rlmt;
+
     ngx_http_fanbase_multi = curl_multi_init();
     if (ngx_http_fanbase_multi == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -58,7 +74,27 @@ ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
                       ngx_http_fanbase_curl_socket);
     curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_TIMERFUNCTION,
                       ngx_http_fanbase_curl_timer);
-    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAXCONNECTS, 64L);
+    /* idle connections to Fanbase kept by a worker */
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAXCONNECTS, 256L);
+
+    /* a slot for every descriptor the worker may open */
+
+    if (getrlimit(RLIMIT_NOFILE, &rlmt) == -1
+        || rlmt.rlim_cur == RLIM_INFINITY
+        || rlmt.rlim_cur > NGX_HTTP_FANBASE_SOCKS_MAX)
+    {
+        ngx_http_fanbase_socks_n = NGX_HTTP_FANBASE_SOCKS_MAX;
+
+    } else {
+        ngx_http_fanbase_socks_n = (ngx_uint_t) rlmt.rlim_cur;
+    }
+
+    ngx_http_fanbase_socks = ngx_calloc(ngx_http_fanbase_socks_n
+                                        * sizeof(ngx_connection_t *),
+                                        cycle->log);
+    if (ngx_http_fanbase_socks == NULL) {
+        return NGX_ERROR;
+    }
 
     /*
      * the timer's data must look like a connection: the debug log reads
@@ -105,7 +141,7 @@ ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 
     while (ngx_http_fanbase_easy_cached) {
         curl_easy_cleanup(
-            ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached]);
+            ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached].easy);
     }
 
     /* closes cached connections: their sockets are removed first */
@@ -135,7 +171,7 @@ ngx_http_fanbase_http_create(ngx_log_t *log,
         return NULL;
     }
 
-    easy = ngx_http_fanbase_easy_get();
+    easy = ngx_http_fanbase_easy_get(conf);
     if (easy == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "fanbase: curl_easy_init() failed");
         ngx_free(h);
@@ -144,37 +180,12 @@ ngx_http_fanbase_http_create(ngx_log_t *log,
 
     h->easy = easy;
     h->log = log;
+    h->conf = conf;
 
     curl_easy_setopt(easy, CURLOPT_URL, url);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
-                     ngx_http_fanbase_curl_write);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 1L);
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT,
-                     "ngx_http_fanbase_module/" NGX_HTTP_FANBASE_VERSION);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long) conf->connect_timeout);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conf->timeout);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, conf->ssl_verify ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, conf->ssl_verify ? 2L : 0L);
-
-#if (LIBCURL_VERSION_NUM >= 0x075500)
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
-                     (long) (CURLPROTO_HTTP|CURLPROTO_HTTPS));
-#endif
-
-    if (conf->ssl_trusted_certificate.len) {
-        curl_easy_setopt(easy, CURLOPT_CAINFO,
-                         (char *) conf->ssl_trusted_certificate.data);
-    }
 
     return h;
 }
@@ -252,7 +263,7 @@ ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
         ngx_http_fanbase_token_release(h->hdr);
     }
 
-    ngx_http_fanbase_easy_put(h->easy);
+    ngx_http_fanbase_easy_put(h->easy, h->conf);
 
     if (h->body != NULL) {
         ngx_free(h->body);
@@ -262,25 +273,70 @@ ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
 }
 
 
-static int
-ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s, int what,
-    void *userp, void *socketp)
+/*
+ * libcurl opens and closes its sockets through these two callbacks, so the
+ * module knows each socket's nginx connection from its descriptor alone
+ * (ngx_http_fanbase_socks[fd]).  libcurl sometimes closes a cached
+ * connection before it says CURL_POLL_REMOVE for it: events are then
+ * dropped at close time, and a late REMOVE finds nothing.
+ */
+
+static curl_socket_t
+ngx_http_fanbase_curl_open(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *address)
 {
-    ngx_connection_t  *c = socketp;
+    ngx_socket_t       s;
+    ngx_connection_t  *c;
 
-    if (what == CURL_POLL_REMOVE) {
-        if (c == NULL) {
-            return 0;
+    s = ngx_socket(address->family, address->socktype, address->protocol);
+
+    if (s == (ngx_socket_t) -1) {
+        return CURL_SOCKET_BAD;
+    }
+
+    if ((ngx_uint_t) s >= ngx_http_fanbase_socks_n) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "fanbase: socket %d above the open files limit", s);
+        ngx_close_socket(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    c = ngx_get_connection(s, ngx_cycle->log);
+    if (c == NULL) {
+        ngx_close_socket(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    c->read->handler = ngx_http_fanbase_curl_event_handler;
+    c->write->handler = ngx_http_fanbase_curl_event_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+
+    ngx_http_fanbase_socks[s] = c;
+
+    return s;
+}
+
+
+static int
+ngx_http_fanbase_curl_close(void *clientp, curl_socket_t s)
+{
+    ngx_connection_t  *c;
+
+    c = ((ngx_uint_t) s < ngx_http_fanbase_socks_n)
+        ? ngx_http_fanbase_socks[s] : NULL;
+
+    if (c != NULL) {
+        ngx_http_fanbase_socks[s] = NULL;
+
+        /* closing the descriptor takes it out of epoll */
+
+        if (c->read->active || c->read->disabled) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
         }
 
-        /* libcurl closes the socket itself, after this call */
-
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        if (c->write->active || c->write->disabled) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
         }
 
         if (c->read->posted) {
@@ -291,26 +347,26 @@ ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s, int what,
             ngx_delete_posted_event(c->write);
         }
 
-        curl_multi_assign(ngx_http_fanbase_multi, s, NULL);
-
         ngx_free_connection(c);
         c->fd = (ngx_socket_t) -1;
-
-        return 0;
     }
 
+    return ngx_close_socket(s) == -1 ? 1 : 0;
+}
+
+
+static int
+ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp)
+{
+    ngx_connection_t  *c;
+
+    c = ((ngx_uint_t) s < ngx_http_fanbase_socks_n)
+        ? ngx_http_fanbase_socks[s] : NULL;
+
     if (c == NULL) {
-        c = ngx_get_connection(s, ngx_cycle->log);
-        if (c == NULL) {
-            return -1;
-        }
-
-        c->read->handler = ngx_http_fanbase_curl_event_handler;
-        c->write->handler = ngx_http_fanbase_curl_event_handler;
-        c->read->log = c->log;
-        c->write->log = c->log;
-
-        curl_multi_assign(ngx_http_fanbase_multi, s, c);
+        /* closed already, or not ours */
+        return (what == CURL_POLL_REMOVE) ? 0 : -1;
     }
 
     if (ngx_http_fanbase_curl_watch(c->read, NGX_READ_EVENT,
@@ -530,25 +586,102 @@ ngx_http_fanbase_curl_prereq(void *userdata, char *conn_primary_ip,
 }
 
 
+/*
+ * Easy handles are kept with the settings of the last transfer: one with
+ * the same upstream settings only needs what differs per transfer.
+ */
+
 static CURL *
-ngx_http_fanbase_easy_get(void)
+ngx_http_fanbase_easy_get(ngx_http_fanbase_upstream_conf_t *conf)
 {
-    if (ngx_http_fanbase_easy_cached) {
-        return ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached];
+    CURL        *easy;
+    ngx_uint_t   i;
+
+    for (i = ngx_http_fanbase_easy_cached; i > 0; i--) {
+
+        if (ngx_http_fanbase_easy_cache[i - 1].conf != conf) {
+            continue;
+        }
+
+        easy = ngx_http_fanbase_easy_cache[i - 1].easy;
+
+        ngx_http_fanbase_easy_cache[i - 1] =
+            ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached];
+
+        /* a GET without a pre-request check unless the caller says more */
+
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, NULL);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+
+        return easy;
     }
 
-    return curl_easy_init();
+    if (ngx_http_fanbase_easy_cached) {
+        easy = ngx_http_fanbase_easy_cache[--ngx_http_fanbase_easy_cached].easy;
+        curl_easy_reset(easy);
+
+    } else {
+        easy = curl_easy_init();
+        if (easy == NULL) {
+            return NULL;
+        }
+    }
+
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
+                     ngx_http_fanbase_curl_write);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                     ngx_http_fanbase_curl_open);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                     ngx_http_fanbase_curl_close);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT,
+                     "ngx_http_fanbase_module/" NGX_HTTP_FANBASE_VERSION);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) conf->connect_timeout);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conf->timeout);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, conf->ssl_verify ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, conf->ssl_verify ? 2L : 0L);
+
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
+                     (long) (CURLPROTO_HTTP|CURLPROTO_HTTPS));
+#endif
+
+    if (conf->ssl_trusted_certificate.len) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO,
+                         (char *) conf->ssl_trusted_certificate.data);
+    }
+
+    return easy;
 }
 
 
 static void
-ngx_http_fanbase_easy_put(CURL *easy)
+ngx_http_fanbase_easy_put(CURL *easy, ngx_http_fanbase_upstream_conf_t *conf)
 {
+    ngx_http_fanbase_easy_t  *e;
+
     if (ngx_http_fanbase_multi != NULL
         && ngx_http_fanbase_easy_cached < NGX_HTTP_FANBASE_EASY_CACHE)
     {
-        curl_easy_reset(easy);
-        ngx_http_fanbase_easy_cache[ngx_http_fanbase_easy_cached++] = easy;
+        /* nothing may point into a finished transfer */
+
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, NULL);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+
+        e = &ngx_http_fanbase_easy_cache[ngx_http_fanbase_easy_cached++];
+        e->easy = easy;
+        e->conf = conf;
         return;
     }
 

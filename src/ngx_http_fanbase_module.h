@@ -128,6 +128,7 @@ struct ngx_http_fanbase_http_s {
     ngx_http_fanbase_http_handler_pt  handler;
     void                         *data;
     ngx_log_t                    *log;
+    ngx_http_fanbase_upstream_conf_t  *conf;
     ngx_http_fanbase_token_hdr_t *hdr;
 
     CURLcode                      result;
