@@ -106,7 +106,10 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 .PHONY: all module asan deps deps-packages deps-source test demo bench \
         clean FORCE
 
-all: module
+# "make" installs what is missing first; "make module" only builds
+all:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory module
 
 module: $(MODULE_SO)
 
