@@ -244,8 +244,8 @@ ngx_int_t ngx_http_fanbase_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_fanbase_send_unavailable(ngx_http_request_t *r,
     const char *code, const char *message, time_t retry_after);
-ngx_int_t ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
-    ngx_http_fanbase_http_t *h, const char *what);
+ngx_int_t ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,
+    ngx_http_fanbase_call_t *call, ngx_int_t rc, const char *what);
 ngx_int_t ngx_http_fanbase_relay(ngx_http_request_t *r,
     ngx_http_fanbase_http_t *h);
 ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,

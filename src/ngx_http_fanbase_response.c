@@ -20,6 +20,8 @@ typedef struct {
 static ngx_int_t ngx_http_fanbase_error_json(ngx_pool_t *pool,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *json);
+static ngx_int_t ngx_http_fanbase_send_upstream_failure(
+    ngx_http_request_t *r, ngx_http_fanbase_http_t *h, const char *what);
 static ngx_int_t ngx_http_fanbase_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fanbase_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -293,9 +295,43 @@ ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
 }
 
 
-/* 5xx, timeouts and failed connections become 502 or 504 */
+/*
+ * A call to Connect that gave no usable answer: no token (503), the token
+ * refused twice (503), an internal failure (500), or Fanbase's failure
+ * (502, 504).
+ */
 
 ngx_int_t
+ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,
+    ngx_http_fanbase_call_t *call, ngx_int_t rc, const char *what)
+{
+    if (rc == NGX_DECLINED) {
+        return ngx_http_fanbase_send_unavailable(r, "token_unavailable",
+                                                 "no Fanbase token can be "
+                                                 "had now",
+                                                 call->retry_after);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "internal_error",
+                                           "the call to Fanbase was not "
+                                           "made");
+    }
+
+    if (call->rejected) {
+        return ngx_http_fanbase_send_unavailable(r, "token_rejected",
+                                                 "Fanbase rejected the "
+                                                 "edge's token", 5);
+    }
+
+    return ngx_http_fanbase_send_upstream_failure(r, call->http, what);
+}
+
+
+/* 5xx, timeouts and failed connections become 502 or 504 */
+
+static ngx_int_t
 ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
     ngx_http_fanbase_http_t *h, const char *what)
 {

@@ -390,26 +390,7 @@ ngx_http_fanbase_status_fallback(ngx_http_fanbase_status_ctx_t *ctx,
                                             lcf->store_payload, "STALE");
     }
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_fanbase_send_unavailable(r, "token_unavailable",
-                                                 "no Fanbase token can be "
-                                                 "had now",
-                                                 call->retry_after);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "internal_error",
-                                           "the status was not read");
-    }
-
-    if (call->rejected) {
-        return ngx_http_fanbase_send_unavailable(r, "token_rejected",
-                                                 "Fanbase rejected the "
-                                                 "edge's token", 5);
-    }
-
-    return ngx_http_fanbase_send_upstream_failure(r, call->http, "status");
+    return ngx_http_fanbase_send_call_failure(r, call, rc, "status");
 }
 
 

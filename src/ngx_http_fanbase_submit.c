@@ -280,20 +280,8 @@ ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
     r = call->request;
     h = call->http;
 
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_fanbase_send_unavailable(r, "token_unavailable",
-                                               "no Fanbase token can be "
-                                               "had now", call->retry_after);
-
-    } else if (rc != NGX_OK) {
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "internal_error",
-                                         "the submission was not sent");
-
-    } else if (call->rejected) {
-        rc = ngx_http_fanbase_send_unavailable(r, "token_rejected",
-                                               "Fanbase rejected the edge's "
-                                               "token", 5);
+    if (rc != NGX_OK || call->rejected) {
+        rc = ngx_http_fanbase_send_call_failure(r, call, rc, "submission");
 
     } else if (h->result == CURLE_OK && h->status >= 200 && h->status < 300) {
         rc = ngx_http_fanbase_submit_accepted(ctx);
@@ -306,7 +294,7 @@ ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
         rc = ngx_http_fanbase_relay(r, h);
 
     } else {
-        rc = ngx_http_fanbase_send_upstream_failure(r, h, "submission");
+        rc = ngx_http_fanbase_send_call_failure(r, call, rc, "submission");
     }
 
     ngx_http_finalize_request(r, rc);
