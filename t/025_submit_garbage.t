@@ -14,17 +14,9 @@ use FanbaseTest;
 my $QUEUE = '/api/v1/integration/queue';
 
 my $t = FanbaseTest->new(
-    mock   => { clients => ['demo-client:demo-secret'] },
-    files  => { secret => "demo-secret\n" },
-    http   => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-client_max_body_size 1m;
-client_body_buffer_size 1m;
-CONF
+    files  => edge_files(),
+    http   => edge_http(extra => "client_max_body_size 1m;\n"
+                                 . "client_body_buffer_size 1m;\n"),
     server => "location = $QUEUE { fanbase_submit; }\n",
 );
 $t->start;

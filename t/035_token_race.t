@@ -13,16 +13,8 @@ use FanbaseTest;
 my $QUEUE = '/api/v1/integration/queue';
 
 my $t = FanbaseTest->new(
-    mock   => { clients => ['demo-client:demo-secret'] },
-    files  => { secret => "demo-secret\n" },
-    http   => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 10s;
-CONF
+    files  => edge_files(),
+    http   => edge_http(),
     server => "location = $QUEUE { fanbase_submit; }\n",
 );
 $t->start;

@@ -16,16 +16,8 @@ my %conf = (
     error_log_level => 'debug',
     mock  => { clients => ['demo-client:demo-secret'],
                processing_after => 30, completed_after => 60 },
-    files => { secret => "demo-secret\n" },
-    http  => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 5s;
-fanbase_status_refresh 0;
-CONF
+    files => edge_files(),
+    http  => edge_http(timeout => '5s', extra => "fanbase_status_refresh 0;\n"),
     server => <<'CONF',
 location = /api/v1/integration/queue { fanbase_submit; }
 location /api/v1/integration/queue/ { fanbase_status; }

@@ -56,6 +56,13 @@ nginx's port, C<%%DEAD%%> C<http://127.0.0.1:PORT> where nothing listens.
 
 =back
 
+=head1 SHARED CONFIGURATION
+
+C<edge_http(zone => '1m', timeout => '10s', extra => '...')> returns the
+C<http> text most tests share (zone, API and token URL pointing at the
+mock, the mock's default client, its secret file); C<edge_files()> returns
+the C<files> that go with it.
+
 =head1 METHODS
 
 =over
@@ -171,7 +178,7 @@ use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(time sleep);
 
 use Exporter qw(import);
-our @EXPORT = (@Test::More::EXPORT, qw(json_like));
+our @EXPORT = (@Test::More::EXPORT, qw(json_like edge_http edge_files));
 
 my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
                                       'mock_fanbase.pl');
@@ -211,6 +218,25 @@ sub new {
     weaken $LIVE[-1];
     return $self;
 }
+
+# The configuration most tests share: an edge in front of the mock, with
+# the mock's default client (demo-client:demo-secret).  edge_files() gives
+# the secret file it names.
+sub edge_http {
+    my (%o) = @_;
+    my $zone = $o{zone} // '1m';
+    my $timeout = $o{timeout} // '10s';
+    return <<"CONF" . ($o{extra} // '');
+fanbase_zone zone=fb:$zone;
+fanbase_api %%MOCK%%;
+fanbase_token_url %%MOCK%%/api/token;
+fanbase_client_id demo-client;
+fanbase_client_secret_file %%DIR%%/secret;
+fanbase_timeout $timeout;
+CONF
+}
+
+sub edge_files { return { secret => "demo-secret\n" } }
 
 sub dir        { $_[0]{dir} }
 sub port       { $_[0]{port} }
