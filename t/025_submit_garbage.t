@@ -17,7 +17,9 @@ my $t = FanbaseTest->new(
     files  => edge_files(),
     http   => edge_http(extra => "client_max_body_size 1m;\n"
                                  . "client_body_buffer_size 1m;\n"),
-    server => "location = $QUEUE { fanbase_submit; }\n",
+    server => "location = $QUEUE { fanbase_submit; }\n"
+              . "location = /small { client_max_body_size 1k; "
+              . "fanbase_submit; }\n",
 );
 $t->start;
 
@@ -61,5 +63,24 @@ for my $body (@bodies) {
 is $other, 0, scalar(@bodies) . ' bodies: each answered 400 JSON or 201';
 cmp_ok $bad, '>=', scalar(@bodies) - 3, 'nearly all refused';
 is $t->mock_stats->{queue_posts}, $ok, 'only the valid ones reached Fanbase';
+
+# a chunked body has no Content-Length: nginx finds it too large while
+# reading it, and its 413 is JSON too
+
+my $big = '{"action":"a","data":{"pad":"' . ('x' x 2000) . '"}}';
+my $chunked = sprintf("%x\r\n%s\r\n0\r\n\r\n", length $big, $big);
+
+my $res = $t->request(POST => '/small', raw =>
+    "POST /small HTTP/1.1\r\nHost: localhost\r\n"
+    . "Content-Type: application/json\r\n"
+    . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n$chunked");
+
+is $res->{status}, 413, 'chunked body over client_max_body_size: 413';
+like $res->{headers}{'content-type'} // '', qr{^application/json},
+    'as JSON';
+json_like $res->{json}, { error => { status => 413,
+                                     code => 'body_too_large' } },
+    'with the error body';
+is $t->mock_stats->{queue_posts}, $ok, 'and nothing reached Fanbase';
 
 done_testing;
