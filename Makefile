@@ -23,7 +23,8 @@ BUILD     := build
 MODULE_SO := $(BUILD)/$(MODULE).so
 TESTS     ?= t/
 
-# Debian packages that building, testing and the demo need.
+# Debian packages that building, testing and the demo need (EXTRA_PACKAGES:
+# more, from a caller such as bench/Makefile).
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
@@ -123,7 +124,7 @@ deps: deps-packages
 
 deps-packages:
 	@missing=; \
-	for p in $(DEB_PACKAGES); do \
+	for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
 	    s=$$(dpkg-query -W -f='$${db:Status-Status}' "$$p" 2>/dev/null); \
 	    [ "$$s" = installed ] || missing="$$missing $$p"; \
 	done; \

@@ -25,15 +25,8 @@ my $ISO   = qr/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/;
 my $t = FanbaseTest->new(
     mock   => { clients => ['demo-client:demo-secret'],
                 processing_after => 60, completed_after => 120 },
-    files  => { secret => "demo-secret\n" },
-    http   => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 2s;
-CONF
+    files  => edge_files(),
+    http   => edge_http(timeout => '2s'),
     server => <<"CONF",
 location = $QUEUE { fanbase_submit; }
 location $QUEUE/ { fanbase_status; }

@@ -554,15 +554,8 @@ $t->stop;
     my $r = FanbaseTest->new(
         mock  => { clients => ['demo-client:demo-secret'], expires_in => 3,
                    processing_after => 30, completed_after => 60 },
-        files => { secret => "demo-secret\n" },
-        http  => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 2s;
-CONF
+        files => edge_files(),
+        http  => edge_http(timeout => '2s'),
         server => "location = $QUEUE { fanbase_submit; }\n",
     );
     $r->start;
@@ -633,15 +626,8 @@ CONF
     my $e = FanbaseTest->new(
         mock  => { clients => ['demo-client:demo-secret'], expires_in => 2,
                    processing_after => 30, completed_after => 60 },
-        files => { secret => "demo-secret\n" },
-        http  => <<'CONF',
-fanbase_zone zone=fb:1m;
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 2s;
-CONF
+        files => edge_files(),
+        http  => edge_http(timeout => '2s'),
         server => "location = $QUEUE { fanbase_submit; }\n",
     );
     $e->start;
