@@ -150,7 +150,7 @@ static const yajl_callbacks  fanbase_doc_callbacks = {
 
 
 static const char  *fanbase_status_names[] = {
-    NULL, "pending", "processing", "completed", "failed"
+    NULL, "pending", "processing", "completed", "failed", "cancelled"
 };
 
 
@@ -328,7 +328,7 @@ fanbase_json_status_code(const unsigned char *p, size_t len)
 const char *
 fanbase_json_status_name(int status)
 {
-    if (status < FANBASE_STATUS_PENDING || status > FANBASE_STATUS_FAILED) {
+    if (status < FANBASE_STATUS_PENDING || status > FANBASE_STATUS_CANCELLED) {
         return NULL;
     }
 

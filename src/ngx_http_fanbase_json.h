@@ -27,9 +27,21 @@
 #define FANBASE_STATUS_PROCESSING   2
 #define FANBASE_STATUS_COMPLETED    3
 #define FANBASE_STATUS_FAILED       4
+#define FANBASE_STATUS_CANCELLED    5      /* the edge's transactions only */
 
 #define fanbase_status_terminal(s)                                           \
-    ((s) == FANBASE_STATUS_COMPLETED || (s) == FANBASE_STATUS_FAILED)
+    ((s) >= FANBASE_STATUS_COMPLETED)
+
+/*
+ * The state machine of a transaction: pending < processing < {completed,
+ * failed, cancelled}.  A status only moves forward, and a terminal one
+ * never changes.
+ */
+#define fanbase_status_rank(s)                                               \
+    ((s) >= FANBASE_STATUS_COMPLETED ? FANBASE_STATUS_COMPLETED : (s))
+#define fanbase_status_advances(from, to)                                    \
+    (!fanbase_status_terminal(from)                                          \
+     && fanbase_status_rank(to) > fanbase_status_rank(from))
 
 
 typedef struct {

@@ -14,6 +14,10 @@
 static ngx_int_t ngx_http_fanbase_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_fanbase_init_process(ngx_cycle_t *cycle);
 static void ngx_http_fanbase_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_fanbase_exit_master(ngx_cycle_t *cycle);
+static char *ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_fanbase_add_target(ngx_conf_t *cf,
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_loc_conf_t *conf);
 static void *ngx_http_fanbase_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -34,15 +38,33 @@ static char *ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_fanbase_transaction(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_transaction_path(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_fanbase_id_value(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *lcf);
 static char *ngx_http_fanbase_set_handler(ngx_conf_t *cf,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_uint_t handler,
     ngx_http_handler_pt h);
 
 
+static ngx_conf_post_handler_pt  ngx_http_fanbase_transaction_path_p =
+    ngx_http_fanbase_transaction_path;
+
+static ngx_conf_num_bounds_t  ngx_http_fanbase_events_bounds = {
+    ngx_conf_check_num_bounds, 1, 255
+};
+
+static ngx_conf_num_bounds_t  ngx_http_fanbase_concurrency_bounds = {
+    ngx_conf_check_num_bounds, 1, 4096
+};
+
+
 static ngx_command_t  ngx_http_fanbase_commands[] = {
 
     { ngx_string("fanbase_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_fanbase_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -126,11 +148,67 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       NULL },
 
     { ngx_string("fanbase_submit"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanbase_submit,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("fanbase_transaction"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_fanbase_transaction,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_transaction_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, transaction_path),
+      &ngx_http_fanbase_transaction_path_p },
+
+    { ngx_string("fanbase_idempotency_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, idempotency_window),
+      NULL },
+
+    { ngx_string("fanbase_deliver_horizon"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, deliver_horizon),
+      NULL },
+
+    { ngx_string("fanbase_track_horizon"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, track_horizon),
+      NULL },
+
+    { ngx_string("fanbase_transaction_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, transaction_events),
+      &ngx_http_fanbase_events_bounds },
+
+    { ngx_string("fanbase_long_poll"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, long_poll),
+      NULL },
+
+    { ngx_string("fanbase_deliver_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, deliver_concurrency),
+      &ngx_http_fanbase_concurrency_bounds },
 
     { ngx_string("fanbase_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
@@ -148,7 +226,7 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
     ngx_http_fanbase_filter_init,          /* postconfiguration */
 
     ngx_http_fanbase_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_fanbase_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -169,7 +247,7 @@ ngx_module_t  ngx_http_fanbase_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_fanbase_exit_process,         /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_fanbase_exit_master,          /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -208,7 +286,9 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 
     if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
-        || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK)
+        || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK
+        || ngx_http_fanbase_deliver_init_process(cycle, mcf) != NGX_OK
+        || ngx_http_fanbase_state_init_process(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -220,7 +300,24 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
 {
+    /* deliveries give back their claims before their transfers go */
+    ngx_http_fanbase_deliver_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
+}
+
+
+/* the workers are gone: the zone is saved once more */
+
+static void
+ngx_http_fanbase_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanbase_module);
+
+    if (mcf != NULL && mcf->shm_zone != NULL) {
+        ngx_http_fanbase_state_save(mcf, cycle->log);
+    }
 }
 
 
@@ -244,12 +341,28 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&mcf->creds, cf->pool, 4,
                        sizeof(ngx_http_fanbase_cred_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&mcf->targets, cf->pool, 4,
+                          sizeof(ngx_http_fanbase_loc_conf_t *))
+           != NGX_OK)
     {
         return NULL;
     }
 
+    mcf->deliver_concurrency = NGX_CONF_UNSET_UINT;
+
     return mcf;
+}
+
+
+static char *
+ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_fanbase_main_conf_t *mcf = conf;
+
+    ngx_conf_init_uint_value(mcf->deliver_concurrency, 16);
+
+    return NGX_CONF_OK;
 }
 
 
@@ -283,6 +396,11 @@ ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf)
     conf->upstream.ssl_verify = NGX_CONF_UNSET;
     conf->status_refresh = NGX_CONF_UNSET_MSEC;
     conf->store_payload = NGX_CONF_UNSET;
+    conf->idempotency_window = NGX_CONF_UNSET;
+    conf->deliver_horizon = NGX_CONF_UNSET;
+    conf->track_horizon = NGX_CONF_UNSET;
+    conf->transaction_events = NGX_CONF_UNSET_UINT;
+    conf->long_poll = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -313,6 +431,18 @@ ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1000);
     ngx_conf_merge_value(conf->store_payload, prev->store_payload, 0);
 
+    ngx_conf_merge_str_value(conf->transaction_path, prev->transaction_path,
+                             "/transactions");
+    ngx_conf_merge_sec_value(conf->idempotency_window,
+                             prev->idempotency_window, 86400);
+    ngx_conf_merge_sec_value(conf->deliver_horizon, prev->deliver_horizon,
+                             6 * 3600);
+    ngx_conf_merge_sec_value(conf->track_horizon, prev->track_horizon,
+                             24 * 3600);
+    ngx_conf_merge_uint_value(conf->transaction_events,
+                              prev->transaction_events, 16);
+    ngx_conf_merge_msec_value(conf->long_poll, prev->long_poll, 30000);
+
     if (conf->handler == 0) {
         return NGX_CONF_OK;
     }
@@ -334,13 +464,20 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanbase_module);
 
     name = (conf->handler == NGX_HTTP_FANBASE_SUBMIT) ? "fanbase_submit"
-                                                      : "fanbase_status";
+           : (conf->handler == NGX_HTTP_FANBASE_STATUS) ? "fanbase_status"
+           : "fanbase_transaction";
 
     if (mcf->shm_zone == NULL) {
         ngx_http_fanbase_handler_error(cf, conf,
                            "\"%s\" requires \"fanbase_zone\" in the http "
                            "block", name);
         return NGX_CONF_ERROR;
+    }
+
+    /* transactions are read from the zone only */
+
+    if (conf->handler == NGX_HTTP_FANBASE_TRANSACTION) {
+        return NGX_CONF_OK;
     }
 
     if (conf->api.len == 0) {
@@ -401,7 +538,49 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (conf->async && ngx_http_fanbase_add_target(cf, mcf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A "fanbase_submit async" location delivers its transactions: they name
+ * it in the zone (and the state file) by a digest of where and as whom
+ * they go, which a reload or a restart with the same settings finds again.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_add_target(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_loc_conf_t *conf)
+{
+    ngx_md5_t                      md5;
+    ngx_uint_t                     i;
+    ngx_http_fanbase_loc_conf_t  **lcfp;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, conf->queue_url.data, conf->queue_url.len + 1);
+    ngx_md5_update(&md5, conf->cred->key, sizeof(conf->cred->key));
+    ngx_md5_final(conf->target, &md5);
+
+    lcfp = mcf->targets.elts;
+
+    for (i = 0; i < mcf->targets.nelts; i++) {
+        if (ngx_memcmp(lcfp[i]->target, conf->target, 16) == 0) {
+            return NGX_OK;
+        }
+    }
+
+    lcfp = ngx_array_push(&mcf->targets);
+    if (lcfp == NULL) {
+        return NGX_ERROR;
+    }
+
+    *lcfp = conf;
+
+    return NGX_OK;
 }
 
 
@@ -429,9 +608,10 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanbase_main_conf_t *mcf = conf;
 
-    u_char     *p;
-    ssize_t     size;
-    ngx_str_t  *value, name, s;
+    u_char           *p;
+    ssize_t           size;
+    ngx_str_t        *value, name, s, dir;
+    ngx_file_info_t   fi;
 
     if (mcf->shm_zone != NULL) {
         return "is duplicate";
@@ -490,6 +670,46 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mcf->shm_zone->init = ngx_http_fanbase_store_init_zone;
     mcf->shm_zone->data = mcf;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "state=", 6) != 0
+            || value[2].len == 6)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"state=path\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->state.data = value[2].data + 6;
+        mcf->state.len = value[2].len - 6;
+
+        /* ngx_conf_full_name() terminates it with "\0" */
+
+        if (ngx_conf_full_name(cf->cycle, &mcf->state, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        dir = mcf->state;
+
+        while (dir.len && dir.data[dir.len - 1] != '/') {
+            dir.len--;
+        }
+
+        dir.data = ngx_pstrdup(cf->pool, &dir);
+        if (dir.data == NULL || dir.len == 0) {
+            return NGX_CONF_ERROR;
+        }
+
+        dir.data[dir.len - 1] = '\0';
+
+        if (dir.len > 1 && ngx_file_info(dir.data, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "the directory of \"state=%V\" does not "
+                               "exist", &mcf->state);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -713,8 +933,59 @@ ngx_http_fanbase_set_readable_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *
 ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_SUBMIT,
+    ngx_http_fanbase_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (ngx_strcmp(value[1].data, "async") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"async\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        lcf->async = 1;
+    }
+
+    return ngx_http_fanbase_set_handler(cf, lcf, NGX_HTTP_FANBASE_SUBMIT,
                                         ngx_http_fanbase_submit_handler);
+}
+
+
+static char *
+ngx_http_fanbase_transaction(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *rv;
+
+    rv = ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_TRANSACTION,
+                                      ngx_http_fanbase_transaction_handler);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    return ngx_http_fanbase_id_value(cf, conf);
+}
+
+
+/* "/transactions/" and "/transactions" give the same links */
+
+static char *
+ngx_http_fanbase_transaction_path(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *path = data;
+
+    while (path->len > 1 && path->data[path->len - 1] == '/') {
+        path->len--;
+    }
+
+    if (path->len == 0 || path->data[0] != '/') {
+        return "must start with \"/\"";
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -723,15 +994,25 @@ ngx_http_fanbase_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fanbase_loc_conf_t *lcf = conf;
 
-    char                              *rv;
-    ngx_str_t                         *value;
-    ngx_http_compile_complex_value_t   ccv;
+    char  *rv;
 
     rv = ngx_http_fanbase_set_handler(cf, lcf, NGX_HTTP_FANBASE_STATUS,
                                       ngx_http_fanbase_status_handler);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
+
+    return ngx_http_fanbase_id_value(cf, lcf);
+}
+
+
+/* the optional id argument of fanbase_status and fanbase_transaction */
+
+static char *
+ngx_http_fanbase_id_value(ngx_conf_t *cf, ngx_http_fanbase_loc_conf_t *lcf)
+{
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
 
     if (cf->args->nelts == 1) {
         return NGX_CONF_OK;

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <ngx_md5.h>
+
 #include <curl/curl.h>
 
 #include "ngx_http_fanbase_json.h"
@@ -24,14 +26,21 @@
 #define NGX_HTTP_FANBASE_RESPONSE_MAX   (1024 * 1024)
 #define NGX_HTTP_FANBASE_QUEUE_PATH     "/api/v1/integration/queue"
 
+#define NGX_HTTP_FANBASE_TRIGGER        "api/v1/integration/queue"
+
 #define NGX_HTTP_FANBASE_SUBMIT         1
 #define NGX_HTTP_FANBASE_STATUS         2
+#define NGX_HTTP_FANBASE_TRANSACTION    3
+
+#define NGX_HTTP_FANBASE_TXN_ID_LEN     36         /* a UUID */
+#define NGX_HTTP_FANBASE_IDEM_KEY_MAX   255
 
 
 typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
 typedef struct ngx_http_fanbase_http_s        ngx_http_fanbase_http_t;
 typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
 typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
+typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
 
 
 /* settings of outbound transfers */
@@ -54,6 +63,23 @@ typedef struct {
     ngx_queue_t                   tokens;
     ngx_uint_t                    entries;
     ngx_uint_t                    evictions;
+
+    /* asynchronous transactions (ngx_http_fanbase_txn.c) */
+    ngx_rbtree_t                  txns;        /* by id */
+    ngx_rbtree_node_t             txn_sentinel;
+    ngx_rbtree_t                  schedule;    /* not terminal: by due time */
+    ngx_rbtree_node_t             schedule_sentinel;
+    ngx_queue_t                   txn_live;    /* not terminal: kept */
+    ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
+    ngx_rbtree_t                  idem;        /* Idempotency-Key claims */
+    ngx_rbtree_node_t             idem_sentinel;
+    ngx_queue_t                   idem_lru;    /* oldest first */
+    ngx_uint_t                    txn_count;
+
+    ngx_atomic_t                  changes;     /* bumped by every change */
+    ngx_atomic_uint_t             saved;       /* "changes" last saved */
+    ngx_msec_t                    save_lease;
+    ngx_uint_t                    saving;
 } ngx_http_fanbase_shctx_t;
 
 
@@ -62,10 +88,13 @@ typedef struct {
     ngx_http_fanbase_shctx_t     *sh;
     ngx_slab_pool_t              *shpool;
     ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */
+    ngx_array_t                   targets;     /* async locations: lcf * */
+    ngx_str_t                     state;       /* state file, "\0" */
+    ngx_uint_t                    deliver_concurrency;
 } ngx_http_fanbase_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_fanbase_loc_conf_s {
     ngx_str_t                     api;
     ngx_str_t                     queue_url;   /* api + queue path, "\0" */
     ngx_str_t                     token_url;
@@ -80,7 +109,17 @@ typedef struct {
     ngx_uint_t                    handler;
     ngx_str_t                    *handler_file;
     ngx_uint_t                    handler_line;
-} ngx_http_fanbase_loc_conf_t;
+
+    /* asynchronous transactions */
+    ngx_flag_t                    async;
+    u_char                        target[16];  /* MD5: API + credentials */
+    ngx_str_t                     transaction_path;
+    time_t                        idempotency_window;
+    time_t                        deliver_horizon;
+    time_t                        track_horizon;
+    ngx_uint_t                    transaction_events;
+    ngx_msec_t                    long_poll;
+};
 
 
 /* a status lookup in the store */
@@ -180,6 +219,118 @@ struct ngx_http_fanbase_call_s {
 };
 
 
+/* an asynchronous transaction in the zone */
+
+typedef struct {
+    ngx_queue_t                   queue;
+    uint32_t                      len;
+    u_char                        json[1];     /* one event object */
+} ngx_http_fanbase_event_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t             node;        /* sh->txns: crc32 of id */
+    ngx_rbtree_node_t             due;         /* sh->schedule: msec */
+    ngx_queue_t                   queue;       /* txn_live or txn_done */
+    ngx_queue_t                   events;      /* oldest first */
+    u_char                       *payload;     /* until delivered */
+    uint32_t                      payload_len;
+    uint32_t                      version;     /* the ETag */
+    uint32_t                      claim;
+    uint32_t                      attempts;
+    uint64_t                      created;     /* ms since the epoch */
+    uint64_t                      updated;
+    uint64_t                      deliver_by;
+    uint64_t                      track_by;
+    ngx_pid_t                     owner;       /* worker with the claim */
+    u_char                        target[16];
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
+    u_char                        queue_id_len;
+    u_char                        status;
+    u_char                        nevents;
+    u_char                        max_events;
+    unsigned                      sent:1;      /* a POST may have left */
+    unsigned                      scheduled:1; /* in sh->schedule */
+} ngx_http_fanbase_txn_t;
+
+
+/* an Idempotency-Key claim */
+
+typedef struct {
+    ngx_rbtree_node_t             node;        /* sh->idem: crc32 of key */
+    ngx_queue_t                   queue;       /* sh->idem_lru */
+    uint64_t                      expires;     /* ms since the epoch */
+    u_char                        digest[16];
+    u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    u_char                        len;
+    u_char                        key[1];
+} ngx_http_fanbase_idem_t;
+
+
+/* a transaction copied out of the zone */
+
+typedef struct {
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    ngx_str_t                     events;      /* event objects, "," */
+    uint64_t                      created;     /* ms since the epoch */
+    uint64_t                      updated;
+    uint32_t                      version;
+    ngx_uint_t                    status;
+} ngx_http_fanbase_txn_view_t;
+
+
+/* a new transaction */
+
+typedef struct {
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    ngx_str_t                     payload;
+    ngx_str_t                     idem_key;    /* empty: none */
+    u_char                        digest[16];  /* MD5 of the payload */
+    ngx_http_fanbase_loc_conf_t  *lcf;
+} ngx_http_fanbase_txn_new_t;
+
+
+/* one delivery or status poll of a transaction, claimed by this worker */
+
+#define NGX_HTTP_FANBASE_JOB_DELIVER   1
+#define NGX_HTTP_FANBASE_JOB_TRACK     2
+
+typedef struct {
+    ngx_queue_t                   queue;
+    ngx_uint_t                    kind;
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    ngx_str_t                     id_str;
+    u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
+    size_t                        queue_id_len;
+    uint32_t                      claim;
+    uint32_t                      attempts;
+    uint64_t                      deadline;    /* ms since the epoch */
+    u_char                       *payload;     /* ngx_alloc()ed copy */
+    size_t                        payload_len;
+    u_char                        target[16];
+    ngx_http_fanbase_loc_conf_t  *lcf;
+    ngx_http_fanbase_http_t      *http;
+    ngx_pool_t                   *pool;
+    char                         *url;
+    unsigned                      sent:1;      /* an earlier owner sent it */
+    unsigned                      token_retried:1;
+} ngx_http_fanbase_job_t;
+
+
+/* what a finished job does to its transaction */
+
+typedef struct {
+    ngx_uint_t                    status;      /* FANBASE_STATUS_*, or 0 */
+    ngx_str_t                     queue_id;    /* delivered as */
+    ngx_str_t                     event;       /* rendered, or empty */
+    ngx_msec_t                    retry;       /* not terminal: due after */
+    unsigned                      delivered:1;
+    unsigned                      not_sent:1;  /* provably never sent */
+    unsigned                      attempt:1;   /* counts for the backoff */
+} ngx_http_fanbase_txn_update_t;
+
+
 /* ngx_http_fanbase_curl.c */
 ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle);
@@ -230,6 +381,61 @@ size_t ngx_http_fanbase_store_entry_size(fanbase_item_t *item,
 void *ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
     size_t size);
 
+/* ngx_http_fanbase_txn.c */
+uint64_t ngx_http_fanbase_txn_now(void);
+ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v);
+ngx_int_t ngx_http_fanbase_txn_version(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, uint32_t *version, ngx_uint_t *status);
+ngx_int_t ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next);
+void ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job);
+void ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,
+    ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
+    const char *message, ngx_uint_t status, ngx_str_t *data,
+    ngx_str_t *out);
+ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
+void ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh);
+ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, u_char *id, ngx_str_t *payload,
+    ngx_str_t *event, ngx_msec_t due);
+ngx_int_t ngx_http_fanbase_txn_add_event_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    ngx_str_t *event);
+ngx_http_fanbase_idem_t *ngx_http_fanbase_idem_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *key, u_char *digest,
+    u_char *txn_id, uint64_t expires);
+void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
+u_char *ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms);
+
+/* ngx_http_fanbase_accept.c */
+ngx_int_t ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body);
+
+/* ngx_http_fanbase_deliver.c */
+ngx_int_t ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf);
+void ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle);
+void ngx_http_fanbase_deliver_kick(void);
+
+/* ngx_http_fanbase_transaction.c */
+ngx_int_t ngx_http_fanbase_transaction_handler(ngx_http_request_t *r);
+
+/* ngx_http_fanbase_state.c */
+ngx_int_t ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf);
+void ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log);
+
 /* ngx_http_fanbase_submit.c */
 ngx_int_t ngx_http_fanbase_submit_handler(ngx_http_request_t *r);
 
@@ -253,6 +459,8 @@ ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_fanbase_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanbase_render_item(ngx_pool_t *pool,
     fanbase_item_t *item, ngx_uint_t show_msg, ngx_str_t *out);
+ngx_int_t ngx_http_fanbase_render_transaction(ngx_pool_t *pool,
+    ngx_http_fanbase_txn_view_t *v, ngx_str_t *out);
 
 
 extern ngx_module_t  ngx_http_fanbase_module;

@@ -544,3 +544,56 @@ ngx_http_fanbase_json_string(u_char *p, const u_char *s, size_t len)
 
     return p;
 }
+
+
+/* a transaction in the downstream shape */
+
+ngx_int_t
+ngx_http_fanbase_render_transaction(ngx_pool_t *pool,
+    ngx_http_fanbase_txn_view_t *v, ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+    const char  *status;
+
+    status = fanbase_json_status_name(v->status);
+
+    len = sizeof("{\"created_at\":\"\",\"updated_at\":\"\",\"id\":\"\","
+                 "\"code\":\"\",\"operation\":\"create\","
+                 "\"trigger_endpoint\":\"" NGX_HTTP_FANBASE_TRIGGER "\","
+                 "\"status\":\"\",\"events\":[]}")
+          + 2 * 24 + 2 * NGX_HTTP_FANBASE_TXN_ID_LEN
+          + (status ? ngx_strlen(status) : 0) + v->events.len;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_cpymem(p, "{\"created_at\":\"", sizeof("{\"created_at\":\"") - 1);
+    p = ngx_http_fanbase_txn_iso(p, v->created);
+    p = ngx_cpymem(p, "\",\"updated_at\":\"", sizeof("\",\"updated_at\":\"") - 1);
+    p = ngx_http_fanbase_txn_iso(p, v->updated);
+    p = ngx_cpymem(p, "\",\"id\":\"", sizeof("\",\"id\":\"") - 1);
+    p = ngx_cpymem(p, v->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    p = ngx_cpymem(p, "\",\"code\":\"", sizeof("\",\"code\":\"") - 1);
+
+    /* the first 8 hex digits of the id, upper case */
+
+    for (i = 0; i < 8; i++) {
+        *p++ = ngx_toupper(v->id[i]);
+    }
+
+    p = ngx_sprintf(p, "\",\"operation\":\"create\",\"trigger_endpoint\":\""
+                    NGX_HTTP_FANBASE_TRIGGER "\",\"status\":\"%s\","
+                    "\"events\":[", status ? status : "");
+    p = ngx_cpymem(p, v->events.data, v->events.len);
+    p = ngx_cpymem(p, "]}", 2);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}

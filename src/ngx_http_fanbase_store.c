@@ -116,6 +116,8 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     mcf->sh->entries = 0;
     mcf->sh->evictions = 0;
 
+    ngx_http_fanbase_txn_init_zone(mcf->sh);
+
     len = sizeof(" in fanbase zone \"\"") + shm_zone->shm.name.len;
 
     shpool->log_ctx = ngx_slab_alloc(shpool, len);
@@ -128,6 +130,14 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a full zone is answered with 503 and logged once per failure here */
     shpool->log_nomem = 0;
+
+    /* an empty zone starts from the state file, if there is one */
+
+    if (mcf->state.len
+        && ngx_http_fanbase_state_load(mcf, shm_zone->shm.log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -425,7 +435,9 @@ ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     for (i = 0; p == NULL && i < NGX_HTTP_FANBASE_EVICT_MAX; i++) {
 
-        if (!ngx_http_fanbase_store_evict(mcf)) {
+        if (!ngx_http_fanbase_store_evict(mcf)
+            && !ngx_http_fanbase_txn_evict(mcf))
+        {
             break;
         }
 

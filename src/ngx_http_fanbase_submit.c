@@ -151,6 +151,12 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
         return;
     }
 
+    if (lcf->async) {
+        /* accepted at once, delivered in the background */
+        ngx_http_finalize_request(r, ngx_http_fanbase_accept(r, &body));
+        return;
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_submit_ctx_t));
     if (ctx == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);

@@ -1,0 +1,224 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * fanbase_submit async: a checked submission becomes a pending
+ * transaction in the zone and is answered 202 at once, with its id and
+ * path; ngx_http_fanbase_deliver.c sends it to Fanbase afterwards.  An
+ * Idempotency-Key is claimed in the zone together with the creation of
+ * the transaction, under one lock, so that repeats on any worker find it.
+ */
+
+
+#include <sys/random.h>
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_UNPROCESSABLE   422
+
+
+static ngx_int_t ngx_http_fanbase_accept_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+static ngx_int_t ngx_http_fanbase_accept_id(u_char *id);
+static ngx_int_t ngx_http_fanbase_accept_send(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, u_char *id);
+
+
+ngx_int_t
+ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
+{
+    ngx_int_t                      rc;
+    ngx_md5_t                      md5;
+    ngx_http_fanbase_txn_new_t     nt;
+    ngx_http_fanbase_loc_conf_t   *lcf;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
+    ngx_memzero(&nt, sizeof(ngx_http_fanbase_txn_new_t));
+
+    if (ngx_http_fanbase_accept_key(r, &nt.idem_key) != NGX_OK) {
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_idempotency_key",
+                                           "Idempotency-Key must be 1 to 255 "
+                                           "visible ASCII characters");
+    }
+
+    if (ngx_http_fanbase_accept_id(nt.id) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
+                      "fanbase: getrandom() failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    nt.payload = *body;
+    nt.lcf = lcf;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, body->data, body->len);
+    ngx_md5_final(nt.digest, &md5);
+
+    rc = ngx_http_fanbase_txn_create(mcf, &nt, r->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: submission accepted as transaction \"%*s\"",
+                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt.id);
+
+        ngx_http_fanbase_deliver_kick();
+        break;
+
+    case NGX_DONE:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: repeated submission with the same "
+                      "Idempotency-Key: transaction \"%*s\"",
+                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt.id);
+        break;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: submission refused: Idempotency-Key reused "
+                      "with another body");
+
+        ngx_str_set(&r->headers_out.status_line,
+                    "422 Unprocessable Entity");
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_FANBASE_UNPROCESSABLE,
+                                           "idempotency_key_reused",
+                                           "this Idempotency-Key was used "
+                                           "with another body");
+
+    case NGX_BUSY:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: zone \"%V\" is full of transactions that "
+                      "are not terminal", &mcf->shm_zone->shm.name);
+
+        return ngx_http_fanbase_send_unavailable(r, "zone_full",
+                                                 "the transaction store is "
+                                                 "full", 5);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_fanbase_accept_send(r, lcf, nt.id);
+}
+
+
+/* NGX_DECLINED: a key that is not 1 to 255 visible ASCII characters */
+
+static ngx_int_t
+ngx_http_fanbase_accept_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Idempotency-Key") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
+                               sizeof("Idempotency-Key") - 1)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    *key = h[i].value;
+
+    if (key->len == 0 || key->len > NGX_HTTP_FANBASE_IDEM_KEY_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < key->len; i++) {
+        if (key->data[i] <= 0x20 || key->data[i] >= 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a random (version 4) UUID, lower case */
+
+static ngx_int_t
+ngx_http_fanbase_accept_id(u_char *id)
+{
+    u_char  b[16];
+
+    if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t) sizeof(b)) {
+        return NGX_ERROR;
+    }
+
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+
+    (void) ngx_sprintf(id, "%02xd%02xd%02xd%02xd-%02xd%02xd-%02xd%02xd-"
+                       "%02xd%02xd-%02xd%02xd%02xd%02xd%02xd%02xd",
+                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                       b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+
+    return NGX_OK;
+}
+
+
+/* 202 {"transaction_id": ID, "links": [{"path": PATH/ID}]}, Location */
+
+static ngx_int_t
+ngx_http_fanbase_accept_send(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, u_char *id)
+{
+    u_char     *p;
+    ngx_str_t   json, location;
+
+    location.len = lcf->transaction_path.len + 1
+                   + NGX_HTTP_FANBASE_TXN_ID_LEN;
+    location.data = ngx_pnalloc(r->pool, location.len);
+    if (location.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(location.data, lcf->transaction_path.data,
+                   lcf->transaction_path.len);
+    *p++ = '/';
+    ngx_memcpy(p, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+    json.len = sizeof("{\"transaction_id\":\"\",\"links\":[{\"path\":\"\"}]}")
+               - 1 + NGX_HTTP_FANBASE_TXN_ID_LEN + 6 * location.len;
+    json.data = ngx_pnalloc(r->pool, json.len);
+    if (json.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(json.data, "{\"transaction_id\":\"%*s\",\"links\":"
+                    "[{\"path\":\"", (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN,
+                    id);
+    p = (u_char *) ngx_escape_json(p, location.data, location.len);
+    p = ngx_cpymem(p, "\"}]}", 4);
+
+    json.len = p - json.data;
+
+    if (ngx_http_fanbase_add_header(r, "Location", &location) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_fanbase_send_json(r, NGX_HTTP_ACCEPTED, &json);
+}

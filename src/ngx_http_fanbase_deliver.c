@@ -1,0 +1,899 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * Background delivery and tracking of asynchronous transactions.  Each
+ * worker claims due transactions in the zone (ngx_http_fanbase_txn.c), at
+ * most fanbase_deliver_concurrency at a time, and works on them through
+ * the libcurl bridge with the edge's token: a pending one is POSTed to
+ * Fanbase's queue, a delivered one is read back from it until it ends.
+ * Whatever happens, the claim is released with the transaction's new
+ * state and the time its next step is due.
+ *
+ * A POST is sent again only when it provably did not reach Fanbase (the
+ * request never left, or Fanbase refused it before taking it: 401, 403,
+ * 429, 502, 503, 504); when it may have reached Fanbase and no usable
+ * answer came back, the transaction fails with "delivery outcome unknown"
+ * rather than risk a duplicate sale.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_TICK          1000
+#define NGX_HTTP_FANBASE_BACKOFF_MAX   (300 * 1000)
+#define NGX_HTTP_FANBASE_POLL_MAX      (60 * 1000)
+#define NGX_HTTP_FANBASE_TOKEN_WAIT    100
+#define NGX_HTTP_FANBASE_ERROR_BODY    1024
+
+
+static void ngx_http_fanbase_deliver_tick(ngx_event_t *ev);
+static void ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job);
+static void ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job);
+static void ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job,
+    const char *why, ngx_msec_t at_least, ngx_uint_t not_sent);
+static void ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job,
+    const char *code, ngx_str_t *message);
+static void ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_txn_update_t *u);
+static void ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job);
+static ngx_int_t ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job,
+    ngx_str_t *out, const char *fmt, ...);
+static u_char *ngx_http_fanbase_json_text(u_char *p, u_char *s, size_t len);
+static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_http_t *h);
+
+
+static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_deliver_mcf;
+static ngx_event_t                    ngx_http_fanbase_deliver_event;
+static ngx_connection_t               ngx_http_fanbase_deliver_conn;
+static ngx_queue_t                    ngx_http_fanbase_jobs;
+static ngx_uint_t                     ngx_http_fanbase_jobs_n;
+static ngx_msec_t                     ngx_http_fanbase_deliver_lease;
+
+
+ngx_int_t
+ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_fanbase_loc_conf_t  **lcfp;
+
+    ngx_queue_init(&ngx_http_fanbase_jobs);
+    ngx_http_fanbase_jobs_n = 0;
+
+    if (mcf->targets.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_fanbase_deliver_mcf = mcf;
+
+    /*
+     * a claim lasts as long as a job may: a call, a token rejection and
+     * the call again, and some slack
+     */
+
+    lcfp = mcf->targets.elts;
+    ngx_http_fanbase_deliver_lease = 0;
+
+    for (i = 0; i < mcf->targets.nelts; i++) {
+        ngx_http_fanbase_deliver_lease = ngx_max(
+                                          ngx_http_fanbase_deliver_lease,
+                                          2 * lcfp[i]->upstream.timeout
+                                          + 5000);
+    }
+
+    ngx_http_fanbase_deliver_conn.fd = (ngx_socket_t) -1;
+    ngx_http_fanbase_deliver_event.data = &ngx_http_fanbase_deliver_conn;
+    ngx_http_fanbase_deliver_event.handler = ngx_http_fanbase_deliver_tick;
+    ngx_http_fanbase_deliver_event.log = cycle->log;
+
+    /* a leaving worker finishes its transfers, but claims nothing new */
+    ngx_http_fanbase_deliver_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_fanbase_deliver_event, 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * At exit, claims on work that never reached Fanbase are given back at
+ * once; a POST that may be on the wire keeps its claim, and whoever takes
+ * it over finds it ambiguous.
+ */
+
+void
+ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                    *q;
+    ngx_http_fanbase_job_t         *job;
+    ngx_http_fanbase_txn_update_t   u;
+
+    if (ngx_http_fanbase_deliver_mcf == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_fanbase_jobs)) {
+        q = ngx_queue_head(&ngx_http_fanbase_jobs);
+        job = ngx_queue_data(q, ngx_http_fanbase_job_t, queue);
+
+        if (job->kind == NGX_HTTP_FANBASE_JOB_TRACK
+            || job->http == NULL || job->http->attempts == 0)
+        {
+            ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+            u.not_sent = 1;
+            ngx_http_fanbase_txn_finish(ngx_http_fanbase_deliver_mcf, job,
+                                        &u, cycle->log);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "fanbase: transaction \"%V\" was on its way to "
+                          "Fanbase at worker exit", &job->id_str);
+        }
+
+        ngx_http_fanbase_job_free(job);
+    }
+
+    if (ngx_http_fanbase_deliver_event.timer_set) {
+        ngx_del_timer(&ngx_http_fanbase_deliver_event);
+    }
+
+    if (ngx_http_fanbase_deliver_event.posted) {
+        ngx_delete_posted_event(&ngx_http_fanbase_deliver_event);
+    }
+
+    ngx_http_fanbase_deliver_mcf = NULL;
+}
+
+
+/* work is due now: a new transaction, a job that ended */
+
+void
+ngx_http_fanbase_deliver_kick(void)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_fanbase_deliver_event;
+
+    if (ngx_http_fanbase_deliver_mcf == NULL || ev->posted || ngx_exiting) {
+        return;
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    ngx_post_event(ev, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_fanbase_deliver_tick(ngx_event_t *ev)
+{
+    ngx_int_t                      rc;
+    ngx_msec_t                     next;
+    ngx_http_fanbase_job_t        *job;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_fanbase_deliver_mcf;
+
+    if (mcf == NULL || ngx_exiting) {
+        return;
+    }
+
+    next = NGX_HTTP_FANBASE_TICK;
+
+    while (ngx_http_fanbase_jobs_n < mcf->deliver_concurrency) {
+
+        job = ngx_calloc(sizeof(ngx_http_fanbase_job_t), ev->log);
+        if (job == NULL) {
+            break;
+        }
+
+        rc = ngx_http_fanbase_txn_claim(mcf, job,
+                                        ngx_http_fanbase_deliver_lease,
+                                        &next);
+
+        if (rc != NGX_OK) {
+            ngx_free(job);
+
+            if (next == 0) {
+                continue;
+            }
+
+            break;
+        }
+
+        ngx_queue_insert_tail(&ngx_http_fanbase_jobs, &job->queue);
+        ngx_http_fanbase_jobs_n++;
+
+        ngx_http_fanbase_job_start(job);
+
+        next = NGX_HTTP_FANBASE_TICK;
+    }
+
+    if (ngx_http_fanbase_jobs_n >= mcf->deliver_concurrency
+        || next > NGX_HTTP_FANBASE_TICK)
+    {
+        next = NGX_HTTP_FANBASE_TICK;
+    }
+
+    if (!ev->timer_set && !ev->posted) {
+        ngx_add_timer(ev, ngx_max(next, 1));
+    }
+}
+
+
+static void
+ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job)
+{
+    ngx_str_t                     msg;
+    ngx_uint_t                    i;
+    ngx_http_fanbase_loc_conf_t **lcfp;
+    ngx_http_fanbase_txn_update_t u;
+
+    lcfp = ngx_http_fanbase_deliver_mcf->targets.elts;
+
+    for (i = 0; i < ngx_http_fanbase_deliver_mcf->targets.nelts; i++) {
+        if (ngx_memcmp(lcfp[i]->target, job->target, 16) == 0) {
+            job->lcf = lcfp[i];
+            break;
+        }
+    }
+
+    job->pool = ngx_create_pool(4096, ngx_cycle->log);
+
+    if (job->lcf == NULL || job->pool == NULL) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\" was accepted by a "
+                      "\"fanbase_submit async\" location that the "
+                      "configuration no longer has; kept for a minute",
+                      &job->id_str);
+
+        ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+        u.retry = 60000;
+        u.not_sent = job->sent ? 0 : 1;
+        ngx_http_fanbase_job_finish(job, &u);
+        return;
+    }
+
+    if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER && job->sent) {
+
+        /* the worker that was sending it stopped before an answer */
+
+        if (ngx_http_fanbase_job_message(job, &msg,
+                                         "delivery outcome unknown: the "
+                                         "worker sending it stopped before "
+                                         "Fanbase answered; not sent again")
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+            return;
+        }
+    }
+
+    ngx_http_fanbase_job_send(job);
+}
+
+
+static void
+ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
+{
+    u_char                        *p;
+    time_t                         retry_after;
+    ngx_int_t                      rc;
+    ngx_http_fanbase_http_t       *h;
+    ngx_http_fanbase_loc_conf_t   *lcf;
+    ngx_http_fanbase_token_hdr_t  *hdr;
+    ngx_http_fanbase_txn_update_t  u;
+
+    lcf = job->lcf;
+    retry_after = 1;
+
+    rc = ngx_http_fanbase_token_get(lcf->cred, ngx_cycle->log, &hdr,
+                                    &retry_after);
+
+    if (rc == NGX_AGAIN) {
+        /* a token fetch is under way: back in a moment, no attempt */
+        ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+        u.retry = NGX_HTTP_FANBASE_TOKEN_WAIT;
+        u.not_sent = 1;
+        ngx_http_fanbase_job_finish(job, &u);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_fanbase_job_retry(job, "no Fanbase token can be had",
+                                   (ngx_msec_t) retry_after * 1000, 1);
+        return;
+    }
+
+    if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
+        job->url = (char *) lcf->queue_url.data;
+
+    } else if (job->url == NULL) {
+        p = ngx_pnalloc(job->pool, lcf->queue_url.len + job->queue_id_len + 2);
+        if (p == NULL) {
+            ngx_http_fanbase_token_release(hdr);
+            ngx_http_fanbase_job_retry(job, "out of memory", 0, 1);
+            return;
+        }
+
+        job->url = (char *) p;
+        p = ngx_cpymem(p, lcf->queue_url.data, lcf->queue_url.len);
+        *p++ = '/';
+        p = ngx_cpymem(p, job->queue_id, job->queue_id_len);
+        *p = '\0';
+    }
+
+    h = ngx_http_fanbase_http_create(ngx_cycle->log, &lcf->upstream, job->url);
+    if (h == NULL) {
+        ngx_http_fanbase_token_release(hdr);
+        ngx_http_fanbase_job_retry(job, "the transfer was not created", 0, 1);
+        return;
+    }
+
+    h->hdr = hdr;
+    h->handler = ngx_http_fanbase_job_done;
+    h->data = job;
+    job->http = h;
+
+    if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
+        ngx_http_fanbase_http_post(h, job->payload, job->payload_len);
+
+        /* from here a worker that dies leaves the outcome unknown */
+        ngx_http_fanbase_txn_sending(ngx_http_fanbase_deliver_mcf, job);
+    }
+
+    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
+        job->http = NULL;
+        ngx_http_fanbase_http_destroy(h);
+        ngx_http_fanbase_job_retry(job, "the transfer was not started", 0, 1);
+    }
+}
+
+
+static void
+ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h)
+{
+    ngx_http_fanbase_job_t  *job = h->data;
+
+    if (h->result == CURLE_OK && (h->status == 401 || h->status == 403)
+        && !job->token_retried && job->lcf->cred->fixed.len == 0)
+    {
+        /* the token was refused, so was the call: a new token, once */
+
+        ngx_http_fanbase_token_reject(job->lcf->cred, h->hdr, ngx_cycle->log);
+
+        job->token_retried = 1;
+        job->http = NULL;
+        ngx_http_fanbase_http_destroy(h);
+
+        ngx_http_fanbase_job_send(job);
+        return;
+    }
+
+    if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
+        ngx_http_fanbase_job_delivered(job, h);
+
+    } else {
+        ngx_http_fanbase_job_tracked(job, h);
+    }
+}
+
+
+static void
+ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_http_t *h)
+{
+    ngx_str_t                      id, msg, data;
+    fanbase_item_t                 item;
+    ngx_http_fanbase_txn_update_t  u;
+
+    if (h->result != CURLE_OK) {
+        if (h->attempts == 0) {
+            /* it failed before the request was written: never sent */
+            ngx_http_fanbase_job_retry(job,
+                                       h->error[0] ? h->error
+                                       : curl_easy_strerror(h->result),
+                                       0, 1);
+            return;
+        }
+
+        if (ngx_http_fanbase_job_message(job, &msg,
+                                         "delivery outcome unknown: %s "
+                                         "after the request was sent; not "
+                                         "sent again",
+                                         h->result == CURLE_OPERATION_TIMEDOUT
+                                         ? "Fanbase did not answer in time"
+                                         : "the connection broke")
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+        }
+
+        return;
+    }
+
+    if (h->status >= 200 && h->status < 300) {
+
+        if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK
+            || item.id.data == NULL)
+        {
+            ngx_str_set(&msg, "Fanbase accepted the submission with an "
+                              "answer that cannot be read; not sent again");
+            ngx_http_fanbase_job_fail(job, "delivery_unreadable", &msg);
+            return;
+        }
+
+        id.data = (u_char *) item.id.data;
+        id.len = item.id.len;
+
+        if (ngx_http_fanbase_valid_id(&id) != NGX_OK) {
+            fanbase_json_item_free(&item);
+            ngx_str_set(&msg, "Fanbase accepted the submission with an id "
+                              "that cannot be kept; not sent again");
+            ngx_http_fanbase_job_fail(job, "delivery_unreadable", &msg);
+            return;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+
+        data.data = ngx_pnalloc(job->pool, sizeof("{\"queue_id\":\"\"}")
+                                           + id.len);
+        if (data.data == NULL) {
+            fanbase_json_item_free(&item);
+            return;
+        }
+
+        data.len = ngx_sprintf(data.data, "{\"queue_id\":\"%V\"}", &id)
+                   - data.data;
+
+        u.queue_id.data = ngx_pstrdup(job->pool, &id);
+        u.queue_id.len = id.len;
+
+        fanbase_json_item_free(&item);
+
+        if (u.queue_id.data == NULL
+            || ngx_http_fanbase_txn_event(job->pool, "transition",
+                                          "delivered to Fanbase",
+                                          FANBASE_STATUS_PROCESSING, &data,
+                                          &u.event)
+               != NGX_OK)
+        {
+            ngx_str_null(&u.event);
+        }
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\" delivered to Fanbase as "
+                      "\"%V\"", &job->id_str, &u.queue_id);
+
+        u.status = FANBASE_STATUS_PROCESSING;
+        u.delivered = 1;
+        u.retry = 1000;
+
+        ngx_http_fanbase_job_finish(job, &u);
+        return;
+    }
+
+    switch (h->status) {
+
+    case 401:
+    case 403:
+        ngx_http_fanbase_job_retry(job, "Fanbase rejected the edge's token",
+                                   0, 1);
+        return;
+
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        if (ngx_http_fanbase_job_message(job, &msg, "Fanbase answered %l",
+                                         h->status)
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_retry(job, (char *) msg.data,
+                                       ngx_http_fanbase_retry_after(h), 1);
+        }
+
+        return;
+    }
+
+    if (h->status >= 400 && h->status < 500) {
+        if (ngx_http_fanbase_job_message(job, &msg,
+                                         "Fanbase refused the submission "
+                                         "with %l: %*s", h->status,
+                                         ngx_min(h->len,
+                                                 NGX_HTTP_FANBASE_ERROR_BODY),
+                                         h->body ? h->body : (u_char *) "")
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_fail(job, "rejected", &msg);
+        }
+
+        return;
+    }
+
+    if (ngx_http_fanbase_job_message(job, &msg,
+                                     "delivery outcome unknown: Fanbase "
+                                     "answered %l; not sent again",
+                                     h->status)
+        == NGX_OK)
+    {
+        ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+    }
+}
+
+
+static void
+ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_http_t *h)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_str_t                      msg, data, text;
+    fanbase_item_t                 item;
+    ngx_http_fanbase_txn_update_t  u;
+
+    if (h->result != CURLE_OK) {
+        ngx_http_fanbase_job_retry(job, h->error[0] ? h->error
+                                        : curl_easy_strerror(h->result),
+                                   0, 1);
+        return;
+    }
+
+    if (h->status == 404) {
+        if (ngx_http_fanbase_job_message(job, &msg,
+                                         "Fanbase does not know the queue "
+                                         "item \"%*s\"", job->queue_id_len,
+                                         job->queue_id)
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_fail(job, "queue_item_not_found", &msg);
+        }
+
+        return;
+    }
+
+    if (h->status != 200) {
+        if (ngx_http_fanbase_job_message(job, &msg, "Fanbase answered %l",
+                                         h->status)
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_retry(job, (char *) msg.data,
+                                       ngx_http_fanbase_retry_after(h), 1);
+        }
+
+        return;
+    }
+
+    if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
+        ngx_http_fanbase_job_retry(job, "Fanbase answered a status that "
+                                   "cannot be read", 0, 1);
+        return;
+    }
+
+    if (!fanbase_status_terminal(item.status)) {
+        fanbase_json_item_free(&item);
+        ngx_http_fanbase_job_retry(job, "still being processed at Fanbase",
+                                   0, 1);
+        return;
+    }
+
+    /* the final event holds the result */
+
+    if (item.status == FANBASE_STATUS_FAILED) {
+        if (item.process_msg.data != NULL && item.process_msg.len) {
+            text.data = (u_char *) item.process_msg.data;
+            text.len = item.process_msg.len;
+
+        } else if (item.imsg.data != NULL && item.imsg.len) {
+            text.data = (u_char *) item.imsg.data;
+            text.len = item.imsg.len;
+
+        } else {
+            ngx_str_set(&text, "failed at Fanbase");
+        }
+
+    } else {
+        text.data = (u_char *) item.process_msg.data;
+        text.len = item.process_msg.data ? item.process_msg.len : 0;
+    }
+
+    len = sizeof("{\"queue_id\":\"\",\"code\":\"fanbase_failed\","
+                 "\"error_message\":\"\"}")
+          + job->queue_id_len + 6 * ngx_min(text.len, 4096);
+
+    data.data = ngx_pnalloc(job->pool, len);
+    if (data.data == NULL) {
+        fanbase_json_item_free(&item);
+        ngx_http_fanbase_job_retry(job, "out of memory", 0, 1);
+        return;
+    }
+
+    p = ngx_sprintf(data.data, "{\"queue_id\":\"%*s\"", job->queue_id_len,
+                    job->queue_id);
+
+    if (item.status == FANBASE_STATUS_FAILED) {
+        p = ngx_cpymem(p, ",\"code\":\"fanbase_failed\",\"error_message\":\"",
+                       sizeof(",\"code\":\"fanbase_failed\","
+                              "\"error_message\":\"") - 1);
+        p = ngx_http_fanbase_json_text(p, text.data, ngx_min(text.len, 4096));
+        *p++ = '"';
+
+    } else if (text.len) {
+        p = ngx_cpymem(p, ",\"process_msg\":\"",
+                       sizeof(",\"process_msg\":\"") - 1);
+        p = ngx_http_fanbase_json_text(p, text.data, ngx_min(text.len, 4096));
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+    data.len = p - data.data;
+
+    ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+    u.status = item.status;
+
+    fanbase_json_item_free(&item);
+
+    if (u.status == FANBASE_STATUS_FAILED) {
+        (void) ngx_http_fanbase_txn_event(job->pool, "failure",
+                                          "failed at Fanbase", u.status,
+                                          &data, &u.event);
+
+    } else {
+        (void) ngx_http_fanbase_txn_event(job->pool, "transition",
+                                          "completed at Fanbase", u.status,
+                                          &data, &u.event);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "fanbase: transaction \"%V\" %s at Fanbase", &job->id_str,
+                  u.status == FANBASE_STATUS_FAILED ? "failed" : "completed");
+
+    ngx_http_fanbase_job_finish(job, &u);
+}
+
+
+/*
+ * Again later: exponential backoff with jitter (1 s doubling up to 5 min
+ * for deliveries, up to a minute for status polls), at least "at_least"
+ * (Retry-After), never past the horizon; past it, the transaction fails.
+ */
+
+static void
+ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
+    ngx_msec_t at_least, ngx_uint_t not_sent)
+{
+    uint64_t                       now;
+    ngx_str_t                      msg;
+    ngx_msec_t                     delay, max;
+    ngx_uint_t                     deliver;
+    ngx_http_fanbase_txn_update_t  u;
+
+    deliver = (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER);
+    now = ngx_http_fanbase_txn_now();
+
+    if (now >= job->deadline) {
+        if (ngx_http_fanbase_job_message(job, &msg,
+                                         deliver
+                                         ? "gave up delivering after the "
+                                           "delivery horizon; last error: %s"
+                                         : "gave up following it at Fanbase "
+                                           "after the tracking horizon; "
+                                           "last: %s", why)
+            == NGX_OK)
+        {
+            ngx_http_fanbase_job_fail(job, deliver ? "delivery_gave_up"
+                                                   : "tracking_gave_up",
+                                      &msg);
+        }
+
+        return;
+    }
+
+    max = deliver ? NGX_HTTP_FANBASE_BACKOFF_MAX : NGX_HTTP_FANBASE_POLL_MAX;
+    delay = (job->attempts < 20) ? (ngx_msec_t) 1000 << job->attempts : max;
+    delay = ngx_min(delay, max);
+
+    if (deliver) {
+        /* full jitter over the upper half */
+        delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+    }
+
+    delay = ngx_max(delay, at_least);
+
+    if (now + delay > job->deadline) {
+        delay = (ngx_msec_t) (job->deadline - now);
+    }
+
+    if (deliver) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\" not delivered: %s; "
+                      "next attempt in %M ms", &job->id_str, why, delay);
+
+    } else {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "fanbase: transaction \"%V\": %s; next poll in %M ms",
+                       &job->id_str, why, delay);
+    }
+
+    ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+    u.retry = delay;
+    u.attempt = 1;
+    u.not_sent = not_sent;
+
+    ngx_http_fanbase_job_finish(job, &u);
+}
+
+
+/* failed: a "failure" event with data.code and data.error_message */
+
+static void
+ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job, const char *code,
+    ngx_str_t *message)
+{
+    u_char                        *p;
+    ngx_str_t                      data;
+    ngx_http_fanbase_txn_update_t  u;
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "fanbase: transaction \"%V\" failed (%s): %V",
+                  &job->id_str, code, message);
+
+    ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+    u.status = FANBASE_STATUS_FAILED;
+
+    data.data = ngx_pnalloc(job->pool,
+                            sizeof("{\"code\":\"\",\"error_message\":\"\","
+                                   "\"queue_id\":\"\"}")
+                            + ngx_strlen(code) + 6 * message->len
+                            + job->queue_id_len);
+    if (data.data != NULL) {
+        p = ngx_sprintf(data.data, "{\"code\":\"%s\",\"error_message\":\"",
+                        code);
+        p = ngx_http_fanbase_json_text(p, message->data, message->len);
+        *p++ = '"';
+
+        if (job->queue_id_len) {
+            p = ngx_sprintf(p, ",\"queue_id\":\"%*s\"", job->queue_id_len,
+                            job->queue_id);
+        }
+
+        *p++ = '}';
+        data.len = p - data.data;
+
+        (void) ngx_http_fanbase_txn_event(job->pool, "failure",
+                                          job->kind
+                                          == NGX_HTTP_FANBASE_JOB_DELIVER
+                                          ? "delivery to Fanbase failed"
+                                          : "failed at Fanbase",
+                                          FANBASE_STATUS_FAILED, &data,
+                                          &u.event);
+    }
+
+    ngx_http_fanbase_job_finish(job, &u);
+}
+
+
+static void
+ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
+    ngx_http_fanbase_txn_update_t *u)
+{
+    ngx_http_fanbase_txn_finish(ngx_http_fanbase_deliver_mcf, job, u,
+                                ngx_cycle->log);
+
+    ngx_http_fanbase_job_free(job);
+
+    /* the free place goes to the next due transaction */
+    ngx_http_fanbase_deliver_kick();
+}
+
+
+static void
+ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job)
+{
+    if (job->http != NULL) {
+        ngx_http_fanbase_http_destroy(job->http);
+    }
+
+    if (job->payload != NULL) {
+        ngx_free(job->payload);
+    }
+
+    if (job->pool != NULL) {
+        ngx_destroy_pool(job->pool);
+    }
+
+    ngx_queue_remove(&job->queue);
+    ngx_http_fanbase_jobs_n--;
+
+    ngx_free(job);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job, ngx_str_t *out,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_HTTP_FANBASE_ERROR_BODY + 256];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf) - 1, fmt, args);
+    va_end(args);
+
+    *p = '\0';
+
+    out->len = p - buf;
+    out->data = ngx_pnalloc(job->pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, out->len + 1);
+
+    return NGX_OK;
+}
+
+
+/* JSON string contents of any bytes: invalid UTF-8 becomes "?" */
+
+static u_char *
+ngx_http_fanbase_json_text(u_char *p, u_char *s, size_t len)
+{
+    u_char    *last, *start;
+    uint32_t   c;
+
+    last = s + len;
+
+    while (s < last) {
+        start = s;
+
+        if (*s < 0x80) {
+            s++;
+            p = (u_char *) ngx_escape_json(p, start, 1);
+            continue;
+        }
+
+        c = ngx_utf8_decode(&s, last - start);
+
+        if (c > 0x10ffff) {
+            *p++ = '?';
+            s = start + 1;
+            continue;
+        }
+
+        p = ngx_cpymem(p, start, s - start);
+    }
+
+    return p;
+}
+
+
+/* Retry-After in seconds, if Fanbase sent one */
+
+static ngx_msec_t
+ngx_http_fanbase_retry_after(ngx_http_fanbase_http_t *h)
+{
+    ngx_int_t  n;
+
+    if (h->retry_after[0] == '\0') {
+        return 0;
+    }
+
+    n = ngx_atoi(h->retry_after, ngx_strlen(h->retry_after));
+
+    if (n == NGX_ERROR || n > 3600) {
+        return 0;
+    }
+
+    return (ngx_msec_t) n * 1000;
+}

@@ -1,0 +1,741 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * The state file of "fanbase_zone ... state=PATH": the zone's
+ * transactions and Idempotency-Key claims as JSON.  A zone that starts
+ * empty loads it (in the master, at configuration time).  While nginx
+ * runs, one worker at a time saves it at most once a second when
+ * something changed, and the master saves it once more when nginx stops,
+ * after its workers are gone.  It is written to PATH.PID.tmp and renamed
+ * over PATH, so a reader never sees half a file.
+ */
+
+
+#include <yajl/yajl_tree.h>
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_STATE_VERSION   1
+#define NGX_HTTP_FANBASE_SAVE_INTERVAL   1000
+#define NGX_HTTP_FANBASE_SAVE_LEASE      10000
+#define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
+
+
+static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
+    size_t *len, ngx_log_t *log);
+static u_char *ngx_http_fanbase_state_txn(u_char *p,
+    ngx_http_fanbase_txn_t *t);
+static ngx_int_t ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf,
+    size_t len, ngx_log_t *log);
+static void ngx_http_fanbase_state_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_fanbase_state_parse(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val root, ngx_log_t *log);
+static ngx_int_t ngx_http_fanbase_state_load_txn(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, ngx_log_t *log);
+static ngx_int_t ngx_http_fanbase_state_load_idem(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, uint64_t now);
+static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
+    yajl_type type);
+static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
+static ngx_int_t ngx_http_fanbase_state_str(yajl_val obj, const char *name,
+    ngx_str_t *s);
+static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out);
+
+
+static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_state_mcf;
+static ngx_event_t                    ngx_http_fanbase_state_event;
+static ngx_connection_t               ngx_http_fanbase_state_conn;
+
+
+ngx_int_t
+ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf)
+{
+    if (mcf->state.len == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_fanbase_state_mcf = mcf;
+
+    ngx_http_fanbase_state_conn.fd = (ngx_socket_t) -1;
+    ngx_http_fanbase_state_event.data = &ngx_http_fanbase_state_conn;
+    ngx_http_fanbase_state_event.handler = ngx_http_fanbase_state_timer;
+    ngx_http_fanbase_state_event.log = cycle->log;
+    ngx_http_fanbase_state_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_fanbase_state_event,
+                  NGX_HTTP_FANBASE_SAVE_INTERVAL);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_state_timer(ngx_event_t *ev)
+{
+    ngx_http_fanbase_state_save(ngx_http_fanbase_state_mcf, ev->log);
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_FANBASE_SAVE_INTERVAL);
+    }
+}
+
+
+/*
+ * Saves the zone if it changed since the last save and nobody else is
+ * saving it.  The file is written by the calling process: a worker's
+ * timer or the master at exit, never a request.
+ */
+
+void
+ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log)
+{
+    u_char                    *buf;
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_atomic_uint_t          changes;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    if (mcf == NULL || mcf->state.len == 0 || mcf->sh == NULL) {
+        return;
+    }
+
+    sh = mcf->sh;
+
+    if (sh->changes == sh->saved) {
+        return;
+    }
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (sh->saving
+        && (ngx_msec_int_t) (sh->save_lease - ngx_current_msec) > 0)
+    {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return;
+    }
+
+    changes = sh->changes;
+    sh->saving = 1;
+    sh->save_lease = ngx_current_msec + NGX_HTTP_FANBASE_SAVE_LEASE;
+
+    buf = ngx_http_fanbase_state_render(mcf, &len, log);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    rc = NGX_ERROR;
+
+    if (buf != NULL) {
+        rc = ngx_http_fanbase_state_write(&mcf->state, buf, len, log);
+        ngx_free(buf);
+    }
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (rc == NGX_OK) {
+        sh->saved = changes;
+    }
+
+    sh->saving = 0;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* called with the zone locked */
+
+static u_char *
+ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
+    ngx_log_t *log)
+{
+    u_char                    *buf, *p;
+    size_t                     size;
+    ngx_uint_t                 first, i;
+    ngx_queue_t               *q, *e, *queues[2];
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_idem_t   *k;
+    ngx_http_fanbase_event_t  *ev;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    sh = mcf->sh;
+    queues[0] = &sh->txn_live;
+    queues[1] = &sh->txn_done;
+
+    size = sizeof("{\"version\":,\"transactions\":[],\"idempotency\":[]}\n")
+           + NGX_INT_T_LEN;
+
+    for (i = 0; i < 2; i++) {
+        for (q = ngx_queue_head(queues[i]);
+             q != ngx_queue_sentinel(queues[i]);
+             q = ngx_queue_next(q))
+        {
+            t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
+
+            size += 512 + 2 * NGX_HTTP_FANBASE_ID_MAX + 6 * t->payload_len;
+
+            for (e = ngx_queue_head(&t->events);
+                 e != ngx_queue_sentinel(&t->events);
+                 e = ngx_queue_next(e))
+            {
+                ev = ngx_queue_data(e, ngx_http_fanbase_event_t, queue);
+                size += 3 + 6 * ev->len;
+            }
+        }
+    }
+
+    for (q = ngx_queue_head(&sh->idem_lru);
+         q != ngx_queue_sentinel(&sh->idem_lru);
+         q = ngx_queue_next(q))
+    {
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+        size += 160 + 6 * k->len;
+    }
+
+    buf = ngx_alloc(size, log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(buf, "{\"version\":%d,\"transactions\":[",
+                    NGX_HTTP_FANBASE_STATE_VERSION);
+
+    first = 1;
+
+    for (i = 0; i < 2; i++) {
+        for (q = ngx_queue_head(queues[i]);
+             q != ngx_queue_sentinel(queues[i]);
+             q = ngx_queue_next(q))
+        {
+            if (!first) {
+                *p++ = ',';
+            }
+
+            first = 0;
+
+            *p++ = '\n';
+            p = ngx_http_fanbase_state_txn(p,
+                              ngx_queue_data(q, ngx_http_fanbase_txn_t,
+                                             queue));
+        }
+    }
+
+    p = ngx_cpymem(p, "],\"idempotency\":[", sizeof("],\"idempotency\":[") - 1);
+
+    first = 1;
+
+    for (q = ngx_queue_head(&sh->idem_lru);
+         q != ngx_queue_sentinel(&sh->idem_lru);
+         q = ngx_queue_next(q))
+    {
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+
+        if (!first) {
+            *p++ = ',';
+        }
+
+        first = 0;
+
+        p = ngx_cpymem(p, "\n{\"key\":\"", sizeof("\n{\"key\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, k->key, k->len);
+        p = ngx_cpymem(p, "\",\"digest\":\"", sizeof("\",\"digest\":\"") - 1);
+        p = ngx_hex_dump(p, k->digest, 16);
+        p = ngx_sprintf(p, "\",\"id\":\"%*s\",\"expires\":%uL}",
+                        (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id,
+                        k->expires);
+    }
+
+    p = ngx_cpymem(p, "]}\n", 3);
+
+    *len = p - buf;
+
+    return buf;
+}
+
+
+static u_char *
+ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
+{
+    ngx_uint_t                 first;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_event_t  *ev;
+
+    p = ngx_sprintf(p, "{\"id\":\"%*s\",\"target\":\"",
+                    (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
+    p = ngx_hex_dump(p, t->target, 16);
+    p = ngx_sprintf(p, "\",\"status\":\"%s\",\"created\":%uL,"
+                    "\"updated\":%uL,\"deliver_by\":%uL,\"track_by\":%uL,"
+                    "\"version\":%uD,\"attempts\":%uD,\"sent\":%s,"
+                    "\"max_events\":%ui",
+                    fanbase_json_status_name(t->status), t->created,
+                    t->updated, t->deliver_by, t->track_by, t->version,
+                    t->attempts, t->sent ? "true" : "false",
+                    (ngx_uint_t) t->max_events);
+
+    if (t->queue_id_len) {
+        p = ngx_sprintf(p, ",\"queue_id\":\"%*s\"", (size_t) t->queue_id_len,
+                        t->queue_id);
+    }
+
+    if (t->payload != NULL) {
+        p = ngx_cpymem(p, ",\"payload\":\"", sizeof(",\"payload\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, t->payload, t->payload_len);
+        *p++ = '"';
+    }
+
+    p = ngx_cpymem(p, ",\"events\":[", sizeof(",\"events\":[") - 1);
+
+    first = 1;
+
+    for (q = ngx_queue_head(&t->events);
+         q != ngx_queue_sentinel(&t->events);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
+
+        if (!first) {
+            *p++ = ',';
+        }
+
+        first = 0;
+
+        *p++ = '"';
+        p = (u_char *) ngx_escape_json(p, ev->json, ev->len);
+        *p++ = '"';
+    }
+
+    return ngx_cpymem(p, "]}", 2);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf, size_t len,
+    ngx_log_t *log)
+{
+    ssize_t   n;
+    ngx_fd_t  fd;
+    u_char    tmp[NGX_MAX_PATH];
+
+    if (path->len + sizeof(".tmp") + NGX_INT_T_LEN + 1 > NGX_MAX_PATH) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(tmp, "%V.%P.tmp%Z", path, ngx_pid);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "fanbase: cannot save the state: "
+                      ngx_open_file_n " \"%s\" failed", tmp);
+        return NGX_ERROR;
+    }
+
+    n = ngx_write_fd(fd, buf, len);
+
+    if (n == -1 || (size_t) n != len) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "fanbase: cannot save the state: writing \"%s\" "
+                      "failed", tmp);
+        (void) ngx_close_file(fd);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR
+        || ngx_rename_file(tmp, path->data) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "fanbase: cannot save the state to \"%V\"", path);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "fanbase: state saved to \"%V\", %uz bytes", path, len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Into a new, empty zone, in the master.  A missing file is a first start;
+ * a file that cannot be read is set aside as PATH.bad and the zone starts
+ * empty, so that the next save does not overwrite it.
+ */
+
+ngx_int_t
+ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log)
+{
+    u_char           *buf;
+    size_t            size;
+    ssize_t           n;
+    yajl_val          root;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    ngx_file_info_t   fi;
+    u_char            bad[NGX_MAX_PATH];
+    char              err[256];
+
+    fd = ngx_open_file(mcf->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        if (ngx_errno == NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanbase: no state file \"%V\" yet, the zone "
+                          "starts empty", &mcf->state);
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "fanbase: cannot open the state file \"%V\"",
+                      &mcf->state);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_FANBASE_STATE_MAX)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "fanbase: cannot read the state file \"%V\"",
+                      &mcf->state);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    buf = ngx_alloc(size + 1, log);
+    if (buf == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+    (void) ngx_close_file(fd);
+
+    if (n == -1 || (size_t) n != size) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "fanbase: cannot read the state file \"%V\"",
+                      &mcf->state);
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    buf[size] = '\0';
+    err[0] = '\0';
+
+    root = yajl_tree_parse((const char *) buf, err, sizeof(err));
+    ngx_free(buf);
+
+    rc = (root != NULL) ? ngx_http_fanbase_state_parse(mcf, root, log)
+                        : NGX_DECLINED;
+
+    if (root != NULL) {
+        yajl_tree_free(root);
+    }
+
+    if (rc == NGX_DECLINED) {
+        (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: the state file \"%V\" cannot be read%s%s; "
+                      "it is kept as \"%s\" and the zone starts empty",
+                      &mcf->state, err[0] ? ": " : "", err, bad);
+
+        (void) ngx_rename_file(mcf->state.data, bad);
+        return NGX_OK;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_parse(ngx_http_fanbase_main_conf_t *mcf,
+    yajl_val root, ngx_log_t *log)
+{
+    size_t      i;
+    uint64_t    now;
+    yajl_val    txns, idem;
+    ngx_uint_t  loaded, skipped, keys;
+
+    if (!YAJL_IS_OBJECT(root)
+        || ngx_http_fanbase_state_uint(root, "version")
+           != NGX_HTTP_FANBASE_STATE_VERSION)
+    {
+        return NGX_DECLINED;
+    }
+
+    txns = ngx_http_fanbase_state_get(root, "transactions", yajl_t_array);
+    idem = ngx_http_fanbase_state_get(root, "idempotency", yajl_t_array);
+
+    if (txns == NULL || idem == NULL) {
+        return NGX_DECLINED;
+    }
+
+    loaded = 0;
+    skipped = 0;
+
+    for (i = 0; i < txns->u.array.len; i++) {
+        switch (ngx_http_fanbase_state_load_txn(mcf, txns->u.array.values[i],
+                                                log))
+        {
+        case NGX_OK:
+            loaded++;
+            break;
+
+        case NGX_BUSY:
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: zone \"%V\" is too small for the state "
+                          "file \"%V\": %uz transactions not loaded",
+                          &mcf->shm_zone->shm.name, &mcf->state,
+                          txns->u.array.len - i);
+            skipped += txns->u.array.len - i;
+            i = txns->u.array.len;
+            break;
+
+        default:
+            skipped++;
+        }
+    }
+
+    now = ngx_http_fanbase_txn_now();
+    keys = 0;
+
+    for (i = 0; i < idem->u.array.len; i++) {
+        if (ngx_http_fanbase_state_load_idem(mcf, idem->u.array.values[i],
+                                             now)
+            == NGX_OK)
+        {
+            keys++;
+        }
+    }
+
+    /* what was loaded is saved as it is: nothing to write yet */
+    mcf->sh->saved = mcf->sh->changes;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanbase: state file \"%V\": %ui transactions and %ui "
+                  "Idempotency-Keys loaded, %ui skipped", &mcf->state,
+                  loaded, keys, skipped);
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK, NGX_DECLINED: malformed, NGX_BUSY: the zone is full */
+
+static ngx_int_t
+ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
+    yajl_val v, ngx_log_t *log)
+{
+    size_t                   i;
+    yajl_val                 events, ev;
+    ngx_str_t                id, target, status, queue_id, payload, event;
+    ngx_uint_t               st;
+    ngx_http_fanbase_txn_t  *t;
+    u_char                   tgt[16];
+
+    if (!YAJL_IS_OBJECT(v)
+        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+        || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN
+        || ngx_http_fanbase_valid_id(&id) != NGX_OK
+        || ngx_http_fanbase_state_str(v, "target", &target) != NGX_OK
+        || ngx_http_fanbase_state_hex(&target, tgt) != NGX_OK
+        || ngx_http_fanbase_state_str(v, "status", &status) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    st = fanbase_json_status_code(status.data, status.len);
+
+    if (status.len == sizeof("cancelled") - 1
+        && ngx_strncmp(status.data, "cancelled", status.len) == 0)
+    {
+        st = FANBASE_STATUS_CANCELLED;
+    }
+
+    if (st == FANBASE_STATUS_UNKNOWN) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK) {
+        ngx_str_null(&queue_id);
+    }
+
+    if (ngx_http_fanbase_state_str(v, "payload", &payload) != NGX_OK) {
+        ngx_str_null(&payload);
+    }
+
+    if (!fanbase_status_terminal(st)
+        && (queue_id.len == 0 || queue_id.len > NGX_HTTP_FANBASE_ID_MAX)
+        && payload.len == 0)
+    {
+        /* nothing to deliver and nothing to track */
+        return NGX_DECLINED;
+    }
+
+    if (fanbase_status_terminal(st)) {
+        ngx_str_null(&payload);
+    }
+
+    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload, NULL,
+                                           ngx_current_msec);
+    if (t == NULL) {
+        return NGX_BUSY;
+    }
+
+    ngx_memcpy(t->target, tgt, 16);
+    t->status = (u_char) st;
+    t->created = ngx_http_fanbase_state_uint(v, "created");
+    t->updated = ngx_http_fanbase_state_uint(v, "updated");
+    t->deliver_by = ngx_http_fanbase_state_uint(v, "deliver_by");
+    t->track_by = ngx_http_fanbase_state_uint(v, "track_by");
+    t->version = (uint32_t) ngx_http_fanbase_state_uint(v, "version");
+    t->attempts = (uint32_t) ngx_http_fanbase_state_uint(v, "attempts");
+    t->max_events = (u_char) ngx_min(ngx_http_fanbase_state_uint(v,
+                                                             "max_events"),
+                                     255);
+
+    ev = ngx_http_fanbase_state_get(v, "sent", yajl_t_true);
+    t->sent = (ev != NULL) ? 1 : 0;
+
+    if (queue_id.len && queue_id.len <= NGX_HTTP_FANBASE_ID_MAX) {
+        ngx_memcpy(t->queue_id, queue_id.data, queue_id.len);
+        t->queue_id_len = (u_char) queue_id.len;
+    }
+
+    events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);
+
+    for (i = 0; events != NULL && i < events->u.array.len; i++) {
+        ev = events->u.array.values[i];
+
+        if (!YAJL_IS_STRING(ev)) {
+            continue;
+        }
+
+        event.data = (u_char *) YAJL_GET_STRING(ev);
+        event.len = ngx_strlen(event.data);
+
+        if (ngx_http_fanbase_txn_add_event_locked(mcf, t, &event) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "fanbase: an event of transaction \"%V\" is not "
+                          "loaded: the zone is full", &id);
+        }
+    }
+
+    if (fanbase_status_terminal(st)) {
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
+    yajl_val v, uint64_t now)
+{
+    uint64_t   expires;
+    ngx_str_t  key, digest, id;
+    u_char     d[16];
+
+    if (!YAJL_IS_OBJECT(v)
+        || ngx_http_fanbase_state_str(v, "key", &key) != NGX_OK
+        || key.len == 0 || key.len > NGX_HTTP_FANBASE_IDEM_KEY_MAX
+        || ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
+        || ngx_http_fanbase_state_hex(&digest, d) != NGX_OK
+        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+        || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN)
+    {
+        return NGX_DECLINED;
+    }
+
+    expires = ngx_http_fanbase_state_uint(v, "expires");
+
+    if (expires <= now) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_fanbase_idem_insert_locked(mcf, &key, d, id.data, expires)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+static yajl_val
+ngx_http_fanbase_state_get(yajl_val obj, const char *name, yajl_type type)
+{
+    size_t  i;
+
+    for (i = 0; i < obj->u.object.len; i++) {
+        if (ngx_strcmp(obj->u.object.keys[i], name) == 0) {
+            return (obj->u.object.values[i] != NULL
+                    && obj->u.object.values[i]->type == type)
+                   ? obj->u.object.values[i] : NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
+static uint64_t
+ngx_http_fanbase_state_uint(yajl_val obj, const char *name)
+{
+    yajl_val  v;
+
+    v = ngx_http_fanbase_state_get(obj, name, yajl_t_number);
+
+    if (v == NULL || !YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0) {
+        return 0;
+    }
+
+    return (uint64_t) YAJL_GET_INTEGER(v);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_str(yajl_val obj, const char *name, ngx_str_t *s)
+{
+    yajl_val  v;
+
+    v = ngx_http_fanbase_state_get(obj, name, yajl_t_string);
+
+    if (v == NULL) {
+        return NGX_DECLINED;
+    }
+
+    s->data = (u_char *) YAJL_GET_STRING(v);
+    s->len = ngx_strlen(s->data);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    if (hex->len != 32) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < 16; i++) {
+        n = ngx_hextoi(hex->data + 2 * i, 2);
+
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        out[i] = (u_char) n;
+    }
+
+    return NGX_OK;
+}

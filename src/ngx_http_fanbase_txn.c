@@ -1,0 +1,1000 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * Asynchronous transactions in the shared zone.  A transaction is found by
+ * its id (a red-black tree keyed by the CRC32 of the id), and, while it is
+ * not terminal, by the time its next delivery or status poll is due (a
+ * second tree, keyed by that time).  A worker claims a due transaction by
+ * moving it in that tree to the end of its claim, so that no two workers
+ * work on one transaction, and one that dies lets its claims run out.
+ * Terminal transactions are kept in an LRU queue and are the only ones
+ * that may be evicted.  Idempotency-Key claims live in a third tree.
+ * Every change bumps sh->changes: long polls and the state file watch it.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_EVENT_MAX   8192
+
+
+static void ngx_http_fanbase_txn_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
+    ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
+static ngx_http_fanbase_idem_t *ngx_http_fanbase_idem_find(
+    ngx_http_fanbase_shctx_t *sh, ngx_str_t *key);
+static void ngx_http_fanbase_idem_expire(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t now);
+static void ngx_http_fanbase_txn_free_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
+static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t);
+
+
+void
+ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh)
+{
+    ngx_rbtree_init(&sh->txns, &sh->txn_sentinel,
+                    ngx_http_fanbase_txn_insert_value);
+    ngx_rbtree_init(&sh->schedule, &sh->schedule_sentinel,
+                    ngx_rbtree_insert_timer_value);
+    ngx_rbtree_init(&sh->idem, &sh->idem_sentinel,
+                    ngx_http_fanbase_idem_insert_value);
+    ngx_queue_init(&sh->txn_live);
+    ngx_queue_init(&sh->txn_done);
+    ngx_queue_init(&sh->idem_lru);
+    sh->txn_count = 0;
+    sh->changes = 0;
+    sh->saved = 0;
+    sh->saving = 0;
+}
+
+
+uint64_t
+ngx_http_fanbase_txn_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/* ISO-8601 UTC with milliseconds: 24 characters */
+
+u_char *
+ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime((time_t) (ms / 1000), &tm);
+
+    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       (int) (ms % 1000));
+}
+
+
+/*
+ * One event of the downstream shape: {"event": kind, "message": ...,
+ * "data": {...}, "status": ..., "created_at": ...}; data is a JSON object
+ * or empty for {}.
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
+    const char *message, ngx_uint_t status, ngx_str_t *data, ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       len, mlen;
+    const char  *name;
+
+    name = fanbase_json_status_name(status);
+    mlen = ngx_strlen(message);
+
+    len = sizeof("{\"event\":\"\",\"message\":\"\",\"data\":,\"status\":\"\","
+                 "\"created_at\":\"\"}")
+          + ngx_strlen(kind) + 6 * mlen + (data->len ? data->len : 2)
+          + (name ? ngx_strlen(name) : 0) + 24;
+
+    if (len > NGX_HTTP_FANBASE_EVENT_MAX + 256) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_sprintf(p, "{\"event\":\"%s\",\"message\":\"", kind);
+    p = (u_char *) ngx_escape_json(p, (u_char *) message, mlen);
+    p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
+
+    if (data->len) {
+        p = ngx_cpymem(p, data->data, data->len);
+
+    } else {
+        p = ngx_cpymem(p, "{}", 2);
+    }
+
+    p = ngx_sprintf(p, ",\"status\":\"%s\",\"created_at\":\"",
+                    name ? name : "");
+    p = ngx_http_fanbase_txn_iso(p, ngx_http_fanbase_txn_now());
+    p = ngx_cpymem(p, "\"}", 2);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: created; NGX_DONE: an earlier transaction with the same
+ * Idempotency-Key and body, its id in nt->id; NGX_DECLINED: the key was
+ * used with another body; NGX_BUSY: the zone is full.
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log)
+{
+    uint64_t                      now;
+    ngx_str_t                     event, empty;
+    ngx_pool_t                   *pool;
+    ngx_http_fanbase_txn_t       *t;
+    ngx_http_fanbase_idem_t      *k;
+    ngx_http_fanbase_shctx_t     *sh;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+    u_char                        buf[1024];
+
+    lcf = nt->lcf;
+    sh = mcf->sh;
+    now = ngx_http_fanbase_txn_now();
+
+    /* the first event, rendered before the lock is taken */
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&empty);
+
+    if (ngx_http_fanbase_txn_event(pool, "transition", "accepted by the edge",
+                                   FANBASE_STATUS_PENDING, &empty, &event)
+        != NGX_OK
+        || event.len > sizeof(buf))
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    event.data = ngx_cpymem(buf, event.data, event.len) - event.len;
+    ngx_destroy_pool(pool);
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    ngx_http_fanbase_idem_expire(mcf, now);
+
+    if (nt->idem_key.len) {
+        k = ngx_http_fanbase_idem_find(sh, &nt->idem_key);
+
+        if (k != NULL) {
+            if (ngx_memcmp(k->digest, nt->digest, 16) != 0) {
+                ngx_shmtx_unlock(&mcf->shpool->mutex);
+                return NGX_DECLINED;
+            }
+
+            ngx_memcpy(nt->id, k->txn_id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_DONE;
+        }
+    }
+
+    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload, &event,
+                                           ngx_current_msec);
+    if (t == NULL) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    ngx_memcpy(t->target, lcf->target, 16);
+    t->created = now;
+    t->updated = now;
+    t->deliver_by = now + (uint64_t) lcf->deliver_horizon * 1000;
+    t->track_by = now + (uint64_t) lcf->track_horizon * 1000;
+    t->max_events = (u_char) lcf->transaction_events;
+
+    if (nt->idem_key.len) {
+        k = ngx_http_fanbase_idem_insert_locked(mcf, &nt->idem_key,
+                                  nt->digest, nt->id,
+                                  now + (uint64_t) lcf->idempotency_window
+                                        * 1000);
+        if (k == NULL) {
+            ngx_http_fanbase_txn_free_locked(mcf, t);
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_BUSY;
+        }
+    }
+
+    ngx_http_fanbase_txn_changed(sh, t);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A new pending transaction, due at "due" (ngx_current_msec time): the
+ * record, a copy of the payload and the first event, or NULL and nothing
+ * when the zone has no room for them.
+ */
+
+ngx_http_fanbase_txn_t *
+ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
+    u_char *id, ngx_str_t *payload, ngx_str_t *event, ngx_msec_t due)
+{
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    sh = mcf->sh;
+
+    t = ngx_http_fanbase_shm_alloc_locked(mcf, sizeof(ngx_http_fanbase_txn_t));
+    if (t == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(t, sizeof(ngx_http_fanbase_txn_t));
+    ngx_queue_init(&t->events);
+    ngx_memcpy(t->id, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t->status = FANBASE_STATUS_PENDING;
+    t->max_events = 16;
+
+    if (payload->len) {
+        t->payload = ngx_http_fanbase_shm_alloc_locked(mcf, payload->len);
+        if (t->payload == NULL) {
+            ngx_slab_free_locked(mcf->shpool, t);
+            return NULL;
+        }
+
+        ngx_memcpy(t->payload, payload->data, payload->len);
+        t->payload_len = (uint32_t) payload->len;
+    }
+
+    if (event != NULL && event->len
+        && ngx_http_fanbase_txn_add_event_locked(mcf, t, event) != NGX_OK)
+    {
+        if (t->payload != NULL) {
+            ngx_slab_free_locked(mcf->shpool, t->payload);
+        }
+
+        ngx_slab_free_locked(mcf->shpool, t);
+        return NULL;
+    }
+
+    t->node.key = ngx_crc32_short(t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    ngx_rbtree_insert(&sh->txns, &t->node);
+
+    t->due.key = due;
+    ngx_rbtree_insert(&sh->schedule, &t->due);
+    t->scheduled = 1;
+
+    ngx_queue_insert_head(&sh->txn_live, &t->queue);
+    sh->txn_count++;
+
+    return t;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_str_t *event)
+{
+    ngx_queue_t               *q;
+    ngx_http_fanbase_event_t  *ev;
+
+    ev = ngx_http_fanbase_shm_alloc_locked(mcf,
+                              offsetof(ngx_http_fanbase_event_t, json)
+                              + event->len);
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    ev->len = (uint32_t) event->len;
+    ngx_memcpy(ev->json, event->data, event->len);
+
+    ngx_queue_insert_tail(&t->events, &ev->queue);
+    t->nevents++;
+
+    /* the newest are kept */
+
+    while (t->nevents > ngx_max(t->max_events, 1)) {
+        q = ngx_queue_head(&t->events);
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(mcf->shpool,
+                             ngx_queue_data(q, ngx_http_fanbase_event_t,
+                                            queue));
+        t->nevents--;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_fanbase_idem_t *
+ngx_http_fanbase_idem_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *key, u_char *digest, u_char *txn_id, uint64_t expires)
+{
+    ngx_http_fanbase_idem_t  *k;
+
+    k = ngx_http_fanbase_shm_alloc_locked(mcf,
+                              offsetof(ngx_http_fanbase_idem_t, key)
+                              + key->len);
+    if (k == NULL) {
+        return NULL;
+    }
+
+    k->expires = expires;
+    ngx_memcpy(k->digest, digest, 16);
+    ngx_memcpy(k->txn_id, txn_id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    k->len = (u_char) key->len;
+    ngx_memcpy(k->key, key->data, key->len);
+
+    k->node.key = ngx_crc32_short(key->data, key->len);
+    ngx_rbtree_insert(&mcf->sh->idem, &k->node);
+    ngx_queue_insert_tail(&mcf->sh->idem_lru, &k->queue);
+
+    return k;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_event_t  *ev;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
+
+    if (t == NULL) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (fanbase_status_terminal(t->status)) {
+        ngx_queue_remove(&t->queue);
+        ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
+    }
+
+    len = 0;
+
+    for (q = ngx_queue_head(&t->events);
+         q != ngx_queue_sentinel(&t->events);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
+        len += ev->len + 1;
+    }
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    v->events.data = p;
+
+    for (q = ngx_queue_head(&t->events);
+         q != ngx_queue_sentinel(&t->events);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
+
+        if (p != v->events.data) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, ev->json, ev->len);
+    }
+
+    v->events.len = p - v->events.data;
+
+    ngx_memcpy(v->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    v->created = t->created;
+    v->updated = t->updated;
+    v->version = t->version;
+    v->status = t->status;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a cheap look for long polls */
+
+ngx_int_t
+ngx_http_fanbase_txn_version(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, uint32_t *version, ngx_uint_t *status)
+{
+    ngx_http_fanbase_txn_t  *t;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
+
+    if (t != NULL) {
+        *version = t->version;
+        *status = t->status;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return t ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * NGX_OK: cancelled (now or before); NGX_DECLINED: unknown; NGX_BUSY:
+ * delivery has started; NGX_ABORT: terminal otherwise.
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_log_t *log)
+{
+    ngx_int_t                rc;
+    ngx_str_t                event, empty;
+    ngx_pool_t              *pool;
+    ngx_http_fanbase_txn_t  *t;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&empty);
+
+    if (ngx_http_fanbase_txn_event(pool, "transition", "cancelled at the edge",
+                                   FANBASE_STATUS_CANCELLED, &empty, &event)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
+
+    if (t == NULL) {
+        rc = NGX_DECLINED;
+
+    } else if (t->status == FANBASE_STATUS_CANCELLED) {
+        rc = NGX_OK;
+
+    } else if (fanbase_status_terminal(t->status)) {
+        rc = NGX_ABORT;
+
+    } else if (t->owner != 0 || t->queue_id_len || t->sent
+               || t->status != FANBASE_STATUS_PENDING)
+    {
+        rc = NGX_BUSY;
+
+    } else {
+        t->status = FANBASE_STATUS_CANCELLED;
+
+        if (ngx_http_fanbase_txn_add_event_locked(mcf, t, &event) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: zone \"%V\" is full, the cancellation "
+                          "of \"%V\" has no event", &mcf->shm_zone->shm.name,
+                          id);
+        }
+
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        ngx_http_fanbase_txn_changed(mcf->sh, t);
+
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+/*
+ * The earliest due transaction, claimed for this worker until "lease" ms
+ * from now.  NGX_DECLINED: none is due, *next is the time until one is
+ * (NGX_TIMER_INFINITE: none at all).
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next)
+{
+    ngx_msec_t                 now;
+    ngx_pid_t                  owner;
+    ngx_rbtree_node_t         *node, *root, *sentinel;
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    sh = mcf->sh;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    root = sh->schedule.root;
+    sentinel = sh->schedule.sentinel;
+
+    if (root == sentinel) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        *next = NGX_TIMER_INFINITE;
+        return NGX_DECLINED;
+    }
+
+    node = ngx_rbtree_min(root, sentinel);
+
+    if ((ngx_msec_int_t) (node->key - now) > 0) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        *next = node->key - now;
+        return NGX_DECLINED;
+    }
+
+    t = (ngx_http_fanbase_txn_t *)
+            ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
+
+    if (t->payload == NULL && t->queue_id_len == 0) {
+        /* nothing to deliver and nothing to track: cannot happen */
+        t->status = FANBASE_STATUS_FAILED;
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        *next = 0;
+        return NGX_DECLINED;
+    }
+
+    if (t->queue_id_len == 0) {
+        job->payload = ngx_alloc(t->payload_len, ngx_cycle->log);
+        if (job->payload == NULL) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            *next = 1000;
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(job->payload, t->payload, t->payload_len);
+        job->payload_len = t->payload_len;
+        job->kind = NGX_HTTP_FANBASE_JOB_DELIVER;
+        job->deadline = t->deliver_by;
+
+    } else {
+        job->kind = NGX_HTTP_FANBASE_JOB_TRACK;
+        job->deadline = t->track_by;
+    }
+
+    owner = t->owner;
+
+    ngx_rbtree_delete(&sh->schedule, &t->due);
+    t->due.key = now + lease;
+    ngx_rbtree_insert(&sh->schedule, &t->due);
+
+    t->owner = ngx_pid;
+    t->claim++;
+
+    ngx_memcpy(job->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    job->id_str.data = job->id;
+    job->id_str.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    ngx_memcpy(job->queue_id, t->queue_id, t->queue_id_len);
+    job->queue_id_len = t->queue_id_len;
+    ngx_memcpy(job->target, t->target, 16);
+    job->claim = t->claim;
+    job->attempts = t->attempts;
+    job->sent = t->sent;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    if (owner != 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\": the claim of worker %P "
+                      "ran out, taken over", &job->id_str, owner);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the POST may leave now: a worker that dies from here on leaves doubt */
+
+void
+ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job)
+{
+    ngx_http_fanbase_txn_t  *t;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    t = ngx_http_fanbase_txn_find(mcf->sh, job->id,
+                                  NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+    if (t != NULL && t->claim == job->claim && t->owner == ngx_pid) {
+        t->sent = 1;
+        (void) ngx_atomic_fetch_add(&mcf->sh->changes, 1);
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* the end of a job: the transaction's new state, and its claim released */
+
+void
+ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,
+    ngx_log_t *log)
+{
+    ngx_uint_t                 changed;
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    sh = mcf->sh;
+    changed = 0;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    t = ngx_http_fanbase_txn_find(sh, job->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+    if (t == NULL || t->claim != job->claim || t->owner != ngx_pid) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "fanbase: transaction \"%V\" was taken over while "
+                      "this worker worked on it", &job->id_str);
+        return;
+    }
+
+    t->owner = 0;
+
+    if (u->not_sent) {
+        t->sent = 0;
+    }
+
+    if (u->attempt) {
+        t->attempts++;
+    }
+
+    if (u->delivered) {
+        t->queue_id_len = (u_char) ngx_min(u->queue_id.len,
+                                           NGX_HTTP_FANBASE_ID_MAX);
+        ngx_memcpy(t->queue_id, u->queue_id.data, t->queue_id_len);
+        t->attempts = 0;
+        t->sent = 0;
+
+        if (t->payload != NULL) {
+            ngx_slab_free_locked(mcf->shpool, t->payload);
+            t->payload = NULL;
+            t->payload_len = 0;
+        }
+    }
+
+    if (u->status && fanbase_status_advances(t->status, u->status)) {
+        t->status = (u_char) u->status;
+        changed = 1;
+    }
+
+    if (u->event.len) {
+        if (ngx_http_fanbase_txn_add_event_locked(mcf, t, &u->event)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: zone \"%V\" is full, an event of "
+                          "transaction \"%V\" is not kept",
+                          &mcf->shm_zone->shm.name, &job->id_str);
+        }
+
+        changed = 1;
+    }
+
+    if (fanbase_status_terminal(t->status)) {
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else {
+        ngx_rbtree_delete(&sh->schedule, &t->due);
+        t->due.key = ngx_current_msec + u->retry;
+        ngx_rbtree_insert(&sh->schedule, &t->due);
+    }
+
+    if (changed) {
+        ngx_http_fanbase_txn_changed(sh, t);
+
+    } else {
+        (void) ngx_atomic_fetch_add(&sh->changes, 1);
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* out of the schedule, into the evictable LRU; its payload is not needed */
+
+void
+ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    if (t->scheduled) {
+        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
+        t->scheduled = 0;
+    }
+
+    ngx_queue_remove(&t->queue);
+    ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
+
+    if (t->payload != NULL) {
+        ngx_slab_free_locked(mcf->shpool, t->payload);
+        t->payload = NULL;
+        t->payload_len = 0;
+    }
+
+    t->owner = 0;
+}
+
+
+static void
+ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t)
+{
+    t->version++;
+    t->updated = ngx_http_fanbase_txn_now();
+
+    (void) ngx_atomic_fetch_add(&sh->changes, 1);
+}
+
+
+/*
+ * Room in a full zone: expired Idempotency-Key claims first, then the
+ * least recently used terminal transaction.
+ */
+
+ngx_uint_t
+ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf)
+{
+    ngx_queue_t              *q;
+    ngx_http_fanbase_txn_t   *t;
+    ngx_http_fanbase_idem_t  *k;
+
+    if (!ngx_queue_empty(&mcf->sh->idem_lru)) {
+        q = ngx_queue_head(&mcf->sh->idem_lru);
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+
+        if (k->expires <= ngx_http_fanbase_txn_now()) {
+            ngx_queue_remove(&k->queue);
+            ngx_rbtree_delete(&mcf->sh->idem, &k->node);
+            ngx_slab_free_locked(mcf->shpool, k);
+            return 1;
+        }
+    }
+
+    if (ngx_queue_empty(&mcf->sh->txn_done)) {
+        return 0;
+    }
+
+    q = ngx_queue_last(&mcf->sh->txn_done);
+    t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
+
+    ngx_http_fanbase_txn_free_locked(mcf, t);
+    mcf->sh->evictions++;
+
+    return 1;
+}
+
+
+static void
+ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    ngx_queue_t  *q;
+
+    while (!ngx_queue_empty(&t->events)) {
+        q = ngx_queue_head(&t->events);
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(mcf->shpool,
+                             ngx_queue_data(q, ngx_http_fanbase_event_t,
+                                            queue));
+    }
+
+    if (t->scheduled) {
+        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
+    }
+
+    if (t->payload != NULL) {
+        ngx_slab_free_locked(mcf->shpool, t->payload);
+    }
+
+    ngx_queue_remove(&t->queue);
+    ngx_rbtree_delete(&mcf->sh->txns, &t->node);
+    ngx_slab_free_locked(mcf->shpool, t);
+
+    mcf->sh->txn_count--;
+}
+
+
+static void
+ngx_http_fanbase_idem_expire(ngx_http_fanbase_main_conf_t *mcf, uint64_t now)
+{
+    ngx_queue_t              *q;
+    ngx_http_fanbase_idem_t  *k;
+
+    while (!ngx_queue_empty(&mcf->sh->idem_lru)) {
+        q = ngx_queue_head(&mcf->sh->idem_lru);
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+
+        if (k->expires > now) {
+            break;
+        }
+
+        ngx_queue_remove(&k->queue);
+        ngx_rbtree_delete(&mcf->sh->idem, &k->node);
+        ngx_slab_free_locked(mcf->shpool, k);
+    }
+}
+
+
+static ngx_http_fanbase_txn_t *
+ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
+    size_t len)
+{
+    ngx_int_t                rc;
+    uint32_t                 hash;
+    ngx_rbtree_node_t       *node, *sentinel;
+    ngx_http_fanbase_txn_t  *t;
+
+    if (len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_short(id, len);
+
+    node = sh->txns.root;
+    sentinel = sh->txns.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        t = (ngx_http_fanbase_txn_t *) node;
+
+        rc = ngx_memcmp(id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+        if (rc == 0) {
+            return t;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_fanbase_idem_t *
+ngx_http_fanbase_idem_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *key)
+{
+    ngx_int_t                 rc;
+    uint32_t                  hash;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_fanbase_idem_t  *k;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    node = sh->idem.root;
+    sentinel = sh->idem.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        k = (ngx_http_fanbase_idem_t *) node;
+
+        rc = ngx_memn2cmp(key->data, k->key, key->len, k->len);
+
+        if (rc == 0) {
+            return k;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_fanbase_txn_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t       **p;
+    ngx_http_fanbase_txn_t   *t, *n;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            n = (ngx_http_fanbase_txn_t *) node;
+            t = (ngx_http_fanbase_txn_t *) temp;
+
+            p = (ngx_memcmp(n->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t        **p;
+    ngx_http_fanbase_idem_t   *k, *n;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            n = (ngx_http_fanbase_idem_t *) node;
+            k = (ngx_http_fanbase_idem_t *) temp;
+
+            p = (ngx_memn2cmp(n->key, k->key, n->len, k->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
