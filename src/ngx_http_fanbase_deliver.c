@@ -240,10 +240,26 @@ ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job)
 
     lcfp = ngx_http_fanbase_deliver_mcf->targets.elts;
 
+    /*
+     * the location that accepted it, or one that sends to the same place
+     * as the same client with other settings (a reload changed them)
+     */
+
     for (i = 0; i < ngx_http_fanbase_deliver_mcf->targets.nelts; i++) {
-        if (ngx_memcmp(lcfp[i]->target, job->target, 16) == 0) {
+        if (ngx_memcmp(lcfp[i]->target, job->target,
+                       NGX_HTTP_FANBASE_TARGET_LEN)
+            == 0)
+        {
             job->lcf = lcfp[i];
             break;
+        }
+
+        if (job->lcf == NULL
+            && ngx_memcmp(lcfp[i]->target, job->target,
+                          NGX_HTTP_FANBASE_ROUTE_LEN)
+               == 0)
+        {
+            job->lcf = lcfp[i];
         }
     }
 

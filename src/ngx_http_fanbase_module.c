@@ -556,19 +556,37 @@ static ngx_int_t
 ngx_http_fanbase_add_target(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_loc_conf_t *conf)
 {
-    ngx_md5_t                      md5;
-    ngx_uint_t                     i;
-    ngx_http_fanbase_loc_conf_t  **lcfp;
+    ngx_md5_t                          md5;
+    ngx_uint_t                         i;
+    ngx_http_fanbase_loc_conf_t      **lcfp;
+    ngx_http_fanbase_upstream_conf_t  *u;
 
     ngx_md5_init(&md5);
     ngx_md5_update(&md5, conf->queue_url.data, conf->queue_url.len + 1);
     ngx_md5_update(&md5, conf->cred->key, sizeof(conf->cred->key));
     ngx_md5_final(conf->target, &md5);
 
+    u = &conf->upstream;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, &u->connect_timeout, sizeof(ngx_msec_t));
+    ngx_md5_update(&md5, &u->timeout, sizeof(ngx_msec_t));
+    ngx_md5_update(&md5, &u->ssl_verify, sizeof(ngx_flag_t));
+
+    if (u->ssl_trusted_certificate.len) {
+        ngx_md5_update(&md5, u->ssl_trusted_certificate.data,
+                       u->ssl_trusted_certificate.len);
+    }
+
+    ngx_md5_final(conf->target + NGX_HTTP_FANBASE_ROUTE_LEN, &md5);
+
     lcfp = mcf->targets.elts;
 
     for (i = 0; i < mcf->targets.nelts; i++) {
-        if (ngx_memcmp(lcfp[i]->target, conf->target, 16) == 0) {
+        if (ngx_memcmp(lcfp[i]->target, conf->target,
+                       NGX_HTTP_FANBASE_TARGET_LEN)
+            == 0)
+        {
             return NGX_OK;
         }
     }

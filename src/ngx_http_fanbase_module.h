@@ -35,6 +35,14 @@
 #define NGX_HTTP_FANBASE_TXN_ID_LEN     36         /* a UUID */
 #define NGX_HTTP_FANBASE_IDEM_KEY_MAX   255
 
+/*
+ * Which "fanbase_submit async" location delivers a transaction: the MD5
+ * of where and as whom it goes (queue URL, credential set), then the MD5
+ * of how (timeouts, TLS settings)
+ */
+#define NGX_HTTP_FANBASE_ROUTE_LEN      16
+#define NGX_HTTP_FANBASE_TARGET_LEN     32
+
 
 typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
 typedef struct ngx_http_fanbase_http_s        ngx_http_fanbase_http_t;
@@ -112,7 +120,7 @@ struct ngx_http_fanbase_loc_conf_s {
 
     /* asynchronous transactions */
     ngx_flag_t                    async;
-    u_char                        target[16];  /* MD5: API + credentials */
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     ngx_str_t                     transaction_path;
     time_t                        idempotency_window;
     time_t                        deliver_horizon;
@@ -243,7 +251,7 @@ typedef struct {
     uint64_t                      deliver_by;
     uint64_t                      track_by;
     ngx_pid_t                     owner;       /* worker with the claim */
-    u_char                        target[16];
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
     u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
     u_char                        queue_id_len;
@@ -308,7 +316,7 @@ typedef struct {
     uint64_t                      deadline;    /* ms since the epoch */
     u_char                       *payload;     /* ngx_alloc()ed copy */
     size_t                        payload_len;
-    u_char                        target[16];
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     ngx_http_fanbase_loc_conf_t  *lcf;
     ngx_http_fanbase_http_t      *http;
     ngx_pool_t                   *pool;

@@ -41,7 +41,8 @@ static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
 static ngx_int_t ngx_http_fanbase_state_str(yajl_val obj, const char *name,
     ngx_str_t *s);
-static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out);
+static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out,
+    size_t len);
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_state_mcf;
@@ -264,7 +265,7 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
 
     p = ngx_sprintf(p, "{\"id\":\"%*s\",\"target\":\"",
                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
-    p = ngx_hex_dump(p, t->target, 16);
+    p = ngx_hex_dump(p, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
     p = ngx_sprintf(p, "\",\"status\":\"%s\",\"created\":%uL,"
                     "\"updated\":%uL,\"deliver_by\":%uL,\"track_by\":%uL,"
                     "\"version\":%uD,\"attempts\":%uD,\"sent\":%s,"
@@ -539,14 +540,16 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t                id, target, status, queue_id, payload, event;
     ngx_uint_t               st;
     ngx_http_fanbase_txn_t  *t;
-    u_char                   tgt[16];
+    u_char                   tgt[NGX_HTTP_FANBASE_TARGET_LEN];
 
     if (!YAJL_IS_OBJECT(v)
         || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
         || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN
         || ngx_http_fanbase_valid_id(&id) != NGX_OK
         || ngx_http_fanbase_state_str(v, "target", &target) != NGX_OK
-        || ngx_http_fanbase_state_hex(&target, tgt) != NGX_OK
+        || ngx_http_fanbase_state_hex(&target, tgt,
+                                      NGX_HTTP_FANBASE_TARGET_LEN)
+           != NGX_OK
         || ngx_http_fanbase_state_str(v, "status", &status) != NGX_OK)
     {
         return NGX_DECLINED;
@@ -590,7 +593,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_BUSY;
     }
 
-    ngx_memcpy(t->target, tgt, 16);
+    ngx_memcpy(t->target, tgt, NGX_HTTP_FANBASE_TARGET_LEN);
     t->status = (u_char) st;
     t->created = ngx_http_fanbase_state_uint(v, "created");
     t->updated = ngx_http_fanbase_state_uint(v, "updated");
@@ -649,7 +652,7 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
         || ngx_http_fanbase_state_str(v, "key", &key) != NGX_OK
         || key.len == 0 || key.len > NGX_HTTP_FANBASE_IDEM_KEY_MAX
         || ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
-        || ngx_http_fanbase_state_hex(&digest, d) != NGX_OK
+        || ngx_http_fanbase_state_hex(&digest, d, 16) != NGX_OK
         || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
         || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN)
     {
@@ -718,16 +721,16 @@ ngx_http_fanbase_state_str(yajl_val obj, const char *name, ngx_str_t *s)
 
 
 static ngx_int_t
-ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out)
+ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out, size_t len)
 {
-    ngx_int_t   n;
-    ngx_uint_t  i;
+    size_t     i;
+    ngx_int_t  n;
 
-    if (hex->len != 32) {
+    if (hex->len != 2 * len) {
         return NGX_DECLINED;
     }
 
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < len; i++) {
         n = ngx_hextoi(hex->data + 2 * i, 2);
 
         if (n == NGX_ERROR) {

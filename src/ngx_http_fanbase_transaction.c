@@ -29,6 +29,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_fanbase_transaction_id(ngx_http_request_t *r,
     ngx_str_t *id);
+static ngx_int_t ngx_http_fanbase_transaction_valid_id(ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
@@ -78,8 +79,7 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
 
     if (rc == NGX_HTTP_BAD_REQUEST) {
         return ngx_http_fanbase_send_error(r, rc, "invalid_id",
-                                           "the id must be 1 to 64 letters, "
-                                           "digits, \"-\" or \"_\"");
+                                           "a transaction id is a UUID");
     }
 
     if (rc != NGX_OK) {
@@ -124,8 +124,38 @@ ngx_http_fanbase_transaction_id(ngx_http_request_t *r, ngx_str_t *id)
         id->len = r->uri.data + r->uri.len - p;
     }
 
-    if (ngx_http_fanbase_valid_id(id) != NGX_OK) {
+    return ngx_http_fanbase_transaction_valid_id(id);
+}
+
+
+/* the edge's ids are UUIDs: anything else is a malformed id */
+
+static ngx_int_t
+ngx_http_fanbase_transaction_valid_id(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
         return NGX_HTTP_BAD_REQUEST;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return NGX_HTTP_BAD_REQUEST;
+            }
+
+            continue;
+        }
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+              || (c >= 'A' && c <= 'F')))
+        {
+            return NGX_HTTP_BAD_REQUEST;
+        }
     }
 
     return NGX_OK;

@@ -188,6 +188,14 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     if (nt->idem_key.len) {
         k = ngx_http_fanbase_idem_find(sh, &nt->idem_key);
 
+        if (k != NULL && k->expires <= now) {
+            /* windows differ per location: the queue is not by expiry */
+            ngx_queue_remove(&k->queue);
+            ngx_rbtree_delete(&sh->idem, &k->node);
+            ngx_slab_free_locked(mcf->shpool, k);
+            k = NULL;
+        }
+
         if (k != NULL) {
             if (ngx_memcmp(k->digest, nt->digest, 16) != 0) {
                 ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -207,7 +215,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_BUSY;
     }
 
-    ngx_memcpy(t->target, lcf->target, 16);
+    ngx_memcpy(t->target, lcf->target, NGX_HTTP_FANBASE_TARGET_LEN);
     t->created = now;
     t->updated = now;
     t->deliver_by = now + (uint64_t) lcf->deliver_horizon * 1000;
@@ -603,7 +611,7 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     job->id_str.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
     ngx_memcpy(job->queue_id, t->queue_id, t->queue_id_len);
     job->queue_id_len = t->queue_id_len;
-    ngx_memcpy(job->target, t->target, 16);
+    ngx_memcpy(job->target, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
     job->claim = t->claim;
     job->attempts = t->attempts;
     job->sent = t->sent;
