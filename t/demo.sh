@@ -213,6 +213,8 @@ edit_conf 2 '^([[:space:]]+fanbase_client_id[[:space:]]+)my-(staging|production)
     "\1$CLIENT_ID;"
 edit_conf 2 '^([[:space:]]+fanbase_client_secret_file[[:space:]]+)/etc/nginx/fanbase/(staging|production)\.secret;$' \
     "\1$TMP/demo-secret;"
+edit_conf 1 '^([[:space:]]+fanbase_zone[[:space:]]+zone=fanbase:16m[[:space:]]+)state=/var/lib/nginx/fanbase\.state;$' \
+    "\1state=$TMP/fanbase.state;"
 edit_conf 1 '^([[:space:]]+listen[[:space:]]+)8080;$' "\1127.0.0.1:$PORT1;"
 edit_conf 1 '^([[:space:]]+listen[[:space:]]+)8081;$' "\1127.0.0.1:$PORT2;"
 
@@ -323,4 +325,53 @@ if [[ $st != completed ]]; then
     die "the ticket ended '$st'"
 fi
 
-head1 "done: the ticket was submitted and completed through the edge"
+# --- the same, asynchronously: 202 at once, the edge delivers it ----------
+
+# conf.example has the asynchronous locations in the production server
+EDGE=http://127.0.0.1:$PORT2
+
+head1 "POST $EDGE/async/api/v1/integration/queue  (answered before Fanbase sees it)"
+
+T0=$(perl -MTime::HiRes=time -e 'printf "%.3f", time')
+status=$(curl -sS -o "$TMP/async.json" -w '%{http_code}' --max-time 20 \
+    -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-ticket-000123' \
+    --data-binary "$BODY" "$EDGE/async/api/v1/integration/queue") \
+    || die "the asynchronous submission failed (curl)"
+say "HTTP status: $status   ($(elapsed))"
+pretty_json < "$TMP/async.json" \
+    || { cat "$TMP/async.json"; say; die "the answer is not JSON"; }
+[[ $status == 202 ]] || die "the asynchronous submission was answered $status"
+
+tx=$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{links}[0]{path}' \
+    < "$TMP/async.json")
+[[ $tx =~ ^/transactions/[0-9a-f-]{36}$ ]] || die "unexpected link: $tx"
+
+head1 "GET $EDGE$tx?wait=10  (long polling: answered when it changes)"
+say "time          elapsed  status"
+
+etag=
+st=
+while :; do
+    code=$(curl -sS -o "$TMP/tx.json" -D "$TMP/tx.headers" -w '%{http_code}' \
+        --max-time 15 ${etag:+-H "If-None-Match: $etag"} \
+        "$EDGE$tx?wait=10") || die "the transaction request failed (curl)"
+    [[ $code == 200 || $code == 304 ]] || die "GET $tx answered $code"
+    etag=$(tr -d '\r' < "$TMP/tx.headers" | sed -n 's/^[Ee][Tt]ag:[[:space:]]*//p')
+    if [[ $code == 200 ]]; then
+        st=$(json_field status < "$TMP/tx.json")
+        say "$(now)  $(elapsed)  $st"
+    fi
+    case $st in
+        completed|failed|cancelled) break ;;
+    esac
+    if perl -e 'exit !(time - $ARGV[0] > $ARGV[1])' "$T0" "$POLL_TIMEOUT"; then
+        die "the transaction did not end within $POLL_TIMEOUT s (last: ${st:-none})"
+    fi
+done
+
+head1 "the transaction, with its events"
+pretty_json < "$TMP/tx.json"
+
+[[ $st == completed ]] || die "the asynchronous ticket ended '$st'"
+
+head1 "done: the ticket was submitted and completed through the edge, both ways"
