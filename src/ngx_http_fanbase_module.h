@@ -40,6 +40,11 @@
  * of where and as whom it goes (queue URL, credential set), then the MD5
  * of how (timeouts, TLS settings)
  */
+/* the length of the implied first event of a transaction */
+#define NGX_HTTP_FANBASE_ACCEPTED_LEN                                        \
+    (sizeof("{\"event\":\"transition\",\"message\":\"accepted by the edge\","  \
+            "\"data\":{},\"status\":\"pending\",\"created_at\":\"\"}") - 1 + 24)
+
 #define NGX_HTTP_FANBASE_ROUTE_LEN      16
 #define NGX_HTTP_FANBASE_TARGET_LEN     32
 
@@ -241,8 +246,8 @@ typedef struct {
     ngx_rbtree_node_t             due;         /* sh->schedule: msec */
     ngx_queue_t                   queue;       /* txn_live or txn_done */
     ngx_queue_t                   events;      /* oldest first */
-    u_char                       *payload;     /* until delivered */
-    uint32_t                      payload_len;
+    u_char                       *data;        /* payload, then queue id */
+    uint32_t                      payload_len; /* 0 once delivered */
     uint32_t                      version;     /* the ETag */
     uint32_t                      claim;
     uint32_t                      attempts;
@@ -253,13 +258,13 @@ typedef struct {
     ngx_pid_t                     owner;       /* worker with the claim */
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
-    u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
     u_char                        queue_id_len;
     u_char                        status;
     u_char                        nevents;
     u_char                        max_events;
     unsigned                      sent:1;      /* a POST may have left */
     unsigned                      scheduled:1; /* in sh->schedule */
+    unsigned                      accepted:1;  /* the first event, implied */
 } ngx_http_fanbase_txn_t;
 
 
@@ -413,7 +418,8 @@ ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
 void ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, u_char *id, ngx_str_t *payload,
-    ngx_str_t *event, ngx_msec_t due);
+    ngx_msec_t due);
+u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
 ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_str_t *event);

@@ -175,7 +175,9 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         {
             t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
 
-            size += 512 + 2 * NGX_HTTP_FANBASE_ID_MAX + 6 * t->payload_len;
+            size += 512 + 6 * NGX_HTTP_FANBASE_ACCEPTED_LEN
+                    + 6 * ngx_max(t->payload_len,
+                                      NGX_HTTP_FANBASE_ID_MAX);
 
             for (e = ngx_queue_head(&t->events);
                  e != ngx_queue_sentinel(&t->events);
@@ -262,6 +264,7 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
     ngx_uint_t                 first;
     ngx_queue_t               *q;
     ngx_http_fanbase_event_t  *ev;
+    u_char                     buf[NGX_HTTP_FANBASE_ACCEPTED_LEN];
 
     p = ngx_sprintf(p, "{\"id\":\"%*s\",\"target\":\"",
                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
@@ -275,20 +278,28 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
                     t->attempts, t->sent ? "true" : "false",
                     (ngx_uint_t) t->max_events);
 
-    if (t->queue_id_len) {
+    if (t->data != NULL && t->queue_id_len) {
         p = ngx_sprintf(p, ",\"queue_id\":\"%*s\"", (size_t) t->queue_id_len,
-                        t->queue_id);
-    }
+                        t->data);
 
-    if (t->payload != NULL) {
+    } else if (t->data != NULL) {
         p = ngx_cpymem(p, ",\"payload\":\"", sizeof(",\"payload\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, t->payload, t->payload_len);
+        p = (u_char *) ngx_escape_json(p, t->data, t->payload_len);
         *p++ = '"';
     }
 
     p = ngx_cpymem(p, ",\"events\":[", sizeof(",\"events\":[") - 1);
 
     first = 1;
+
+    if (t->accepted) {
+        *p++ = '"';
+        p = (u_char *) ngx_escape_json(p, buf,
+                                 ngx_http_fanbase_txn_accepted(buf, t->created)
+                                 - buf);
+        *p++ = '"';
+        first = 0;
+    }
 
     for (q = ngx_queue_head(&t->events);
          q != ngx_queue_sentinel(&t->events);
@@ -567,7 +578,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK) {
+    if (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK
+        || queue_id.len > NGX_HTTP_FANBASE_ID_MAX)
+    {
         ngx_str_null(&queue_id);
     }
 
@@ -575,9 +588,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         ngx_str_null(&payload);
     }
 
-    if (!fanbase_status_terminal(st)
-        && (queue_id.len == 0 || queue_id.len > NGX_HTTP_FANBASE_ID_MAX)
-        && payload.len == 0)
+    if (!fanbase_status_terminal(st) && queue_id.len == 0 && payload.len == 0)
     {
         /* nothing to deliver and nothing to track */
         return NGX_DECLINED;
@@ -585,9 +596,13 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
 
     if (fanbase_status_terminal(st)) {
         ngx_str_null(&payload);
+
+    } else if (queue_id.len) {
+        /* delivered: the queue id takes the payload's place */
+        payload = queue_id;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload, NULL,
+    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload,
                                            ngx_current_msec);
     if (t == NULL) {
         return NGX_BUSY;
@@ -608,9 +623,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
     ev = ngx_http_fanbase_state_get(v, "sent", yajl_t_true);
     t->sent = (ev != NULL) ? 1 : 0;
 
-    if (queue_id.len && queue_id.len <= NGX_HTTP_FANBASE_ID_MAX) {
-        ngx_memcpy(t->queue_id, queue_id.data, queue_id.len);
+    if (queue_id.len) {
         t->queue_id_len = (u_char) queue_id.len;
+        t->payload_len = 0;
     }
 
     events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);

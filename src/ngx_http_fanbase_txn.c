@@ -138,6 +138,26 @@ ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
 
 
 /*
+ * The first event of every transaction, kept implied in the zone while it
+ * is among the newest events: it takes no memory of its own.
+ */
+
+u_char *
+ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created)
+{
+    p = ngx_cpymem(p, "{\"event\":\"transition\",\"message\":\"accepted by "
+                   "the edge\",\"data\":{},\"status\":\"pending\","
+                   "\"created_at\":\"",
+                   sizeof("{\"event\":\"transition\",\"message\":\"accepted by "
+                          "the edge\",\"data\":{},\"status\":\"pending\","
+                          "\"created_at\":\"") - 1);
+    p = ngx_http_fanbase_txn_iso(p, created);
+
+    return ngx_cpymem(p, "\"}", 2);
+}
+
+
+/*
  * NGX_OK: created; NGX_DONE: an earlier transaction with the same
  * Idempotency-Key and body, its id in nt->id; NGX_DECLINED: the key was
  * used with another body; NGX_BUSY: the zone is full.
@@ -148,38 +168,14 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log)
 {
     uint64_t                      now;
-    ngx_str_t                     event, empty;
-    ngx_pool_t                   *pool;
     ngx_http_fanbase_txn_t       *t;
     ngx_http_fanbase_idem_t      *k;
     ngx_http_fanbase_shctx_t     *sh;
     ngx_http_fanbase_loc_conf_t  *lcf;
-    u_char                        buf[1024];
 
     lcf = nt->lcf;
     sh = mcf->sh;
     now = ngx_http_fanbase_txn_now();
-
-    /* the first event, rendered before the lock is taken */
-
-    pool = ngx_create_pool(1024, log);
-    if (pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_null(&empty);
-
-    if (ngx_http_fanbase_txn_event(pool, "transition", "accepted by the edge",
-                                   FANBASE_STATUS_PENDING, &empty, &event)
-        != NGX_OK
-        || event.len > sizeof(buf))
-    {
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
-
-    event.data = ngx_cpymem(buf, event.data, event.len) - event.len;
-    ngx_destroy_pool(pool);
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -208,12 +204,17 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload, &event,
+    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload,
                                            ngx_current_msec);
     if (t == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
     }
+
+    /* the first event is implied: it is rendered from "created" */
+
+    t->accepted = 1;
+    t->nevents = 1;
 
     ngx_memcpy(t->target, lcf->target, NGX_HTTP_FANBASE_TARGET_LEN);
     t->created = now;
@@ -244,13 +245,13 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
 /*
  * A new pending transaction, due at "due" (ngx_current_msec time): the
- * record, a copy of the payload and the first event, or NULL and nothing
- * when the zone has no room for them.
+ * record and a copy of the payload, or NULL and nothing when the zone has
+ * no room for them.
  */
 
 ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    u_char *id, ngx_str_t *payload, ngx_str_t *event, ngx_msec_t due)
+    u_char *id, ngx_str_t *payload, ngx_msec_t due)
 {
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
@@ -268,26 +269,22 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     t->status = FANBASE_STATUS_PENDING;
     t->max_events = 16;
 
+    /*
+     * the payload's place holds Fanbase's queue id once delivered: the
+     * record stays in one 256-byte chunk, and delivery needs no memory
+     */
+
     if (payload->len) {
-        t->payload = ngx_http_fanbase_shm_alloc_locked(mcf, payload->len);
-        if (t->payload == NULL) {
+        t->data = ngx_http_fanbase_shm_alloc_locked(mcf,
+                                  ngx_max(payload->len,
+                                          NGX_HTTP_FANBASE_ID_MAX));
+        if (t->data == NULL) {
             ngx_slab_free_locked(mcf->shpool, t);
             return NULL;
         }
 
-        ngx_memcpy(t->payload, payload->data, payload->len);
+        ngx_memcpy(t->data, payload->data, payload->len);
         t->payload_len = (uint32_t) payload->len;
-    }
-
-    if (event != NULL && event->len
-        && ngx_http_fanbase_txn_add_event_locked(mcf, t, event) != NGX_OK)
-    {
-        if (t->payload != NULL) {
-            ngx_slab_free_locked(mcf->shpool, t->payload);
-        }
-
-        ngx_slab_free_locked(mcf->shpool, t);
-        return NULL;
     }
 
     t->node.key = ngx_crc32_short(t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
@@ -327,12 +324,18 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
     /* the newest are kept */
 
     while (t->nevents > ngx_max(t->max_events, 1)) {
+        t->nevents--;
+
+        if (t->accepted) {
+            t->accepted = 0;
+            continue;
+        }
+
         q = ngx_queue_head(&t->events);
         ngx_queue_remove(q);
         ngx_slab_free_locked(mcf->shpool,
                              ngx_queue_data(q, ngx_http_fanbase_event_t,
                                             queue));
-        t->nevents--;
     }
 
     return NGX_OK;
@@ -390,7 +393,7 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
         ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
     }
 
-    len = 0;
+    len = t->accepted ? NGX_HTTP_FANBASE_ACCEPTED_LEN + 1 : 0;
 
     for (q = ngx_queue_head(&t->events);
          q != ngx_queue_sentinel(&t->events);
@@ -407,6 +410,10 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
     }
 
     v->events.data = p;
+
+    if (t->accepted) {
+        p = ngx_http_fanbase_txn_accepted(p, t->created);
+    }
 
     for (q = ngx_queue_head(&t->events);
          q != ngx_queue_sentinel(&t->events);
@@ -570,7 +577,7 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     t = (ngx_http_fanbase_txn_t *)
             ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
 
-    if (t->payload == NULL && t->queue_id_len == 0) {
+    if (t->data == NULL) {
         /* nothing to deliver and nothing to track: cannot happen */
         t->status = FANBASE_STATUS_FAILED;
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
@@ -587,7 +594,7 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
             return NGX_DECLINED;
         }
 
-        ngx_memcpy(job->payload, t->payload, t->payload_len);
+        ngx_memcpy(job->payload, t->data, t->payload_len);
         job->payload_len = t->payload_len;
         job->kind = NGX_HTTP_FANBASE_JOB_DELIVER;
         job->deadline = t->deliver_by;
@@ -609,8 +616,10 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memcpy(job->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     job->id_str.data = job->id;
     job->id_str.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
-    ngx_memcpy(job->queue_id, t->queue_id, t->queue_id_len);
-    job->queue_id_len = t->queue_id_len;
+    if (job->kind == NGX_HTTP_FANBASE_JOB_TRACK) {
+        ngx_memcpy(job->queue_id, t->data, t->queue_id_len);
+        job->queue_id_len = t->queue_id_len;
+    }
     ngx_memcpy(job->target, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
     job->claim = t->claim;
     job->attempts = t->attempts;
@@ -687,18 +696,13 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         t->attempts++;
     }
 
-    if (u->delivered) {
+    if (u->delivered && t->data != NULL) {
         t->queue_id_len = (u_char) ngx_min(u->queue_id.len,
                                            NGX_HTTP_FANBASE_ID_MAX);
-        ngx_memcpy(t->queue_id, u->queue_id.data, t->queue_id_len);
+        ngx_memcpy(t->data, u->queue_id.data, t->queue_id_len);
+        t->payload_len = 0;
         t->attempts = 0;
         t->sent = 0;
-
-        if (t->payload != NULL) {
-            ngx_slab_free_locked(mcf->shpool, t->payload);
-            t->payload = NULL;
-            t->payload_len = 0;
-        }
     }
 
     if (u->status && fanbase_status_advances(t->status, u->status)) {
@@ -753,9 +757,9 @@ ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_queue_remove(&t->queue);
     ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
 
-    if (t->payload != NULL) {
-        ngx_slab_free_locked(mcf->shpool, t->payload);
-        t->payload = NULL;
+    if (t->data != NULL) {
+        ngx_slab_free_locked(mcf->shpool, t->data);
+        t->data = NULL;
         t->payload_len = 0;
     }
 
@@ -830,8 +834,8 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
         ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
     }
 
-    if (t->payload != NULL) {
-        ngx_slab_free_locked(mcf->shpool, t->payload);
+    if (t->data != NULL) {
+        ngx_slab_free_locked(mcf->shpool, t->data);
     }
 
     ngx_queue_remove(&t->queue);

@@ -2,7 +2,8 @@
 
 # The transaction store: a zone full of pending transactions refuses new
 # submissions before sending them; terminal transactions are evicted first
-# and read through again when asked; what one transaction costs.
+# and read through again when asked; what one transaction costs, queue
+# item or asynchronous transaction.
 
 use strict;
 use warnings;
@@ -204,6 +205,53 @@ my $fit64;
     diag("MEASURE: zone 1m holds $n pending transactions: $each bytes each");
     diag(sprintf 'filled in %.1f s', time - $start);
     cmp_ok($n, '>=', 3000, 'a 1m zone holds at least 3000 pending transactions');
+
+    $t->stop;
+}
+
+
+# (4) how many asynchronous transactions a megabyte holds while Fanbase is
+# down (pending, never evicted): record, payload and first event
+
+{
+    my $t = FanbaseTest->new(
+        mock   => undef,
+        files  => { secret => "demo-secret\n" },
+        http   => <<"CONF",
+fanbase_zone zone=fb:1m;
+fanbase_api %%DEAD%%;
+fanbase_token_url %%DEAD%%/api/token;
+fanbase_client_id demo-client;
+fanbase_client_secret_file %%DIR%%/secret;
+CONF
+        server => "location = $QUEUE { fanbase_submit async; }\n",
+        log_allow => qr/fanbase: /,
+    );
+    $t->start;
+
+    my ($n, $full, $other) = (0, 0, 0);
+    while (!$full && $n + $other < 20000) {
+        for my $res ($t->parallel(200, POST => $QUEUE, @SUBMIT)) {
+            if ($res->{status} == 202) {
+                $n++;
+            } elsif ($res->{status} == 503
+                     && ($res->{json}{error}{code} // '') eq 'zone_full') {
+                $full++;
+            } else {
+                $other++;
+            }
+        }
+        last if $other > 100;
+    }
+
+    ok($full, 'async: the 1m zone filled up');
+    is($other, 0, 'async: every answer was 202 or 503 zone_full');
+
+    my $each = $n ? sprintf('%.0f', 1048576 / $n) : 'n/a';
+    diag("MEASURE: zone 1m holds $n pending asynchronous transactions "
+         . "(a " . length($SUBMIT[3]) . "-byte body): $each bytes each");
+    cmp_ok($n, '>=', 3000,
+           'a 1m zone holds at least 3000 pending asynchronous transactions');
 
     $t->stop;
 }
