@@ -225,7 +225,6 @@ fanbase_client_id demo-client;
 fanbase_client_secret_file %%DIR%%/secret;
 CONF
         server => "location = $QUEUE { fanbase_submit async; }\n",
-        log_allow => qr/fanbase: /,
     );
     $t->start;
 
