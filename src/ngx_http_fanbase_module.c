@@ -316,7 +316,7 @@ ngx_http_fanbase_exit_master(ngx_cycle_t *cycle)
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_fanbase_module);
 
     if (mcf != NULL && mcf->shm_zone != NULL) {
-        ngx_http_fanbase_state_save(mcf, cycle->log);
+        ngx_http_fanbase_state_save(mcf, 1, cycle->log);
     }
 }
 

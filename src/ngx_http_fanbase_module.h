@@ -448,7 +448,7 @@ ngx_int_t ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
 ngx_int_t ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 void ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_log_t *log);
+    ngx_uint_t force, ngx_log_t *log);
 
 /* ngx_http_fanbase_submit.c */
 ngx_int_t ngx_http_fanbase_submit_handler(ngx_http_request_t *r);

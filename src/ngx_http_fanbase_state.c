@@ -76,7 +76,7 @@ ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
 static void
 ngx_http_fanbase_state_timer(ngx_event_t *ev)
 {
-    ngx_http_fanbase_state_save(ngx_http_fanbase_state_mcf, ev->log);
+    ngx_http_fanbase_state_save(ngx_http_fanbase_state_mcf, 0, ev->log);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, NGX_HTTP_FANBASE_SAVE_INTERVAL);
@@ -86,13 +86,13 @@ ngx_http_fanbase_state_timer(ngx_event_t *ev)
 
 /*
  * Saves the zone if it changed since the last save and nobody else is
- * saving it.  The file is written by the calling process: a worker's
+ * saving it (or "force": the master, its workers gone).  The file is written by the calling process: a worker's
  * timer or the master at exit, never a request.
  */
 
 void
 ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_log_t *log)
+    ngx_uint_t force, ngx_log_t *log)
 {
     u_char                    *buf;
     size_t                     len;
@@ -112,7 +112,9 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    if (sh->saving
+    /* a worker killed while saving held the lease: the master saves anyway */
+
+    if (!force && sh->saving
         && (ngx_msec_int_t) (sh->save_lease - ngx_current_msec) > 0)
     {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -336,8 +338,10 @@ ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf, size_t len,
 
     (void) ngx_sprintf(tmp, "%V.%P.tmp%Z", path, ngx_pid);
 
+    /* payloads hold buyer data: the file is for nginx's user alone */
+
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
+                       NGX_FILE_OWNER_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -453,6 +457,16 @@ ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
 
     if (rc == NGX_DECLINED) {
         (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
+
+        if (ngx_test_config) {
+            /* nginx -t says so, and changes nothing */
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: the state file \"%V\" cannot be "
+                          "read%s%s; nginx would keep it as \"%s\" and "
+                          "start with an empty zone", &mcf->state,
+                          err[0] ? ": " : "", err, bad);
+            return NGX_OK;
+        }
 
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "fanbase: the state file \"%V\" cannot be read%s%s; "
