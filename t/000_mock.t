@@ -441,6 +441,98 @@ is(scalar @{ $t->mock_requests(path => qr{^/api/v1/}, method => 'GET') }, 5,
    'requests: filtered');
 
 
+# The request log says what was answered
+
+{
+    my @log = @{ $t->mock_requests(path => $QUEUE, method => 'POST') };
+    my ($logged) = grep { $_->{body} eq '{"action":"log","data":{"k":"v"}}' } @log;
+    is($logged && $logged->{status}, 201, 'requests: the status answered');
+    like($logged && $logged->{queue_id}, $UUID, 'requests: the queue id created');
+    my $r = submit($token, { action => 'ids', data => {} });
+    my ($e) = grep { $_->{body} =~ /"ids"/ } @{ $t->mock_requests(path => $QUEUE) };
+    is($e && $e->{queue_id}, $r->{json}{id}, 'requests: queue_id is the id answered');
+    my ($get) = @{ $t->mock_requests(method => 'GET', path => "$QUEUE/nope") };
+    is($get && $get->{status}, 404, 'requests: a GET\'s status');
+    ok($get && !exists $get->{queue_id}, 'requests: no queue_id but for a created item');
+}
+
+
+# close: the whole request read, no answer, a FIN
+
+$t->mock_faults({ queue_post => { close => JSON::PP::true, count => 1 } });
+$res = submit($token, { action => 'closed', data => {} });
+is($res->{status}, 0, 'close: no answer');
+is($res->{error}, 'connection closed', 'close: the connection was closed (FIN)');
+{
+    my ($e) = grep { $_->{body} =~ /"closed"/ } @{ $t->mock_requests(path => $QUEUE) };
+    is($e && $e->{status}, 'close', 'close: logged as close');
+    ok($e && !exists $e->{queue_id}, 'close: no queue item created');
+}
+is(submit($token, { action => 'a', data => {} })->{status}, 201, 'close: used up after count');
+
+
+# Queue requests in flight: now and at most at once
+
+$t->mock_reset;
+json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_max => 0,
+                            queue_requests_in_flight => 0,
+                            queue_requests_in_flight_max => 0 },
+          'in flight: zero after reset');
+is(submit($token, { action => 'a', data => {} })->{status}, 201, 'in flight: one POST');
+json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_max => 1 },
+          'in flight: an answered POST counts once');
+
+$t->mock_faults({ queue_post => { delay_ms => 600 } });
+my $post_body = encode_json({ action => 'a', data => {} });
+my @post_opts = (body => $post_body,
+                 headers => [AccessToken => $token, 'Content-Type' => 'application/json']);
+my $bg = $t->background(sub {
+    map { $_->{status} } $t->parallel(3, POST => $QUEUE, @post_opts, port => $t->mock_port)
+});
+ok($t->wait_for(sub { $t->mock_stats->{queue_posts_in_flight} == 3 }, timeout => 2),
+   'in flight: three held POSTs are in flight');
+$t->mock_faults({ queue_post => undef });
+is($t->mock_stats->{queue_requests_in_flight}, 3, 'in flight: queue requests too');
+is_deeply([$bg->()], [201, 201, 201], 'in flight: all answered after the delay');
+json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_max => 3,
+                            queue_requests_in_flight_max => 3 },
+          'in flight: none left, three at most');
+
+$t->mock_faults({ queue_get => { delay_ms => 400, count => 1 } });
+$t->request(GET => "$QUEUE/nope", %get);
+json_like($t->mock_stats, { queue_posts_in_flight_max => 3, queue_requests_in_flight => 0 },
+          'in flight: a held GET is not a POST');
+
+
+# Stopped and started again on the same port: the same Fanbase
+
+$t->mock_reset;
+my $kept = submit($token, { action => 'kept', data => { n => 1 } });
+is($kept->{status}, 201, 'restart: a submission before');
+$t->mock_faults({ queue_get => { status => 503, count => 5 } });
+my $port = $t->mock_port;
+$t->stop_mock;
+$res = $t->request(POST => $QUEUE, port => $port, body => '{}');
+is($res->{status}, 0, 'restart: nothing answers while stopped');
+like($res->{error}, qr/refused/, 'restart: connection refused while stopped');
+$t->start_mock;
+is($t->mock_port, $port, 'restart: on the same port');
+is(submit($token, { action => 'a', data => {} })->{status}, 201,
+   'restart: a token issued before is still valid');
+$res = $t->request(GET => "$QUEUE/$kept->{json}{id}", %get);
+is($res->{status}, 503, 'restart: the faults are kept');
+$t->mock_faults({ queue_get => undef });
+$res = $t->request(GET => "$QUEUE/$kept->{json}{id}", %get);
+is($res->{status}, 200, 'restart: the queue item is still there');
+json_like($res->{json}, { msg => { action => 'kept', data => { n => 1 } } },
+          'restart: with its message');
+json_like($t->mock_stats, { queue_posts => 2, queue_gets => 2 },
+          'restart: the counters go on');
+is(scalar @{ $t->mock_requests(path => $QUEUE, method => 'POST') }, 2,
+   'restart: the request log goes on');
+
+
+
 # The log file: every request, never a secret
 
 $t->stop;

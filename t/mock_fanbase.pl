@@ -6,13 +6,19 @@
 #     perl t/mock_fanbase.pl --listen 127.0.0.1:PORT [--client ID:SECRET]...
 #         [--expires-in SECONDS] [--processing-after SECONDS]
 #         [--completed-after SECONDS] [--pid-file FILE] [--log FILE]
-#         [--keep-requests N]
+#         [--keep-requests N] [--state FILE]
 #
 # One process, one IO::Poll event loop: HTTP/1.1 keep-alive, pipelining,
 # Content-Length and chunked request bodies, "Expect: 100-continue".  Delays
 # are timers in the loop, so a delayed answer never holds up other
 # connections.  PORT 0 picks a free port; the line printed on stdout when
 # ready ("mock fanbase listening on 127.0.0.1:PORT") tells which.
+#
+# --state FILE: the mock's state (issued tokens, submissions, request log,
+# counters, faults) is loaded from FILE at start when it exists and saved to
+# it on SIGTERM/SIGINT, so a mock stopped and started again on the same port
+# is one Fanbase that was unreachable for a while (connection refused), not
+# a new one that forgot its tokens and queue items.
 #
 # Fanbase endpoints:
 #     POST /api/token?grant_type=client_credentials&client_id=..&client_secret=..
@@ -23,9 +29,19 @@
 #     GET  /_mock/stats           counters: requests per endpoint (with the
 #                                 endpoint's method, failed ones too), GETs
 #                                 per id, connections accepted, connections
-#                                 open (besides the one asking)
+#                                 open (besides the one asking), queue POSTs
+#                                 in flight now and at most at once
+#                                 (queue_posts_in_flight[_max]: received in
+#                                 full, not yet answered, e.g. held by
+#                                 delay_ms), the same for POSTs and GETs of
+#                                 the queue together
+#                                 (queue_requests_in_flight[_max])
 #     GET  /_mock/requests        every Fanbase request received, oldest
-#                                 first (the last --keep-requests, 100000)
+#                                 first (the last --keep-requests, 100000),
+#                                 with the status it was answered (or
+#                                 "reset", "close"; absent while held) and,
+#                                 for a POST that created a queue item, its
+#                                 queue_id
 #     GET  /_mock/faults          the faults in force
 #     POST /_mock/faults          {"token":F,"queue_post":F,"queue_get":F}
 #     POST /_mock/expire_tokens   every issued token stops being accepted
@@ -33,12 +49,15 @@
 #                                 submissions (issued tokens stay valid)
 #
 # A fault F is an object: count, delay_ms, status, body, content_type,
-# headers, reset, malformed; for "token" also expires_in, ttl_ms, no_token.
+# headers, reset, close, malformed; for "token" also expires_in, ttl_ms,
+# no_token.
 # "malformed" answers the endpoint's success status (200, or 201 for the
 # POST) with the first half of the body it would have sent.
+# "reset" closes the connection with a RST, "close" with a FIN (an empty
+# reply), each after reading the whole request and without answering.
 # A delayed request is still handled when its client has gone away (a POST
-# then creates its submission, as a real server would); a "reset" or
-# "status" fault answers without handling the request at all.
+# then creates its submission, as a real server would); a "reset", "close"
+# or "status" fault answers without handling the request at all.
 
 use strict;
 use warnings;
@@ -76,6 +95,7 @@ GetOptions(
     'pid-file=s'         => \$opt{pid_file},
     'log=s'              => \$opt{log},
     'keep-requests=i'    => \$opt{keep_requests},
+    'state=s'            => \$opt{state},
 ) or die "usage: $0 --listen 127.0.0.1:PORT [--client ID:SECRET]...\n";
 
 @{ $opt{client} } = ('demo-client:demo-secret') unless @{ $opt{client} };
@@ -108,18 +128,68 @@ my %stats;          # counters
 my %ROUTE_METHOD = (token => 'POST', queue_post => 'POST', queue_get => 'GET');
 
 my %FAULT_FIELDS = map { $_ => 1 }
-    qw(count delay_ms status body content_type headers reset malformed);
+    qw(count delay_ms status body content_type headers reset close malformed);
 my %TOKEN_FAULT_FIELDS = map { $_ => 1 } qw(expires_in ttl_ms no_token);
+
+my %in_flight;      # serial => route, for queue requests not yet answered
+my $in_flight_serial = 0;
 
 sub reset_state {
     %stats = (token_requests => 0, queue_posts => 0, queue_gets => 0,
-              gets_by_id => {}, connections_accepted => 0);
+              gets_by_id => {}, connections_accepted => 0,
+              queue_posts_in_flight_max => 0,
+              queue_requests_in_flight_max => 0);
     %faults      = ();
     @requests    = ();
     %submissions = ();
+    %in_flight   = ();
 }
 
 reset_state();
+
+sub in_flight_counts {
+    my $posts = grep { $_ eq 'queue_post' } values %in_flight;
+    return ($posts, scalar keys %in_flight);
+}
+
+# A queue request received in full: in flight until answered.
+sub in_flight_start {
+    my $route = shift;
+    my $serial = ++$in_flight_serial;
+    $in_flight{$serial} = $route;
+    my ($posts, $all) = in_flight_counts();
+    $stats{queue_posts_in_flight_max} = $posts
+        if $posts > $stats{queue_posts_in_flight_max};
+    $stats{queue_requests_in_flight_max} = $all
+        if $all > $stats{queue_requests_in_flight_max};
+    return $serial;
+}
+
+# The state --state saves and loads.
+sub save_state {
+    my $file = shift;
+    my $tmp = "$file.$$.tmp";
+    open my $fh, '>', $tmp or die "$tmp: $!\n";
+    print $fh $JSON->encode({ tokens => \%tokens, submissions => \%submissions,
+                              faults => \%faults, requests => \@requests,
+                              stats => \%stats });
+    close $fh or die "$tmp: $!\n";
+    rename $tmp, $file or die "$file: $!\n";
+}
+
+sub load_state {
+    my $file = shift;
+    open my $fh, '<', $file or return;
+    local $/;
+    my $s = $JSON->decode(scalar <$fh>);
+    %tokens      = %{ $s->{tokens} };
+    %submissions = %{ $s->{submissions} };
+    %faults      = %{ $s->{faults} };
+    @requests    = @{ $s->{requests} };
+    %stats       = %{ $s->{stats} };
+}
+
+load_state($opt{state}) if defined $opt{state};
 
 
 # Small helpers
@@ -186,6 +256,7 @@ if (defined $opt{log}) {
 # One line per request: never the query string (it holds the secret).
 sub log_request {
     my ($req, $status) = @_;
+    $req->{entry}{status} = $status if $req->{entry};
     return unless $log_fh;
     my $t = time;
     printf $log_fh "%s.%03dZ %s %s %s\n",
@@ -483,7 +554,7 @@ sub dispatch {
 
     return admin($c, $req) if $req->{path} =~ m{^/_mock/};
 
-    push @requests, {
+    push @requests, $req->{entry} = {
         method  => $req->{method},
         path    => $req->{path},
         query   => $req->{query},
@@ -520,6 +591,8 @@ sub dispatch {
         $stats{gets_by_id}{$id}++;
     }
 
+    $req->{in_flight} = in_flight_start($route) if $route ne 'token';
+
     my $fault = take_fault($route);
 
     if ($fault->{delay_ms}) {
@@ -550,9 +623,15 @@ sub take_fault {
 sub answer {
     my ($c, $req, $route, $id, $fault) = @_;
 
+    delete $in_flight{ $req->{in_flight} } if $req->{in_flight};
+
     if ($fault->{reset}) {
         log_request($req, 'reset');
         return close_conn($c, 1);
+    }
+    if ($fault->{close}) {
+        log_request($req, 'close');
+        return close_conn($c);
     }
 
     if (defined $fault->{status}) {
@@ -648,6 +727,7 @@ sub queue_post {
 
     my $id = uuid_v4();
     my $now = time;
+    $req->{entry}{queue_id} = $id if $req->{entry};
     $submissions{$id} = {
         created => $now,
         msg     => ref $doc eq 'HASH'
@@ -712,7 +792,10 @@ sub admin {
 
     if ($p eq '/_mock/stats' && $m eq 'GET') {
         # open connections other than the one asking
-        return $ok->({ %stats, open_connections => keys(%conns) - 1 });
+        my ($posts, $all) = in_flight_counts();
+        return $ok->({ %stats, open_connections => keys(%conns) - 1,
+                       queue_posts_in_flight => $posts,
+                       queue_requests_in_flight => $all });
     }
     if ($p eq '/_mock/requests' && $m eq 'GET') {
         return $ok->(\@requests);
@@ -827,5 +910,6 @@ while (!$stop) {
 }
 
 close_conn($_) for values %conns;
+save_state($opt{state}) if defined $opt{state};
 unlink $opt{pid_file} if defined $opt{pid_file};
 exit 0;

@@ -58,10 +58,11 @@ nginx's port, C<%%DEAD%%> C<http://127.0.0.1:PORT> where nothing listens.
 
 =head1 SHARED CONFIGURATION
 
-C<edge_http(zone => '1m', timeout => '10s', extra => '...')> returns the
-C<http> text most tests share (zone, API and token URL pointing at the
-mock, the mock's default client, its secret file); C<edge_files()> returns
-the C<files> that go with it.
+C<edge_http(zone => '1m', timeout => '10s', state => PATH, extra => '...')>
+returns the C<http> text most tests share (zone, API and token URL pointing
+at the mock, the mock's default client, its secret file); C<state> adds
+C<state=PATH> to C<fanbase_zone> (C<%%DIR%%> allowed).  C<edge_files()>
+returns the C<files> that go with it.
 
 =head1 METHODS
 
@@ -73,7 +74,44 @@ Starts the mock (if any) and nginx; dies with error.log when nginx fails.
 
 =item start_mock
 
-Starts only the mock (tests of the mock itself).
+Starts only the mock (tests of the mock itself).  After C<stop_mock> it
+starts the mock again on its old port with the state it saved (tokens,
+queue items, request log, counters, faults: the mock's C<--state> file
+DIR/mock.state), so that Fanbase is unreachable (connection refused) while
+it is stopped and the same Fanbase when it is back.
+
+=item stop_mock
+
+Stops the mock (TERM; it saves its state).  Its port and C<%%MOCK%%> stay
+as they were; nothing listens there until C<start_mock>.
+
+=item start_nginx
+
+Starts nginx only.  After C<stop_nginx>: nginx again in the same
+directory, with the same (rewritten) configuration, its state files and an
+error.log that goes on (the "error log clean" test at the end reads all of
+it).
+
+=item stop_nginx(signal => 'QUIT')
+
+Stops nginx only, with C<QUIT> (graceful; the test "nginx stopped
+gracefully") or C<TERM> (fast, what C<nginx -s stop> sends; the test
+"nginx stopped on TERM within 10 s").  The mock keeps running.
+
+=item kill_workers(signal => 'KILL', pids => [...])
+
+Sends the signal to the given workers (default: all) and waits until the
+master has replaced them; returns the new workers' pids, or an empty list
+after 10 s.  A worker killed by a signal makes nginx log
+"worker process N exited on signal 9" at C<[alert]>: pass
+C<< log_allow => qr/exited on signal 9/ >> to C<new>.
+
+=item background($code)
+
+Runs C<$code> in a child process (for example many requests while the
+test reloads nginx) and returns a code ref that waits for the child and
+returns the list C<$code> returned (passed through JSON: plain data only).
+The child runs no tests.
 
 =item stop
 
@@ -135,7 +173,15 @@ Calls C<$code> until it returns true (C<timeout> default 5 s, C<interval>
 mock_expire_tokens, mock_url, mock_port
 
 The mock's admin endpoints.  C<mock_requests> returns an arrayref,
-optionally filtered by C<method> and C<path> (string or qr//).
+optionally filtered by C<method> and C<path> (string or qr//); each entry
+has C<method>, C<path>, C<query>, C<headers>, C<body>, C<time>, C<status>
+(what the mock answered, or C<reset>/C<close>; absent while a delayed
+request is held) and, for a POST that created a queue item, C<queue_id>.
+C<mock_stats> also has C<queue_posts_in_flight> and
+C<queue_posts_in_flight_max> (queue POSTs received and not yet answered,
+now and at most at once), and C<queue_requests_in_flight[_max]> (POSTs and
+GETs of the queue).  See the header of t/mock_fanbase.pl for the faults
+(C<close> answers nothing and closes with a FIN, C<reset> with a RST).
 
 =item dir, port, nginx_pid, worker_pids
 
@@ -225,6 +271,7 @@ sub new {
 sub edge_http {
     my (%o) = @_;
     my $zone = $o{zone} // '1m';
+    $zone .= " state=$o{state}" if defined $o{state};
     my $timeout = $o{timeout} // '10s';
     return <<"CONF" . ($o{extra} // '');
 fanbase_zone zone=fb:$zone;
@@ -419,8 +466,13 @@ sub start_mock {
     my $m = $self->{args}{mock} || {};
     my $d = $self->{dir};
 
-    my @cmd = ($^X, $MOCK_SCRIPT, '--listen', '127.0.0.1:0',
-               '--log', "$d/mock.log", '--pid-file', "$d/mock.pid");
+    croak 'start_mock: the mock is running' if $self->{mock_pid};
+
+    # started again after stop_mock: on its old port, with its saved state
+    my $port = $self->{mock_port} // 0;
+    my @cmd = ($^X, $MOCK_SCRIPT, '--listen', "127.0.0.1:$port",
+               '--log', "$d/mock.log", '--pid-file', "$d/mock.pid",
+               '--state', "$d/mock.state");
     push @cmd, map { ('--client', $_) } @{ $m->{clients} || [] };
     push @cmd, '--expires-in', $m->{expires_in} if defined $m->{expires_in};
     push @cmd, '--processing-after', $m->{processing_after}
@@ -443,15 +495,29 @@ sub start_mock {
         $poll->poll($end - time) > 0 or next;
         sysread($r, $line, 256, length $line) or last;
     }
-    my ($port) = $line =~ /^mock fanbase listening on 127\.0\.0\.1:(\d+)$/m
+    ($port) = $line =~ /^mock fanbase listening on 127\.0\.0\.1:(\d+)$/m
         or die "mock did not start: $line\n" . _slurp("$d/mock.err");
     $self->{mock_port} = $port;
     return $self;
 }
 
+sub stop_mock {
+    my $self = shift;
+    my $pid = delete $self->{mock_pid} or return;
+    kill TERM => $pid;
+    unless (defined _wait_pid($pid, 5)) {
+        kill KILL => $pid;
+        waitpid $pid, 0;
+    }
+    close(delete $self->{mock_out}) if $self->{mock_out};
+    return $self;
+}
+
 sub start_nginx {
     my $self = shift;
+    croak 'start_nginx: nginx is running' if $self->{nginx_pid};
     my $d = $self->{dir};
+    $self->{nginx_started} = 1;
     $self->_write_files;
     make_path("$d/$_") for qw(client_body proxy fastcgi uwsgi scgi);
 
@@ -517,38 +583,82 @@ sub stop {
     return if $self->{stopped} || $$ != $self->{owner};
     $self->{stopped} = 1;
 
-    my $checks = 0;
-    if (my $pid = $self->{nginx_pid}) {
-        my @workers = $self->worker_pids;
-        delete $self->{nginx_pid};
-        my $graceful = 0;
-        if (waitpid($pid, WNOHANG) == $pid) {
-            diag("nginx master exited before stop (wait status $?)");
-        } else {
-            kill QUIT => $pid;
-            $graceful = defined _wait_pid($pid, 10);
-        }
-        unless ($graceful) {
-            kill TERM => $pid;
-            kill KILL => $pid unless defined _wait_pid($pid, 5);
-            waitpid $pid, 0;
-            kill KILL => grep { kill 0 => $_ } @workers;
-        }
-        ok($graceful, 'nginx stopped gracefully')
-            or diag('nginx did not stop gracefully');
-        $checks = 1;
-    }
+    $self->stop_nginx;
+    $self->stop_mock;
 
-    if (my $pid = delete $self->{mock_pid}) {
-        kill TERM => $pid;
-        unless (defined _wait_pid($pid, 5)) {
-            kill KILL => $pid;
-            waitpid $pid, 0;
-        }
-    }
-
-    $self->_check_error_log if $checks;
+    $self->_check_error_log if $self->{nginx_started};
     diag("test directory kept: $self->{dir}") if $ENV{TEST_NGINX_KEEP};
+}
+
+# Stop nginx only: QUIT (graceful) or TERM (fast, as nginx -s stop), and
+# the test that it ended within 10 s.
+sub stop_nginx {
+    my ($self, %o) = @_;
+    return if $$ != $self->{owner};
+    my $sig = $o{signal} // 'QUIT';
+    my $pid = $self->{nginx_pid} or return;
+    my @workers = $self->worker_pids;
+    delete $self->{nginx_pid};
+    my $stopped = 0;
+    if (waitpid($pid, WNOHANG) == $pid) {
+        diag("nginx master exited before stop (wait status $?)");
+    } else {
+        kill $sig => $pid;
+        $stopped = defined _wait_pid($pid, 10);
+    }
+    unless ($stopped) {
+        kill TERM => $pid;
+        kill KILL => $pid unless defined _wait_pid($pid, 5);
+        waitpid $pid, 0;
+        kill KILL => grep { kill 0 => $_ } @workers;
+    }
+    my $name = $sig eq 'QUIT' ? 'nginx stopped gracefully'
+             :                  "nginx stopped on $sig within 10 s";
+    ok($stopped, $name) or diag("nginx did not stop on $sig");
+    return $stopped;
+}
+
+# Send a signal (default KILL) to workers (default all) and wait until the
+# master has replaced them: the new workers' pids, or () after 10 s.
+sub kill_workers {
+    my ($self, %o) = @_;
+    my $sig = $o{signal} // 'KILL';
+    my @old = $o{pids} ? @{ $o{pids} } : $self->worker_pids;
+    my %old = map { $_ => 1 } @old;
+    my $want = $self->{args}{workers} // 2;
+    kill $sig => @old;
+    my $end = time + 10;
+    while (time < $end) {
+        my @now = $self->worker_pids;
+        return @now if @now >= $want && !grep { $old{$_} } @now;
+        sleep 0.05;
+    }
+    diag("kill_workers: workers not replaced after 10 s");
+    return;
+}
+
+# Run $code in a child process; returns a sub that waits for the child and
+# returns what $code returned (a list, passed through JSON).
+sub background {
+    my ($self, $code) = @_;
+    my $file = "$self->{dir}/background.$$." . ++$self->{background};
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my @r = eval { $code->() };
+        my $out = $@ ? { error => "$@" } : { result => \@r };
+        if (open my $fh, '>', $file) {
+            print $fh $JSON->encode($out);
+            close $fh;
+        }
+        POSIX::_exit(0);
+    }
+    return sub {
+        waitpid $pid, 0;
+        my $r = eval { $JSON->decode(_slurp($file)) }
+            or die "background process $pid left no result\n";
+        die "background process: $r->{error}" if defined $r->{error};
+        return @{ $r->{result} };
+    };
 }
 
 sub _check_error_log {
@@ -614,7 +724,7 @@ sub request {
 
 sub parallel {
     my ($self, $n, $method, $path, %o) = @_;
-    my $port = $o{port} // ($self->{nginx_pid} || !$self->{mock_port}
+    my $port = $o{port} // ($self->{nginx_started} || !$self->{mock_port}
                             ? $self->{port} : $self->{mock_port});
     my $timeout = $o{timeout} // 10;
     local $SIG{PIPE} = 'IGNORE';
@@ -813,7 +923,7 @@ sub _dechunk {
 
 sub _mock_call {
     my ($self, $method, $path, $body) = @_;
-    croak 'no mock running' unless $self->{mock_port};
+    croak 'no mock running' unless $self->{mock_pid};
     my $res = $self->request($method, $path, port => $self->{mock_port},
         defined $body ? (body => $JSON->encode($body),
                          headers => ['Content-Type' => 'application/json'])
