@@ -114,34 +114,15 @@ static ngx_int_t
 ngx_http_fanbase_accept_key(ngx_http_request_t *r, ngx_str_t *key)
 {
     ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NGX_OK;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Idempotency-Key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
-                               sizeof("Idempotency-Key") - 1)
-               == 0)
-        {
-            break;
-        }
+    h = ngx_http_fanbase_header_in(r, "Idempotency-Key",
+                                   sizeof("Idempotency-Key") - 1);
+    if (h == NULL) {
+        return NGX_OK;
     }
 
-    *key = h[i].value;
+    *key = h->value;
 
     if (key->len == 0 || key->len > NGX_HTTP_FANBASE_IDEM_KEY_MAX) {
         return NGX_DECLINED;

@@ -219,7 +219,10 @@ ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h)
 {
     CURLMcode  rc;
 
-    if (h->hdr != NULL) {
+    if (h->headers != NULL) {
+        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
+
+    } else if (h->hdr != NULL) {
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->hdr->headers);
     }
 
@@ -264,6 +267,10 @@ ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
     }
 
     ngx_http_fanbase_easy_put(h->easy, h->conf);
+
+    if (h->headers != NULL) {
+        curl_slist_free_all(h->headers);
+    }
 
     if (h->body != NULL) {
         ngx_free(h->body);

@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
 
 #include "ngx_http_fanbase_json.h"
 
@@ -94,6 +95,9 @@ static int fanbase_doc_end_array(void *ctx);
 static int fanbase_doc_value(fanbase_doc_ctx_t *ctx);
 static fanbase_str_t *fanbase_doc_field(fanbase_doc_ctx_t *ctx);
 static int fanbase_parse_int(const char *s, size_t len, int64_t *out);
+static yajl_val fanbase_tree_get(yajl_val obj, const char *name);
+static void fanbase_tree_str(yajl_val obj, const char *name,
+    fanbase_str_t *s);
 
 
 static const fanbase_key_t  fanbase_submission_keys[] = {
@@ -739,4 +743,143 @@ fanbase_parse_int(const char *s, size_t len, int64_t *out)
     *out = neg ? -n : n;
 
     return 0;
+}
+
+
+static yajl_val
+fanbase_tree_get(yajl_val obj, const char *name)
+{
+    size_t  i;
+
+    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
+        return NULL;
+    }
+
+    for (i = 0; i < obj->u.object.len; i++) {
+        if (strcmp(obj->u.object.keys[i], name) == 0) {
+            return obj->u.object.values[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+fanbase_tree_str(yajl_val obj, const char *name, fanbase_str_t *s)
+{
+    yajl_val  v;
+
+    v = fanbase_tree_get(obj, name);
+
+    if (v != NULL && YAJL_IS_STRING(v)) {
+        s->data = (const unsigned char *) v->u.string;
+        s->len = strlen((const char *) s->data);
+    }
+}
+
+
+int
+fanbase_json_parse_update(const unsigned char *p, size_t len,
+    fanbase_update_t *u)
+{
+    char      *text;
+    yajl_val   root, v, ev;
+
+    memset(u, 0, sizeof(fanbase_update_t));
+
+    /* yajl's tree wants a C string; a NUL inside is not JSON anyway */
+
+    if (memchr(p, '\0', len) != NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    text = malloc(len + 1);
+    if (text == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    memcpy(text, p, len);
+    text[len] = '\0';
+
+    root = yajl_tree_parse(text, NULL, 0);
+    free(text);
+
+    if (root == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    u->tree = root;
+
+    if (!YAJL_IS_OBJECT(root)) {
+        return FANBASE_JSON_SHAPE;
+    }
+
+    fanbase_tree_str(root, "id", &u->id);
+
+    v = fanbase_tree_get(root, "processStatus");
+
+    if (v != NULL) {
+        u->queue_item = 1;
+
+        if (YAJL_IS_STRING(v)) {
+            u->status = fanbase_json_status_code(
+                            (const unsigned char *) v->u.string,
+                            strlen(v->u.string));
+        }
+
+        fanbase_tree_str(root, "processDate", &u->process_date);
+        fanbase_tree_str(root, "processMsg", &u->process_msg);
+        fanbase_tree_str(root, "iMsg", &u->imsg);
+
+        v = fanbase_tree_get(root, "iCode");
+
+        if (v != NULL && YAJL_IS_INTEGER(v)) {
+            u->icode = YAJL_GET_INTEGER(v);
+            u->icode_set = 1;
+        }
+
+    } else {
+        v = fanbase_tree_get(root, "status");
+
+        if (v != NULL && YAJL_IS_STRING(v)) {
+            if (strcmp(v->u.string, "cancelled") == 0) {
+                u->status = FANBASE_STATUS_CANCELLED;
+
+            } else {
+                u->status = fanbase_json_status_code(
+                                (const unsigned char *) v->u.string,
+                                strlen(v->u.string));
+            }
+        }
+
+        /* the newest event holds the result */
+
+        v = fanbase_tree_get(root, "events");
+
+        if (v != NULL && YAJL_IS_ARRAY(v) && v->u.array.len) {
+            ev = v->u.array.values[v->u.array.len - 1];
+            fanbase_tree_str(ev, "message", &u->message);
+            fanbase_tree_str(fanbase_tree_get(ev, "data"), "error_message",
+                             &u->error_message);
+        }
+    }
+
+    if (u->id.data == NULL || u->id.len == 0
+        || u->status == FANBASE_STATUS_UNKNOWN)
+    {
+        return FANBASE_JSON_SHAPE;
+    }
+
+    return FANBASE_JSON_OK;
+}
+
+
+void
+fanbase_json_update_free(fanbase_update_t *u)
+{
+    if (u->tree != NULL) {
+        yajl_tree_free(u->tree);
+        u->tree = NULL;
+    }
 }

@@ -97,6 +97,32 @@ int fanbase_json_parse_token(const unsigned char *p, size_t len,
     fanbase_token_t *token);
 void fanbase_json_token_free(fanbase_token_t *token);
 
+/*
+ * A status update, as a webhook brings it: Fanbase's queue item (id,
+ * processStatus, processDate, processMsg, iCode, iMsg) or a transaction
+ * (id, status, events: the last event's message and data.error_message).
+ * FANBASE_JSON_SHAPE without an id or a known status.
+ */
+
+typedef struct {
+    fanbase_str_t         id;
+    fanbase_str_t         process_date;
+    fanbase_str_t         process_msg;
+    fanbase_str_t         imsg;
+    fanbase_str_t         message;
+    fanbase_str_t         error_message;
+    int64_t               icode;
+    unsigned              icode_set:1;
+    unsigned              status:3;
+    unsigned              queue_item:1;     /* Fanbase's shape */
+
+    void                 *tree;             /* the strings live here */
+} fanbase_update_t;
+
+int fanbase_json_parse_update(const unsigned char *p, size_t len,
+    fanbase_update_t *u);
+void fanbase_json_update_free(fanbase_update_t *u);
+
 int fanbase_json_status_code(const unsigned char *p, size_t len);
 const char *fanbase_json_status_name(int status);
 

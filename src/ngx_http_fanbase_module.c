@@ -32,6 +32,17 @@ static char *ngx_http_fanbase_set_url_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_fanbase_set_file_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_read_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *field);
+static char *ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_webhook_secret(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_webhook_auth(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_webhook_keys(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf);
+static ngx_int_t ngx_http_fanbase_postconfiguration(ngx_conf_t *cf);
 static char *ngx_http_fanbase_set_readable_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -203,6 +214,76 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       offsetof(ngx_http_fanbase_loc_conf_t, long_poll),
       NULL },
 
+    { ngx_string("fanbase_webhook"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_fanbase_webhook,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_webhook_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_webhook_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_webhook_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_fanbase_webhook_auth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_webhook_tolerance"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, webhook_tolerance),
+      NULL },
+
+    { ngx_string("fanbase_webhook_dedup"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, webhook_dedup),
+      NULL },
+
+    { ngx_string("fanbase_webhook_create"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_loc_conf_t, webhook_create),
+      NULL },
+
+    { ngx_string("fanbase_notify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_url_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, notify_url),
+      NULL },
+
+    { ngx_string("fanbase_notify_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_set_file_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, notify_secret),
+      NULL },
+
+    { ngx_string("fanbase_notify_horizon"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, notify_horizon),
+      NULL },
+
+    { ngx_string("fanbase_notify_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, notify_concurrency),
+      &ngx_http_fanbase_concurrency_bounds },
+
     { ngx_string("fanbase_deliver_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -223,7 +304,7 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
 
 static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
     NULL,                                  /* preconfiguration */
-    ngx_http_fanbase_filter_init,          /* postconfiguration */
+    ngx_http_fanbase_postconfiguration,    /* postconfiguration */
 
     ngx_http_fanbase_create_main_conf,     /* create main configuration */
     ngx_http_fanbase_init_main_conf,       /* init main configuration */
@@ -288,6 +369,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_deliver_init_process(cycle, mcf) != NGX_OK
+        || ngx_http_fanbase_notify_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_state_init_process(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
@@ -302,6 +384,7 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
 {
     /* deliveries give back their claims before their transfers go */
     ngx_http_fanbase_deliver_exit_process(cycle);
+    ngx_http_fanbase_notify_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
 }
 
@@ -350,6 +433,8 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
     }
 
     mcf->deliver_concurrency = NGX_CONF_UNSET_UINT;
+    mcf->notify_horizon = NGX_CONF_UNSET;
+    mcf->notify_concurrency = NGX_CONF_UNSET_UINT;
 
     return mcf;
 }
@@ -361,6 +446,8 @@ ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_fanbase_main_conf_t *mcf = conf;
 
     ngx_conf_init_uint_value(mcf->deliver_concurrency, 16);
+    ngx_conf_init_value(mcf->notify_horizon, 24 * 3600);
+    ngx_conf_init_uint_value(mcf->notify_concurrency, 8);
 
     return NGX_CONF_OK;
 }
@@ -401,6 +488,11 @@ ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf)
     conf->track_horizon = NGX_CONF_UNSET;
     conf->transaction_events = NGX_CONF_UNSET_UINT;
     conf->long_poll = NGX_CONF_UNSET_MSEC;
+    conf->webhook_secrets = NGX_CONF_UNSET_PTR;
+    conf->webhook_auth = NGX_CONF_UNSET_UINT;
+    conf->webhook_tolerance = NGX_CONF_UNSET;
+    conf->webhook_dedup = NGX_CONF_UNSET;
+    conf->webhook_create = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -443,6 +535,25 @@ ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->transaction_events, 16);
     ngx_conf_merge_msec_value(conf->long_poll, prev->long_poll, 30000);
 
+    ngx_conf_merge_ptr_value(conf->webhook_secrets, prev->webhook_secrets,
+                             NULL);
+
+    if (conf->webhook_auth == NGX_CONF_UNSET_UINT) {
+        conf->webhook_auth = prev->webhook_auth;
+        conf->webhook_header = prev->webhook_header;
+        conf->webhook_encoding = prev->webhook_encoding;
+    }
+
+    if (conf->webhook_auth == NGX_CONF_UNSET_UINT) {
+        conf->webhook_auth = NGX_HTTP_FANBASE_AUTH_STANDARD;
+    }
+
+    ngx_conf_merge_sec_value(conf->webhook_tolerance,
+                             prev->webhook_tolerance, 300);
+    ngx_conf_merge_sec_value(conf->webhook_dedup, prev->webhook_dedup,
+                             3 * 86400);
+    ngx_conf_merge_value(conf->webhook_create, prev->webhook_create, 1);
+
     if (conf->handler == 0) {
         return NGX_CONF_OK;
     }
@@ -465,6 +576,7 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
 
     name = (conf->handler == NGX_HTTP_FANBASE_SUBMIT) ? "fanbase_submit"
            : (conf->handler == NGX_HTTP_FANBASE_STATUS) ? "fanbase_status"
+           : (conf->handler == NGX_HTTP_FANBASE_WEBHOOK) ? "fanbase_webhook"
            : "fanbase_transaction";
 
     if (mcf->shm_zone == NULL) {
@@ -478,6 +590,10 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
 
     if (conf->handler == NGX_HTTP_FANBASE_TRANSACTION) {
         return NGX_CONF_OK;
+    }
+
+    if (conf->handler == NGX_HTTP_FANBASE_WEBHOOK) {
+        return ngx_http_fanbase_webhook_keys(cf, conf);
     }
 
     if (conf->api.len == 0) {
@@ -599,6 +715,72 @@ ngx_http_fanbase_add_target(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
     *lcfp = conf;
 
     return NGX_OK;
+}
+
+
+/*
+ * A webhook location has secrets, in the format its scheme wants: never
+ * a location that accepts everything by accident.
+ */
+
+static char *
+ngx_http_fanbase_webhook_keys(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf)
+{
+    int             n;
+    u_char         *key;
+    ngx_uint_t      i, raw;
+    ngx_keyval_t   *kv;
+
+    if (conf->webhook_secrets == NULL) {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"fanbase_webhook\" requires at least one "
+                           "\"fanbase_webhook_secret_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->webhook_secrets->nelts > NGX_HTTP_FANBASE_SECRETS_MAX) {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"fanbase_webhook\": more than %d "
+                           "\"fanbase_webhook_secret_file\"",
+                           NGX_HTTP_FANBASE_SECRETS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->webhook_keys = ngx_pcalloc(cf->pool, conf->webhook_secrets->nelts
+                                               * sizeof(fanbase_secret_t));
+    if (conf->webhook_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* Standard Webhooks keys are "whsec_<base64>"; the others, any line */
+
+    raw = (conf->webhook_auth != NGX_HTTP_FANBASE_AUTH_STANDARD);
+    kv = conf->webhook_secrets->elts;
+
+    for (i = 0; i < conf->webhook_secrets->nelts; i++) {
+        key = ngx_pnalloc(cf->pool, FANBASE_SIG_KEY_MAX);
+        if (key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        n = fanbase_sig_parse_secret(kv[i].value.data, kv[i].value.len, raw,
+                                     key, FANBASE_SIG_KEY_MAX);
+        if (n <= 0) {
+            ngx_http_fanbase_handler_error(cf, conf,
+                               "\"fanbase_webhook_secret_file\": \"%V\" "
+                               "must hold \"whsec_\" and the base64 of a "
+                               "key", &kv[i].key);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->webhook_keys[i].data = key;
+        conf->webhook_keys[i].len = n;
+    }
+
+    conf->webhook_nkeys = conf->webhook_secrets->nelts;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -806,18 +988,30 @@ ngx_http_fanbase_set_file_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char           *buf;
-    size_t            len, i;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *field, *value, path;
-    ngx_file_info_t   fi;
+    ngx_str_t  *field;
 
     field = (ngx_str_t *) (p + cmd->offset);
 
     if (field->data) {
         return "is duplicate";
     }
+
+    return ngx_http_fanbase_read_secret(cf, cmd, field);
+}
+
+
+/* the first argument names a file of one line: read it into *field */
+
+static char *
+ngx_http_fanbase_read_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *field)
+{
+    u_char           *buf;
+    size_t            len, i;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, path;
+    ngx_file_info_t   fi;
 
     value = cf->args->elts;
     path = value[1];
@@ -970,6 +1164,191 @@ ngx_http_fanbase_submit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return ngx_http_fanbase_set_handler(cf, lcf, NGX_HTTP_FANBASE_SUBMIT,
                                         ngx_http_fanbase_submit_handler);
+}
+
+
+static char *
+ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_WEBHOOK,
+                                        ngx_http_fanbase_webhook_handler);
+}
+
+
+/* repeatable: every file holds a secret that verifies (rotation) */
+
+static char *
+ngx_http_fanbase_webhook_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_fanbase_loc_conf_t *lcf = conf;
+
+    ngx_str_t     *value;
+    ngx_keyval_t  *kv;
+
+    if (lcf->webhook_secrets == NGX_CONF_UNSET_PTR) {
+        lcf->webhook_secrets = ngx_array_create(cf->pool, 2,
+                                                sizeof(ngx_keyval_t));
+        if (lcf->webhook_secrets == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    kv = ngx_array_push(lcf->webhook_secrets);
+    if (kv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    kv->key = value[1];
+    ngx_str_null(&kv->value);
+
+    return ngx_http_fanbase_read_secret(cf, cmd, &kv->value);
+}
+
+
+/* standard | hmac HEADER [hex|base64] | token HEADER */
+
+static char *
+ngx_http_fanbase_webhook_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanbase_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->webhook_auth != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    lcf->webhook_encoding = FANBASE_SIG_HEX;
+
+    if (ngx_strcmp(value[1].data, "standard") == 0 && cf->args->nelts == 2) {
+        lcf->webhook_auth = NGX_HTTP_FANBASE_AUTH_STANDARD;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "hmac") == 0 && cf->args->nelts >= 3) {
+        lcf->webhook_auth = NGX_HTTP_FANBASE_AUTH_HMAC;
+        lcf->webhook_header = value[2];
+
+        if (cf->args->nelts == 4) {
+            if (ngx_strcmp(value[3].data, "base64") == 0) {
+                lcf->webhook_encoding = FANBASE_SIG_BASE64;
+
+            } else if (ngx_strcmp(value[3].data, "hex") != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid encoding \"%V\", expected "
+                                   "\"hex\" or \"base64\"", &value[3]);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "token") == 0 && cf->args->nelts == 3) {
+        lcf->webhook_auth = NGX_HTTP_FANBASE_AUTH_TOKEN;
+        lcf->webhook_header = value[2];
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"%V\", expected \"standard\", \"hmac "
+                       "HEADER [hex|base64]\" or \"token HEADER\"",
+                       &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * After the http block: the response filter, and outbound webhooks, which
+ * need their secret and take the http level's timeouts
+ */
+
+static ngx_int_t
+ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
+{
+    int                            n;
+    u_char                        *key;
+    ngx_http_fanbase_loc_conf_t   *http, *lcf;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    if (ngx_http_fanbase_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fanbase_module);
+
+    if (mcf->notify_url.len == 0) {
+        if (mcf->notify_secret.len) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"fanbase_notify_secret_file\" is set but "
+                          "\"fanbase_notify\" is not");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (mcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanbase_notify\" requires \"fanbase_zone\"");
+        return NGX_ERROR;
+    }
+
+    key = ngx_pnalloc(cf->pool, FANBASE_SIG_KEY_MAX);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = (mcf->notify_secret.len == 0)
+        ? -1
+        : fanbase_sig_parse_secret(mcf->notify_secret.data,
+                                   mcf->notify_secret.len, 0, key,
+                                   FANBASE_SIG_KEY_MAX);
+    if (n <= 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"fanbase_notify\" requires "
+                      "\"fanbase_notify_secret_file\" with \"whsec_\" and "
+                      "the base64 of a key");
+        return NGX_ERROR;
+    }
+
+    mcf->notify_key.data = key;
+    mcf->notify_key.len = n;
+
+    /* the http level's settings, with the defaults of the directives */
+
+    http = ngx_http_conf_get_module_loc_conf(cf, ngx_http_fanbase_module);
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanbase_loc_conf_t));
+    if (lcf == NULL) {
+        return NGX_ERROR;
+    }
+
+    lcf->upstream = http->upstream;
+
+    if (lcf->upstream.connect_timeout == NGX_CONF_UNSET_MSEC) {
+        lcf->upstream.connect_timeout = 5000;
+    }
+
+    if (lcf->upstream.timeout == NGX_CONF_UNSET_MSEC) {
+        lcf->upstream.timeout = 15000;
+    }
+
+    if (lcf->upstream.ssl_verify == NGX_CONF_UNSET) {
+        lcf->upstream.ssl_verify = 1;
+    }
+
+    if (lcf->upstream.ssl_trusted_certificate.data == NULL) {
+        ngx_str_set(&lcf->upstream.ssl_trusted_certificate, "");
+    }
+
+    mcf->notify_lcf = lcf;
+
+    return NGX_OK;
 }
 
 

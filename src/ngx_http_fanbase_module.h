@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_signature.h"
 
 
 #define NGX_HTTP_FANBASE_VERSION        "0.1.0"
@@ -31,6 +32,15 @@
 #define NGX_HTTP_FANBASE_SUBMIT         1
 #define NGX_HTTP_FANBASE_STATUS         2
 #define NGX_HTTP_FANBASE_TRANSACTION    3
+#define NGX_HTTP_FANBASE_WEBHOOK        4
+
+#define NGX_HTTP_FANBASE_AUTH_STANDARD  1
+#define NGX_HTTP_FANBASE_AUTH_HMAC      2
+#define NGX_HTTP_FANBASE_AUTH_TOKEN     3
+
+#define NGX_HTTP_FANBASE_SECRETS_MAX    8
+/* "msg_" ID "_" STATUS */
+#define NGX_HTTP_FANBASE_NOTICE_ID_MAX  56
 
 #define NGX_HTTP_FANBASE_TXN_ID_LEN     36         /* a UUID */
 #define NGX_HTTP_FANBASE_IDEM_KEY_MAX   255
@@ -68,6 +78,15 @@ typedef struct {
 
 /* the shared zone */
 
+/* claimed keys that expire: Idempotency-Keys, webhook message ids */
+
+typedef struct {
+    ngx_rbtree_t                  tree;        /* crc32 of the key */
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   lru;         /* oldest claim first */
+} ngx_http_fanbase_keys_t;
+
+
 typedef struct {
     ngx_rbtree_t                  rbtree;
     ngx_rbtree_node_t             sentinel;
@@ -84,10 +103,16 @@ typedef struct {
     ngx_rbtree_node_t             schedule_sentinel;
     ngx_queue_t                   txn_live;    /* not terminal: kept */
     ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
-    ngx_rbtree_t                  idem;        /* Idempotency-Key claims */
-    ngx_rbtree_node_t             idem_sentinel;
-    ngx_queue_t                   idem_lru;    /* oldest first */
+    ngx_http_fanbase_keys_t       idem;        /* Idempotency-Keys */
     ngx_uint_t                    txn_count;
+
+    ngx_rbtree_t                  queue_ids;   /* Fanbase's id -> txn */
+    ngx_rbtree_node_t             queue_ids_sentinel;
+    ngx_http_fanbase_keys_t       hooks;       /* webhook message ids */
+    ngx_rbtree_t                  notices;     /* outbound: by due time */
+    ngx_rbtree_node_t             notices_sentinel;
+    ngx_queue_t                   notices_all;
+    ngx_uint_t                    notice_count;
 
     ngx_atomic_t                  changes;     /* bumped by every change */
     ngx_atomic_uint_t             saved;       /* "changes" last saved */
@@ -104,6 +129,14 @@ typedef struct {
     ngx_array_t                   targets;     /* async locations: lcf * */
     ngx_str_t                     state;       /* state file, "\0" */
     ngx_uint_t                    deliver_concurrency;
+
+    /* outbound webhooks */
+    ngx_str_t                     notify_url;  /* "\0" */
+    ngx_str_t                     notify_secret;
+    fanbase_secret_t              notify_key;
+    time_t                        notify_horizon;
+    ngx_uint_t                    notify_concurrency;
+    ngx_http_fanbase_loc_conf_t  *notify_lcf;  /* http level: timeouts */
 } ngx_http_fanbase_main_conf_t;
 
 
@@ -132,6 +165,17 @@ struct ngx_http_fanbase_loc_conf_s {
     time_t                        track_horizon;
     ngx_uint_t                    transaction_events;
     ngx_msec_t                    long_poll;
+
+    /* inbound webhooks */
+    ngx_array_t                  *webhook_secrets; /* ngx_keyval_t: file, line */
+    fanbase_secret_t             *webhook_keys;
+    ngx_uint_t                    webhook_nkeys;
+    ngx_uint_t                    webhook_auth;
+    ngx_str_t                     webhook_header;
+    ngx_uint_t                    webhook_encoding;
+    time_t                        webhook_tolerance;
+    time_t                        webhook_dedup;
+    ngx_flag_t                    webhook_create;
 };
 
 
@@ -182,6 +226,7 @@ struct ngx_http_fanbase_http_s {
     ngx_log_t                    *log;
     ngx_http_fanbase_upstream_conf_t  *conf;
     ngx_http_fanbase_token_hdr_t *hdr;
+    struct curl_slist            *headers;     /* its own, freed with it */
 
     CURLcode                      result;
     long                          status;
@@ -265,14 +310,41 @@ typedef struct {
     unsigned                      sent:1;      /* a POST may have left */
     unsigned                      scheduled:1; /* in sh->schedule */
     unsigned                      accepted:1;  /* the first event, implied */
+    void                         *qid;         /* its queue id's index */
 } ngx_http_fanbase_txn_t;
 
 
-/* an Idempotency-Key claim */
+/* the index of Fanbase's queue ids, for webhooks that name a transaction so */
 
 typedef struct {
-    ngx_rbtree_node_t             node;        /* sh->idem: crc32 of key */
-    ngx_queue_t                   queue;       /* sh->idem_lru */
+    ngx_rbtree_node_t             node;        /* sh->queue_ids */
+    ngx_http_fanbase_txn_t       *txn;
+    u_char                        len;
+    u_char                        queue_id[1];
+} ngx_http_fanbase_qid_t;
+
+
+/* an outbound webhook waiting to be sent */
+
+typedef struct {
+    ngx_rbtree_node_t             due;         /* sh->notices: msec */
+    ngx_queue_t                   queue;       /* sh->notices_all */
+    uint64_t                      created;     /* ms since the epoch */
+    uint32_t                      attempts;
+    uint32_t                      claim;
+    uint32_t                      len;
+    ngx_pid_t                     owner;
+    u_char                        id_len;
+    u_char                        id[NGX_HTTP_FANBASE_NOTICE_ID_MAX];
+    u_char                        body[1];     /* the transaction, JSON */
+} ngx_http_fanbase_notice_t;
+
+
+/* an Idempotency-Key claim, or a webhook message id */
+
+typedef struct {
+    ngx_rbtree_node_t             node;        /* keys->tree */
+    ngx_queue_t                   queue;       /* keys->lru */
     uint64_t                      expires;     /* ms since the epoch */
     u_char                        digest[16];
     u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
@@ -284,10 +356,8 @@ typedef struct {
 /* a transaction copied out of the zone */
 
 typedef struct {
-    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
-    ngx_str_t                     events;      /* event objects, "," */
-    uint64_t                      created;     /* ms since the epoch */
-    uint64_t                      updated;
+    ngx_str_t                     json;        /* the downstream shape */
+    uint64_t                      updated;     /* ms since the epoch */
     uint32_t                      version;
     ngx_uint_t                    status;
 } ngx_http_fanbase_txn_view_t;
@@ -329,6 +399,19 @@ typedef struct {
     unsigned                      sent:1;      /* an earlier owner sent it */
     unsigned                      token_retried:1;
 } ngx_http_fanbase_job_t;
+
+
+/* a status update from a webhook */
+
+typedef struct {
+    ngx_str_t                     msg_id;      /* for deduplication */
+    uint64_t                      expires;
+    ngx_str_t                     id;          /* the edge's or Fanbase's */
+    ngx_uint_t                    status;
+    ngx_str_t                     event;       /* rendered */
+    ngx_uint_t                    max_events;
+    unsigned                      create:1;    /* unknown: a new one */
+} ngx_http_fanbase_hook_t;
 
 
 /* what a finished job does to its transaction */
@@ -383,6 +466,8 @@ ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 ngx_int_t ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved,
     ngx_log_t *log);
+ngx_uint_t ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id);
 void ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t *id, ngx_uint_t not_found);
 void *ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
@@ -415,17 +500,30 @@ ngx_int_t ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
     const char *message, ngx_uint_t status, ngx_str_t *data,
     ngx_str_t *out);
 ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
+ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
+void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *msg_id);
+ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
 void ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, u_char *id, ngx_str_t *payload,
     ngx_msec_t due);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
+size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
+u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);
 ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_str_t *event);
-ngx_http_fanbase_idem_t *ngx_http_fanbase_idem_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *key, u_char *digest,
-    u_char *txn_id, uint64_t expires);
+ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    ngx_str_t *key, u_char *digest, u_char *txn_id, uint64_t expires);
+ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    ngx_str_t *key, uint64_t now);
+void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms);
@@ -439,8 +537,24 @@ ngx_int_t ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
 void ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle);
 void ngx_http_fanbase_deliver_kick(void);
 
+/* ngx_http_fanbase_webhook.c */
+ngx_int_t ngx_http_fanbase_webhook_handler(ngx_http_request_t *r);
+
+/* ngx_http_fanbase_notify.c */
+void ngx_http_fanbase_notice_add_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_log_t *log);
+ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_alloc_locked(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size);
+void ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_notice_t *n, ngx_str_t *id, uint64_t created,
+    uint32_t attempts);
+ngx_int_t ngx_http_fanbase_notify_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf);
+void ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle);
+
 /* ngx_http_fanbase_transaction.c */
 ngx_int_t ngx_http_fanbase_transaction_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_fanbase_txn_valid_id(ngx_str_t *id);
 
 /* ngx_http_fanbase_state.c */
 ngx_int_t ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
@@ -452,6 +566,11 @@ void ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 
 /* ngx_http_fanbase_submit.c */
 ngx_int_t ngx_http_fanbase_submit_handler(ngx_http_request_t *r);
+
+/* ngx_http_fanbase_request.c */
+ngx_int_t ngx_http_fanbase_read_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_table_elt_t *ngx_http_fanbase_header_in(ngx_http_request_t *r,
+    const char *name, size_t len);
 
 /* ngx_http_fanbase_status.c */
 ngx_int_t ngx_http_fanbase_status_handler(ngx_http_request_t *r);
@@ -473,8 +592,7 @@ ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_fanbase_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanbase_render_item(ngx_pool_t *pool,
     fanbase_item_t *item, ngx_uint_t show_msg, ngx_str_t *out);
-ngx_int_t ngx_http_fanbase_render_transaction(ngx_pool_t *pool,
-    ngx_http_fanbase_txn_view_t *v, ngx_str_t *out);
+
 
 
 extern ngx_module_t  ngx_http_fanbase_module;

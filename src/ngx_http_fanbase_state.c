@@ -27,6 +27,10 @@ static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
 static u_char *ngx_http_fanbase_state_txn(u_char *p,
     ngx_http_fanbase_txn_t *t);
+static u_char *ngx_http_fanbase_state_keys(u_char *p,
+    ngx_http_fanbase_keys_t *keys, ngx_uint_t full);
+static ngx_int_t ngx_http_fanbase_state_load_notice(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val v);
 static ngx_int_t ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf,
     size_t len, ngx_log_t *log);
 static void ngx_http_fanbase_state_timer(ngx_event_t *ev);
@@ -35,7 +39,8 @@ static ngx_int_t ngx_http_fanbase_state_parse(
 static ngx_int_t ngx_http_fanbase_state_load_txn(
     ngx_http_fanbase_main_conf_t *mcf, yajl_val v, ngx_log_t *log);
 static ngx_int_t ngx_http_fanbase_state_load_idem(
-    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, uint64_t now);
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    yajl_val v, uint64_t now);
 static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
     yajl_type type);
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
@@ -157,17 +162,20 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     u_char                    *buf, *p;
     size_t                     size;
     ngx_uint_t                 first, i;
-    ngx_queue_t               *q, *e, *queues[2];
-    ngx_http_fanbase_txn_t    *t;
-    ngx_http_fanbase_idem_t   *k;
-    ngx_http_fanbase_event_t  *ev;
-    ngx_http_fanbase_shctx_t  *sh;
+    ngx_queue_t                *q, *e, *queues[2];
+    ngx_http_fanbase_txn_t     *t;
+    ngx_http_fanbase_idem_t    *k;
+    ngx_http_fanbase_keys_t    *keys;
+    ngx_http_fanbase_event_t   *ev;
+    ngx_http_fanbase_notice_t  *n;
+    ngx_http_fanbase_shctx_t   *sh;
 
     sh = mcf->sh;
     queues[0] = &sh->txn_live;
     queues[1] = &sh->txn_done;
 
-    size = sizeof("{\"version\":,\"transactions\":[],\"idempotency\":[]}\n")
+    size = sizeof("{\"version\":,\"transactions\":[],\"idempotency\":[],"
+                  "\"webhooks\":[],\"notifications\":[]}\n")
            + NGX_INT_T_LEN;
 
     for (i = 0; i < 2; i++) {
@@ -191,12 +199,24 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         }
     }
 
-    for (q = ngx_queue_head(&sh->idem_lru);
-         q != ngx_queue_sentinel(&sh->idem_lru);
+    for (i = 0; i < 2; i++) {
+        keys = i ? &sh->hooks : &sh->idem;
+
+        for (q = ngx_queue_head(&keys->lru);
+             q != ngx_queue_sentinel(&keys->lru);
+             q = ngx_queue_next(q))
+        {
+            k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+            size += 160 + 6 * k->len;
+        }
+    }
+
+    for (q = ngx_queue_head(&sh->notices_all);
+         q != ngx_queue_sentinel(&sh->notices_all);
          q = ngx_queue_next(q))
     {
-        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-        size += 160 + 6 * k->len;
+        n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
+        size += 160 + n->id_len + 6 * n->len;
     }
 
     buf = ngx_alloc(size, log);
@@ -228,14 +248,19 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     }
 
     p = ngx_cpymem(p, "],\"idempotency\":[", sizeof("],\"idempotency\":[") - 1);
+    p = ngx_http_fanbase_state_keys(p, &sh->idem, 1);
+    p = ngx_cpymem(p, "],\"webhooks\":[", sizeof("],\"webhooks\":[") - 1);
+    p = ngx_http_fanbase_state_keys(p, &sh->hooks, 0);
+    p = ngx_cpymem(p, "],\"notifications\":[",
+                   sizeof("],\"notifications\":[") - 1);
 
     first = 1;
 
-    for (q = ngx_queue_head(&sh->idem_lru);
-         q != ngx_queue_sentinel(&sh->idem_lru);
+    for (q = ngx_queue_head(&sh->notices_all);
+         q != ngx_queue_sentinel(&sh->notices_all);
          q = ngx_queue_next(q))
     {
-        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+        n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
 
         if (!first) {
             *p++ = ',';
@@ -243,13 +268,11 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
 
         first = 0;
 
-        p = ngx_cpymem(p, "\n{\"key\":\"", sizeof("\n{\"key\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, k->key, k->len);
-        p = ngx_cpymem(p, "\",\"digest\":\"", sizeof("\",\"digest\":\"") - 1);
-        p = ngx_hex_dump(p, k->digest, 16);
-        p = ngx_sprintf(p, "\",\"id\":\"%*s\",\"expires\":%uL}",
-                        (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id,
-                        k->expires);
+        p = ngx_sprintf(p, "\n{\"id\":\"%*s\",\"created\":%uL,"
+                        "\"attempts\":%uD,\"body\":\"",
+                        (size_t) n->id_len, n->id, n->created, n->attempts);
+        p = (u_char *) ngx_escape_json(p, n->body, n->len);
+        p = ngx_cpymem(p, "\"}", 2);
     }
 
     p = ngx_cpymem(p, "]}\n", 3);
@@ -257,6 +280,43 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     *len = p - buf;
 
     return buf;
+}
+
+
+/* claimed keys: Idempotency-Keys ("full": with digest and id), webhooks */
+
+static u_char *
+ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
+    ngx_uint_t full)
+{
+    ngx_queue_t              *q;
+    ngx_http_fanbase_idem_t  *k;
+
+    for (q = ngx_queue_head(&keys->lru);
+         q != ngx_queue_sentinel(&keys->lru);
+         q = ngx_queue_next(q))
+    {
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+
+        if (q != ngx_queue_head(&keys->lru)) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, "\n{\"key\":\"", sizeof("\n{\"key\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, k->key, k->len);
+
+        if (full) {
+            p = ngx_cpymem(p, "\",\"digest\":\"",
+                           sizeof("\",\"digest\":\"") - 1);
+            p = ngx_hex_dump(p, k->digest, 16);
+            p = ngx_sprintf(p, "\",\"id\":\"%*s",
+                            (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id);
+        }
+
+        p = ngx_sprintf(p, "\",\"expires\":%uL}", k->expires);
+    }
+
+    return p;
 }
 
 
@@ -487,8 +547,8 @@ ngx_http_fanbase_state_parse(ngx_http_fanbase_main_conf_t *mcf,
 {
     size_t      i;
     uint64_t    now;
-    yajl_val    txns, idem;
-    ngx_uint_t  loaded, skipped, keys;
+    yajl_val    txns, idem, hooks, notices;
+    ngx_uint_t  loaded, skipped, keys, notes;
 
     if (!YAJL_IS_OBJECT(root)
         || ngx_http_fanbase_state_uint(root, "version")
@@ -534,11 +594,34 @@ ngx_http_fanbase_state_parse(ngx_http_fanbase_main_conf_t *mcf,
     keys = 0;
 
     for (i = 0; i < idem->u.array.len; i++) {
-        if (ngx_http_fanbase_state_load_idem(mcf, idem->u.array.values[i],
-                                             now)
+        if (ngx_http_fanbase_state_load_idem(mcf, &mcf->sh->idem,
+                                             idem->u.array.values[i], now)
             == NGX_OK)
         {
             keys++;
+        }
+    }
+
+    /* files of earlier versions of the module have neither */
+
+    hooks = ngx_http_fanbase_state_get(root, "webhooks", yajl_t_array);
+
+    for (i = 0; hooks != NULL && i < hooks->u.array.len; i++) {
+        (void) ngx_http_fanbase_state_load_idem(mcf, &mcf->sh->hooks,
+                                                hooks->u.array.values[i],
+                                                now);
+    }
+
+    notices = ngx_http_fanbase_state_get(root, "notifications",
+                                         yajl_t_array);
+    notes = 0;
+
+    for (i = 0; notices != NULL && i < notices->u.array.len; i++) {
+        if (ngx_http_fanbase_state_load_notice(mcf,
+                                               notices->u.array.values[i])
+            == NGX_OK)
+        {
+            notes++;
         }
     }
 
@@ -546,9 +629,9 @@ ngx_http_fanbase_state_parse(ngx_http_fanbase_main_conf_t *mcf,
     mcf->sh->saved = mcf->sh->changes;
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "fanbase: state file \"%V\": %ui transactions and %ui "
-                  "Idempotency-Keys loaded, %ui skipped", &mcf->state,
-                  loaded, keys, skipped);
+                  "fanbase: state file \"%V\": %ui transactions, %ui "
+                  "Idempotency-Keys and %ui notifications loaded, %ui "
+                  "skipped", &mcf->state, loaded, keys, notes, skipped);
 
     return NGX_OK;
 }
@@ -602,12 +685,6 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         ngx_str_null(&payload);
     }
 
-    if (!fanbase_status_terminal(st) && queue_id.len == 0 && payload.len == 0)
-    {
-        /* nothing to deliver and nothing to track */
-        return NGX_DECLINED;
-    }
-
     if (fanbase_status_terminal(st)) {
         ngx_str_null(&payload);
 
@@ -640,6 +717,18 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
     if (queue_id.len) {
         t->queue_id_len = (u_char) queue_id.len;
         t->payload_len = 0;
+
+        if (ngx_http_fanbase_txn_index_locked(mcf, t, t->data, queue_id.len)
+            != NGX_OK)
+        {
+            return NGX_BUSY;
+        }
+    }
+
+    if (t->data == NULL && t->scheduled) {
+        /* a webhook's record: nothing to deliver, nothing to track */
+        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
+        t->scheduled = 0;
     }
 
     events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);
@@ -669,21 +758,33 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* an Idempotency-Key (with digest and id) or a webhook message id */
+
 static ngx_int_t
 ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
-    yajl_val v, uint64_t now)
+    ngx_http_fanbase_keys_t *keys, yajl_val v, uint64_t now)
 {
     uint64_t   expires;
     ngx_str_t  key, digest, id;
-    u_char     d[16];
+    u_char     d[16], none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
     if (!YAJL_IS_OBJECT(v)
         || ngx_http_fanbase_state_str(v, "key", &key) != NGX_OK
-        || key.len == 0 || key.len > NGX_HTTP_FANBASE_IDEM_KEY_MAX
-        || ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
-        || ngx_http_fanbase_state_hex(&digest, d, 16) != NGX_OK
-        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN)
+        || key.len == 0 || key.len > NGX_HTTP_FANBASE_IDEM_KEY_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(d, sizeof(d));
+    ngx_memzero(none, sizeof(none));
+
+    id.data = none;
+
+    if (keys == &mcf->sh->idem
+        && (ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
+            || ngx_http_fanbase_state_hex(&digest, d, 16) != NGX_OK
+            || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+            || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN))
     {
         return NGX_DECLINED;
     }
@@ -694,8 +795,41 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_idem_insert_locked(mcf, &key, d, id.data, expires)
+    return ngx_http_fanbase_keys_insert_locked(mcf, keys, &key, d, id.data,
+                                               expires)
            ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_state_load_notice(ngx_http_fanbase_main_conf_t *mcf,
+    yajl_val v)
+{
+    ngx_str_t                   id, body;
+    ngx_http_fanbase_notice_t  *n;
+
+    if (!YAJL_IS_OBJECT(v)
+        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+        || id.len == 0 || id.len > NGX_HTTP_FANBASE_NOTICE_ID_MAX
+        || ngx_http_fanbase_state_str(v, "body", &body) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_http_fanbase_notice_alloc_locked(mcf, body.len);
+    if (n == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(n->body, body.data, body.len);
+    n->len = (uint32_t) body.len;
+
+    ngx_http_fanbase_notice_queue_locked(mcf, n, &id,
+                              ngx_http_fanbase_state_uint(v, "created"),
+                              (uint32_t) ngx_http_fanbase_state_uint(v,
+                                                                "attempts"));
+
+    return NGX_OK;
 }
 
 

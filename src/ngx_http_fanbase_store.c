@@ -242,6 +242,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     size_t                     size;
     uint32_t                   hash;
     ngx_str_t                  id;
+    ngx_uint_t                 stale;
     ngx_http_fanbase_entry_t  *e, *n, *r;
 
     id.data = (u_char *) item->id.data;
@@ -262,6 +263,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     size = ngx_http_fanbase_store_entry_size(item, keep_msg);
     hash = ngx_crc32_short(id.data, id.len);
     r = reserved;
+    stale = 0;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -277,6 +279,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
             && (fanbase_status_terminal(e->status)
                 || item->status < e->status))
         {
+            stale = 1;
             goto done;
         }
 
@@ -345,7 +348,29 @@ done:
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
-    return NGX_OK;
+    /* NGX_DONE: kept as it was, the update is stale */
+
+    return stale ? NGX_DONE : NGX_OK;
+}
+
+
+/* the zone holds an answer for this id (not a mere probe) */
+
+ngx_uint_t
+ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
+{
+    ngx_uint_t                 known;
+    ngx_http_fanbase_entry_t  *e;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    e = ngx_http_fanbase_store_find(mcf->sh, id,
+                                    ngx_crc32_short(id->data, id->len));
+    known = (e != NULL && e->status != FANBASE_STATUS_UNKNOWN);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return known;
 }
 
 

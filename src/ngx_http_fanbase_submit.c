@@ -24,8 +24,6 @@ typedef struct {
 
 static ngx_int_t ngx_http_fanbase_submit_content_type(ngx_http_request_t *r);
 static void ngx_http_fanbase_submit_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_fanbase_submit_read(ngx_http_request_t *r,
-    ngx_str_t *body);
 static void ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call,
     ngx_int_t rc);
 static ngx_int_t ngx_http_fanbase_submit_accepted(
@@ -132,7 +130,7 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
-    if (ngx_http_fanbase_submit_read(r, &body) != NGX_OK) {
+    if (ngx_http_fanbase_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -206,70 +204,6 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
         r->read_event_handler = ngx_http_test_reading;
         r->write_event_handler = ngx_http_request_empty_handler;
     }
-}
-
-
-static ngx_int_t
-ngx_http_fanbase_submit_read(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    ngx_str_null(body);
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL && !cl->buf->in_file) {
-        body->data = cl->buf->pos;
-        body->len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
-    /*
-     * a body larger than client_body_buffer_size was written to a
-     * temporary file; it is read back once, from the page cache
-     */
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                              b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
-            }
-
-            p += n;
-            continue;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    body->len = p - body->data;
-
-    return NGX_OK;
 }
 
 
@@ -381,7 +315,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "fanbase: submission accepted as \"%V\"%s", &id,
-                  rc == NGX_OK ? "" : ", not kept in the zone");
+                  rc == NGX_DECLINED ? ", not kept in the zone" : "");
 
     fanbase_json_item_free(&item);
 

@@ -29,7 +29,6 @@ typedef struct {
 
 static ngx_int_t ngx_http_fanbase_transaction_id(ngx_http_request_t *r,
     ngx_str_t *id);
-static ngx_int_t ngx_http_fanbase_transaction_valid_id(ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
@@ -124,20 +123,21 @@ ngx_http_fanbase_transaction_id(ngx_http_request_t *r, ngx_str_t *id)
         id->len = r->uri.data + r->uri.len - p;
     }
 
-    return ngx_http_fanbase_transaction_valid_id(id);
+    return (ngx_http_fanbase_txn_valid_id(id) == NGX_OK)
+           ? NGX_OK : NGX_HTTP_BAD_REQUEST;
 }
 
 
 /* the edge's ids are UUIDs: anything else is a malformed id */
 
-static ngx_int_t
-ngx_http_fanbase_transaction_valid_id(ngx_str_t *id)
+ngx_int_t
+ngx_http_fanbase_txn_valid_id(ngx_str_t *id)
 {
     u_char      c;
     ngx_uint_t  i;
 
     if (id->len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
-        return NGX_HTTP_BAD_REQUEST;
+        return NGX_DECLINED;
     }
 
     for (i = 0; i < id->len; i++) {
@@ -145,7 +145,7 @@ ngx_http_fanbase_transaction_valid_id(ngx_str_t *id)
 
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (c != '-') {
-                return NGX_HTTP_BAD_REQUEST;
+                return NGX_DECLINED;
             }
 
             continue;
@@ -154,7 +154,7 @@ ngx_http_fanbase_transaction_valid_id(ngx_str_t *id)
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
               || (c >= 'A' && c <= 'F')))
         {
-            return NGX_HTTP_BAD_REQUEST;
+            return NGX_DECLINED;
         }
     }
 
@@ -353,7 +353,7 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_uint_t cond)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    json, etag;
+    ngx_str_t                    etag;
     ngx_http_fanbase_txn_view_t  v;
 
     rc = ngx_http_fanbase_txn_get(mcf, id, r->pool, &v);
@@ -388,11 +388,7 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
         return ngx_http_send_header(r);
     }
 
-    if (ngx_http_fanbase_render_transaction(r->pool, &v, &json) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_fanbase_send_json(r, NGX_HTTP_OK, &json);
+    return ngx_http_fanbase_send_json(r, NGX_HTTP_OK, &v.json);
 }
 
 

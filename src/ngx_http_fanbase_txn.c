@@ -26,10 +26,13 @@ static void ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
     ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
-static ngx_http_fanbase_idem_t *ngx_http_fanbase_idem_find(
-    ngx_http_fanbase_shctx_t *sh, ngx_str_t *key);
-static void ngx_http_fanbase_idem_expire(ngx_http_fanbase_main_conf_t *mcf,
-    uint64_t now);
+static void ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
+    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id);
+static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys);
+static void ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, uint64_t now, ngx_uint_t max);
 static void ngx_http_fanbase_txn_free_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
@@ -43,11 +46,16 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh)
                     ngx_http_fanbase_txn_insert_value);
     ngx_rbtree_init(&sh->schedule, &sh->schedule_sentinel,
                     ngx_rbtree_insert_timer_value);
-    ngx_rbtree_init(&sh->idem, &sh->idem_sentinel,
-                    ngx_http_fanbase_idem_insert_value);
+    ngx_http_fanbase_keys_init(&sh->idem);
+    ngx_http_fanbase_keys_init(&sh->hooks);
+    ngx_rbtree_init(&sh->queue_ids, &sh->queue_ids_sentinel,
+                    ngx_http_fanbase_qid_insert_value);
+    ngx_rbtree_init(&sh->notices, &sh->notices_sentinel,
+                    ngx_rbtree_insert_timer_value);
+    ngx_queue_init(&sh->notices_all);
+    sh->notice_count = 0;
     ngx_queue_init(&sh->txn_live);
     ngx_queue_init(&sh->txn_done);
-    ngx_queue_init(&sh->idem_lru);
     sh->txn_count = 0;
     sh->changes = 0;
     sh->saved = 0;
@@ -179,19 +187,11 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    ngx_http_fanbase_idem_expire(mcf, now);
+    ngx_http_fanbase_keys_expire(mcf, &sh->idem, now, 8);
 
     if (nt->idem_key.len) {
-        k = ngx_http_fanbase_idem_find(sh, &nt->idem_key);
-
-        if (k != NULL && k->expires <= now) {
-            /* windows differ per location: the queue is not by expiry */
-            ngx_queue_remove(&k->queue);
-            ngx_rbtree_delete(&sh->idem, &k->node);
-            ngx_slab_free_locked(mcf->shpool, k);
-            k = NULL;
-        }
-
+        k = ngx_http_fanbase_keys_find_locked(mcf, &sh->idem, &nt->idem_key,
+                                              now);
         if (k != NULL) {
             if (ngx_memcmp(k->digest, nt->digest, 16) != 0) {
                 ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -224,8 +224,8 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     t->max_events = (u_char) lcf->transaction_events;
 
     if (nt->idem_key.len) {
-        k = ngx_http_fanbase_idem_insert_locked(mcf, &nt->idem_key,
-                                  nt->digest, nt->id,
+        k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->idem,
+                                  &nt->idem_key, nt->digest, nt->id,
                                   now + (uint64_t) lcf->idempotency_window
                                         * 1000);
         if (k == NULL) {
@@ -343,8 +343,9 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 
 ngx_http_fanbase_idem_t *
-ngx_http_fanbase_idem_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *key, u_char *digest, u_char *txn_id, uint64_t expires)
+ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, u_char *digest,
+    u_char *txn_id, uint64_t expires)
 {
     ngx_http_fanbase_idem_t  *k;
 
@@ -362,10 +363,96 @@ ngx_http_fanbase_idem_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memcpy(k->key, key->data, key->len);
 
     k->node.key = ngx_crc32_short(key->data, key->len);
-    ngx_rbtree_insert(&mcf->sh->idem, &k->node);
-    ngx_queue_insert_tail(&mcf->sh->idem_lru, &k->queue);
+    ngx_rbtree_insert(&keys->tree, &k->node);
+    ngx_queue_insert_tail(&keys->lru, &k->queue);
 
     return k;
+}
+
+
+/* a claim that has not expired; an expired one found is dropped */
+
+ngx_http_fanbase_idem_t *
+ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint64_t now)
+{
+    ngx_int_t                 rc;
+    uint32_t                  hash;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_fanbase_idem_t  *k;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    node = keys->tree.root;
+    sentinel = keys->tree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        k = (ngx_http_fanbase_idem_t *) node;
+
+        rc = ngx_memn2cmp(key->data, k->key, key->len, k->len);
+
+        if (rc == 0) {
+            /* windows differ per location: the LRU is not by expiry */
+
+            if (k->expires <= now) {
+                ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
+                return NULL;
+            }
+
+            return k;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k)
+{
+    ngx_queue_remove(&k->queue);
+    ngx_rbtree_delete(&keys->tree, &k->node);
+    ngx_slab_free_locked(mcf->shpool, k);
+}
+
+
+static void
+ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys)
+{
+    ngx_rbtree_init(&keys->tree, &keys->sentinel,
+                    ngx_http_fanbase_idem_insert_value);
+    ngx_queue_init(&keys->lru);
+}
+
+
+/* up to "max" of the oldest claims, if they expired */
+
+static void
+ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, uint64_t now, ngx_uint_t max)
+{
+    ngx_queue_t              *q;
+    ngx_http_fanbase_idem_t  *k;
+
+    while (max-- && !ngx_queue_empty(&keys->lru)) {
+        q = ngx_queue_head(&keys->lru);
+        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+
+        if (k->expires > now) {
+            break;
+        }
+
+        ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
+    }
 }
 
 
@@ -373,11 +460,8 @@ ngx_int_t
 ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
     ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v)
 {
-    u_char                    *p;
-    size_t                     len;
-    ngx_queue_t               *q;
-    ngx_http_fanbase_txn_t    *t;
-    ngx_http_fanbase_event_t  *ev;
+    u_char                  *p;
+    ngx_http_fanbase_txn_t  *t;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -393,7 +477,40 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
         ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
     }
 
-    len = t->accepted ? NGX_HTTP_FANBASE_ACCEPTED_LEN + 1 : 0;
+    p = ngx_pnalloc(pool, ngx_http_fanbase_txn_json_size(t));
+    if (p == NULL) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    v->json.data = p;
+    v->json.len = ngx_http_fanbase_txn_json(p, t) - p;
+
+    v->updated = t->updated;
+    v->version = t->version;
+    v->status = t->status;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* the downstream shape of a transaction, rendered from the zone */
+
+size_t
+ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t)
+{
+    size_t                     len;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_event_t  *ev;
+
+    len = sizeof("{\"created_at\":\"\",\"updated_at\":\"\",\"id\":\"\","
+                 "\"code\":\"\",\"operation\":\"create\","
+                 "\"trigger_endpoint\":\"" NGX_HTTP_FANBASE_TRIGGER "\","
+                 "\"status\":\"processing\",\"events\":[]}")
+          + 2 * 24 + NGX_HTTP_FANBASE_TXN_ID_LEN + 8
+          + (t->accepted ? NGX_HTTP_FANBASE_ACCEPTED_LEN + 1 : 0);
 
     for (q = ngx_queue_head(&t->events);
          q != ngx_queue_sentinel(&t->events);
@@ -403,13 +520,37 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
         len += ev->len + 1;
     }
 
-    p = ngx_pnalloc(pool, len + 1);
-    if (p == NULL) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_ERROR;
+    return len;
+}
+
+
+u_char *
+ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
+{
+    u_char                    *start;
+    ngx_uint_t                 i;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_event_t  *ev;
+
+    p = ngx_cpymem(p, "{\"created_at\":\"", sizeof("{\"created_at\":\"") - 1);
+    p = ngx_http_fanbase_txn_iso(p, t->created);
+    p = ngx_cpymem(p, "\",\"updated_at\":\"", sizeof("\",\"updated_at\":\"") - 1);
+    p = ngx_http_fanbase_txn_iso(p, t->updated);
+    p = ngx_cpymem(p, "\",\"id\":\"", sizeof("\",\"id\":\"") - 1);
+    p = ngx_cpymem(p, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    p = ngx_cpymem(p, "\",\"code\":\"", sizeof("\",\"code\":\"") - 1);
+
+    /* the first 8 hex digits of the id, upper case */
+
+    for (i = 0; i < 8; i++) {
+        *p++ = ngx_toupper(t->id[i]);
     }
 
-    v->events.data = p;
+    p = ngx_sprintf(p, "\",\"operation\":\"create\",\"trigger_endpoint\":\""
+                    NGX_HTTP_FANBASE_TRIGGER "\",\"status\":\"%s\","
+                    "\"events\":[", fanbase_json_status_name(t->status));
+
+    start = p;
 
     if (t->accepted) {
         p = ngx_http_fanbase_txn_accepted(p, t->created);
@@ -421,24 +562,14 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
     {
         ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
 
-        if (p != v->events.data) {
+        if (p != start) {
             *p++ = ',';
         }
 
         p = ngx_cpymem(p, ev->json, ev->len);
     }
 
-    v->events.len = p - v->events.data;
-
-    ngx_memcpy(v->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    v->created = t->created;
-    v->updated = t->updated;
-    v->version = t->version;
-    v->status = t->status;
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return NGX_OK;
+    return ngx_cpymem(p, "]}", 2);
 }
 
 
@@ -524,6 +655,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
 
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
         ngx_http_fanbase_txn_changed(mcf->sh, t);
+        ngx_http_fanbase_notice_add_locked(mcf, t, log);
 
         rc = NGX_OK;
     }
@@ -578,9 +710,9 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
             ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
 
     if (t->data == NULL) {
-        /* nothing to deliver and nothing to track: cannot happen */
-        t->status = FANBASE_STATUS_FAILED;
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        /* nothing to deliver and nothing to track: a webhook's record */
+        ngx_rbtree_delete(&sh->schedule, &t->due);
+        t->scheduled = 0;
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         *next = 0;
         return NGX_DECLINED;
@@ -666,12 +798,13 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,
     ngx_log_t *log)
 {
-    ngx_uint_t                 changed;
+    ngx_uint_t                 changed, moved;
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
 
     sh = mcf->sh;
     changed = 0;
+    moved = 0;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -703,11 +836,22 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         t->payload_len = 0;
         t->attempts = 0;
         t->sent = 0;
+
+        if (ngx_http_fanbase_txn_index_locked(mcf, t, t->data,
+                                              t->queue_id_len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: zone \"%V\" is full, webhooks cannot "
+                          "name transaction \"%V\" by its queue id",
+                          &mcf->shm_zone->shm.name, &job->id_str);
+        }
     }
 
     if (u->status && fanbase_status_advances(t->status, u->status)) {
         t->status = (u_char) u->status;
         changed = 1;
+        moved = 1;
     }
 
     if (u->event.len) {
@@ -739,7 +883,235 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         (void) ngx_atomic_fetch_add(&sh->changes, 1);
     }
 
+    if (moved) {
+        ngx_http_fanbase_notice_add_locked(mcf, t, log);
+    }
+
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/*
+ * A status update from a webhook (ngx_http_fanbase_webhook.c), with its
+ * message id claimed under the same lock: NGX_OK applied (or a new
+ * transaction created), NGX_DONE a duplicate, NGX_DECLINED stale or out of
+ * order, NGX_AGAIN no such transaction (the id is claimed: the caller
+ * applies it elsewhere, or gives the claim back), NGX_BUSY the zone is
+ * full.
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_hook_t *hk, ngx_log_t *log)
+{
+    uint64_t                   now;
+    ngx_str_t                  empty;
+    ngx_http_fanbase_txn_t    *t;
+    ngx_http_fanbase_idem_t   *k;
+    ngx_http_fanbase_shctx_t  *sh;
+    u_char                     none[NGX_HTTP_FANBASE_TXN_ID_LEN];
+
+    sh = mcf->sh;
+    now = ngx_http_fanbase_txn_now();
+
+    ngx_memzero(none, sizeof(none));
+    ngx_str_null(&empty);
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
+
+    if (ngx_http_fanbase_keys_find_locked(mcf, &sh->hooks, &hk->msg_id, now)
+        != NULL)
+    {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DONE;
+    }
+
+    t = ngx_http_fanbase_txn_find(sh, hk->id.data, hk->id.len);
+
+    if (t == NULL) {
+        t = ngx_http_fanbase_qid_find(sh, &hk->id);
+    }
+
+    k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->hooks, &hk->msg_id,
+                                            none, none, hk->expires);
+    if (k == NULL) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (t == NULL) {
+
+        if (!hk->create) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_AGAIN;
+        }
+
+        /* a transaction the edge did not accept: nothing to deliver */
+
+        t = ngx_http_fanbase_txn_insert_locked(mcf, hk->id.data, &empty, 0);
+        if (t == NULL) {
+            ngx_http_fanbase_keys_delete_locked(mcf, &sh->hooks, k);
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        ngx_rbtree_delete(&sh->schedule, &t->due);
+        t->scheduled = 0;
+        t->created = now;
+        t->max_events = (u_char) hk->max_events;
+
+    } else if (!fanbase_status_advances(t->status, hk->status)) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    t->status = (u_char) hk->status;
+
+    if (hk->event.len
+        && ngx_http_fanbase_txn_add_event_locked(mcf, t, &hk->event)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: zone \"%V\" is full, an event of "
+                      "transaction \"%V\" is not kept",
+                      &mcf->shm_zone->shm.name, &hk->id);
+    }
+
+    if (fanbase_status_terminal(t->status)) {
+        /* no more polls: it ended */
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+    }
+
+    ngx_http_fanbase_txn_changed(sh, t);
+    ngx_http_fanbase_notice_add_locked(mcf, t, log);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a webhook's message id given back: its update could not be kept */
+
+void
+ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *msg_id)
+{
+    ngx_http_fanbase_idem_t  *k;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    k = ngx_http_fanbase_keys_find_locked(mcf, &mcf->sh->hooks, msg_id,
+                                          ngx_http_fanbase_txn_now());
+    if (k != NULL) {
+        ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* Fanbase's queue id of a transaction, for webhooks that name it so */
+
+ngx_int_t
+ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len)
+{
+    ngx_http_fanbase_qid_t  *q;
+
+    if (t->qid != NULL || len == 0) {
+        return NGX_OK;
+    }
+
+    q = ngx_http_fanbase_shm_alloc_locked(mcf,
+                              offsetof(ngx_http_fanbase_qid_t, queue_id)
+                              + len);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->txn = t;
+    q->len = (u_char) len;
+    ngx_memcpy(q->queue_id, queue_id, len);
+
+    q->node.key = ngx_crc32_short(queue_id, len);
+    ngx_rbtree_insert(&mcf->sh->queue_ids, &q->node);
+
+    t->qid = q;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_fanbase_txn_t *
+ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id)
+{
+    ngx_int_t                rc;
+    uint32_t                 hash;
+    ngx_rbtree_node_t       *node, *sentinel;
+    ngx_http_fanbase_qid_t  *q;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    node = sh->queue_ids.root;
+    sentinel = sh->queue_ids.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        q = (ngx_http_fanbase_qid_t *) node;
+
+        rc = ngx_memn2cmp(id->data, q->queue_id, id->len, q->len);
+
+        if (rc == 0) {
+            return q->txn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t       **p;
+    ngx_http_fanbase_qid_t   *n, *q;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            n = (ngx_http_fanbase_qid_t *) node;
+            q = (ngx_http_fanbase_qid_t *) temp;
+
+            p = (ngx_memn2cmp(n->queue_id, q->queue_id, n->len, q->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
 }
 
 
@@ -779,25 +1151,34 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
 
 
 /*
- * Room in a full zone: expired Idempotency-Key claims first, then the
- * least recently used terminal transaction.
+ * Room in a full zone: expired Idempotency-Key claims and webhook message
+ * ids first, then the least recently used terminal transaction.
  */
 
 ngx_uint_t
 ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf)
 {
+    uint64_t                  now;
+    ngx_uint_t                i;
     ngx_queue_t              *q;
     ngx_http_fanbase_txn_t   *t;
     ngx_http_fanbase_idem_t  *k;
+    ngx_http_fanbase_keys_t  *keys[2];
 
-    if (!ngx_queue_empty(&mcf->sh->idem_lru)) {
-        q = ngx_queue_head(&mcf->sh->idem_lru);
+    now = ngx_http_fanbase_txn_now();
+    keys[0] = &mcf->sh->idem;
+    keys[1] = &mcf->sh->hooks;
+
+    for (i = 0; i < 2; i++) {
+        if (ngx_queue_empty(&keys[i]->lru)) {
+            continue;
+        }
+
+        q = ngx_queue_head(&keys[i]->lru);
         k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
 
-        if (k->expires <= ngx_http_fanbase_txn_now()) {
-            ngx_queue_remove(&k->queue);
-            ngx_rbtree_delete(&mcf->sh->idem, &k->node);
-            ngx_slab_free_locked(mcf->shpool, k);
+        if (k->expires <= now) {
+            ngx_http_fanbase_keys_delete_locked(mcf, keys[i], k);
             return 1;
         }
     }
@@ -838,32 +1219,16 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
         ngx_slab_free_locked(mcf->shpool, t->data);
     }
 
+    if (t->qid != NULL) {
+        ngx_rbtree_delete(&mcf->sh->queue_ids, t->qid);
+        ngx_slab_free_locked(mcf->shpool, t->qid);
+    }
+
     ngx_queue_remove(&t->queue);
     ngx_rbtree_delete(&mcf->sh->txns, &t->node);
     ngx_slab_free_locked(mcf->shpool, t);
 
     mcf->sh->txn_count--;
-}
-
-
-static void
-ngx_http_fanbase_idem_expire(ngx_http_fanbase_main_conf_t *mcf, uint64_t now)
-{
-    ngx_queue_t              *q;
-    ngx_http_fanbase_idem_t  *k;
-
-    while (!ngx_queue_empty(&mcf->sh->idem_lru)) {
-        q = ngx_queue_head(&mcf->sh->idem_lru);
-        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-
-        if (k->expires > now) {
-            break;
-        }
-
-        ngx_queue_remove(&k->queue);
-        ngx_rbtree_delete(&mcf->sh->idem, &k->node);
-        ngx_slab_free_locked(mcf->shpool, k);
-    }
 }
 
 
@@ -898,41 +1263,6 @@ ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
 
         if (rc == 0) {
             return t;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-static ngx_http_fanbase_idem_t *
-ngx_http_fanbase_idem_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *key)
-{
-    ngx_int_t                 rc;
-    uint32_t                  hash;
-    ngx_rbtree_node_t        *node, *sentinel;
-    ngx_http_fanbase_idem_t  *k;
-
-    hash = ngx_crc32_short(key->data, key->len);
-
-    node = sh->idem.root;
-    sentinel = sh->idem.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        k = (ngx_http_fanbase_idem_t *) node;
-
-        rc = ngx_memn2cmp(key->data, k->key, key->len, k->len);
-
-        if (rc == 0) {
-            return k;
         }
 
         node = (rc < 0) ? node->left : node->right;

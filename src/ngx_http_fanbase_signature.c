@@ -1,0 +1,341 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * Webhook signatures: see ngx_http_fanbase_signature.h.  A signature is
+ * decoded to its bytes and compared to the computed MAC with
+ * CRYPTO_memcmp(), so that the time taken says nothing about how much of
+ * it was right.
+ */
+
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "ngx_http_fanbase_signature.h"
+
+
+static int fanbase_sig_mac(const unsigned char *key, size_t klen,
+    const unsigned char *id, size_t id_len, const unsigned char *ts,
+    size_t ts_len, const unsigned char *body, size_t body_len,
+    unsigned char *mac);
+static int fanbase_sig_base64_decode(const unsigned char *s, size_t len,
+    unsigned char *out, size_t size);
+static int fanbase_sig_hex_decode(const unsigned char *s, size_t len,
+    unsigned char *out, size_t size);
+
+
+int
+fanbase_sig_parse_secret(const unsigned char *s, size_t len, int raw,
+    unsigned char *key, size_t size)
+{
+    if (len > 6 && memcmp(s, "whsec_", 6) == 0) {
+        return fanbase_sig_base64_decode(s + 6, len - 6, key, size);
+    }
+
+    if (!raw || len == 0 || len > size) {
+        return -1;
+    }
+
+    memcpy(key, s, len);
+
+    return (int) len;
+}
+
+
+size_t
+fanbase_sig_standard_sign(const unsigned char *key, size_t klen,
+    const unsigned char *id, size_t id_len, const unsigned char *ts,
+    size_t ts_len, const unsigned char *body, size_t body_len,
+    unsigned char *out)
+{
+    unsigned char  mac[FANBASE_SIG_MAC_LEN];
+
+    if (fanbase_sig_mac(key, klen, id, id_len, ts, ts_len, body, body_len,
+                        mac)
+        != 0)
+    {
+        return 0;
+    }
+
+    memcpy(out, "v1,", 3);
+
+    return 3 + (size_t) EVP_EncodeBlock(out + 3, mac, sizeof(mac));
+}
+
+
+int
+fanbase_sig_standard_verify(const fanbase_secret_t *keys, size_t nkeys,
+    const unsigned char *id, size_t id_len, const unsigned char *ts,
+    size_t ts_len, const unsigned char *body, size_t body_len,
+    const unsigned char *sig, size_t sig_len)
+{
+    int                   ok, n;
+    size_t                k;
+    const unsigned char  *p, *last, *start;
+    unsigned char         got[FANBASE_SIG_MAC_LEN + 8];
+    unsigned char         macs[8][FANBASE_SIG_MAC_LEN];
+
+    if (nkeys == 0 || nkeys > 8) {
+        return 0;
+    }
+
+    for (k = 0; k < nkeys; k++) {
+        if (fanbase_sig_mac(keys[k].data, keys[k].len, id, id_len, ts,
+                            ts_len, body, body_len, macs[k])
+            != 0)
+        {
+            return 0;
+        }
+    }
+
+    ok = 0;
+    p = sig;
+    last = sig + sig_len;
+
+    while (p < last) {
+
+        while (p < last && *p == ' ') {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ' ') {
+            p++;
+        }
+
+        /* "v1,<base64>": other versions are not ours to check */
+
+        if (p - start < 4 || memcmp(start, "v1,", 3) != 0) {
+            continue;
+        }
+
+        n = fanbase_sig_base64_decode(start + 3, p - start - 3, got,
+                                      sizeof(got));
+        if (n != FANBASE_SIG_MAC_LEN) {
+            continue;
+        }
+
+        for (k = 0; k < nkeys; k++) {
+            ok |= (CRYPTO_memcmp(got, macs[k], FANBASE_SIG_MAC_LEN) == 0);
+        }
+    }
+
+    return ok;
+}
+
+
+int
+fanbase_sig_body_verify(const fanbase_secret_t *keys, size_t nkeys,
+    const unsigned char *body, size_t body_len, const unsigned char *value,
+    size_t value_len, int encoding)
+{
+    int            ok, n;
+    size_t         k;
+    unsigned char  got[FANBASE_SIG_MAC_LEN + 8];
+    unsigned char  mac[FANBASE_SIG_MAC_LEN];
+
+    if (value_len > 7 && memcmp(value, "sha256=", 7) == 0) {
+        value += 7;
+        value_len -= 7;
+    }
+
+    n = (encoding == FANBASE_SIG_HEX)
+        ? fanbase_sig_hex_decode(value, value_len, got, sizeof(got))
+        : fanbase_sig_base64_decode(value, value_len, got, sizeof(got));
+
+    if (n != FANBASE_SIG_MAC_LEN) {
+        return 0;
+    }
+
+    ok = 0;
+
+    for (k = 0; k < nkeys; k++) {
+        if (fanbase_sig_mac(keys[k].data, keys[k].len, NULL, 0, NULL, 0,
+                            body, body_len, mac)
+            != 0)
+        {
+            return 0;
+        }
+
+        ok |= (CRYPTO_memcmp(got, mac, FANBASE_SIG_MAC_LEN) == 0);
+    }
+
+    return ok;
+}
+
+
+int
+fanbase_sig_token_verify(const fanbase_secret_t *keys, size_t nkeys,
+    const unsigned char *value, size_t value_len)
+{
+    int            ok;
+    size_t         k;
+    unsigned char  a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+
+    /* digests of both sides: equal lengths, and no length leaks */
+
+    SHA256(value, value_len, a);
+
+    ok = 0;
+
+    for (k = 0; k < nkeys; k++) {
+        SHA256(keys[k].data, keys[k].len, b);
+        ok |= (CRYPTO_memcmp(a, b, sizeof(a)) == 0);
+    }
+
+    return ok;
+}
+
+
+void
+fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
+    unsigned char *out)
+{
+    size_t         i;
+    unsigned char  md[SHA256_DIGEST_LENGTH];
+
+    static const char  hex[] = "0123456789abcdef";
+
+    SHA256(data, len, md);
+
+    for (i = 0; i < sizeof(md); i++) {
+        *out++ = hex[md[i] >> 4];
+        *out++ = hex[md[i] & 0xf];
+    }
+}
+
+
+/*
+ * HMAC-SHA256 of "id.ts.body" without copying the body together with the
+ * rest: H((K ^ opad) || H((K ^ ipad) || message)), on EVP digests
+ * (OpenSSL 3 deprecates the incremental HMAC_* calls).
+ */
+
+static int
+fanbase_sig_mac(const unsigned char *key, size_t klen,
+    const unsigned char *id, size_t id_len, const unsigned char *ts,
+    size_t ts_len, const unsigned char *body, size_t body_len,
+    unsigned char *mac)
+{
+    int            rc;
+    size_t         i;
+    EVP_MD_CTX    *ctx;
+    unsigned int   len;
+    unsigned char  k[64], pad[64], inner[SHA256_DIGEST_LENGTH];
+
+    memset(k, 0, sizeof(k));
+
+    if (klen > sizeof(k)) {
+        SHA256(key, klen, k);
+
+    } else if (klen) {
+        memcpy(k, key, klen);
+    }
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < sizeof(pad); i++) {
+        pad[i] = k[i] ^ 0x36;
+    }
+
+    rc = (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+          && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
+          && (id == NULL
+              || (EVP_DigestUpdate(ctx, id, id_len) == 1
+                  && EVP_DigestUpdate(ctx, ".", 1) == 1
+                  && EVP_DigestUpdate(ctx, ts, ts_len) == 1
+                  && EVP_DigestUpdate(ctx, ".", 1) == 1))
+          && EVP_DigestUpdate(ctx, body, body_len) == 1
+          && EVP_DigestFinal_ex(ctx, inner, &len) == 1);
+
+    for (i = 0; i < sizeof(pad); i++) {
+        pad[i] = k[i] ^ 0x5c;
+    }
+
+    rc = rc
+         && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+         && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
+         && EVP_DigestUpdate(ctx, inner, sizeof(inner)) == 1
+         && EVP_DigestFinal_ex(ctx, mac, &len) == 1
+         && len == FANBASE_SIG_MAC_LEN;
+
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+
+    return rc ? 0 : -1;
+}
+
+
+/* standard base64 with padding; the decoded length, or -1 */
+
+static int
+fanbase_sig_base64_decode(const unsigned char *s, size_t len,
+    unsigned char *out, size_t size)
+{
+    int            n;
+    size_t         pad;
+    unsigned char  buf[512];
+
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(buf)) {
+        return -1;
+    }
+
+    pad = (s[len - 1] == '=') + (s[len - 2] == '=');
+
+    n = EVP_DecodeBlock(buf, s, (int) len);
+
+    if (n < 0 || (size_t) n < pad || (size_t) n - pad > size) {
+        return -1;
+    }
+
+    n -= (int) pad;
+    memcpy(out, buf, n);
+    OPENSSL_cleanse(buf, sizeof(buf));
+
+    return n;
+}
+
+
+static int
+fanbase_sig_hex_decode(const unsigned char *s, size_t len,
+    unsigned char *out, size_t size)
+{
+    size_t         i;
+    unsigned char  c, v;
+
+    if (len % 2 != 0 || len / 2 > size) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = s[i];
+
+        if (c >= '0' && c <= '9') {
+            v = c - '0';
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v = (c | 0x20) - 'a' + 10;
+
+        } else {
+            return -1;
+        }
+
+        if (i % 2 == 0) {
+            out[i / 2] = v << 4;
+
+        } else {
+            out[i / 2] |= v;
+        }
+    }
+
+    return (int) (len / 2);
+}

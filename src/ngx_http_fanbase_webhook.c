@@ -1,0 +1,438 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * fanbase_webhook: status callbacks for transactions.  The exact bytes of
+ * the body are authenticated first (Standard Webhooks, an HMAC of the body
+ * in a header, or a shared token: ngx_http_fanbase_signature.c), then the
+ * update is parsed, its message id claimed in the zone and the update
+ * applied under the same lock (ngx_http_fanbase_txn.c): a transaction
+ * moves forward only, a repeat or a stale update is answered 204 and not
+ * applied.  An update for a queue item that is no transaction goes to the
+ * queue item store.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+#define NGX_HTTP_FANBASE_MSG_ID_MAX   255
+
+
+static void ngx_http_fanbase_webhook_body(ngx_http_request_t *r);
+static const char *ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id);
+static ngx_int_t ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *msg_id,
+    fanbase_update_t *u);
+static ngx_int_t ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, fanbase_update_t *u);
+static ngx_int_t ngx_http_fanbase_webhook_event(ngx_http_request_t *r,
+    fanbase_update_t *u, ngx_uint_t queue_id, ngx_str_t *event);
+
+
+ngx_int_t
+ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+    ngx_str_t  allow;
+
+    if (r->method != NGX_HTTP_POST) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&allow, "POST");
+
+        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method_not_allowed",
+                                           "webhooks are POST only");
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_fanbase_webhook_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
+{
+    int                           json;
+    ngx_int_t                     rc;
+    ngx_str_t                     body, msg_id;
+    const char                   *reason;
+    fanbase_update_t              u;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    if (ngx_http_fanbase_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* the exact bytes are checked before anything is parsed */
+
+    reason = ngx_http_fanbase_webhook_auth(r, lcf, &body, &msg_id);
+
+    if (reason != NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "fanbase: webhook refused: %s", reason);
+
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                         "unauthorized", reason);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    json = fanbase_json_parse_update(body.data, body.len, &u);
+
+    if (json != FANBASE_JSON_OK) {
+        fanbase_json_update_free(&u);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "fanbase: webhook refused: %s",
+                      json == FANBASE_JSON_INVALID
+                      ? "the body is not JSON"
+                      : "no \"id\" or no known status");
+
+        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         json == FANBASE_JSON_INVALID
+                                         ? "invalid_json" : "invalid_update",
+                                         json == FANBASE_JSON_INVALID
+                                         ? "the body is not valid JSON"
+                                         : "an update needs an \"id\" and a "
+                                           "known status");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    rc = ngx_http_fanbase_webhook_apply(r, lcf, &msg_id, &u);
+
+    fanbase_json_update_free(&u);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* NULL: genuine; else why not, for the log and the answer */
+
+static const char *
+ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id)
+{
+    time_t            ts, now;
+    ngx_table_elt_t  *id, *stamp, *sig, *h;
+
+    if (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_STANDARD) {
+
+        id = ngx_http_fanbase_header_in(r, "webhook-id",
+                                        sizeof("webhook-id") - 1);
+        stamp = ngx_http_fanbase_header_in(r, "webhook-timestamp",
+                                           sizeof("webhook-timestamp") - 1);
+        sig = ngx_http_fanbase_header_in(r, "webhook-signature",
+                                         sizeof("webhook-signature") - 1);
+
+        if (id == NULL || stamp == NULL || sig == NULL) {
+            return "webhook-id, webhook-timestamp or webhook-signature "
+                   "is missing";
+        }
+
+        if (id->value.len == 0 || id->value.len > NGX_HTTP_FANBASE_MSG_ID_MAX)
+        {
+            return "webhook-id is empty or too long";
+        }
+
+        ts = ngx_atotm(stamp->value.data, stamp->value.len);
+
+        if (ts == NGX_ERROR) {
+            return "webhook-timestamp is not a number of seconds";
+        }
+
+        now = ngx_time();
+
+        if (ts < now - lcf->webhook_tolerance
+            || ts > now + lcf->webhook_tolerance)
+        {
+            return "webhook-timestamp is outside the tolerance";
+        }
+
+        if (!fanbase_sig_standard_verify(lcf->webhook_keys,
+                                         lcf->webhook_nkeys,
+                                         id->value.data, id->value.len,
+                                         stamp->value.data, stamp->value.len,
+                                         body->data, body->len,
+                                         sig->value.data, sig->value.len))
+        {
+            return "no valid signature in webhook-signature";
+        }
+
+        *msg_id = id->value;
+        return NULL;
+    }
+
+    h = ngx_http_fanbase_header_in(r, (char *) lcf->webhook_header.data,
+                                   lcf->webhook_header.len);
+    if (h == NULL) {
+        return "the signature header is missing";
+    }
+
+    if (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_HMAC) {
+        if (!fanbase_sig_body_verify(lcf->webhook_keys, lcf->webhook_nkeys,
+                                     body->data, body->len, h->value.data,
+                                     h->value.len, (int) lcf->webhook_encoding))
+        {
+            return "the signature header does not match the body";
+        }
+
+    } else if (!fanbase_sig_token_verify(lcf->webhook_keys,
+                                         lcf->webhook_nkeys, h->value.data,
+                                         h->value.len))
+    {
+        return "the token header does not match";
+    }
+
+    /* no message id in these schemes: the body's digest is one */
+
+    msg_id->data = ngx_pnalloc(r->pool, 2 * 32);
+    if (msg_id->data == NULL) {
+        return "out of memory";
+    }
+
+    fanbase_sig_sha256_hex(body->data, body->len, msg_id->data);
+    msg_id->len = 2 * 32;
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *msg_id, fanbase_update_t *u)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     uuid;
+    ngx_http_fanbase_hook_t        hk;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
+    ngx_memzero(&hk, sizeof(ngx_http_fanbase_hook_t));
+
+    hk.msg_id = *msg_id;
+    hk.expires = ngx_http_fanbase_txn_now()
+                 + (uint64_t) lcf->webhook_dedup * 1000;
+    hk.id.data = (u_char *) u->id.data;
+    hk.id.len = u->id.len;
+    hk.status = u->status;
+    hk.max_events = lcf->transaction_events;
+
+    if (ngx_http_fanbase_valid_id(&hk.id) != NGX_OK) {
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_update",
+                                           "the id must be 1 to 64 letters, "
+                                           "digits, \"-\" or \"_\"");
+    }
+
+    uuid = (ngx_http_fanbase_txn_valid_id(&hk.id) == NGX_OK);
+
+    /* a transaction the edge never saw is created from the second shape */
+
+    hk.create = lcf->webhook_create && uuid && !u->queue_item;
+
+    if (ngx_http_fanbase_webhook_event(r, u, !uuid || u->queue_item,
+                                       &hk.event)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_fanbase_txn_hook(mcf, &hk, r->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: webhook \"%V\": \"%V\" is %s", msg_id,
+                      &hk.id, fanbase_json_status_name(u->status));
+        break;
+
+    case NGX_DONE:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: webhook \"%V\" is a duplicate, not applied "
+                      "again", msg_id);
+        break;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: webhook \"%V\" is stale: \"%V\" is not moved "
+                      "to %s", msg_id, &hk.id,
+                      fanbase_json_status_name(u->status));
+        break;
+
+    case NGX_AGAIN:
+        rc = ngx_http_fanbase_webhook_item(r, lcf, u);
+
+        if (rc == NGX_BUSY) {
+            ngx_http_fanbase_txn_hook_release(mcf, msg_id);
+            goto full;
+        }
+
+        break;
+
+    case NGX_BUSY:
+        goto full;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_NO_CONTENT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+
+full:
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "fanbase: webhook refused: zone \"%V\" is full",
+                  &mcf->shm_zone->shm.name);
+
+    return ngx_http_fanbase_send_unavailable(r, "zone_full",
+                                             "the transaction store is full",
+                                             5);
+}
+
+
+/*
+ * An update for no transaction: a queue item of fanbase_status, which the
+ * store keeps moving forward only.  NGX_BUSY: no room.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
+    ngx_http_fanbase_loc_conf_t *lcf, fanbase_update_t *u)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      id;
+    fanbase_item_t                 item;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
+    id.data = (u_char *) u->id.data;
+    id.len = u->id.len;
+
+    if (!u->queue_item || u->status > FANBASE_STATUS_FAILED
+        || (!lcf->webhook_create && !ngx_http_fanbase_store_known(mcf, &id)))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "fanbase: webhook for unknown \"%V\" ignored", &id);
+        return NGX_OK;
+    }
+
+    ngx_memzero(&item, sizeof(fanbase_item_t));
+
+    item.id = u->id;
+    item.status = u->status;
+    item.process_date = u->process_date;
+    item.process_msg = u->process_msg;
+    item.imsg = u->imsg;
+    item.icode = u->icode;
+    item.icode_set = u->icode_set;
+
+    rc = ngx_http_fanbase_store_update(mcf, &item, 0, NULL,
+                                       r->connection->log);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_BUSY;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "fanbase: webhook: queue item \"%V\" %s %s", &id,
+                  rc == NGX_DONE ? "is stale, not moved to" : "is",
+                  fanbase_json_status_name(u->status));
+
+    return NGX_OK;
+}
+
+
+/* the event an applied update appends */
+
+static ngx_int_t
+ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
+    ngx_uint_t queue_id, ngx_str_t *event)
+{
+    u_char         *p;
+    size_t          len;
+    ngx_str_t       data;
+    fanbase_str_t  *err, *msg;
+
+    err = u->error_message.data ? &u->error_message
+          : u->process_msg.data ? &u->process_msg : &u->imsg;
+    msg = u->message.data ? &u->message : NULL;
+
+    len = sizeof("{\"source\":\"webhook\",\"queue_id\":\"\","
+                 "\"error_message\":\"\"}")
+          + u->id.len + 6 * ngx_min(err->len, 4096);
+
+    data.data = ngx_pnalloc(r->pool, len);
+    if (data.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(data.data, "{\"source\":\"webhook\"",
+                   sizeof("{\"source\":\"webhook\"") - 1);
+
+    if (queue_id) {
+        p = ngx_sprintf(p, ",\"queue_id\":\"%*s\"", u->id.len, u->id.data);
+    }
+
+    if (u->status == FANBASE_STATUS_FAILED && err->data != NULL) {
+        p = ngx_cpymem(p, ",\"error_message\":\"",
+                       sizeof(",\"error_message\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, (u_char *) err->data,
+                                       ngx_min(err->len, 4096));
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+    data.len = p - data.data;
+
+    /* the sender's message is text of its own: kept short and printable */
+
+    if (msg != NULL) {
+        len = ngx_min(msg->len, 512);
+        p = ngx_pnalloc(r->pool, len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, msg->data, len);
+        p[len] = '\0';
+
+        if (ngx_strlen(p) == len) {
+            return ngx_http_fanbase_txn_event(r->pool,
+                              u->status == FANBASE_STATUS_FAILED
+                              ? "failure" : "transition",
+                              (char *) p, u->status, &data, event);
+        }
+    }
+
+    return ngx_http_fanbase_txn_event(r->pool,
+                      u->status == FANBASE_STATUS_FAILED
+                      ? "failure" : "transition",
+                      "updated by webhook", u->status, &data, event);
+}
