@@ -59,6 +59,8 @@ my %P = (
     inflight    => 200,     # no blocking: submissions kept in flight
     slow_ms     => 2000,    # no blocking: Fanbase's time per submission
     mem_zone    => '1m',    # memory: the zone filled
+    async_rate  => 250_000, # async submission: the accepts per second the
+                            # edge's zone has room for, a whole measurement
 );
 
 my $NGINX  = $ENV{BENCH_NGINX} // '/usr/sbin/nginx';
@@ -94,6 +96,17 @@ my $DONE_FANBASE = qq({"id":"$DONE_ID","created":"2026-01-01T00:00:00Z","iCode":
 my $DONE_EDGE = $DONE_FANBASE =~ s/"msg":\{.*\}\}$/"msg":null}/r;
 # the memory row: a different id for every submission
 my $UNIQ_BODY = $CREATED_BODY =~ s/\Q$SUBMIT_ID\E/\$request_id/r;
+# the async row: what the mock answers when the edge polls the queue item
+# it delivered (completed: one poll ends each transaction), and what the
+# edge answers a submission: a random id, so the reference has another id
+# of the same length (the edge's default fanbase_transaction_path)
+my $ASYNC_DONE = $DONE_FANBASE =~ s/\Q$DONE_ID\E/$SUBMIT_ID/r;
+my $TXN_PATH   = "/transactions/$SUBMIT_ID";
+my $ACCEPTED_BODY = qq({"transaction_id":"$SUBMIT_ID","links":[{"path":"$TXN_PATH"}]});
+# the edge's zone: room for $P{async_rate} accepted transactions per second
+# (about 1 KiB each, pending or delivered: never evicted) for a whole
+# measurement; the row waits until they are all completed before the next
+my $EDGE_ZONE = int(($P{async_rate} * $P{duration} + 1023) / 1024) . 'm';
 
 my $SUBMIT_BODY = '{"action":"ticket-create","data":{"seat":"A1"}}';
 # what wrk posts (bench/post.lua), and curl_floor too
@@ -357,6 +370,41 @@ sub drain {
     return $n;
 }
 
+# The async row's transactions at the fast mock so far: deliveries (POST)
+# and polls (GET), from its log (one line per answer, written at most
+# 100 ms late), read on from where the last call stopped.
+my %ASYNC = (pos => 0, post => 0, get => 0);
+
+sub async_counts {
+    if (open my $fh, '<', "$DIR/mock.async.log") {
+        seek $fh, $ASYNC{pos}, 0;
+        local $/;
+        my $new = <$fh> // '';
+        $new =~ s/[^\n]*\z//;       # a line not written whole yet
+        $ASYNC{pos} += length $new;
+        $ASYNC{post} += () = $new =~ m{^POST /async\Q$QUEUE\E$}mg;
+        $ASYNC{get} += () = $new =~ m{^GET /async\Q$QUEUE\E/}mg;
+    }
+    return @ASYNC{qw(post get)};
+}
+
+# Wait until every transaction the edge accepted is completed: as many
+# polls as deliveries at the mock, and neither changed for 0.5 s (the edge
+# delivers a pending transaction as soon as it can, and polls it 1 s
+# later).  Gives up after 10 s without a change.  Returns the time it
+# waited and an error, if any.
+sub async_drain {
+    my ($t0, $last, $since) = (time, '', time);
+    for (;;) {
+        my ($p, $g) = async_counts();
+        ($last, $since) = ("$p $g", time) if "$p $g" ne $last;
+        return (time - $t0, undef) if $p == $g && time - $since >= 0.5;
+        return (time - $t0, sprintf('%d deliveries, %d polls at the mock, no change'
+                                    . ' for 10 s', $p, $g)) if time - $since > 10;
+        sleep 0.1;
+    }
+}
+
 # --- wrk ------------------------------------------------------------------
 
 sub wrk_cmd {
@@ -558,6 +606,7 @@ sub alternate {
         push @rounds, { ours => $o, reference => $f, ratio => $ratio,
                         first => $order[0][0],
                         cpu_ours => $r{ours}{cpu}, cpu_ref => $r{reference}{cpu},
+                        life => $r{ours}{life},
                         extra => $r{ours}{extra} // $r{reference}{extra} };
         printf "   round %d (%s first): ours %s, reference %s, ratio %s%s\n",
             $i, $order[0][0], fmt_rps($o), fmt_rps($f),
@@ -805,6 +854,7 @@ sub mock_conf {
     my ($port) = @_;
     return main_conf(name => 'mock', workers => 1, http => <<"CONF");
     default_type application/json;
+    log_format async '\$request_method \$uri';
 
     server {
         listen 127.0.0.1:$port backlog=4096;
@@ -828,6 +878,16 @@ sub mock_conf {
         location = /uniq$QUEUE {
             return 201 '$UNIQ_BODY';
         }
+        # the async row: the edge's deliveries and its polls of the queue
+        # item they create (completed), counted in this log
+        location = /async$QUEUE {
+            access_log $DIR/mock.async.log async buffer=64k flush=100ms;
+            return 201 '$CREATED_BODY';
+        }
+        location = /async$QUEUE/$SUBMIT_ID {
+            access_log $DIR/mock.async.log async buffer=64k flush=100ms;
+            return 200 '$ASYNC_DONE';
+        }
         location / {
             return 404 '{"message":"no route"}';
         }
@@ -839,7 +899,7 @@ sub edge_conf {
     my (%o) = @_;
     return main_conf(name => 'edge', workers => $P{workers}, module => 1,
                      http => <<"CONF");
-    fanbase_zone zone=fb:16m;
+    fanbase_zone zone=fb:$EDGE_ZONE;
 
     upstream mock {
         server 127.0.0.1:$o{mock};
@@ -881,6 +941,19 @@ sub edge_conf {
         location = /ref/created {
             default_type application/json;
             return 201 '$CREATED_BODY';
+        }
+
+        # the async row: accepted at once, delivered to the fast mock and
+        # followed there in the background
+        location = /async$QUEUE {
+            fanbase_api http://127.0.0.1:$o{mock}/async;
+            fanbase_submit async;
+        }
+        # nginx alone: the same status, type, Location and body lengths
+        location = /ref/accepted {
+            default_type application/json;
+            add_header Location $TXN_PATH always;
+            return 202 '$ACCEPTED_BODY';
         }
 
         # the no-blocking row: submissions to the slow mock, its own
@@ -1055,7 +1128,7 @@ sub main {
 
     # the edge must answer like the references
     phase('checks of the answers');
-    my (@status_check, @submit_check, @floor_check);
+    my (@status_check, @submit_check, @floor_check, @async_check);
     {
         my $first = http($port{edge}, GET => "$QUEUE/$DONE_ID");
         my $second = http($port{edge}, GET => "$QUEUE/$DONE_ID");
@@ -1083,7 +1156,24 @@ sub main {
             unless ($s->{body} // '') eq ($r->{body} // '');
         push @floor_check, "return 201: $a->{status} and a different body than proxy_pass"
             unless $a->{status} == 201 && ($a->{body} // '') eq ($r->{body} // '');
-        print "\nbench: CHECK FAILED: $_\n" for @status_check, @submit_check, @floor_check;
+        my $x = http($port{edge}, POST => "/async$QUEUE", type => 'application/json',
+                     body => $POST_BODY);
+        my $y = http($port{edge}, POST => '/ref/accepted', type => 'application/json',
+                     body => $POST_BODY);
+        push @async_check, "async submission: ours $x->{status}, reference $y->{status}"
+            . " (want 202 and 202)" unless $x->{status} == 202 && $y->{status} == 202;
+        for my $h (qw(content-type location)) {
+            my ($o, $f) = map { $_->{headers}{$h} // '' } $x, $y;
+            push @async_check, "async submission: $h: ours '$o', reference '$f'"
+                . ' (want the same length)' unless length($o) == length($f)
+                    && ($h ne 'content-type' || $o eq $f);
+        }
+        push @async_check, 'async submission: bodies of different lengths:' . "\n"
+            . '     ours:      ' . ($x->{body} // '') . "\n"
+            . '     reference: ' . ($y->{body} // '')
+            unless length($x->{body} // '') == length($y->{body} // '');
+        print "\nbench: CHECK FAILED: $_\n"
+            for @status_check, @submit_check, @floor_check, @async_check;
     }
 
     # (1) status of a terminal transaction
@@ -1104,6 +1194,34 @@ sub main {
     # (2b) the libcurl floor of a submission
     $row{floor} = floor_row($edge, $edge_pid, $mock, $port{mock});
     unshift @{ $row{floor}{errors} }, @floor_check;
+
+    # (2d) async submission: accepted at once, delivered in the background;
+    # ours waits, after each measurement, until every transaction it
+    # accepted is completed, so that no delivery runs into the next one
+    $row{async} = alternate(
+        'async submission: fanbase_submit async vs return 202, same bytes',
+        sub {
+            my $d = shift;
+            my ($p0) = async_counts();
+            my $c0 = cpu_snapshot($watch);
+            my $res = wrk(duration => $d, post => 1, url => "$edge/async$QUEUE",
+                           cpu => $watch);
+            my ($took, $e) = async_drain();
+            my $dd = cpu_delta($c0);
+            my ($n) = async_counts();
+            $n -= $p0;
+            push @{ $res->{errors} }, "not completed: $e" if $e;
+            push @{ $res->{errors} }, "$n deliveries for $res->{requests} accepted"
+                if $res->{requests} && $n < $res->{requests};
+            $res->{life} = $dd->{edge} * 1e6 / $n if $n;
+            $res->{extra} = sprintf('%d delivered and completed, the last %.1f s'
+                . ' after; edge %.1f µs CPU per transaction, accepted to completed',
+                $n, $took, $res->{life} // 0);
+            return $res;
+        },
+        sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
+                  cpu => $watch) });
+    unshift @{ $row{async}{errors} }, @async_check;
 
     # (4) no blocking
     {
@@ -1249,6 +1367,8 @@ sub report {
     $st->[4] = '>= 0.90';
     my $sb = $ratio_row->('submission', $row->{submit}, 0.80);
     $sb->[4] = '>= 0.80 (goal 1.00)';
+    my $as = $ratio_row->('async submission', $row->{async}, 0.80);
+    $as->[4] = '>= 0.80';
     my $c = $row->{cold};
     my $cold = [ 'token cold start',
                  sprintf('%d token request%s (%d/%d answered 201, in %.2f s)',
@@ -1290,7 +1410,7 @@ sub report {
                       : !defined $fl->{bound} ? '-'
                       : $fl->{bound} < 0.80 ? 'informative: proved' : 'informative: not proved',
                   1 ];     # informative: never fails the run
-    @rows = ($st, $sb, $floor, $cold, $bl, $mem);
+    @rows = ($st, $sb, $floor, $as, $cold, $bl, $mem);
 
     my @head = ('row', 'ours', 'reference', "ratio (median of $N, min-max)",
                 'target', 'met');
@@ -1302,6 +1422,7 @@ sub report {
     push @errors, map { "status: $_" } @{ $row->{status}{errors} };
     push @errors, map { "submission: $_" } @{ $row->{submit}{errors} };
     push @errors, map { "libcurl floor (informative): $_" } @{ $fl->{errors} };
+    push @errors, map { "async submission: $_" } @{ $row->{async}{errors} };
     push @errors, map { "callgrind (informative): $_" } @{ $row->{cg}{errors} }
         if $row->{cg};
     push @errors, map { "token cold start: $_" } @{ $c->{errors} };
@@ -1348,6 +1469,10 @@ sub floor_medians {
     my @sr = @{ $row->{submit}{rounds} // [] };
     $med->([ map { +{ rps => $_->{ours}, cpu => $_->{cpu_ours} } } @sr ], 'submit');
     $med->([ map { +{ rps => $_->{reference}, cpu => $_->{cpu_ref} } } @sr ], 'submit_ref');
+    my @ar = @{ $row->{async}{rounds} // [] };
+    $med->([ map { +{ rps => $_->{ours}, cpu => $_->{cpu_ours} } } @ar ], 'async');
+    $med->([ map { +{ rps => $_->{reference}, cpu => $_->{cpu_ref} } } @ar ], 'async_ref');
+    $m{life} = median(map { $_->{life} } @ar);
     for my $k (qw(W Mp Ep Mf N F)) {
         my @v = grep { defined } map { $_->{b} && $_->{b}{$k} } @fr;
         $m{b}{$k} = median(@v) if @v;
@@ -1374,6 +1499,8 @@ sub cpu_section {
           . "|---|---|---|---|---|---|---|---|---|\n";
     for ([submit => '`fanbase_submit`', 'submission'],
          [submit_ref => '`proxy_pass`', 'submission'],
+         [async => '`fanbase_submit async`', 'async submission'],
+         [async_ref => '`return 202`', 'async submission'],
          [floor => 'curl_floor alone (libcurl)', 'libcurl floor'],
          [proxy => '`proxy_pass`', 'libcurl floor'],
          [alone => '`return 201`, nginx alone', 'libcurl floor']) {
@@ -1415,6 +1542,14 @@ sub cpu_section {
             . " request; `return 201` + curl_floor: %.1f µs; the rest, %.1f µs, is what the"
             . " module adds around libcurl (JSON, zone, its glue).\n",
             $es, $bb->{N} + $bb->{F}, $es - $bb->{N} - $bb->{F} if defined $es;
+    }
+    if (defined $m->{life} && defined $m->{async_ref}{edge}) {
+        $t .= sprintf "\n`fanbase_submit async`'s edge workers (row \"async submission\"),"
+            . " from acceptance to completion (the measurement and the wait after it, until"
+            . " every transaction it accepted is delivered and polled): %.1f µs per"
+            . " transaction (median of the $N rounds); in the measurement alone, per request"
+            . " answered: %.1f µs; `return 202`: %.1f µs per request.\n",
+            $m->{life}, $m->{async}{edge} // 0, $m->{async_ref}{edge};
     }
     my @pred = grep { defined } map {
         my ($o, $r) = ($_->{cpu_ours}, $_->{cpu_ref});
@@ -1546,6 +1681,8 @@ sub write_doc {
           . submit_rounds_table($row->{submit}) . "\n"
           . "libcurl floor (CPU µs per request):\n\n"
           . floor_rounds_table($row->{floor}) . "\n"
+          . "Async submission:\n\n"
+          . rounds_table($row->{async}, 'ours', 'return 202') . "\n"
           . "No blocking (status throughput):\n\n"
           . rounds_table($row->{block}, "with $P{inflight} submissions in flight",
                          'with none') . "\n$end\n";
