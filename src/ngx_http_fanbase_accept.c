@@ -55,9 +55,13 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
     nt.payload = *body;
     nt.lcf = lcf;
 
-    ngx_md5_init(&md5);
-    ngx_md5_update(&md5, body->data, body->len);
-    ngx_md5_final(nt.digest, &md5);
+    /* a repeat is recognised by its body's digest */
+
+    if (nt.idem_key.len) {
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, body->data, body->len);
+        ngx_md5_final(nt.digest, &md5);
+    }
 
     rc = ngx_http_fanbase_txn_create(mcf, &nt, r->connection->log);
 
@@ -138,16 +142,30 @@ ngx_http_fanbase_accept_key(ngx_http_request_t *r, ngx_str_t *key)
 }
 
 
-/* a random (version 4) UUID, lower case */
+/*
+ * A random (version 4) UUID, lower case, from the kernel's generator: a
+ * system call fills a worker's supply for 64 ids at a time.
+ */
 
 static ngx_int_t
 ngx_http_fanbase_accept_id(u_char *id)
 {
-    u_char  b[16];
+    u_char  *b;
 
-    if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t) sizeof(b)) {
-        return NGX_ERROR;
+    static u_char      supply[64 * 16];
+    static ngx_uint_t  left;
+
+    if (left == 0) {
+        if (getrandom(supply, sizeof(supply), GRND_NONBLOCK)
+            != (ssize_t) sizeof(supply))
+        {
+            return NGX_ERROR;
+        }
+
+        left = sizeof(supply) / 16;
     }
+
+    b = &supply[--left * 16];
 
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -156,6 +174,9 @@ ngx_http_fanbase_accept_id(u_char *id)
                        "%02xd%02xd-%02xd%02xd%02xd%02xd%02xd%02xd",
                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
                        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+
+    /* an id is never handed out twice */
+    ngx_memzero(b, 16);
 
     return NGX_OK;
 }

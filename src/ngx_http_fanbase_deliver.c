@@ -161,7 +161,12 @@ ngx_http_fanbase_deliver_kick(void)
 
     ev = &ngx_http_fanbase_deliver_event;
 
-    if (ngx_http_fanbase_deliver_mcf == NULL || ev->posted || ngx_exiting) {
+    /* a worker with all its places taken is kicked when one frees */
+
+    if (ngx_http_fanbase_deliver_mcf == NULL || ev->posted || ngx_exiting
+        || ngx_http_fanbase_jobs_n
+           >= ngx_http_fanbase_deliver_mcf->deliver_concurrency)
+    {
         return;
     }
 

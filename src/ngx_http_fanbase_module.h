@@ -167,7 +167,7 @@ struct ngx_http_fanbase_loc_conf_s {
     ngx_msec_t                    long_poll;
 
     /* inbound webhooks */
-    ngx_array_t                  *webhook_secrets; /* ngx_keyval_t: file, line */
+    ngx_array_t                  *webhook_secrets; /* ngx_keyval_t */
     fanbase_secret_t             *webhook_keys;
     ngx_uint_t                    webhook_nkeys;
     ngx_uint_t                    webhook_auth;

@@ -91,8 +91,9 @@ ngx_http_fanbase_state_timer(ngx_event_t *ev)
 
 /*
  * Saves the zone if it changed since the last save and nobody else is
- * saving it (or "force": the master, its workers gone).  The file is written by the calling process: a worker's
- * timer or the master at exit, never a request.
+ * saving it (or "force": the master, its workers gone).  The file is
+ * written by the calling process: a worker's timer or the master at exit,
+ * never a request.
  */
 
 void

@@ -534,7 +534,8 @@ ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
 
     p = ngx_cpymem(p, "{\"created_at\":\"", sizeof("{\"created_at\":\"") - 1);
     p = ngx_http_fanbase_txn_iso(p, t->created);
-    p = ngx_cpymem(p, "\",\"updated_at\":\"", sizeof("\",\"updated_at\":\"") - 1);
+    p = ngx_cpymem(p, "\",\"updated_at\":\"",
+                   sizeof("\",\"updated_at\":\"") - 1);
     p = ngx_http_fanbase_txn_iso(p, t->updated);
     p = ngx_cpymem(p, "\",\"id\":\"", sizeof("\",\"id\":\"") - 1);
     p = ngx_cpymem(p, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
