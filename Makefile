@@ -1,7 +1,8 @@
 # Makefile for ngx_http_fanbase_module (GNU make).
 #
-#   make deps    install the Debian packages needed (only those missing) and
-#                fetch the nginx source tarball for the sanitizer build
+#   make deps    install the Debian packages needed (only those missing),
+#                fetch the nginx source tarball for the sanitizer build and
+#                install the npm package the webhook tests verify with
 #   make         build build/ngx_http_fanbase_module.so against nginx-dev
 #                (same as "make module"); load it with load_module
 #   make asan    build a whole nginx with the module compiled in, under
@@ -28,7 +29,14 @@ TESTS     ?= t/
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
-                procps
+                procps nodejs npm
+
+# The tests verify the edge's outbound webhooks (fanbase_notify) with the
+# standardwebhooks npm package, an implementation independent of ours
+# (t/lib/verify_webhook.js), installed in build/node.  1.1.1 runs on
+# Debian 12's Node.js 18.
+NODE_DIR                  := $(BUILD)/node
+STANDARDWEBHOOKS_VERSION  := 1.1.1
 
 # The nginx that Debian ships, and the upstream version it is built from
 # ("1:1.22.1-9+deb12u11" -> "1.22.1").  Empty until nginx is installed.
@@ -104,8 +112,8 @@ add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(WARN_FLAGS)/' $(1)/objs/Makefile 
 drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
-.PHONY: all module asan deps deps-packages deps-source test demo bench \
-        clean FORCE
+.PHONY: all module asan deps deps-packages deps-source deps-node test demo \
+        bench clean FORCE
 
 # "make" installs what is missing first; "make module" only builds
 all:
@@ -120,11 +128,15 @@ asan: $(ASAN_NGINX) $(UBSAN_SUPP)
 # --- dependencies ---------------------------------------------------------
 
 deps: deps-packages
-	@$(MAKE) --no-print-directory deps-source
+	@$(MAKE) --no-print-directory deps-source deps-node
 
+# npm: Node.js from elsewhere (NodeSource's nodejs) brings its own npm,
+# which Debian's npm package would fight with; it is needed only when
+# there is no npm command.
 deps-packages:
 	@missing=; \
 	for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
+	    if [ "$$p" = npm ] && command -v npm > /dev/null; then continue; fi; \
 	    s=$$(dpkg-query -W -f='$${db:Status-Status}' "$$p" 2>/dev/null); \
 	    [ "$$s" = installed ] || missing="$$missing $$p"; \
 	done; \
@@ -138,6 +150,19 @@ deps-packages:
 	fi
 
 deps-source: $(ORIG_TARBALL)
+
+# standardwebhooks, from the npm registry, when it is not there yet
+deps-node:
+	@if [ -d $(NODE_DIR)/node_modules/standardwebhooks ]; then \
+	    echo "deps: standardwebhooks present in $(NODE_DIR)"; \
+	else \
+	    echo "deps: installing standardwebhooks@$(STANDARDWEBHOOKS_VERSION)" \
+	         "in $(NODE_DIR)"; \
+	    mkdir -p $(NODE_DIR) \
+	    && npm install --no-audit --no-fund --prefix $(NODE_DIR) \
+	        standardwebhooks@$(STANDARDWEBHOOKS_VERSION) \
+	    && test -d $(NODE_DIR)/node_modules/standardwebhooks; \
+	fi
 
 # The upstream tarball of Debian's nginx, from Debian's source archive.
 # apt-get source fails on the .dsc and .debian.tar.xz (404 from the security

@@ -790,7 +790,7 @@ fanbase_json_parse_update(const unsigned char *p, size_t len,
 
     /* yajl's tree wants a C string; a NUL inside is not JSON anyway */
 
-    if (memchr(p, '\0', len) != NULL) {
+    if (len == 0 || memchr(p, '\0', len) != NULL) {
         return FANBASE_JSON_INVALID;
     }
 

@@ -1,5 +1,6 @@
 # The mock of Fanbase itself, without nginx: the harness's client talks to
-# the mock's port directly.
+# the mock's port directly.  Also the site it plays for notifications
+# (/_site/*): recorded apart, answered as steered, kept across a restart.
 
 use strict;
 use warnings;
@@ -531,6 +532,101 @@ json_like($t->mock_stats, { queue_posts => 2, queue_gets => 2 },
 is(scalar @{ $t->mock_requests(path => $QUEUE, method => 'POST') }, 2,
    'restart: the request log goes on');
 
+
+
+# The site: notifications land under /_site/, in their own log
+
+$t->mock_reset;
+$res = $t->request(POST => '/_site/hook?from=edge',
+                   headers => ['Content-Type' => 'application/json',
+                               'webhook-id' => 'msg_a', 'X-Dup' => 'one',
+                               'X-Dup' => 'two'],
+                   body => "{\"k\":\"\xc3\xa7\"}\x00\xff");
+is($res->{status}, 204, 'site: 204 by default');
+is($res->{body}, '', 'site: no body');
+ok(!exists $res->{headers}{'content-length'}, 'site: a 204 has no Content-Length');
+is($t->request(GET => '/_site/elsewhere')->{status}, 204, 'site: any path under /_site/');
+{
+    my $all = $t->mock_site_requests;
+    is(scalar @$all, 2, 'site: both requests recorded');
+    json_like($all->[0], {
+        method => 'POST', path => '/_site/hook', query => 'from=edge',
+        headers => { 'webhook-id' => ['msg_a'], 'x-dup' => ['one', 'two'],
+                     'content-type' => ['application/json'] },
+        time => qr/^\d+(?:\.\d+)?$/, answered => qr/^\d+(?:\.\d+)?$/,
+        status => 204,
+    }, 'site: method, path, query, headers, times, status');
+    is($all->[0]{body}, "{\"k\":\"\xc3\xa7\"}\x00\xff", 'site: the raw body, byte for byte');
+    is($all->[1]{path}, '/_site/elsewhere', 'site: the other path');
+    is(scalar @{ $t->mock_site_requests(id => 'msg_a') }, 1, 'site: filtered by webhook-id');
+    is(scalar @{ $t->mock_site_requests(method => 'GET', path => qr/else/) }, 1,
+       'site: filtered by method and path');
+    is_deeply($t->mock_requests, [], 'site: not in the Fanbase request log');
+    json_like($t->mock_stats, { token_requests => 0, queue_posts => 0, queue_gets => 0 },
+              'site: not in the Fanbase counters');
+    json_like($t->mock_site_stats, { requests => 2, site_in_flight => 0,
+                                     site_in_flight_max => 1 }, 'site: its counters');
+}
+
+$t->mock_site({ status => 503, count => 2, body => '{"down":true}' });
+is_deeply([map { $t->request(POST => '/_site/hook', body => '{}')->{status} } 1 .. 3],
+          [503, 503, 204], 'site: 503 for count requests, then 204 again');
+$t->mock_site({ status => 500 });
+is_deeply([map { $t->request(POST => '/_site/hook', body => '{}')->{status} } 1 .. 3],
+          [500, 500, 500], 'site: without count, until changed');
+json_like($t->_mock_call(GET => '/_mock/site'), { status => 500 }, 'site: the behaviour in force');
+$t->mock_site({});
+is($t->request(POST => '/_site/hook', body => '{}')->{status}, 204, 'site: {} is 204 again');
+$t->mock_site({ status => 200, headers => { 'X-Site' => 'yes' }, body => 'ok',
+                content_type => 'text/plain', count => 1 });
+$res = $t->request(POST => '/_site/hook', body => '{}');
+ok($res->{status} == 200 && $res->{body} eq 'ok' && $res->{headers}{'x-site'} eq 'yes'
+   && $res->{headers}{'content-type'} eq 'text/plain', 'site: status, body, headers, type');
+
+$t->mock_site({ reset => JSON::PP::true, count => 1 });
+$res = $t->request(POST => '/_site/hook', body => '{"r":1}');
+like($res->{error} // '', qr/reset/, 'site: reset');
+$t->mock_site({ close => JSON::PP::true, count => 1 });
+$res = $t->request(POST => '/_site/hook', body => '{"c":1}');
+is($res->{error}, 'connection closed', 'site: close');
+is(join(',', map { $_->{status} } @{ $t->mock_site_requests(path => '/_site/hook') }[-2, -1]),
+   'reset,close', 'site: logged as reset and close');
+$res = $t->request(POST => '/_mock/site', body => '{"status":503,"delay":1}');
+is($res->{status}, 400, 'site: a misspelt field is refused');
+
+$t->mock_site_reset;
+$t->mock_site({ delay_ms => 600 });
+{
+    my $bg = $t->background(sub {
+        map { [$_->{status}, $_->{time}] }
+            $t->parallel(2, POST => '/_site/hook', body => '{}', port => $t->mock_port)
+    });
+    ok($t->wait_for(sub { $t->mock_site_stats->{site_in_flight} == 2 }, timeout => 2),
+       'site delay: two held at once');
+    ok(!grep({ exists $_->{status} } @{ $t->mock_site_requests }),
+       'site delay: no status while held');
+    $t->mock_site({});
+    my @r = $bg->();
+    is(join(',', map { $_->[0] } @r), '204,204', 'site delay: answered');
+    ok(!grep({ $_->[1] < 0.55 } @r), 'site delay: after the delay');
+    json_like($t->mock_site_stats, { site_in_flight => 0, site_in_flight_max => 2 },
+              'site delay: none left, two at most');
+}
+
+$t->mock_site({ status => 503 });
+$t->request(POST => '/_site/hook', body => '{"before":"stop"}');
+$port = $t->mock_port;
+$t->stop_mock;
+is($t->request(POST => '/_site/hook', port => $port, body => '{}')->{status}, 0,
+   'site: down (refused) while the mock is stopped');
+$t->start_mock;
+is($t->request(POST => '/_site/hook', body => '{}')->{status}, 503,
+   'site restart: the behaviour is kept');
+is(scalar @{ $t->mock_site_requests }, 4, 'site restart: the request log goes on');
+$t->mock_reset;
+is_deeply($t->mock_site_requests, [], 'site: mock_reset clears the site\'s requests');
+is($t->request(POST => '/_site/hook', body => '{}')->{status}, 204,
+   'site: mock_reset clears its behaviour');
 
 
 # The log file: every request, never a secret

@@ -46,7 +46,32 @@
 #     POST /_mock/faults          {"token":F,"queue_post":F,"queue_get":F}
 #     POST /_mock/expire_tokens   every issued token stops being accepted
 #     POST /_mock/reset           clears counters, request log, faults and
-#                                 submissions (issued tokens stay valid)
+#                                 submissions (issued tokens stay valid), and
+#                                 the site's requests and behaviour
+#     GET  /_mock/site            the site's behaviour in force
+#     POST /_mock/site            {"status":503,"count":N,"delay_ms":..}:
+#                                 how the site answers (below); {} or null:
+#                                 back to the default (204, at once)
+#     GET  /_mock/site/requests   every request the site received, oldest
+#                                 first (the last --keep-requests): method,
+#                                 path, query, headers, body (raw bytes),
+#                                 time (received), answered (time),
+#                                 status (what it answered, or "reset",
+#                                 "close"; absent while held)
+#     GET  /_mock/site/stats      requests, site_in_flight (received, not
+#                                 yet answered) and site_in_flight_max
+#     POST /_mock/site/reset      clears the site's requests, counters and
+#                                 behaviour
+#
+# The site: the web site that receives the edge's notifications
+# (fanbase_notify).  Any request to a path under /_site/ (e.g. POST
+# /_site/hook) is recorded in its own log (not in /_mock/requests, not in
+# the Fanbase counters) and answered 204 with no body, unless a behaviour
+# was set with POST /_mock/site: an object with the fields of a fault
+# (status, body, content_type, headers, delay_ms, reset, close) and count.
+# With count, it applies to the next N requests and the site then answers
+# 204 again; without, until it is changed.  A "site down" is
+# {"status":503}, or stop_mock (connection refused); {} brings it back.
 #
 # A fault F is an object: count, delay_ms, status, body, content_type,
 # headers, reset, close, malformed; for "token" also expires_in, ttl_ms,
@@ -124,6 +149,9 @@ my %submissions;    # queue id => { created, msg }
 my %faults;         # endpoint name => fault object
 my @requests;       # request log for /_mock/requests
 my %stats;          # counters
+my @site_requests;  # requests the site received (/_site/*)
+my %site;           # the site's behaviour: a fault object, {} by default
+my %site_stats;     # the site's counters
 
 my %ROUTE_METHOD = (token => 'POST', queue_post => 'POST', queue_get => 'GET');
 
@@ -143,6 +171,14 @@ sub reset_state {
     @requests    = ();
     %submissions = ();
     %in_flight   = ();
+    reset_site();
+}
+
+sub reset_site {
+    @site_requests = ();
+    %site          = ();
+    %site_stats    = (requests => 0, site_in_flight => 0,
+                      site_in_flight_max => 0);
 }
 
 reset_state();
@@ -172,7 +208,9 @@ sub save_state {
     open my $fh, '>', $tmp or die "$tmp: $!\n";
     print $fh $JSON->encode({ tokens => \%tokens, submissions => \%submissions,
                               faults => \%faults, requests => \@requests,
-                              stats => \%stats });
+                              stats => \%stats,
+                              site_requests => \@site_requests,
+                              site => \%site, site_stats => \%site_stats });
     close $fh or die "$tmp: $!\n";
     rename $tmp, $file or die "$file: $!\n";
 }
@@ -187,6 +225,11 @@ sub load_state {
     %faults      = %{ $s->{faults} };
     @requests    = @{ $s->{requests} };
     %stats       = %{ $s->{stats} };
+    @site_requests = @{ $s->{site_requests} || [] };
+    %site          = %{ $s->{site} || {} };
+    %site_stats    = (%site_stats, %{ $s->{site_stats} || {} });
+    # a request held when the mock stopped was never answered
+    $site_stats{site_in_flight} = 0;
 }
 
 load_state($opt{state}) if defined $opt{state};
@@ -532,7 +575,9 @@ sub respond {
     my $reason = $REASON{$status} // 'Unknown';
     my $out = "HTTP/1.1 $status $reason\r\nServer: mock-fanbase\r\n";
     $out .= "Content-Type: $ct\r\n" if length $ct;
-    $out .= "Content-Length: " . length($body) . "\r\n";
+    # a 204 (only the site answers one) has neither a body nor a length
+    $out .= "Content-Length: " . length($body) . "\r\n"
+        unless $status == 204 || $status == 304;
     my @h = @{ $o{headers} || [] };
     while (my ($n, $v) = splice @h, 0, 2) {
         $out .= "$n: $v\r\n";
@@ -553,6 +598,7 @@ sub dispatch {
     my ($c, $req) = @_;
 
     return admin($c, $req) if $req->{path} =~ m{^/_mock/};
+    return site($c, $req) if $req->{path} =~ m{^/_site/};
 
     push @requests, $req->{entry} = {
         method  => $req->{method},
@@ -782,6 +828,84 @@ sub queue_get {
 }
 
 
+# The site: receives the edge's notifications
+
+sub site {
+    my ($c, $req) = @_;
+    my $entry = $req->{entry} = {
+        method  => $req->{method},
+        path    => $req->{path},
+        query   => $req->{query},
+        headers => $req->{headers},
+        body    => $req->{body},
+        time    => time,
+    };
+    push @site_requests, $entry;
+    shift @site_requests while @site_requests > $opt{keep_requests};
+    $site_stats{requests}++;
+    $site_stats{site_in_flight}++;
+    $site_stats{site_in_flight_max} = $site_stats{site_in_flight}
+        if $site_stats{site_in_flight} > $site_stats{site_in_flight_max};
+
+    # the behaviour for this request, used up when it has a count
+    my $b = { %site };
+    if (defined $site{count}) {
+        %site = () if --$site{count} <= 0;
+    }
+
+    my $answer = sub {
+        $site_stats{site_in_flight}--;
+        $entry->{answered} = time;
+        if ($b->{reset}) {
+            log_request($req, 'reset');
+            return close_conn($c, 1);
+        }
+        if ($b->{close}) {
+            log_request($req, 'close');
+            return close_conn($c);
+        }
+        my $status = $b->{status} // 204;
+        my @h = %{ $b->{headers} || {} };
+        my $body = $b->{body} // '';
+        $body = '' if $status == 204 || $status == 304;
+        respond($c, $req, $status, $body,
+                content_type => $b->{content_type}
+                                // (length $body ? 'application/json' : ''),
+                headers => \@h);
+    };
+
+    if ($b->{delay_ms}) {
+        $c->{busy} = 1;
+        add_timer($b->{delay_ms} / 1000, sub {
+            $c->{busy} = 0;
+            $answer->();
+            finish_or_continue($c);
+        });
+        return;
+    }
+    $answer->();
+}
+
+# Replace the site's behaviour with a JSON body; an error text or undef.
+sub set_site {
+    my $text = shift;
+    $text = '{}' unless length $text;
+    my $new = eval { $JSON->decode($text) };
+    return 'body must be a JSON object or null'
+        if $@ || (defined $new && ref $new ne 'HASH');
+    $new ||= {};
+    for my $field (keys %$new) {
+        return "unknown site field '$field'" unless $FAULT_FIELDS{$field};
+    }
+    return "'headers' must be an object"
+        if defined $new->{headers} && ref $new->{headers} ne 'HASH';
+    return "'status' must be a number"
+        if defined $new->{status} && $new->{status} !~ /^\d{3}$/;
+    %site = %$new;
+    return;
+}
+
+
 # Admin endpoints
 
 sub admin {
@@ -814,6 +938,24 @@ sub admin {
     }
     if ($p eq '/_mock/reset' && $m eq 'POST') {
         reset_state();
+        return $ok->({});
+    }
+    if ($p eq '/_mock/site' && $m eq 'GET') {
+        return $ok->(\%site);
+    }
+    if ($p eq '/_mock/site' && $m eq 'POST') {
+        my $err = set_site($req->{body});
+        return respond($c, $req, 400, json_object(error => $err)) if $err;
+        return $ok->(\%site);
+    }
+    if ($p eq '/_mock/site/requests' && $m eq 'GET') {
+        return $ok->(\@site_requests);
+    }
+    if ($p eq '/_mock/site/stats' && $m eq 'GET') {
+        return $ok->(\%site_stats);
+    }
+    if ($p eq '/_mock/site/reset' && $m eq 'POST') {
+        reset_site();
         return $ok->({});
     }
     return respond($c, $req, 404, json_object(message => 'no route'));

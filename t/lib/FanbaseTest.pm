@@ -183,6 +183,32 @@ now and at most at once), and C<queue_requests_in_flight[_max]> (POSTs and
 GETs of the queue).  See the header of t/mock_fanbase.pl for the faults
 (C<close> answers nothing and closes with a FIN, C<reset> with a RST).
 
+=item mock_site(\%behaviour), mock_site_requests(%filter), mock_site_stats,
+mock_site_reset, site_url
+
+The site that receives the edge's notifications: the mock answers every
+request under C</_site/> (C<site_url> is the mock's C</_site/hook>; in
+configuration text, C<%%MOCK%%/_site/hook>).  C<mock_site> sets how it
+answers: C<status> (default 204), C<count> (the next N requests, then 204
+again; without, until changed), C<delay_ms>, C<body>, C<content_type>,
+C<headers>, C<reset>, C<close>; C<< mock_site({}) >> is the default again.
+C<mock_site_requests> returns every request the site received, oldest
+first, optionally filtered by C<method>, C<path> (string or qr//) and
+C<id> (the C<webhook-id> header, string or qr//); each has C<method>,
+C<path>, C<query>, C<headers> (lower-case name => [values]), C<body> (raw
+bytes), C<time> (received), C<answered> and C<status> (absent while
+held).  C<mock_site_stats>: C<requests>, C<site_in_flight>,
+C<site_in_flight_max>.  C<mock_reset> clears the site too.
+
+=item write_file($name, $content, $mode)
+
+Writes DIR/$name now (C<files> are written when nginx starts or reloads).
+
+=item webhook_secret_file($name)
+
+Generates a C<whsec_> secret (C<webhook_secret>), writes it with a newline
+to DIR/$name (mode 0600) and returns it.
+
 =item dir, port, nginx_pid, worker_pids
 
 The test directory, nginx's port, the master's pid, the workers' pids.
@@ -196,10 +222,50 @@ in C<$got> and match: scalars by value, qr// by pattern, C<undef> means
 JSON null, code refs get the value and must return true, arrays match
 element by element (the first C<@$want> elements).
 
+=head2 Webhooks
+
+C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
+C<whsec_> and the base64 of random bytes.
+
+C<sign_webhook(secret => 'whsec_...', id => ID, timestamp => SECONDS,
+body => BYTES)>: the Standard Webhooks headers, as a list
+C<< ('webhook-id' => ID, 'webhook-timestamp' => TS, 'webhook-signature'
+=> 'v1,...') >> for C<request>'s C<headers>.  C<timestamp> defaults to now,
+C<id> to a new C<msg_...>; C<signatures> (arrayref of C<v1,...> strings)
+replaces the signature list (it may hold
+C<webhook_signature(...)> entries).
+
+Bodies are bytes: a string with characters above 0xFF is UTF-8 encoded
+first, any other is taken byte for byte (the raw bodies of
+C<mock_site_requests> can be passed as they are).
+
+C<webhook_signature($secret, $id, $timestamp, $body)>: one C<v1,BASE64>
+entry: the base64 of HMAC-SHA256(key, "id.timestamp.body"), the key being
+the base64-decoded part after C<whsec_> (a secret without C<whsec_> is used
+as it is).
+
+C<hmac_webhook(secret =>, body =>, header => 'X-Signature', encoding =>
+'hex' | 'base64', prefix => 'sha256=')>: the header (name => value) of the
+C<hmac> scheme: HMAC-SHA256 of the body alone with the secret (used as it
+is, unless C<whsec_>).  C<token_webhook(secret =>, header =>)>: the header
+of the C<token> scheme (the secret itself).
+
+C<verify_webhook($secret, $headers, $body)>: verifies one signed message
+with the C<standardwebhooks> npm package (C<t/lib/verify_webhook.js>, run
+with C<node> or C<nodejs>, C<NODE_PATH=build/node/node_modules>; C<make
+deps> installs both).  C<$headers>: a hashref (values may be arrayrefs, as
+C<mock_site_requests> gives them) or an arrayref of pairs.  Returns
+C<< { ok => 1, payload => ... } >> or C<< { ok => 0, error => '...' } >>;
+when Node or the package is missing, C<ok> is 0 and C<error> says so (the
+tests then fail: they are never skipped).  C<verify_webhooks([[$secret,
+$headers, $body], ...])> verifies many with one Node process and returns
+the list of results.
+
 =head1 ENVIRONMENT
 
 TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_NGINX_MODULE (a dynamic
-module to load_module), TEST_NGINX_KEEP=1 (keep the test directory).
+module to load_module), TEST_NGINX_KEEP=1 (keep the test directory),
+TEST_NODE (the Node.js binary; default C<node>, else C<nodejs>, in PATH).
 
 =cut
 
@@ -208,6 +274,8 @@ use warnings;
 
 use Carp qw(croak);
 use Cwd qw(abs_path);
+use Digest::SHA qw(hmac_sha256 hmac_sha256_hex);
+use MIME::Base64 qw(encode_base64 decode_base64);
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
@@ -224,10 +292,16 @@ use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(time sleep);
 
 use Exporter qw(import);
-our @EXPORT = (@Test::More::EXPORT, qw(json_like edge_http edge_files));
+our @EXPORT = (@Test::More::EXPORT, qw(json_like edge_http edge_files
+                 webhook_secret sign_webhook webhook_signature hmac_webhook
+                 token_webhook verify_webhook verify_webhooks));
 
 my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
                                       'mock_fanbase.pl');
+my $VERIFY_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)),
+                                        'verify_webhook.js');
+my $NODE_MODULES = File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..',
+                                      'build', 'node', 'node_modules');
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
 
 my %NEW_ARGS = map { $_ => 1 }
@@ -948,6 +1022,200 @@ sub mock_requests {
     };
     return [ grep { $m->($f{method}, $_->{method})
                     && $m->($f{path}, $_->{path}) } @$all ];
+}
+
+# The site (notifications): see the mock's header.
+sub mock_site        { $_[0]->_mock_call(POST => '/_mock/site', $_[1] // {}) }
+sub mock_site_stats  { $_[0]->_mock_call(GET  => '/_mock/site/stats') }
+sub mock_site_reset  { $_[0]->_mock_call(POST => '/_mock/site/reset') }
+
+sub site_url {
+    my $url = $_[0]->mock_url;
+    return defined $url ? "$url/_site/hook" : undef;
+}
+
+sub mock_site_requests {
+    my ($self, %f) = @_;
+    my $all = $self->_mock_call(GET => '/_mock/site/requests');
+    my $m = sub {
+        my ($want, $got) = @_;
+        return 1 unless defined $want;
+        return 0 unless defined $got;
+        return ref $want eq 'Regexp' ? $got =~ $want : $got eq $want;
+    };
+    return [ grep { $m->($f{method}, $_->{method})
+                    && $m->($f{path}, $_->{path})
+                    && $m->($f{id}, ($_->{headers}{'webhook-id'} || [])->[0]) }
+             @$all ];
+}
+
+
+# Files written while nginx runs
+
+sub write_file {
+    my ($self, $name, $content, $mode) = @_;
+    my $path = "$self->{dir}/$name";
+    make_path(dirname($path));
+    _spew($path, $content);
+    chmod $mode, $path if defined $mode;
+    return $path;
+}
+
+sub webhook_secret_file {
+    my ($self, $name) = @_;
+    my $secret = webhook_secret();
+    $self->write_file($name, "$secret\n", 0600);
+    return $secret;
+}
+
+
+# Webhooks: signing as senders do, verifying as sites do
+
+sub _random_bytes {
+    my $n = shift;
+    open my $fh, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
+    my $buf;
+    my $got = sysread $fh, $buf, $n;
+    die "/dev/urandom: short read" unless defined $got && $got == $n;
+    return $buf;
+}
+
+sub webhook_secret {
+    my (%o) = @_;
+    return 'whsec_' . encode_base64(_random_bytes($o{bytes} // 32), '');
+}
+
+# The HMAC key a secret stands for: whsec_BASE64 is decoded, anything else
+# is used as it is.
+sub _webhook_key {
+    my $secret = shift;
+    return $secret =~ /^whsec_(.*)$/s ? decode_base64($1) : $secret;
+}
+
+# Bytes: a string with characters above 0xFF is UTF-8 encoded; any other
+# is taken as bytes, also when Perl flags it as characters (as JSON::PP
+# leaves the raw bodies of the mock's logs).
+sub _bytes {
+    my $s = shift // '';
+    if ($s =~ /[^\x00-\xff]/) {
+        utf8::encode($s);
+    } else {
+        utf8::downgrade($s);
+    }
+    return $s;
+}
+
+sub webhook_signature {
+    my ($secret, $id, $ts, $body) = @_;
+    my $mac = hmac_sha256(_bytes("$id.$ts.") . _bytes($body),
+                          _webhook_key($secret));
+    return 'v1,' . encode_base64($mac, '');
+}
+
+my $MSG_SERIAL = 0;
+
+sub sign_webhook {
+    my (%o) = @_;
+    croak 'sign_webhook: no secret' unless defined $o{secret};
+    my $id = $o{id} // sprintf 'msg_%d_%d_%d', $$, int time, ++$MSG_SERIAL;
+    my $ts = $o{timestamp} // int time;
+    my $body = $o{body} // '';
+    my $sig = $o{signatures}
+            ? join(' ', @{ $o{signatures} })
+            : webhook_signature($o{secret}, $id, $ts, $body);
+    return ('webhook-id' => $id, 'webhook-timestamp' => $ts,
+            'webhook-signature' => $sig);
+}
+
+sub hmac_webhook {
+    my (%o) = @_;
+    my $mac = hmac_sha256(_bytes($o{body}), _webhook_key($o{secret}));
+    my $enc = $o{encoding} // 'hex';
+    my $value = $enc eq 'hex'    ? unpack('H*', $mac)
+              : $enc eq 'base64' ? encode_base64($mac, '')
+              : croak "hmac_webhook: encoding hex or base64, not $enc";
+    return (($o{header} // 'X-Signature') => ($o{prefix} // '') . $value);
+}
+
+sub token_webhook {
+    my (%o) = @_;
+    return (($o{header} // 'X-Token') => $o{secret});
+}
+
+sub _node_binary {
+    return $ENV{TEST_NODE} if $ENV{TEST_NODE};
+    for my $name (qw(node nodejs)) {
+        for my $dir (split /:/, $ENV{PATH} // '') {
+            my $path = File::Spec->catfile($dir, $name);
+            return $path if -f $path && -x _;
+        }
+    }
+    return undef;
+}
+
+sub verify_webhook {
+    my ($secret, $headers, $body) = @_;
+    my ($r) = verify_webhooks([[$secret, $headers, $body]]);
+    return $r;
+}
+
+sub verify_webhooks {
+    my ($items) = @_;
+    my $fail = sub { my $e = shift; map { +{ ok => 0, error => $e } } @$items };
+
+    my $node = _node_binary()
+        // return $fail->('Node.js not found (node or nodejs in PATH, or '
+                          . 'TEST_NODE): "make deps" installs it');
+    return $fail->("$NODE_MODULES/standardwebhooks is missing: \"make deps\" "
+                   . 'installs it')
+        unless -d "$NODE_MODULES/standardwebhooks";
+
+    my @input;
+    for my $item (@$items) {
+        my ($secret, $headers, $body) = @$item;
+        my %h;
+        if (ref $headers eq 'ARRAY') {
+            for (my $k = 0; $k < @$headers; $k += 2) {
+                push @{ $h{ lc $headers->[$k] } }, $headers->[$k + 1];
+            }
+        } else {
+            %h = %{ $headers || {} };
+        }
+        my $raw = _bytes($body);
+        my $text = $raw;
+        my %in = (secret => $secret, headers => \%h);
+        if (utf8::decode($text)) {
+            $in{body} = $text;    # characters: sent as UTF-8 text
+        } else {
+            $in{body_base64} = encode_base64($raw, '');
+        }
+        push @input, \%in;
+    }
+
+    my $in = File::Temp->new(SUFFIX => '.json');
+    binmode $in;
+    print $in $JSON->encode(\@input);
+    close $in;
+
+    my $pid = open(my $out, '-|') // return $fail->("fork: $!");
+    if (!$pid) {
+        open STDIN, '<', $in->filename or POSIX::_exit(127);
+        $ENV{NODE_PATH} = $NODE_MODULES;
+        exec { $node } $node, $VERIFY_SCRIPT or POSIX::_exit(127);
+    }
+    my @lines = <$out>;
+    close $out;
+    my $status = $?;
+    my @results = map { eval { $JSON->decode($_) } // { ok => 0,
+                        error => "bad output from the verifier: $_" } } @lines;
+    if (@results != @$items) {
+        my $why = @results ? $results[0]{error} // '' : '';
+        return $fail->("the verifier (exit status " . ($status >> 8)
+                       . ") answered " . scalar(@results) . ' lines for '
+                       . scalar(@$items) . " items $why");
+    }
+    for (@results) { $_->{ok} = $_->{ok} ? 1 : 0 }
+    return @results;
 }
 
 
