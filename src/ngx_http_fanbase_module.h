@@ -64,6 +64,7 @@ typedef struct ngx_http_fanbase_http_s        ngx_http_fanbase_http_t;
 typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
 typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
 typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
+typedef struct ngx_http_fanbase_txn_s         ngx_http_fanbase_txn_t;
 
 
 /* settings of outbound transfers */
@@ -87,7 +88,11 @@ typedef struct {
 } ngx_http_fanbase_keys_t;
 
 
+/* bumped whenever the zone's layout changes */
+#define NGX_HTTP_FANBASE_ZONE_VERSION   2
+
 typedef struct {
+    uint32_t                      layout;      /* what made the zone */
     ngx_rbtree_t                  rbtree;
     ngx_rbtree_node_t             sentinel;
     ngx_queue_t                   evictable;   /* LRU: terminal and probes */
@@ -97,9 +102,10 @@ typedef struct {
     ngx_uint_t                    evictions;
 
     /* asynchronous transactions (ngx_http_fanbase_txn.c) */
-    ngx_rbtree_t                  txns;        /* by id */
-    ngx_rbtree_node_t             txn_sentinel;
-    ngx_rbtree_t                  schedule;    /* not terminal: by due time */
+    ngx_http_fanbase_txn_t      **txn_hash;    /* by id: chained buckets */
+    ngx_uint_t                    txn_hash_mask;
+    ngx_queue_t                   ready;       /* due now, oldest first */
+    ngx_rbtree_t                  schedule;    /* due later, or claimed */
     ngx_rbtree_node_t             schedule_sentinel;
     ngx_queue_t                   txn_live;    /* not terminal: kept */
     ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
@@ -286,9 +292,15 @@ typedef struct {
 } ngx_http_fanbase_event_t;
 
 
-typedef struct {
-    ngx_rbtree_node_t             node;        /* sh->txns: crc32 of id */
+#define NGX_HTTP_FANBASE_UNSCHEDULED   0
+#define NGX_HTTP_FANBASE_SCHEDULED     1       /* in sh->schedule */
+#define NGX_HTTP_FANBASE_READY         2       /* in sh->ready */
+
+struct ngx_http_fanbase_txn_s {
+    ngx_http_fanbase_txn_t       *hash_next;   /* sh->txn_hash chain */
+    uint32_t                      hash;        /* crc32 of the id */
     ngx_rbtree_node_t             due;         /* sh->schedule: msec */
+    ngx_queue_t                   ready;       /* sh->ready */
     ngx_queue_t                   queue;       /* txn_live or txn_done */
     ngx_queue_t                   events;      /* oldest first */
     u_char                       *data;        /* payload, then queue id */
@@ -308,10 +320,10 @@ typedef struct {
     u_char                        nevents;
     u_char                        max_events;
     unsigned                      sent:1;      /* a POST may have left */
-    unsigned                      scheduled:1; /* in sh->schedule */
+    unsigned                      scheduled:2; /* NGX_HTTP_FANBASE_... */
     unsigned                      accepted:1;  /* the first event, implied */
     void                         *qid;         /* its queue id's index */
-} ngx_http_fanbase_txn_t;
+};
 
 
 /* the index of Fanbase's queue ids, for webhooks that name a transaction so */
@@ -446,6 +458,8 @@ void ngx_http_fanbase_wait_kick(void);
 /* ngx_http_fanbase_token.c */
 ngx_http_fanbase_cred_t *ngx_http_fanbase_token_cred(ngx_conf_t *cf,
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_loc_conf_t *lcf);
+ngx_int_t ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 ngx_int_t ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred,
@@ -506,7 +520,13 @@ void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t *msg_id);
 ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
-void ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh);
+ngx_uint_t ngx_http_fanbase_txn_buckets(size_t size);
+ngx_int_t ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size);
+void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t, ngx_msec_t delay);
+void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, u_char *id, ngx_str_t *payload,
     ngx_msec_t due);

@@ -694,8 +694,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         payload = queue_id;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload,
-                                           ngx_current_msec);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload, 0);
     if (t == NULL) {
         return NGX_BUSY;
     }
@@ -726,10 +725,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    if (t->data == NULL && t->scheduled) {
+    if (t->data == NULL) {
         /* a webhook's record: nothing to deliver, nothing to track */
-        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
-        t->scheduled = 0;
+        ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
     }
 
     events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);

@@ -74,6 +74,7 @@ static ngx_uint_t ngx_http_fanbase_store_evict(
     ngx_http_fanbase_main_conf_t *mcf);
 static void ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_entry_t *e);
+static uint32_t ngx_http_fanbase_store_layout(void);
 
 
 ngx_int_t
@@ -90,7 +91,22 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (omcf != NULL) {
         mcf->sh = omcf->sh;
         mcf->shpool = omcf->shpool;
-        return NGX_OK;
+
+        /*
+         * a reload keeps a zone of the same name and size, also when the
+         * module's file was replaced by one that lays it out otherwise
+         */
+
+        if (mcf->sh->layout != ngx_http_fanbase_store_layout()) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "fanbase: zone \"%V\" was made by another "
+                          "version of the module; restart nginx (its state "
+                          "file carries the transactions over) or change "
+                          "the zone's size", &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        return ngx_http_fanbase_token_init_zone(mcf, shm_zone->shm.log);
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -101,12 +117,16 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t));
+    mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t)
+                             + ngx_http_fanbase_txn_buckets(shm_zone->shm.size)
+                               * sizeof(ngx_http_fanbase_txn_t *));
     if (mcf->sh == NULL) {
         return NGX_ERROR;
     }
 
     shpool->data = mcf->sh;
+
+    mcf->sh->layout = ngx_http_fanbase_store_layout();
 
     ngx_rbtree_init(&mcf->sh->rbtree, &mcf->sh->sentinel,
                     ngx_http_fanbase_rbtree_insert_value);
@@ -116,7 +136,9 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     mcf->sh->entries = 0;
     mcf->sh->evictions = 0;
 
-    ngx_http_fanbase_txn_init_zone(mcf->sh);
+    if (ngx_http_fanbase_txn_init_zone(mcf, shm_zone->shm.size) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     len = sizeof(" in fanbase zone \"\"") + shm_zone->shm.name.len;
 
@@ -130,6 +152,10 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a full zone is answered with 503 and logged once per failure here */
     shpool->log_nomem = 0;
+
+    if (ngx_http_fanbase_token_init_zone(mcf, shm_zone->shm.log) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* an empty zone starts from the state file, if there is one */
 
@@ -446,6 +472,15 @@ ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
            + ngx_min(item->imsg.len, NGX_HTTP_FANBASE_TEXT_MAX)
            + ngx_min(item->process_msg.len, NGX_HTTP_FANBASE_TEXT_MAX)
            + (keep_msg ? item->msg.len : 0);
+}
+
+
+static uint32_t
+ngx_http_fanbase_store_layout(void)
+{
+    return (NGX_HTTP_FANBASE_ZONE_VERSION << 24)
+           ^ (uint32_t) (sizeof(ngx_http_fanbase_shctx_t) << 12)
+           ^ (uint32_t) sizeof(ngx_http_fanbase_txn_t);
 }
 
 

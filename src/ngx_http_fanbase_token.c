@@ -194,6 +194,44 @@ ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
 
 
 /*
+ * Every credential set's token slot is taken when the zone is set up (in
+ * the master, at start and reload): a zone that fills up with
+ * transactions must still have room for the token that delivers them.
+ */
+
+ngx_int_t
+ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_log_t *log)
+{
+    void                      *slot;
+    ngx_uint_t                 i;
+    ngx_http_fanbase_cred_t  **credp;
+
+    credp = mcf->creds.elts;
+
+    for (i = 0; i < mcf->creds.nelts; i++) {
+        if (credp[i]->fixed.len) {
+            continue;
+        }
+
+        ngx_shmtx_lock(&mcf->shpool->mutex);
+        slot = ngx_http_fanbase_token_slot(credp[i]);
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+        if (slot == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "fanbase: zone \"%V\" has no room for the token "
+                          "of %V", &mcf->shm_zone->shm.name,
+                          &credp[i]->name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * NGX_OK: *hdr holds a reference to the current token's headers;
  * NGX_AGAIN: a fetch is under way, wait for it;
  * NGX_DECLINED: no token can be had now, *retry_after tells when to retry.

@@ -20,8 +20,6 @@
 #define NGX_HTTP_FANBASE_EVENT_MAX   8192
 
 
-static void ngx_http_fanbase_txn_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
@@ -39,11 +37,42 @@ static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
 
 
-void
-ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh)
+/*
+ * Transactions are found by id in a hash table of chained buckets, about
+ * one bucket per kilobyte of zone: one or two cache misses where a tree of
+ * a hundred thousand entries costs twenty.
+ */
+
+ngx_uint_t
+ngx_http_fanbase_txn_buckets(size_t size)
 {
-    ngx_rbtree_init(&sh->txns, &sh->txn_sentinel,
-                    ngx_http_fanbase_txn_insert_value);
+    ngx_uint_t  n;
+
+    for (n = 32; n < size / 1024; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size)
+{
+    ngx_uint_t                 n;
+    ngx_http_fanbase_shctx_t  *sh;
+
+    sh = mcf->sh;
+
+    n = ngx_http_fanbase_txn_buckets(size);
+
+    /* the buckets follow the zone's context, in its allocation */
+
+    sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
+    ngx_memzero(sh->txn_hash, n * sizeof(ngx_http_fanbase_txn_t *));
+
+    sh->txn_hash_mask = n - 1;
+    ngx_queue_init(&sh->ready);
+
     ngx_rbtree_init(&sh->schedule, &sh->schedule_sentinel,
                     ngx_rbtree_insert_timer_value);
     ngx_http_fanbase_keys_init(&sh->idem);
@@ -60,6 +89,8 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_shctx_t *sh)
     sh->changes = 0;
     sh->saved = 0;
     sh->saving = 0;
+
+    return NGX_OK;
 }
 
 
@@ -204,8 +235,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload,
-                                           ngx_current_msec);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload, 0);
     if (t == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
@@ -244,14 +274,14 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
 
 /*
- * A new pending transaction, due at "due" (ngx_current_msec time): the
+ * A new pending transaction, due after "delay" ms (0: now): the
  * record and a copy of the payload, or NULL and nothing when the zone has
  * no room for them.
  */
 
 ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    u_char *id, ngx_str_t *payload, ngx_msec_t due)
+    u_char *id, ngx_str_t *payload, ngx_msec_t delay)
 {
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
@@ -287,12 +317,11 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
         t->payload_len = (uint32_t) payload->len;
     }
 
-    t->node.key = ngx_crc32_short(t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    ngx_rbtree_insert(&sh->txns, &t->node);
+    t->hash = ngx_crc32_short(t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t->hash_next = sh->txn_hash[t->hash & sh->txn_hash_mask];
+    sh->txn_hash[t->hash & sh->txn_hash_mask] = t;
 
-    t->due.key = due;
-    ngx_rbtree_insert(&sh->schedule, &t->due);
-    t->scheduled = 1;
+    ngx_http_fanbase_txn_schedule_locked(sh, t, delay);
 
     ngx_queue_insert_head(&sh->txn_live, &t->queue);
     sh->txn_count++;
@@ -690,30 +719,37 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    root = sh->schedule.root;
-    sentinel = sh->schedule.sentinel;
+    /* what became due now first, then the earliest of the rest */
 
-    if (root == sentinel) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        *next = NGX_TIMER_INFINITE;
-        return NGX_DECLINED;
+    if (!ngx_queue_empty(&sh->ready)) {
+        t = ngx_queue_data(ngx_queue_head(&sh->ready), ngx_http_fanbase_txn_t,
+                           ready);
+
+    } else {
+        root = sh->schedule.root;
+        sentinel = sh->schedule.sentinel;
+
+        if (root == sentinel) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            *next = NGX_TIMER_INFINITE;
+            return NGX_DECLINED;
+        }
+
+        node = ngx_rbtree_min(root, sentinel);
+
+        if ((ngx_msec_int_t) (node->key - now) > 0) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            *next = node->key - now;
+            return NGX_DECLINED;
+        }
+
+        t = (ngx_http_fanbase_txn_t *)
+                ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
     }
-
-    node = ngx_rbtree_min(root, sentinel);
-
-    if ((ngx_msec_int_t) (node->key - now) > 0) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        *next = node->key - now;
-        return NGX_DECLINED;
-    }
-
-    t = (ngx_http_fanbase_txn_t *)
-            ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
 
     if (t->data == NULL) {
         /* nothing to deliver and nothing to track: a webhook's record */
-        ngx_rbtree_delete(&sh->schedule, &t->due);
-        t->scheduled = 0;
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         *next = 0;
         return NGX_DECLINED;
@@ -739,9 +775,8 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
 
     owner = t->owner;
 
-    ngx_rbtree_delete(&sh->schedule, &t->due);
-    t->due.key = now + lease;
-    ngx_rbtree_insert(&sh->schedule, &t->due);
+    ngx_http_fanbase_txn_unschedule_locked(sh, t);
+    ngx_http_fanbase_txn_schedule_locked(sh, t, lease);
 
     t->owner = ngx_pid;
     t->claim++;
@@ -872,9 +907,8 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
 
     } else {
-        ngx_rbtree_delete(&sh->schedule, &t->due);
-        t->due.key = ngx_current_msec + u->retry;
-        ngx_rbtree_insert(&sh->schedule, &t->due);
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
+        ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
     }
 
     if (changed) {
@@ -958,8 +992,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
             return NGX_BUSY;
         }
 
-        ngx_rbtree_delete(&sh->schedule, &t->due);
-        t->scheduled = 0;
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
         t->created = now;
         t->max_events = (u_char) hk->max_events;
 
@@ -1116,16 +1149,46 @@ ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+/* due after "delay" ms: now means the ready queue, later the tree */
+
+void
+ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t, ngx_msec_t delay)
+{
+    if (delay == 0) {
+        ngx_queue_insert_tail(&sh->ready, &t->ready);
+        t->scheduled = NGX_HTTP_FANBASE_READY;
+        return;
+    }
+
+    t->due.key = ngx_current_msec + delay;
+    ngx_rbtree_insert(&sh->schedule, &t->due);
+    t->scheduled = NGX_HTTP_FANBASE_SCHEDULED;
+}
+
+
+void
+ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t)
+{
+    if (t->scheduled == NGX_HTTP_FANBASE_READY) {
+        ngx_queue_remove(&t->ready);
+
+    } else if (t->scheduled == NGX_HTTP_FANBASE_SCHEDULED) {
+        ngx_rbtree_delete(&sh->schedule, &t->due);
+    }
+
+    t->scheduled = NGX_HTTP_FANBASE_UNSCHEDULED;
+}
+
+
 /* out of the schedule, into the evictable LRU; its payload is not needed */
 
 void
 ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t)
 {
-    if (t->scheduled) {
-        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
-        t->scheduled = 0;
-    }
+    ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
 
     ngx_queue_remove(&t->queue);
     ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
@@ -1202,7 +1265,8 @@ static void
 ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t              *q;
+    ngx_http_fanbase_txn_t  **p;
 
     while (!ngx_queue_empty(&t->events)) {
         q = ngx_queue_head(&t->events);
@@ -1212,9 +1276,7 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
                                             queue));
     }
 
-    if (t->scheduled) {
-        ngx_rbtree_delete(&mcf->sh->schedule, &t->due);
-    }
+    ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
 
     if (t->data != NULL) {
         ngx_slab_free_locked(mcf->shpool, t->data);
@@ -1226,7 +1288,14 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_queue_remove(&t->queue);
-    ngx_rbtree_delete(&mcf->sh->txns, &t->node);
+
+    for (p = &mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask];
+         *p != t;
+         p = &(*p)->hash_next)
+    { /* void */ }
+
+    *p = t->hash_next;
+
     ngx_slab_free_locked(mcf->shpool, t);
 
     mcf->sh->txn_count--;
@@ -1237,9 +1306,7 @@ static ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
     size_t len)
 {
-    ngx_int_t                rc;
     uint32_t                 hash;
-    ngx_rbtree_node_t       *node, *sentinel;
     ngx_http_fanbase_txn_t  *t;
 
     if (len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
@@ -1248,63 +1315,18 @@ ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
 
     hash = ngx_crc32_short(id, len);
 
-    node = sh->txns.root;
-    sentinel = sh->txns.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        t = (ngx_http_fanbase_txn_t *) node;
-
-        rc = ngx_memcmp(id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-
-        if (rc == 0) {
+    for (t = sh->txn_hash[hash & sh->txn_hash_mask];
+         t != NULL;
+         t = t->hash_next)
+    {
+        if (t->hash == hash
+            && ngx_memcmp(id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN) == 0)
+        {
             return t;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
-}
-
-
-static void
-ngx_http_fanbase_txn_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t       **p;
-    ngx_http_fanbase_txn_t   *t, *n;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            n = (ngx_http_fanbase_txn_t *) node;
-            t = (ngx_http_fanbase_txn_t *) temp;
-
-            p = (ngx_memcmp(n->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
 
 
