@@ -17,6 +17,10 @@
 #            (the row "libcurl floor"); with valgrind, the same and the
 #            edge's paths under callgrind (instructions per request)
 #
+# wrk posts the body of bench/post.lua; in the row "webhooks" it sends, with
+# bench/webhook.lua, a list of signed messages generated right before each
+# measurement, every one different.
+#
 # Each throughput row alternates ours and the reference in the same run
 # (the order swapped every round) and reports the median of the per-round
 # ratios ours / reference.  Any non-2xx answer or socket error in a row
@@ -34,12 +38,14 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use Digest::SHA qw(hmac_sha256);
 use File::Basename qw(dirname);
 use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
 use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
 use IO::Socket::INET;
 use JSON::PP;
+use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG strftime);
 use Time::HiRes qw(time sleep);
 
@@ -61,12 +67,19 @@ my %P = (
     mem_zone    => '1m',    # memory: the zone filled
     async_rate  => 250_000, # async submission: the accepts per second the
                             # edge's zone has room for, a whole measurement
+    webhook_rate => 200_000, # webhooks: the messages per second each list
+                            # of ours holds (a measurement's worth, all
+                            # different), and the zone has room for them
+                            # over the whole row
+    webhook_bytes => 600,   # webhooks: a created transaction and its
+                            # message id in the zone (about)
 );
 
 my $NGINX  = $ENV{BENCH_NGINX} // '/usr/sbin/nginx';
 my $MODULE = "$TOP/build/ngx_http_fanbase_module.so";
 my $MOCK   = "$TOP/t/mock_fanbase.pl";
 my $LUA    = "$BENCH/post.lua";
+my $WH_LUA = "$BENCH/webhook.lua";
 my $DOC    = "$TOP/docs/performance.md";
 my $WRK    = 'wrk';
 my $FLOOR  = $ENV{BENCH_FLOOR} // "$TOP/build/bench/curl_floor";
@@ -105,8 +118,15 @@ my $TXN_PATH   = "/transactions/$SUBMIT_ID";
 my $ACCEPTED_BODY = qq({"transaction_id":"$SUBMIT_ID","links":[{"path":"$TXN_PATH"}]});
 # the edge's zone: room for $P{async_rate} accepted transactions per second
 # (about 1 KiB each, pending or delivered: never evicted) for a whole
-# measurement; the row waits until they are all completed before the next
-my $EDGE_ZONE = int(($P{async_rate} * $P{duration} + 1023) / 1024) . 'm';
+# measurement; the row waits until they are all completed before the next.
+# And, for the row "webhooks" after it, room for every message of every
+# list of ours (warm-up and rounds: $P{webhook_rate} a second), each a
+# created transaction and its message id, remembered for the default
+# fanbase_webhook_dedup (3d): the zone never fills, nothing is evicted
+# (the async row's transactions stay too)
+my $EDGE_ZONE = int(($P{async_rate} * $P{duration} * 1024
+                     + $P{webhook_rate} * ($P{warmup} + $P{rounds} * $P{duration})
+                       * $P{webhook_bytes} + 1024 * 1024 - 1) / (1024 * 1024)) . 'm';
 
 my $SUBMIT_BODY = '{"action":"ticket-create","data":{"seat":"A1"}}';
 # what wrk posts (bench/post.lua), and curl_floor too
@@ -256,14 +276,20 @@ sub start_nginx {
 # One request on a new connection.  { status, headers => {lc name}, body }
 sub http {
     my ($port, $method, $path, %o) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 10)
-        or return { status => 0, error => "connect: $!" };
     my $body = $o{body} // '';
     my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
     $req .= "Content-Type: $o{type}\r\n" if $o{type};
     $req .= 'Content-Length: ' . length($body) . "\r\n" if $method eq 'POST';
     $req .= "\r\n$body";
+    return http_raw($port, $req, %o);
+}
+
+# The same with the request's bytes as they are (with "Connection: close").
+sub http_raw {
+    my ($port, $req, %o) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10)
+        or return { status => 0, error => "connect: $!" };
     syswrite($s, $req) == length $req or return { status => 0, error => "write: $!" };
     my ($in, $end) = ('', time + ($o{timeout} // 15));
     my $sel = IO::Poll->new;
@@ -405,6 +431,89 @@ sub async_drain {
     }
 }
 
+# The row "webhooks": signed messages (Standard Webhooks), each with its
+# own message id and its own transaction id (a UUID the edge never saw), so
+# that each is new and applied: it creates a completed transaction.  The
+# key is the edge's fanbase_webhook_secret_file (whsec_ + its base64); the
+# sequence numbers go on over the whole run.
+my %WH = (key => '', seq => 0, nonce => sprintf('%08x', int rand 2**32));
+
+sub webhook_uuid { sprintf '%s-0000-4000-8000-%012x', $WH{nonce}, $_[0] }
+sub webhook_msg_id { sprintf 'msg_bench_%s_%012d', $WH{nonce}, $_[0] }
+
+# one message: the request from its first header on (bench/webhook.lua
+# puts the request line and Host before it)
+sub webhook_request {
+    my ($seq, $ts) = @_;
+    my $id = webhook_msg_id($seq);
+    my $body = '{"id":"' . webhook_uuid($seq) . '","status":"completed"}';
+    my $sig = encode_base64(hmac_sha256("$id.$ts.$body", $WH{key}), '');
+    return "Content-Type: application/json\r\nwebhook-id: $id\r\nwebhook-timestamp: $ts\r\n"
+         . "webhook-signature: v1,$sig\r\nContent-Length: " . length($body)
+         . "\r\n\r\n$body";
+}
+
+# $n new messages, timestamped now, into $file, one after the other, all
+# of the same length.  { file, len, first (sequence number of the first),
+# count }
+sub webhook_list {
+    my ($file, $n) = @_;
+    my $ts = int time;
+    my %l = (file => $file, first => $WH{seq} + 1, count => $n);
+    open my $fh, '>', $file or fail("$file: $!");
+    my $buf = '';
+    for (1 .. $n) {
+        my $r = webhook_request(++$WH{seq}, $ts);
+        $l{len} //= length $r;
+        fail('webhooks: messages of different lengths') if length $r != $l{len};
+        $buf .= $r;
+        next if length $buf < 1 << 20;
+        print $fh $buf or fail("$file: $!");
+        $buf = '';
+    }
+    print $fh $buf or fail("$file: $!");
+    close $fh or fail("$file: $!");
+    return \%l;
+}
+
+# After a measurement of ours with a list: every thread took only
+# messages of its own block (bench/webhook.lua's report), and messages
+# spread over what each sent were applied: GET of their transaction through
+# fanbase_transaction answers 200, completed.  Returns the errors and the
+# number of messages checked.
+sub webhook_verify {
+    my ($res, $list, $port) = @_;
+    my (@errors, $checked);
+    my $per = $list->{count} / $P{threads};
+    my %t;
+    $t{$1} = [$2, $3, $4]
+        while ($res->{text} // '') =~ /^webhooks: thread (\d+) took (\d+) of (\d+), ran out (\d+)/mg;
+    for my $i (0 .. $P{threads} - 1) {
+        my ($took, $of, $out) = @{ $t{$i} // [] };
+        if (!defined $took) {
+            push @errors, "wrk thread $i printed no count of its messages";
+            next;
+        }
+        push @errors, "wrk thread $i ran out of its $of messages $out times (repeats,"
+            . " not applied again: raise webhook_rate)" if $out;
+        # thread 0's first was never sent (wrk asks for one request to
+        # check it); the last one of each connection may not have been
+        # read whole when wrk stopped
+        my ($lo, $hi) = ($i == 0 ? 1 : 0, $took - int($P{connections} / $P{threads}) - 2);
+        next if $hi < $lo;
+        for my $k (0 .. 4) {
+            my $seq = $list->{first} + $i * $per + $lo + int(($hi - $lo) * $k / 4);
+            my $id = webhook_uuid($seq);
+            my $r = http($port, GET => "/transactions/$id");
+            $checked++;
+            push @errors, "message $seq, GET /transactions/$id: $r->{status} "
+                . ($r->{error} // $r->{body}) . ' (want 200, completed)'
+                unless $r->{status} == 200 && $r->{body} =~ /"status":"completed"/;
+        }
+    }
+    return (\@errors, $checked // 0);
+}
+
 # --- wrk ------------------------------------------------------------------
 
 sub wrk_cmd {
@@ -413,7 +522,8 @@ sub wrk_cmd {
             '-c', $o{connections} // $P{connections},
             '-d', ($o{duration} // $P{duration}) . 's',
             '--timeout', $o{timeout} // '5s',
-            ($o{post} ? ('-s', $LUA) : ()), $o{url});
+            ($o{post} ? ('-s', $LUA) : $o{script} ? ('-s', $o{script}) : ()), $o{url},
+            ($o{args} ? ('--', @{ $o{args} }) : ()));
 }
 
 sub parse_wrk {
@@ -956,6 +1066,22 @@ sub edge_conf {
             return 202 '$ACCEPTED_BODY';
         }
 
+        # the webhooks row: signed status callbacks, each applied: it
+        # creates a completed transaction, read back through
+        # fanbase_transaction
+        location = /webhook {
+            fanbase_webhook;
+            fanbase_webhook_secret_file $DIR/hook.secret;
+        }
+        location /transactions/ {
+            fanbase_transaction;
+        }
+        # nginx alone: the same POST (its body read and dropped), the same
+        # 204, a path of the same length
+        location = /ref/204 {
+            return 204;
+        }
+
         # the no-blocking row: submissions to the slow mock, its own
         # credential set
         location = /slow$QUEUE {
@@ -1080,6 +1206,8 @@ sub main {
     chmod 0755, $DIR;
     spew("$DIR/secret", "bench-secret\n");
     spew("$DIR/secret-slow", "slow-secret\n");
+    $WH{key} = join '', map { chr int rand 256 } 1 .. 32;
+    spew("$DIR/hook.secret", 'whsec_' . encode_base64($WH{key}, '') . "\n");
 
     my %port = map { $_ => free_port() } qw(mock edge slow mem);
     my $edge = "http://127.0.0.1:$port{edge}";
@@ -1128,7 +1256,7 @@ sub main {
 
     # the edge must answer like the references
     phase('checks of the answers');
-    my (@status_check, @submit_check, @floor_check, @async_check);
+    my (@status_check, @submit_check, @floor_check, @async_check, @webhook_check);
     {
         my $first = http($port{edge}, GET => "$QUEUE/$DONE_ID");
         my $second = http($port{edge}, GET => "$QUEUE/$DONE_ID");
@@ -1172,8 +1300,31 @@ sub main {
             . '     ours:      ' . ($x->{body} // '') . "\n"
             . '     reference: ' . ($y->{body} // '')
             unless length($x->{body} // '') == length($y->{body} // '');
+        # webhooks: a message as wrk sends them, answered 204 by both
+        # paths with the same headers; it created its transaction,
+        # completed; the same message with its body changed is refused
+        my $l = webhook_list("$DIR/webhooks.check", 1);
+        my $msg = slurp($l->{file});
+        my $head = "HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+        my $w = http_raw($port{edge}, "POST /webhook $head$msg");
+        my $v = http_raw($port{edge}, "POST /ref/204 $head$msg");
+        push @webhook_check, "webhooks: ours $w->{status}, reference $v->{status}"
+            . ' (want 204 and 204)' unless $w->{status} == 204 && $v->{status} == 204;
+        my ($hw, $hv) = map { join ' ', sort grep { $_ ne 'date' } keys %{ $_->{headers} } }
+            $w, $v;
+        push @webhook_check, "webhooks: headers: ours '$hw', reference '$hv'"
+            . ' (want the same)' unless $hw eq $hv && ($w->{body} // '') eq ($v->{body} // '');
+        my $id = webhook_uuid($l->{first});
+        my $g = http($port{edge}, GET => "/transactions/$id");
+        push @webhook_check, "webhooks: GET /transactions/$id after the message:"
+            . " $g->{status} " . ($g->{error} // $g->{body}) . ' (want 200, completed)'
+            unless $g->{status} == 200 && $g->{body} =~ /"status":"completed"/;
+        (my $bad = $msg) =~ s/"completed"/"cancelled"/;
+        my $t = http_raw($port{edge}, "POST /webhook $head$bad");
+        push @webhook_check, "webhooks: a message with its body changed: ours"
+            . " $t->{status} (want 401)" unless $t->{status} == 401;
         print "\nbench: CHECK FAILED: $_\n"
-            for @status_check, @submit_check, @floor_check, @async_check;
+            for @status_check, @submit_check, @floor_check, @async_check, @webhook_check;
     }
 
     # (1) status of a terminal transaction
@@ -1222,6 +1373,38 @@ sub main {
         sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
                   cpu => $watch) });
     unshift @{ $row{async}{errors} }, @async_check;
+
+    # (2e) webhooks: every request a new message, validly signed, applied
+    # (it creates a completed transaction).  Right before each measurement
+    # of ours a new list, a measurement's worth at $P{webhook_rate} a
+    # second; the reference sends the latest list (the same bytes: it
+    # applies nothing)
+    {
+        my $list;
+        my $send = sub {
+            my ($d, $path) = @_;
+            return wrk(duration => $d, script => $WH_LUA, url => "$edge$path",
+                       args => [ $list->{file}, $list->{len},
+                                 $list->{count} / $P{threads} ], cpu => $watch);
+        };
+        $row{webhook} = alternate(
+            'webhooks: fanbase_webhook (signed, new, applied) vs return 204, same bytes',
+            sub {
+                my $d = shift;
+                my $per = int(($P{webhook_rate} * $d + $P{threads} - 1) / $P{threads});
+                my $g0 = time;
+                $list = webhook_list("$DIR/webhooks.txt", $per * $P{threads});
+                my $took = time - $g0;
+                my $res = $send->($d, '/webhook');
+                my ($e, $checked) = webhook_verify($res, $list, $port{edge});
+                push @{ $res->{errors} }, @$e;
+                $res->{extra} = sprintf('%d messages generated in %.1f s before it, %d of'
+                    . ' those sent checked: completed', $list->{count}, $took, $checked);
+                return $res;
+            },
+            sub { $send->(shift, '/ref/204') });
+        unshift @{ $row{webhook}{errors} }, @webhook_check;
+    }
 
     # (4) no blocking
     {
@@ -1369,6 +1552,8 @@ sub report {
     $sb->[4] = '>= 0.80 (goal 1.00)';
     my $as = $ratio_row->('async submission', $row->{async}, 0.80);
     $as->[4] = '>= 0.80';
+    my $wh = $ratio_row->('webhooks', $row->{webhook}, 0.70);
+    $wh->[4] = '>= 0.70';
     my $c = $row->{cold};
     my $cold = [ 'token cold start',
                  sprintf('%d token request%s (%d/%d answered 201, in %.2f s)',
@@ -1410,7 +1595,7 @@ sub report {
                       : !defined $fl->{bound} ? '-'
                       : $fl->{bound} < 0.80 ? 'informative: proved' : 'informative: not proved',
                   1 ];     # informative: never fails the run
-    @rows = ($st, $sb, $floor, $as, $cold, $bl, $mem);
+    @rows = ($st, $sb, $floor, $as, $wh, $cold, $bl, $mem);
 
     my @head = ('row', 'ours', 'reference', "ratio (median of $N, min-max)",
                 'target', 'met');
@@ -1423,6 +1608,7 @@ sub report {
     push @errors, map { "submission: $_" } @{ $row->{submit}{errors} };
     push @errors, map { "libcurl floor (informative): $_" } @{ $fl->{errors} };
     push @errors, map { "async submission: $_" } @{ $row->{async}{errors} };
+    push @errors, map { "webhooks: $_" } @{ $row->{webhook}{errors} };
     push @errors, map { "callgrind (informative): $_" } @{ $row->{cg}{errors} }
         if $row->{cg};
     push @errors, map { "token cold start: $_" } @{ $c->{errors} };
@@ -1473,6 +1659,9 @@ sub floor_medians {
     $med->([ map { +{ rps => $_->{ours}, cpu => $_->{cpu_ours} } } @ar ], 'async');
     $med->([ map { +{ rps => $_->{reference}, cpu => $_->{cpu_ref} } } @ar ], 'async_ref');
     $m{life} = median(map { $_->{life} } @ar);
+    my @wr = @{ $row->{webhook}{rounds} // [] };
+    $med->([ map { +{ rps => $_->{ours}, cpu => $_->{cpu_ours} } } @wr ], 'webhook');
+    $med->([ map { +{ rps => $_->{reference}, cpu => $_->{cpu_ref} } } @wr ], 'webhook_ref');
     for my $k (qw(W Mp Ep Mf N F)) {
         my @v = grep { defined } map { $_->{b} && $_->{b}{$k} } @fr;
         $m{b}{$k} = median(@v) if @v;
@@ -1501,6 +1690,8 @@ sub cpu_section {
          [submit_ref => '`proxy_pass`', 'submission'],
          [async => '`fanbase_submit async`', 'async submission'],
          [async_ref => '`return 202`', 'async submission'],
+         [webhook => '`fanbase_webhook`', 'webhooks'],
+         [webhook_ref => '`return 204`', 'webhooks'],
          [floor => 'curl_floor alone (libcurl)', 'libcurl floor'],
          [proxy => '`proxy_pass`', 'libcurl floor'],
          [alone => '`return 201`, nginx alone', 'libcurl floor']) {
@@ -1683,6 +1874,8 @@ sub write_doc {
           . floor_rounds_table($row->{floor}) . "\n"
           . "Async submission:\n\n"
           . rounds_table($row->{async}, 'ours', 'return 202') . "\n"
+          . "Webhooks:\n\n"
+          . rounds_table($row->{webhook}, 'ours', 'return 204') . "\n"
           . "No blocking (status throughput):\n\n"
           . rounds_table($row->{block}, "with $P{inflight} submissions in flight",
                          'with none') . "\n$end\n";
