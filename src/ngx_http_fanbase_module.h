@@ -81,15 +81,17 @@ typedef struct {
 
 /* claimed keys that expire: Idempotency-Keys, webhook message ids */
 
+typedef struct ngx_http_fanbase_idem_s  ngx_http_fanbase_idem_t;
+
 typedef struct {
-    ngx_rbtree_t                  tree;        /* crc32 of the key */
-    ngx_rbtree_node_t             sentinel;
+    ngx_http_fanbase_idem_t     **hash;        /* chained buckets */
+    ngx_uint_t                    mask;
     ngx_queue_t                   lru;         /* oldest claim first */
 } ngx_http_fanbase_keys_t;
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   2
+#define NGX_HTTP_FANBASE_ZONE_VERSION   3
 
 typedef struct {
     uint32_t                      layout;      /* what made the zone */
@@ -354,15 +356,16 @@ typedef struct {
 
 /* an Idempotency-Key claim, or a webhook message id */
 
-typedef struct {
-    ngx_rbtree_node_t             node;        /* keys->tree */
+struct ngx_http_fanbase_idem_s {
+    ngx_http_fanbase_idem_t      *hash_next;   /* keys->hash chain */
+    uint32_t                      hash;        /* crc32 of the key */
     ngx_queue_t                   queue;       /* keys->lru */
     uint64_t                      expires;     /* ms since the epoch */
     u_char                        digest[16];
     u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
     u_char                        len;
     u_char                        key[1];
-} ngx_http_fanbase_idem_t;
+};
 
 
 /* a transaction copied out of the zone */

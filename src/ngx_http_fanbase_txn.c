@@ -18,17 +18,17 @@
 
 
 #define NGX_HTTP_FANBASE_EVENT_MAX   8192
+#define NGX_HTTP_FANBASE_CHUNK       (128 + 1)   /* the 256-byte class */
 
 
-static void ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
     ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
 static void ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
     ngx_http_fanbase_shctx_t *sh, ngx_str_t *id);
-static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys);
+static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
+    ngx_http_fanbase_idem_t **hash, ngx_uint_t n);
 static void ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, uint64_t now, ngx_uint_t max);
 static void ngx_http_fanbase_txn_free_locked(
@@ -65,7 +65,10 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     n = ngx_http_fanbase_txn_buckets(size);
 
-    /* the buckets follow the zone's context, in its allocation */
+    /*
+     * the buckets follow the zone's context, in its allocation: those of
+     * transactions, Idempotency-Keys and webhook message ids
+     */
 
     sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
     ngx_memzero(sh->txn_hash, n * sizeof(ngx_http_fanbase_txn_t *));
@@ -75,8 +78,10 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_rbtree_init(&sh->schedule, &sh->schedule_sentinel,
                     ngx_rbtree_insert_timer_value);
-    ngx_http_fanbase_keys_init(&sh->idem);
-    ngx_http_fanbase_keys_init(&sh->hooks);
+    ngx_http_fanbase_keys_init(&sh->idem,
+                               (ngx_http_fanbase_idem_t **) (sh->txn_hash + n),
+                               n);
+    ngx_http_fanbase_keys_init(&sh->hooks, sh->idem.hash + n, n);
     ngx_rbtree_init(&sh->queue_ids, &sh->queue_ids_sentinel,
                     ngx_http_fanbase_qid_insert_value);
     ngx_rbtree_init(&sh->notices, &sh->notices_sentinel,
@@ -378,9 +383,15 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 {
     ngx_http_fanbase_idem_t  *k;
 
+    /*
+     * a 256-byte chunk, as transactions and most events take: in a full
+     * zone, evicting those makes room for a claim
+     */
+
     k = ngx_http_fanbase_shm_alloc_locked(mcf,
-                              offsetof(ngx_http_fanbase_idem_t, key)
-                              + key->len);
+                              ngx_max(offsetof(ngx_http_fanbase_idem_t, key)
+                                      + key->len,
+                                      NGX_HTTP_FANBASE_CHUNK));
     if (k == NULL) {
         return NULL;
     }
@@ -391,8 +402,9 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     k->len = (u_char) key->len;
     ngx_memcpy(k->key, key->data, key->len);
 
-    k->node.key = ngx_crc32_short(key->data, key->len);
-    ngx_rbtree_insert(&keys->tree, &k->node);
+    k->hash = ngx_crc32_short(key->data, key->len);
+    k->hash_next = keys->hash[k->hash & keys->mask];
+    keys->hash[k->hash & keys->mask] = k;
     ngx_queue_insert_tail(&keys->lru, &k->queue);
 
     return k;
@@ -405,39 +417,27 @@ ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint64_t now)
 {
-    ngx_int_t                 rc;
     uint32_t                  hash;
-    ngx_rbtree_node_t        *node, *sentinel;
     ngx_http_fanbase_idem_t  *k;
 
     hash = ngx_crc32_short(key->data, key->len);
 
-    node = keys->tree.root;
-    sentinel = keys->tree.sentinel;
+    for (k = keys->hash[hash & keys->mask]; k != NULL; k = k->hash_next) {
 
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
+        if (k->hash != hash
+            || ngx_memn2cmp(key->data, k->key, key->len, k->len) != 0)
+        {
             continue;
         }
 
-        k = (ngx_http_fanbase_idem_t *) node;
+        /* windows differ per location: the LRU is not by expiry */
 
-        rc = ngx_memn2cmp(key->data, k->key, key->len, k->len);
-
-        if (rc == 0) {
-            /* windows differ per location: the LRU is not by expiry */
-
-            if (k->expires <= now) {
-                ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
-                return NULL;
-            }
-
-            return k;
+        if (k->expires <= now) {
+            ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
+            return NULL;
         }
 
-        node = (rc < 0) ? node->left : node->right;
+        return k;
     }
 
     return NULL;
@@ -448,17 +448,25 @@ void
 ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k)
 {
+    ngx_http_fanbase_idem_t  **p;
+
+    for (p = &keys->hash[k->hash & keys->mask]; *p != k; p = &(*p)->hash_next)
+    { /* void */ }
+
+    *p = k->hash_next;
+
     ngx_queue_remove(&k->queue);
-    ngx_rbtree_delete(&keys->tree, &k->node);
     ngx_slab_free_locked(mcf->shpool, k);
 }
 
 
 static void
-ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys)
+ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
+    ngx_http_fanbase_idem_t **hash, ngx_uint_t n)
 {
-    ngx_rbtree_init(&keys->tree, &keys->sentinel,
-                    ngx_http_fanbase_idem_insert_value);
+    keys->hash = hash;
+    keys->mask = n - 1;
+    ngx_memzero(hash, n * sizeof(ngx_http_fanbase_idem_t *));
     ngx_queue_init(&keys->lru);
 }
 
@@ -1327,39 +1335,4 @@ ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
     }
 
     return NULL;
-}
-
-
-static void
-ngx_http_fanbase_idem_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t        **p;
-    ngx_http_fanbase_idem_t   *k, *n;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            n = (ngx_http_fanbase_idem_t *) node;
-            k = (ngx_http_fanbase_idem_t *) temp;
-
-            p = (ngx_memn2cmp(n->key, k->key, n->len, k->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
