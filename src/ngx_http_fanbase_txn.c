@@ -3,13 +3,15 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * Asynchronous transactions in the shared zone.  A transaction is found by
- * its id (a red-black tree keyed by the CRC32 of the id), and, while it is
- * not terminal, by the time its next delivery or status poll is due (a
- * second tree, keyed by that time).  A worker claims a due transaction by
- * moving it in that tree to the end of its claim, so that no two workers
- * work on one transaction, and one that dies lets its claims run out.
- * Terminal transactions are kept in an LRU queue and are the only ones
- * that may be evicted.  Idempotency-Key claims live in a third tree.
+ * its id (a hash table of chained buckets), and, while it is not terminal,
+ * by the time its next delivery or status poll is due: a FIFO of what is
+ * due now, and a red-black tree keyed by that time for the rest.  A worker
+ * claims a due transaction by moving it into the tree at the end of its
+ * claim, so that no two workers work on one transaction, and one that dies
+ * lets its claims run out.  Terminal transactions are kept in an LRU queue
+ * and are the only ones that may be evicted.  Idempotency-Keys and webhook
+ * message ids are claimed keys with an expiry (hash tables and an LRU
+ * each); Fanbase's queue ids index delivered transactions (a tree).
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
 
