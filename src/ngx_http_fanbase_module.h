@@ -594,6 +594,7 @@ ngx_int_t ngx_http_fanbase_submit_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_fanbase_read_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_table_elt_t *ngx_http_fanbase_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+ngx_int_t ngx_http_fanbase_request_id(ngx_http_request_t *r, ngx_str_t *id);
 
 /* ngx_http_fanbase_status.c */
 ngx_int_t ngx_http_fanbase_status_handler(ngx_http_request_t *r);
@@ -604,6 +605,8 @@ ngx_int_t ngx_http_fanbase_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *json);
 ngx_int_t ngx_http_fanbase_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_fanbase_send_not_allowed(ngx_http_request_t *r,
+    const char *allow, const char *message);
 ngx_int_t ngx_http_fanbase_send_unavailable(ngx_http_request_t *r,
     const char *code, const char *message, time_t retry_after);
 ngx_int_t ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,

@@ -2,8 +2,8 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * Reading the client's request: the body in one piece, as it came, and a
- * header by name.
+ * Reading the client's request: the body in one piece, as it came, a
+ * header by name, and the id it names.
  */
 
 
@@ -114,4 +114,31 @@ ngx_http_fanbase_header_in(ngx_http_request_t *r, const char *name,
             return &h[i];
         }
     }
+}
+
+
+/* the id: the location's complex value, or the last segment of the path */
+
+ngx_int_t
+ngx_http_fanbase_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                       *p;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    if (lcf->status_id != NULL) {
+        return ngx_http_complex_value(r, lcf->status_id, id);
+    }
+
+    p = r->uri.data + r->uri.len;
+
+    while (p > r->uri.data && *(p - 1) != '/') {
+        p--;
+    }
+
+    id->data = p;
+    id->len = r->uri.data + r->uri.len - p;
+
+    return NGX_OK;
 }

@@ -271,6 +271,30 @@ ngx_http_fanbase_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 }
 
 
+/* 405 with the methods allowed; the body, if any, is discarded */
+
+ngx_int_t
+ngx_http_fanbase_send_not_allowed(ngx_http_request_t *r, const char *allow,
+    const char *message)
+{
+    ngx_str_t  value;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    value.data = (u_char *) allow;
+    value.len = ngx_strlen(allow);
+
+    if (ngx_http_fanbase_add_header(r, "Allow", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method_not_allowed", message);
+}
+
+
 ngx_int_t
 ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
     const char *message, time_t retry_after)

@@ -164,27 +164,8 @@ ngx_http_fanbase_valid_id(ngx_str_t *id)
 static ngx_int_t
 ngx_http_fanbase_status_id(ngx_http_request_t *r, ngx_str_t *id)
 {
-    u_char                       *p;
-    ngx_http_fanbase_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
-
-    if (lcf->status_id != NULL) {
-        if (ngx_http_complex_value(r, lcf->status_id, id) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        /* the last segment of the path */
-
-        p = r->uri.data + r->uri.len;
-
-        while (p > r->uri.data && *(p - 1) != '/') {
-            p--;
-        }
-
-        id->data = p;
-        id->len = r->uri.data + r->uri.len - p;
+    if (ngx_http_fanbase_request_id(r, id) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_fanbase_valid_id(id) != NGX_OK) {

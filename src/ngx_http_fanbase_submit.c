@@ -34,23 +34,11 @@ static void ngx_http_fanbase_submit_cleanup(void *data);
 ngx_int_t
 ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
 {
-    ngx_int_t   rc;
-    ngx_str_t   allow;
+    ngx_int_t  rc;
 
     if (!(r->method & NGX_HTTP_POST)) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_str_set(&allow, "POST");
-
-        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                           "method_not_allowed",
-                                           "submissions are POST only");
+        return ngx_http_fanbase_send_not_allowed(r, "POST",
+                                                 "submissions are POST only");
     }
 
     if (ngx_http_fanbase_submit_content_type(r) != NGX_OK) {

@@ -48,24 +48,13 @@ ngx_int_t
 ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      id, allow;
+    ngx_str_t                      id;
     ngx_http_fanbase_main_conf_t  *mcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_str_set(&allow, "GET, HEAD, DELETE");
-
-        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                           "method_not_allowed",
-                                           "transactions are GET, HEAD or "
-                                           "DELETE only");
+        return ngx_http_fanbase_send_not_allowed(r, "GET, HEAD, DELETE",
+                                                 "transactions are GET, "
+                                                 "HEAD or DELETE only");
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -102,25 +91,8 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_fanbase_transaction_id(ngx_http_request_t *r, ngx_str_t *id)
 {
-    u_char                       *p;
-    ngx_http_fanbase_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
-
-    if (lcf->status_id != NULL) {
-        if (ngx_http_complex_value(r, lcf->status_id, id) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        p = r->uri.data + r->uri.len;
-
-        while (p > r->uri.data && *(p - 1) != '/') {
-            p--;
-        }
-
-        id->data = p;
-        id->len = r->uri.data + r->uri.len - p;
+    if (ngx_http_fanbase_request_id(r, id) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return (ngx_http_fanbase_txn_valid_id(id) == NGX_OK)

@@ -35,22 +35,10 @@ ngx_int_t
 ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
-    ngx_str_t  allow;
 
     if (r->method != NGX_HTTP_POST) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_str_set(&allow, "POST");
-
-        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                           "method_not_allowed",
-                                           "webhooks are POST only");
+        return ngx_http_fanbase_send_not_allowed(r, "POST",
+                                                 "webhooks are POST only");
     }
 
     r->request_body_in_single_buf = 1;
