@@ -1082,6 +1082,17 @@ sub edge_conf {
             return 204;
         }
 
+        # the row "async accept": accepted at once, delivered to the slow
+        # mock (2 s each, fanbase_deliver_concurrency at a time), so that
+        # deliveries are parked, as when Fanbase is the bottleneck
+        location = /held$QUEUE {
+            fanbase_api http://127.0.0.1:$o{slow};
+            fanbase_token_url http://127.0.0.1:$o{slow}/api/token;
+            fanbase_client_id bench-slow;
+            fanbase_client_secret_file $DIR/secret-slow;
+            fanbase_submit async;
+        }
+
         # the no-blocking row: submissions to the slow mock, its own
         # credential set
         location = /slow$QUEUE {
@@ -1450,6 +1461,16 @@ sub main {
         $row{block}{slow_posts} = $after->{queue_posts};
     }
 
+    # (6) async accept: the same as "async submission", with the
+    # deliveries parked at the slow mock (after the no-blocking row, which
+    # counts what the slow mock holds): what accepting alone costs
+    $row{held} = alternate(
+        'async accept: fanbase_submit async (Fanbase slow) vs return 202, same bytes',
+        sub { wrk(duration => shift, post => 1, url => "$edge/held$QUEUE",
+                  cpu => $watch) },
+        sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
+                  cpu => $watch) });
+
     # every token request of the run (the edge's main credential set)
     my $tokens_total = () = slurp("$DIR/mock.token.log") =~ m{"POST /api/token}g;
     $row{cold}{tokens_total} = $tokens_total;
@@ -1554,6 +1575,8 @@ sub report {
     $as->[4] = '>= 0.80';
     my $wh = $ratio_row->('webhooks', $row->{webhook}, 0.70);
     $wh->[4] = '>= 0.70';
+    my $ah = $ratio_row->('async accept (Fanbase slow)', $row->{held}, 0.80);
+    $ah->[4] = '>= 0.80';
     my $c = $row->{cold};
     my $cold = [ 'token cold start',
                  sprintf('%d token request%s (%d/%d answered 201, in %.2f s)',
@@ -1595,7 +1618,7 @@ sub report {
                       : !defined $fl->{bound} ? '-'
                       : $fl->{bound} < 0.80 ? 'informative: proved' : 'informative: not proved',
                   1 ];     # informative: never fails the run
-    @rows = ($st, $sb, $floor, $as, $wh, $cold, $bl, $mem);
+    @rows = ($st, $sb, $floor, $as, $ah, $wh, $cold, $bl, $mem);
 
     my @head = ('row', 'ours', 'reference', "ratio (median of $N, min-max)",
                 'target', 'met');
@@ -1609,6 +1632,7 @@ sub report {
     push @errors, map { "libcurl floor (informative): $_" } @{ $fl->{errors} };
     push @errors, map { "async submission: $_" } @{ $row->{async}{errors} };
     push @errors, map { "webhooks: $_" } @{ $row->{webhook}{errors} };
+    push @errors, map { "async accept: $_" } @{ $row->{held}{errors} };
     push @errors, map { "callgrind (informative): $_" } @{ $row->{cg}{errors} }
         if $row->{cg};
     push @errors, map { "token cold start: $_" } @{ $c->{errors} };
@@ -1874,6 +1898,8 @@ sub write_doc {
           . floor_rounds_table($row->{floor}) . "\n"
           . "Async submission:\n\n"
           . rounds_table($row->{async}, 'ours', 'return 202') . "\n"
+          . "Async accept (Fanbase slow):\n\n"
+          . rounds_table($row->{held}, 'ours', 'return 202') . "\n"
           . "Webhooks:\n\n"
           . rounds_table($row->{webhook}, 'ours', 'return 204') . "\n"
           . "No blocking (status throughput):\n\n"
