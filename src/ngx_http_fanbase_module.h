@@ -502,8 +502,6 @@ ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t *id, ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v);
-ngx_int_t ngx_http_fanbase_txn_version(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, uint32_t *version, ngx_uint_t *status);
 ngx_int_t ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t *id, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,

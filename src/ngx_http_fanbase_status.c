@@ -47,19 +47,14 @@ ngx_int_t
 ngx_http_fanbase_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
-    ngx_str_t                       id, allow;
+    ngx_str_t                       id;
     ngx_http_cleanup_t             *cln;
     ngx_http_fanbase_status_ctx_t  *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        ngx_str_set(&allow, "GET, HEAD");
-
-        if (ngx_http_fanbase_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = NGX_HTTP_NOT_ALLOWED;
-        goto error;
+        return ngx_http_fanbase_send_not_allowed(r, "GET, HEAD",
+                                                 "status is GET or HEAD "
+                                                 "only");
     }
 
     rc = ngx_http_fanbase_status_id(r, &id);
@@ -119,11 +114,6 @@ error:
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_HTTP_NOT_ALLOWED) {
-        return ngx_http_fanbase_send_error(r, rc, "method_not_allowed",
-                                           "status is GET or HEAD only");
     }
 
     if (rc == NGX_HTTP_BAD_REQUEST) {

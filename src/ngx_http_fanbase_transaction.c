@@ -176,8 +176,8 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
 {
     ngx_int_t                            wait;
     ngx_str_t                            value, etag;
-    ngx_uint_t                           status;
     ngx_http_cleanup_t                  *cln;
+    ngx_atomic_uint_t                    changes;
     ngx_http_fanbase_txn_view_t          v;
     ngx_http_fanbase_loc_conf_t         *lcf;
     ngx_http_fanbase_transaction_ctx_t  *ctx;
@@ -205,9 +205,15 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
         return ngx_http_fanbase_transaction_send(r, mcf, id, 1);
     }
 
-    /* the version to wait against: the client's, or the current one */
+    /*
+     * the version to wait against: the client's, or the current one; the
+     * zone's change counter is read first, so that a change made after the
+     * look moves it
+     */
 
-    switch (ngx_http_fanbase_txn_get(mcf, id, r->pool, &v)) {
+    changes = mcf->sh->changes;
+
+    switch (ngx_http_fanbase_txn_get(mcf, id, NULL, &v)) {
 
     case NGX_OK:
         break;
@@ -220,10 +226,9 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    status = v.status;
     ngx_http_fanbase_etag(&v, &etag);
 
-    if (fanbase_status_terminal(status)
+    if (fanbase_status_terminal(v.status)
         || (r->headers_in.if_none_match
             && !ngx_http_fanbase_etag_match(r->headers_in.if_none_match,
                                             &etag)))
@@ -249,18 +254,9 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
     ctx->id = *id;
     ctx->deadline = ngx_current_msec + (ngx_msec_t) wait;
     ctx->version = v.version;
-    ctx->changes = mcf->sh->changes;
+    ctx->changes = changes;
     ctx->waiter.handler = ngx_http_fanbase_transaction_wait;
     ctx->waiter.data = ctx;
-
-    /* the version may have moved between the two looks */
-
-    if (ngx_http_fanbase_txn_version(mcf, id, &ctx->version, &status)
-        != NGX_OK
-        || ctx->version != v.version)
-    {
-        return ngx_http_fanbase_transaction_send(r, mcf, id, 1);
-    }
 
     r->main->count++;
 
@@ -276,12 +272,11 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 {
-    uint32_t                             version;
     ngx_int_t                            rc;
-    ngx_uint_t                           status;
     ngx_connection_t                    *c;
     ngx_atomic_uint_t                    changes;
     ngx_http_request_t                  *r;
+    ngx_http_fanbase_txn_view_t          v;
     ngx_http_fanbase_transaction_ctx_t  *ctx = w->data;
 
     r = ctx->request;
@@ -298,10 +293,8 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 
         ctx->changes = changes;
 
-        if (ngx_http_fanbase_txn_version(ctx->mcf, &ctx->id, &version,
-                                         &status)
-            == NGX_OK
-            && version == ctx->version)
+        if (ngx_http_fanbase_txn_get(ctx->mcf, &ctx->id, NULL, &v) == NGX_OK
+            && v.version == ctx->version)
         {
             return NGX_AGAIN;
         }

@@ -516,14 +516,20 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
         ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
     }
 
-    p = ngx_pnalloc(pool, ngx_http_fanbase_txn_json_size(t));
-    if (p == NULL) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_ERROR;
-    }
+    /* without a pool, a cheap look: no JSON (long polls) */
 
-    v->json.data = p;
-    v->json.len = ngx_http_fanbase_txn_json(p, t) - p;
+    ngx_str_null(&v->json);
+
+    if (pool != NULL) {
+        p = ngx_pnalloc(pool, ngx_http_fanbase_txn_json_size(t));
+        if (p == NULL) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        v->json.data = p;
+        v->json.len = ngx_http_fanbase_txn_json(p, t) - p;
+    }
 
     v->updated = t->updated;
     v->version = t->version;
@@ -610,29 +616,6 @@ ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
     }
 
     return ngx_cpymem(p, "]}", 2);
-}
-
-
-/* a cheap look for long polls */
-
-ngx_int_t
-ngx_http_fanbase_txn_version(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, uint32_t *version, ngx_uint_t *status)
-{
-    ngx_http_fanbase_txn_t  *t;
-
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
-
-    if (t != NULL) {
-        *version = t->version;
-        *status = t->status;
-    }
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return t ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -6,32 +6,11 @@
 use strict;
 use warnings;
 
+use lib 't/lib';
 use Test::More;
-use File::Temp qw(tempdir);
+use UnitC;
 
-my $dir = tempdir(CLEANUP => 1);
-my $bin = "$dir/json_test";
-
-my @cc = ($ENV{CC} || 'cc', qw(-std=c99 -Wall -Wextra -Werror -g -O1),
-          '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
-          '-Isrc', 't/unit/json_test.c', 'src/ngx_http_fanbase_json.c',
-          '-lyajl', '-o', $bin);
-
-my $out = `@cc 2>&1`;
-is $?, 0, 'unit tests build' or diag $out;
-
-$ENV{ASAN_OPTIONS} = 'detect_leaks=1';
-my @lines = `$bin 2>&1`;
-my $rc = $?;
-
-for (@lines) {
-    if (/^(not )?ok \d+ - (.*)$/) {
-        ok !$1, "json: $2";
-    } elsif (!/^1\.\.\d+$/) {
-        diag $_;
-    }
-}
-
-is $rc, 0, 'unit tests exit cleanly, no sanitizer report';
+run_unit(name => 'json', test => 't/unit/json_test.c',
+         sources => ['src/ngx_http_fanbase_json.c'], libs => ['-lyajl']);
 
 done_testing;

@@ -45,6 +45,30 @@ CONF
 
 sub gets { $_[0]->mock_stats->{gets_by_id}{ $_[1] } // 0 }
 
+# Submissions 200 at a time until the first 503 zone_full: how many were
+# accepted ($ok answers), refused, and answered anything else.
+sub fill_zone {
+    my ($t, $ok) = @_;
+    my ($n, $full, $other) = (0, 0, 0);
+    while (!$full && $n + $other < 20000) {
+        for my $res ($t->parallel(200, POST => $QUEUE, @SUBMIT)) {
+            if ($res->{status} == $ok) {
+                $n++;
+            } elsif ($res->{status} == 503
+                     && ($res->{json}{error}{code} // '') eq 'zone_full') {
+                $full++;
+            } else {
+                $other++;
+                diag("unexpected: $res->{status} $res->{body}"
+                     . ($res->{error} ? " ($res->{error})" : ''))
+                    if $other <= 5;
+            }
+        }
+        last if $other > 100;
+    }
+    return ($n, $full, $other);
+}
+
 sub zone_full_ok {
     my ($res, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
@@ -178,24 +202,8 @@ my $fit64;
     my $t = edge(zone => '1m', refresh => '1h',
                  processing_after => 3600, completed_after => 3600);
 
-    my ($n, $full, $other) = (0, 0, 0);
     my $start = time;
-    while (!$full && $n + $other < 20000) {
-        for my $res ($t->parallel(200, POST => $QUEUE, @SUBMIT)) {
-            if ($res->{status} == 201) {
-                $n++;
-            } elsif ($res->{status} == 503
-                     && ($res->{json}{error}{code} // '') eq 'zone_full') {
-                $full++;
-            } else {
-                $other++;
-                diag("unexpected: $res->{status} $res->{body}"
-                     . ($res->{error} ? " ($res->{error})" : ''))
-                    if $other <= 5;
-            }
-        }
-        last if $other > 100;
-    }
+    my ($n, $full, $other) = fill_zone($t, 201);
 
     ok($full, 'the 1m zone filled up');
     is($other, 0, 'every answer was 201 or 503 zone_full');
@@ -228,20 +236,7 @@ CONF
     );
     $t->start;
 
-    my ($n, $full, $other) = (0, 0, 0);
-    while (!$full && $n + $other < 20000) {
-        for my $res ($t->parallel(200, POST => $QUEUE, @SUBMIT)) {
-            if ($res->{status} == 202) {
-                $n++;
-            } elsif ($res->{status} == 503
-                     && ($res->{json}{error}{code} // '') eq 'zone_full') {
-                $full++;
-            } else {
-                $other++;
-            }
-        }
-        last if $other > 100;
-    }
+    my ($n, $full, $other) = fill_zone($t, 202);
 
     ok($full, 'async: the 1m zone filled up');
     is($other, 0, 'async: every answer was 202 or 503 zone_full');
