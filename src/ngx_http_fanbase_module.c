@@ -75,7 +75,7 @@ static ngx_conf_num_bounds_t  ngx_http_fanbase_concurrency_bounds = {
 static ngx_command_t  ngx_http_fanbase_commands[] = {
 
     { ngx_string("fanbase_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_fanbase_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -363,6 +363,12 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 
     if (mcf == NULL || mcf->shm_zone == NULL) {
         return NGX_OK;
+    }
+
+    /* the master allocated the pages; this maps them in this worker */
+
+    if (mcf->prefault) {
+        (void) ngx_http_fanbase_store_prefault(mcf->shm_zone, cycle->log);
     }
 
     if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
@@ -811,6 +817,7 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char           *p;
     ssize_t           size;
     ngx_str_t        *value, name, s, dir;
+    ngx_uint_t        i;
     ngx_file_info_t   fi;
 
     if (mcf->shm_zone != NULL) {
@@ -871,18 +878,33 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mcf->shm_zone->init = ngx_http_fanbase_store_init_zone;
     mcf->shm_zone->data = mcf;
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "state=", 6) != 0
-            || value[2].len == 6)
+    mcf->prefault = 1;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "prefault=on") == 0) {
+            mcf->prefault = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "prefault=off") == 0) {
+            mcf->prefault = 0;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "state=", 6) != 0
+            || value[i].len == 6
+            || mcf->state.data != NULL)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\", expected "
-                               "\"state=path\"", &value[2]);
+                               "\"state=path\" or \"prefault=on|off\"",
+                               &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        mcf->state.data = value[2].data + 6;
-        mcf->state.len = value[2].len - 6;
+        mcf->state.data = value[i].data + 6;
+        mcf->state.len = value[i].len - 6;
 
         /* ngx_conf_full_name() terminates it with "\0" */
 

@@ -136,6 +136,7 @@ typedef struct {
     ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */
     ngx_array_t                   targets;     /* async locations: lcf * */
     ngx_str_t                     state;       /* state file, "\0" */
+    ngx_uint_t                    prefault;    /* map the zone at start */
     ngx_uint_t                    deliver_concurrency;
 
     /* outbound webhooks */
@@ -475,6 +476,8 @@ void ngx_http_fanbase_token_release(ngx_http_fanbase_token_hdr_t *hdr);
 ngx_int_t ngx_http_fanbase_call_start(ngx_http_fanbase_call_t *call);
 
 /* ngx_http_fanbase_store.c */
+ngx_int_t ngx_http_fanbase_store_prefault(ngx_shm_zone_t *shm_zone,
+    ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
