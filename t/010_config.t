@@ -211,6 +211,24 @@ my @refused = (
         error  => [qr/zone "zone=fb:16k" is too small/],
     },
     {
+        name   => 'fanbase_zone: prefault neither on nor off',
+        http   => { zone => 'fanbase_zone zone=fb:1m prefault=maybe;' },
+        error  => [qr/invalid parameter "prefault=maybe"/,
+                   qr/"prefault=on\|off"/, $WHERE],
+    },
+    {
+        name   => 'fanbase_zone: state= twice',
+        http   => { zone => 'fanbase_zone zone=fb:1m state=%%DIR%%/a.json '
+                          . 'state=%%DIR%%/b.json;' },
+        error  => [qr/invalid parameter "state=[^"]*b\.json"/, $WHERE],
+    },
+    {
+        name   => 'fanbase_zone: four parameters',
+        http   => { zone => 'fanbase_zone zone=fb:1m state=%%DIR%%/a.json '
+                          . 'prefault=on prefault=off;' },
+        error  => [qr/invalid number of arguments in "fanbase_zone"/],
+    },
+    {
         name   => 'fanbase_zone twice',
         http   => { extra => 'fanbase_zone zone=other:1m;' },
         error  => [qr/"fanbase_zone" directive is duplicate/, $WHERE],
@@ -273,6 +291,16 @@ my @accepted = (
         http   => { api       => 'fanbase_api https://connect.fantest.com.br/;',
                     token_url => 'fanbase_token_url '
                                . 'https://security.fantest.com.br/api/token;' },
+    },
+    {
+        name   => 'fanbase_zone with prefault=off, then state=',
+        http   => { zone => 'fanbase_zone zone=fb:1m prefault=off '
+                          . 'state=%%DIR%%/state.json;' },
+    },
+    {
+        name   => 'fanbase_zone with state=, then prefault=on',
+        http   => { zone => 'fanbase_zone zone=fb:1m '
+                          . 'state=%%DIR%%/state.json prefault=on;' },
     },
     {
         name   => 'the smallest zone, 32k',

@@ -250,4 +250,57 @@ CONF
     $t->stop;
 }
 
+# Prefault: by default the master allocates the zone's pages and each
+# worker maps them before it serves, so no request takes a page fault
+# under the zone's lock (its resident size in /proc/PID/smaps is the whole
+# zone); prefault=off leaves every page to its first use.
+sub zone_rss_kb {
+    my ($pid, $kb) = @_;
+    open my $fh, '<', "/proc/$pid/smaps" or return;
+    my ($name, $size, $found);
+    while (my $line = <$fh>) {
+        if ($line =~ /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/) {
+            ($name, $size) = ($1, 0);
+        } elsif ($line =~ /^Size:\s+(\d+) kB/) {
+            $size = $1;
+        } elsif ($line =~ /^Rss:\s+(\d+) kB/) {
+            my $rss = $1;
+            $found = $rss if $size == $kb && $name =~ /zero|SYSV/;
+        }
+    }
+    return $found;
+}
+
+for my $case (['64m', 'default (on)', 1], ['64m prefault=off', 'off', 0]) {
+    my ($zone, $name, $on) = @$case;
+    my $t = edge(zone => $zone, refresh => '1s');
+    my $res = $t->request(POST => $QUEUE, @SUBMIT);
+    is($res->{status}, 201, "prefault $name: a submission is served");
+
+    # the workers may still be starting: their count of resident pages
+    # settles once both have run their start-up
+    my @rss;
+    $t->wait_for(sub {
+        @rss = map { zone_rss_kb($_, 65536) } $t->worker_pids;
+        return @rss == 2 && !grep { !defined || $_ < 65536 * 0.98 } @rss;
+    }, timeout => 3);
+    is(scalar(grep { defined } @rss), 2,
+       "prefault $name: both workers map the 64m zone")
+        or diag("rss: @rss");
+    for my $i (0 .. $#rss) {
+        my $rss = $rss[$i] // 0;
+        if ($on) {
+            cmp_ok($rss, '>=', 65536 * 0.98,
+                   "prefault $name: worker $i has the whole zone resident");
+        } else {
+            cmp_ok($rss, '<', 65536 / 4,
+                   "prefault $name: worker $i has only what it touched "
+                   . "resident");
+        }
+    }
+    $t->log_unlike(qr/not prefaulted|no memory for/,
+                   "prefault $name: nothing logged about it");
+    $t->stop;
+}
+
 done_testing;
