@@ -65,6 +65,7 @@ typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
 typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
 typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
 typedef struct ngx_http_fanbase_txn_s         ngx_http_fanbase_txn_t;
+typedef struct ngx_http_fanbase_qid_s         ngx_http_fanbase_qid_t;
 
 
 /* settings of outbound transfers */
@@ -91,7 +92,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   3
+#define NGX_HTTP_FANBASE_ZONE_VERSION   4
 
 typedef struct {
     uint32_t                      layout;      /* what made the zone */
@@ -114,8 +115,7 @@ typedef struct {
     ngx_http_fanbase_keys_t       idem;        /* Idempotency-Keys */
     ngx_uint_t                    txn_count;
 
-    ngx_rbtree_t                  queue_ids;   /* Fanbase's id -> txn */
-    ngx_rbtree_node_t             queue_ids_sentinel;
+    ngx_http_fanbase_qid_t      **qid_hash;    /* Fanbase's id -> txn */
     ngx_http_fanbase_keys_t       hooks;       /* webhook message ids */
     ngx_rbtree_t                  notices;     /* outbound: by due time */
     ngx_rbtree_node_t             notices_sentinel;
@@ -325,18 +325,20 @@ struct ngx_http_fanbase_txn_s {
     unsigned                      sent:1;      /* a POST may have left */
     unsigned                      scheduled:2; /* NGX_HTTP_FANBASE_... */
     unsigned                      accepted:1;  /* the first event, implied */
-    void                         *qid;         /* its queue id's index */
+    ngx_http_fanbase_qid_t       *qid;         /* its queue id's index */
 };
 
 
 /* the index of Fanbase's queue ids, for webhooks that name a transaction so */
 
-typedef struct {
-    ngx_rbtree_node_t             node;        /* sh->queue_ids */
+struct ngx_http_fanbase_qid_s {
+    ngx_http_fanbase_qid_t       *hash_next;   /* sh->qid_hash */
+    ngx_http_fanbase_qid_t      **hash_prev;   /* what points here */
     ngx_http_fanbase_txn_t       *txn;
+    uint32_t                      hash;
     u_char                        len;
     u_char                        queue_id[1];
-} ngx_http_fanbase_qid_t;
+};
 
 
 /* an outbound webhook waiting to be sent */

@@ -177,7 +177,7 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t)
-                             + 3 * ngx_http_fanbase_txn_buckets(
+                             + 4 * ngx_http_fanbase_txn_buckets(
                                                           shm_zone->shm.size)
                                  * sizeof(void *));
     if (mcf->sh == NULL) {

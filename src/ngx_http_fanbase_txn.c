@@ -25,8 +25,6 @@
 
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
     ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
-static void ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
     ngx_http_fanbase_shctx_t *sh, ngx_str_t *id);
 static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
@@ -69,7 +67,7 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     /*
      * the buckets follow the zone's context, in its allocation: those of
-     * transactions, Idempotency-Keys and webhook message ids
+     * transactions, Idempotency-Keys, webhook message ids and queue ids
      */
 
     sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
@@ -84,8 +82,9 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
                                (ngx_http_fanbase_idem_t **) (sh->txn_hash + n),
                                n);
     ngx_http_fanbase_keys_init(&sh->hooks, sh->idem.hash + n, n);
-    ngx_rbtree_init(&sh->queue_ids, &sh->queue_ids_sentinel,
-                    ngx_http_fanbase_qid_insert_value);
+
+    sh->qid_hash = (ngx_http_fanbase_qid_t **) (sh->hooks.hash + n);
+    ngx_memzero(sh->qid_hash, n * sizeof(ngx_http_fanbase_qid_t *));
     ngx_rbtree_init(&sh->notices, &sh->notices_sentinel,
                     ngx_rbtree_insert_timer_value);
     ngx_queue_init(&sh->notices_all);
@@ -1046,7 +1045,7 @@ ngx_int_t
 ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len)
 {
-    ngx_http_fanbase_qid_t  *q;
+    ngx_http_fanbase_qid_t  *q, **p;
 
     if (t->qid != NULL || len == 0) {
         return NGX_OK;
@@ -1063,8 +1062,22 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     q->len = (u_char) len;
     ngx_memcpy(q->queue_id, queue_id, len);
 
-    q->node.key = ngx_crc32_short(queue_id, len);
-    ngx_rbtree_insert(&mcf->sh->queue_ids, &q->node);
+    /*
+     * a doubly linked chain: deleting costs nothing even if many
+     * transactions share a queue id (a mock's, in tests)
+     */
+
+    q->hash = ngx_crc32_short(queue_id, len);
+    p = &mcf->sh->qid_hash[q->hash & mcf->sh->txn_hash_mask];
+
+    q->hash_next = *p;
+    q->hash_prev = p;
+
+    if (*p != NULL) {
+        (*p)->hash_prev = &q->hash_next;
+    }
+
+    *p = q;
 
     t->qid = q;
 
@@ -1075,70 +1088,24 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
 static ngx_http_fanbase_txn_t *
 ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id)
 {
-    ngx_int_t                rc;
     uint32_t                 hash;
-    ngx_rbtree_node_t       *node, *sentinel;
     ngx_http_fanbase_qid_t  *q;
 
     hash = ngx_crc32_short(id->data, id->len);
 
-    node = sh->queue_ids.root;
-    sentinel = sh->queue_ids.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        q = (ngx_http_fanbase_qid_t *) node;
-
-        rc = ngx_memn2cmp(id->data, q->queue_id, id->len, q->len);
-
-        if (rc == 0) {
+    for (q = sh->qid_hash[hash & sh->txn_hash_mask];
+         q != NULL;
+         q = q->hash_next)
+    {
+        if (q->hash == hash
+            && q->len == id->len
+            && ngx_memcmp(q->queue_id, id->data, id->len) == 0)
+        {
             return q->txn;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
-}
-
-
-static void
-ngx_http_fanbase_qid_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t       **p;
-    ngx_http_fanbase_qid_t   *n, *q;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            n = (ngx_http_fanbase_qid_t *) node;
-            q = (ngx_http_fanbase_qid_t *) temp;
-
-            p = (ngx_memn2cmp(n->queue_id, q->queue_id, n->len, q->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
 
 
@@ -1276,7 +1243,12 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     if (t->qid != NULL) {
-        ngx_rbtree_delete(&mcf->sh->queue_ids, t->qid);
+        *t->qid->hash_prev = t->qid->hash_next;
+
+        if (t->qid->hash_next != NULL) {
+            t->qid->hash_next->hash_prev = t->qid->hash_prev;
+        }
+
         ngx_slab_free_locked(mcf->shpool, t->qid);
     }
 
