@@ -91,6 +91,14 @@ typedef struct {
 } ngx_http_fanbase_keys_t;
 
 
+/* a hint that memory is about to be read: a cache miss started early */
+#if (defined __GNUC__ || defined __clang__)
+#define ngx_http_fanbase_prefetch(p)  __builtin_prefetch(p)
+#else
+#define ngx_http_fanbase_prefetch(p)
+#endif
+
+
 /* bumped whenever the zone's layout changes */
 #define NGX_HTTP_FANBASE_ZONE_VERSION   4
 

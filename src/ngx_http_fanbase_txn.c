@@ -35,6 +35,7 @@ static void ngx_http_fanbase_txn_free_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
+static void ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3);
 
 
 /*
@@ -221,6 +222,12 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     lcf = nt->lcf;
     sh = mcf->sh;
     now = ngx_http_fanbase_txn_now();
+
+    /* the bucket is a cache miss: on its way while the lock is taken */
+
+    ngx_http_fanbase_prefetch(&sh->txn_hash[
+                   ngx_crc32_short(nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN)
+                   & sh->txn_hash_mask]);
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -932,6 +939,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log)
 {
     uint64_t                   now;
+    uint32_t                   hid, hmsg;
     ngx_str_t                  empty;
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_idem_t   *k;
@@ -944,7 +952,26 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memzero(none, sizeof(none));
     ngx_str_null(&empty);
 
+    /*
+     * three lookups in tables that may span gigabytes: every bucket and
+     * every first entry of a chain is a cache miss, and with 4k pages a
+     * TLB miss too.  Asked for together, the misses overlap: the buckets
+     * while the lock is taken, the first entries before any is walked.
+     */
+
+    hid = ngx_crc32_short(hk->id.data, hk->id.len) & sh->txn_hash_mask;
+    hmsg = ngx_crc32_short(hk->msg_id.data, hk->msg_id.len)
+           & sh->hooks.mask;
+
+    ngx_http_fanbase_prefetch(&sh->hooks.hash[hmsg]);
+    ngx_http_fanbase_prefetch(&sh->txn_hash[hid]);
+    ngx_http_fanbase_prefetch(&sh->qid_hash[hid]);
+
     ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    ngx_http_fanbase_prefetch_heads((void **) &sh->hooks.hash[hmsg],
+                                    (void **) &sh->txn_hash[hid],
+                                    (void **) &sh->qid_hash[hid]);
 
     ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
 
@@ -1292,4 +1319,21 @@ ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
     }
 
     return NULL;
+}
+
+
+static void
+ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3)
+{
+    if (*b1 != NULL) {
+        ngx_http_fanbase_prefetch(*b1);
+    }
+
+    if (*b2 != NULL) {
+        ngx_http_fanbase_prefetch(*b2);
+    }
+
+    if (*b3 != NULL) {
+        ngx_http_fanbase_prefetch(*b3);
+    }
 }
