@@ -36,6 +36,8 @@ static void ngx_http_fanbase_txn_free_locked(
 static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3);
+static ngx_http_fanbase_event_t *ngx_http_fanbase_event_reuse(
+    ngx_http_fanbase_txn_t *t, size_t size);
 
 
 /*
@@ -343,18 +345,81 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* the slab allocator's size class of a chunk of "size" bytes */
+
+static size_t
+ngx_http_fanbase_slab_class(size_t size)
+{
+    size_t  n;
+
+    for (n = 8; n < size; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
+/* the oldest kept event of "t" whose chunk can hold "size" bytes, unlinked */
+
+static ngx_http_fanbase_event_t *
+ngx_http_fanbase_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
+{
+    size_t                     n, old;
+    ngx_queue_t               *q;
+    ngx_http_fanbase_event_t  *ev;
+
+    /* larger ones take whole pages: not worth the bookkeeping */
+
+    if (size > ngx_pagesize / 2) {
+        return NULL;
+    }
+
+    n = ngx_http_fanbase_slab_class(size);
+
+    for (q = ngx_queue_head(&t->events);
+         q != ngx_queue_sentinel(&t->events);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
+
+        old = ngx_http_fanbase_slab_class(
+                      offsetof(ngx_http_fanbase_event_t, json) + ev->len);
+
+        if (old == n) {
+            ngx_queue_remove(q);
+            return ev;
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_int_t
 ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, ngx_str_t *event)
 {
+    size_t                     size;
     ngx_queue_t               *q;
     ngx_http_fanbase_event_t  *ev;
 
-    ev = ngx_http_fanbase_shm_alloc_locked(mcf,
-                              offsetof(ngx_http_fanbase_event_t, json)
-                              + event->len);
+    size = offsetof(ngx_http_fanbase_event_t, json) + event->len;
+
+    ev = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+
     if (ev == NULL) {
-        return NGX_ERROR;
+        /*
+         * a zone full of transactions that are not terminal: the newest
+         * event matters most (the last one carries Fanbase's queue id), so
+         * it takes the place of this transaction's oldest kept event in
+         * the same slab size class, which the newest are kept over anyway
+         */
+
+        ev = ngx_http_fanbase_event_reuse(t, size);
+        if (ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        t->nevents--;
     }
 
     ev->len = (uint32_t) event->len;

@@ -543,4 +543,47 @@ $t->stop;
     is(scalar(posts_for($s->{n}, $c)), 1, 'tracking 404: not sent again');
 }
 
+
+###########################################################################
+# A zone full of pending transactions: the final event of a tracked
+# transaction is still kept, with the queue id, in the place of its oldest
+# kept event.
+
+{
+    my $f = FanbaseTest->new(
+        mock   => { processing_after => 0.3, completed_after => 4 },
+        files  => edge_files(),
+        http   => edge_http(zone => '32k', timeout => '5s'),
+        server => "location = $QUEUE { fanbase_submit async; }\n"
+                . "location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }\n"
+                . "location /transactions/ { fanbase_transaction; }\n",
+    );
+    $f->start;
+
+    my $s = submit(t => $f);
+    my $tx = wait_status($s->{id}, $DELIVERED, t => $f);
+    is($tx && $tx->{status}, 'processing', 'full zone: a transaction delivered');
+    my $qid = last_event($tx) && last_event($tx)->{data}{queue_id} // 'none';
+
+    my ($full, $other) = (0, 0);
+    for my $round (1 .. 50) {
+        for my $res ($f->parallel(20, POST => "/dead$QUEUE", headers => [@CT],
+                                  body => sub { body_n(1000 * $round + $_[0]) })) {
+            if ($res->{status} == 503) { $full++ }
+            elsif ($res->{status} != 202) { $other++ }
+        }
+        last if $full || $other;
+    }
+    ok($full && !$other, 'full zone: then filled with pending transactions');
+
+    $tx = wait_status($s->{id}, $TERMINAL, t => $f, timeout => 20);
+    is($tx && $tx->{status}, 'completed', 'full zone: the delivered one completed');
+    json_like(last_event($tx), { event => 'transition', status => 'completed',
+                                 data => { queue_id => $qid } },
+              'full zone: its final event is kept, with the queue id');
+    $f->log_unlike(qr/an event of transaction "\Q$s->{id}\E" is not kept/,
+                   'full zone: no event of it lost');
+    $f->stop;
+}
+
 done_testing;
