@@ -211,6 +211,29 @@ fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
 
 
 /*
+ * SHA-256, fetched from the provider once: with OpenSSL 3, EVP_sha256()
+ * is looked up again (under a lock) by every EVP_DigestInit_ex().  Never
+ * freed: it lives as long as the process.
+ */
+
+static const EVP_MD *
+fanbase_sig_sha256(void)
+{
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    static EVP_MD  *md;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+
+    return md;
+#else
+    return EVP_sha256();
+#endif
+}
+
+
+/*
  * HMAC-SHA256 of "id.ts.body" without copying the body together with the
  * rest: H((K ^ opad) || H((K ^ ipad) || message)), on EVP digests
  * (OpenSSL 3 deprecates the incremental HMAC_* calls).
@@ -225,6 +248,7 @@ fanbase_sig_mac(const unsigned char *key, size_t klen,
     int            rc;
     size_t         i;
     EVP_MD_CTX    *ctx;
+    const EVP_MD  *md;
     unsigned int   len;
     unsigned char  k[64], pad[64], inner[SHA256_DIGEST_LENGTH];
 
@@ -237,6 +261,11 @@ fanbase_sig_mac(const unsigned char *key, size_t klen,
         memcpy(k, key, klen);
     }
 
+    md = fanbase_sig_sha256();
+    if (md == NULL) {
+        return -1;
+    }
+
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL) {
         return -1;
@@ -246,7 +275,7 @@ fanbase_sig_mac(const unsigned char *key, size_t klen,
         pad[i] = k[i] ^ 0x36;
     }
 
-    rc = (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+    rc = (EVP_DigestInit_ex(ctx, md, NULL) == 1
           && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
           && (id == NULL
               || (EVP_DigestUpdate(ctx, id, id_len) == 1
@@ -261,7 +290,7 @@ fanbase_sig_mac(const unsigned char *key, size_t klen,
     }
 
     rc = rc
-         && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+         && EVP_DigestInit_ex(ctx, md, NULL) == 1
          && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
          && EVP_DigestUpdate(ctx, inner, sizeof(inner)) == 1
          && EVP_DigestFinal_ex(ctx, mac, &len) == 1
