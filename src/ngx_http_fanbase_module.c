@@ -925,6 +925,15 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         dir.data[dir.len - 1] = '\0';
 
+#if (NGX_THREADS)
+        /* the pool "default", 32 threads unless "thread_pool" says otherwise */
+
+        mcf->state_pool = ngx_thread_pool_add(cf, NULL);
+        if (mcf->state_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+#endif
+
         if (dir.len > 1 && ngx_file_info(dir.data, &fi) == NGX_FILE_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                                "the directory of \"state=%V\" does not "

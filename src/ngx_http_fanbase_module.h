@@ -145,6 +145,9 @@ typedef struct {
     ngx_array_t                   targets;     /* async locations: lcf * */
     ngx_str_t                     state;       /* state file, "\0" */
     ngx_uint_t                    prefault;    /* map the zone at start */
+#if (NGX_THREADS)
+    ngx_thread_pool_t            *state_pool;  /* writes the state file */
+#endif
     ngx_uint_t                    deliver_concurrency;
 
     /* outbound webhooks */

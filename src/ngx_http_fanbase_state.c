@@ -8,7 +8,10 @@
  * runs, one worker at a time saves it at most once a second when
  * something changed, and the master saves it once more when nginx stops,
  * after its workers are gone.  It is written to PATH.PID.tmp and renamed
- * over PATH, so a reader never sees half a file.
+ * over PATH, so a reader never sees half a file.  A worker renders the
+ * file under the zone's lock and hands the writing to nginx's thread pool
+ * "default", so that a slow disk never stalls its event loop; the master
+ * writes it itself.
  */
 
 
@@ -23,6 +26,20 @@
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
 
 
+/* one save's writing: it may run in a thread, so it logs nothing itself */
+
+typedef struct {
+    ngx_http_fanbase_main_conf_t  *mcf;
+    u_char                        *buf;
+    size_t                         len;
+    ngx_atomic_uint_t              changes;
+    ngx_int_t                      rc;
+    ngx_err_t                      err;
+    const char                    *failed;     /* the call that failed */
+    u_char                         tmp[NGX_MAX_PATH];
+} ngx_http_fanbase_state_io_t;
+
+
 static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
 static u_char *ngx_http_fanbase_state_txn(u_char *p,
@@ -31,8 +48,15 @@ static u_char *ngx_http_fanbase_state_keys(u_char *p,
     ngx_http_fanbase_keys_t *keys, ngx_uint_t full);
 static ngx_int_t ngx_http_fanbase_state_load_notice(
     ngx_http_fanbase_main_conf_t *mcf, yajl_val v);
-static ngx_int_t ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf,
-    size_t len, ngx_log_t *log);
+static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
+static void ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
+    ngx_log_t *log);
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_fanbase_state_post(ngx_http_fanbase_state_io_t *io,
+    ngx_log_t *log);
+static void ngx_http_fanbase_state_thread(void *data, ngx_log_t *log);
+static void ngx_http_fanbase_state_thread_done(ngx_event_t *ev);
+#endif
 static void ngx_http_fanbase_state_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_fanbase_state_parse(
     ngx_http_fanbase_main_conf_t *mcf, yajl_val root, ngx_log_t *log);
@@ -53,6 +77,10 @@ static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out,
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_state_mcf;
 static ngx_event_t                    ngx_http_fanbase_state_event;
 static ngx_connection_t               ngx_http_fanbase_state_conn;
+#if (NGX_THREADS)
+static ngx_thread_task_t             *ngx_http_fanbase_state_task;
+static ngx_uint_t                     ngx_http_fanbase_state_busy;
+#endif
 
 
 ngx_int_t
@@ -64,6 +92,22 @@ ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
     }
 
     ngx_http_fanbase_state_mcf = mcf;
+
+#if (NGX_THREADS)
+    if (mcf->state_pool != NULL) {
+        ngx_http_fanbase_state_task = ngx_thread_task_alloc(cycle->pool,
+                                          sizeof(ngx_http_fanbase_state_io_t));
+        if (ngx_http_fanbase_state_task == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_fanbase_state_task->handler = ngx_http_fanbase_state_thread;
+        ngx_http_fanbase_state_task->event.handler =
+                                          ngx_http_fanbase_state_thread_done;
+        ngx_http_fanbase_state_task->event.data = ngx_http_fanbase_state_task;
+        ngx_http_fanbase_state_task->event.log = cycle->log;
+    }
+#endif
 
     ngx_http_fanbase_state_conn.fd = (ngx_socket_t) -1;
     ngx_http_fanbase_state_event.data = &ngx_http_fanbase_state_conn;
@@ -100,11 +144,8 @@ void
 ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     ngx_uint_t force, ngx_log_t *log)
 {
-    u_char                    *buf;
-    size_t                     len;
-    ngx_int_t                  rc;
-    ngx_atomic_uint_t          changes;
-    ngx_http_fanbase_shctx_t  *sh;
+    ngx_http_fanbase_shctx_t     *sh;
+    ngx_http_fanbase_state_io_t  *io, local;
 
     if (mcf == NULL || mcf->state.len == 0 || mcf->sh == NULL) {
         return;
@@ -115,6 +156,31 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     if (sh->changes == sh->saved) {
         return;
     }
+
+    io = &local;
+
+#if (NGX_THREADS)
+
+    /* this worker's last save is still being written */
+
+    if (ngx_http_fanbase_state_busy) {
+        return;
+    }
+
+    if (!force && ngx_http_fanbase_state_task != NULL) {
+        io = ngx_http_fanbase_state_task->ctx;
+    }
+
+#endif
+
+    ngx_memzero(io, sizeof(ngx_http_fanbase_state_io_t));
+    io->mcf = mcf;
+
+    if (mcf->state.len + sizeof(".tmp") + NGX_INT_T_LEN + 1 > NGX_MAX_PATH) {
+        return;
+    }
+
+    (void) ngx_sprintf(io->tmp, "%V.%P.tmp%Z", &mcf->state, ngx_pid);
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -127,30 +193,110 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
         return;
     }
 
-    changes = sh->changes;
+    io->changes = sh->changes;
     sh->saving = 1;
     sh->save_lease = ngx_current_msec + NGX_HTTP_FANBASE_SAVE_LEASE;
 
-    buf = ngx_http_fanbase_state_render(mcf, &len, log);
+    io->buf = ngx_http_fanbase_state_render(mcf, &io->len, log);
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
-    rc = NGX_ERROR;
-
-    if (buf != NULL) {
-        rc = ngx_http_fanbase_state_write(&mcf->state, buf, len, log);
-        ngx_free(buf);
+    if (io->buf == NULL) {
+        io->rc = NGX_ERROR;
+        ngx_http_fanbase_state_written(io, log);
+        return;
     }
 
-    ngx_shmtx_lock(&mcf->shpool->mutex);
+#if (NGX_THREADS)
 
-    if (rc == NGX_OK) {
-        sh->saved = changes;
+    if (io != &local) {
+        if (ngx_http_fanbase_state_post(io, log) == NGX_OK) {
+            return;
+        }
+
+        /* the pool's queue is full: written here, as without threads */
+    }
+
+#endif
+
+    ngx_http_fanbase_state_write(io);
+    ngx_http_fanbase_state_written(io, log);
+}
+
+
+#if (NGX_THREADS)
+
+static ngx_int_t
+ngx_http_fanbase_state_post(ngx_http_fanbase_state_io_t *io, ngx_log_t *log)
+{
+    if (ngx_thread_task_post(io->mcf->state_pool, ngx_http_fanbase_state_task)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_fanbase_state_busy = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_state_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_fanbase_state_write(data);
+}
+
+
+static void
+ngx_http_fanbase_state_thread_done(ngx_event_t *ev)
+{
+    ngx_thread_task_t  *task = ev->data;
+
+    ngx_http_fanbase_state_busy = 0;
+
+    ngx_http_fanbase_state_written(task->ctx, ev->log);
+}
+
+#endif
+
+
+/* the writing's outcome: logged, recorded in the zone, the buffer freed */
+
+static void
+ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
+    ngx_log_t *log)
+{
+    ngx_http_fanbase_shctx_t  *sh;
+
+    if (io->failed != NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, io->err,
+                      "fanbase: cannot save the state to \"%V\": %s "
+                      "\"%s\" failed", &io->mcf->state, io->failed,
+                      io->tmp);
+
+    } else if (io->rc == NGX_OK) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "fanbase: state saved to \"%V\", %uz bytes",
+                       &io->mcf->state, io->len);
+    }
+
+    if (io->buf != NULL) {
+        ngx_free(io->buf);
+        io->buf = NULL;
+    }
+
+    sh = io->mcf->sh;
+
+    ngx_shmtx_lock(&io->mcf->shpool->mutex);
+
+    if (io->rc == NGX_OK) {
+        sh->saved = io->changes;
     }
 
     sh->saving = 0;
 
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
+    ngx_shmtx_unlock(&io->mcf->shpool->mutex);
 }
 
 
@@ -385,56 +531,52 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
 }
 
 
-static ngx_int_t
-ngx_http_fanbase_state_write(ngx_str_t *path, u_char *buf, size_t len,
-    ngx_log_t *log)
+/* the file's writing alone: it runs in a thread, so it logs nothing */
+
+static void
+ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
 {
     ssize_t   n;
     ngx_fd_t  fd;
-    u_char    tmp[NGX_MAX_PATH];
 
-    if (path->len + sizeof(".tmp") + NGX_INT_T_LEN + 1 > NGX_MAX_PATH) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_sprintf(tmp, "%V.%P.tmp%Z", path, ngx_pid);
+    io->rc = NGX_ERROR;
 
     /* payloads hold buyer data: the file is for nginx's user alone */
 
-    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+    fd = ngx_open_file(io->tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_OWNER_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "fanbase: cannot save the state: "
-                      ngx_open_file_n " \"%s\" failed", tmp);
-        return NGX_ERROR;
+        io->err = ngx_errno;
+        io->failed = ngx_open_file_n;
+        return;
     }
 
-    n = ngx_write_fd(fd, buf, len);
+    n = ngx_write_fd(fd, io->buf, io->len);
 
-    if (n == -1 || (size_t) n != len) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "fanbase: cannot save the state: writing \"%s\" "
-                      "failed", tmp);
+    if (n == -1 || (size_t) n != io->len) {
+        io->err = (n == -1) ? ngx_errno : 0;
+        io->failed = ngx_write_fd_n;
         (void) ngx_close_file(fd);
-        (void) ngx_delete_file(tmp);
-        return NGX_ERROR;
+        (void) ngx_delete_file(io->tmp);
+        return;
     }
 
-    if (ngx_close_file(fd) == NGX_FILE_ERROR
-        || ngx_rename_file(tmp, path->data) == NGX_FILE_ERROR)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "fanbase: cannot save the state to \"%V\"", path);
-        (void) ngx_delete_file(tmp);
-        return NGX_ERROR;
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        io->err = ngx_errno;
+        io->failed = ngx_close_file_n;
+        (void) ngx_delete_file(io->tmp);
+        return;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "fanbase: state saved to \"%V\", %uz bytes", path, len);
+    if (ngx_rename_file(io->tmp, io->mcf->state.data) == NGX_FILE_ERROR) {
+        io->err = ngx_errno;
+        io->failed = ngx_rename_file_n;
+        (void) ngx_delete_file(io->tmp);
+        return;
+    }
 
-    return NGX_OK;
+    io->rc = NGX_OK;
 }
 
 

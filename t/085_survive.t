@@ -18,6 +18,8 @@ use FanbaseTest;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
+use POSIX qw(mkfifo);
+use Fcntl qw(O_RDONLY O_NONBLOCK F_GETFL F_SETFL);
 
 my $QUEUE = '/api/v1/integration/queue';
 my @CT    = ('Content-Type' => 'application/json');
@@ -370,6 +372,61 @@ $t->stop;
     is(scalar(posts_for($k, $a->{n})), 1, 'killed on the wire: A sent once');
     is(statuses(posts_for($k, $b->{n})), '201', 'killed on the wire: B sent once');
     $k->stop;
+}
+
+
+###########################################################################
+# The state file is written by nginx's thread pool, not in the worker's
+# event loop: a save stuck in open() (its temporary file a FIFO that
+# nobody reads) stalls no request, and completes once it is read.
+
+{
+    my $f = FanbaseTest->new(
+        workers => 1,
+        mock    => { %MOCK },
+        files   => edge_files(),
+        http    => edge_http(timeout => '3s', state => $STATE),
+        server  => $SERVER,
+    );
+    $f->start;
+    my ($pid) = $f->worker_pids;
+    my $fifo = $f->dir . "/fanbase.state.$pid.tmp";
+    ok(mkfifo($fifo, 0600), 'stuck save: a FIFO where the worker writes');
+
+    # a change: the next save (a second at most) blocks opening the FIFO
+    my $s = submit($f);
+    is($s->{res}{status}, 202, 'stuck save: accepted');
+    sleep 1.5;
+
+    my ($bad, $slow) = (0, 0);
+    for (1 .. 20) {
+        my $t0 = time;
+        my $res = $f->request(GET => "/transactions/$s->{id}");
+        $bad++ if $res->{status} != 200;
+        $slow++ if time - $t0 > 0.5;
+    }
+    is($bad, 0, 'stuck save: the worker answers every request');
+    is($slow, 0, 'stuck save: each within 0.5 s');
+    my $more = submit($f);
+    is($more->{res}{status}, 202, 'stuck save: and accepts submissions');
+
+    # the reader comes: the stuck save writes what it rendered, then renames
+    sysopen(my $r, $fifo, O_RDONLY | O_NONBLOCK) or die "$fifo: $!";
+    fcntl($r, F_SETFL, fcntl($r, F_GETFL, 0) & ~O_NONBLOCK);
+    my $got = do { local $/; <$r> } // '';
+    close $r;
+    like($got, qr/\Q$s->{id}\E/, 'stuck save: once read, it held the transaction');
+
+    # the FIFO was renamed over the state file; later saves replace it
+    # with a regular file, as usual, with both (not opened while a FIFO:
+    # that would wait for a writer)
+    ok($f->wait_for(sub {
+        my $file = $f->dir . '/fanbase.state';
+        return 0 if -p $file || !-f $file;
+        my $st = state_strings($f);
+        return $st && $st->{ $s->{id} } && $st->{ $more->{id} };
+    }, timeout => 10), 'stuck save: the next save has both transactions');
+    $f->stop;
 }
 
 done_testing;
