@@ -52,8 +52,6 @@ static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
     ngx_log_t *log);
 #if (NGX_THREADS)
-static ngx_int_t ngx_http_fanbase_state_post(ngx_http_fanbase_state_io_t *io,
-    ngx_log_t *log);
 static void ngx_http_fanbase_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_fanbase_state_thread_done(ngx_event_t *ev);
 #endif
@@ -210,7 +208,10 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 #if (NGX_THREADS)
 
     if (io != &local) {
-        if (ngx_http_fanbase_state_post(io, log) == NGX_OK) {
+        if (ngx_thread_task_post(mcf->state_pool, ngx_http_fanbase_state_task)
+            == NGX_OK)
+        {
+            ngx_http_fanbase_state_busy = 1;
             return;
         }
 
@@ -225,21 +226,6 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 
 
 #if (NGX_THREADS)
-
-static ngx_int_t
-ngx_http_fanbase_state_post(ngx_http_fanbase_state_io_t *io, ngx_log_t *log)
-{
-    if (ngx_thread_task_post(io->mcf->state_pool, ngx_http_fanbase_state_task)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_http_fanbase_state_busy = 1;
-
-    return NGX_OK;
-}
-
 
 static void
 ngx_http_fanbase_state_thread(void *data, ngx_log_t *log)
