@@ -277,6 +277,14 @@ for my $case (['64m', 'default (on)', 1], ['64m prefault=off', 'off', 0]) {
     my $res = $t->request(POST => $QUEUE, @SUBMIT);
     is($res->{status}, 201, "prefault $name: a submission is served");
 
+    # a kernel older than 5.14 has no MADV_POPULATE_WRITE: said at notice
+    if ($on && $t->error_log =~ /\[notice\].*zone "fb" is not prefaulted/) {
+        unlike($t->error_log, qr/\[(?:warn|error|crit|alert|emerg)\].*prefault/,
+               "prefault $name: unsupported by this kernel, said at notice");
+        $t->stop;
+        next;
+    }
+
     # the workers may still be starting: their count of resident pages
     # settles once both have run their start-up
     my @rss;
