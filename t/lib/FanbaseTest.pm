@@ -368,12 +368,30 @@ sub mock_url {
     return defined $port ? "http://127.0.0.1:$port" : undef;
 }
 
-# A port that nothing listens on (at the time of asking).
+# A port that nothing listens on (at the time of asking), below the
+# kernel's ephemeral range: a port from that range (what binding port 0
+# gives) can be taken as the source port of an outgoing connection before
+# nginx binds it ("Address already in use").  Never the same one twice.
+my %GIVEN;
+
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', ReuseAddr => 1)
-        or die "cannot find a free port: $@";
-    return $s->sockport;
+    my $low = 32768;
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        ($low) = (<$fh> // '') =~ /^\s*(\d+)/;
+        $low = 32768 unless $low && $low > 11000;
+    }
+    for (1 .. 200) {
+        my $port = 10000 + int rand($low - 10000);
+        next if $GIVEN{$port};
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => $port, Proto => 'tcp',
+                                      ReuseAddr => 1, Listen => 1)
+            or next;
+        close $s;
+        $GIVEN{$port} = 1;
+        return $port;
+    }
+    die "cannot find a free port below $low";
 }
 
 sub _subst {
