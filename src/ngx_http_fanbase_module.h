@@ -545,8 +545,8 @@ void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
 void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, u_char *id, ngx_str_t *payload,
-    ngx_msec_t due);
+    ngx_http_fanbase_main_conf_t *mcf, u_char *id, uint32_t hash,
+    ngx_str_t *payload, ngx_msec_t due);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
 size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);
@@ -555,10 +555,11 @@ ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_str_t *event);
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    ngx_str_t *key, u_char *digest, u_char *txn_id, uint64_t expires);
+    ngx_str_t *key, uint32_t hash, u_char *digest, u_char *txn_id,
+    uint64_t expires);
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    ngx_str_t *key, uint64_t now);
+    ngx_str_t *key, uint32_t hash, uint64_t now);
 void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,

@@ -822,7 +822,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         payload = queue_id;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data, &payload, 0);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data,
+                                           ngx_crc32_short(id.data, id.len),
+                                           &payload, 0);
     if (t == NULL) {
         return NGX_BUSY;
     }
@@ -922,8 +924,9 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_keys_insert_locked(mcf, keys, &key, d, id.data,
-                                               expires)
+    return ngx_http_fanbase_keys_insert_locked(mcf, keys, &key,
+                                    ngx_crc32_short(key.data, key.len),
+                                    d, id.data, expires)
            ? NGX_OK : NGX_DECLINED;
 }
 

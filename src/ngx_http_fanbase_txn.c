@@ -25,8 +25,10 @@
 
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
     ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_lookup(
+    ngx_http_fanbase_shctx_t *sh, u_char *id, uint32_t hash);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
-    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id);
+    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id, uint32_t hash);
 static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
     ngx_http_fanbase_idem_t **hash, ngx_uint_t n);
 static void ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
@@ -215,6 +217,7 @@ ngx_int_t
 ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log)
 {
+    uint32_t                      hash, hkey;
     uint64_t                      now;
     ngx_http_fanbase_txn_t       *t;
     ngx_http_fanbase_idem_t      *k;
@@ -225,11 +228,12 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     sh = mcf->sh;
     now = ngx_http_fanbase_txn_now();
 
-    /* the bucket is a cache miss: on its way while the lock is taken */
+    /* hashed once; the bucket, a cache miss, is fetched while locking */
 
-    ngx_http_fanbase_prefetch(&sh->txn_hash[
-                   ngx_crc32_short(nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN)
-                   & sh->txn_hash_mask]);
+    hash = ngx_crc32_short(nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    hkey = ngx_crc32_short(nt->idem_key.data, nt->idem_key.len);
+
+    ngx_http_fanbase_prefetch(&sh->txn_hash[hash & sh->txn_hash_mask]);
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -237,7 +241,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     if (nt->idem_key.len) {
         k = ngx_http_fanbase_keys_find_locked(mcf, &sh->idem, &nt->idem_key,
-                                              now);
+                                              hkey, now);
         if (k != NULL) {
             if (ngx_memcmp(k->digest, nt->digest, 16) != 0) {
                 ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -250,7 +254,8 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, &nt->payload, 0);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, hash, &nt->payload,
+                                           0);
     if (t == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
@@ -270,7 +275,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     if (nt->idem_key.len) {
         k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->idem,
-                                  &nt->idem_key, nt->digest, nt->id,
+                                  &nt->idem_key, hkey, nt->digest, nt->id,
                                   now + (uint64_t) lcf->idempotency_window
                                         * 1000);
         if (k == NULL) {
@@ -296,7 +301,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    u_char *id, ngx_str_t *payload, ngx_msec_t delay)
+    u_char *id, uint32_t hash, ngx_str_t *payload, ngx_msec_t delay)
 {
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
@@ -332,7 +337,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
         t->payload_len = (uint32_t) payload->len;
     }
 
-    t->hash = ngx_crc32_short(t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t->hash = hash;
     t->hash_next = sh->txn_hash[t->hash & sh->txn_hash_mask];
     sh->txn_hash[t->hash & sh->txn_hash_mask] = t;
 
@@ -451,8 +456,8 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, u_char *digest,
-    u_char *txn_id, uint64_t expires)
+    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint32_t hash,
+    u_char *digest, u_char *txn_id, uint64_t expires)
 {
     ngx_http_fanbase_idem_t  *k;
 
@@ -475,7 +480,7 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     k->len = (u_char) key->len;
     ngx_memcpy(k->key, key->data, key->len);
 
-    k->hash = ngx_crc32_short(key->data, key->len);
+    k->hash = hash;
     k->hash_next = keys->hash[k->hash & keys->mask];
     keys->hash[k->hash & keys->mask] = k;
     ngx_queue_insert_tail(&keys->lru, &k->queue);
@@ -488,12 +493,10 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint64_t now)
+    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint32_t hash,
+    uint64_t now)
 {
-    uint32_t                  hash;
     ngx_http_fanbase_idem_t  *k;
-
-    hash = ngx_crc32_short(key->data, key->len);
 
     for (k = keys->hash[hash & keys->mask]; k != NULL; k = k->hash_next) {
 
@@ -1004,7 +1007,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log)
 {
     uint64_t                   now;
-    uint32_t                   hid, hmsg;
+    uint32_t                   hid, hmsg, bid, bmsg;
     ngx_str_t                  empty;
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_idem_t   *k;
@@ -1024,37 +1027,40 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
      * while the lock is taken, the first entries before any is walked.
      */
 
-    hid = ngx_crc32_short(hk->id.data, hk->id.len) & sh->txn_hash_mask;
-    hmsg = ngx_crc32_short(hk->msg_id.data, hk->msg_id.len)
-           & sh->hooks.mask;
+    hid = ngx_crc32_short(hk->id.data, hk->id.len);
+    hmsg = ngx_crc32_short(hk->msg_id.data, hk->msg_id.len);
+    bid = hid & sh->txn_hash_mask;
+    bmsg = hmsg & sh->hooks.mask;
 
-    ngx_http_fanbase_prefetch(&sh->hooks.hash[hmsg]);
-    ngx_http_fanbase_prefetch(&sh->txn_hash[hid]);
-    ngx_http_fanbase_prefetch(&sh->qid_hash[hid]);
+    ngx_http_fanbase_prefetch(&sh->hooks.hash[bmsg]);
+    ngx_http_fanbase_prefetch(&sh->txn_hash[bid]);
+    ngx_http_fanbase_prefetch(&sh->qid_hash[bid]);
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    ngx_http_fanbase_prefetch_heads((void **) &sh->hooks.hash[hmsg],
-                                    (void **) &sh->txn_hash[hid],
-                                    (void **) &sh->qid_hash[hid]);
+    ngx_http_fanbase_prefetch_heads((void **) &sh->hooks.hash[bmsg],
+                                    (void **) &sh->txn_hash[bid],
+                                    (void **) &sh->qid_hash[bid]);
 
     ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
 
-    if (ngx_http_fanbase_keys_find_locked(mcf, &sh->hooks, &hk->msg_id, now)
+    if (ngx_http_fanbase_keys_find_locked(mcf, &sh->hooks, &hk->msg_id, hmsg,
+                                          now)
         != NULL)
     {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DONE;
     }
 
-    t = ngx_http_fanbase_txn_find(sh, hk->id.data, hk->id.len);
+    t = (hk->id.len == NGX_HTTP_FANBASE_TXN_ID_LEN)
+        ? ngx_http_fanbase_txn_lookup(sh, hk->id.data, hid) : NULL;
 
     if (t == NULL) {
-        t = ngx_http_fanbase_qid_find(sh, &hk->id);
+        t = ngx_http_fanbase_qid_find(sh, &hk->id, hid);
     }
 
     k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->hooks, &hk->msg_id,
-                                            none, none, hk->expires);
+                                            hmsg, none, none, hk->expires);
     if (k == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
@@ -1069,7 +1075,8 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
         /* a transaction the edge did not accept: nothing to deliver */
 
-        t = ngx_http_fanbase_txn_insert_locked(mcf, hk->id.data, &empty, 0);
+        t = ngx_http_fanbase_txn_insert_locked(mcf, hk->id.data, hid, &empty,
+                                               0);
         if (t == NULL) {
             ngx_http_fanbase_keys_delete_locked(mcf, &sh->hooks, k);
             ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1122,7 +1129,8 @@ ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     k = ngx_http_fanbase_keys_find_locked(mcf, &mcf->sh->hooks, msg_id,
-                                          ngx_http_fanbase_txn_now());
+                                    ngx_crc32_short(msg_id->data, msg_id->len),
+                                    ngx_http_fanbase_txn_now());
     if (k != NULL) {
         ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
     }
@@ -1178,12 +1186,10 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 
 static ngx_http_fanbase_txn_t *
-ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id)
+ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
+    uint32_t hash)
 {
-    uint32_t                 hash;
     ngx_http_fanbase_qid_t  *q;
-
-    hash = ngx_crc32_short(id->data, id->len);
 
     for (q = sh->qid_hash[hash & sh->txn_hash_mask];
          q != NULL;
@@ -1363,14 +1369,22 @@ static ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
     size_t len)
 {
-    uint32_t                 hash;
-    ngx_http_fanbase_txn_t  *t;
-
     if (len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
         return NULL;
     }
 
-    hash = ngx_crc32_short(id, len);
+    return ngx_http_fanbase_txn_lookup(sh, id,
+                                       ngx_crc32_short(id, len));
+}
+
+
+/* "id" is NGX_HTTP_FANBASE_TXN_ID_LEN long, "hash" its CRC32 */
+
+static ngx_http_fanbase_txn_t *
+ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, u_char *id,
+    uint32_t hash)
+{
+    ngx_http_fanbase_txn_t  *t;
 
     for (t = sh->txn_hash[hash & sh->txn_hash_mask];
          t != NULL;
