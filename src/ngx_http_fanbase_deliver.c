@@ -45,7 +45,6 @@ static void ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
 static void ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job);
 static ngx_int_t ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job,
     ngx_str_t *out, const char *fmt, ...);
-static u_char *ngx_http_fanbase_json_text(u_char *p, u_char *s, size_t len);
 static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_http_t *h);
 
 
@@ -645,13 +644,15 @@ ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
         p = ngx_cpymem(p, ",\"code\":\"fanbase_failed\",\"error_message\":\"",
                        sizeof(",\"code\":\"fanbase_failed\","
                               "\"error_message\":\"") - 1);
-        p = ngx_http_fanbase_json_text(p, text.data, ngx_min(text.len, 4096));
+        p = fanbase_json_escape(p, text.data,
+                                fanbase_utf8_cut(text.data, text.len, 4096));
         *p++ = '"';
 
     } else if (text.len) {
         p = ngx_cpymem(p, ",\"process_msg\":\"",
                        sizeof(",\"process_msg\":\"") - 1);
-        p = ngx_http_fanbase_json_text(p, text.data, ngx_min(text.len, 4096));
+        p = fanbase_json_escape(p, text.data,
+                                fanbase_utf8_cut(text.data, text.len, 4096));
         *p++ = '"';
     }
 
@@ -779,7 +780,7 @@ ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job, const char *code,
     if (data.data != NULL) {
         p = ngx_sprintf(data.data, "{\"code\":\"%s\",\"error_message\":\"",
                         code);
-        p = ngx_http_fanbase_json_text(p, message->data, message->len);
+        p = fanbase_json_escape(p, message->data, message->len);
         *p++ = '"';
 
         if (job->queue_id_len) {
@@ -862,40 +863,6 @@ ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job, ngx_str_t *out,
     ngx_memcpy(out->data, buf, out->len + 1);
 
     return NGX_OK;
-}
-
-
-/* JSON string contents of any bytes: invalid UTF-8 becomes "?" */
-
-static u_char *
-ngx_http_fanbase_json_text(u_char *p, u_char *s, size_t len)
-{
-    u_char    *last, *start;
-    uint32_t   c;
-
-    last = s + len;
-
-    while (s < last) {
-        start = s;
-
-        if (*s < 0x80) {
-            s++;
-            p = (u_char *) ngx_escape_json(p, start, 1);
-            continue;
-        }
-
-        c = ngx_utf8_decode(&s, last - start);
-
-        if (c > 0x10ffff) {
-            *p++ = '?';
-            s = start + 1;
-            continue;
-        }
-
-        p = ngx_cpymem(p, start, s - start);
-    }
-
-    return p;
 }
 
 

@@ -3,8 +3,10 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * JSON shapes of the Fanbase wire contracts: the submission check, the
- * queue item and the token answer.  Plain C on yajl's event parser: one
- * pass, no tree, decoded strings copied into one buffer per document.
+ * queue item and the token answer on yajl's event parser (one pass, no
+ * tree, decoded strings copied into one buffer per document), the webhook
+ * update on a depth-checked tree; and the UTF-8 and escaping rules of every
+ * string the module keeps or writes as JSON.
  */
 
 
@@ -25,6 +27,7 @@ typedef struct {
     int                   data;
     int                   root_seen;
     int                   root_map;
+    int                   too_deep;
 } fanbase_submission_ctx_t;
 
 
@@ -96,6 +99,11 @@ static int fanbase_doc_value(fanbase_doc_ctx_t *ctx);
 static fanbase_str_t *fanbase_doc_field(fanbase_doc_ctx_t *ctx);
 static int fanbase_parse_int(const char *s, size_t len, int64_t *out);
 static yajl_val fanbase_tree_get(yajl_val obj, const char *name);
+static int fanbase_json_depth_ok(const unsigned char *p, size_t len,
+    size_t max);
+static size_t fanbase_utf8_char(const unsigned char *p, size_t len);
+static size_t fanbase_json_escaped(const unsigned char *p, size_t len,
+    size_t *in);
 static void fanbase_tree_str(yajl_val obj, const char *name,
     fanbase_str_t *s);
 
@@ -169,9 +177,25 @@ fanbase_json_check_submission(const unsigned char *p, size_t len,
 
     rc = fanbase_parse(p, len, &fanbase_submission_callbacks, &ctx, NULL);
 
+    if (ctx.too_deep) {
+        *err = "the body is nested more than 64 levels deep";
+        return FANBASE_JSON_INVALID;
+    }
+
     if (rc != FANBASE_JSON_OK) {
         *err = "the body is not valid JSON";
         return rc;
+    }
+
+    /*
+     * yajl checks only the shape of UTF-8 sequences: overlong forms,
+     * surrogates and code points above U+10FFFF would reach Fanbase and the
+     * zone
+     */
+
+    if (!fanbase_utf8_valid(p, len)) {
+        *err = "the body is not valid UTF-8";
+        return FANBASE_JSON_INVALID;
     }
 
     if (!ctx.root_map) {
@@ -226,8 +250,10 @@ fanbase_json_parse_item(const unsigned char *p, size_t len,
         rc = FANBASE_JSON_SHAPE;
     }
 
-    if (rc == FANBASE_JSON_OK && ctx.msg_end > ctx.msg_start) {
-        /* "msg" is kept as the raw bytes it arrived as */
+    if (rc == FANBASE_JSON_OK && ctx.msg_end > ctx.msg_start
+        && fanbase_utf8_valid(p + ctx.msg_start, ctx.msg_end - ctx.msg_start))
+    {
+        /* "msg" is kept as the raw bytes it arrived as, if valid UTF-8 */
         item->msg.data = p + ctx.msg_start;
         item->msg.len = ctx.msg_end - ctx.msg_start;
     }
@@ -459,7 +485,10 @@ fanbase_sub_start_map(void *data)
         ctx->action = -1;
     }
 
-    ctx->depth++;
+    if (++ctx->depth > FANBASE_JSON_DEPTH_MAX) {
+        ctx->too_deep = 1;
+        return 0;
+    }
 
     return 1;
 }
@@ -495,7 +524,11 @@ fanbase_sub_start_array(void *data)
     fanbase_submission_ctx_t  *ctx = data;
 
     fanbase_sub_scalar(ctx, 0);
-    ctx->depth++;
+
+    if (++ctx->depth > FANBASE_JSON_DEPTH_MAX) {
+        ctx->too_deep = 1;
+        return 0;
+    }
 
     return 1;
 }
@@ -632,6 +665,7 @@ fanbase_doc_string(void *data, const unsigned char *s, size_t len)
         f->data = ctx->pool + *ctx->pool_len;
         f->len = len;
         memcpy(ctx->pool + *ctx->pool_len, s, len);
+        fanbase_utf8_repair(ctx->pool + *ctx->pool_len, len);
         *ctx->pool_len += len;
     }
 
@@ -655,9 +689,8 @@ fanbase_doc_start_map(void *data)
         ctx->msg_start = yajl_get_bytes_consumed(ctx->handle) - 1;
     }
 
-    ctx->depth++;
-
-    return 1;
+    /* a canceled parse: FANBASE_JSON_SHAPE */
+    return ++ctx->depth <= FANBASE_JSON_DEPTH_MAX;
 }
 
 
@@ -697,9 +730,8 @@ fanbase_doc_start_array(void *data)
     fanbase_doc_ctx_t  *ctx = data;
 
     fanbase_doc_value(ctx);
-    ctx->depth++;
 
-    return 1;
+    return ++ctx->depth <= FANBASE_JSON_DEPTH_MAX;
 }
 
 
@@ -773,8 +805,9 @@ fanbase_tree_str(yajl_val obj, const char *name, fanbase_str_t *s)
     v = fanbase_tree_get(obj, name);
 
     if (v != NULL && YAJL_IS_STRING(v)) {
+        s->len = strlen(v->u.string);
+        fanbase_utf8_repair((unsigned char *) v->u.string, s->len);
         s->data = (const unsigned char *) v->u.string;
-        s->len = strlen((const char *) s->data);
     }
 }
 
@@ -783,27 +816,12 @@ int
 fanbase_json_parse_update(const unsigned char *p, size_t len,
     fanbase_update_t *u)
 {
-    char      *text;
+    int        too_deep;
     yajl_val   root, v, ev;
 
     memset(u, 0, sizeof(fanbase_update_t));
 
-    /* yajl's tree wants a C string; a NUL inside is not JSON anyway */
-
-    if (len == 0 || memchr(p, '\0', len) != NULL) {
-        return FANBASE_JSON_INVALID;
-    }
-
-    text = malloc(len + 1);
-    if (text == NULL) {
-        return FANBASE_JSON_INVALID;
-    }
-
-    memcpy(text, p, len);
-    text[len] = '\0';
-
-    root = yajl_tree_parse(text, NULL, 0);
-    free(text);
+    root = fanbase_json_tree(p, len, &too_deep);
 
     if (root == NULL) {
         return FANBASE_JSON_INVALID;
@@ -882,4 +900,311 @@ fanbase_json_update_free(fanbase_update_t *u)
         yajl_tree_free(u->tree);
         u->tree = NULL;
     }
+}
+
+
+/* 0 when a JSON text nests deeper than "max" (strings skipped) */
+
+static int
+fanbase_json_depth_ok(const unsigned char *p, size_t len, size_t max)
+{
+    size_t  i, depth;
+
+    depth = 0;
+
+    for (i = 0; i < len; i++) {
+        switch (p[i]) {
+
+        case '"':
+            for (i++; i < len && p[i] != '"'; i++) {
+                if (p[i] == '\\') {
+                    i++;
+                }
+            }
+
+            break;
+
+        case '[':
+        case '{':
+            if (++depth > max) {
+                return 0;
+            }
+
+            break;
+
+        case ']':
+        case '}':
+            if (depth) {
+                depth--;
+            }
+
+            break;
+        }
+    }
+
+    return 1;
+}
+
+
+void *
+fanbase_json_tree(const unsigned char *p, size_t len, int *too_deep)
+{
+    char      *text;
+    yajl_val   root;
+
+    *too_deep = 0;
+
+    /* yajl's tree wants a C string; a NUL inside is not JSON anyway */
+
+    if (len == 0 || memchr(p, '\0', len) != NULL) {
+        return NULL;
+    }
+
+    if (!fanbase_json_depth_ok(p, len, FANBASE_JSON_DEPTH_MAX)) {
+        *too_deep = 1;
+        return NULL;
+    }
+
+    text = malloc(len + 1);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    memcpy(text, p, len);
+    text[len] = '\0';
+
+    root = yajl_tree_parse(text, NULL, 0);
+    free(text);
+
+    return root;
+}
+
+
+/* the length of the valid UTF-8 character at p, 0 when there is none */
+
+static size_t
+fanbase_utf8_char(const unsigned char *p, size_t len)
+{
+    size_t         n, i;
+    unsigned char  c, lo, hi;
+
+    c = p[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;                     /* no overlong forms */
+
+        } else if (c == 0xed) {
+            hi = 0x9f;                     /* no surrogates */
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;                     /* nothing above U+10FFFF */
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (len < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    return n;
+}
+
+
+int
+fanbase_utf8_valid(const unsigned char *p, size_t len)
+{
+    size_t  i, n;
+
+    for (i = 0; i < len; i += n) {
+        n = (p[i] < 0x80) ? 1 : fanbase_utf8_char(p + i, len - i);
+
+        if (n == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+void
+fanbase_utf8_repair(unsigned char *p, size_t len)
+{
+    size_t  i, n;
+
+    for (i = 0; i < len; i += n) {
+        n = (p[i] < 0x80) ? 1 : fanbase_utf8_char(p + i, len - i);
+
+        if (n == 0) {
+            p[i] = '?';
+            n = 1;
+        }
+    }
+}
+
+
+size_t
+fanbase_utf8_cut(const unsigned char *p, size_t len, size_t max)
+{
+    size_t  i, n;
+
+    if (len <= max) {
+        return len;
+    }
+
+    for (i = 0; i < len; i += n) {
+        n = (p[i] < 0x80) ? 1 : fanbase_utf8_char(p + i, len - i);
+
+        if (n == 0) {
+            n = 1;
+        }
+
+        if (i + n > max) {
+            break;
+        }
+    }
+
+    return i;
+}
+
+
+/* how many bytes fanbase_json_escape() writes for the character at p */
+
+static size_t
+fanbase_json_escaped(const unsigned char *p, size_t len, size_t *in)
+{
+    size_t  n;
+
+    if (p[0] >= 0x80) {
+        n = fanbase_utf8_char(p, len);
+
+        if (n == 0) {
+            *in = 1;
+            return 3;                      /* U+FFFD */
+        }
+
+        *in = n;
+        return n;
+    }
+
+    *in = 1;
+
+    switch (p[0]) {
+    case '"':
+    case '\\':
+    case '\b':
+    case '\f':
+    case '\n':
+    case '\r':
+    case '\t':
+        return 2;
+    }
+
+    return (p[0] < 0x20) ? 6 : 1;
+}
+
+
+unsigned char *
+fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
+{
+    size_t                i, n, in;
+    static const char     hex[] = "0123456789abcdef";
+
+    for (i = 0; i < len; i += in) {
+        n = fanbase_json_escaped(p + i, len - i, &in);
+
+        if (n == in) {
+            memcpy(dst, p + i, n);
+            dst += n;
+            continue;
+        }
+
+        if (p[i] >= 0x80) {
+            *dst++ = 0xef;
+            *dst++ = 0xbf;
+            *dst++ = 0xbd;
+            continue;
+        }
+
+        *dst++ = '\\';
+
+        switch (p[i]) {
+        case '"':
+        case '\\':
+            *dst++ = p[i];
+            break;
+        case '\b':
+            *dst++ = 'b';
+            break;
+        case '\f':
+            *dst++ = 'f';
+            break;
+        case '\n':
+            *dst++ = 'n';
+            break;
+        case '\r':
+            *dst++ = 'r';
+            break;
+        case '\t':
+            *dst++ = 't';
+            break;
+        default:
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[p[i] >> 4];
+            *dst++ = hex[p[i] & 0xf];
+        }
+    }
+
+    return dst;
+}
+
+
+size_t
+fanbase_json_escape_cut(const unsigned char *p, size_t len, size_t max)
+{
+    size_t  i, n, in, out;
+
+    out = 0;
+
+    for (i = 0; i < len; i += in) {
+        n = fanbase_json_escaped(p + i, len - i, &in);
+
+        if (out + n > max) {
+            break;
+        }
+
+        out += n;
+    }
+
+    return i;
 }

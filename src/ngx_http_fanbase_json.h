@@ -19,6 +19,16 @@
 #define FANBASE_JSON_INVALID    -1      /* not JSON at all */
 #define FANBASE_JSON_SHAPE      -2      /* JSON, but not the expected shape */
 
+/*
+ * The deepest nesting of arrays and objects any parse accepts: the JSON of
+ * Fanbase and of a site is a few levels deep, and .NET's JSON readers stop
+ * at 64 as well.
+ */
+#define FANBASE_JSON_DEPTH_MAX  64
+
+/* the most bytes fanbase_json_escape() writes for one byte it reads */
+#define FANBASE_JSON_ESCAPE_MAX  6
+
 
 /* processStatus of a queue item */
 
@@ -122,6 +132,41 @@ typedef struct {
 int fanbase_json_parse_update(const unsigned char *p, size_t len,
     fanbase_update_t *u);
 void fanbase_json_update_free(fanbase_update_t *u);
+
+/*
+ * A yajl tree of a document no deeper than FANBASE_JSON_DEPTH_MAX, or NULL
+ * (*too_deep set when that was why).  yajl builds and frees its trees
+ * recursively: the depth is checked before.  Free it with yajl_tree_free().
+ */
+void *fanbase_json_tree(const unsigned char *p, size_t len, int *too_deep);
+
+
+/*
+ * UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF).  fanbase_utf8_valid() is 1 when all of p is; fanbase_utf8_cut()
+ * is the length of the longest prefix of at most "max" bytes that ends on a
+ * character boundary (an invalid byte counts as a character of its own).
+ */
+int fanbase_utf8_valid(const unsigned char *p, size_t len);
+size_t fanbase_utf8_cut(const unsigned char *p, size_t len, size_t max);
+
+/*
+ * Text that came in as JSON: yajl checks only the shape of UTF-8
+ * sequences, so each byte of what RFC 3629 forbids becomes '?' in place.
+ */
+void fanbase_utf8_repair(unsigned char *p, size_t len);
+
+/*
+ * The contents of a JSON string for any bytes: '"', '\\' and control
+ * characters escaped, every byte of an invalid UTF-8 sequence replaced by
+ * U+FFFD.  Writes at most FANBASE_JSON_ESCAPE_MAX * len bytes; returns the
+ * end.  fanbase_json_escape_cut() is the length of the longest prefix of p,
+ * cut on a character boundary, whose escaped form takes at most "max" bytes.
+ */
+unsigned char *fanbase_json_escape(unsigned char *dst, const unsigned char *p,
+    size_t len);
+size_t fanbase_json_escape_cut(const unsigned char *p, size_t len,
+    size_t max);
 
 int fanbase_json_status_code(const unsigned char *p, size_t len);
 const char *fanbase_json_status_name(int status);

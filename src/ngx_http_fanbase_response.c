@@ -563,7 +563,7 @@ ngx_http_fanbase_json_string(u_char *p, const u_char *s, size_t len)
     }
 
     *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, (u_char *) s, len);
+    p = fanbase_json_escape(p, s, len);
     *p++ = '"';
 
     return p;

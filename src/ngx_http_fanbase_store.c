@@ -64,6 +64,7 @@ static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_probe(
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
 static void ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e,
     fanbase_item_t *item, ngx_uint_t keep_msg);
+static size_t ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max);
 static u_char *ngx_http_fanbase_store_put(u_char *p, const u_char *s,
     size_t len);
 static void ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
@@ -527,10 +528,13 @@ ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
 {
     return offsetof(ngx_http_fanbase_entry_t, data)
            + item->id.len
-           + ngx_min(item->created.len, NGX_HTTP_FANBASE_DATE_MAX)
-           + ngx_min(item->process_date.len, NGX_HTTP_FANBASE_DATE_MAX)
-           + ngx_min(item->imsg.len, NGX_HTTP_FANBASE_TEXT_MAX)
-           + ngx_min(item->process_msg.len, NGX_HTTP_FANBASE_TEXT_MAX)
+           + ngx_http_fanbase_store_cut(&item->created,
+                                        NGX_HTTP_FANBASE_DATE_MAX)
+           + ngx_http_fanbase_store_cut(&item->process_date,
+                                        NGX_HTTP_FANBASE_DATE_MAX)
+           + ngx_http_fanbase_store_cut(&item->imsg, NGX_HTTP_FANBASE_TEXT_MAX)
+           + ngx_http_fanbase_store_cut(&item->process_msg,
+                                        NGX_HTTP_FANBASE_TEXT_MAX)
            + (keep_msg ? item->msg.len : 0);
 }
 
@@ -732,14 +736,14 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
     e->flags &= NGX_HTTP_FANBASE_LEASED;
 
     e->id_len = (u_char) item->id.len;
-    e->created_len = (u_char) ngx_min(item->created.len,
-                                      NGX_HTTP_FANBASE_DATE_MAX);
-    e->pdate_len = (u_char) ngx_min(item->process_date.len,
-                                    NGX_HTTP_FANBASE_DATE_MAX);
-    e->imsg_len = (uint16_t) ngx_min(item->imsg.len,
-                                     NGX_HTTP_FANBASE_TEXT_MAX);
-    e->pmsg_len = (uint16_t) ngx_min(item->process_msg.len,
-                                     NGX_HTTP_FANBASE_TEXT_MAX);
+    e->created_len = (u_char) ngx_http_fanbase_store_cut(&item->created,
+                                               NGX_HTTP_FANBASE_DATE_MAX);
+    e->pdate_len = (u_char) ngx_http_fanbase_store_cut(&item->process_date,
+                                               NGX_HTTP_FANBASE_DATE_MAX);
+    e->imsg_len = (uint16_t) ngx_http_fanbase_store_cut(&item->imsg,
+                                               NGX_HTTP_FANBASE_TEXT_MAX);
+    e->pmsg_len = (uint16_t) ngx_http_fanbase_store_cut(&item->process_msg,
+                                               NGX_HTTP_FANBASE_TEXT_MAX);
     e->msg_len = keep_msg ? (uint32_t) item->msg.len : 0;
 
     if (item->icode_set) {
@@ -768,6 +772,15 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
     p = ngx_http_fanbase_store_put(p, item->imsg.data, e->imsg_len);
     p = ngx_http_fanbase_store_put(p, item->process_msg.data, e->pmsg_len);
     (void) ngx_http_fanbase_store_put(p, item->msg.data, e->msg_len);
+}
+
+
+/* a text field's length in the zone: cut on a character boundary */
+
+static size_t
+ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max)
+{
+    return fanbase_utf8_cut(s->data, s->len, max);
 }
 
 

@@ -151,7 +151,8 @@ ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
 
     len = sizeof("{\"event\":\"\",\"message\":\"\",\"data\":,\"status\":\"\","
                  "\"created_at\":\"\"}")
-          + ngx_strlen(kind) + 6 * mlen + (data->len ? data->len : 2)
+          + ngx_strlen(kind) + FANBASE_JSON_ESCAPE_MAX * mlen
+          + (data->len ? data->len : 2)
           + (name ? ngx_strlen(name) : 0) + 24;
 
     if (len > NGX_HTTP_FANBASE_EVENT_MAX + 256) {
@@ -166,7 +167,7 @@ ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
     out->data = p;
 
     p = ngx_sprintf(p, "{\"event\":\"%s\",\"message\":\"", kind);
-    p = (u_char *) ngx_escape_json(p, (u_char *) message, mlen);
+    p = fanbase_json_escape(p, (u_char *) message, mlen);
     p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
 
     if (data->len) {

@@ -18,6 +18,10 @@
 
 #define NGX_HTTP_FANBASE_MSG_ID_MAX   255
 
+/* an event's message and error text, escaped */
+#define NGX_HTTP_FANBASE_WEBHOOK_MSG_MAX    512
+#define NGX_HTTP_FANBASE_WEBHOOK_TEXT_MAX   4096
+
 
 static void ngx_http_fanbase_webhook_body(ngx_http_request_t *r);
 static const char *ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
@@ -121,6 +125,7 @@ ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id)
 {
     time_t            ts, now;
+    ngx_uint_t        i;
     ngx_table_elt_t  *id, *stamp, *sig, *h;
 
     if (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_STANDARD) {
@@ -140,6 +145,14 @@ ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
         if (id->value.len == 0 || id->value.len > NGX_HTTP_FANBASE_MSG_ID_MAX)
         {
             return "webhook-id is empty or too long";
+        }
+
+        /* it is kept, saved and logged: visible ASCII, as Svix's ids are */
+
+        for (i = 0; i < id->value.len; i++) {
+            if (id->value.data[i] <= 0x20 || id->value.data[i] >= 0x7f) {
+                return "webhook-id is not visible ASCII";
+            }
         }
 
         ts = ngx_atotm(stamp->value.data, stamp->value.len);
@@ -364,7 +377,7 @@ ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
     ngx_uint_t queue_id, ngx_str_t *event)
 {
     u_char         *p;
-    size_t          len;
+    size_t          len, elen;
     ngx_str_t       data;
     fanbase_str_t  *err, *msg;
 
@@ -372,9 +385,14 @@ ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
           : u->process_msg.data ? &u->process_msg : &u->imsg;
     msg = u->message.data ? &u->message : NULL;
 
+    /* the sender's texts are cut by what they take once escaped */
+
+    elen = fanbase_json_escape_cut(err->data, err->len,
+                                   NGX_HTTP_FANBASE_WEBHOOK_TEXT_MAX);
+
     len = sizeof("{\"source\":\"webhook\",\"queue_id\":\"\","
                  "\"error_message\":\"\"}")
-          + u->id.len + 6 * ngx_min(err->len, 4096);
+          + u->id.len + NGX_HTTP_FANBASE_WEBHOOK_TEXT_MAX;
 
     data.data = ngx_pnalloc(r->pool, len);
     if (data.data == NULL) {
@@ -391,8 +409,7 @@ ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
     if (u->status == FANBASE_STATUS_FAILED && err->data != NULL) {
         p = ngx_cpymem(p, ",\"error_message\":\"",
                        sizeof(",\"error_message\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, (u_char *) err->data,
-                                       ngx_min(err->len, 4096));
+        p = fanbase_json_escape(p, err->data, elen);
         *p++ = '"';
     }
 
@@ -402,7 +419,8 @@ ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
     /* the sender's message is text of its own: kept short and printable */
 
     if (msg != NULL) {
-        len = ngx_min(msg->len, 512);
+        len = fanbase_json_escape_cut(msg->data, msg->len,
+                                      NGX_HTTP_FANBASE_WEBHOOK_MSG_MAX);
         p = ngx_pnalloc(r->pool, len + 1);
         if (p == NULL) {
             return NGX_ERROR;

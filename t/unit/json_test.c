@@ -56,6 +56,42 @@ check(const char *json, int want, const char *name)
 }
 
 
+/* "open" n times, then a string, then "close" n times, into buf */
+
+static char  buf[1024 * 1024];
+
+static void
+deep_doc(char *b, size_t depth, const char *open, const char *close)
+{
+    size_t  i, ol, cl;
+
+    ol = strlen(open);
+    cl = strlen(close);
+
+    for (i = 0; i < depth; i++) {
+        memcpy(b, open, ol);
+        b += ol;
+    }
+
+    *b++ = '1';
+
+    for (i = 0; i < depth; i++) {
+        memcpy(b, close, cl);
+        b += cl;
+    }
+
+    *b = '\0';
+}
+
+
+static int
+update_parse(const char *json, fanbase_update_t *u)
+{
+    return fanbase_json_parse_update((const unsigned char *) json,
+                                     strlen(json), u);
+}
+
+
 static int
 token_parse(const char *json, fanbase_token_t *token)
 {
@@ -75,7 +111,8 @@ item_parse(const char *json, fanbase_item_t *item)
 int
 main(void)
 {
-    fanbase_item_t   item;
+    fanbase_item_t    item;
+    fanbase_update_t  u;
     fanbase_token_t  token;
 
     const char  *seed_get =
@@ -175,6 +212,70 @@ main(void)
        == FANBASE_JSON_SHAPE, "token with CR LF refused");
     ok(token_parse("{\"access_token\":\"a\",\"expires_in\":0}", &token)
        == FANBASE_JSON_SHAPE, "expires_in 0 refused");
+
+    /* nesting: at most FANBASE_JSON_DEPTH_MAX levels, for every parser */
+
+    deep_doc(buf, 64, "{\"action\":\"a\",\"data\":", "}");
+    check(buf, FANBASE_JSON_OK, "submission 64 levels deep accepted");
+    deep_doc(buf, 65, "{\"action\":\"a\",\"data\":", "}");
+    check(buf, FANBASE_JSON_INVALID, "submission 65 levels deep refused");
+    deep_doc(buf, 100000, "[", "]");
+    ok(item_parse(buf, &item) != FANBASE_JSON_OK, "deep item refused");
+    ok(update_parse(buf, &u) == FANBASE_JSON_INVALID,
+       "100000 nested arrays: update refused, no stack overflow");
+    fanbase_json_update_free(&u);
+    deep_doc(buf, 40, "{\"id\":\"x\",\"status\":\"failed\",\"events\":",
+             "}");
+    ok(update_parse(buf, &u) == FANBASE_JSON_OK && u.id.len == 1,
+       "update 40 levels deep parsed");
+    fanbase_json_update_free(&u);
+
+    /* UTF-8 (RFC 3629) */
+
+    ok(fanbase_utf8_valid((const unsigned char *) "a\xc3\xa7\xe2\x82\xac"
+                          "\xf0\x9f\x8e\xab", 10), "valid UTF-8");
+    ok(!fanbase_utf8_valid((const unsigned char *) "\xc3", 1),
+       "a cut character is invalid");
+    ok(!fanbase_utf8_valid((const unsigned char *) "\xc0\x80", 2),
+       "an overlong form is invalid");
+    ok(!fanbase_utf8_valid((const unsigned char *) "\xed\xa0\x80", 3),
+       "a surrogate is invalid");
+    ok(!fanbase_utf8_valid((const unsigned char *) "\xf4\x90\x80\x80", 4),
+       "above U+10FFFF is invalid");
+    ok(fanbase_utf8_cut((const unsigned char *) "ab\xc3\xa7", 4, 3) == 2,
+       "a cut never splits a character");
+    ok(fanbase_utf8_cut((const unsigned char *) "ab\xc3\xa7", 4, 4) == 4,
+       "a cut of what fits is no cut");
+    ok(fanbase_utf8_cut((const unsigned char *) "a\xff\xff", 3, 2) == 2,
+       "an invalid byte is a character of its own");
+
+    check("{\"action\":\"a\",\"data\":{\"k\":\"\xed\xa0\x80\"}}",
+          FANBASE_JSON_INVALID, "submission with a surrogate refused");
+
+    ok(item_parse("{\"id\":\"x\",\"processStatus\":\"failed\","
+                  "\"processMsg\":\"a\xc0\x80z\"}", &item) == FANBASE_JSON_OK
+       && str_is(&item.process_msg, "a??z"),
+       "item: an overlong form is replaced at the door");
+    fanbase_json_item_free(&item);
+
+    /* escaping */
+
+    {
+        unsigned char  out[64], *e;
+        const char    *in = "\"\\\x01\n\xc3\xa7\xff" "d";
+
+        e = fanbase_json_escape(out, (const unsigned char *) in, strlen(in));
+        ok((size_t) (e - out) == 18
+           && memcmp(out, "\\\"\\\\\\u0001\\n\xc3\xa7\xef\xbf\xbd" "d", 18)
+              == 0,
+           "escape: quotes, controls, UTF-8 kept, invalid bytes U+FFFD");
+
+        ok(fanbase_json_escape_cut((const unsigned char *) "\x01\x01\x01",
+                                   3, 17) == 2,
+           "escape cut by the escaped length");
+        ok(fanbase_json_escape_cut((const unsigned char *) "a\xc3\xa7", 3, 2)
+           == 1, "escape cut on a character boundary");
+    }
 
     printf("1..%d\n", n);
 
