@@ -29,7 +29,7 @@ TESTS     ?= t/
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
-                procps nodejs npm
+                procps strace nodejs npm
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the
 # standardwebhooks npm package, an implementation independent of ours

@@ -547,6 +547,8 @@ void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, u_char *id, uint32_t hash,
     ngx_str_t *payload, ngx_msec_t due);
+ngx_uint_t ngx_http_fanbase_txn_exists_locked(
+    ngx_http_fanbase_main_conf_t *mcf, u_char *id);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
 size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);

@@ -3,15 +3,18 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * The state file of "fanbase_zone ... state=PATH": the zone's
- * transactions and Idempotency-Key claims as JSON.  A zone that starts
- * empty loads it (in the master, at configuration time).  While nginx
+ * transactions, Idempotency-Key claims, webhook message ids and outbound
+ * notifications, one JSON record a line.  A zone that starts empty loads
+ * it (in the master, at configuration time), checking every field of every
+ * record and skipping, with a warning, a record that fails.  While nginx
  * runs, one worker at a time saves it at most once a second when
  * something changed, and the master saves it once more when nginx stops,
- * after its workers are gone.  It is written to PATH.PID.tmp and renamed
- * over PATH, so a reader never sees half a file.  A worker renders the
- * file under the zone's lock and hands the writing to nginx's thread pool
- * "default", so that a slow disk never stalls its event loop; the master
- * writes it itself.
+ * after its workers are gone.  It is written to PATH.PID.tmp, fsynced,
+ * renamed over PATH and its directory fsynced, so a reader never sees half
+ * a file and a power loss leaves this save or the one before.  A worker
+ * renders the file under the zone's lock and hands the writing to nginx's
+ * thread pool "default", so that a slow disk never stalls its event loop;
+ * the master writes it itself.
  */
 
 
@@ -20,10 +23,25 @@
 #include "ngx_http_fanbase_module.h"
 
 
-#define NGX_HTTP_FANBASE_STATE_VERSION   1
+#define NGX_HTTP_FANBASE_STATE_VERSION   2
+#define NGX_HTTP_FANBASE_STATE_HEADER    "{\"version\":2}\n"
 #define NGX_HTTP_FANBASE_SAVE_INTERVAL   1000
 #define NGX_HTTP_FANBASE_SAVE_LEASE      10000
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
+
+
+/* one load: where it is, and what it counted */
+
+typedef struct {
+    ngx_http_fanbase_main_conf_t  *mcf;
+    ngx_log_t                     *log;
+    uint64_t                       now;
+    ngx_uint_t                     txns;
+    ngx_uint_t                     keys;
+    ngx_uint_t                     notices;
+    ngx_uint_t                     skipped;
+    ngx_uint_t                     full;      /* not loaded for want of room */
+} ngx_http_fanbase_state_load_t;
 
 
 /* one save's writing: it may run in a thread, so it logs nothing itself */
@@ -36,7 +54,9 @@ typedef struct {
     ngx_int_t                      rc;
     ngx_err_t                      err;
     const char                    *failed;     /* the call that failed */
+    u_char                        *path;       /* on tmp or dir */
     u_char                         tmp[NGX_MAX_PATH];
+    u_char                         dir[NGX_MAX_PATH];
 } ngx_http_fanbase_state_io_t;
 
 
@@ -45,9 +65,7 @@ static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
 static u_char *ngx_http_fanbase_state_txn(u_char *p,
     ngx_http_fanbase_txn_t *t);
 static u_char *ngx_http_fanbase_state_keys(u_char *p,
-    ngx_http_fanbase_keys_t *keys, ngx_uint_t full);
-static ngx_int_t ngx_http_fanbase_state_load_notice(
-    ngx_http_fanbase_main_conf_t *mcf, yajl_val v);
+    ngx_http_fanbase_keys_t *keys, ngx_uint_t full, ngx_uint_t *records);
 static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
     ngx_log_t *log);
@@ -56,13 +74,22 @@ static void ngx_http_fanbase_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_fanbase_state_thread_done(ngx_event_t *ev);
 #endif
 static void ngx_http_fanbase_state_timer(ngx_event_t *ev);
-static ngx_int_t ngx_http_fanbase_state_parse(
-    ngx_http_fanbase_main_conf_t *mcf, yajl_val root, ngx_log_t *log);
+static ngx_int_t ngx_http_fanbase_state_lines(
+    ngx_http_fanbase_state_load_t *ld, u_char *buf, size_t size);
+static ngx_int_t ngx_http_fanbase_state_legacy(
+    ngx_http_fanbase_state_load_t *ld, u_char *buf, size_t size);
+static void ngx_http_fanbase_state_record(ngx_http_fanbase_state_load_t *ld,
+    ngx_uint_t line, const char *type, yajl_val v);
+static void ngx_http_fanbase_state_skip(ngx_http_fanbase_state_load_t *ld,
+    ngx_uint_t line, const char *why);
 static ngx_int_t ngx_http_fanbase_state_load_txn(
-    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, ngx_log_t *log);
-static ngx_int_t ngx_http_fanbase_state_load_idem(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    yajl_val v, uint64_t now);
+    ngx_http_fanbase_state_load_t *ld, yajl_val v, const char **why);
+static ngx_uint_t ngx_http_fanbase_state_valid_event(yajl_val ev);
+static ngx_int_t ngx_http_fanbase_state_load_key(
+    ngx_http_fanbase_state_load_t *ld, ngx_http_fanbase_keys_t *keys,
+    yajl_val v, const char **why);
+static ngx_int_t ngx_http_fanbase_state_load_notice(
+    ngx_http_fanbase_state_load_t *ld, yajl_val v, const char **why);
 static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
     yajl_type type);
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
@@ -259,7 +286,7 @@ ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
         ngx_log_error(NGX_LOG_ERR, log, io->err,
                       "fanbase: cannot save the state to \"%V\": %s "
                       "\"%s\" failed", &io->mcf->state, io->failed,
-                      io->tmp);
+                      io->path);
 
     } else if (io->rc == NGX_OK) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -286,15 +313,25 @@ ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
 }
 
 
-/* called with the zone locked */
+/*
+ * Called with the zone locked.  One record a line, so that a record the
+ * loader cannot read costs that record alone:
+ *
+ *     {"version":2}
+ *     {"type":"transaction","id":...}
+ *     {"type":"idempotency","key":...}
+ *     {"type":"webhook","key":...}
+ *     {"type":"notification","id":...}
+ *     {"end":N}                      N records: the file is whole
+ */
 
 static u_char *
 ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     ngx_log_t *log)
 {
-    u_char                    *buf, *p;
-    size_t                     size;
-    ngx_uint_t                 first, i;
+    u_char                     *buf, *p;
+    size_t                      size;
+    ngx_uint_t                  i, records;
     ngx_queue_t                *q, *e, *queues[2];
     ngx_http_fanbase_txn_t     *t;
     ngx_http_fanbase_idem_t    *k;
@@ -307,9 +344,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     queues[0] = &sh->txn_live;
     queues[1] = &sh->txn_done;
 
-    size = sizeof("{\"version\":,\"transactions\":[],\"idempotency\":[],"
-                  "\"webhooks\":[],\"notifications\":[]}\n")
-           + NGX_INT_T_LEN;
+    size = sizeof("{\"version\":}\n{\"end\":}\n") + 2 * NGX_INT_T_LEN;
 
     for (i = 0; i < 2; i++) {
         for (q = ngx_queue_head(queues[i]);
@@ -318,16 +353,17 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         {
             t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
 
-            size += 512 + 6 * NGX_HTTP_FANBASE_ACCEPTED_LEN
-                    + 6 * ngx_max(t->payload_len,
-                                      NGX_HTTP_FANBASE_ID_MAX);
+            size += 512
+                    + FANBASE_JSON_ESCAPE_MAX
+                      * (NGX_HTTP_FANBASE_ACCEPTED_LEN
+                         + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX));
 
             for (e = ngx_queue_head(&t->events);
                  e != ngx_queue_sentinel(&t->events);
                  e = ngx_queue_next(e))
             {
                 ev = ngx_queue_data(e, ngx_http_fanbase_event_t, queue);
-                size += 3 + 6 * ev->len;
+                size += 3 + FANBASE_JSON_ESCAPE_MAX * ev->len;
             }
         }
     }
@@ -340,7 +376,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q = ngx_queue_next(q))
         {
             k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-            size += 160 + 6 * k->len;
+            size += 192 + FANBASE_JSON_ESCAPE_MAX * k->len;
         }
     }
 
@@ -349,7 +385,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
          q = ngx_queue_next(q))
     {
         n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
-        size += 160 + n->id_len + 6 * n->len;
+        size += 192 + FANBASE_JSON_ESCAPE_MAX * (n->id_len + n->len);
     }
 
     buf = ngx_alloc(size, log);
@@ -357,37 +393,23 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         return NULL;
     }
 
-    p = ngx_sprintf(buf, "{\"version\":%d,\"transactions\":[",
-                    NGX_HTTP_FANBASE_STATE_VERSION);
-
-    first = 1;
+    p = ngx_sprintf(buf, "{\"version\":%d}\n", NGX_HTTP_FANBASE_STATE_VERSION);
+    records = 0;
 
     for (i = 0; i < 2; i++) {
         for (q = ngx_queue_head(queues[i]);
              q != ngx_queue_sentinel(queues[i]);
              q = ngx_queue_next(q))
         {
-            if (!first) {
-                *p++ = ',';
-            }
-
-            first = 0;
-
-            *p++ = '\n';
             p = ngx_http_fanbase_state_txn(p,
                               ngx_queue_data(q, ngx_http_fanbase_txn_t,
                                              queue));
+            records++;
         }
     }
 
-    p = ngx_cpymem(p, "],\"idempotency\":[", sizeof("],\"idempotency\":[") - 1);
-    p = ngx_http_fanbase_state_keys(p, &sh->idem, 1);
-    p = ngx_cpymem(p, "],\"webhooks\":[", sizeof("],\"webhooks\":[") - 1);
-    p = ngx_http_fanbase_state_keys(p, &sh->hooks, 0);
-    p = ngx_cpymem(p, "],\"notifications\":[",
-                   sizeof("],\"notifications\":[") - 1);
-
-    first = 1;
+    p = ngx_http_fanbase_state_keys(p, &sh->idem, 1, &records);
+    p = ngx_http_fanbase_state_keys(p, &sh->hooks, 0, &records);
 
     for (q = ngx_queue_head(&sh->notices_all);
          q != ngx_queue_sentinel(&sh->notices_all);
@@ -395,20 +417,17 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     {
         n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
 
-        if (!first) {
-            *p++ = ',';
-        }
-
-        first = 0;
-
-        p = ngx_sprintf(p, "\n{\"id\":\"%*s\",\"created\":%uL,"
-                        "\"attempts\":%uD,\"body\":\"",
-                        (size_t) n->id_len, n->id, n->created, n->attempts);
-        p = (u_char *) ngx_escape_json(p, n->body, n->len);
-        p = ngx_cpymem(p, "\"}", 2);
+        p = ngx_cpymem(p, "{\"type\":\"notification\",\"id\":\"",
+                       sizeof("{\"type\":\"notification\",\"id\":\"") - 1);
+        p = fanbase_json_escape(p, n->id, n->id_len);
+        p = ngx_sprintf(p, "\",\"created\":%uL,\"attempts\":%uD,\"body\":\"",
+                        n->created, n->attempts);
+        p = fanbase_json_escape(p, n->body, n->len);
+        p = ngx_cpymem(p, "\"}\n", 3);
+        records++;
     }
 
-    p = ngx_cpymem(p, "]}\n", 3);
+    p = ngx_sprintf(p, "{\"end\":%ui}\n", records);
 
     *len = p - buf;
 
@@ -420,7 +439,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
 
 static u_char *
 ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
-    ngx_uint_t full)
+    ngx_uint_t full, ngx_uint_t *records)
 {
     ngx_queue_t              *q;
     ngx_http_fanbase_idem_t  *k;
@@ -431,12 +450,11 @@ ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
     {
         k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
 
-        if (q != ngx_queue_head(&keys->lru)) {
-            *p++ = ',';
-        }
-
-        p = ngx_cpymem(p, "\n{\"key\":\"", sizeof("\n{\"key\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, k->key, k->len);
+        p = full ? ngx_cpymem(p, "{\"type\":\"idempotency\",\"key\":\"",
+                        sizeof("{\"type\":\"idempotency\",\"key\":\"") - 1)
+                 : ngx_cpymem(p, "{\"type\":\"webhook\",\"key\":\"",
+                        sizeof("{\"type\":\"webhook\",\"key\":\"") - 1);
+        p = fanbase_json_escape(p, k->key, k->len);
 
         if (full) {
             p = ngx_cpymem(p, "\",\"digest\":\"",
@@ -446,7 +464,8 @@ ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
                             (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id);
         }
 
-        p = ngx_sprintf(p, "\",\"expires\":%uL}", k->expires);
+        p = ngx_sprintf(p, "\",\"expires\":%uL}\n", k->expires);
+        (*records)++;
     }
 
     return p;
@@ -461,7 +480,8 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
     ngx_http_fanbase_event_t  *ev;
     u_char                     buf[NGX_HTTP_FANBASE_ACCEPTED_LEN];
 
-    p = ngx_sprintf(p, "{\"id\":\"%*s\",\"target\":\"",
+    p = ngx_sprintf(p, "{\"type\":\"transaction\",\"id\":\"%*s\","
+                    "\"target\":\"",
                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
     p = ngx_hex_dump(p, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
     p = ngx_sprintf(p, "\",\"status\":\"%s\",\"created\":%uL,"
@@ -474,12 +494,13 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
                     (ngx_uint_t) t->max_events);
 
     if (t->data != NULL && t->queue_id_len) {
-        p = ngx_sprintf(p, ",\"queue_id\":\"%*s\"", (size_t) t->queue_id_len,
-                        t->data);
+        p = ngx_cpymem(p, ",\"queue_id\":\"", sizeof(",\"queue_id\":\"") - 1);
+        p = fanbase_json_escape(p, t->data, t->queue_id_len);
+        *p++ = '"';
 
     } else if (t->data != NULL) {
         p = ngx_cpymem(p, ",\"payload\":\"", sizeof(",\"payload\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, t->data, t->payload_len);
+        p = fanbase_json_escape(p, t->data, t->payload_len);
         *p++ = '"';
     }
 
@@ -489,9 +510,9 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
 
     if (t->accepted) {
         *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, buf,
-                                 ngx_http_fanbase_txn_accepted(buf, t->created)
-                                 - buf);
+        p = fanbase_json_escape(p, buf,
+                                ngx_http_fanbase_txn_accepted(buf, t->created)
+                                - buf);
         *p++ = '"';
         first = 0;
     }
@@ -509,23 +530,31 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
         first = 0;
 
         *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, ev->json, ev->len);
+        p = fanbase_json_escape(p, ev->json, ev->len);
         *p++ = '"';
     }
 
-    return ngx_cpymem(p, "]}", 2);
+    return ngx_cpymem(p, "]}\n", 3);
 }
 
 
-/* the file's writing alone: it runs in a thread, so it logs nothing */
+/*
+ * The file's writing alone: it runs in a thread, so it logs nothing.  The
+ * data reaches the disk before the rename, and the rename before the save
+ * counts as done: after a power loss the file is this save or the one
+ * before it, never an empty or a half-written one.
+ */
 
 static void
 ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
 {
-    ssize_t   n;
-    ngx_fd_t  fd;
+    u_char    *p;
+    size_t     len;
+    ssize_t    n;
+    ngx_fd_t   fd;
 
     io->rc = NGX_ERROR;
+    io->path = io->tmp;
 
     /* payloads hold buyer data: the file is for nginx's user alone */
 
@@ -543,9 +572,13 @@ ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
     if (n == -1 || (size_t) n != io->len) {
         io->err = (n == -1) ? ngx_errno : 0;
         io->failed = ngx_write_fd_n;
-        (void) ngx_close_file(fd);
-        (void) ngx_delete_file(io->tmp);
-        return;
+        goto failed;
+    }
+
+    if (fsync(fd) == -1) {
+        io->err = ngx_errno;
+        io->failed = "fsync()";
+        goto failed;
     }
 
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
@@ -562,29 +595,75 @@ ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
         return;
     }
 
+    /* the rename is an entry of the directory: it is made durable there */
+
+    io->path = io->dir;
+
+    for (p = io->mcf->state.data + io->mcf->state.len;
+         p > io->mcf->state.data && p[-1] != '/';
+         p--)
+    {
+        /* void */
+    }
+
+    if (p == io->mcf->state.data) {
+        ngx_memcpy(io->dir, ".", sizeof("."));
+
+    } else {
+        /* "/fb.state" is in "/" */
+        len = ngx_max((size_t) (p - 1 - io->mcf->state.data), 1);
+        ngx_memcpy(io->dir, io->mcf->state.data, len);
+        io->dir[len] = '\0';
+    }
+
+    fd = ngx_open_file(io->dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        io->err = ngx_errno;
+        io->failed = ngx_open_file_n;
+        return;
+    }
+
+    if (fsync(fd) == -1) {
+        io->err = ngx_errno;
+        io->failed = "fsync()";
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    (void) ngx_close_file(fd);
+
     io->rc = NGX_OK;
+    return;
+
+failed:
+
+    (void) ngx_close_file(fd);
+    (void) ngx_delete_file(io->tmp);
 }
 
 
 /*
- * Into a new, empty zone, in the master.  A missing file is a first start;
- * a file that cannot be read is set aside as PATH.bad and the zone starts
- * empty, so that the next save does not overwrite it.
+ * Into a new, empty zone, in the master.  A missing file is a first start.
+ * A record that cannot be read is skipped, and said so at "warn"; the rest
+ * is loaded.  A file that is not a state file at all is set aside as
+ * PATH.bad and the zone starts empty, so that the next save does not
+ * overwrite it.
  */
 
 ngx_int_t
 ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     ngx_log_t *log)
 {
-    u_char           *buf;
-    size_t            size;
-    ssize_t           n;
-    yajl_val          root;
-    ngx_fd_t          fd;
-    ngx_int_t         rc;
-    ngx_file_info_t   fi;
-    u_char            bad[NGX_MAX_PATH];
-    char              err[256];
+    u_char                       *buf;
+    size_t                        size;
+    ssize_t                       n;
+    ngx_fd_t                      fd;
+    ngx_int_t                     rc;
+    ngx_uint_t                    level;
+    ngx_file_info_t               fi;
+    ngx_http_fanbase_state_load_t  ld;
+    u_char                        bad[NGX_MAX_PATH];
 
     fd = ngx_open_file(mcf->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
@@ -632,197 +711,392 @@ ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     buf[size] = '\0';
-    err[0] = '\0';
 
-    root = yajl_tree_parse((const char *) buf, err, sizeof(err));
-    ngx_free(buf);
+    ngx_memzero(&ld, sizeof(ngx_http_fanbase_state_load_t));
+    ld.mcf = mcf;
+    ld.log = log;
+    ld.now = ngx_http_fanbase_txn_now();
 
-    rc = (root != NULL) ? ngx_http_fanbase_state_parse(mcf, root, log)
-                        : NGX_DECLINED;
+    if (size >= sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1
+        && ngx_strncmp(buf, NGX_HTTP_FANBASE_STATE_HEADER,
+                       sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1)
+           == 0)
+    {
+        rc = ngx_http_fanbase_state_lines(&ld, buf, size);
 
-    if (root != NULL) {
-        yajl_tree_free(root);
+    } else {
+        rc = ngx_http_fanbase_state_legacy(&ld, buf, size);
     }
 
-    if (rc == NGX_DECLINED) {
-        (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
+    ngx_free(buf);
 
-        if (ngx_test_config) {
-            /* nginx -t says so, and changes nothing */
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "fanbase: the state file \"%V\" cannot be "
-                          "read%s%s; nginx would keep it as \"%s\" and "
-                          "start with an empty zone", &mcf->state,
-                          err[0] ? ": " : "", err, bad);
-            return NGX_OK;
-        }
+    if (rc == NGX_OK) {
+        /* what was loaded is saved as it is: nothing to write yet */
+        mcf->sh->saved = mcf->sh->changes;
 
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "fanbase: the state file \"%V\" cannot be read%s%s; "
-                      "it is kept as \"%s\" and the zone starts empty",
-                      &mcf->state, err[0] ? ": " : "", err, bad);
+        level = (ld.skipped || ld.full) ? NGX_LOG_WARN : NGX_LOG_NOTICE;
 
-        (void) ngx_rename_file(mcf->state.data, bad);
+        ngx_log_error(level, log, 0,
+                      "fanbase: state file \"%V\": %ui transactions, %ui "
+                      "Idempotency-Keys and %ui notifications loaded, %ui "
+                      "records skipped, %ui not loaded for want of room",
+                      &mcf->state, ld.txns, ld.keys, ld.notices, ld.skipped,
+                      ld.full);
         return NGX_OK;
     }
 
-    return rc;
-}
+    (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
 
-
-static ngx_int_t
-ngx_http_fanbase_state_parse(ngx_http_fanbase_main_conf_t *mcf,
-    yajl_val root, ngx_log_t *log)
-{
-    size_t      i;
-    uint64_t    now;
-    yajl_val    txns, idem, hooks, notices;
-    ngx_uint_t  loaded, skipped, keys, notes;
-
-    if (!YAJL_IS_OBJECT(root)
-        || ngx_http_fanbase_state_uint(root, "version")
-           != NGX_HTTP_FANBASE_STATE_VERSION)
-    {
-        return NGX_DECLINED;
+    if (ngx_test_config) {
+        /* nginx -t says so, and changes nothing */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: \"%V\" is not a state file; nginx would "
+                      "keep it as \"%s\" and start with an empty zone",
+                      &mcf->state, bad);
+        return NGX_OK;
     }
 
-    txns = ngx_http_fanbase_state_get(root, "transactions", yajl_t_array);
-    idem = ngx_http_fanbase_state_get(root, "idempotency", yajl_t_array);
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "fanbase: \"%V\" is not a state file; it is kept as "
+                  "\"%s\" and the zone starts empty", &mcf->state, bad);
 
-    if (txns == NULL || idem == NULL) {
-        return NGX_DECLINED;
-    }
-
-    loaded = 0;
-    skipped = 0;
-
-    for (i = 0; i < txns->u.array.len; i++) {
-        switch (ngx_http_fanbase_state_load_txn(mcf, txns->u.array.values[i],
-                                                log))
-        {
-        case NGX_OK:
-            loaded++;
-            break;
-
-        case NGX_BUSY:
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "fanbase: zone \"%V\" is too small for the state "
-                          "file \"%V\": %uz transactions not loaded",
-                          &mcf->shm_zone->shm.name, &mcf->state,
-                          txns->u.array.len - i);
-            skipped += txns->u.array.len - i;
-            i = txns->u.array.len;
-            break;
-
-        default:
-            skipped++;
-        }
-    }
-
-    now = ngx_http_fanbase_txn_now();
-    keys = 0;
-
-    for (i = 0; i < idem->u.array.len; i++) {
-        if (ngx_http_fanbase_state_load_idem(mcf, &mcf->sh->idem,
-                                             idem->u.array.values[i], now)
-            == NGX_OK)
-        {
-            keys++;
-        }
-    }
-
-    /* files of earlier versions of the module have neither */
-
-    hooks = ngx_http_fanbase_state_get(root, "webhooks", yajl_t_array);
-
-    for (i = 0; hooks != NULL && i < hooks->u.array.len; i++) {
-        (void) ngx_http_fanbase_state_load_idem(mcf, &mcf->sh->hooks,
-                                                hooks->u.array.values[i],
-                                                now);
-    }
-
-    notices = ngx_http_fanbase_state_get(root, "notifications",
-                                         yajl_t_array);
-    notes = 0;
-
-    for (i = 0; notices != NULL && i < notices->u.array.len; i++) {
-        if (ngx_http_fanbase_state_load_notice(mcf,
-                                               notices->u.array.values[i])
-            == NGX_OK)
-        {
-            notes++;
-        }
-    }
-
-    /* what was loaded is saved as it is: nothing to write yet */
-    mcf->sh->saved = mcf->sh->changes;
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "fanbase: state file \"%V\": %ui transactions, %ui "
-                  "Idempotency-Keys and %ui notifications loaded, %ui "
-                  "skipped", &mcf->state, loaded, keys, notes, skipped);
+    (void) ngx_rename_file(mcf->state.data, bad);
 
     return NGX_OK;
 }
 
 
-/* NGX_OK, NGX_DECLINED: malformed, NGX_BUSY: the zone is full */
+/* the file of today: one record a line after the header */
 
 static ngx_int_t
-ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
-    yajl_val v, ngx_log_t *log)
+ngx_http_fanbase_state_lines(ngx_http_fanbase_state_load_t *ld, u_char *buf,
+    size_t size)
+{
+    int         too_deep;
+    u_char     *p, *last, *eol;
+    yajl_val    v, type;
+    ngx_int_t   end;
+    ngx_uint_t  line, records;
+
+    p = buf + sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1;
+    last = buf + size;
+    line = 1;
+    records = 0;
+    end = -1;
+
+    for ( /* void */ ; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        line++;
+
+        if (eol == p) {
+            continue;
+        }
+
+        if (end != -1) {
+            ngx_http_fanbase_state_skip(ld, line, "it follows the end");
+            continue;
+        }
+
+        records++;
+
+        v = fanbase_json_tree(p, eol - p, &too_deep);
+
+        if (v == NULL) {
+            ngx_http_fanbase_state_skip(ld, line,
+                                        too_deep ? "it is nested too deep"
+                                        : "it is not valid JSON in UTF-8");
+            continue;
+        }
+
+        if (!YAJL_IS_OBJECT(v)) {
+            ngx_http_fanbase_state_skip(ld, line, "it is not an object");
+            yajl_tree_free(v);
+            continue;
+        }
+
+        type = ngx_http_fanbase_state_get(v, "type", yajl_t_string);
+
+        if (type == NULL && ngx_http_fanbase_state_get(v, "end",
+                                                       yajl_t_number))
+        {
+            end = (ngx_int_t) ngx_http_fanbase_state_uint(v, "end");
+            records--;
+            yajl_tree_free(v);
+            continue;
+        }
+
+        ngx_http_fanbase_state_record(ld, line,
+                                      type ? YAJL_GET_STRING(type) : "", v);
+        yajl_tree_free(v);
+    }
+
+    if (end == -1) {
+        ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                      "fanbase: the state file \"%V\" ends early, after "
+                      "%ui records: the rest is lost", &ld->mcf->state,
+                      records);
+
+    } else if ((ngx_uint_t) end != records) {
+        ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                      "fanbase: the state file \"%V\" holds %ui records, "
+                      "its end says %i", &ld->mcf->state, records, end);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The file of earlier versions: one JSON document.  A byte of invalid
+ * UTF-8 that their writer let through becomes '?', or yajl would refuse
+ * the whole document.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_legacy(ngx_http_fanbase_state_load_t *ld,
+    u_char *buf, size_t size)
+{
+    int          too_deep;
+    size_t       i, j;
+    yajl_val     root, list;
+    ngx_uint_t   line;
+    const char  *type;
+    static const char  *sections[] = {
+        "transactions", "transaction", "idempotency", "idempotency",
+        "webhooks", "webhook", "notifications", "notification"
+    };
+
+    fanbase_utf8_repair(buf, size);
+
+    root = fanbase_json_tree(buf, size, &too_deep);
+
+    if (root == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!YAJL_IS_OBJECT(root)
+        || ngx_http_fanbase_state_uint(root, "version") != 1
+        || ngx_http_fanbase_state_get(root, "transactions", yajl_t_array)
+           == NULL)
+    {
+        yajl_tree_free(root);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ld->log, 0,
+                  "fanbase: the state file \"%V\" is of version 1: it is "
+                  "read, and written as version %d from the next save on",
+                  &ld->mcf->state, NGX_HTTP_FANBASE_STATE_VERSION);
+
+    line = 0;
+
+    for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i += 2) {
+        list = ngx_http_fanbase_state_get(root, sections[i], yajl_t_array);
+        type = sections[i + 1];
+
+        for (j = 0; list != NULL && j < list->u.array.len; j++) {
+            /* the writer put each record on a line of its own */
+            line++;
+
+            if (!YAJL_IS_OBJECT(list->u.array.values[j])) {
+                ngx_http_fanbase_state_skip(ld, line, "it is not an object");
+                continue;
+            }
+
+            ngx_http_fanbase_state_record(ld, line, type,
+                                          list->u.array.values[j]);
+        }
+    }
+
+    yajl_tree_free(root);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_fanbase_state_record(ngx_http_fanbase_state_load_t *ld,
+    ngx_uint_t line, const char *type, yajl_val v)
+{
+    ngx_int_t    rc;
+    const char  *why;
+
+    why = NULL;
+
+    if (ngx_strcmp(type, "transaction") == 0) {
+        rc = ngx_http_fanbase_state_load_txn(ld, v, &why);
+        ld->txns += (rc == NGX_OK);
+
+    } else if (ngx_strcmp(type, "idempotency") == 0) {
+        rc = ngx_http_fanbase_state_load_key(ld, &ld->mcf->sh->idem, v, &why);
+        ld->keys += (rc == NGX_OK);
+
+    } else if (ngx_strcmp(type, "webhook") == 0) {
+        rc = ngx_http_fanbase_state_load_key(ld, &ld->mcf->sh->hooks, v,
+                                             &why);
+
+    } else if (ngx_strcmp(type, "notification") == 0) {
+        rc = ngx_http_fanbase_state_load_notice(ld, v, &why);
+        ld->notices += (rc == NGX_OK);
+
+    } else {
+        rc = NGX_DECLINED;
+        why = "its type is unknown";
+    }
+
+    if (rc == NGX_BUSY) {
+        if (ld->full++ == 0) {
+            ngx_log_error(NGX_LOG_ERR, ld->log, 0,
+                          "fanbase: zone \"%V\" is too small for the state "
+                          "file \"%V\": records from line %ui on are not "
+                          "loaded", &ld->mcf->shm_zone->shm.name,
+                          &ld->mcf->state, line);
+        }
+
+        return;
+    }
+
+    if (rc == NGX_DECLINED && why != NULL) {
+        ngx_http_fanbase_state_skip(ld, line, why);
+    }
+}
+
+
+/* a record that cannot be loaded: which, and why, never what it holds */
+
+static void
+ngx_http_fanbase_state_skip(ngx_http_fanbase_state_load_t *ld,
+    ngx_uint_t line, const char *why)
+{
+    ld->skipped++;
+
+    ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                  "fanbase: state file \"%V\", line %ui: the record is "
+                  "skipped: %s", &ld->mcf->state, line, why);
+}
+
+
+/*
+ * NGX_OK, NGX_DECLINED: not valid ("why"), NGX_BUSY: the zone is full.
+ * Every field is checked before anything goes into the zone.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
+    yajl_val v, const char **why)
 {
     size_t                   i;
     yajl_val                 events, ev;
     ngx_str_t                id, target, status, queue_id, payload, event;
     ngx_uint_t               st;
+    const char              *err;
     ngx_http_fanbase_txn_t  *t;
     u_char                   tgt[NGX_HTTP_FANBASE_TARGET_LEN];
+    static const char       *numbers[] = {
+        "created", "updated", "deliver_by", "track_by", "version",
+        "attempts", "max_events"
+    };
 
-    if (!YAJL_IS_OBJECT(v)
-        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN
-        || ngx_http_fanbase_valid_id(&id) != NGX_OK
-        || ngx_http_fanbase_state_str(v, "target", &target) != NGX_OK
-        || ngx_http_fanbase_state_hex(&target, tgt,
-                                      NGX_HTTP_FANBASE_TARGET_LEN)
-           != NGX_OK
-        || ngx_http_fanbase_state_str(v, "status", &status) != NGX_OK)
+    if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+        || ngx_http_fanbase_txn_valid_id(&id) != NGX_OK)
     {
+        *why = "a transaction without a valid id";
         return NGX_DECLINED;
     }
 
-    st = fanbase_json_status_code(status.data, status.len);
-
-    if (status.len == sizeof("cancelled") - 1
-        && ngx_strncmp(status.data, "cancelled", status.len) == 0)
+    if (ngx_http_fanbase_state_str(v, "target", &target) != NGX_OK
+        || ngx_http_fanbase_state_hex(&target, tgt,
+                                      NGX_HTTP_FANBASE_TARGET_LEN)
+           != NGX_OK)
     {
-        st = FANBASE_STATUS_CANCELLED;
+        *why = "a transaction without a valid target";
+        return NGX_DECLINED;
+    }
+
+    st = FANBASE_STATUS_UNKNOWN;
+
+    if (ngx_http_fanbase_state_str(v, "status", &status) == NGX_OK) {
+        st = fanbase_json_status_code(status.data, status.len);
+
+        if (status.len == sizeof("cancelled") - 1
+            && ngx_strncmp(status.data, "cancelled", status.len) == 0)
+        {
+            st = FANBASE_STATUS_CANCELLED;
+        }
     }
 
     if (st == FANBASE_STATUS_UNKNOWN) {
+        *why = "a transaction without a known status";
         return NGX_DECLINED;
     }
 
-    if (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK
-        || queue_id.len > NGX_HTTP_FANBASE_ID_MAX)
-    {
-        ngx_str_null(&queue_id);
+    for (i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+        ev = ngx_http_fanbase_state_get(v, numbers[i], yajl_t_number);
+
+        if (ev == NULL || !YAJL_IS_INTEGER(ev) || YAJL_GET_INTEGER(ev) < 0
+            || (i >= 4 && YAJL_GET_INTEGER(ev) > 0xffffffff))
+        {
+            *why = "a transaction with a missing or invalid number";
+            return NGX_DECLINED;
+        }
     }
 
-    if (ngx_http_fanbase_state_str(v, "payload", &payload) != NGX_OK) {
-        ngx_str_null(&payload);
+    if (ngx_http_fanbase_state_uint(v, "max_events") == 0) {
+        *why = "a transaction without room for events";
+        return NGX_DECLINED;
+    }
+
+    ngx_str_null(&queue_id);
+    ngx_str_null(&payload);
+
+    if (ngx_http_fanbase_state_get(v, "queue_id", yajl_t_string) != NULL
+        && (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK
+            || ngx_http_fanbase_valid_id(&queue_id) != NGX_OK))
+    {
+        *why = "a transaction with an invalid queue_id";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanbase_state_get(v, "payload", yajl_t_string) != NULL) {
+        (void) ngx_http_fanbase_state_str(v, "payload", &payload);
+
+        if (fanbase_json_check_submission(payload.data, payload.len, &err)
+            != FANBASE_JSON_OK)
+        {
+            *why = "a transaction whose payload is not a submission";
+            return NGX_DECLINED;
+        }
     }
 
     if (fanbase_status_terminal(st)) {
+        /* an ended transaction keeps neither: its events tell the rest */
         ngx_str_null(&payload);
+        ngx_str_null(&queue_id);
 
     } else if (queue_id.len) {
         /* delivered: the queue id takes the payload's place */
         payload = queue_id;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data,
+    events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);
+
+    for (i = 0; events != NULL && i < events->u.array.len; i++) {
+        if (!ngx_http_fanbase_state_valid_event(events->u.array.values[i])) {
+            *why = "a transaction with an event that is not a JSON object";
+            return NGX_DECLINED;
+        }
+    }
+
+    if (ngx_http_fanbase_txn_exists_locked(ld->mcf, id.data)) {
+        *why = "a transaction whose id is taken";
+        return NGX_DECLINED;
+    }
+
+    t = ngx_http_fanbase_txn_insert_locked(ld->mcf, id.data,
                                            ngx_crc32_short(id.data, id.len),
                                            &payload, 0);
     if (t == NULL) {
@@ -848,7 +1122,8 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         t->queue_id_len = (u_char) queue_id.len;
         t->payload_len = 0;
 
-        if (ngx_http_fanbase_txn_index_locked(mcf, t, t->data, queue_id.len)
+        if (ngx_http_fanbase_txn_index_locked(ld->mcf, t, t->data,
+                                              queue_id.len)
             != NGX_OK)
         {
             return NGX_BUSY;
@@ -857,51 +1132,83 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
 
     if (t->data == NULL) {
         /* a webhook's record: nothing to deliver, nothing to track */
-        ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
+        ngx_http_fanbase_txn_unschedule_locked(ld->mcf->sh, t);
     }
 
-    events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);
-
     for (i = 0; events != NULL && i < events->u.array.len; i++) {
-        ev = events->u.array.values[i];
-
-        if (!YAJL_IS_STRING(ev)) {
-            continue;
-        }
-
-        event.data = (u_char *) YAJL_GET_STRING(ev);
+        event.data = (u_char *) YAJL_GET_STRING(events->u.array.values[i]);
         event.len = ngx_strlen(event.data);
 
-        if (ngx_http_fanbase_txn_add_event_locked(mcf, t, &event) != NGX_OK) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
+        if (ngx_http_fanbase_txn_add_event_locked(ld->mcf, t, &event)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, ld->log, 0,
                           "fanbase: an event of transaction \"%V\" is not "
                           "loaded: the zone is full", &id);
         }
     }
 
     if (fanbase_status_terminal(st)) {
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        ngx_http_fanbase_txn_terminal_locked(ld->mcf, t);
     }
 
     return NGX_OK;
 }
 
 
+/* an event: a JSON object, kept as the text it is */
+
+static ngx_uint_t
+ngx_http_fanbase_state_valid_event(yajl_val ev)
+{
+    int        too_deep;
+    yajl_val   obj;
+    u_char    *text;
+
+    text = (u_char *) YAJL_GET_STRING(ev);
+
+    if (text == NULL) {
+        return 0;
+    }
+
+    obj = fanbase_json_tree(text, ngx_strlen(text), &too_deep);
+
+    if (obj == NULL) {
+        return 0;
+    }
+
+    too_deep = YAJL_IS_OBJECT(obj);
+    yajl_tree_free(obj);
+
+    return too_deep;
+}
+
+
 /* an Idempotency-Key (with digest and id) or a webhook message id */
 
 static ngx_int_t
-ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, yajl_val v, uint64_t now)
+ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
+    ngx_http_fanbase_keys_t *keys, yajl_val v, const char **why)
 {
+    size_t     i;
     uint64_t   expires;
     ngx_str_t  key, digest, id;
     u_char     d[16], none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
-    if (!YAJL_IS_OBJECT(v)
-        || ngx_http_fanbase_state_str(v, "key", &key) != NGX_OK
+    if (ngx_http_fanbase_state_str(v, "key", &key) != NGX_OK
         || key.len == 0 || key.len > NGX_HTTP_FANBASE_IDEM_KEY_MAX)
     {
+        *why = "a key without a valid key";
         return NGX_DECLINED;
+    }
+
+    /* what the doors let in: visible ASCII */
+
+    for (i = 0; i < key.len; i++) {
+        if (key.data[i] <= 0x20 || key.data[i] >= 0x7f) {
+            *why = "a key that is not visible ASCII";
+            return NGX_DECLINED;
+        }
     }
 
     ngx_memzero(d, sizeof(d));
@@ -909,52 +1216,86 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
 
     id.data = none;
 
-    if (keys == &mcf->sh->idem
+    if (keys == &ld->mcf->sh->idem
         && (ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
             || ngx_http_fanbase_state_hex(&digest, d, 16) != NGX_OK
             || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-            || id.len != NGX_HTTP_FANBASE_TXN_ID_LEN))
+            || ngx_http_fanbase_txn_valid_id(&id) != NGX_OK))
     {
+        *why = "an Idempotency-Key without a valid digest and id";
         return NGX_DECLINED;
     }
 
     expires = ngx_http_fanbase_state_uint(v, "expires");
 
-    if (expires <= now) {
+    if (expires <= ld->now) {
+        /* its window is over: nothing to keep, nothing to say */
+        *why = NULL;
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_keys_insert_locked(mcf, keys, &key,
+    if (ngx_http_fanbase_keys_find_locked(ld->mcf, keys, &key,
+                                          ngx_crc32_short(key.data, key.len),
+                                          ld->now)
+        != NULL)
+    {
+        *why = "a key that is taken";
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_fanbase_keys_insert_locked(ld->mcf, keys, &key,
                                     ngx_crc32_short(key.data, key.len),
                                     d, id.data, expires)
-           ? NGX_OK : NGX_DECLINED;
+           ? NGX_OK : NGX_BUSY;
 }
 
 
 static ngx_int_t
-ngx_http_fanbase_state_load_notice(ngx_http_fanbase_main_conf_t *mcf,
-    yajl_val v)
+ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
+    yajl_val v, const char **why)
 {
+    int                         too_deep;
+    yajl_val                    obj;
     ngx_str_t                   id, body;
     ngx_http_fanbase_notice_t  *n;
 
-    if (!YAJL_IS_OBJECT(v)
-        || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || id.len == 0 || id.len > NGX_HTTP_FANBASE_NOTICE_ID_MAX
-        || ngx_http_fanbase_state_str(v, "body", &body) != NGX_OK)
+    if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
+        || ngx_http_fanbase_valid_id(&id) != NGX_OK
+        || id.len > NGX_HTTP_FANBASE_NOTICE_ID_MAX)
     {
+        *why = "a notification without a valid id";
         return NGX_DECLINED;
     }
 
-    n = ngx_http_fanbase_notice_alloc_locked(mcf, body.len);
-    if (n == NULL) {
+    if (ngx_http_fanbase_state_str(v, "body", &body) != NGX_OK) {
+        *why = "a notification without a body";
         return NGX_DECLINED;
+    }
+
+    /* a transaction, as the site is sent it */
+
+    obj = fanbase_json_tree(body.data, body.len, &too_deep);
+
+    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
+        if (obj != NULL) {
+            yajl_tree_free(obj);
+        }
+
+        *why = "a notification whose body is not a JSON object";
+        return NGX_DECLINED;
+    }
+
+    yajl_tree_free(obj);
+
+    n = ngx_http_fanbase_notice_alloc_locked(ld->mcf, body.len);
+    if (n == NULL) {
+        return NGX_BUSY;
     }
 
     ngx_memcpy(n->body, body.data, body.len);
     n->len = (uint32_t) body.len;
 
-    ngx_http_fanbase_notice_queue_locked(mcf, n, &id,
+    ngx_http_fanbase_notice_queue_locked(ld->mcf, n, &id,
                               ngx_http_fanbase_state_uint(v, "created"),
                               (uint32_t) ngx_http_fanbase_state_uint(v,
                                                                 "attempts"));

@@ -351,6 +351,17 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* "id" is NGX_HTTP_FANBASE_TXN_ID_LEN long */
+
+ngx_uint_t
+ngx_http_fanbase_txn_exists_locked(ngx_http_fanbase_main_conf_t *mcf,
+    u_char *id)
+{
+    return ngx_http_fanbase_txn_find(mcf->sh, id, NGX_HTTP_FANBASE_TXN_ID_LEN)
+           != NULL;
+}
+
+
 /* the slab allocator's size class of a chunk of "size" bytes */
 
 static size_t

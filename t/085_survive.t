@@ -113,14 +113,15 @@ sub epoch {
     return timegm($s, $mi, $h, $d, $mo - 1, $y) + $ms / 1000;
 }
 
-# Every string (keys and values) in the state file, or undef.
+# Every string (keys and values) in the state file (a JSON record a line,
+# the last one {"end":N}), or undef when it is not whole.
 sub state_strings {
     my $t = shift;
     open my $fh, '<', $t->dir . '/fanbase.state' or return undef;
-    local $/;
-    my $doc = eval { JSON::PP->new->decode(scalar <$fh>) } or return undef;
+    my @docs = map { eval { JSON::PP->new->decode($_) } } <$fh>;
+    return undef unless @docs && defined $docs[-1]{end};
     my %s;
-    my @todo = ($doc);
+    my @todo = @docs;
     while (@todo) {
         my $v = shift @todo;
         if (ref $v eq 'HASH') {
