@@ -46,6 +46,13 @@ typedef struct {
 } fanbase_doc_ctx_t;
 
 
+/*
+ * Fanbase's queue item echoes the submission in "msg", one level down: a
+ * submission as deep as we accept must not make its answer unreadable
+ */
+#define FANBASE_JSON_DOC_DEPTH_MAX  (FANBASE_JSON_DEPTH_MAX + 1)
+
+
 enum {
     FANBASE_KEY_NONE = 0,
     FANBASE_KEY_ACTION,
@@ -690,7 +697,7 @@ fanbase_doc_start_map(void *data)
     }
 
     /* a canceled parse: FANBASE_JSON_SHAPE */
-    return ++ctx->depth <= FANBASE_JSON_DEPTH_MAX;
+    return ++ctx->depth <= FANBASE_JSON_DOC_DEPTH_MAX;
 }
 
 
@@ -731,7 +738,7 @@ fanbase_doc_start_array(void *data)
 
     fanbase_doc_value(ctx);
 
-    return ++ctx->depth <= FANBASE_JSON_DEPTH_MAX;
+    return ++ctx->depth <= FANBASE_JSON_DOC_DEPTH_MAX;
 }
 
 

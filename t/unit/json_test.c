@@ -219,6 +219,18 @@ main(void)
     check(buf, FANBASE_JSON_OK, "submission 64 levels deep accepted");
     deep_doc(buf, 65, "{\"action\":\"a\",\"data\":", "}");
     check(buf, FANBASE_JSON_INVALID, "submission 65 levels deep refused");
+    deep_doc(buf, 64, "{\"action\":\"a\",\"data\":", "}");
+    {
+        static char  item_doc[sizeof(buf) + 64];
+
+        strcpy(item_doc, "{\"id\":\"q\",\"processStatus\":\"pending\","
+               "\"msg\":");
+        strcat(item_doc, buf);
+        strcat(item_doc, "}");
+        ok(item_parse(item_doc, &item) == FANBASE_JSON_OK,
+           "item echoing a 64-level submission in msg: readable");
+        fanbase_json_item_free(&item);
+    }
     deep_doc(buf, 100000, "[", "]");
     ok(item_parse(buf, &item) != FANBASE_JSON_OK, "deep item refused");
     ok(update_parse(buf, &u) == FANBASE_JSON_INVALID,
