@@ -63,6 +63,9 @@ static ngx_int_t ngx_http_fanbase_state_load_txn(
 static ngx_int_t ngx_http_fanbase_state_load_idem(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
     yajl_val v, uint64_t now);
+static ngx_int_t ngx_http_fanbase_state_scope(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, u_char *target,
+    u_char *txn_id, uint64_t *scope);
 static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
     yajl_type type);
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
@@ -773,6 +776,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
     yajl_val v, ngx_log_t *log)
 {
     size_t                   i;
+    uint64_t                 scope;
     yajl_val                 events, ev;
     ngx_str_t                id, target, status, queue_id, payload, event;
     ngx_uint_t               st;
@@ -789,6 +793,14 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
            != NGX_OK
         || ngx_http_fanbase_state_str(v, "status", &status) != NGX_OK)
     {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanbase_state_scope(mcf, v, tgt, NULL, &scope) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "fanbase: transaction \"%V\" in the state file is not "
+                      "loaded: it belongs to no credential set of this "
+                      "configuration", &id);
         return NGX_DECLINED;
     }
 
@@ -822,9 +834,10 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
         payload = queue_id;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, id.data,
-                                           ngx_crc32_short(id.data, id.len),
-                                           &payload, 0);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, scope, id.data,
+                                  ngx_http_fanbase_scope_hash(scope, id.data,
+                                                              id.len),
+                                  &payload, 0);
     if (t == NULL) {
         return NGX_BUSY;
     }
@@ -893,7 +906,7 @@ static ngx_int_t
 ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, yajl_val v, uint64_t now)
 {
-    uint64_t   expires;
+    uint64_t   expires, scope;
     ngx_str_t  key, digest, id;
     u_char     d[16], none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
@@ -924,10 +937,56 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_keys_insert_locked(mcf, keys, &key,
-                                    ngx_crc32_short(key.data, key.len),
-                                    d, id.data, expires)
+    /* a webhook's message id without a scope is not kept: only a replay */
+
+    if (ngx_http_fanbase_state_scope(mcf, v, NULL,
+                                     (keys == &mcf->sh->idem) ? id.data : NULL,
+                                     &scope)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_fanbase_keys_insert_locked(mcf, keys, scope, &key,
+                          ngx_http_fanbase_scope_hash(scope, key.data, key.len),
+                          d, id.data, expires)
            ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The credential set a record belongs to: a transaction's is that of the
+ * "fanbase_submit async" location its target names, an Idempotency-Key's
+ * that of its transaction (loaded first).  NGX_DECLINED: none is found.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_scope(ngx_http_fanbase_main_conf_t *mcf, yajl_val v,
+    u_char *target, u_char *txn_id, uint64_t *scope)
+{
+    ngx_uint_t                     i;
+    ngx_http_fanbase_loc_conf_t  **lcfp;
+
+    lcfp = mcf->targets.elts;
+
+    for (i = 0; i < mcf->targets.nelts; i++) {
+
+        if ((target != NULL
+             && ngx_memcmp(lcfp[i]->target, target,
+                           NGX_HTTP_FANBASE_ROUTE_LEN)
+                == 0)
+            || (txn_id != NULL
+                && ngx_http_fanbase_txn_find_locked(mcf->sh, lcfp[i]->scope,
+                                                 txn_id,
+                                                 NGX_HTTP_FANBASE_TXN_ID_LEN)
+                   != NULL))
+        {
+            *scope = lcfp[i]->scope;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
