@@ -321,7 +321,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         {
             t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
 
-            size += 512 + 6 * NGX_HTTP_FANBASE_ACCEPTED_LEN
+            size += 544 + 6 * NGX_HTTP_FANBASE_ACCEPTED_LEN
                     + 6 * ngx_max(t->payload_len,
                                       NGX_HTTP_FANBASE_ID_MAX);
 
@@ -343,7 +343,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q = ngx_queue_next(q))
         {
             k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-            size += 160 + 6 * k->len;
+            size += 192 + 6 * k->len;
         }
     }
 
@@ -440,6 +440,8 @@ ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
 
         p = ngx_cpymem(p, "\n{\"key\":\"", sizeof("\n{\"key\":\"") - 1);
         p = (u_char *) ngx_escape_json(p, k->key, k->len);
+        p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
+        p = ngx_hex_dump(p, (u_char *) &k->scope, sizeof(uint64_t));
 
         if (full) {
             p = ngx_cpymem(p, "\",\"digest\":\"",
@@ -467,6 +469,8 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
     p = ngx_sprintf(p, "{\"id\":\"%*s\",\"target\":\"",
                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
     p = ngx_hex_dump(p, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
+    p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
+    p = ngx_hex_dump(p, (u_char *) &t->scope, sizeof(uint64_t));
     p = ngx_sprintf(p, "\",\"status\":\"%s\",\"created\":%uL,"
                     "\"updated\":%uL,\"deliver_by\":%uL,\"track_by\":%uL,"
                     "\"version\":%uD,\"attempts\":%uD,\"sent\":%s,"
@@ -955,8 +959,9 @@ ngx_http_fanbase_state_load_idem(ngx_http_fanbase_main_conf_t *mcf,
 
 
 /*
- * The credential set a record belongs to: a transaction's is that of the
- * "fanbase_submit async" location its target names, an Idempotency-Key's
+ * The credential set a record belongs to: its "scope".  A file written
+ * before records had one gives a transaction the scope of the
+ * "fanbase_submit async" location its target names, and an Idempotency-Key
  * that of its transaction (loaded first).  NGX_DECLINED: none is found.
  */
 
@@ -964,8 +969,21 @@ static ngx_int_t
 ngx_http_fanbase_state_scope(ngx_http_fanbase_main_conf_t *mcf, yajl_val v,
     u_char *target, u_char *txn_id, uint64_t *scope)
 {
+    ngx_str_t                      hex;
     ngx_uint_t                     i;
     ngx_http_fanbase_loc_conf_t  **lcfp;
+    u_char                         buf[sizeof(uint64_t)];
+
+    if (ngx_http_fanbase_state_str(v, "scope", &hex) == NGX_OK) {
+
+        if (ngx_http_fanbase_state_hex(&hex, buf, sizeof(uint64_t)) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(scope, buf, sizeof(uint64_t));
+
+        return NGX_OK;
+    }
 
     lcfp = mcf->targets.elts;
 

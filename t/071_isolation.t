@@ -265,6 +265,7 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
 # Webhooks: one at b finds none of a's transactions, by transaction id or
 # by queue id; the same at a does.  One created at b is b's.
 
+my $made;
 {
     my $before = get_tx(a => $idw)->{json};
     is(hook(b => '/hook-nocreate', { id => $idw, status => 'completed' })->{status},
@@ -282,7 +283,7 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
        204, 'the same webhook at a: 204');
     is(tx_status(a => $idw), 'completed', 'the same webhook at a: applied');
 
-    my $made = new_uuid();
+    $made = new_uuid();
     is(hook(b => '/hook', { id => $made, status => 'completed' })->{status}, 204,
        'webhook at b creating a transaction: 204');
     is(tx_status(b => $made), 'completed', 'the created transaction: b\'s');
@@ -315,6 +316,15 @@ for my $case (['fanbase_transaction', 'location /t/ { fanbase_transaction; }'],
 # A restart through the state file: each record keeps its credential set.
 
 $t->stop_nginx(signal => 'QUIT');
+{
+    my $state = do { local (@ARGV, $/) = ($t->dir . '/fb.state'); <> } // '';
+    my $doc = eval { $JSON->decode($state) } || {};
+    my @txns = @{ $doc->{transactions} || [] };
+    my @keys = @{ $doc->{idempotency} || [] };
+    ok(@txns >= 5, 'state file: the transactions saved');
+    is(scalar(grep { ($_->{scope} // '') =~ /^[0-9a-f]{16}$/ } @txns, @keys),
+       @txns + @keys, 'state file: every transaction and key has its scope');
+}
 $t->start_nginx;
 
 is(tx_status(a => $ida), 'processing', 'after a restart: a\'s transaction at a');
@@ -323,10 +333,40 @@ not_found_ok(get_tx(b => $ida), $unknown_b, 'after a restart: a\'s transaction a
 not_found_ok(get_tx(a => $idb), $unknown_b, 'after a restart: b\'s transaction at a');
 not_found_ok(get_tx(b => $idw), $unknown_b, 'after a restart: a\'s completed one at b');
 is(tx_status(b => $idw), 'HTTP 404', 'after a restart: b still cannot see it');
+is(tx_status(b => $made), 'completed', 'after a restart: b\'s webhook-made one at b');
+is(tx_status(a => $made), 'HTTP 404', 'after a restart: b\'s webhook-made one not at a');
 is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
    'after a restart: a\'s key is a\'s transaction');
 is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
    'after a restart: b\'s key is b\'s transaction');
+
+
+###########################################################################
+# A state file written before records had a scope: a transaction takes
+# that of the location that accepted it, a key that of its transaction;
+# one no location accepted (a webhook's) is not loaded, with a [warn].
+
+$t->stop_nginx(signal => 'QUIT');
+{
+    my $file = $t->dir . '/fb.state';
+    my $state = do { local (@ARGV, $/) = ($file); <> } // '';
+    my $n = ($state =~ s/,"scope":"[0-9a-f]{16}"|"scope":"[0-9a-f]{16}",//g);
+    ok($n >= 5, "an older state file: $n scopes removed");
+    $t->write_file('fb.state', $state);
+}
+$t->start_nginx;
+
+is(tx_status(a => $ida), 'processing', 'older state file: a\'s transaction at a');
+is(tx_status(b => $idb), 'processing', 'older state file: b\'s transaction at b');
+is(tx_status(b => $ida), 'HTTP 404', 'older state file: a\'s transaction not at b');
+is(tx_status(a => $idb), 'HTTP 404', 'older state file: b\'s transaction not at a');
+is(tx_status(a => $idw), 'completed', 'older state file: a\'s completed one at a');
+is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+   'older state file: a\'s key is a\'s transaction');
+is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
+   'older state file: b\'s key is b\'s transaction');
+$t->log_like(qr/\[warn\] .*fanbase: transaction "[0-9a-f-]{36}" in the state file is not loaded: it belongs to no credential set/,
+             'older state file: the webhook\'s transaction is not loaded, said at warn');
 
 $t->stop;
 
