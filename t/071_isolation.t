@@ -9,10 +9,12 @@
 # exactly as an unknown id; fanbase_status of the other's queue item reads
 # it through with its own token instead of answering from the other's
 # cache; a webhook at one server neither finds nor changes the other's
-# transactions or queue items, and one it creates is its own; nginx -t
-# refuses fanbase_transaction and fanbase_webhook where no credential set
-# is in effect; a restart through the state file keeps every record's
-# credential set.
+# transactions or queue items, and one it creates is its own; a fixed
+# token (fanbase_access_token_file) is a set of its own; nginx -t refuses
+# fanbase_transaction and fanbase_webhook where no credential set is in
+# effect; a restart through the state file keeps every record's credential
+# set, and a file without scopes loads each where it was accepted; a new
+# secret and token URL keep a client's records its own.
 
 use strict;
 use warnings;
@@ -31,6 +33,7 @@ my $JSON = JSON::PP->new->canonical;
 
 my $HOOK_SECRET = webhook_secret();
 my $B_PORT = FanbaseTest::free_port();
+my $C_PORT = FanbaseTest::free_port();    # a fixed token: no client id
 
 # the same locations in both servers, each with its own client
 sub locations {
@@ -51,7 +54,8 @@ my $t = FanbaseTest->new(
     mock  => { clients => ['a:sa', 'b:sb'],
                processing_after => 60, completed_after => 120 },
     files => { secret_a => "sa\n", secret_b => "sb\n",
-               'hook.secret' => "$HOOK_SECRET\n" },
+               'hook.secret' => "$HOOK_SECRET\n",
+               'fixed.token' => "not-a-token-the-mock-knows\n" },
     http  => <<"CONF",
 fanbase_zone zone=fb:1m state=%%DIR%%/fb.state;
 fanbase_api %%MOCK%%;
@@ -63,6 +67,13 @@ server {
     listen 127.0.0.1:$B_PORT;
 ${\ locations('b') }
 }
+
+server {
+    listen 127.0.0.1:$C_PORT;
+    fanbase_access_token_file %%DIR%%/fixed.token;
+    location = $QUEUE { fanbase_submit async; }
+    location /transactions/ { fanbase_transaction; }
+}
 CONF
     server => locations('a'),
 );
@@ -71,7 +82,7 @@ $t->start;
 
 # Helpers
 
-my %PORT = (a => undef, b => $B_PORT);
+my %PORT = (a => undef, b => $B_PORT, c => $C_PORT);
 my $SEQ = 0;
 
 sub req {
@@ -292,6 +303,17 @@ my $made;
 
 
 ###########################################################################
+# A fixed token (fanbase_access_token_file) is a credential set of its own,
+# named by its file: its transactions are its own.
+
+my $idc = tx_id(submit(c => body_for(case => 'fixed token')));
+like($idc, $UUID4, 'fixed token: 202');
+is(get_tx(c => $idc)->{status}, 200, 'fixed token: its transaction at c');
+not_found_ok(get_tx(a => $idc), $unknown_b, 'fixed token: its transaction at a');
+not_found_ok(get_tx(c => $ida), $unknown_b, 'fixed token: a\'s transaction at c');
+
+
+###########################################################################
 # nginx -t: fanbase_transaction and fanbase_webhook need a credential set
 # to know whose records they see.
 
@@ -335,6 +357,8 @@ not_found_ok(get_tx(b => $idw), $unknown_b, 'after a restart: a\'s completed one
 is(tx_status(b => $idw), 'HTTP 404', 'after a restart: b still cannot see it');
 is(tx_status(b => $made), 'completed', 'after a restart: b\'s webhook-made one at b');
 is(tx_status(a => $made), 'HTTP 404', 'after a restart: b\'s webhook-made one not at a');
+is(get_tx(c => $idc)->{status}, 200, 'after a restart: the fixed token\'s at c');
+is(get_tx(a => $idc)->{status}, 404, 'after a restart: the fixed token\'s not at a');
 is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
    'after a restart: a\'s key is a\'s transaction');
 is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
@@ -365,8 +389,23 @@ is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
    'older state file: a\'s key is a\'s transaction');
 is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
    'older state file: b\'s key is b\'s transaction');
+is(get_tx(c => $idc)->{status}, 200, 'older state file: the fixed token\'s at c');
 $t->log_like(qr/\[warn\] .*fanbase: transaction "[0-9a-f-]{36}" in the state file is not loaded: it belongs to no credential set/,
              'older state file: the webhook\'s transaction is not loaded, said at warn');
+
+
+###########################################################################
+# A new secret and another token URL for client a: the same credential
+# set, its transactions and keys still a's.
+
+ok($t->reload(files => { secret_a => "sa-rotated\n" },
+              server => "fanbase_token_url %%MOCK%%/api/token?rotated=1;\n"
+                        . locations('a')),
+   'a\'s secret and token URL changed: reloaded');
+is(tx_status(a => $ida), 'processing', 'after the rotation: a\'s transaction at a');
+is(tx_status(b => $ida), 'HTTP 404', 'after the rotation: still not at b');
+is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+   'after the rotation: a\'s key is a\'s transaction');
 
 $t->stop;
 
