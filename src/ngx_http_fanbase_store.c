@@ -5,11 +5,11 @@
  * The transaction store in the shared zone: a red-black tree keyed by a
  * hash of the scope of the credential set and the id (collisions resolved
  * by the id and the scope themselves) and two LRU queues.  An entry is
- * found only in the scope that fetched it.  Terminal entries and probes (ids being looked up at Fanbase,
- * or known not to exist there) may be evicted, least recently used first;
- * entries that are not terminal never are: a zone full of them refuses
- * new work.  Everything is copied out under the lock; JSON is rendered by
- * the callers after unlocking.
+ * found only in the scope that fetched it.  Terminal entries and probes
+ * (ids being looked up at Fanbase, or known not to exist there) may be
+ * evicted, least recently used first; entries that are not terminal never
+ * are: a zone full of them refuses new work.  Everything is copied out
+ * under the lock; JSON is rendered by the callers after unlocking.
  */
 
 
