@@ -24,6 +24,8 @@ static char *ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_fanbase_check_handler(ngx_conf_t *cf,
     ngx_http_fanbase_loc_conf_t *conf);
+static char *ngx_http_fanbase_set_scope(ngx_conf_t *cf,
+    ngx_http_fanbase_loc_conf_t *conf, const char *name);
 static void ngx_http_fanbase_handler_error(ngx_conf_t *cf,
     ngx_http_fanbase_loc_conf_t *conf, const char *fmt, ...);
 static char *ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -478,6 +480,8 @@ ngx_http_fanbase_create_loc_conf(ngx_conf_t *cf)
      *     conf->client_id = { 0, NULL };
      *     conf->client_secret = { 0, NULL };
      *     conf->access_token = { 0, NULL };
+     *     conf->access_token_path = { 0, NULL };
+     *     conf->scope = 0;
      *     conf->upstream.ssl_trusted_certificate = { 0, NULL };
      *     conf->cred = NULL;
      *     conf->status_id = NULL;
@@ -515,6 +519,8 @@ ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->client_id, prev->client_id, "");
     ngx_conf_merge_str_value(conf->client_secret, prev->client_secret, "");
     ngx_conf_merge_str_value(conf->access_token, prev->access_token, "");
+    ngx_conf_merge_str_value(conf->access_token_path,
+                             prev->access_token_path, "");
 
     ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
                               prev->upstream.connect_timeout, 5000);
@@ -592,13 +598,22 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* transactions are read from the zone only */
+    /*
+     * transactions are read from the zone only, and webhooks update it:
+     * neither calls Fanbase, both see the records of one credential set
+     */
 
-    if (conf->handler == NGX_HTTP_FANBASE_TRANSACTION) {
-        return NGX_CONF_OK;
-    }
+    if (conf->handler == NGX_HTTP_FANBASE_TRANSACTION
+        || conf->handler == NGX_HTTP_FANBASE_WEBHOOK)
+    {
+        if (ngx_http_fanbase_set_scope(cf, conf, name) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
 
-    if (conf->handler == NGX_HTTP_FANBASE_WEBHOOK) {
+        if (conf->handler == NGX_HTTP_FANBASE_TRANSACTION) {
+            return NGX_CONF_OK;
+        }
+
         return ngx_http_fanbase_webhook_keys(cf, conf);
     }
 
@@ -660,9 +675,62 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_fanbase_set_scope(cf, conf, name) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->async && ngx_http_fanbase_add_target(cf, mcf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The scope of the credential set in effect: whose records a location
+ * sees in the zone.  The API and the client id name it (or the API and
+ * the path of the fixed token's file): not the secret, so that a new
+ * secret keeps the records, and not the token URL, which says where the
+ * secret is traded, not whose the records are.
+ */
+
+static char *
+ngx_http_fanbase_set_scope(ngx_conf_t *cf, ngx_http_fanbase_loc_conf_t *conf,
+    const char *name)
+{
+    ngx_md5_t  md5;
+    u_char     digest[16];
+
+    if (conf->api.len == 0
+        || (conf->client_id.len == 0 && conf->access_token_path.len == 0))
+    {
+        ngx_http_fanbase_handler_error(cf, conf,
+                           "\"%s\" requires \"fanbase_api\" and "
+                           "\"fanbase_client_id\" (or "
+                           "\"fanbase_access_token_file\"): it sees the "
+                           "transactions of that credential set only", name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, conf->api.data, conf->api.len);
+
+    /* a fixed token, when there is one, is the credential set in use */
+
+    if (conf->access_token_path.len) {
+        ngx_md5_update(&md5, "\0token file\0", sizeof("\0token file\0") - 1);
+        ngx_md5_update(&md5, conf->access_token_path.data,
+                       conf->access_token_path.len);
+
+    } else {
+        ngx_md5_update(&md5, "\0client\0", sizeof("\0client\0") - 1);
+        ngx_md5_update(&md5, conf->client_id.data, conf->client_id.len);
+    }
+
+    ngx_md5_final(digest, &md5);
+
+    ngx_memcpy(&conf->scope, digest, sizeof(uint64_t));
 
     return NGX_CONF_OK;
 }
@@ -1019,7 +1087,9 @@ ngx_http_fanbase_set_file_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    ngx_str_t  *field;
+    char                         *rv;
+    ngx_str_t                    *field, *value;
+    ngx_http_fanbase_loc_conf_t  *lcf;
 
     field = (ngx_str_t *) (p + cmd->offset);
 
@@ -1027,7 +1097,25 @@ ngx_http_fanbase_set_file_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    return ngx_http_fanbase_read_secret(cf, cmd, field);
+    rv = ngx_http_fanbase_read_secret(cf, cmd, field);
+
+    if (rv != NGX_CONF_OK
+        || cmd->offset != offsetof(ngx_http_fanbase_loc_conf_t, access_token))
+    {
+        return rv;
+    }
+
+    /* a fixed token's credential set is named by its file, not by it */
+
+    lcf = conf;
+    value = cf->args->elts;
+    lcf->access_token_path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &lcf->access_token_path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

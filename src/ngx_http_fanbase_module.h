@@ -58,6 +58,14 @@
 #define NGX_HTTP_FANBASE_ROUTE_LEN      16
 #define NGX_HTTP_FANBASE_TARGET_LEN     32
 
+/*
+ * The scope of a credential set: the first 8 bytes of the MD5 of the
+ * Fanbase API and the client id (or the path of the fixed token's file),
+ * never of a secret.  Every transaction, Idempotency-Key, webhook message
+ * id and queue item in the zone carries the scope that made it, and is
+ * found by (scope, id): another credential set does not see it.
+ */
+
 
 typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
 typedef struct ngx_http_fanbase_http_s        ngx_http_fanbase_http_t;
@@ -100,7 +108,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   4
+#define NGX_HTTP_FANBASE_ZONE_VERSION   5
 
 typedef struct {
     uint32_t                      layout;      /* what made the zone */
@@ -167,7 +175,9 @@ struct ngx_http_fanbase_loc_conf_s {
     ngx_str_t                     client_id;
     ngx_str_t                     client_secret;
     ngx_str_t                     access_token;
+    ngx_str_t                     access_token_path;
     ngx_http_fanbase_cred_t      *cred;
+    uint64_t                      scope;       /* whose records it sees */
     ngx_http_fanbase_upstream_conf_t  upstream;
     ngx_msec_t                    status_refresh;
     ngx_flag_t                    store_payload;
@@ -312,7 +322,7 @@ typedef struct {
 
 struct ngx_http_fanbase_txn_s {
     ngx_http_fanbase_txn_t       *hash_next;   /* sh->txn_hash chain */
-    uint32_t                      hash;        /* crc32 of the id */
+    uint64_t                      scope;       /* its credential set */
     ngx_rbtree_node_t             due;         /* sh->schedule: msec */
     ngx_queue_t                   ready;       /* sh->ready */
     ngx_queue_t                   queue;       /* txn_live or txn_done */
@@ -327,6 +337,7 @@ struct ngx_http_fanbase_txn_s {
     uint64_t                      deliver_by;
     uint64_t                      track_by;
     ngx_pid_t                     owner;       /* worker with the claim */
+    uint32_t                      hash;        /* of the scope and the id */
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
     u_char                        queue_id_len;
@@ -372,8 +383,9 @@ typedef struct {
 
 struct ngx_http_fanbase_idem_s {
     ngx_http_fanbase_idem_t      *hash_next;   /* keys->hash chain */
-    uint32_t                      hash;        /* crc32 of the key */
+    uint32_t                      hash;        /* of the scope and the key */
     ngx_queue_t                   queue;       /* keys->lru */
+    uint64_t                      scope;       /* who claimed it */
     uint64_t                      expires;     /* ms since the epoch */
     u_char                        digest[16];
     u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
@@ -418,6 +430,7 @@ typedef struct {
     uint32_t                      claim;
     uint32_t                      attempts;
     uint64_t                      deadline;    /* ms since the epoch */
+    uint64_t                      scope;
     u_char                       *payload;     /* ngx_alloc()ed copy */
     size_t                        payload_len;
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
@@ -435,6 +448,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                     msg_id;      /* for deduplication */
     uint64_t                      expires;
+    uint64_t                      scope;       /* the location's */
     ngx_str_t                     id;          /* the edge's or Fanbase's */
     ngx_uint_t                    status;
     ngx_str_t                     event;       /* rendered */
@@ -494,15 +508,15 @@ ngx_int_t ngx_http_fanbase_store_prefault(ngx_shm_zone_t *shm_zone,
 ngx_int_t ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_http_fanbase_lookup_t *lk, ngx_pool_t *pool,
-    fanbase_item_t *item);
+    uint64_t scope, ngx_str_t *id, ngx_http_fanbase_lookup_t *lk,
+    ngx_pool_t *pool, fanbase_item_t *item);
 ngx_int_t ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
-    fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved,
-    ngx_log_t *log);
+    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
+    void *reserved, ngx_log_t *log);
 ngx_uint_t ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id);
+    uint64_t scope, ngx_str_t *id);
 void ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_uint_t not_found);
+    uint64_t scope, ngx_str_t *id, ngx_uint_t not_found);
 void *ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t payload, ngx_log_t *log);
 void ngx_http_fanbase_store_unreserve(ngx_http_fanbase_main_conf_t *mcf,
@@ -514,12 +528,14 @@ void *ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 /* ngx_http_fanbase_txn.c */
 uint64_t ngx_http_fanbase_txn_now(void);
+uint32_t ngx_http_fanbase_scope_hash(uint64_t scope, u_char *id, size_t len);
 ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v);
+    uint64_t scope, ngx_str_t *id, ngx_pool_t *pool,
+    ngx_http_fanbase_txn_view_t *v);
 ngx_int_t ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_log_t *log);
+    uint64_t scope, ngx_str_t *id, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next);
 void ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
@@ -534,7 +550,7 @@ ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
 ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
 void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *msg_id);
+    uint64_t scope, ngx_str_t *msg_id);
 ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
 ngx_uint_t ngx_http_fanbase_txn_buckets(size_t size);
@@ -545,10 +561,10 @@ void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
 void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, u_char *id, uint32_t hash,
-    ngx_str_t *payload, ngx_msec_t due);
-ngx_uint_t ngx_http_fanbase_txn_exists_locked(
-    ngx_http_fanbase_main_conf_t *mcf, u_char *id);
+    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, u_char *id,
+    uint32_t hash, ngx_str_t *payload, ngx_msec_t due);
+ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
+    ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
 size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);
@@ -557,11 +573,11 @@ ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_str_t *event);
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    ngx_str_t *key, uint32_t hash, u_char *digest, u_char *txn_id,
-    uint64_t expires);
+    uint64_t scope, ngx_str_t *key, uint32_t hash, u_char *digest,
+    u_char *txn_id, uint64_t expires);
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    ngx_str_t *key, uint32_t hash, uint64_t now);
+    uint64_t scope, ngx_str_t *key, uint32_t hash, uint64_t now);
 void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,

@@ -90,6 +90,9 @@ static ngx_int_t ngx_http_fanbase_state_load_key(
     yajl_val v, const char **why);
 static ngx_int_t ngx_http_fanbase_state_load_notice(
     ngx_http_fanbase_state_load_t *ld, yajl_val v, const char **why);
+static ngx_int_t ngx_http_fanbase_state_scope(
+    ngx_http_fanbase_main_conf_t *mcf, yajl_val v, u_char *target,
+    u_char *txn_id, uint64_t *scope, const char **why);
 static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
     yajl_type type);
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
@@ -353,7 +356,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         {
             t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
 
-            size += 512
+            size += 544
                     + FANBASE_JSON_ESCAPE_MAX
                       * (NGX_HTTP_FANBASE_ACCEPTED_LEN
                          + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX));
@@ -376,7 +379,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q = ngx_queue_next(q))
         {
             k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-            size += 192 + FANBASE_JSON_ESCAPE_MAX * k->len;
+            size += 224 + FANBASE_JSON_ESCAPE_MAX * k->len;
         }
     }
 
@@ -455,6 +458,8 @@ ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
                  : ngx_cpymem(p, "{\"type\":\"webhook\",\"key\":\"",
                         sizeof("{\"type\":\"webhook\",\"key\":\"") - 1);
         p = fanbase_json_escape(p, k->key, k->len);
+        p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
+        p = ngx_hex_dump(p, (u_char *) &k->scope, sizeof(uint64_t));
 
         if (full) {
             p = ngx_cpymem(p, "\",\"digest\":\"",
@@ -484,6 +489,8 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
                     "\"target\":\"",
                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id);
     p = ngx_hex_dump(p, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
+    p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
+    p = ngx_hex_dump(p, (u_char *) &t->scope, sizeof(uint64_t));
     p = ngx_sprintf(p, "\",\"status\":\"%s\",\"created\":%uL,"
                     "\"updated\":%uL,\"deliver_by\":%uL,\"track_by\":%uL,"
                     "\"version\":%uD,\"attempts\":%uD,\"sent\":%s,"
@@ -990,6 +997,8 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
     yajl_val v, const char **why)
 {
     size_t                   i;
+    uint32_t                 hash;
+    uint64_t                 scope;
     yajl_val                 events, ev;
     ngx_str_t                id, target, status, queue_id, payload, event;
     ngx_uint_t               st;
@@ -1014,6 +1023,12 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
            != NGX_OK)
     {
         *why = "a transaction without a valid target";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanbase_state_scope(ld->mcf, v, tgt, NULL, &scope, why)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -1091,13 +1106,16 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         }
     }
 
-    if (ngx_http_fanbase_txn_exists_locked(ld->mcf, id.data)) {
+    hash = ngx_http_fanbase_scope_hash(scope, id.data, id.len);
+
+    if (ngx_http_fanbase_txn_find_locked(ld->mcf->sh, scope, id.data, id.len)
+        != NULL)
+    {
         *why = "a transaction whose id is taken";
         return NGX_DECLINED;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(ld->mcf, id.data,
-                                           ngx_crc32_short(id.data, id.len),
+    t = ngx_http_fanbase_txn_insert_locked(ld->mcf, scope, id.data, hash,
                                            &payload, 0);
     if (t == NULL) {
         return NGX_BUSY;
@@ -1191,7 +1209,8 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
     ngx_http_fanbase_keys_t *keys, yajl_val v, const char **why)
 {
     size_t     i;
-    uint64_t   expires;
+    uint32_t   hash;
+    uint64_t   expires, scope;
     ngx_str_t  key, digest, id;
     u_char     d[16], none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
@@ -1234,8 +1253,20 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_fanbase_keys_find_locked(ld->mcf, keys, &key,
-                                          ngx_crc32_short(key.data, key.len),
+    /* a webhook's message id without a scope is not kept: only a replay */
+
+    if (ngx_http_fanbase_state_scope(ld->mcf, v, NULL,
+                                     (keys == &ld->mcf->sh->idem) ? id.data
+                                                                  : NULL,
+                                     &scope, why)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_http_fanbase_scope_hash(scope, key.data, key.len);
+
+    if (ngx_http_fanbase_keys_find_locked(ld->mcf, keys, scope, &key, hash,
                                           ld->now)
         != NULL)
     {
@@ -1243,9 +1274,8 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_keys_insert_locked(ld->mcf, keys, &key,
-                                    ngx_crc32_short(key.data, key.len),
-                                    d, id.data, expires)
+    return ngx_http_fanbase_keys_insert_locked(ld->mcf, keys, scope, &key,
+                                               hash, d, id.data, expires)
            ? NGX_OK : NGX_BUSY;
 }
 
@@ -1301,6 +1331,66 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
                                                                 "attempts"));
 
     return NGX_OK;
+}
+
+
+/*
+ * The credential set a record belongs to: its "scope".  A file written
+ * before records had one gives a transaction the scope of the
+ * "fanbase_submit async" location its target names, and an Idempotency-Key
+ * that of its transaction (loaded first).  NGX_DECLINED: none is found
+ * ("why" NULL: a webhook message id, silently forgotten).
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_scope(ngx_http_fanbase_main_conf_t *mcf, yajl_val v,
+    u_char *target, u_char *txn_id, uint64_t *scope, const char **why)
+{
+    ngx_str_t                      hex;
+    ngx_uint_t                     i;
+    ngx_http_fanbase_loc_conf_t  **lcfp;
+    u_char                         buf[sizeof(uint64_t)];
+
+    if (ngx_http_fanbase_state_get(v, "scope", yajl_t_string) != NULL) {
+        (void) ngx_http_fanbase_state_str(v, "scope", &hex);
+
+        if (ngx_http_fanbase_state_hex(&hex, buf, sizeof(uint64_t))
+            != NGX_OK)
+        {
+            *why = "a record with an invalid scope";
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(scope, buf, sizeof(uint64_t));
+
+        return NGX_OK;
+    }
+
+    lcfp = mcf->targets.elts;
+
+    for (i = 0; i < mcf->targets.nelts; i++) {
+
+        if ((target != NULL
+             && ngx_memcmp(lcfp[i]->target, target,
+                           NGX_HTTP_FANBASE_ROUTE_LEN)
+                == 0)
+            || (txn_id != NULL
+                && ngx_http_fanbase_txn_find_locked(mcf->sh, lcfp[i]->scope,
+                                                 txn_id,
+                                                 NGX_HTTP_FANBASE_TXN_ID_LEN)
+                   != NULL))
+        {
+            *scope = lcfp[i]->scope;
+            return NGX_OK;
+        }
+    }
+
+    *why = (target != NULL || txn_id != NULL)
+           ? "a record without a scope that belongs to no credential set "
+             "of this configuration"
+           : NULL;
+
+    return NGX_DECLINED;
 }
 
 

@@ -180,8 +180,8 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
     r = ctx->call.request;
     lcf = ctx->call.lcf;
 
-    rc = ngx_http_fanbase_store_lookup(ctx->mcf, &ctx->id, &ctx->lookup,
-                                       r->pool, &item);
+    rc = ngx_http_fanbase_store_lookup(ctx->mcf, lcf->scope, &ctx->id,
+                                       &ctx->lookup, r->pool, &item);
 
     switch (rc) {
 
@@ -273,14 +273,16 @@ ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
         rc = ngx_http_fanbase_status_fetched(ctx);
 
     } else if (h->status == 404) {
-        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 1);
+        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+                                       &ctx->id, 1);
         ctx->leased = 0;
 
         rc = ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                          "no such transaction");
 
     } else if (h->status >= 400 && h->status < 500) {
-        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+                                       &ctx->id, 0);
         ctx->leased = 0;
 
         rc = ngx_http_fanbase_relay(r, h);
@@ -317,9 +319,9 @@ ngx_http_fanbase_status_fetched(ngx_http_fanbase_status_ctx_t *ctx)
     item.id.data = ctx->id.data;
     item.id.len = ctx->id.len;
 
-    (void) ngx_http_fanbase_store_update(ctx->mcf, &item,
-                                         ctx->call.lcf->store_payload, NULL,
-                                         r->connection->log);
+    (void) ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope,
+                                         &item, ctx->call.lcf->store_payload,
+                                         NULL, r->connection->log);
     ctx->leased = 0;
 
     ngx_http_fanbase_wait_kick();
@@ -347,7 +349,7 @@ ngx_http_fanbase_status_fallback(ngx_http_fanbase_status_ctx_t *ctx,
     r = call->request;
     lcf = call->lcf;
 
-    ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+    ngx_http_fanbase_store_release(ctx->mcf, lcf->scope, &ctx->id, 0);
     ctx->leased = 0;
 
     ngx_http_fanbase_wait_kick();
@@ -406,7 +408,8 @@ ngx_http_fanbase_status_cleanup(void *data)
 
     if (ctx->leased) {
         /* the client went away while this request read the id through */
-        ngx_http_fanbase_store_release(ctx->mcf, &ctx->id, 0);
+        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+                                       &ctx->id, 0);
         ctx->leased = 0;
         ngx_http_fanbase_wait_kick();
     }

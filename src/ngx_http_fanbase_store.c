@@ -3,12 +3,13 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * The transaction store in the shared zone: a red-black tree keyed by a
- * hash of the id (collisions resolved by the id itself) and two LRU
- * queues.  Terminal entries and probes (ids being looked up at Fanbase,
- * or known not to exist there) may be evicted, least recently used first;
- * entries that are not terminal never are: a zone full of them refuses
- * new work.  Everything is copied out under the lock; JSON is rendered by
- * the callers after unlocking.
+ * hash of the scope of the credential set and the id (collisions resolved
+ * by the id and the scope themselves) and two LRU queues.  An entry is
+ * found only in the scope that fetched it.  Terminal entries and probes
+ * (ids being looked up at Fanbase, or known not to exist there) may be
+ * evicted, least recently used first; entries that are not terminal never
+ * are: a zone full of them refuses new work.  Everything is copied out
+ * under the lock; JSON is rendered by the callers after unlocking.
  */
 
 
@@ -42,6 +43,7 @@ typedef struct {
     ngx_queue_t                   queue;
     ngx_msec_t                    fetched;
     ngx_msec_t                    lease;
+    uint64_t                      scope;
     int64_t                       icode;
     uint32_t                      size;
     uint32_t                      msg_len;
@@ -58,10 +60,14 @@ typedef struct {
 
 static void ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_fanbase_store_cmp(ngx_str_t *id, uint64_t scope,
+    ngx_http_fanbase_entry_t *e);
 static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_find(
-    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id, uint32_t hash);
+    ngx_http_fanbase_shctx_t *sh, uint64_t scope, ngx_str_t *id,
+    uint32_t hash);
 static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_probe(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
+    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, ngx_str_t *id,
+    uint32_t hash);
 static void ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e,
     fanbase_item_t *item, ngx_uint_t keep_msg);
 static size_t ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max);
@@ -243,8 +249,8 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 ngx_int_t
 ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_http_fanbase_lookup_t *lk, ngx_pool_t *pool,
-    fanbase_item_t *item)
+    uint64_t scope, ngx_str_t *id, ngx_http_fanbase_lookup_t *lk,
+    ngx_pool_t *pool, fanbase_item_t *item)
 {
     uint32_t                   hash;
     ngx_int_t                  rc;
@@ -254,15 +260,15 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_memzero(item, sizeof(fanbase_item_t));
 
-    hash = ngx_crc32_short(id->data, id->len);
+    hash = ngx_http_fanbase_scope_hash(scope, id->data, id->len);
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, id, hash);
+    e = ngx_http_fanbase_store_find(mcf->sh, scope, id, hash);
 
     if (e == NULL) {
-        e = ngx_http_fanbase_store_probe(mcf, id, hash);
+        e = ngx_http_fanbase_store_probe(mcf, scope, id, hash);
 
         if (e != NULL) {
             e->flags |= NGX_HTTP_FANBASE_LEASED;
@@ -324,7 +330,8 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_int_t
 ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
-    fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved, ngx_log_t *log)
+    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved,
+    ngx_log_t *log)
 {
     size_t                     size;
     uint32_t                   hash;
@@ -348,13 +355,13 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     size = ngx_http_fanbase_store_entry_size(item, keep_msg);
-    hash = ngx_crc32_short(id.data, id.len);
+    hash = ngx_http_fanbase_scope_hash(scope, id.data, id.len);
     r = reserved;
     stale = 0;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, &id, hash);
+    e = ngx_http_fanbase_store_find(mcf->sh, scope, &id, hash);
 
     if (e != NULL) {
         e->flags &= ~NGX_HTTP_FANBASE_LEASED;
@@ -413,6 +420,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     n->node.key = hash;
+    n->scope = scope;
     n->fetched = ngx_current_msec;
     n->flags = 0;
     ngx_http_fanbase_store_fill(n, item, keep_msg);
@@ -441,18 +449,20 @@ done:
 }
 
 
-/* the zone holds an answer for this id (not a mere probe) */
+/* the zone holds an answer for this id in "scope" (not a mere probe) */
 
 ngx_uint_t
-ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
+ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, ngx_str_t *id)
 {
     ngx_uint_t                 known;
     ngx_http_fanbase_entry_t  *e;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, id,
-                                    ngx_crc32_short(id->data, id->len));
+    e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
+                                    ngx_http_fanbase_scope_hash(scope,
+                                                      id->data, id->len));
     known = (e != NULL && e->status != FANBASE_STATUS_UNKNOWN);
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -463,14 +473,15 @@ ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
 
 void
 ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_uint_t not_found)
+    uint64_t scope, ngx_str_t *id, ngx_uint_t not_found)
 {
     ngx_http_fanbase_entry_t  *e;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, id,
-                                    ngx_crc32_short(id->data, id->len));
+    e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
+                                    ngx_http_fanbase_scope_hash(scope,
+                                                      id->data, id->len));
 
     if (e != NULL) {
         e->flags &= ~NGX_HTTP_FANBASE_LEASED;
@@ -622,6 +633,7 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
     ngx_int_t                  rc;
+    ngx_str_t                  id;
     ngx_rbtree_node_t        **p;
     ngx_http_fanbase_entry_t  *e, *t;
 
@@ -637,7 +649,10 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
             e = (ngx_http_fanbase_entry_t *) node;
             t = (ngx_http_fanbase_entry_t *) temp;
 
-            rc = ngx_memn2cmp(e->data, t->data, e->id_len, t->id_len);
+            id.data = e->data;
+            id.len = e->id_len;
+
+            rc = ngx_http_fanbase_store_cmp(&id, e->scope, t);
 
             p = (rc < 0) ? &temp->left : &temp->right;
         }
@@ -657,9 +672,27 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+/* the order of entries with the same hash: by id, then by scope */
+
+static ngx_int_t
+ngx_http_fanbase_store_cmp(ngx_str_t *id, uint64_t scope,
+    ngx_http_fanbase_entry_t *e)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_memn2cmp(id->data, e->data, id->len, e->id_len);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (scope < e->scope) ? -1 : (scope > e->scope) ? 1 : 0;
+}
+
+
 static ngx_http_fanbase_entry_t *
-ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
-    uint32_t hash)
+ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+    ngx_str_t *id, uint32_t hash)
 {
     ngx_int_t                  rc;
     ngx_rbtree_node_t         *node, *sentinel;
@@ -682,7 +715,7 @@ ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
 
         e = (ngx_http_fanbase_entry_t *) node;
 
-        rc = ngx_memn2cmp(id->data, e->data, id->len, e->id_len);
+        rc = ngx_http_fanbase_store_cmp(id, scope, e);
 
         if (rc == 0) {
             return e;
@@ -697,7 +730,7 @@ ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
 
 static ngx_http_fanbase_entry_t *
 ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, uint32_t hash)
+    uint64_t scope, ngx_str_t *id, uint32_t hash)
 {
     size_t                     size;
     ngx_http_fanbase_entry_t  *e;
@@ -712,6 +745,7 @@ ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memzero(e, offsetof(ngx_http_fanbase_entry_t, data));
 
     e->node.key = hash;
+    e->scope = scope;
     e->size = size;
     e->id_len = (u_char) id->len;
     e->status = FANBASE_STATUS_UNKNOWN;

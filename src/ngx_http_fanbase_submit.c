@@ -271,7 +271,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     id.data = (u_char *) item.id.data;
     id.len = item.id.len;
 
-    rc = ngx_http_fanbase_store_update(ctx->mcf, &item,
+    rc = ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope, &item,
                                        ctx->call.lcf->store_payload,
                                        ctx->reserved, r->connection->log);
     ctx->reserved = NULL;

@@ -138,9 +138,14 @@ static ngx_int_t
 ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
 {
-    ngx_int_t  rc;
+    ngx_int_t                     rc;
+    ngx_http_fanbase_loc_conf_t  *lcf;
 
-    rc = ngx_http_fanbase_txn_cancel(mcf, id, r->connection->log);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    /* another credential set's transaction is as unknown as no one's */
+
+    rc = ngx_http_fanbase_txn_cancel(mcf, lcf->scope, id, r->connection->log);
 
     switch (rc) {
 
@@ -213,7 +218,7 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
 
     changes = mcf->sh->changes;
 
-    switch (ngx_http_fanbase_txn_get(mcf, id, NULL, &v)) {
+    switch (ngx_http_fanbase_txn_get(mcf, lcf->scope, id, NULL, &v)) {
 
     case NGX_OK:
         break;
@@ -277,6 +282,7 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
     ngx_atomic_uint_t                    changes;
     ngx_http_request_t                  *r;
     ngx_http_fanbase_txn_view_t          v;
+    ngx_http_fanbase_loc_conf_t         *lcf;
     ngx_http_fanbase_transaction_ctx_t  *ctx = w->data;
 
     r = ctx->request;
@@ -293,7 +299,10 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 
         ctx->changes = changes;
 
-        if (ngx_http_fanbase_txn_get(ctx->mcf, &ctx->id, NULL, &v) == NGX_OK
+        lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+        if (ngx_http_fanbase_txn_get(ctx->mcf, lcf->scope, &ctx->id, NULL, &v)
+            == NGX_OK
             && v.version == ctx->version)
         {
             return NGX_AGAIN;
@@ -317,11 +326,14 @@ static ngx_int_t
 ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_uint_t cond)
 {
-    ngx_int_t                    rc;
-    ngx_str_t                    etag;
-    ngx_http_fanbase_txn_view_t  v;
+    ngx_int_t                     rc;
+    ngx_str_t                     etag;
+    ngx_http_fanbase_txn_view_t   v;
+    ngx_http_fanbase_loc_conf_t  *lcf;
 
-    rc = ngx_http_fanbase_txn_get(mcf, id, r->pool, &v);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    rc = ngx_http_fanbase_txn_get(mcf, lcf->scope, id, r->pool, &v);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",

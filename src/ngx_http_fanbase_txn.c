@@ -11,7 +11,9 @@
  * lets its claims run out.  Terminal transactions are kept in an LRU queue
  * and are the only ones that may be evicted.  Idempotency-Keys and webhook
  * message ids are claimed keys with an expiry (hash tables and an LRU
- * each); Fanbase's queue ids index delivered transactions (a tree).
+ * each); Fanbase's queue ids index delivered transactions.  Each of them
+ * belongs to the scope of a credential set and is found by (scope, id):
+ * the hash covers both.
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
 
@@ -23,12 +25,11 @@
 #define NGX_HTTP_FANBASE_CHUNK       (128 + 1)   /* the 256-byte class */
 
 
-static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find(
-    ngx_http_fanbase_shctx_t *sh, u_char *id, size_t len);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_lookup(
-    ngx_http_fanbase_shctx_t *sh, u_char *id, uint32_t hash);
+    ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, uint32_t hash);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
-    ngx_http_fanbase_shctx_t *sh, ngx_str_t *id, uint32_t hash);
+    ngx_http_fanbase_shctx_t *sh, uint64_t scope, ngx_str_t *id,
+    uint32_t hash);
 static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
     ngx_http_fanbase_idem_t **hash, ngx_uint_t n);
 static void ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
@@ -102,6 +103,25 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     sh->saving = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * The hash of an id in a scope: every table of the zone is keyed by it,
+ * so one hash per operation finds a record of that scope only.
+ */
+
+uint32_t
+ngx_http_fanbase_scope_hash(uint64_t scope, u_char *id, size_t len)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, (u_char *) &scope, sizeof(uint64_t));
+    ngx_crc32_update(&crc, id, len);
+    ngx_crc32_final(crc);
+
+    return crc;
 }
 
 
@@ -231,8 +251,10 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     /* hashed once; the bucket, a cache miss, is fetched while locking */
 
-    hash = ngx_crc32_short(nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    hkey = ngx_crc32_short(nt->idem_key.data, nt->idem_key.len);
+    hash = ngx_http_fanbase_scope_hash(lcf->scope, nt->id,
+                                       NGX_HTTP_FANBASE_TXN_ID_LEN);
+    hkey = ngx_http_fanbase_scope_hash(lcf->scope, nt->idem_key.data,
+                                       nt->idem_key.len);
 
     ngx_http_fanbase_prefetch(&sh->txn_hash[hash & sh->txn_hash_mask]);
 
@@ -241,8 +263,8 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_expire(mcf, &sh->idem, now, 8);
 
     if (nt->idem_key.len) {
-        k = ngx_http_fanbase_keys_find_locked(mcf, &sh->idem, &nt->idem_key,
-                                              hkey, now);
+        k = ngx_http_fanbase_keys_find_locked(mcf, &sh->idem, lcf->scope,
+                                              &nt->idem_key, hkey, now);
         if (k != NULL) {
             if (ngx_memcmp(k->digest, nt->digest, 16) != 0) {
                 ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -255,8 +277,8 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         }
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(mcf, nt->id, hash, &nt->payload,
-                                           0);
+    t = ngx_http_fanbase_txn_insert_locked(mcf, lcf->scope, nt->id, hash,
+                                           &nt->payload, 0);
     if (t == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
@@ -275,7 +297,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     t->max_events = (u_char) lcf->transaction_events;
 
     if (nt->idem_key.len) {
-        k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->idem,
+        k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->idem, lcf->scope,
                                   &nt->idem_key, hkey, nt->digest, nt->id,
                                   now + (uint64_t) lcf->idempotency_window
                                         * 1000);
@@ -295,14 +317,15 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
 
 /*
- * A new pending transaction, due after "delay" ms (0: now): the
- * record and a copy of the payload, or NULL and nothing when the zone has
- * no room for them.
+ * A new pending transaction of "scope", due after "delay" ms (0: now):
+ * the record and a copy of the payload, or NULL and nothing when the zone
+ * has no room for them.  "hash" is that of the scope and the id.
  */
 
 ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    u_char *id, uint32_t hash, ngx_str_t *payload, ngx_msec_t delay)
+    uint64_t scope, u_char *id, uint32_t hash, ngx_str_t *payload,
+    ngx_msec_t delay)
 {
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
@@ -317,6 +340,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memzero(t, sizeof(ngx_http_fanbase_txn_t));
     ngx_queue_init(&t->events);
     ngx_memcpy(t->id, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t->scope = scope;
     t->status = FANBASE_STATUS_PENDING;
     t->max_events = 16;
 
@@ -348,17 +372,6 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     sh->txn_count++;
 
     return t;
-}
-
-
-/* "id" is NGX_HTTP_FANBASE_TXN_ID_LEN long */
-
-ngx_uint_t
-ngx_http_fanbase_txn_exists_locked(ngx_http_fanbase_main_conf_t *mcf,
-    u_char *id)
-{
-    return ngx_http_fanbase_txn_find(mcf->sh, id, NGX_HTTP_FANBASE_TXN_ID_LEN)
-           != NULL;
 }
 
 
@@ -468,8 +481,8 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint32_t hash,
-    u_char *digest, u_char *txn_id, uint64_t expires)
+    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
+    uint32_t hash, u_char *digest, u_char *txn_id, uint64_t expires)
 {
     ngx_http_fanbase_idem_t  *k;
 
@@ -487,6 +500,7 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     k->expires = expires;
+    k->scope = scope;
     ngx_memcpy(k->digest, digest, 16);
     ngx_memcpy(k->txn_id, txn_id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     k->len = (u_char) key->len;
@@ -501,18 +515,22 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-/* a claim that has not expired; an expired one found is dropped */
+/*
+ * A claim of "scope" that has not expired; an expired one found is
+ * dropped.  "hash" is that of the scope and the key.
+ */
 
 ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_str_t *key, uint32_t hash,
-    uint64_t now)
+    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
+    uint32_t hash, uint64_t now)
 {
     ngx_http_fanbase_idem_t  *k;
 
     for (k = keys->hash[hash & keys->mask]; k != NULL; k = k->hash_next) {
 
         if (k->hash != hash
+            || k->scope != scope
             || ngx_memn2cmp(key->data, k->key, key->len, k->len) != 0)
         {
             continue;
@@ -582,15 +600,15 @@ ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
 
 
 ngx_int_t
-ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id,
-    ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v)
+ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v)
 {
     u_char                  *p;
     ngx_http_fanbase_txn_t  *t;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
+    t = ngx_http_fanbase_txn_find_locked(mcf->sh, scope, id->data, id->len);
 
     if (t == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -706,13 +724,13 @@ ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
 
 
 /*
- * NGX_OK: cancelled (now or before); NGX_DECLINED: unknown; NGX_BUSY:
- * delivery has started; NGX_ABORT: terminal otherwise.
+ * NGX_OK: cancelled (now or before); NGX_DECLINED: unknown in "scope";
+ * NGX_BUSY: delivery has started; NGX_ABORT: terminal otherwise.
  */
 
 ngx_int_t
 ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_log_t *log)
+    uint64_t scope, ngx_str_t *id, ngx_log_t *log)
 {
     ngx_int_t                rc;
     ngx_str_t                event, empty;
@@ -736,7 +754,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    t = ngx_http_fanbase_txn_find(mcf->sh, id->data, id->len);
+    t = ngx_http_fanbase_txn_find_locked(mcf->sh, scope, id->data, id->len);
 
     if (t == NULL) {
         rc = NGX_DECLINED;
@@ -868,6 +886,7 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
         job->queue_id_len = t->queue_id_len;
     }
     ngx_memcpy(job->target, t->target, NGX_HTTP_FANBASE_TARGET_LEN);
+    job->scope = t->scope;
     job->claim = t->claim;
     job->attempts = t->attempts;
     job->sent = t->sent;
@@ -894,8 +913,8 @@ ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    t = ngx_http_fanbase_txn_find(mcf->sh, job->id,
-                                  NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t = ngx_http_fanbase_txn_find_locked(mcf->sh, job->scope, job->id,
+                                         NGX_HTTP_FANBASE_TXN_ID_LEN);
 
     if (t != NULL && t->claim == job->claim && t->owner == ngx_pid) {
         t->sent = 1;
@@ -923,7 +942,8 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    t = ngx_http_fanbase_txn_find(sh, job->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    t = ngx_http_fanbase_txn_find_locked(sh, job->scope, job->id,
+                                         NGX_HTTP_FANBASE_TXN_ID_LEN);
 
     if (t == NULL || t->claim != job->claim || t->owner != ngx_pid) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1039,8 +1059,9 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
      * while the lock is taken, the first entries before any is walked.
      */
 
-    hid = ngx_crc32_short(hk->id.data, hk->id.len);
-    hmsg = ngx_crc32_short(hk->msg_id.data, hk->msg_id.len);
+    hid = ngx_http_fanbase_scope_hash(hk->scope, hk->id.data, hk->id.len);
+    hmsg = ngx_http_fanbase_scope_hash(hk->scope, hk->msg_id.data,
+                                       hk->msg_id.len);
     bid = hid & sh->txn_hash_mask;
     bmsg = hmsg & sh->hooks.mask;
 
@@ -1056,8 +1077,8 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
 
-    if (ngx_http_fanbase_keys_find_locked(mcf, &sh->hooks, &hk->msg_id, hmsg,
-                                          now)
+    if (ngx_http_fanbase_keys_find_locked(mcf, &sh->hooks, hk->scope,
+                                          &hk->msg_id, hmsg, now)
         != NULL)
     {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1065,14 +1086,15 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     t = (hk->id.len == NGX_HTTP_FANBASE_TXN_ID_LEN)
-        ? ngx_http_fanbase_txn_lookup(sh, hk->id.data, hid) : NULL;
+        ? ngx_http_fanbase_txn_lookup(sh, hk->scope, hk->id.data, hid) : NULL;
 
     if (t == NULL) {
-        t = ngx_http_fanbase_qid_find(sh, &hk->id, hid);
+        t = ngx_http_fanbase_qid_find(sh, hk->scope, &hk->id, hid);
     }
 
-    k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->hooks, &hk->msg_id,
-                                            hmsg, none, none, hk->expires);
+    k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->hooks, hk->scope,
+                                            &hk->msg_id, hmsg, none, none,
+                                            hk->expires);
     if (k == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
@@ -1087,8 +1109,8 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
         /* a transaction the edge did not accept: nothing to deliver */
 
-        t = ngx_http_fanbase_txn_insert_locked(mcf, hk->id.data, hid, &empty,
-                                               0);
+        t = ngx_http_fanbase_txn_insert_locked(mcf, hk->scope, hk->id.data,
+                                               hid, &empty, 0);
         if (t == NULL) {
             ngx_http_fanbase_keys_delete_locked(mcf, &sh->hooks, k);
             ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1134,14 +1156,15 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
 void
 ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *msg_id)
+    uint64_t scope, ngx_str_t *msg_id)
 {
     ngx_http_fanbase_idem_t  *k;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    k = ngx_http_fanbase_keys_find_locked(mcf, &mcf->sh->hooks, msg_id,
-                                    ngx_crc32_short(msg_id->data, msg_id->len),
+    k = ngx_http_fanbase_keys_find_locked(mcf, &mcf->sh->hooks, scope, msg_id,
+                                    ngx_http_fanbase_scope_hash(scope,
+                                                  msg_id->data, msg_id->len),
                                     ngx_http_fanbase_txn_now());
     if (k != NULL) {
         ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
@@ -1179,7 +1202,7 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
      * transactions share a queue id (a mock's, in tests)
      */
 
-    q->hash = ngx_crc32_short(queue_id, len);
+    q->hash = ngx_http_fanbase_scope_hash(t->scope, queue_id, len);
     p = &mcf->sh->qid_hash[q->hash & mcf->sh->txn_hash_mask];
 
     q->hash_next = *p;
@@ -1198,8 +1221,8 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 
 static ngx_http_fanbase_txn_t *
-ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
-    uint32_t hash)
+ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+    ngx_str_t *id, uint32_t hash)
 {
     ngx_http_fanbase_qid_t  *q;
 
@@ -1209,7 +1232,8 @@ ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, ngx_str_t *id,
     {
         if (q->hash == hash
             && q->len == id->len
-            && ngx_memcmp(q->queue_id, id->data, id->len) == 0)
+            && ngx_memcmp(q->queue_id, id->data, id->len) == 0
+            && q->txn->scope == scope)
         {
             return q->txn;
         }
@@ -1377,24 +1401,27 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-static ngx_http_fanbase_txn_t *
-ngx_http_fanbase_txn_find(ngx_http_fanbase_shctx_t *sh, u_char *id,
-    size_t len)
+ngx_http_fanbase_txn_t *
+ngx_http_fanbase_txn_find_locked(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+    u_char *id, size_t len)
 {
     if (len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
         return NULL;
     }
 
-    return ngx_http_fanbase_txn_lookup(sh, id,
-                                       ngx_crc32_short(id, len));
+    return ngx_http_fanbase_txn_lookup(sh, scope, id,
+                                  ngx_http_fanbase_scope_hash(scope, id, len));
 }
 
 
-/* "id" is NGX_HTTP_FANBASE_TXN_ID_LEN long, "hash" its CRC32 */
+/*
+ * "id" is NGX_HTTP_FANBASE_TXN_ID_LEN long, "hash" that of the scope and
+ * the id
+ */
 
 static ngx_http_fanbase_txn_t *
-ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, u_char *id,
-    uint32_t hash)
+ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+    u_char *id, uint32_t hash)
 {
     ngx_http_fanbase_txn_t  *t;
 
@@ -1403,6 +1430,7 @@ ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, u_char *id,
          t = t->hash_next)
     {
         if (t->hash == hash
+            && t->scope == scope
             && ngx_memcmp(id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN) == 0)
         {
             return t;

@@ -9,7 +9,8 @@
  * applied under the same lock (ngx_http_fanbase_txn.c): a transaction
  * moves forward only, a repeat or a stale update is answered 204 and not
  * applied.  An update for a queue item that is no transaction goes to the
- * queue item store.
+ * queue item store.  A webhook location sees the records of the credential
+ * set in effect there only (its scope): those of another are unknown.
  */
 
 
@@ -232,6 +233,7 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
     ngx_memzero(&hk, sizeof(ngx_http_fanbase_hook_t));
 
     hk.msg_id = *msg_id;
+    hk.scope = lcf->scope;
     hk.expires = ngx_http_fanbase_txn_now()
                  + (uint64_t) lcf->webhook_dedup * 1000;
     hk.id.data = (u_char *) u->id.data;
@@ -286,7 +288,7 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
         rc = ngx_http_fanbase_webhook_item(r, lcf, u);
 
         if (rc == NGX_BUSY) {
-            ngx_http_fanbase_txn_hook_release(mcf, msg_id);
+            ngx_http_fanbase_txn_hook_release(mcf, lcf->scope, msg_id);
             goto full;
         }
 
@@ -337,7 +339,8 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     id.len = u->id.len;
 
     if (!u->queue_item || u->status > FANBASE_STATUS_FAILED
-        || (!lcf->webhook_create && !ngx_http_fanbase_store_known(mcf, &id)))
+        || (!lcf->webhook_create
+            && !ngx_http_fanbase_store_known(mcf, lcf->scope, &id)))
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanbase: webhook for unknown \"%V\" ignored", &id);
@@ -354,7 +357,7 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     item.icode = u->icode;
     item.icode_set = u->icode_set;
 
-    rc = ngx_http_fanbase_store_update(mcf, &item, 0, NULL,
+    rc = ngx_http_fanbase_store_update(mcf, lcf->scope, &item, 0, NULL,
                                        r->connection->log);
 
     if (rc == NGX_DECLINED) {

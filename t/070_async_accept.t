@@ -58,6 +58,7 @@ location = /small$QUEUE {
     fanbase_submit async;
 }
 location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
+location /dead/transactions/ { fanbase_api %%DEAD%%; fanbase_transaction; }
 CONF
 );
 $t->start;
@@ -498,7 +499,8 @@ sub worker_pids_for {
     my $res = submit($body, path => "/dead$QUEUE");
     my $id = accepted_ok($res, 'Fanbase unreachable');
     cmp_ok($res->{time}, '<', 0.5, 'Fanbase unreachable: answered at once');
-    ok(!$t->wait_for(sub { (get_tx($id)->{json}{status} // '') ne 'pending' },
+    ok(!$t->wait_for(sub { (get_tx($id, prefix => '/dead/transactions')
+                                ->{json}{status} // '') ne 'pending' },
                      timeout => 2),
        'Fanbase unreachable: the transaction stays pending');
     is(posts_with($body), 0, 'Fanbase unreachable: nothing at the mock');

@@ -52,7 +52,12 @@ server {
 CONF
     server => <<"CONF",
 location = $QUEUE { fanbase_submit async; }
-location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
+location = /dead$QUEUE {
+    # no token can be had: its transactions wait, pending; the same API and
+    # client id, so /transactions/ sees them
+    fanbase_token_url %%DEAD%%/api/token;
+    fanbase_submit async;
+}
 location = /ev2$QUEUE { fanbase_transaction_events 2; fanbase_submit async; }
 location /transactions/ { fanbase_transaction; }
 location /short/ { fanbase_long_poll 1s; fanbase_transaction; }

@@ -39,14 +39,19 @@ location = /t1c$QUEUE {
     fanbase_timeout 1s;
     fanbase_client_id t1-client;
     fanbase_client_secret_file %%DIR%%/secret_t1;
+    fanbase_transaction_path /t1c/transactions;
     fanbase_submit async;
 }
 location = /dead$QUEUE {
     fanbase_api %%DEAD%%;
     fanbase_deliver_horizon 2s;
+    fanbase_transaction_path /dead/transactions;
     fanbase_submit async;
 }
 location /transactions/ { fanbase_transaction; }
+# another client id, another API: their transactions are read there
+location /t1c/transactions/ { fanbase_client_id t1-client; fanbase_transaction; }
+location /dead/transactions/ { fanbase_api %%DEAD%%; fanbase_transaction; }
 CONF
 
 my $t = FanbaseTest->new(
@@ -63,6 +68,7 @@ $t->start;
 # Helpers
 
 my $N = 0;             # data.n: unique per submission in this file
+my %PATH_OF;           # transaction id => the path its 202 linked to
 my @answers;           # every answer of the edge, for the secrecy check
 my %tokens_seen;       # every AccessToken the mock received
 
@@ -80,14 +86,16 @@ sub submit {
                            headers => [@CT, @{ $o{headers} || [] }],
                            body => $body);
     push @answers, $res;
-    return { res => $res, n => $n, body => $body, at => $at,
-             id => ($res->{json} && $res->{json}{transaction_id}) // 'none' };
+    my $id = ($res->{json} && $res->{json}{transaction_id}) // 'none';
+    $PATH_OF{$id} = $res->{json}{links}[0]{path}
+        if $res->{json} && ref $res->{json}{links} eq 'ARRAY';
+    return { res => $res, n => $n, body => $body, at => $at, id => $id };
 }
 
-# The transaction as GET /transactions/ID answers it (undef unless 200).
+# The transaction as GET of its link answers it (undef unless 200).
 sub txn {
     my ($id, $tt) = @_;
-    my $res = ($tt // $t)->request(GET => "/transactions/$id");
+    my $res = ($tt // $t)->request(GET => $PATH_OF{$id} // "/transactions/$id");
     push @answers, $res;
     return $res->{status} == 200 ? $res->{json} : undef;
 }

@@ -20,12 +20,14 @@ use FanbaseTest;
 
 use JSON::PP;
 use Encode ();
+use Digest::MD5 qw(md5 md5_hex);
 
 my $QUEUE = '/api/v1/integration/queue';
 my @CT    = ('Content-Type' => 'application/json');
 my $STATE = '%%DIR%%/fanbase.state';
 my $HOOK_SECRET = webhook_secret();
 my $STRICT = JSON::PP->new->utf8;    # refuses bytes that are not UTF-8
+our ($SCOPE, $TARGET);    # of the test's credential set, set by edge()
 
 my $SERVER = <<"CONF";
 location = $QUEUE { fanbase_submit async; }
@@ -39,9 +41,12 @@ location = /hooks/status {
 }
 CONF
 
+# An edge whose state file is written by hand (%o: state => a sub that
+# gets the scope of the test's credential set, 16 hex digits, and returns
+# the file's content) or by nginx.
 sub edge {
     my (%o) = @_;
-    return FanbaseTest->new(
+    my $t = FanbaseTest->new(
         mock   => { processing_after => 60, completed_after => 120 },
         files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n",
                     %{ $o{files} || {} } },
@@ -49,6 +54,25 @@ sub edge {
         server => $SERVER,
         %{ $o{args} || {} },
     );
+    return $t unless $o{state};
+    $t->start_mock;
+    my $api = $t->mock_url;
+    # the scope: MD5 of fanbase_api and the client id (module.c); a target
+    # (for files without scopes) begins with the MD5 of the queue URL and
+    # the credential set's key (token URL, client id, secret)
+    local $SCOPE = substr(md5_hex("$api\0client\0demo-client"), 0, 16);
+    local $TARGET = md5_hex("$api/api/v1/integration/queue\0"
+                            . md5("$api/api/token\0demo-client\0demo-secret"))
+                    . ('00' x 16);
+    $t->write_file('fanbase.state', $o{state}->());
+    return $t;
+}
+
+# starts what edge() has not started yet
+sub up {
+    my $t = shift;
+    $t->{mock_pid} ? $t->start_nginx : $t->start;
+    return $t;
 }
 
 my $SEQ = 0;
@@ -216,11 +240,12 @@ ok(splits($PT, 512) && splits($ERR, 4096),
 # warn, the rest loaded.
 
 my $UUID = sub { sprintf '%08x-0000-4000-8000-%012x', 0x1234, $_[0] };
-my $TARGET = 'ab' x 32;
 
+# a transaction record of the test's credential set (edge() sets both)
 sub txn_line {
     my ($n, %f) = @_;
     my %r = (type => 'transaction', id => $UUID->($n), target => $TARGET,
+             scope => $SCOPE,
              status => 'pending', created => 1764842400000, updated => 1764842400000,
              deliver_by => 4102444800000, track_by => 4102444800000,
              version => 1, attempts => 0, sent => JSON::PP::false,
@@ -233,7 +258,7 @@ sub txn_line {
 
 {
     my $deep_line = '{"type":"transaction","x":' . ('[' x 200000) . (']' x 200000) . '}';
-    my @lines = (
+    my $t = up(edge(state => sub { join("\n",
         '{"version":2}',
         txn_line(1),
         txn_line(2, events => ["{\"event\":\"x\",\"message\":\"\xc3\"}"]) =~ s/\\u00c3/\xc3/r,
@@ -246,17 +271,14 @@ sub txn_line {
         txn_line(8, status => 'lost'),
         txn_line(9, id => 'not-a-uuid'),
         txn_line(1),                        # the same id again
-        '{"type":"idempotency","key":"k1","digest":"' . ('00' x 16)
-            . '","id":"' . $UUID->(1) . '","expires":4102444800000}',
-        '{"type":"idempotency","key":"k\u00e7","digest":"' . ('00' x 16)
-            . '","id":"' . $UUID->(1) . '","expires":4102444800000}',
+        '{"type":"idempotency","key":"k1","scope":"' . $SCOPE . '","digest":"'
+            . ('00' x 16) . '","id":"' . $UUID->(1) . '","expires":4102444800000}',
+        '{"type":"idempotency","key":"k\u00e7","scope":"' . $SCOPE . '","digest":"'
+            . ('00' x 16) . '","id":"' . $UUID->(1) . '","expires":4102444800000}',
         '{"type":"notification","id":"msg_1","body":"not an object"}',
         '{"type":"unknown"}',
         txn_line(10),
-        '{"end":16}',
-    );
-    my $t = edge(files => { 'fanbase.state' => join("\n", @lines) . "\n" });
-    $t->start;
+        '{"end":16}') . "\n" }));
 
     ok(tx($t, $UUID->(1)), 'hand-written state: a valid record is loaded');
     ok(tx($t, $UUID->(10)), 'hand-written state: so is the one after the bad ones');
@@ -278,16 +300,17 @@ sub txn_line {
 # character cut as its writer cut them, and the corrupted record that
 # crashed the master: read, the cut byte replaced; nginx -t passes.
 {
-    my $v1 = '{"version":1,"transactions":[' . "\n"
+    my $t = edge(state => sub {
+        local $SCOPE;    # version 1 had none: the target names the location
+        return '{"version":1,"transactions":[' . "\n"
         . txn_line(21, events => ["{\"event\":\"x\",\"message\":\"a\xc3\"}"]) =~ s/\\u00c3/\xc3/r
         . ",\n" . '{"id":"' . $UUID->(22) . '","target":"' . $TARGET
         . '","status":"completed","queue_id":"abc"}'
-        . ",\n" . txn_line(23) . '],"idempotency":[]}' . "\n";
-    my $t = edge(files => { 'fanbase.state' => $v1 });
+        . ",\n" . txn_line(23) . '],"idempotency":[]}' . "\n" });
     my ($ok, $out) = $t->test_config;
     ok($ok, 'version 1 state with a corrupted record: nginx -t passes') or diag($out);
     like($out, qr/\[warn\].*line 2: the record is skipped/, 'nginx -t: and says which record');
-    $t->start;
+    up($t);
     my $tx = tx($t, $UUID->(21));
     ok($tx, 'version 1 state: the record with a cut character is loaded');
     like($tx ? $tx->{events}[-1]{message} : '', qr/^a\?$/, 'its cut byte is a "?"');
@@ -307,10 +330,9 @@ sub txn_line {
 
 # A state file cut short (a disk that lost its end): what is whole loads.
 {
-    my $cut = join("\n", '{"version":2}', txn_line(31), txn_line(32)) . "\n"
-            . substr(txn_line(33), 0, 50);
-    my $t = edge(files => { 'fanbase.state' => $cut });
-    $t->start;
+    my $t = up(edge(state => sub {
+        join("\n", '{"version":2}', txn_line(31), txn_line(32)) . "\n"
+        . substr(txn_line(33), 0, 50) }));
     is(scalar(grep { tx($t, $UUID->($_)) } 31, 32), 2, 'cut state: the whole records load');
     $t->log_like(qr/\[warn\].*ends early, after 3 records/, 'cut state: said at warn');
     $t->stop;

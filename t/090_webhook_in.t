@@ -82,7 +82,8 @@ server {
 }
 CONF
     server => "location = $QUEUE { fanbase_submit async; }\n"
-            . "location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }\n"
+            . "location = /dead$QUEUE { fanbase_token_url %%DEAD%%/api/token; "
+            . "fanbase_submit async; }\n"
             . "location /transactions/ { fanbase_transaction; }\n"
             . "location $QUEUE/ { fanbase_status; }\n"
             . hook_location('/hooks/status', $SECRET_LINE)
@@ -884,7 +885,8 @@ sub workers_log_lines {
     unchanged_ok($failed, 'terminal: completed by queue id after failed: not applied');
 }
 {
-    # cancelled at the edge (Fanbase unreachable for this one)
+    # cancelled at the edge (no token can be had for this one: the same
+    # API and client id as /transactions/)
     my $res = $t->request(POST => "/dead$QUEUE", headers => [@CT],
                           body => '{"action":"ticket-create","data":{"cancel":1}}');
     my $id = $res->{json} ? $res->{json}{transaction_id} : 'none';

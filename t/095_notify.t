@@ -45,7 +45,7 @@ my $NOTIFY_HTTP = "fanbase_notify %%MOCK%%/_site/hook;\n"
                 . "fanbase_notify_secret_file %%DIR%%/notify.secret;\n";
 my $SERVER = <<"CONF";
 location = $QUEUE { fanbase_submit async; }
-location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
+location = /dead$QUEUE { fanbase_token_url %%DEAD%%/api/token; fanbase_submit async; }
 location /transactions/ { fanbase_transaction; }
 location $QUEUE/ { fanbase_status; }
 location = /hooks/status {
@@ -99,7 +99,8 @@ sub wait_status {
     return $tx;
 }
 
-# a transaction that stays pending (Fanbase unreachable), cancelled now:
+# a transaction that stays pending (no token can be had; the same API and
+# client id as /transactions/), cancelled now:
 # exactly one notification; returns (id, the DELETE's transaction)
 sub cancelled_tx {
     my $tag = shift;
