@@ -564,6 +564,8 @@ void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
+void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms);
 
 /* ngx_http_fanbase_accept.c */

@@ -881,6 +881,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_main_conf_t *mcf,
 
     if (fanbase_status_terminal(st)) {
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else if (t->data == NULL) {
+        ngx_http_fanbase_txn_unowned_locked(mcf, t);
     }
 
     return NGX_OK;

@@ -8,10 +8,12 @@
  * due now, and a red-black tree keyed by that time for the rest.  A worker
  * claims a due transaction by moving it into the tree at the end of its
  * claim, so that no two workers work on one transaction, and one that dies
- * lets its claims run out.  Terminal transactions are kept in an LRU queue
- * and are the only ones that may be evicted.  Idempotency-Keys and webhook
- * message ids are claimed keys with an expiry (hash tables and an LRU
- * each); Fanbase's queue ids index delivered transactions (a tree).
+ * lets its claims run out.  Terminal transactions, and records that only
+ * webhooks made, are kept in an LRU queue and are the only ones that may
+ * be evicted.  Idempotency-Keys and webhook message ids are claimed keys
+ * with an expiry (hash tables and an LRU each; the oldest message ids are
+ * given up before it when nothing else can be); Fanbase's queue ids index
+ * delivered transactions (a tree).
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
 
@@ -1112,6 +1114,11 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_changed(sh, t);
     ngx_http_fanbase_notice_add_locked(mcf, t, log);
 
+    if (t->data == NULL && !fanbase_status_terminal(t->status)) {
+        /* last: nothing above may evict it while it is in use */
+        ngx_http_fanbase_txn_unowned_locked(mcf, t);
+    }
+
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
     return NGX_OK;
@@ -1240,6 +1247,25 @@ ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
 }
 
 
+/*
+ * A record that only webhooks made (fanbase_webhook_create): the edge has
+ * nothing to deliver and no queue id to follow, so nothing would ever end
+ * it.  It is not scheduled and, terminal or not, it may be evicted, as
+ * terminal transactions are: a sender that creates many cannot keep the
+ * site's own submissions out of the zone.
+ */
+
+void
+ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
+
+    ngx_queue_remove(&t->queue);
+    ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
+}
+
+
 /* out of the schedule, into the evictable LRU; its payload is not needed */
 
 void
@@ -1305,14 +1331,34 @@ ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf)
         }
     }
 
-    if (ngx_queue_empty(&mcf->sh->txn_done)) {
+    if (!ngx_queue_empty(&mcf->sh->txn_done)) {
+        q = ngx_queue_last(&mcf->sh->txn_done);
+        t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
+
+        ngx_http_fanbase_txn_free_locked(mcf, t);
+        mcf->sh->evictions++;
+
+        return 1;
+    }
+
+    /*
+     * Last, the oldest webhook message id before its expiry: a repeat of
+     * that message may then be applied again, which the state machine
+     * makes a stale 204.  Never the newest: the update being applied may
+     * have just claimed it.  Idempotency-Keys are never given up early: a
+     * client's retry would be a second sale.
+     */
+
+    q = ngx_queue_head(&mcf->sh->hooks.lru);
+
+    if (q == ngx_queue_sentinel(&mcf->sh->hooks.lru)
+        || q == ngx_queue_last(&mcf->sh->hooks.lru))
+    {
         return 0;
     }
 
-    q = ngx_queue_last(&mcf->sh->txn_done);
-    t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
-
-    ngx_http_fanbase_txn_free_locked(mcf, t);
+    k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+    ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
     mcf->sh->evictions++;
 
     return 1;
