@@ -5,7 +5,8 @@
 # state that is not terminal, fill a small zone; the site's own
 # submissions are still accepted afterwards (202, never 503 zone_full),
 # because such records and their message ids give way to them, oldest
-# first.
+# first.  With fanbase_webhook_create off, the message ids alone no longer
+# fill it either.
 
 use strict;
 use warnings;
@@ -115,6 +116,39 @@ CONF
     is($tx->{status}, 200, 'after the flood: the accepted one is readable');
     is($tx->{json} && $tx->{json}{status}, 'pending',
        'after the flood: and pending');
+
+    $t->stop;
+}
+
+
+###########################################################################
+# fanbase_webhook_create off: updates for unknown ids create nothing, but
+# each message id is remembered for fanbase_webhook_dedup (3 days); a
+# thousand of them no longer fill a 32k zone.
+
+{
+    my $t = FanbaseTest->new(
+        mock   => undef,
+        files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n" },
+        http   => edge_http(zone => '32k', timeout => '2s'),
+        server => <<"CONF",
+location = $QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
+location = /hooks/status {
+    fanbase_webhook;
+    fanbase_webhook_create off;
+    fanbase_webhook_secret_file %%DIR%%/hook.secret;
+}
+CONF
+    );
+    $t->start;
+
+    my %codes;
+    $codes{ create_hook($t, "unknown-$_", 'processing')->{status} }++
+        for 1 .. 1000;
+    is(join(' ', map { "$_ x$codes{$_}" } sort keys %codes), '204 x1000',
+       'message ids: a thousand unknown updates answered 204');
+    is(submit($t, 'ids')->{status}, 202,
+       'message ids: a submission is accepted afterwards');
 
     $t->stop;
 }
