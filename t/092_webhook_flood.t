@@ -6,7 +6,8 @@
 # submissions are still accepted afterwards (202, never 503 zone_full),
 # because such records and their message ids give way to them, oldest
 # first.  With fanbase_webhook_create off, the message ids alone no longer
-# fill it either.
+# fill it either.  Webhooks that their headers already refuse cost no body
+# read and no HMAC.
 
 use strict;
 use warnings;
@@ -149,6 +150,79 @@ CONF
        'message ids: a thousand unknown updates answered 204');
     is(submit($t, 'ids')->{status}, 202,
        'message ids: a submission is accepted afterwards');
+
+    $t->stop;
+}
+
+
+###########################################################################
+# Refused on the headers alone: no signature, a timestamp out of the
+# tolerance, a signature that is not "v1,<base64>" (or, for the hmac
+# scheme, not hex) are answered 401 without the body being read, let alone
+# an HMAC computed over it.  A body of 1 MB would be buffered to a
+# temporary file: nginx says so at [warn], and says it here only for the
+# well-formed (but wrong) signature, whose body must be read to be checked.
+
+{
+    my $t = FanbaseTest->new(
+        mock   => undef,
+        files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n",
+                    'hmac.secret' => "hmac-secret\n" },
+        http   => edge_http(),
+        server => <<"CONF",
+client_max_body_size 2m;
+client_body_buffer_size 16k;
+location = /hooks/status {
+    fanbase_webhook;
+    fanbase_webhook_secret_file %%DIR%%/hook.secret;
+}
+location = /hooks/hmac {
+    fanbase_webhook;
+    fanbase_webhook_auth hmac X-Signature hex;
+    fanbase_webhook_secret_file %%DIR%%/hmac.secret;
+}
+CONF
+    );
+    $t->start;
+
+    my $big = '{"id":"x","status":"processing","pad":"' . ('x' x (1024 * 1024))
+            . '"}';
+    my $wrong = 'v1,' . ('A' x 43) . '=';
+    my $buffered = qr/client request body is buffered to a temporary file/;
+
+    my @early = (
+        ['no signature headers', '/hooks/status', []],
+        ['a timestamp an hour old', '/hooks/status',
+         ['webhook-id' => 'msg_early_1', 'webhook-timestamp' => int(time) - 3600,
+          'webhook-signature' => $wrong]],
+        ['a signature that is not v1,<base64>', '/hooks/status',
+         ['webhook-id' => 'msg_early_2', 'webhook-timestamp' => int time,
+          'webhook-signature' => 'v1,not*base64 v2,' . ('A' x 43) . '=']],
+        ['hmac: a signature that is not hex', '/hooks/hmac',
+         ['X-Signature' => 'sha256=' . ('z' x 64)]],
+    );
+
+    for my $case (@early) {
+        my ($name, $path, $headers) = @$case;
+        my $mark = length $t->error_log;
+        my $res = $t->request(POST => $path, headers => [@CT, @$headers],
+                              body => $big);
+        is($res->{status}, 401, "early refusal, $name: 401");
+        is($res->{json} && $res->{json}{error}{code}, 'unauthorized',
+           "early refusal, $name: unauthorized");
+        my $log = substr $t->error_log, $mark;
+        unlike($log, $buffered, "early refusal, $name: the body was not read");
+        like($log, qr/\[warn\].*webhook refused/,
+             "early refusal, $name: one [warn] line says why");
+    }
+
+    my $mark = length $t->error_log;
+    my $res = $t->request(POST => '/hooks/status', body => $big,
+        headers => [@CT, 'webhook-id' => 'msg_late', 'webhook-timestamp' => int time,
+                    'webhook-signature' => $wrong]);
+    is($res->{status}, 401, 'a well-formed wrong signature: 401');
+    like(substr($t->error_log, $mark), $buffered,
+         'a well-formed wrong signature: its body is read (to be checked)');
 
     $t->stop;
 }
