@@ -100,7 +100,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   4
+#define NGX_HTTP_FANBASE_ZONE_VERSION   5
 
 typedef struct {
     uint32_t                      layout;      /* what made the zone */
@@ -131,6 +131,8 @@ typedef struct {
     ngx_uint_t                    notice_count;
 
     ngx_atomic_t                  changes;     /* bumped by every change */
+    ngx_atomic_t                 *stamps;      /* per txn_hash bucket: the
+                                                  same, of its transactions */
     ngx_atomic_uint_t             saved;       /* "changes" last saved */
     ngx_msec_t                    save_lease;
     ngx_uint_t                    saving;

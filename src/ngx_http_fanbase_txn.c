@@ -74,7 +74,8 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     /*
      * the buckets follow the zone's context, in its allocation: those of
-     * transactions, Idempotency-Keys, webhook message ids and queue ids
+     * transactions, Idempotency-Keys, webhook message ids and queue ids,
+     * and the change stamps (see below)
      */
 
     sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
@@ -102,6 +103,14 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     sh->changes = 0;
     sh->saved = 0;
     sh->saving = 0;
+
+    /*
+     * then a change stamp per bucket of transactions: a long poll looks at
+     * its own without the lock, and at its transaction only when it moved
+     */
+
+    sh->stamps = (ngx_atomic_t *) (sh->qid_hash + n);
+    ngx_memzero((void *) sh->stamps, n * sizeof(ngx_atomic_t));
 
     return NGX_OK;
 }
@@ -1294,6 +1303,7 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     t->version++;
     t->updated = ngx_http_fanbase_txn_now();
 
+    sh->stamps[t->hash & sh->txn_hash_mask]++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
 }
 
@@ -1397,6 +1407,9 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_queue_remove(&t->queue);
+
+    /* a long poll on it answers 404 now */
+    mcf->sh->stamps[t->hash & mcf->sh->txn_hash_mask]++;
 
     for (p = &mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask];
          *p != t;
