@@ -761,9 +761,14 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
                           id);
         }
 
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        /*
+         * the notice first: its room may be made by evicting terminal
+         * transactions, which this one is not yet
+         */
+
         ngx_http_fanbase_txn_changed(mcf->sh, t);
         ngx_http_fanbase_notice_add_locked(mcf, t, log);
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
 
         rc = NGX_OK;
     }
@@ -981,14 +986,6 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         changed = 1;
     }
 
-    if (fanbase_status_terminal(t->status)) {
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
-
-    } else {
-        ngx_http_fanbase_txn_unschedule_locked(sh, t);
-        ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
-    }
-
     if (changed) {
         ngx_http_fanbase_txn_changed(sh, t);
 
@@ -996,8 +993,21 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         (void) ngx_atomic_fetch_add(&sh->changes, 1);
     }
 
+    /*
+     * the notice before the move to the evictable LRU: its room may be
+     * made by evicting terminal transactions, which this one is not yet
+     */
+
     if (moved) {
         ngx_http_fanbase_notice_add_locked(mcf, t, log);
+    }
+
+    if (fanbase_status_terminal(t->status)) {
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else {
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
+        ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1101,6 +1111,11 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     } else if (!fanbase_status_advances(t->status, hk->status)) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DECLINED;
+
+    } else if (t->data == NULL) {
+        /* a record only webhooks made: not evictable while it changes */
+        ngx_queue_remove(&t->queue);
+        ngx_queue_insert_head(&sh->txn_live, &t->queue);
     }
 
     t->status = (u_char) hk->status;
@@ -1115,16 +1130,19 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
                       &mcf->shm_zone->shm.name, &hk->id);
     }
 
-    if (fanbase_status_terminal(t->status)) {
-        /* no more polls: it ended */
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
-    }
-
     ngx_http_fanbase_txn_changed(sh, t);
     ngx_http_fanbase_notice_add_locked(mcf, t, log);
 
-    if (t->data == NULL && !fanbase_status_terminal(t->status)) {
-        /* last: nothing above may evict it while it is in use */
+    /*
+     * last: the event's and the notice's room may be made by evicting
+     * what is evictable, which this one becomes only now
+     */
+
+    if (fanbase_status_terminal(t->status)) {
+        /* no more polls: it ended */
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else if (t->data == NULL) {
         ngx_http_fanbase_txn_unowned_locked(mcf, t);
     }
 
