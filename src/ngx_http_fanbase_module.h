@@ -139,6 +139,8 @@ typedef struct {
     ngx_uint_t                    notice_count;
 
     ngx_atomic_t                  changes;     /* bumped by every change */
+    ngx_atomic_t                 *stamps;      /* per txn_hash bucket: the
+                                                  same, of its transactions */
     ngx_atomic_uint_t             saved;       /* "changes" last saved */
     ngx_msec_t                    save_lease;
     ngx_uint_t                    saving;
@@ -581,6 +583,8 @@ ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
 void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
+void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
 u_char *ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms);
 

@@ -26,6 +26,10 @@ static int fanbase_sig_base64_decode(const unsigned char *s, size_t len,
     unsigned char *out, size_t size);
 static int fanbase_sig_hex_decode(const unsigned char *s, size_t len,
     unsigned char *out, size_t size);
+static int fanbase_sig_next_v1(const unsigned char **pp,
+    const unsigned char *last, unsigned char *got);
+static int fanbase_sig_body_decode(const unsigned char *value,
+    size_t value_len, int encoding, unsigned char *got);
 
 
 int
@@ -73,13 +77,22 @@ fanbase_sig_standard_verify(const fanbase_secret_t *keys, size_t nkeys,
     size_t ts_len, const unsigned char *body, size_t body_len,
     const unsigned char *sig, size_t sig_len)
 {
-    int                   ok, n;
+    int                   ok;
     size_t                k;
-    const unsigned char  *p, *last, *start;
+    const unsigned char  *p, *last;
     unsigned char         got[FANBASE_SIG_MAC_LEN + 8];
     unsigned char         macs[8][FANBASE_SIG_MAC_LEN];
 
     if (nkeys == 0 || nkeys > 8) {
+        return 0;
+    }
+
+    p = sig;
+    last = sig + sig_len;
+
+    /* nothing that could match: no pass over the body at all */
+
+    if (!fanbase_sig_next_v1(&p, last, got)) {
         return 0;
     }
 
@@ -93,8 +106,42 @@ fanbase_sig_standard_verify(const fanbase_secret_t *keys, size_t nkeys,
     }
 
     ok = 0;
+
+    do {
+        for (k = 0; k < nkeys; k++) {
+            ok |= (CRYPTO_memcmp(got, macs[k], FANBASE_SIG_MAC_LEN) == 0);
+        }
+
+    } while (fanbase_sig_next_v1(&p, last, got));
+
+    return ok;
+}
+
+
+int
+fanbase_sig_standard_wellformed(const unsigned char *sig, size_t sig_len)
+{
+    const unsigned char  *p;
+    unsigned char         got[FANBASE_SIG_MAC_LEN + 8];
+
     p = sig;
-    last = sig + sig_len;
+
+    return fanbase_sig_next_v1(&p, sig + sig_len, got);
+}
+
+
+/*
+ * The next space-separated "v1,<base64>" entry of [*pp, last) that decodes
+ * to a MAC's length, into "got"; other versions are not ours to check.
+ */
+
+static int
+fanbase_sig_next_v1(const unsigned char **pp, const unsigned char *last,
+    unsigned char *got)
+{
+    const unsigned char  *p, *start;
+
+    p = *pp;
 
     while (p < last) {
 
@@ -108,24 +155,22 @@ fanbase_sig_standard_verify(const fanbase_secret_t *keys, size_t nkeys,
             p++;
         }
 
-        /* "v1,<base64>": other versions are not ours to check */
-
         if (p - start < 4 || memcmp(start, "v1,", 3) != 0) {
             continue;
         }
 
-        n = fanbase_sig_base64_decode(start + 3, p - start - 3, got,
-                                      sizeof(got));
-        if (n != FANBASE_SIG_MAC_LEN) {
-            continue;
-        }
-
-        for (k = 0; k < nkeys; k++) {
-            ok |= (CRYPTO_memcmp(got, macs[k], FANBASE_SIG_MAC_LEN) == 0);
+        if (fanbase_sig_base64_decode(start + 3, p - start - 3, got,
+                                      FANBASE_SIG_MAC_LEN + 8)
+            == FANBASE_SIG_MAC_LEN)
+        {
+            *pp = p;
+            return 1;
         }
     }
 
-    return ok;
+    *pp = p;
+
+    return 0;
 }
 
 
@@ -134,21 +179,14 @@ fanbase_sig_body_verify(const fanbase_secret_t *keys, size_t nkeys,
     const unsigned char *body, size_t body_len, const unsigned char *value,
     size_t value_len, int encoding)
 {
-    int            ok, n;
+    int            ok;
     size_t         k;
     unsigned char  got[FANBASE_SIG_MAC_LEN + 8];
     unsigned char  mac[FANBASE_SIG_MAC_LEN];
 
-    if (value_len > 7 && memcmp(value, "sha256=", 7) == 0) {
-        value += 7;
-        value_len -= 7;
-    }
-
-    n = (encoding == FANBASE_SIG_HEX)
-        ? fanbase_sig_hex_decode(value, value_len, got, sizeof(got))
-        : fanbase_sig_base64_decode(value, value_len, got, sizeof(got));
-
-    if (n != FANBASE_SIG_MAC_LEN) {
+    if (fanbase_sig_body_decode(value, value_len, encoding, got)
+        != FANBASE_SIG_MAC_LEN)
+    {
         return 0;
     }
 
@@ -166,6 +204,36 @@ fanbase_sig_body_verify(const fanbase_secret_t *keys, size_t nkeys,
     }
 
     return ok;
+}
+
+
+int
+fanbase_sig_body_wellformed(const unsigned char *value, size_t value_len,
+    int encoding)
+{
+    unsigned char  got[FANBASE_SIG_MAC_LEN + 8];
+
+    return fanbase_sig_body_decode(value, value_len, encoding, got)
+           == FANBASE_SIG_MAC_LEN;
+}
+
+
+/* hex or base64, an optional "sha256=" prefix: the length decoded */
+
+static int
+fanbase_sig_body_decode(const unsigned char *value, size_t value_len,
+    int encoding, unsigned char *got)
+{
+    if (value_len > 7 && memcmp(value, "sha256=", 7) == 0) {
+        value += 7;
+        value_len -= 7;
+    }
+
+    return (encoding == FANBASE_SIG_HEX)
+           ? fanbase_sig_hex_decode(value, value_len, got,
+                                    FANBASE_SIG_MAC_LEN + 8)
+           : fanbase_sig_base64_decode(value, value_len, got,
+                                       FANBASE_SIG_MAC_LEN + 8);
 }
 
 

@@ -58,12 +58,23 @@ int fanbase_sig_standard_verify(const fanbase_secret_t *keys, size_t nkeys,
     const unsigned char *sig, size_t sig_len);
 
 /*
+ * 1 when "sig" has a "v1,<base64>" entry of a MAC's length: anything else
+ * can be refused without reading the body or computing an HMAC.
+ */
+int fanbase_sig_standard_wellformed(const unsigned char *sig,
+    size_t sig_len);
+
+/*
  * 1 when "value" (hex or base64, an optional "sha256=" prefix) is the
  * HMAC-SHA256 of the body with one of the keys.
  */
 int fanbase_sig_body_verify(const fanbase_secret_t *keys, size_t nkeys,
     const unsigned char *body, size_t body_len, const unsigned char *value,
     size_t value_len, int encoding);
+
+/* 1 when "value" decodes as fanbase_sig_body_verify() wants */
+int fanbase_sig_body_wellformed(const unsigned char *value, size_t value_len,
+    int encoding);
 
 /* 1 when "value" is one of the keys */
 int fanbase_sig_token_verify(const fanbase_secret_t *keys, size_t nkeys,

@@ -1168,6 +1168,9 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
 
     if (fanbase_status_terminal(st)) {
         ngx_http_fanbase_txn_terminal_locked(ld->mcf, t);
+
+    } else if (t->data == NULL) {
+        ngx_http_fanbase_txn_unowned_locked(ld->mcf, t);
     }
 
     return NGX_OK;

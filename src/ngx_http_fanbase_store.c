@@ -184,9 +184,8 @@ ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t)
-                             + 4 * ngx_http_fanbase_txn_buckets(
-                                                          shm_zone->shm.size)
-                                 * sizeof(void *));
+                             + ngx_http_fanbase_txn_buckets(shm_zone->shm.size)
+                               * (4 * sizeof(void *) + sizeof(ngx_atomic_t)));
     if (mcf->sh == NULL) {
         return NGX_ERROR;
     }

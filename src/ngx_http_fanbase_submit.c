@@ -234,6 +234,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 {
     u_char                   *p;
     size_t                    len;
+    uintptr_t                 escape;
     ngx_int_t                 rc;
     ngx_str_t                 id, location;
     fanbase_item_t            item;
@@ -283,7 +284,15 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
             len--;
         }
 
-        location.len = len + 1 + id.len;
+        /*
+         * r->uri is decoded: what the client sent as %0D%0A is CR LF
+         * there.  As nginx's static module does for its redirects, the
+         * path is escaped again before it goes into a header.
+         */
+
+        escape = 2 * ngx_escape_uri(NULL, r->uri.data, len, NGX_ESCAPE_URI);
+
+        location.len = len + escape + 1 + id.len;
         location.data = ngx_pnalloc(r->pool, location.len);
 
         if (location.data == NULL) {
@@ -291,7 +300,8 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ngx_cpymem(location.data, r->uri.data, len);
+        p = (u_char *) ngx_escape_uri(location.data, r->uri.data, len,
+                                      NGX_ESCAPE_URI);
         *p++ = '/';
         ngx_memcpy(p, id.data, id.len);
 

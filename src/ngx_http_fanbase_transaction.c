@@ -7,8 +7,10 @@
  * with ?wait=SECONDS hold the request until it changes; DELETE cancels a
  * transaction that is still waiting at the edge.  A long poll looks at one
  * counter in the zone on the wait timer (ngx_http_fanbase_wait.c), without
- * a lock, and at its transaction only when that counter moved: a change
- * made by any worker ends the wait within one tick.
+ * a lock: the change stamp of its transaction's hash bucket, and at its
+ * transaction only when that stamp moved.  A change made by any worker
+ * ends the wait within one tick; changes of other transactions cost the
+ * waiters nothing but that look.
  */
 
 
@@ -21,7 +23,8 @@ typedef struct {
     ngx_http_fanbase_main_conf_t  *mcf;
     ngx_str_t                      id;
     ngx_msec_t                     deadline;
-    ngx_atomic_uint_t              changes;
+    ngx_atomic_t                  *stamp;      /* its bucket's, in the zone */
+    ngx_atomic_uint_t              seen;
     uint32_t                       version;
     unsigned                       finished:1;
 } ngx_http_fanbase_transaction_ctx_t;
@@ -181,8 +184,9 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
 {
     ngx_int_t                            wait;
     ngx_str_t                            value, etag;
+    ngx_atomic_t                        *stamp;
     ngx_http_cleanup_t                  *cln;
-    ngx_atomic_uint_t                    changes;
+    ngx_atomic_uint_t                    seen;
     ngx_http_fanbase_txn_view_t          v;
     ngx_http_fanbase_loc_conf_t         *lcf;
     ngx_http_fanbase_transaction_ctx_t  *ctx;
@@ -212,11 +216,14 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
 
     /*
      * the version to wait against: the client's, or the current one; the
-     * zone's change counter is read first, so that a change made after the
-     * look moves it
+     * stamp of the transaction's bucket is read first, so that a change
+     * made after the look moves it
      */
 
-    changes = mcf->sh->changes;
+    stamp = &mcf->sh->stamps[ngx_http_fanbase_scope_hash(lcf->scope, id->data,
+                                                         id->len)
+                             & mcf->sh->txn_hash_mask];
+    seen = *stamp;
 
     switch (ngx_http_fanbase_txn_get(mcf, lcf->scope, id, NULL, &v)) {
 
@@ -259,7 +266,8 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
     ctx->id = *id;
     ctx->deadline = ngx_current_msec + (ngx_msec_t) wait;
     ctx->version = v.version;
-    ctx->changes = changes;
+    ctx->stamp = stamp;
+    ctx->seen = seen;
     ctx->waiter.handler = ngx_http_fanbase_transaction_wait;
     ctx->waiter.data = ctx;
 
@@ -279,7 +287,7 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 {
     ngx_int_t                            rc;
     ngx_connection_t                    *c;
-    ngx_atomic_uint_t                    changes;
+    ngx_atomic_uint_t                    seen;
     ngx_http_request_t                  *r;
     ngx_http_fanbase_txn_view_t          v;
     ngx_http_fanbase_loc_conf_t         *lcf;
@@ -291,13 +299,13 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
     if (!ngx_exiting
         && (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0)
     {
-        changes = ctx->mcf->sh->changes;
+        seen = *ctx->stamp;
 
-        if (changes == ctx->changes) {
+        if (seen == ctx->seen) {
             return NGX_AGAIN;
         }
 
-        ctx->changes = changes;
+        ctx->seen = seen;
 
         lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 

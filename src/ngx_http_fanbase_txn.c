@@ -8,12 +8,13 @@
  * due now, and a red-black tree keyed by that time for the rest.  A worker
  * claims a due transaction by moving it into the tree at the end of its
  * claim, so that no two workers work on one transaction, and one that dies
- * lets its claims run out.  Terminal transactions are kept in an LRU queue
- * and are the only ones that may be evicted.  Idempotency-Keys and webhook
- * message ids are claimed keys with an expiry (hash tables and an LRU
- * each); Fanbase's queue ids index delivered transactions.  Each of them
- * belongs to the scope of a credential set and is found by (scope, id):
- * the hash covers both.
+ * lets its claims run out.  Terminal transactions, and records that only
+ * webhooks made, are kept in an LRU queue and are the only ones that may
+ * be evicted.  Idempotency-Keys and webhook message ids are claimed keys
+ * with an expiry (hash tables and an LRU each; the oldest message ids are
+ * given up before it when nothing else can be); Fanbase's queue ids index
+ * delivered transactions.  Each of them belongs to the scope of a
+ * credential set and is found by (scope, id): the hash covers both.
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
 
@@ -73,7 +74,8 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     /*
      * the buckets follow the zone's context, in its allocation: those of
-     * transactions, Idempotency-Keys, webhook message ids and queue ids
+     * transactions, Idempotency-Keys, webhook message ids and queue ids,
+     * and the change stamps (see below)
      */
 
     sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
@@ -101,6 +103,14 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     sh->changes = 0;
     sh->saved = 0;
     sh->saving = 0;
+
+    /*
+     * then a change stamp per bucket of transactions: a long poll looks at
+     * its own without the lock, and at its transaction only when it moved
+     */
+
+    sh->stamps = (ngx_atomic_t *) (sh->qid_hash + n);
+    ngx_memzero((void *) sh->stamps, n * sizeof(ngx_atomic_t));
 
     return NGX_OK;
 }
@@ -780,9 +790,14 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
                           id);
         }
 
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+        /*
+         * the notice first: its room may be made by evicting terminal
+         * transactions, which this one is not yet
+         */
+
         ngx_http_fanbase_txn_changed(mcf->sh, t);
         ngx_http_fanbase_notice_add_locked(mcf, t, log);
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
 
         rc = NGX_OK;
     }
@@ -1002,14 +1017,6 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         changed = 1;
     }
 
-    if (fanbase_status_terminal(t->status)) {
-        ngx_http_fanbase_txn_terminal_locked(mcf, t);
-
-    } else {
-        ngx_http_fanbase_txn_unschedule_locked(sh, t);
-        ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
-    }
-
     if (changed) {
         ngx_http_fanbase_txn_changed(sh, t);
 
@@ -1017,8 +1024,21 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         (void) ngx_atomic_fetch_add(&sh->changes, 1);
     }
 
+    /*
+     * the notice before the move to the evictable LRU: its room may be
+     * made by evicting terminal transactions, which this one is not yet
+     */
+
     if (moved) {
         ngx_http_fanbase_notice_add_locked(mcf, t, log);
+    }
+
+    if (fanbase_status_terminal(t->status)) {
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else {
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
+        ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1124,6 +1144,11 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     } else if (!fanbase_status_advances(t->status, hk->status)) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DECLINED;
+
+    } else if (t->data == NULL) {
+        /* a record only webhooks made: not evictable while it changes */
+        ngx_queue_remove(&t->queue);
+        ngx_queue_insert_head(&sh->txn_live, &t->queue);
     }
 
     t->status = (u_char) hk->status;
@@ -1138,13 +1163,21 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
                       &mcf->shm_zone->shm.name, &hk->id);
     }
 
+    ngx_http_fanbase_txn_changed(sh, t);
+    ngx_http_fanbase_notice_add_locked(mcf, t, log);
+
+    /*
+     * last: the event's and the notice's room may be made by evicting
+     * what is evictable, which this one becomes only now
+     */
+
     if (fanbase_status_terminal(t->status)) {
         /* no more polls: it ended */
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
-    }
 
-    ngx_http_fanbase_txn_changed(sh, t);
-    ngx_http_fanbase_notice_add_locked(mcf, t, log);
+    } else if (t->data == NULL) {
+        ngx_http_fanbase_txn_unowned_locked(mcf, t);
+    }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
@@ -1276,6 +1309,25 @@ ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
 }
 
 
+/*
+ * A record that only webhooks made (fanbase_webhook_create): the edge has
+ * nothing to deliver and no queue id to follow, so nothing would ever end
+ * it.  It is not scheduled and, terminal or not, it may be evicted, as
+ * terminal transactions are: a sender that creates many cannot keep the
+ * site's own submissions out of the zone.
+ */
+
+void
+ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
+
+    ngx_queue_remove(&t->queue);
+    ngx_queue_insert_head(&mcf->sh->txn_done, &t->queue);
+}
+
+
 /* out of the schedule, into the evictable LRU; its payload is not needed */
 
 void
@@ -1304,6 +1356,7 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     t->version++;
     t->updated = ngx_http_fanbase_txn_now();
 
+    sh->stamps[t->hash & sh->txn_hash_mask]++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
 }
 
@@ -1341,14 +1394,34 @@ ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf)
         }
     }
 
-    if (ngx_queue_empty(&mcf->sh->txn_done)) {
+    if (!ngx_queue_empty(&mcf->sh->txn_done)) {
+        q = ngx_queue_last(&mcf->sh->txn_done);
+        t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
+
+        ngx_http_fanbase_txn_free_locked(mcf, t);
+        mcf->sh->evictions++;
+
+        return 1;
+    }
+
+    /*
+     * Last, the oldest webhook message id before its expiry: a repeat of
+     * that message may then be applied again, which the state machine
+     * makes a stale 204.  Never the newest: the update being applied may
+     * have just claimed it.  Idempotency-Keys are never given up early: a
+     * client's retry would be a second sale.
+     */
+
+    q = ngx_queue_head(&mcf->sh->hooks.lru);
+
+    if (q == ngx_queue_sentinel(&mcf->sh->hooks.lru)
+        || q == ngx_queue_last(&mcf->sh->hooks.lru))
+    {
         return 0;
     }
 
-    q = ngx_queue_last(&mcf->sh->txn_done);
-    t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
-
-    ngx_http_fanbase_txn_free_locked(mcf, t);
+    k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
+    ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
     mcf->sh->evictions++;
 
     return 1;
@@ -1387,6 +1460,9 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_queue_remove(&t->queue);
+
+    /* a long poll on it answers 404 now */
+    mcf->sh->stamps[t->hash & mcf->sh->txn_hash_mask]++;
 
     for (p = &mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask];
          *p != t;

@@ -39,11 +39,33 @@ static ngx_int_t ngx_http_fanbase_webhook_event(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
+    ngx_int_t                     rc;
+    const char                   *reason;
+    ngx_http_fanbase_loc_conf_t  *lcf;
 
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_fanbase_send_not_allowed(r, "POST",
                                                  "webhooks are POST only");
+    }
+
+    /* what the headers alone refuse costs no body and no HMAC */
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    reason = ngx_http_fanbase_webhook_auth(r, lcf, NULL, NULL);
+
+    if (reason != NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "fanbase: webhook refused: %s", reason);
+
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_fanbase_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                           "unauthorized", reason);
     }
 
     r->request_body_in_single_buf = 1;
@@ -119,7 +141,10 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
 }
 
 
-/* NULL: genuine; else why not, for the log and the answer */
+/*
+ * NULL: genuine; else why not, for the log and the answer.  Without a body,
+ * only what the headers can tell: present, in time, well-formed.
+ */
 
 static const char *
 ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
@@ -170,6 +195,12 @@ ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
             return "webhook-timestamp is outside the tolerance";
         }
 
+        if (body == NULL) {
+            return fanbase_sig_standard_wellformed(sig->value.data,
+                                                   sig->value.len)
+                   ? NULL : "no valid signature in webhook-signature";
+        }
+
         if (!fanbase_sig_standard_verify(lcf->webhook_keys,
                                          lcf->webhook_nkeys,
                                          id->value.data, id->value.len,
@@ -188,6 +219,13 @@ ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
                                    lcf->webhook_header.len);
     if (h == NULL) {
         return "the signature header is missing";
+    }
+
+    if (body == NULL) {
+        return (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_HMAC
+                && !fanbase_sig_body_wellformed(h->value.data, h->value.len,
+                                                (int) lcf->webhook_encoding))
+               ? "the signature header does not match the body" : NULL;
     }
 
     if (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_HMAC) {

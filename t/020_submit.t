@@ -6,7 +6,8 @@
 # is sent, Fanbase's 4xx relayed (429 with Retry-After), one resend after a
 # 401/403 and 503 token_rejected when it is rejected again, 5xx -> 502,
 # connection failures -> 502, a malformed 2xx -> 502 without a resend, a
-# slow Fanbase -> 504, and the recorded submission answered from the zone.
+# slow Fanbase -> 504, the recorded submission answered from the zone, and
+# a Location built from an escaped path (no header injection by %0d%0a).
 
 use strict;
 use warnings;
@@ -37,6 +38,7 @@ location = /small$QUEUE {
 }
 location = /t1$QUEUE { fanbase_timeout 1s; fanbase_submit; }
 location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit; }
+location /p/ { fanbase_submit; }
 CONF
 );
 $t->start;
@@ -183,6 +185,32 @@ cases(
                       "processDate":null,"processStatus":"pending",
                       "processMsg":null,"msg":null\}$/x,
         gets    => 0,
+    },
+);
+
+# Location from the path the client sent: at a prefix location the path is
+# the client's, and what nginx decoded from it (%0d%0a, spaces, bytes over
+# 127) goes out escaped, never as header lines of its own.
+my $EVIL = '/p/x%0d%0aX-Injected:%20yes%0d%0a%0d%0a<html>%C3%A7';
+
+cases(
+    {
+        name    => 'CR LF in the path: no header of its own, Location escaped',
+        request => post(path => $EVIL),
+        status  => 201,
+        headers => { 'x-injected' => undef,
+                     location => qr{^(?:http://[^/]+)?/p/x%0D%0AX-Injected:
+                                    %20yes%0D%0A%0D%0A%3Chtml%3E%C3%A7/$UUID$}x },
+        posts   => 1,
+        check   => sub {
+            my ($t, $res) = @_;
+            my @names = map { lc $_->[0] } @{ $res->{header_list} };
+            ok(!grep({ /injected|html/ } @names),
+               'CR LF in the path: no header line made of it')
+                or diag(explain($res->{header_list}));
+            is($res->{json}{id} && $res->{body} =~ /^\{"id"/ ? 1 : 0, 1,
+               'CR LF in the path: the body is Fanbase\'s, not the path');
+        },
     },
 );
 

@@ -19,7 +19,6 @@ use JSON::PP;
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 use POSIX qw(mkfifo);
-use Fcntl qw(O_RDONLY O_NONBLOCK F_GETFL F_SETFL);
 
 my $QUEUE = '/api/v1/integration/queue';
 my @CT    = ('Content-Type' => 'application/json');
@@ -411,11 +410,21 @@ $t->stop;
     my $more = submit($f);
     is($more->{res}{status}, 202, 'stuck save: and accepts submissions');
 
-    # the reader comes: the stuck save writes what it rendered, then renames
-    sysopen(my $r, $fifo, O_RDONLY | O_NONBLOCK) or die "$fifo: $!";
-    fcntl($r, F_SETFL, fcntl($r, F_GETFL, 0) & ~O_NONBLOCK);
-    my $got = do { local $/; <$r> } // '';
-    close $r;
+    # the reader comes: the stuck save writes what it rendered, then
+    # renames.  The open blocks until the writer has opened too (if its
+    # thread has not reached open() yet, a non-blocking open would find no
+    # writer and read EOF at once), so the read ends only when it closes.
+    my $got = eval {
+        local $SIG{ALRM} = sub { die "no writer opened the FIFO in 10 s\n" };
+        alarm 10;
+        open(my $r, '<:raw', $fifo) or die "$fifo: $!\n";
+        my $all = do { local $/; <$r> } // '';
+        close $r;
+        alarm 0;
+        $all;
+    } // '';
+    alarm 0;
+    diag($@) if $@;
     like($got, qr/\Q$s->{id}\E/, 'stuck save: once read, it held the transaction');
 
     # the FIFO was renamed over the state file; later saves replace it

@@ -141,6 +141,26 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     my $t = edge();
     $t->start;
 
+    # a cached fanbase_status answer: the MISS and the HIT are both valid
+    # (first: no tracking poll of a delivered transaction takes the fault)
+    my $qid = 'hostile-item-1';
+    $t->mock_faults({ queue_get => { count => 1, status => 200,
+        content_type => 'application/json',
+        body => JSON::PP->new->utf8->encode({
+            id => $qid, created => '2026-12-04T10:00:00Z', iCode => 0,
+            iMsg => $ERR, processDate => '2026-12-04T10:00:01Z',
+            processStatus => 'failed', processMsg => $ERR, msg => {} }) } });
+    my $miss = $t->request(GET => "$QUEUE/$qid");
+    my $hit  = $t->request(GET => "$QUEUE/$qid");
+    is($miss->{status}, 200, 'fanbase_status: read through');
+    ok(strict_json($miss->{body}), 'fanbase_status: the first answer is strict UTF-8 JSON');
+    is($hit->{status}, 200, 'fanbase_status: answered again');
+    my $h = strict_json($hit->{body});
+    ok($h, 'fanbase_status: the answer from the zone is strict UTF-8 JSON')
+        or diag(substr($hit->{body}, -40));
+    ok($h && index($ERR, $h->{processMsg} // "\x{fffd}") == 0,
+       'fanbase_status: processMsg from the zone is a prefix');
+
     my @ids = map { submit($t) } 1 .. 3;
     is(scalar(grep { /^[0-9a-f-]{36}$/ } @ids), 3, 'cut texts: 3 accepted');
 
@@ -174,25 +194,6 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     ok(!-e $t->dir . '/fanbase.state.bad', 'cut texts: nothing set aside');
     $t->log_unlike(qr/the record is skipped|cannot be read|ends early/,
                    'cut texts: no record skipped');
-
-    # a cached fanbase_status answer: the MISS and the HIT are both valid
-    my $qid = 'hostile-item-1';
-    $t->mock_faults({ queue_get => { count => 1, status => 200,
-        content_type => 'application/json',
-        body => JSON::PP->new->utf8->encode({
-            id => $qid, created => '2026-12-04T10:00:00Z', iCode => 0,
-            iMsg => $ERR, processDate => '2026-12-04T10:00:01Z',
-            processStatus => 'failed', processMsg => $ERR, msg => {} }) } });
-    my $miss = $t->request(GET => "$QUEUE/$qid");
-    my $hit  = $t->request(GET => "$QUEUE/$qid");
-    is($miss->{status}, 200, 'fanbase_status: read through');
-    ok(strict_json($miss->{body}), 'fanbase_status: the first answer is strict UTF-8 JSON');
-    is($hit->{status}, 200, 'fanbase_status: answered again');
-    my $h = strict_json($hit->{body});
-    ok($h, 'fanbase_status: the answer from the zone is strict UTF-8 JSON')
-        or diag(substr($hit->{body}, -40));
-    ok($h && index($ERR, $h->{processMsg} // "\x{fffd}") == 0,
-       'fanbase_status: processMsg from the zone is a prefix');
 
     # a webhook-id of bytes that are not visible ASCII: refused at the door
     $res = hook($t, qq({"id":"$ids[1]","status":"processing"}), id => "msg_\xc3\xa7\xc3");

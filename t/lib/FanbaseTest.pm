@@ -70,7 +70,9 @@ returns the C<files> that go with it.
 
 =item start
 
-Starts the mock (if any) and nginx; dies with error.log when nginx fails.
+Starts the mock (if any) and nginx, and returns once nginx accepts
+connections and all its workers exist; dies with error.log when nginx
+fails.
 
 =item start_mock
 
@@ -627,10 +629,21 @@ sub start_nginx {
         }
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
             PeerPort => $self->{port}, Proto => 'tcp');
-        return $self if $s;
+        if ($s) {
+            # the master listens before it forks its workers: wait for
+            # them too, so that worker_pids is whole from now on
+            my $n = $self->{args}{workers} // 2;
+            while (time < $end) {
+                my @w = $self->worker_pids;
+                return $self if @w >= $n;
+                sleep 0.01;
+            }
+            last;
+        }
         sleep 0.05;
     }
-    die "nginx does not accept connections on port $self->{port}:\n"
+    die "nginx does not accept connections on port $self->{port}, or has "
+      . "not started its workers:\n"
         . _slurp("$d/nginx.out") . $self->error_log;
 }
 

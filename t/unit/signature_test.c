@@ -118,6 +118,22 @@ main(void)
     ok(!verify(keys, 1, SPEC_ID, SPEC_TS, SPEC_BODY, "v1,"),
        "an empty signature fails");
 
+    /* what can be refused before the body is read */
+
+    ok(fanbase_sig_standard_wellformed(U("v1,bad " SPEC_SIG)),
+       "a header with a v1 entry of a MAC's length is well-formed");
+    ok(!fanbase_sig_standard_wellformed(U("v1,AAAA v2,"
+                                          "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= "
+                                          "v1,not*base64")),
+       "short, other versions, not base64: not well-formed");
+    ok(!fanbase_sig_standard_wellformed(U("")), "an empty header is not");
+    ok(fanbase_sig_body_wellformed(U("sha256=" "0123456789abcdef0123456789abcdef"
+                                     "0123456789abcdef0123456789abcdef"),
+                                   FANBASE_SIG_HEX),
+       "64 hex digits after sha256= are a well-formed body HMAC");
+    ok(!fanbase_sig_body_wellformed(U("sha256=zz"), FANBASE_SIG_HEX),
+       "anything else is not");
+
     /* rotation: any of the secrets */
 
     klen2 = fanbase_sig_parse_secret(U("whsec_c2Vjb25kLXNlY3JldC1rZXk="), 0,
