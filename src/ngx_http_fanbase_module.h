@@ -514,7 +514,7 @@ ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     ngx_pool_t *pool, fanbase_item_t *item);
 ngx_int_t ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
-    void *reserved, ngx_log_t *log);
+    ngx_uint_t owned, void *reserved, ngx_log_t *log);
 ngx_uint_t ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id);
 void ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,

@@ -321,7 +321,7 @@ ngx_http_fanbase_status_fetched(ngx_http_fanbase_status_ctx_t *ctx)
 
     (void) ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope,
                                          &item, ctx->call.lcf->store_payload,
-                                         NULL, r->connection->log);
+                                         0, NULL, r->connection->log);
     ctx->leased = 0;
 
     ngx_http_fanbase_wait_kick();

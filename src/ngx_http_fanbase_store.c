@@ -5,10 +5,12 @@
  * The transaction store in the shared zone: a red-black tree keyed by a
  * hash of the scope of the credential set and the id (collisions resolved
  * by the id and the scope themselves) and two LRU queues.  An entry is
- * found only in the scope that fetched it.  Terminal entries and probes
- * (ids being looked up at Fanbase, or known not to exist there) may be
- * evicted, least recently used first; entries that are not terminal never
- * are: a zone full of them refuses new work.  Everything is copied out
+ * found only in the scope that fetched it.  Terminal entries, probes
+ * (ids being looked up at Fanbase, or known not to exist there) and
+ * entries that only a webhook or a read-through made may be evicted, least
+ * recently used first: they are a cache of what Fanbase holds.  Entries of
+ * submissions made through the edge that are not terminal never are: a
+ * zone full of them refuses new work.  Everything is copied out
  * under the lock; JSON is rendered by the callers after unlocking.
  */
 
@@ -23,6 +25,7 @@
 #define NGX_HTTP_FANBASE_HAS_IMSG    0x10
 #define NGX_HTTP_FANBASE_HAS_PDATE   0x20
 #define NGX_HTTP_FANBASE_HAS_PMSG    0x40
+#define NGX_HTTP_FANBASE_OWNED       0x80     /* a submission's, through us */
 
 #define NGX_HTTP_FANBASE_DATE_MAX    64
 #define NGX_HTTP_FANBASE_TEXT_MAX    4096
@@ -327,10 +330,16 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/*
+ * "owned": the answer to a submission made through the edge, whose status
+ * is kept until it ends; other entries (webhooks, read-throughs) are a
+ * cache that gives way when the zone is full
+ */
+
 ngx_int_t
 ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
-    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg, void *reserved,
-    ngx_log_t *log)
+    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
+    ngx_uint_t owned, void *reserved, ngx_log_t *log)
 {
     size_t                     size;
     uint32_t                   hash;
@@ -365,6 +374,10 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     if (e != NULL) {
         e->flags &= ~NGX_HTTP_FANBASE_LEASED;
         e->fetched = ngx_current_msec;
+
+        if (owned) {
+            e->flags |= NGX_HTTP_FANBASE_OWNED;
+        }
 
         /* a terminal transaction never changes; statuses never go back */
 
@@ -421,7 +434,8 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     n->node.key = hash;
     n->scope = scope;
     n->fetched = ngx_current_msec;
-    n->flags = 0;
+    n->flags = (owned || (e != NULL && (e->flags & NGX_HTTP_FANBASE_OWNED)))
+               ? NGX_HTTP_FANBASE_OWNED : 0;
     ngx_http_fanbase_store_fill(n, item, keep_msg);
 
     if (e != NULL) {
@@ -766,7 +780,7 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
 
     e->status = item->status;
     e->icode = item->icode;
-    e->flags &= NGX_HTTP_FANBASE_LEASED;
+    e->flags &= NGX_HTTP_FANBASE_LEASED|NGX_HTTP_FANBASE_OWNED;
 
     e->id_len = (u_char) item->id.len;
     e->created_len = (u_char) ngx_http_fanbase_store_cut(&item->created,
@@ -830,8 +844,9 @@ static void
 ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_entry_t *e)
 {
-    if (e->status == FANBASE_STATUS_PENDING
-        || e->status == FANBASE_STATUS_PROCESSING)
+    if ((e->status == FANBASE_STATUS_PENDING
+         || e->status == FANBASE_STATUS_PROCESSING)
+        && (e->flags & NGX_HTTP_FANBASE_OWNED))
     {
         ngx_queue_insert_head(&sh->active, &e->queue);
 

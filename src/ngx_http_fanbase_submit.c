@@ -273,7 +273,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     id.len = item.id.len;
 
     rc = ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope, &item,
-                                       ctx->call.lcf->store_payload,
+                                       ctx->call.lcf->store_payload, 1,
                                        ctx->reserved, r->connection->log);
     ctx->reserved = NULL;
 

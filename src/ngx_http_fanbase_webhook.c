@@ -395,7 +395,7 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     item.icode = u->icode;
     item.icode_set = u->icode_set;
 
-    rc = ngx_http_fanbase_store_update(mcf, lcf->scope, &item, 0, NULL,
+    rc = ngx_http_fanbase_store_update(mcf, lcf->scope, &item, 0, 0, NULL,
                                        r->connection->log);
 
     if (rc == NGX_DECLINED) {

@@ -43,6 +43,12 @@ sub create_hook {
         body => $body);
 }
 
+sub submit_sync {
+    my ($t, $n) = @_;
+    return $t->request(POST => $QUEUE, headers => [@CT],
+        body => qq({"action":"ticket-create","data":{"sync":"$n"}}));
+}
+
 sub submit {
     my ($t, $n) = @_;
     return $t->request(POST => $QUEUE, headers => [@CT],
@@ -260,6 +266,58 @@ CONF
     like(substr($t->error_log, $mark), $buffered,
          'a well-formed wrong signature: its body is read (to be checked)');
 
+    $t->stop;
+}
+
+
+###########################################################################
+# Queue items (Fanbase's shape, ids that are not the edge's) that webhooks
+# make, in a state that is not terminal: a cache of what Fanbase holds, so
+# they give way in a full zone; the site's synchronous submissions are
+# still answered 201, and the flood's own later webhooks are applied.
+
+{
+    my $t = FanbaseTest->new(
+        mock   => { clients => ['demo-client:demo-secret'] },
+        files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n" },
+        http   => edge_http(zone => '32k', timeout => '2s'),
+        server => "location = $QUEUE { fanbase_submit; }\n"
+                . "location $QUEUE/ { fanbase_status; }\n"
+                . "location = /hooks/status { fanbase_webhook; "
+                . "fanbase_webhook_secret_file %%DIR%%/hook.secret; }\n",
+    );
+    $t->start;
+
+    my %codes;
+    for my $i (1 .. 200) {
+        my $body = encode_json({ id => "flood-item-$i", processStatus => 'processing' });
+        my $res = $t->request(POST => '/hooks/status',
+            headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
+                                          id => "msg_items_$$\_$i", body => $body)],
+            body => $body);
+        $codes{ $res->{status} }++;
+    }
+    is($codes{204} // 0, 200, 'queue items by webhook: all 200 applied in a 32k zone')
+        or diag(join ' ', map { "$_ x$codes{$_}" } sort keys %codes);
+
+    my @sync = map { $_->{status} } map { submit_sync($t, $_) } 1 .. 3;
+    is_deeply(\@sync, [201, 201, 201], 'then synchronous submissions: 201 each');
+
+    # the site's own queue item is kept, answered from the zone
+    my $own = submit_sync($t, 'own');
+    my $qid = $own->{json} && $own->{json}{id};
+    for my $i (201 .. 300) {
+        my $body = encode_json({ id => "flood-item-$i", processStatus => 'processing' });
+        $t->request(POST => '/hooks/status',
+            headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
+                                          id => "msg_items_$$\_$i", body => $body)],
+            body => $body);
+    }
+    my $gets = scalar grep { $_->{method} eq 'GET' } @{ $t->mock_requests };
+    my $st = $t->request(GET => "$QUEUE/$qid");
+    is($st->{status}, 200, 'the site\'s own item after the flood: 200');
+    is(scalar(grep { $_->{method} eq 'GET' } @{ $t->mock_requests }), $gets,
+       'answered from the zone: it was kept');
     $t->stop;
 }
 
