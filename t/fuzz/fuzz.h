@@ -147,6 +147,23 @@ fuzz_str_eq(const unsigned char *a, size_t alen, const unsigned char *b,
 }
 
 
+static inline const uint8_t *
+fuzz_memmem(const uint8_t *p, size_t len, const char *s)
+{
+    size_t  i, n;
+
+    n = strlen(s);
+
+    for (i = 0; n <= len && i <= len - n; i++) {
+        if (memcmp(p + i, s, n) == 0) {
+            return p + i;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* a copy of the input in its own allocation: ASan sees any read beyond */
 
 static inline uint8_t *
