@@ -10,6 +10,11 @@
 #   make test    deps, module and asan, then the tests (prove) twice: Debian's
 #                nginx with the dynamic module, then the sanitizer build;
 #                TESTS=t/010-foo.t selects files (default t/)
+#   make fuzz    deps-packages, then build the libFuzzer harnesses of t/fuzz/
+#                (clang, ASan, UBSan) and run each for FUZZ_TIME seconds
+#                (default 60; FUZZ_RUNS=N stops a target after N inputs),
+#                merging what they find into t/fuzz/corpus/<target>/;
+#                FUZZ_TARGETS="item token" selects targets
 #   make demo    deps and module, then t/demo.sh against a mock Fanbase
 #   make bench   benchmarks (bench/Makefile), when there are any
 #   make clean   remove build/, keeping the downloaded source tarballs
@@ -29,7 +34,7 @@ TESTS     ?= t/
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
-                procps strace nodejs npm
+                procps strace nodejs npm clang libclang-rt-14-dev
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the
 # standardwebhooks npm package, an implementation independent of ours
@@ -80,6 +85,26 @@ ASAN_ARGS   := --with-debug --with-threads --with-http_ssl_module \
                --add-module=$(CURDIR) \
                --with-cc-opt="$(ASAN_CC_OPT)" --with-ld-opt="$(ASAN_LD_OPT)"
 
+# The fuzz harnesses: t/fuzz/targets lists each target with the sources and
+# libraries it needs and its dictionary, if any (one line each;
+# t/007_fuzz_corpus.t reads it too).
+# libclang-rt-14-dev brings libFuzzer (libclang_rt.fuzzer), which Debian's
+# clang only recommends.
+FUZZ_DIR     := t/fuzz
+FUZZ_LIST    := $(FUZZ_DIR)/targets
+FUZZ_ALL     := $(shell sed -e 's/\#.*//' $(FUZZ_LIST) | awk 'NF { print $$1 }')
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_TIME    ?= 60
+FUZZ_RUNS    ?=
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -Isrc
+# a target's sources and libraries, from its line in FUZZ_LIST
+fuzz_deps     = $(shell sed -e 's/\#.*//' $(FUZZ_LIST) \
+                        | awk '$$1 == "$(1)" { $$1 = ""; print }')
+
 # Run nginx's own make in parallel unless we were given -j already.
 NPROC     := $(shell nproc 2>/dev/null || echo 2)
 SUBMAKE_J  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
@@ -113,7 +138,7 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
-        bench clean FORCE
+        fuzz fuzz-build bench clean FORCE
 
 # "make" installs what is missing first; "make module" only builds
 all:
@@ -290,6 +315,49 @@ test: deps
 	    prove -r $(TESTS) || rc=1; \
 	if [ $$rc -ne 0 ]; then echo; echo "make test: FAILED" >&2; fi; \
 	exit $$rc
+
+# Fuzzing, one target after another.  libFuzzer writes what it finds to a
+# scratch directory (the in-tree corpus is read too); -merge=1 then adds
+# to t/fuzz/corpus/<target>/ only the inputs that reach new code, for a
+# commit.  A crash is written to t/fuzz/crashes/<target>-crash-<sha1>; the
+# other targets still run, and the target fails at the end.  The whole
+# output of each run is in build/fuzz/<target>.log.
+fuzz: deps-packages
+	@$(MAKE) --no-print-directory fuzz-build
+	@rc=0; \
+	for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz: $$t for $(FUZZ_TIME)s$(if $(FUZZ_RUNS), or $(FUZZ_RUNS) runs)"; \
+	    new=$(FUZZ_BUILD)/new/$$t; log=$(FUZZ_BUILD)/$$t.log; \
+	    rm -rf $$new; mkdir -p $$new $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes; \
+	    dict=$$(sed -e 's/#.*//' $(FUZZ_LIST) | awk -v t=$$t \
+	        '$$1 == t { for (i = 2; i <= NF; i++) \
+	                       if ($$i ~ /\.dict$$/) print "-dict=$(FUZZ_DIR)/" $$i }'); \
+	    if ./$(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_TIME) \
+	           $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS)) $$dict \
+	           -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
+	           $$new $(FUZZ_DIR)/corpus/$$t > $$log 2>&1; \
+	    then \
+	        grep -h -e '^Done [0-9]* runs' -e '^stat::number_of_executed_units' \
+	            -e '^stat::peak_rss_mb' $$log; \
+	    else \
+	        rc=1; tail -n 40 $$log; echo "fuzz: $$t FAILED (see $$log)"; \
+	    fi; \
+	    ./$(FUZZ_BUILD)/$$t -merge=1 $(FUZZ_DIR)/corpus/$$t $$new \
+	        > $(FUZZ_BUILD)/$$t.merge.log 2>&1 \
+	        || { rc=1; echo "fuzz: merging $$t failed:" \
+	                      "see $(FUZZ_BUILD)/$$t.merge.log"; }; \
+	    grep -h '^MERGE-OUTER: [0-9]* new files' \
+	        $(FUZZ_BUILD)/$$t.merge.log || true; \
+	done; \
+	exit $$rc
+
+fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_ALL))
+
+$(FUZZ_BUILD)/%: $(FUZZ_DIR)/%_fuzz.c $(FUZZ_DIR)/fuzz.h $(FUZZ_LIST) \
+                 $(SRC_FILES)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(filter-out %.dict,$(call fuzz_deps,$*)) \
+	    -o $@
 
 demo: deps
 	@$(MAKE) --no-print-directory module

@@ -379,14 +379,29 @@ fanbase_sig_base64_decode(const unsigned char *s, size_t len,
     unsigned char *out, size_t size)
 {
     int            n;
-    size_t         pad;
-    unsigned char  buf[512];
+    size_t         i, pad;
+    unsigned char  c, buf[512];
 
     if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(buf)) {
         return -1;
     }
 
-    pad = (s[len - 1] == '=') + (s[len - 2] == '=');
+    pad = (s[len - 1] == '=') + (s[len - 1] == '=' && s[len - 2] == '=');
+
+    /*
+     * EVP_DecodeBlock() skips leading blanks and takes an '=' anywhere for
+     * zero bits: only the alphabet, and '=' only as the padding at the end
+     */
+
+    for (i = 0; i < len - pad; i++) {
+        c = s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+        {
+            return -1;
+        }
+    }
 
     n = EVP_DecodeBlock(buf, s, (int) len);
 

@@ -82,6 +82,13 @@ main(void)
        == -1, "whsec_ with bad base64 is refused");
     ok(fanbase_sig_parse_secret(U("whsec_"), 0, key2, sizeof(key2)) == -1,
        "whsec_ alone is refused");
+    ok(fanbase_sig_parse_secret(U("whsec_1111111111111=3166se"), 0, key2,
+                                sizeof(key2))
+       == -1, "whsec_ with an '=' inside is refused (found by fuzzing)");
+    ok(fanbase_sig_parse_secret(U("whsec_AB=A"), 0, key2, sizeof(key2)) == -1,
+       "whsec_ with an '=' before the last character alone is refused");
+    ok(fanbase_sig_parse_secret(U("whsec_    AAAAAAAA"), 0, key2, sizeof(key2))
+       == -1, "whsec_ with leading blanks is refused");
 
     keys[0].data = key;
     keys[0].len = klen;
