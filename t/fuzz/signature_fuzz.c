@@ -154,6 +154,9 @@ fuzz_sig_standard(size_t nkeys, unsigned flags, const uint8_t *id,
     fuzz_check(!ok || fuzz_sig_signed(nkeys, id, id_len, ts, ts_len, body,
                                       body_len, sig, sig_len, 0));
 
+    /* the early refusal never refuses what would verify */
+    fuzz_check(!ok || fanbase_sig_standard_wellformed(sig, sig_len));
+
     /* a good entry, before or after whatever the sender put there */
 
     k = (flags >> 4) % nkeys;
@@ -212,6 +215,8 @@ fuzz_sig_body(size_t nkeys, unsigned flags, const uint8_t *value,
     fuzz_check(ok == 0 || ok == 1);
     fuzz_check(!ok || fuzz_sig_signed(nkeys, NULL, 0, NULL, 0, body,
                                       body_len, value, value_len, hex));
+    fuzz_check(!ok || fanbase_sig_body_wellformed(value, value_len,
+                                 hex ? FANBASE_SIG_HEX : FANBASE_SIG_BASE64));
 
     /* the good value, with or without "sha256=" */
 

@@ -9,8 +9,9 @@
  * the one that yajl's tree parser, a different way to read the same JSON,
  * implies: invalid JSON, or an object whose last "action" is a string and
  * whose last "data" is an object (later duplicates win, as they do in the
- * event parser).  The tree parser allows comments, and its keys are C
- * strings ("action\u0000" reads as "action"): bodies with a '/' or a
+ * event parser), no deeper than FANBASE_JSON_DEPTH_MAX and in strict
+ * UTF-8 (else invalid).  The tree parser allows comments, and its keys are
+ * C strings ("action\u0000" reads as "action"): bodies with a '/' or a
  * "\u0000" skip that comparison.
  */
 
@@ -22,6 +23,7 @@
 
 
 static int fuzz_submission_oracle(const uint8_t *data, size_t size);
+static size_t fuzz_depth(yajl_val v);
 
 
 int
@@ -85,6 +87,11 @@ fuzz_submission_oracle(const uint8_t *data, size_t size)
         return FANBASE_JSON_INVALID;
     }
 
+    if (fuzz_depth(root) > FANBASE_JSON_DEPTH_MAX || !fuzz_utf8(data, size)) {
+        yajl_tree_free(root);
+        return FANBASE_JSON_INVALID;
+    }
+
     action = 0;
     object = 0;
     map = YAJL_IS_OBJECT(root);
@@ -106,4 +113,34 @@ fuzz_submission_oracle(const uint8_t *data, size_t size)
 
     return (map && action && object) ? FANBASE_JSON_OK
                                                   : FANBASE_JSON_SHAPE;
+}
+
+
+/* how many arrays and objects nest at the deepest point of a tree */
+
+static size_t
+fuzz_depth(yajl_val v)
+{
+    size_t   i, d, max;
+
+    if (v == NULL || !(YAJL_IS_OBJECT(v) || YAJL_IS_ARRAY(v))) {
+        return 0;
+    }
+
+    max = 0;
+
+    if (YAJL_IS_OBJECT(v)) {
+        for (i = 0; i < v->u.object.len; i++) {
+            d = fuzz_depth(v->u.object.values[i]);
+            max = (d > max) ? d : max;
+        }
+
+    } else {
+        for (i = 0; i < v->u.array.len; i++) {
+            d = fuzz_depth(v->u.array.values[i]);
+            max = (d > max) ? d : max;
+        }
+    }
+
+    return max + 1;
 }

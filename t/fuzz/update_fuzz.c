@@ -69,7 +69,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_update_str(&u.message);
     fuzz_update_str(&u.error_message);
 
-    if (memchr(p, '/', size) == NULL) {
+    if (memchr(p, '/', size) == NULL && fuzz_plain_json(p, size)) {
         fuzz_check((rc == FANBASE_JSON_INVALID)
                    == (fanbase_json_check_submission(p, size, &err)
                        == FANBASE_JSON_INVALID));
