@@ -10,6 +10,11 @@
 #   make test    deps, module and asan, then the tests (prove) twice: Debian's
 #                nginx with the dynamic module, then the sanitizer build;
 #                TESTS=t/010-foo.t selects files (default t/)
+#   make fuzz-state  FUZZ_TIME=N: fuzz the state file loader for N seconds
+#                (libFuzzer, clang; see docs/testing.md), merging what it
+#                finds into t/fuzz/corpus/state
+#   make fuzz-state-replay  the same harness built with gcc against the
+#                sanitizer build, replaying a corpus (t/008)
 #   make demo    deps and module, then t/demo.sh against a mock Fanbase
 #   make bench   benchmarks (bench/Makefile), when there are any
 #   make clean   remove build/, keeping the downloaded source tarballs
@@ -73,12 +78,42 @@ ASAN_NGINX  := $(BUILD)/asan/sbin/nginx
 UBSAN_SUPP  := $(BUILD)/asan/ubsan.supp
 ASAN_CC_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 ASAN_LD_OPT := -fsanitize=address,undefined
-ASAN_ARGS   := --with-debug --with-threads --with-http_ssl_module \
+# the nginx of both sanitizer trees (this one and the fuzzing one below)
+NGX_STATIC_ARGS := --with-debug --with-threads --with-http_ssl_module \
                --with-http_realip_module --with-http_auth_request_module \
                --with-http_v2_module --with-http_stub_status_module \
-               --with-pcre-jit --with-compat --prefix=$(ASAN_PREFIX) \
+               --with-pcre-jit --with-compat
+ASAN_ARGS   := $(NGX_STATIC_ARGS) --prefix=$(ASAN_PREFIX) \
                --add-module=$(CURDIR) \
                --with-cc-opt="$(ASAN_CC_OPT)" --with-ld-opt="$(ASAN_LD_OPT)"
+
+# The fuzzing build: the same nginx built by clang with libFuzzer's
+# coverage instrumentation, whose objects the libFuzzer harnesses link
+# (nginx's main() renamed, t/fuzz/link-nginx.sh).  Never installed.
+FUZZ_SRC    := $(BUILD)/fuzz-src
+FUZZ_STAMP  := $(FUZZ_SRC)/.configured
+FUZZ_NGINX  := $(FUZZ_SRC)/objs/nginx
+FUZZ_CC_OPT := -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LD_OPT := -fsanitize=address,undefined
+# clang, unlike gcc, lets the -Wextra after nginx's -Wno-unused-parameter
+# turn it back on, and nginx has unused parameters everywhere
+FUZZ_WARN_FLAGS := $(WARN_FLAGS) -Wno-unused-parameter
+FUZZ_ARGS   := $(NGX_STATIC_ARGS) --with-cc=clang \
+               --prefix=$(CURDIR)/$(BUILD)/fuzz \
+               --add-module=$(CURDIR) \
+               --with-cc-opt="$(FUZZ_CC_OPT)" --with-ld-opt="$(FUZZ_LD_OPT)"
+
+# The state file loader's harness (t/fuzz/state_fuzz.c): the libFuzzer
+# build, and the replay build (gcc, the sanitizer tree's objects and a
+# main() that feeds it every file of the corpus) that t/008 runs.
+# FUZZ_TIME: seconds "make fuzz-state" fuzzes for.
+FUZZ_TIME         ?= 60
+STATE_FUZZ        := $(BUILD)/fuzz/state_fuzz
+STATE_REPLAY      := $(BUILD)/fuzz-replay/state_fuzz
+STATE_CORPUS      := t/fuzz/corpus/state
+STATE_FUZZ_SRC    := t/fuzz/state_fuzz.c
+FUZZ_HARNESS_DEPS := t/fuzz/link-nginx.sh $(SRC_FILES)
 
 # Run nginx's own make in parallel unless we were given -j already.
 NPROC     := $(shell nproc 2>/dev/null || echo 2)
@@ -89,11 +124,16 @@ SUBMAKE_J  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 # nginx for the nginx-dev tree) are not today's.
 DEV_STAMP_WANT  := $(strip $(DEV_ARGS) CFLAGS+=$(WARN_FLAGS) nginx=$(NGX_DEB_VERSION))
 ASAN_STAMP_WANT := $(strip $(ASAN_ARGS) CFLAGS+=$(WARN_FLAGS) $(ORIG_TARBALL))
+FUZZ_STAMP_WANT := $(strip $(FUZZ_ARGS) CFLAGS+=$(FUZZ_WARN_FLAGS) \
+                     $(ORIG_TARBALL))
 ifneq ($(file <$(DEV_STAMP)),$(DEV_STAMP_WANT))
 $(DEV_STAMP): FORCE
 endif
 ifneq ($(file <$(ASAN_STAMP)),$(ASAN_STAMP_WANT))
 $(ASAN_STAMP): FORCE
+endif
+ifneq ($(file <$(FUZZ_STAMP)),$(FUZZ_STAMP_WANT))
+$(FUZZ_STAMP): FORCE
 endif
 
 # Run configure quietly (arguments in the shell's "$@"); show the end of its
@@ -102,9 +142,10 @@ run_configure = { ./configure "$$@" > configure.log 2>&1; } \
 	|| { tail -n 30 configure.log; \
 	     echo "configure failed in $$PWD (see configure.log)" >&2; exit 1; }
 
-# after configure: append our warning flags to nginx's CFLAGS
-add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(WARN_FLAGS)/' $(1)/objs/Makefile \
-	&& grep -q -e '^CFLAGS =.* $(WARN_FLAGS)$$' $(1)/objs/Makefile
+# after configure: append our warning flags (or $(2)) to nginx's CFLAGS
+add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(or $(2),$(WARN_FLAGS))/' \
+	    $(1)/objs/Makefile \
+	&& grep -q -e '^CFLAGS =.* $(or $(2),$(WARN_FLAGS))$$' $(1)/objs/Makefile
 
 # nginx's objs/Makefile knows only the headers listed in `config`
 # (ngx_module_deps): when anything in src/ other than a .c file changed,
@@ -113,7 +154,7 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
-        bench clean FORCE
+        bench clean fuzz-state fuzz-state-replay FORCE
 
 # "make" installs what is missing first; "make module" only builds
 all:
@@ -244,6 +285,50 @@ $(ASAN_NGINX): $(ASAN_STAMP) $(SRC_FILES)
 	$(MAKE) -C $(ASAN_SRC) -f objs/Makefile install > /dev/null
 	rm -f $(BUILD)/asan/sbin/nginx.old
 	touch $@
+
+# --- fuzzing ---------------------------------------------------------------
+
+$(FUZZ_STAMP): config $(ORIG_TARBALL)
+	rm -rf $(FUZZ_SRC)
+	mkdir -p $(FUZZ_SRC)
+	tar xzf $(ORIG_TARBALL) -C $(FUZZ_SRC) --strip-components=1
+	cd $(FUZZ_SRC) && set -- $(FUZZ_ARGS) && $(run_configure)
+	$(call add_warn_flags,$(FUZZ_SRC),$(FUZZ_WARN_FLAGS))
+	@printf '%s\n' '$(FUZZ_STAMP_WANT)' > $@
+
+$(FUZZ_NGINX): $(FUZZ_STAMP) $(SRC_FILES)
+	@$(call drop_stale_objects,$(FUZZ_SRC))
+	$(MAKE) -C $(FUZZ_SRC) -f objs/Makefile $(SUBMAKE_J)
+	touch $@
+
+$(STATE_FUZZ): $(FUZZ_NGINX) $(STATE_FUZZ_SRC) $(FUZZ_HARNESS_DEPS)
+	t/fuzz/link-nginx.sh $(FUZZ_SRC) $@ clang $(FUZZ_CC_OPT) \
+	    -fsanitize=fuzzer $(STATE_FUZZ_SRC)
+
+$(STATE_REPLAY): $(ASAN_NGINX) $(STATE_FUZZ_SRC) t/fuzz/standalone_main.c \
+                 $(FUZZ_HARNESS_DEPS)
+	t/fuzz/link-nginx.sh $(ASAN_SRC) $@ gcc $(ASAN_CC_OPT) \
+	    $(STATE_FUZZ_SRC) t/fuzz/standalone_main.c
+
+fuzz-state-replay: $(STATE_REPLAY)
+
+# Fuzzes the state file loader for FUZZ_TIME seconds, niced (the machine is
+# shared), from the corpus; what it finds that covers more is merged into
+# the corpus, a crash is left in build/fuzz/state-crash-*.  UBSan's checks
+# are recoverable in these builds (see UBSAN_SUPP): halt_on_error makes
+# every report a crash.
+fuzz-state: $(STATE_FUZZ)
+	@mkdir -p $(BUILD)/fuzz/state-new
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    nice -n 10 $(STATE_FUZZ) -max_total_time=$(FUZZ_TIME) \
+	    -dict=t/fuzz/state.dict -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/state- \
+	    $(BUILD)/fuzz/state-new $(STATE_CORPUS)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    nice -n 10 $(STATE_FUZZ) -merge=1 $(STATE_CORPUS) \
+	    $(BUILD)/fuzz/state-new
+	rm -rf $(BUILD)/fuzz/state-new
+
 
 # UBSan reports that come from nginx itself, not from us.  "make test" puts
 # it in UBSAN_OPTIONS (unless that is set already) and names it in
