@@ -1135,7 +1135,18 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         ngx_http_fanbase_txn_unschedule_locked(ld->mcf->sh, t);
     }
 
-    for (i = 0; events != NULL && i < events->u.array.len; i++) {
+    /*
+     * a transaction keeps its newest "max_events" events, and its count of
+     * them (a u_char) must never pass 255: the older ones are not loaded
+     */
+
+    i = 0;
+
+    if (events != NULL && events->u.array.len > ngx_max(t->max_events, 1)) {
+        i = events->u.array.len - ngx_max(t->max_events, 1);
+    }
+
+    for ( /* void */ ; events != NULL && i < events->u.array.len; i++) {
         event.data = (u_char *) YAJL_GET_STRING(events->u.array.values[i]);
         event.len = ngx_strlen(event.data);
 
