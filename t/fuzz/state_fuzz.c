@@ -61,7 +61,8 @@ static void fuzz_log_writer(ngx_log_t *log, ngx_uint_t level, u_char *buf,
 static void fuzz_fail(const char *what);
 static void fuzz_write_file(u_char *path, const uint8_t *data, size_t size);
 static u_char *fuzz_read_file(u_char *path, size_t *size);
-static void fuzz_zone_open(fuzz_zone_t *z, size_t size, u_char *path);
+static void fuzz_zone_open(fuzz_zone_t *z, void *addr, size_t size,
+    u_char *path);
 static void fuzz_zone_close(fuzz_zone_t *z);
 static void fuzz_zone_check(fuzz_zone_t *z, fuzz_counts_t *c);
 static ngx_uint_t fuzz_keys_check(ngx_http_fanbase_main_conf_t *mcf,
@@ -88,6 +89,13 @@ static u_char           fuzz_bad[NGX_MAX_PATH];
 static u_char           fuzz_out[NGX_MAX_PATH];
 static u_char           fuzz_out2[NGX_MAX_PATH];
 
+/*
+ * the zones' memory, kept from one input to the next: a new mapping each
+ * time would cost more in page faults than all the rest
+ */
+static void            *fuzz_mem1;
+static void            *fuzz_mem2;
+
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -106,7 +114,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_phase = "loading the input";
     fuzz_complaints = 0;
 
-    fuzz_zone_open(&z1, FUZZ_ZONE_SIZE, fuzz_in);
+    fuzz_zone_open(&z1, fuzz_mem1, FUZZ_ZONE_SIZE, fuzz_in);
 
     (void) ngx_delete_file(fuzz_in);
     (void) ngx_delete_file(fuzz_bad);
@@ -122,7 +130,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_zone_close(&z1);
 
     fuzz_phase = "loading the saved file";
-    fuzz_zone_open(&z2, FUZZ_ZONE2_SIZE, fuzz_out);
+    fuzz_zone_open(&z2, fuzz_mem2, FUZZ_ZONE2_SIZE, fuzz_out);
 
     if (fuzz_complaints) {
         fuzz_fail("the module's own file did not load cleanly");
@@ -183,12 +191,6 @@ fuzz_init(void)
     tp->sec = FUZZ_NOW;
     tp->msec = 0;
 
-    ngx_slab_sizes_init();
-
-    if (ngx_crc32_table_init() != NGX_OK) {
-        fuzz_fail("ngx_crc32_table_init() failed");
-    }
-
     /*
      * the error log: every line the module logs at "info" or worse is
      * formatted, and none reaches the terminal
@@ -207,6 +209,20 @@ fuzz_init(void)
 
     fuzz_cycle.log = &fuzz_log;
     ngx_cycle = &fuzz_cycle;
+
+    /* ngx_crc32_table_init() may allocate, logging to ngx_cycle->log */
+
+    ngx_slab_sizes_init();
+
+    if (ngx_crc32_table_init() != NGX_OK) {
+        fuzz_fail("ngx_crc32_table_init() failed");
+    }
+
+    if (posix_memalign(&fuzz_mem1, ngx_pagesize, FUZZ_ZONE_SIZE) != 0
+        || posix_memalign(&fuzz_mem2, ngx_pagesize, FUZZ_ZONE2_SIZE) != 0)
+    {
+        fuzz_fail("no memory for the zones");
+    }
 
     /* files of this process alone, in memory where there is /dev/shm */
 
@@ -324,23 +340,17 @@ fuzz_read_file(u_char *path, size_t *size)
 
 
 /*
- * A new zone, as nginx makes it: new memory (zeroed, as a new mapping),
- * its slab pool set up as ngx_init_zone_pool() does, then the module's
- * init callback, which loads the state file "path" into it.
+ * A new zone, as nginx makes it: zeroed memory, as a new mapping is, its
+ * slab pool set up as ngx_init_zone_pool() does, then the module's init
+ * callback, which loads the state file "path" into it.
  */
 
 static void
-fuzz_zone_open(fuzz_zone_t *z, size_t size, u_char *path)
+fuzz_zone_open(fuzz_zone_t *z, void *addr, size_t size, u_char *path)
 {
-    void             *addr;
     ngx_slab_pool_t  *sp;
 
     ngx_memzero(z, sizeof(fuzz_zone_t));
-
-    if (posix_memalign(&addr, ngx_pagesize, size) != 0) {
-        fuzz_fail("no memory for a zone");
-    }
-
     ngx_memzero(addr, size);
 
     z->shm_zone.shm.addr = addr;
@@ -383,7 +393,6 @@ fuzz_zone_close(fuzz_zone_t *z)
     sp = (ngx_slab_pool_t *) z->shm_zone.shm.addr;
 
     ngx_shmtx_destroy(&sp->mutex);
-    free(sp);
 }
 
 
@@ -433,6 +442,10 @@ fuzz_zone_check(fuzz_zone_t *z, fuzz_counts_t *c)
             }
 
             if (n != t->nevents || n > ngx_max(t->max_events, 1)) {
+                (void) fprintf(stderr, "state_fuzz: transaction \"%.*s\": "
+                               "%lu events, nevents %u, max_events %u\n",
+                               NGX_HTTP_FANBASE_TXN_ID_LEN, t->id,
+                               (unsigned long) n, t->nevents, t->max_events);
                 fuzz_fail("a transaction's events are miscounted");
             }
 
