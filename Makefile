@@ -108,7 +108,10 @@ FUZZ_ARGS   := $(NGX_STATIC_ARGS) --with-cc=clang \
 # build, and the replay build (gcc, the sanitizer tree's objects and a
 # main() that feeds it every file of the corpus) that t/008 runs.
 # FUZZ_TIME: seconds "make fuzz-state" fuzzes for.
+# STATE_MAX_LEN: the largest input it makes; each costs time in proportion
+# to its size, and 12 KB of records already fill the harness's zone.
 FUZZ_TIME         ?= 60
+STATE_MAX_LEN     ?= 12288
 STATE_FUZZ        := $(BUILD)/fuzz/state_fuzz
 STATE_REPLAY      := $(BUILD)/fuzz-replay/state_fuzz
 STATE_CORPUS      := t/fuzz/corpus/state
@@ -325,7 +328,8 @@ FUZZ_ENV := ASAN_OPTIONS=$${ASAN_OPTIONS-quarantine_size_mb=16} \
 fuzz-state: $(STATE_FUZZ)
 	@mkdir -p $(BUILD)/fuzz/state-new
 	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -max_total_time=$(FUZZ_TIME) \
-	    -dict=t/fuzz/state.dict -timeout=10 -print_final_stats=1 \
+	    -dict=t/fuzz/state.dict -max_len=$(STATE_MAX_LEN) -timeout=10 \
+	    -print_final_stats=1 \
 	    -artifact_prefix=$(BUILD)/fuzz/state- \
 	    $(BUILD)/fuzz/state-new $(STATE_CORPUS)
 	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -merge=1 $(STATE_CORPUS) \
