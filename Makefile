@@ -110,7 +110,9 @@ FUZZ_ARGS   := $(NGX_STATIC_ARGS) --with-cc=clang \
 # FUZZ_TIME: seconds "make fuzz-state" fuzzes for.
 # STATE_MAX_LEN: the largest input it makes; each costs time in proportion
 # to its size, and 12 KB of records already fill the harness's zone.
+# FUZZ_FLAGS: more libFuzzer options (-use_value_profile=1, -seed=N, ...).
 FUZZ_TIME         ?= 60
+FUZZ_FLAGS        ?=
 STATE_MAX_LEN     ?= 12288
 STATE_FUZZ        := $(BUILD)/fuzz/state_fuzz
 STATE_REPLAY      := $(BUILD)/fuzz-replay/state_fuzz
@@ -329,7 +331,7 @@ fuzz-state: $(STATE_FUZZ)
 	@mkdir -p $(BUILD)/fuzz/state-new
 	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -max_total_time=$(FUZZ_TIME) \
 	    -dict=t/fuzz/state.dict -max_len=$(STATE_MAX_LEN) -timeout=10 \
-	    -print_final_stats=1 \
+	    -print_final_stats=1 $(FUZZ_FLAGS) \
 	    -artifact_prefix=$(BUILD)/fuzz/state- \
 	    $(BUILD)/fuzz/state-new $(STATE_CORPUS)
 	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -merge=1 $(STATE_CORPUS) \

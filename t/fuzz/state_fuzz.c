@@ -401,10 +401,10 @@ fuzz_zone_close(fuzz_zone_t *z)
 static void
 fuzz_zone_check(fuzz_zone_t *z, fuzz_counts_t *c)
 {
-    ngx_uint_t                  i, n;
-    ngx_queue_t                *q, *e, *queues[2];
-    ngx_http_fanbase_txn_t     *t;
-    ngx_http_fanbase_shctx_t   *sh;
+    ngx_uint_t                     i, n;
+    ngx_queue_t                   *q, *e, *queues[2];
+    ngx_http_fanbase_txn_t        *t;
+    ngx_http_fanbase_shctx_t      *sh;
     ngx_http_fanbase_main_conf_t  *mcf;
 
     ngx_memzero(c, sizeof(fuzz_counts_t));
