@@ -14,7 +14,13 @@
 #                (clang, ASan, UBSan) and run each for FUZZ_TIME seconds
 #                (default 60; FUZZ_RUNS=N stops a target after N inputs),
 #                merging what they find into t/fuzz/corpus/<target>/;
-#                FUZZ_TARGETS="item token" selects targets
+#                FUZZ_TARGETS="item token" selects targets ("state" is
+#                the state file loader, run by fuzz-state)
+#   make fuzz-state  FUZZ_TIME=N: fuzz the state file loader for N seconds
+#                (libFuzzer, clang; see docs/testing.md), merging what it
+#                finds into t/fuzz/corpus/state
+#   make fuzz-state-replay  the same harness built with gcc against the
+#                sanitizer build, replaying a corpus (t/008)
 #   make demo    deps and module, then t/demo.sh against a mock Fanbase
 #   make bench   benchmarks (bench/Makefile), when there are any
 #   make clean   remove build/, keeping the downloaded source tarballs
@@ -78,10 +84,12 @@ ASAN_NGINX  := $(BUILD)/asan/sbin/nginx
 UBSAN_SUPP  := $(BUILD)/asan/ubsan.supp
 ASAN_CC_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 ASAN_LD_OPT := -fsanitize=address,undefined
-ASAN_ARGS   := --with-debug --with-threads --with-http_ssl_module \
+# the nginx of both sanitizer trees (this one and the fuzzing one below)
+NGX_STATIC_ARGS := --with-debug --with-threads --with-http_ssl_module \
                --with-http_realip_module --with-http_auth_request_module \
                --with-http_v2_module --with-http_stub_status_module \
-               --with-pcre-jit --with-compat --prefix=$(ASAN_PREFIX) \
+               --with-pcre-jit --with-compat
+ASAN_ARGS   := $(NGX_STATIC_ARGS) --prefix=$(ASAN_PREFIX) \
                --add-module=$(CURDIR) \
                --with-cc-opt="$(ASAN_CC_OPT)" --with-ld-opt="$(ASAN_LD_OPT)"
 
@@ -93,7 +101,8 @@ ASAN_ARGS   := --with-debug --with-threads --with-http_ssl_module \
 FUZZ_DIR     := t/fuzz
 FUZZ_LIST    := $(FUZZ_DIR)/targets
 FUZZ_ALL     := $(shell sed -e 's/\#.*//' $(FUZZ_LIST) | awk 'NF { print $$1 }')
-FUZZ_TARGETS ?= $(FUZZ_ALL)
+# "state", the state file loader, is built against nginx (fuzz-state)
+FUZZ_TARGETS ?= $(FUZZ_ALL) state
 FUZZ_TIME    ?= 60
 FUZZ_RUNS    ?=
 FUZZ_BUILD   := $(BUILD)/fuzz
@@ -104,6 +113,37 @@ FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
 # a target's sources and libraries, from its line in FUZZ_LIST
 fuzz_deps     = $(shell sed -e 's/\#.*//' $(FUZZ_LIST) \
                         | awk '$$1 == "$(1)" { $$1 = ""; print }')
+# The fuzzing build: the same nginx built by clang with libFuzzer's
+# coverage instrumentation, whose objects the libFuzzer harnesses link
+# (nginx's main() renamed, t/fuzz/link-nginx.sh).  Never installed.
+FUZZ_SRC    := $(BUILD)/fuzz-src
+FUZZ_STAMP  := $(FUZZ_SRC)/.configured
+FUZZ_NGINX  := $(FUZZ_SRC)/objs/nginx
+FUZZ_CC_OPT := -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LD_OPT := -fsanitize=address,undefined
+# clang, unlike gcc, lets the -Wextra after nginx's -Wno-unused-parameter
+# turn it back on, and nginx has unused parameters everywhere
+FUZZ_WARN_FLAGS := $(WARN_FLAGS) -Wno-unused-parameter
+FUZZ_ARGS   := $(NGX_STATIC_ARGS) --with-cc=clang \
+               --prefix=$(CURDIR)/$(BUILD)/fuzz \
+               --add-module=$(CURDIR) \
+               --with-cc-opt="$(FUZZ_CC_OPT)" --with-ld-opt="$(FUZZ_LD_OPT)"
+
+# The state file loader's harness (t/fuzz/state_fuzz.c): the libFuzzer
+# build, and the replay build (gcc, the sanitizer tree's objects and a
+# main() that feeds it every file of the corpus) that t/008 runs.
+# FUZZ_TIME (above): seconds "make fuzz-state" fuzzes for.
+# STATE_MAX_LEN: the largest input it makes; each costs time in proportion
+# to its size, and 12 KB of records already fill the harness's zone.
+# FUZZ_FLAGS: more libFuzzer options (-use_value_profile=1, -seed=N, ...).
+FUZZ_FLAGS        ?=
+STATE_MAX_LEN     ?= 12288
+STATE_FUZZ        := $(BUILD)/fuzz/state_fuzz
+STATE_REPLAY      := $(BUILD)/fuzz-replay/state_fuzz
+STATE_CORPUS      := t/fuzz/corpus/state
+STATE_FUZZ_SRC    := t/fuzz/state_fuzz.c
+FUZZ_HARNESS_DEPS := t/fuzz/link-nginx.sh $(SRC_FILES)
 
 # Run nginx's own make in parallel unless we were given -j already.
 NPROC     := $(shell nproc 2>/dev/null || echo 2)
@@ -114,11 +154,16 @@ SUBMAKE_J  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 # nginx for the nginx-dev tree) are not today's.
 DEV_STAMP_WANT  := $(strip $(DEV_ARGS) CFLAGS+=$(WARN_FLAGS) nginx=$(NGX_DEB_VERSION))
 ASAN_STAMP_WANT := $(strip $(ASAN_ARGS) CFLAGS+=$(WARN_FLAGS) $(ORIG_TARBALL))
+FUZZ_STAMP_WANT := $(strip $(FUZZ_ARGS) CFLAGS+=$(FUZZ_WARN_FLAGS) \
+                     $(ORIG_TARBALL))
 ifneq ($(file <$(DEV_STAMP)),$(DEV_STAMP_WANT))
 $(DEV_STAMP): FORCE
 endif
 ifneq ($(file <$(ASAN_STAMP)),$(ASAN_STAMP_WANT))
 $(ASAN_STAMP): FORCE
+endif
+ifneq ($(file <$(FUZZ_STAMP)),$(FUZZ_STAMP_WANT))
+$(FUZZ_STAMP): FORCE
 endif
 
 # Run configure quietly (arguments in the shell's "$@"); show the end of its
@@ -127,9 +172,10 @@ run_configure = { ./configure "$$@" > configure.log 2>&1; } \
 	|| { tail -n 30 configure.log; \
 	     echo "configure failed in $$PWD (see configure.log)" >&2; exit 1; }
 
-# after configure: append our warning flags to nginx's CFLAGS
-add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(WARN_FLAGS)/' $(1)/objs/Makefile \
-	&& grep -q -e '^CFLAGS =.* $(WARN_FLAGS)$$' $(1)/objs/Makefile
+# after configure: append our warning flags (or $(2)) to nginx's CFLAGS
+add_warn_flags = sed -i -e '/^CFLAGS =/s/$$/ $(or $(2),$(WARN_FLAGS))/' \
+	    $(1)/objs/Makefile \
+	&& grep -q -e '^CFLAGS =.* $(or $(2),$(WARN_FLAGS))$$' $(1)/objs/Makefile
 
 # nginx's objs/Makefile knows only the headers listed in `config`
 # (ngx_module_deps): when anything in src/ other than a .c file changed,
@@ -138,7 +184,7 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
-        fuzz fuzz-build bench clean FORCE
+        fuzz fuzz-build fuzz-state fuzz-state-replay bench clean FORCE
 
 # "make" installs what is missing first; "make module" only builds
 all:
@@ -270,6 +316,54 @@ $(ASAN_NGINX): $(ASAN_STAMP) $(SRC_FILES)
 	rm -f $(BUILD)/asan/sbin/nginx.old
 	touch $@
 
+# --- fuzzing ---------------------------------------------------------------
+
+$(FUZZ_STAMP): config $(ORIG_TARBALL)
+	rm -rf $(FUZZ_SRC)
+	mkdir -p $(FUZZ_SRC)
+	tar xzf $(ORIG_TARBALL) -C $(FUZZ_SRC) --strip-components=1
+	cd $(FUZZ_SRC) && set -- $(FUZZ_ARGS) && $(run_configure)
+	$(call add_warn_flags,$(FUZZ_SRC),$(FUZZ_WARN_FLAGS))
+	@printf '%s\n' '$(FUZZ_STAMP_WANT)' > $@
+
+$(FUZZ_NGINX): $(FUZZ_STAMP) $(SRC_FILES)
+	@$(call drop_stale_objects,$(FUZZ_SRC))
+	$(MAKE) -C $(FUZZ_SRC) -f objs/Makefile $(SUBMAKE_J)
+	touch $@
+
+$(STATE_FUZZ): $(FUZZ_NGINX) $(STATE_FUZZ_SRC) $(FUZZ_HARNESS_DEPS)
+	t/fuzz/link-nginx.sh $(FUZZ_SRC) $@ clang $(FUZZ_CC_OPT) \
+	    -fsanitize=fuzzer $(STATE_FUZZ_SRC)
+
+$(STATE_REPLAY): $(ASAN_NGINX) $(STATE_FUZZ_SRC) t/fuzz/standalone_main.c \
+                 $(FUZZ_HARNESS_DEPS)
+	t/fuzz/link-nginx.sh $(ASAN_SRC) $@ gcc $(ASAN_CC_OPT) \
+	    $(STATE_FUZZ_SRC) t/fuzz/standalone_main.c
+
+fuzz-state-replay: $(STATE_REPLAY)
+
+# Fuzzes the state file loader for FUZZ_TIME seconds, niced (the machine is
+# shared), from the corpus; what it finds that covers more is merged into
+# the corpus, a crash is left in build/fuzz/state-crash-*.  UBSan's checks
+# are recoverable in these builds (see UBSAN_SUPP): halt_on_error makes
+# every report a crash.  ASan's quarantine of freed memory is cut to 16 MB
+# (from 256), still far more than one input frees: with the default, most
+# of the time went to page faults on memory never reused.
+FUZZ_ENV := ASAN_OPTIONS=$${ASAN_OPTIONS-quarantine_size_mb=16} \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+fuzz-state: $(STATE_FUZZ)
+	@mkdir -p $(BUILD)/fuzz/state-new
+	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -max_total_time=$(FUZZ_TIME) \
+	    -dict=t/fuzz/state.dict -max_len=$(STATE_MAX_LEN) -timeout=10 \
+	    -print_final_stats=1 $(FUZZ_FLAGS) \
+	    -artifact_prefix=$(BUILD)/fuzz/state- \
+	    $(BUILD)/fuzz/state-new $(STATE_CORPUS)
+	$(FUZZ_ENV) nice -n 10 $(STATE_FUZZ) -merge=1 $(STATE_CORPUS) \
+	    $(BUILD)/fuzz/state-new
+	rm -rf $(BUILD)/fuzz/state-new
+
+
 # UBSan reports that come from nginx itself, not from us.  "make test" puts
 # it in UBSAN_OPTIONS (unless that is set already) and names it in
 # TEST_NGINX_UBSAN_SUPPRESSIONS for a test library that sets UBSAN_OPTIONS
@@ -326,6 +420,7 @@ fuzz: deps-packages
 	@$(MAKE) --no-print-directory fuzz-build
 	@rc=0; \
 	for t in $(FUZZ_TARGETS); do \
+	    [ $$t = state ] && continue; \
 	    echo "fuzz: $$t for $(FUZZ_TIME)s$(if $(FUZZ_RUNS), or $(FUZZ_RUNS) runs)"; \
 	    new=$(FUZZ_BUILD)/new/$$t; log=$(FUZZ_BUILD)/$$t.log; \
 	    rm -rf $$new; mkdir -p $$new $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes; \
@@ -349,6 +444,10 @@ fuzz: deps-packages
 	    grep -h '^MERGE-OUTER: [0-9]* new files' \
 	        $(FUZZ_BUILD)/$$t.merge.log || true; \
 	done; \
+	case " $(FUZZ_TARGETS) " in *" state "*) \
+	    echo "fuzz: state for $(FUZZ_TIME)s"; \
+	    $(MAKE) --no-print-directory fuzz-state || rc=1;; \
+	esac; \
 	exit $$rc
 
 fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_ALL))

@@ -41,6 +41,8 @@ typedef struct {
     ngx_uint_t                     notices;
     ngx_uint_t                     skipped;
     ngx_uint_t                     full;      /* not loaded for want of room */
+    ngx_uint_t                     lost;      /* events, for want of room */
+    ngx_uint_t                     line;      /* the record being loaded */
 } ngx_http_fanbase_state_load_t;
 
 
@@ -741,14 +743,16 @@ ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
         /* what was loaded is saved as it is: nothing to write yet */
         mcf->sh->saved = mcf->sh->changes;
 
-        level = (ld.skipped || ld.full) ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+        level = (ld.skipped || ld.full || ld.lost) ? NGX_LOG_WARN
+                                                   : NGX_LOG_NOTICE;
 
         ngx_log_error(level, log, 0,
                       "fanbase: state file \"%V\": %ui transactions, %ui "
                       "Idempotency-Keys and %ui notifications loaded, %ui "
-                      "records skipped, %ui not loaded for want of room",
+                      "records skipped, %ui records and %ui events not "
+                      "loaded for want of room",
                       &mcf->state, ld.txns, ld.keys, ld.notices, ld.skipped,
-                      ld.full);
+                      ld.full, ld.lost);
         return NGX_OK;
     }
 
@@ -933,6 +937,7 @@ ngx_http_fanbase_state_record(ngx_http_fanbase_state_load_t *ld,
     const char  *why;
 
     why = NULL;
+    ld->line = line;
 
     if (ngx_strcmp(type, "transaction") == 0) {
         rc = ngx_http_fanbase_state_load_txn(ld, v, &why);
@@ -1153,16 +1158,32 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         ngx_http_fanbase_txn_unschedule_locked(ld->mcf->sh, t);
     }
 
-    for (i = 0; events != NULL && i < events->u.array.len; i++) {
+    /*
+     * a transaction keeps its newest "max_events" events, and its count of
+     * them (a u_char) must never pass 255: the older ones are not loaded
+     */
+
+    i = 0;
+
+    if (events != NULL && events->u.array.len > ngx_max(t->max_events, 1)) {
+        i = events->u.array.len - ngx_max(t->max_events, 1);
+    }
+
+    for ( /* void */ ; events != NULL && i < events->u.array.len; i++) {
         event.data = (u_char *) YAJL_GET_STRING(events->u.array.values[i]);
         event.len = ngx_strlen(event.data);
 
+        /* once, not once an event: a full zone would flood the log */
+
         if (ngx_http_fanbase_txn_add_event_locked(ld->mcf, t, &event)
-            != NGX_OK)
+            != NGX_OK
+            && ld->lost++ == 0)
         {
-            ngx_log_error(NGX_LOG_WARN, ld->log, 0,
-                          "fanbase: an event of transaction \"%V\" is not "
-                          "loaded: the zone is full", &id);
+            ngx_log_error(NGX_LOG_ERR, ld->log, 0,
+                          "fanbase: zone \"%V\" is too small for the state "
+                          "file \"%V\": events from line %ui on are not all "
+                          "loaded", &ld->mcf->shm_zone->shm.name,
+                          &ld->mcf->state, ld->line);
         }
     }
 

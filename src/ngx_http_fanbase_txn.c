@@ -465,12 +465,12 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
     ev->len = (uint32_t) event->len;
     ngx_memcpy(ev->json, event->data, event->len);
 
-    ngx_queue_insert_tail(&t->events, &ev->queue);
-    t->nevents++;
+    /*
+     * the newest are kept: room is made before the new one counts, so
+     * that the count (a byte) never passes max_events, which may be 255
+     */
 
-    /* the newest are kept */
-
-    while (t->nevents > ngx_max(t->max_events, 1)) {
+    while (t->nevents >= ngx_max(t->max_events, 1)) {
         t->nevents--;
 
         if (t->accepted) {
@@ -484,6 +484,9 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
                              ngx_queue_data(q, ngx_http_fanbase_event_t,
                                             queue));
     }
+
+    ngx_queue_insert_tail(&t->events, &ev->queue);
+    t->nevents++;
 
     return NGX_OK;
 }
