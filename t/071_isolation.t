@@ -140,14 +140,6 @@ sub hook {
                                              body => $body)]);
 }
 
-sub new_uuid {
-    my @b = map { int rand 256 } 1 .. 16;
-    $b[6] = ($b[6] & 0x0f) | 0x40;
-    $b[8] = ($b[8] & 0x3f) | 0x80;
-    return sprintf '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
-                 . '%02x%02x%02x%02x%02x%02x', @b;
-}
-
 # the answer to an id nobody has: what the other set's ids must look like
 sub not_found_ok {
     my ($res, $unknown, $name) = @_;

@@ -120,14 +120,6 @@ $t->start;
 my $SEQ = 0;
 sub msg_id { sprintf 'msg_in_%d_%d', $$, ++$SEQ }
 
-sub new_uuid {
-    my @b = map { int rand 256 } 1 .. 16;
-    $b[6] = ($b[6] & 0x0f) | 0x40;
-    $b[8] = ($b[8] & 0x3f) | 0x80;
-    return sprintf '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
-                 . '%02x%02x%02x%02x%02x%02x', @b;
-}
-
 sub body_of { ref $_[0] ? $JSON->encode($_[0]) : $_[0] }
 
 # POST a webhook to PATH, signed the standard way.  %o: secret (default

@@ -24,14 +24,6 @@ my $HOOK_SECRET = webhook_secret();
 
 my $SEQ = 0;
 
-sub new_uuid {
-    my @b = map { int rand 256 } 1 .. 16;
-    $b[6] = ($b[6] & 0x0f) | 0x40;
-    $b[8] = ($b[8] & 0x3f) | 0x80;
-    return sprintf '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
-                 . '%02x%02x%02x%02x%02x%02x', @b;
-}
-
 # one signed webhook that names a transaction the edge does not know
 sub create_hook {
     my ($t, $uuid, $status) = @_;

@@ -224,6 +224,8 @@ in C<$got> and match: scalars by value, qr// by pattern, C<undef> means
 JSON null, code refs get the value and must return true, arrays match
 element by element (the first C<@$want> elements).
 
+C<new_uuid()>: a random version 4 UUID, the shape of a transaction id.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -294,7 +296,7 @@ use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(time sleep);
 
 use Exporter qw(import);
-our @EXPORT = (@Test::More::EXPORT, qw(json_like edge_http edge_files
+our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid edge_http edge_files
                  webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks));
 
@@ -1090,6 +1092,15 @@ sub write_file {
     _spew($path, $content);
     chmod $mode, $path if defined $mode;
     return $path;
+}
+
+# A random UUID (version 4), as the edge makes transaction ids.
+sub new_uuid {
+    my @b = map { int rand 256 } 1 .. 16;
+    $b[6] = ($b[6] & 0x0f) | 0x40;
+    $b[8] = ($b[8] & 0x3f) | 0x80;
+    return sprintf '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
+                 . '%02x%02x%02x%02x%02x%02x', @b;
 }
 
 sub webhook_secret_file {
