@@ -455,7 +455,7 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
         id.data = (u_char *) item.id.data;
         id.len = item.id.len;
 
-        if (ngx_http_fanbase_valid_id(&id) != NGX_OK) {
+        if (ngx_http_fanbase_id_valid(&id) != NGX_OK) {
             fanbase_json_item_free(&item);
             ngx_str_set(&msg, "Fanbase accepted the submission with an id "
                               "that cannot be kept; not sent again");
@@ -700,7 +700,7 @@ ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
     ngx_http_fanbase_txn_update_t  u;
 
     deliver = (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER);
-    now = ngx_http_fanbase_txn_now();
+    now = ngx_http_fanbase_time_now();
 
     if (now >= job->deadline) {
         if (ngx_http_fanbase_job_message(job, &msg,

@@ -472,6 +472,15 @@ typedef struct {
 } ngx_http_fanbase_txn_update_t;
 
 
+/* ngx_http_fanbase_id.c */
+ngx_int_t ngx_http_fanbase_id_valid(ngx_str_t *id);
+ngx_int_t ngx_http_fanbase_id_valid_txn(ngx_str_t *id);
+uint32_t ngx_http_fanbase_id_hash(uint64_t scope, u_char *id, size_t len);
+
+/* ngx_http_fanbase_time.c */
+uint64_t ngx_http_fanbase_time_now(void);
+u_char *ngx_http_fanbase_time_iso(u_char *p, uint64_t ms);
+
 /* ngx_http_fanbase_curl.c */
 ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle);
@@ -529,8 +538,6 @@ void *ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
     size_t size);
 
 /* ngx_http_fanbase_txn.c */
-uint64_t ngx_http_fanbase_txn_now(void);
-uint32_t ngx_http_fanbase_scope_hash(uint64_t scope, u_char *id, size_t len);
 ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
@@ -586,7 +593,6 @@ void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
 void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
-u_char *ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms);
 
 /* ngx_http_fanbase_accept.c */
 ngx_int_t ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body);
@@ -614,7 +620,6 @@ void ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_fanbase_transaction.c */
 ngx_int_t ngx_http_fanbase_transaction_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_fanbase_txn_valid_id(ngx_str_t *id);
 
 /* ngx_http_fanbase_state.c */
 ngx_int_t ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
@@ -635,7 +640,6 @@ ngx_int_t ngx_http_fanbase_request_id(ngx_http_request_t *r, ngx_str_t *id);
 
 /* ngx_http_fanbase_status.c */
 ngx_int_t ngx_http_fanbase_status_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_fanbase_valid_id(ngx_str_t *id);
 
 /* ngx_http_fanbase_response.c */
 ngx_int_t ngx_http_fanbase_send_json(ngx_http_request_t *r,
@@ -655,7 +659,6 @@ ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_fanbase_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_fanbase_render_item(ngx_pool_t *pool,
     fanbase_item_t *item, ngx_uint_t show_msg, ngx_str_t *out);
-
 
 
 extern ngx_module_t  ngx_http_fanbase_module;

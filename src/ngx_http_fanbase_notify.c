@@ -89,7 +89,7 @@ ngx_http_fanbase_notice_add_locked(ngx_http_fanbase_main_conf_t *mcf,
     n->len = (uint32_t) (p - n->body);
 
     ngx_http_fanbase_notice_queue_locked(mcf, n, &id,
-                                         ngx_http_fanbase_txn_now(), 0);
+                                         ngx_http_fanbase_time_now(), 0);
 
     ngx_http_fanbase_notify_kick();
 }
@@ -441,7 +441,7 @@ ngx_http_fanbase_notify_finish(ngx_http_fanbase_notify_job_t *job,
 
     mcf = ngx_http_fanbase_notify_mcf;
     sh = mcf->sh;
-    now = ngx_http_fanbase_txn_now();
+    now = ngx_http_fanbase_time_now();
 
     drop = sent
            || (why != NULL

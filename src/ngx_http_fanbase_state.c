@@ -724,7 +724,7 @@ ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memzero(&ld, sizeof(ngx_http_fanbase_state_load_t));
     ld.mcf = mcf;
     ld.log = log;
-    ld.now = ngx_http_fanbase_txn_now();
+    ld.now = ngx_http_fanbase_time_now();
 
     if (size >= sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1
         && ngx_strncmp(buf, NGX_HTTP_FANBASE_STATE_HEADER,
@@ -1016,7 +1016,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
     };
 
     if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || ngx_http_fanbase_txn_valid_id(&id) != NGX_OK)
+        || ngx_http_fanbase_id_valid_txn(&id) != NGX_OK)
     {
         *why = "a transaction without a valid id";
         return NGX_DECLINED;
@@ -1075,7 +1075,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
 
     if (ngx_http_fanbase_state_get(v, "queue_id", yajl_t_string) != NULL
         && (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK
-            || ngx_http_fanbase_valid_id(&queue_id) != NGX_OK))
+            || ngx_http_fanbase_id_valid(&queue_id) != NGX_OK))
     {
         *why = "a transaction with an invalid queue_id";
         return NGX_DECLINED;
@@ -1111,7 +1111,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         }
     }
 
-    hash = ngx_http_fanbase_scope_hash(scope, id.data, id.len);
+    hash = ngx_http_fanbase_id_hash(scope, id.data, id.len);
 
     if (ngx_http_fanbase_txn_find_locked(ld->mcf->sh, scope, id.data, id.len)
         != NULL)
@@ -1263,7 +1263,7 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
         && (ngx_http_fanbase_state_str(v, "digest", &digest) != NGX_OK
             || ngx_http_fanbase_state_hex(&digest, d, 16) != NGX_OK
             || ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-            || ngx_http_fanbase_txn_valid_id(&id) != NGX_OK))
+            || ngx_http_fanbase_id_valid_txn(&id) != NGX_OK))
     {
         *why = "an Idempotency-Key without a valid digest and id";
         return NGX_DECLINED;
@@ -1288,7 +1288,7 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    hash = ngx_http_fanbase_scope_hash(scope, key.data, key.len);
+    hash = ngx_http_fanbase_id_hash(scope, key.data, key.len);
 
     if (ngx_http_fanbase_keys_find_locked(ld->mcf, keys, scope, &key, hash,
                                           ld->now)
@@ -1314,7 +1314,7 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
     ngx_http_fanbase_notice_t  *n;
 
     if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || ngx_http_fanbase_valid_id(&id) != NGX_OK
+        || ngx_http_fanbase_id_valid(&id) != NGX_OK
         || id.len > NGX_HTTP_FANBASE_NOTICE_ID_MAX)
     {
         *why = "a notification without a valid id";

@@ -126,31 +126,6 @@ error:
 }
 
 
-ngx_int_t
-ngx_http_fanbase_valid_id(ngx_str_t *id)
-{
-    u_char  c, *p, *last;
-
-    if (id->len == 0 || id->len > NGX_HTTP_FANBASE_ID_MAX) {
-        return NGX_DECLINED;
-    }
-
-    for (p = id->data, last = p + id->len; p < last; p++) {
-        c = *p;
-
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-            || (c >= 'A' && c <= 'Z') || c == '-' || c == '_')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_fanbase_status_id(ngx_http_request_t *r, ngx_str_t *id)
 {
@@ -158,7 +133,7 @@ ngx_http_fanbase_status_id(ngx_http_request_t *r, ngx_str_t *id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_fanbase_valid_id(id) != NGX_OK) {
+    if (ngx_http_fanbase_id_valid(id) != NGX_OK) {
         return NGX_HTTP_BAD_REQUEST;
     }
 

@@ -262,7 +262,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_memzero(item, sizeof(fanbase_item_t));
 
-    hash = ngx_http_fanbase_scope_hash(scope, id->data, id->len);
+    hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
@@ -350,7 +350,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     id.data = (u_char *) item->id.data;
     id.len = item->id.len;
 
-    if (ngx_http_fanbase_valid_id(&id) != NGX_OK) {
+    if (ngx_http_fanbase_id_valid(&id) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "fanbase: Fanbase answered an id that is not kept: "
                       "\"%*s\"", ngx_min(id.len, 64), id.data);
@@ -363,7 +363,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     size = ngx_http_fanbase_store_entry_size(item, keep_msg);
-    hash = ngx_http_fanbase_scope_hash(scope, id.data, id.len);
+    hash = ngx_http_fanbase_id_hash(scope, id.data, id.len);
     r = reserved;
     stale = 0;
 
@@ -474,7 +474,7 @@ ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
-                                    ngx_http_fanbase_scope_hash(scope,
+                                    ngx_http_fanbase_id_hash(scope,
                                                       id->data, id->len));
     known = (e != NULL && e->status != FANBASE_STATUS_UNKNOWN);
 
@@ -493,7 +493,7 @@ ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
-                                    ngx_http_fanbase_scope_hash(scope,
+                                    ngx_http_fanbase_id_hash(scope,
                                                       id->data, id->len));
 
     if (e != NULL) {

@@ -277,7 +277,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
                                        ctx->reserved, r->connection->log);
     ctx->reserved = NULL;
 
-    if (ngx_http_fanbase_valid_id(&id) == NGX_OK) {
+    if (ngx_http_fanbase_id_valid(&id) == NGX_OK) {
         len = r->uri.len;
 
         while (len && r->uri.data[len - 1] == '/') {

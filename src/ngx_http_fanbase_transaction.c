@@ -98,42 +98,8 @@ ngx_http_fanbase_transaction_id(ngx_http_request_t *r, ngx_str_t *id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return (ngx_http_fanbase_txn_valid_id(id) == NGX_OK)
+    return (ngx_http_fanbase_id_valid_txn(id) == NGX_OK)
            ? NGX_OK : NGX_HTTP_BAD_REQUEST;
-}
-
-
-/* the edge's ids are UUIDs: anything else is a malformed id */
-
-ngx_int_t
-ngx_http_fanbase_txn_valid_id(ngx_str_t *id)
-{
-    u_char      c;
-    ngx_uint_t  i;
-
-    if (id->len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < id->len; i++) {
-        c = id->data[i];
-
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') {
-                return NGX_DECLINED;
-            }
-
-            continue;
-        }
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-              || (c >= 'A' && c <= 'F')))
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
 }
 
 
@@ -220,7 +186,7 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
      * made after the look moves it
      */
 
-    stamp = &mcf->sh->stamps[ngx_http_fanbase_scope_hash(lcf->scope, id->data,
+    stamp = &mcf->sh->stamps[ngx_http_fanbase_id_hash(lcf->scope, id->data,
                                                          id->len)
                              & mcf->sh->txn_hash_mask];
     seen = *stamp;

@@ -117,52 +117,6 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
 
 /*
- * The hash of an id in a scope: every table of the zone is keyed by it,
- * so one hash per operation finds a record of that scope only.
- */
-
-uint32_t
-ngx_http_fanbase_scope_hash(uint64_t scope, u_char *id, size_t len)
-{
-    uint32_t  crc;
-
-    ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, (u_char *) &scope, sizeof(uint64_t));
-    ngx_crc32_update(&crc, id, len);
-    ngx_crc32_final(crc);
-
-    return crc;
-}
-
-
-uint64_t
-ngx_http_fanbase_txn_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
-/* ISO-8601 UTC with milliseconds: 24 characters */
-
-u_char *
-ngx_http_fanbase_txn_iso(u_char *p, uint64_t ms)
-{
-    ngx_tm_t  tm;
-
-    ngx_gmtime((time_t) (ms / 1000), &tm);
-
-    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                       (int) (ms % 1000));
-}
-
-
-/*
  * One event of the downstream shape: {"event": kind, "message": ...,
  * "data": {...}, "status": ..., "created_at": ...}; data is a JSON object
  * or empty for {}.
@@ -209,7 +163,7 @@ ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
 
     p = ngx_sprintf(p, ",\"status\":\"%s\",\"created_at\":\"",
                     name ? name : "");
-    p = ngx_http_fanbase_txn_iso(p, ngx_http_fanbase_txn_now());
+    p = ngx_http_fanbase_time_iso(p, ngx_http_fanbase_time_now());
     p = ngx_cpymem(p, "\"}", 2);
 
     out->len = p - out->data;
@@ -232,7 +186,7 @@ ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created)
                    sizeof("{\"event\":\"transition\",\"message\":\"accepted by "
                           "the edge\",\"data\":{},\"status\":\"pending\","
                           "\"created_at\":\"") - 1);
-    p = ngx_http_fanbase_txn_iso(p, created);
+    p = ngx_http_fanbase_time_iso(p, created);
 
     return ngx_cpymem(p, "\"}", 2);
 }
@@ -257,13 +211,13 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     lcf = nt->lcf;
     sh = mcf->sh;
-    now = ngx_http_fanbase_txn_now();
+    now = ngx_http_fanbase_time_now();
 
     /* hashed once; the bucket, a cache miss, is fetched while locking */
 
-    hash = ngx_http_fanbase_scope_hash(lcf->scope, nt->id,
+    hash = ngx_http_fanbase_id_hash(lcf->scope, nt->id,
                                        NGX_HTTP_FANBASE_TXN_ID_LEN);
-    hkey = ngx_http_fanbase_scope_hash(lcf->scope, nt->idem_key.data,
+    hkey = ngx_http_fanbase_id_hash(lcf->scope, nt->idem_key.data,
                                        nt->idem_key.len);
 
     ngx_http_fanbase_prefetch(&sh->txn_hash[hash & sh->txn_hash_mask]);
@@ -695,10 +649,10 @@ ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
     ngx_http_fanbase_event_t  *ev;
 
     p = ngx_cpymem(p, "{\"created_at\":\"", sizeof("{\"created_at\":\"") - 1);
-    p = ngx_http_fanbase_txn_iso(p, t->created);
+    p = ngx_http_fanbase_time_iso(p, t->created);
     p = ngx_cpymem(p, "\",\"updated_at\":\"",
                    sizeof("\",\"updated_at\":\"") - 1);
-    p = ngx_http_fanbase_txn_iso(p, t->updated);
+    p = ngx_http_fanbase_time_iso(p, t->updated);
     p = ngx_cpymem(p, "\",\"id\":\"", sizeof("\",\"id\":\"") - 1);
     p = ngx_cpymem(p, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     p = ngx_cpymem(p, "\",\"code\":\"", sizeof("\",\"code\":\"") - 1);
@@ -1070,7 +1024,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     u_char                     none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
     sh = mcf->sh;
-    now = ngx_http_fanbase_txn_now();
+    now = ngx_http_fanbase_time_now();
 
     ngx_memzero(none, sizeof(none));
     ngx_str_null(&empty);
@@ -1082,8 +1036,8 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
      * while the lock is taken, the first entries before any is walked.
      */
 
-    hid = ngx_http_fanbase_scope_hash(hk->scope, hk->id.data, hk->id.len);
-    hmsg = ngx_http_fanbase_scope_hash(hk->scope, hk->msg_id.data,
+    hid = ngx_http_fanbase_id_hash(hk->scope, hk->id.data, hk->id.len);
+    hmsg = ngx_http_fanbase_id_hash(hk->scope, hk->msg_id.data,
                                        hk->msg_id.len);
     bid = hid & sh->txn_hash_mask;
     bmsg = hmsg & sh->hooks.mask;
@@ -1199,9 +1153,9 @@ ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     k = ngx_http_fanbase_keys_find_locked(mcf, &mcf->sh->hooks, scope, msg_id,
-                                    ngx_http_fanbase_scope_hash(scope,
+                                    ngx_http_fanbase_id_hash(scope,
                                                   msg_id->data, msg_id->len),
-                                    ngx_http_fanbase_txn_now());
+                                    ngx_http_fanbase_time_now());
     if (k != NULL) {
         ngx_http_fanbase_keys_delete_locked(mcf, &mcf->sh->hooks, k);
     }
@@ -1238,7 +1192,7 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
      * transactions share a queue id (a mock's, in tests)
      */
 
-    q->hash = ngx_http_fanbase_scope_hash(t->scope, queue_id, len);
+    q->hash = ngx_http_fanbase_id_hash(t->scope, queue_id, len);
     p = &mcf->sh->qid_hash[q->hash & mcf->sh->txn_hash_mask];
 
     q->hash_next = *p;
@@ -1357,7 +1311,7 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t)
 {
     t->version++;
-    t->updated = ngx_http_fanbase_txn_now();
+    t->updated = ngx_http_fanbase_time_now();
 
     sh->stamps[t->hash & sh->txn_hash_mask]++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
@@ -1379,7 +1333,7 @@ ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf)
     ngx_http_fanbase_idem_t  *k;
     ngx_http_fanbase_keys_t  *keys[2];
 
-    now = ngx_http_fanbase_txn_now();
+    now = ngx_http_fanbase_time_now();
     keys[0] = &mcf->sh->idem;
     keys[1] = &mcf->sh->hooks;
 
@@ -1489,7 +1443,7 @@ ngx_http_fanbase_txn_find_locked(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
     }
 
     return ngx_http_fanbase_txn_lookup(sh, scope, id,
-                                  ngx_http_fanbase_scope_hash(scope, id, len));
+                                  ngx_http_fanbase_id_hash(scope, id, len));
 }
 
 

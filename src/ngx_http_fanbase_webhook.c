@@ -272,21 +272,21 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
 
     hk.msg_id = *msg_id;
     hk.scope = lcf->scope;
-    hk.expires = ngx_http_fanbase_txn_now()
+    hk.expires = ngx_http_fanbase_time_now()
                  + (uint64_t) lcf->webhook_dedup * 1000;
     hk.id.data = (u_char *) u->id.data;
     hk.id.len = u->id.len;
     hk.status = u->status;
     hk.max_events = lcf->transaction_events;
 
-    if (ngx_http_fanbase_valid_id(&hk.id) != NGX_OK) {
+    if (ngx_http_fanbase_id_valid(&hk.id) != NGX_OK) {
         return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            "invalid_update",
                                            "the id must be 1 to 64 letters, "
                                            "digits, \"-\" or \"_\"");
     }
 
-    uuid = (ngx_http_fanbase_txn_valid_id(&hk.id) == NGX_OK);
+    uuid = (ngx_http_fanbase_id_valid_txn(&hk.id) == NGX_OK);
 
     /* a transaction the edge never saw is created from the second shape */
 

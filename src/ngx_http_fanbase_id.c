@@ -1,0 +1,91 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * Ids: what a Fanbase queue id and an edge transaction id may look like,
+ * and the hash of an id in the scope of a credential set, by which every
+ * table of the zone finds its records.
+ */
+
+
+#include "ngx_http_fanbase_module.h"
+
+
+/* Fanbase's queue ids: 1 to 64 of [0-9A-Za-z_-] */
+
+ngx_int_t
+ngx_http_fanbase_id_valid(ngx_str_t *id)
+{
+    u_char  c, *p, *last;
+
+    if (id->len == 0 || id->len > NGX_HTTP_FANBASE_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (p = id->data, last = p + id->len; p < last; p++) {
+        c = *p;
+
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+            || (c >= 'A' && c <= 'Z') || c == '-' || c == '_')
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the edge's transaction ids: a UUID, 8-4-4-4-12 hexadecimal digits */
+
+ngx_int_t
+ngx_http_fanbase_id_valid_txn(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len != NGX_HTTP_FANBASE_TXN_ID_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return NGX_DECLINED;
+            }
+
+            continue;
+        }
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+              || (c >= 'A' && c <= 'F')))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The hash of an id in a scope: every table of the zone is keyed by it,
+ * so one hash per operation finds a record of that scope only.
+ */
+
+uint32_t
+ngx_http_fanbase_id_hash(uint64_t scope, u_char *id, size_t len)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, (u_char *) &scope, sizeof(uint64_t));
+    ngx_crc32_update(&crc, id, len);
+    ngx_crc32_final(crc);
+
+    return crc;
+}
