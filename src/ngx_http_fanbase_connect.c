@@ -15,7 +15,7 @@
 
 static ngx_int_t ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call);
 static ngx_int_t ngx_http_fanbase_call_wait(ngx_http_fanbase_waiter_t *w);
-static void ngx_http_fanbase_call_handler(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_call_handler(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_call_cleanup(void *data);
 
 
@@ -60,7 +60,7 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
 {
     ngx_int_t                     rc;
     ngx_http_request_t           *r;
-    ngx_http_fanbase_http_t      *h;
+    ngx_http_fanbase_curl_t      *h;
     ngx_http_fanbase_loc_conf_t  *lcf;
 
     r = call->request;
@@ -78,7 +78,7 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
         return NGX_OK;
     }
 
-    h = ngx_http_fanbase_http_create(r->connection->log, &lcf->upstream,
+    h = ngx_http_fanbase_curl_create(r->connection->log, &lcf->upstream,
                                      (char *) call->url.data);
     if (h == NULL) {
         call->done(call, NGX_ERROR);
@@ -94,12 +94,12 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
     h->data = call;
 
     if (call->post) {
-        ngx_http_fanbase_http_post(h, call->body.data, call->body.len);
+        ngx_http_fanbase_curl_post(h, call->body.data, call->body.len);
     }
 
     call->http = h;
 
-    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
+    if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         call->done(call, NGX_ERROR);
         return NGX_OK;
     }
@@ -129,7 +129,7 @@ ngx_http_fanbase_call_wait(ngx_http_fanbase_waiter_t *w)
 
 
 static void
-ngx_http_fanbase_call_handler(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_call_handler(ngx_http_fanbase_curl_t *h)
 {
     ngx_connection_t         *c;
     ngx_http_fanbase_call_t  *call = h->data;
@@ -143,7 +143,7 @@ ngx_http_fanbase_call_handler(ngx_http_fanbase_http_t *h)
 
             call->retried = 1;
             call->http = NULL;
-            ngx_http_fanbase_http_destroy(h);
+            ngx_http_fanbase_curl_destroy(h);
 
             if (ngx_http_fanbase_call_send(call) == NGX_AGAIN) {
                 ngx_http_fanbase_wait_add(&call->waiter);
@@ -175,12 +175,12 @@ ngx_http_fanbase_call_cleanup(void *data)
     ngx_http_fanbase_wait_remove(&call->waiter);
 
     if (call->http != NULL) {
-        ngx_http_fanbase_http_destroy(call->http);
+        ngx_http_fanbase_curl_destroy(call->http);
         call->http = NULL;
     }
 
     if (call->hdr != NULL) {
-        ngx_http_fanbase_token_release(call->hdr);
+        ngx_http_fanbase_curl_headers_release(call->hdr);
         call->hdr = NULL;
     }
 }

@@ -123,7 +123,7 @@ void
 ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t              *q;
-    ngx_http_fanbase_http_t  *h;
+    ngx_http_fanbase_curl_t  *h;
 
     if (ngx_http_fanbase_multi == NULL) {
         return;
@@ -131,12 +131,12 @@ ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 
     while (!ngx_queue_empty(&ngx_http_fanbase_running)) {
         q = ngx_queue_head(&ngx_http_fanbase_running);
-        h = ngx_queue_data(q, ngx_http_fanbase_http_t, queue);
+        h = ngx_queue_data(q, ngx_http_fanbase_curl_t, queue);
 
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "fanbase: transfer abandoned at worker exit");
 
-        ngx_http_fanbase_http_destroy(h);
+        ngx_http_fanbase_curl_destroy(h);
     }
 
     while (ngx_http_fanbase_easy_cached) {
@@ -159,14 +159,14 @@ ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 }
 
 
-ngx_http_fanbase_http_t *
-ngx_http_fanbase_http_create(ngx_log_t *log,
+ngx_http_fanbase_curl_t *
+ngx_http_fanbase_curl_create(ngx_log_t *log,
     ngx_http_fanbase_upstream_conf_t *conf, const char *url)
 {
     CURL                     *easy;
-    ngx_http_fanbase_http_t  *h;
+    ngx_http_fanbase_curl_t  *h;
 
-    h = ngx_calloc(sizeof(ngx_http_fanbase_http_t), log);
+    h = ngx_calloc(sizeof(ngx_http_fanbase_curl_t), log);
     if (h == NULL) {
         return NULL;
     }
@@ -200,7 +200,7 @@ ngx_http_fanbase_http_create(ngx_log_t *log,
  */
 
 void
-ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
+ngx_http_fanbase_curl_post(ngx_http_fanbase_curl_t *h, u_char *body,
     size_t len)
 {
     h->attempts = 0;
@@ -215,7 +215,7 @@ ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
 
 
 ngx_int_t
-ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_curl_start(ngx_http_fanbase_curl_t *h)
 {
     CURLMcode  rc;
 
@@ -249,7 +249,7 @@ ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h)
 
 
 void
-ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h)
 {
     if (h->running) {
         /* the owner went away: libcurl closes an unfinished connection */
@@ -263,7 +263,7 @@ ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h)
     }
 
     if (h->hdr != NULL) {
-        ngx_http_fanbase_token_release(h->hdr);
+        ngx_http_fanbase_curl_headers_release(h->hdr);
     }
 
     ngx_http_fanbase_easy_put(h->easy, h->conf);
@@ -482,7 +482,7 @@ ngx_http_fanbase_curl_done(void)
     CURLMsg                  *msg;
     CURLcode                  result;
     struct curl_header       *hv;
-    ngx_http_fanbase_http_t  *h;
+    ngx_http_fanbase_curl_t  *h;
 
     for ( ;; ) {
         msg = curl_multi_info_read(ngx_http_fanbase_multi, &left);
@@ -539,7 +539,7 @@ ngx_http_fanbase_curl_write(char *ptr, size_t size, size_t nmemb,
 {
     size_t                    n, want;
     u_char                   *p;
-    ngx_http_fanbase_http_t  *h = userdata;
+    ngx_http_fanbase_curl_t  *h = userdata;
 
     n = size * nmemb;
 
@@ -579,7 +579,7 @@ static int
 ngx_http_fanbase_curl_prereq(void *userdata, char *conn_primary_ip,
     char *conn_local_ip, int conn_primary_port, int conn_local_port)
 {
-    ngx_http_fanbase_http_t  *h = userdata;
+    ngx_http_fanbase_curl_t  *h = userdata;
 
     if (h->attempts++ == 0) {
         return CURL_PREREQFUNC_OK;
@@ -693,4 +693,16 @@ ngx_http_fanbase_easy_put(CURL *easy, ngx_http_fanbase_upstream_conf_t *conf)
     }
 
     curl_easy_cleanup(easy);
+}
+
+
+void
+ngx_http_fanbase_curl_headers_release(ngx_http_fanbase_headers_t *hdr)
+{
+    if (--hdr->refs) {
+        return;
+    }
+
+    curl_slist_free_all(hdr->headers);
+    ngx_free(hdr);
 }

@@ -31,11 +31,11 @@
 static void ngx_http_fanbase_deliver_tick(ngx_event_t *ev);
 static void ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job);
 static void ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job);
-static void ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
-    ngx_http_fanbase_http_t *h);
+    ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
-    ngx_http_fanbase_http_t *h);
+    ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job,
     const char *why, ngx_msec_t at_least, ngx_uint_t not_sent);
 static void ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job,
@@ -45,7 +45,7 @@ static void ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
 static void ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job);
 static ngx_int_t ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job,
     ngx_str_t *out, const char *fmt, ...);
-static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_http_t *h);
+static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_curl_t *h);
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_deliver_mcf;
@@ -308,9 +308,9 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
     u_char                        *p;
     time_t                         retry_after;
     ngx_int_t                      rc;
-    ngx_http_fanbase_http_t       *h;
+    ngx_http_fanbase_curl_t       *h;
     ngx_http_fanbase_loc_conf_t   *lcf;
-    ngx_http_fanbase_token_hdr_t  *hdr;
+    ngx_http_fanbase_headers_t  *hdr;
     ngx_http_fanbase_txn_update_t  u;
 
     lcf = job->lcf;
@@ -340,7 +340,7 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
     } else if (job->url == NULL) {
         p = ngx_pnalloc(job->pool, lcf->queue_url.len + job->queue_id_len + 2);
         if (p == NULL) {
-            ngx_http_fanbase_token_release(hdr);
+            ngx_http_fanbase_curl_headers_release(hdr);
             ngx_http_fanbase_job_retry(job, "out of memory", 0, 1);
             return;
         }
@@ -352,9 +352,9 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
         *p = '\0';
     }
 
-    h = ngx_http_fanbase_http_create(ngx_cycle->log, &lcf->upstream, job->url);
+    h = ngx_http_fanbase_curl_create(ngx_cycle->log, &lcf->upstream, job->url);
     if (h == NULL) {
-        ngx_http_fanbase_token_release(hdr);
+        ngx_http_fanbase_curl_headers_release(hdr);
         ngx_http_fanbase_job_retry(job, "the transfer was not created", 0, 1);
         return;
     }
@@ -365,22 +365,22 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
     job->http = h;
 
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
-        ngx_http_fanbase_http_post(h, job->payload, job->payload_len);
+        ngx_http_fanbase_curl_post(h, job->payload, job->payload_len);
 
         /* from here a worker that dies leaves the outcome unknown */
         ngx_http_fanbase_txn_sending(ngx_http_fanbase_deliver_mcf, job);
     }
 
-    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
+    if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         job->http = NULL;
-        ngx_http_fanbase_http_destroy(h);
+        ngx_http_fanbase_curl_destroy(h);
         ngx_http_fanbase_job_retry(job, "the transfer was not started", 0, 1);
     }
 }
 
 
 static void
-ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h)
 {
     ngx_http_fanbase_job_t  *job = h->data;
 
@@ -393,7 +393,7 @@ ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h)
 
         job->token_retried = 1;
         job->http = NULL;
-        ngx_http_fanbase_http_destroy(h);
+        ngx_http_fanbase_curl_destroy(h);
 
         ngx_http_fanbase_job_send(job);
         return;
@@ -410,7 +410,7 @@ ngx_http_fanbase_job_done(ngx_http_fanbase_http_t *h)
 
 static void
 ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
-    ngx_http_fanbase_http_t *h)
+    ngx_http_fanbase_curl_t *h)
 {
     ngx_str_t                      id, msg, data;
     fanbase_item_t                 item;
@@ -553,7 +553,7 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
 
 static void
 ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
-    ngx_http_fanbase_http_t *h)
+    ngx_http_fanbase_curl_t *h)
 {
     u_char                        *p;
     size_t                         len;
@@ -822,7 +822,7 @@ static void
 ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job)
 {
     if (job->http != NULL) {
-        ngx_http_fanbase_http_destroy(job->http);
+        ngx_http_fanbase_curl_destroy(job->http);
     }
 
     if (job->payload != NULL) {
@@ -869,7 +869,7 @@ ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job, ngx_str_t *out,
 /* Retry-After in seconds, if Fanbase sent one */
 
 static ngx_msec_t
-ngx_http_fanbase_retry_after(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_retry_after(ngx_http_fanbase_curl_t *h)
 {
     ngx_int_t  n;
 

@@ -68,7 +68,8 @@
 
 
 typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
-typedef struct ngx_http_fanbase_http_s        ngx_http_fanbase_http_t;
+typedef struct ngx_http_fanbase_curl_s        ngx_http_fanbase_curl_t;
+typedef struct ngx_http_fanbase_headers_s     ngx_http_fanbase_headers_t;
 typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
 typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
 typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
@@ -224,13 +225,6 @@ typedef struct {
 
 /* tokens */
 
-typedef struct {
-    ngx_uint_t                    refs;
-    uint64_t                      generation;
-    struct curl_slist            *headers;     /* AccessToken and friends */
-} ngx_http_fanbase_token_hdr_t;
-
-
 struct ngx_http_fanbase_cred_s {
     u_char                        key[16];     /* MD5 of the credential set */
     ngx_str_t                     url;         /* token request, "\0" */
@@ -241,23 +235,35 @@ struct ngx_http_fanbase_cred_s {
 
     /* this worker's view */
     void                         *slot;
-    ngx_http_fanbase_token_hdr_t *hdr;
-    ngx_http_fanbase_http_t      *fetch;
+    ngx_http_fanbase_headers_t *hdr;
+    ngx_http_fanbase_curl_t      *fetch;
 };
 
 
 /* the libcurl bridge */
 
-typedef void (*ngx_http_fanbase_http_handler_pt)(ngx_http_fanbase_http_t *h);
+/*
+ * request headers shared by many transfers (a token's AccessToken and
+ * friends), counted: the last transfer to let go frees them; the tag is
+ * its owner's (the token's generation)
+ */
 
-struct ngx_http_fanbase_http_s {
+struct ngx_http_fanbase_headers_s {
+    ngx_uint_t                    refs;
+    uint64_t                      tag;
+    struct curl_slist            *headers;
+};
+
+typedef void (*ngx_http_fanbase_curl_handler_pt)(ngx_http_fanbase_curl_t *h);
+
+struct ngx_http_fanbase_curl_s {
     CURL                         *easy;
     ngx_queue_t                   queue;
-    ngx_http_fanbase_http_handler_pt  handler;
+    ngx_http_fanbase_curl_handler_pt  handler;
     void                         *data;
     ngx_log_t                    *log;
     ngx_http_fanbase_upstream_conf_t  *conf;
-    ngx_http_fanbase_token_hdr_t *hdr;
+    ngx_http_fanbase_headers_t *hdr;
     struct curl_slist            *headers;     /* its own, freed with it */
 
     CURLcode                      result;
@@ -297,8 +303,8 @@ struct ngx_http_fanbase_call_s {
     ngx_http_fanbase_loc_conf_t  *lcf;
     ngx_str_t                     url;         /* "\0"-terminated */
     ngx_str_t                     body;
-    ngx_http_fanbase_http_t      *http;
-    ngx_http_fanbase_token_hdr_t *hdr;
+    ngx_http_fanbase_curl_t      *http;
+    ngx_http_fanbase_headers_t *hdr;
     ngx_http_fanbase_waiter_t     waiter;
     ngx_http_fanbase_call_done_pt done;
     void                         *data;
@@ -437,7 +443,7 @@ typedef struct {
     size_t                        payload_len;
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     ngx_http_fanbase_loc_conf_t  *lcf;
-    ngx_http_fanbase_http_t      *http;
+    ngx_http_fanbase_curl_t      *http;
     ngx_pool_t                   *pool;
     char                         *url;
     unsigned                      sent:1;      /* an earlier owner sent it */
@@ -484,12 +490,13 @@ u_char *ngx_http_fanbase_time_iso(u_char *p, uint64_t ms);
 /* ngx_http_fanbase_curl.c */
 ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle);
 void ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle);
-ngx_http_fanbase_http_t *ngx_http_fanbase_http_create(ngx_log_t *log,
+ngx_http_fanbase_curl_t *ngx_http_fanbase_curl_create(ngx_log_t *log,
     ngx_http_fanbase_upstream_conf_t *conf, const char *url);
-void ngx_http_fanbase_http_post(ngx_http_fanbase_http_t *h, u_char *body,
+void ngx_http_fanbase_curl_post(ngx_http_fanbase_curl_t *h, u_char *body,
     size_t len);
-ngx_int_t ngx_http_fanbase_http_start(ngx_http_fanbase_http_t *h);
-void ngx_http_fanbase_http_destroy(ngx_http_fanbase_http_t *h);
+ngx_int_t ngx_http_fanbase_curl_start(ngx_http_fanbase_curl_t *h);
+void ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h);
+void ngx_http_fanbase_curl_headers_release(ngx_http_fanbase_headers_t *hdr);
 
 /* ngx_http_fanbase_wait.c */
 ngx_int_t ngx_http_fanbase_wait_init_process(ngx_cycle_t *cycle);
@@ -505,10 +512,9 @@ ngx_int_t ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 ngx_int_t ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 ngx_int_t ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred,
-    ngx_log_t *log, ngx_http_fanbase_token_hdr_t **hdr, time_t *retry_after);
+    ngx_log_t *log, ngx_http_fanbase_headers_t **hdr, time_t *retry_after);
 void ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
-    ngx_http_fanbase_token_hdr_t *hdr, ngx_log_t *log);
-void ngx_http_fanbase_token_release(ngx_http_fanbase_token_hdr_t *hdr);
+    ngx_http_fanbase_headers_t *hdr, ngx_log_t *log);
 
 /* ngx_http_fanbase_connect.c */
 ngx_int_t ngx_http_fanbase_call_start(ngx_http_fanbase_call_t *call);
@@ -653,7 +659,7 @@ ngx_int_t ngx_http_fanbase_send_unavailable(ngx_http_request_t *r,
 ngx_int_t ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,
     ngx_http_fanbase_call_t *call, ngx_int_t rc, const char *what);
 ngx_int_t ngx_http_fanbase_relay(ngx_http_request_t *r,
-    ngx_http_fanbase_http_t *h);
+    ngx_http_fanbase_curl_t *h);
 ngx_int_t ngx_http_fanbase_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_fanbase_filter_init(ngx_conf_t *cf);

@@ -27,7 +27,7 @@ typedef struct {
     uint64_t                      created;
     ngx_str_t                     id;
     ngx_str_t                     body;
-    ngx_http_fanbase_http_t      *http;
+    ngx_http_fanbase_curl_t      *http;
     u_char                        data[1];     /* id, then body */
 } ngx_http_fanbase_notify_job_t;
 
@@ -36,7 +36,7 @@ static void ngx_http_fanbase_notify_tick(ngx_event_t *ev);
 static ngx_http_fanbase_notify_job_t *ngx_http_fanbase_notify_claim(
     ngx_http_fanbase_main_conf_t *mcf, ngx_msec_t *next);
 static void ngx_http_fanbase_notify_send(ngx_http_fanbase_notify_job_t *job);
-static void ngx_http_fanbase_notify_done(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_notify_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_notify_finish(ngx_http_fanbase_notify_job_t *job,
     ngx_uint_t sent, const char *why);
 static ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_find(
@@ -323,7 +323,7 @@ ngx_http_fanbase_notify_send(ngx_http_fanbase_notify_job_t *job)
 {
     u_char                        *p;
     size_t                         len;
-    ngx_http_fanbase_http_t       *h;
+    ngx_http_fanbase_curl_t       *h;
     ngx_http_fanbase_main_conf_t  *mcf;
     struct curl_slist             *list, *l;
     u_char                         ts[NGX_TIME_T_LEN];
@@ -332,7 +332,7 @@ ngx_http_fanbase_notify_send(ngx_http_fanbase_notify_job_t *job)
 
     mcf = ngx_http_fanbase_notify_mcf;
 
-    h = ngx_http_fanbase_http_create(ngx_cycle->log,
+    h = ngx_http_fanbase_curl_create(ngx_cycle->log,
                                      &mcf->notify_lcf->upstream,
                                      (char *) mcf->notify_url.data);
     if (h == NULL) {
@@ -387,16 +387,16 @@ ngx_http_fanbase_notify_send(ngx_http_fanbase_notify_job_t *job)
 
     h->headers = list;
 
-    ngx_http_fanbase_http_post(h, job->body.data, job->body.len);
+    ngx_http_fanbase_curl_post(h, job->body.data, job->body.len);
 
-    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
+    if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         ngx_http_fanbase_notify_finish(job, 0, "the transfer was not started");
     }
 }
 
 
 static void
-ngx_http_fanbase_notify_done(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_notify_done(ngx_http_fanbase_curl_t *h)
 {
     u_char                         *p;
     ngx_http_fanbase_notify_job_t  *job = h->data;
@@ -538,7 +538,7 @@ static void
 ngx_http_fanbase_notify_free(ngx_http_fanbase_notify_job_t *job)
 {
     if (job->http != NULL) {
-        ngx_http_fanbase_http_destroy(job->http);
+        ngx_http_fanbase_curl_destroy(job->http);
     }
 
     ngx_queue_remove(&job->queue);

@@ -21,7 +21,7 @@ static ngx_int_t ngx_http_fanbase_error_json(ngx_pool_t *pool,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *json);
 static ngx_int_t ngx_http_fanbase_send_upstream_failure(
-    ngx_http_request_t *r, ngx_http_fanbase_http_t *h, const char *what);
+    ngx_http_request_t *r, ngx_http_fanbase_curl_t *h, const char *what);
 static ngx_int_t ngx_http_fanbase_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fanbase_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -357,7 +357,7 @@ ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
-    ngx_http_fanbase_http_t *h, const char *what)
+    ngx_http_fanbase_curl_t *h, const char *what)
 {
     if (h->result == CURLE_OPERATION_TIMEDOUT) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -413,7 +413,7 @@ ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
 /* Fanbase's status, body and type, as they came */
 
 ngx_int_t
-ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_curl_t *h)
 {
     ngx_str_t  body, type, value;
 

@@ -199,7 +199,7 @@ static void
 ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
 {
     ngx_http_request_t             *r;
-    ngx_http_fanbase_http_t        *h;
+    ngx_http_fanbase_curl_t        *h;
     ngx_http_fanbase_submit_ctx_t  *ctx;
 
     ctx = call->data;
@@ -239,7 +239,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     ngx_str_t                 id, location;
     fanbase_item_t            item;
     ngx_http_request_t       *r;
-    ngx_http_fanbase_http_t  *h;
+    ngx_http_fanbase_curl_t  *h;
 
     r = ctx->call.request;
     h = ctx->call.http;

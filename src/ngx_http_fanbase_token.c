@@ -45,10 +45,10 @@ static ngx_http_fanbase_token_slot_t *ngx_http_fanbase_token_slot(
     ngx_http_fanbase_cred_t *cred);
 static ngx_int_t ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred,
     ngx_log_t *log);
-static void ngx_http_fanbase_token_done(ngx_http_fanbase_http_t *h);
+static void ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     const char *reason, long status);
-static ngx_http_fanbase_token_hdr_t *ngx_http_fanbase_token_hdr(
+static ngx_http_fanbase_headers_t *ngx_http_fanbase_token_hdr(
     u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
 static u_char *ngx_http_fanbase_escape(u_char *dst, ngx_str_t *src);
 
@@ -239,14 +239,14 @@ ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_int_t
 ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
-    ngx_http_fanbase_token_hdr_t **hdr, time_t *retry_after)
+    ngx_http_fanbase_headers_t **hdr, time_t *retry_after)
 {
     size_t                          len;
     uint64_t                        generation;
     ngx_msec_t                      now;
     ngx_uint_t                      refresh;
     ngx_slab_pool_t                *shpool;
-    ngx_http_fanbase_token_hdr_t   *h;
+    ngx_http_fanbase_headers_t   *h;
     ngx_http_fanbase_token_slot_t  *slot;
     u_char                          token[NGX_HTTP_FANBASE_TOKEN_MAX];
 
@@ -278,7 +278,7 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
         generation = slot->generation;
         len = 0;
 
-        if (cred->hdr == NULL || cred->hdr->generation != generation) {
+        if (cred->hdr == NULL || cred->hdr->tag != generation) {
             len = slot->len;
             ngx_memcpy(token, slot->token, len);
         }
@@ -304,7 +304,7 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
             }
 
             if (cred->hdr != NULL) {
-                ngx_http_fanbase_token_release(cred->hdr);
+                ngx_http_fanbase_curl_headers_release(cred->hdr);
             }
 
             cred->hdr = h;
@@ -351,7 +351,7 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
 
 void
 ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
-    ngx_http_fanbase_token_hdr_t *hdr, ngx_log_t *log)
+    ngx_http_fanbase_headers_t *hdr, ngx_log_t *log)
 {
     ngx_uint_t                      dropped;
     ngx_slab_pool_t                *shpool;
@@ -373,7 +373,7 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
 
     /* another worker may have replaced it already */
 
-    if (slot != NULL && slot->valid && slot->generation == hdr->generation) {
+    if (slot != NULL && slot->valid && slot->generation == hdr->tag) {
         slot->valid = 0;
         dropped = 1;
     }
@@ -383,18 +383,6 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "fanbase: Fanbase rejected the token of %V%s", &cred->name,
                   dropped ? ", dropping it" : ", already replaced");
-}
-
-
-void
-ngx_http_fanbase_token_release(ngx_http_fanbase_token_hdr_t *hdr)
-{
-    if (--hdr->refs) {
-        return;
-    }
-
-    curl_slist_free_all(hdr->headers);
-    ngx_free(hdr);
 }
 
 
@@ -442,11 +430,11 @@ ngx_http_fanbase_token_slot(ngx_http_fanbase_cred_t *cred)
 static ngx_int_t
 ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
 {
-    ngx_http_fanbase_http_t  *h;
+    ngx_http_fanbase_curl_t  *h;
 
     /* not tied to a request: it outlives the one that started it */
 
-    h = ngx_http_fanbase_http_create(ngx_cycle->log, cred->upstream,
+    h = ngx_http_fanbase_curl_create(ngx_cycle->log, cred->upstream,
                                      (char *) cred->url.data);
     if (h == NULL) {
         ngx_http_fanbase_token_failed(cred, "no memory", 0);
@@ -460,8 +448,8 @@ ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
     h->handler = ngx_http_fanbase_token_done;
     h->data = cred;
 
-    if (ngx_http_fanbase_http_start(h) != NGX_OK) {
-        ngx_http_fanbase_http_destroy(h);
+    if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
+        ngx_http_fanbase_curl_destroy(h);
         ngx_http_fanbase_token_failed(cred, "transfer not started", 0);
         return NGX_ERROR;
     }
@@ -476,7 +464,7 @@ ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
 
 
 static void
-ngx_http_fanbase_token_done(ngx_http_fanbase_http_t *h)
+ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
 {
     int64_t                         lifetime;
     ngx_msec_t                      now, skew;
@@ -550,7 +538,7 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_http_t *h)
 
 done:
 
-    ngx_http_fanbase_http_destroy(h);
+    ngx_http_fanbase_curl_destroy(h);
     ngx_http_fanbase_wait_kick();
 }
 
@@ -596,14 +584,14 @@ ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
 }
 
 
-static ngx_http_fanbase_token_hdr_t *
+static ngx_http_fanbase_headers_t *
 ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     ngx_log_t *log)
 {
     u_char                        *line, *p;
     const char                   **f;
     struct curl_slist             *list, *next;
-    ngx_http_fanbase_token_hdr_t  *hdr;
+    ngx_http_fanbase_headers_t  *hdr;
 
     static const char  *fixed[] = {
         "Content-Type: application/json",
@@ -612,7 +600,7 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
         NULL
     };
 
-    hdr = ngx_alloc(sizeof(ngx_http_fanbase_token_hdr_t), log);
+    hdr = ngx_alloc(sizeof(ngx_http_fanbase_headers_t), log);
     if (hdr == NULL) {
         return NULL;
     }
@@ -648,7 +636,7 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     }
 
     hdr->refs = 1;
-    hdr->generation = generation;
+    hdr->tag = generation;
     hdr->headers = list;
 
     return hdr;
