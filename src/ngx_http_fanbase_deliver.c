@@ -28,7 +28,9 @@
 #define NGX_HTTP_FANBASE_ERROR_BODY    1024
 
 
-static void ngx_http_fanbase_deliver_tick(ngx_event_t *ev);
+static ngx_queue_t *ngx_http_fanbase_deliver_claim(
+    ngx_http_fanbase_sched_t *s, ngx_msec_t *next);
+static void ngx_http_fanbase_deliver_start(ngx_queue_t *q);
 static void ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job);
 static void ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job);
 static void ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h);
@@ -49,10 +51,7 @@ static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_curl_t *h);
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_deliver_mcf;
-static ngx_event_t                    ngx_http_fanbase_deliver_event;
-static ngx_connection_t               ngx_http_fanbase_deliver_conn;
-static ngx_queue_t                    ngx_http_fanbase_jobs;
-static ngx_uint_t                     ngx_http_fanbase_jobs_n;
+static ngx_http_fanbase_sched_t       ngx_http_fanbase_deliver_sched;
 static ngx_msec_t                     ngx_http_fanbase_deliver_lease;
 
 
@@ -62,9 +61,6 @@ ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
 {
     ngx_uint_t                     i;
     ngx_http_fanbase_loc_conf_t  **lcfp;
-
-    ngx_queue_init(&ngx_http_fanbase_jobs);
-    ngx_http_fanbase_jobs_n = 0;
 
     if (mcf->targets.nelts == 0) {
         return NGX_OK;
@@ -87,15 +83,13 @@ ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
                                           + 5000);
     }
 
-    ngx_http_fanbase_deliver_conn.fd = (ngx_socket_t) -1;
-    ngx_http_fanbase_deliver_event.data = &ngx_http_fanbase_deliver_conn;
-    ngx_http_fanbase_deliver_event.handler = ngx_http_fanbase_deliver_tick;
-    ngx_http_fanbase_deliver_event.log = cycle->log;
+    ngx_http_fanbase_deliver_sched.claim = ngx_http_fanbase_deliver_claim;
+    ngx_http_fanbase_deliver_sched.start = ngx_http_fanbase_deliver_start;
+    ngx_http_fanbase_deliver_sched.concurrency = mcf->deliver_concurrency;
+    ngx_http_fanbase_deliver_sched.tick = NGX_HTTP_FANBASE_TICK;
 
     /* a leaving worker finishes its transfers, but claims nothing new */
-    ngx_http_fanbase_deliver_event.cancelable = 1;
-
-    ngx_add_timer(&ngx_http_fanbase_deliver_event, 1);
+    ngx_http_fanbase_sched_start(&ngx_http_fanbase_deliver_sched, cycle->log);
 
     return NGX_OK;
 }
@@ -118,8 +112,8 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    while (!ngx_queue_empty(&ngx_http_fanbase_jobs)) {
-        q = ngx_queue_head(&ngx_http_fanbase_jobs);
+    while (!ngx_queue_empty(&ngx_http_fanbase_deliver_sched.jobs)) {
+        q = ngx_queue_head(&ngx_http_fanbase_deliver_sched.jobs);
         job = ngx_queue_data(q, ngx_http_fanbase_job_t, queue);
 
         if (job->kind == NGX_HTTP_FANBASE_JOB_TRACK
@@ -139,98 +133,50 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
         ngx_http_fanbase_job_free(job);
     }
 
-    if (ngx_http_fanbase_deliver_event.timer_set) {
-        ngx_del_timer(&ngx_http_fanbase_deliver_event);
-    }
-
-    if (ngx_http_fanbase_deliver_event.posted) {
-        ngx_delete_posted_event(&ngx_http_fanbase_deliver_event);
-    }
+    ngx_http_fanbase_sched_stop(&ngx_http_fanbase_deliver_sched);
 
     ngx_http_fanbase_deliver_mcf = NULL;
 }
 
 
-/* work is due now: a new transaction, a job that ended */
+/* work is due now: a new transaction */
 
 void
 ngx_http_fanbase_deliver_kick(void)
 {
-    ngx_event_t  *ev;
+    ngx_http_fanbase_sched_kick(&ngx_http_fanbase_deliver_sched);
+}
 
-    ev = &ngx_http_fanbase_deliver_event;
 
-    /* a worker with all its places taken is kicked when one frees */
+/* the next due transaction, claimed for a delivery or a status poll */
 
-    if (ngx_http_fanbase_deliver_mcf == NULL || ev->posted || ngx_exiting
-        || ngx_http_fanbase_jobs_n
-           >= ngx_http_fanbase_deliver_mcf->deliver_concurrency)
+static ngx_queue_t *
+ngx_http_fanbase_deliver_claim(ngx_http_fanbase_sched_t *s, ngx_msec_t *next)
+{
+    ngx_http_fanbase_job_t  *job;
+
+    job = ngx_calloc(sizeof(ngx_http_fanbase_job_t), s->event.log);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_fanbase_txn_claim(ngx_http_fanbase_deliver_mcf, job,
+                                   ngx_http_fanbase_deliver_lease, next)
+        != NGX_OK)
     {
-        return;
+        ngx_free(job);
+        return NULL;
     }
 
-    if (ev->timer_set) {
-        ngx_del_timer(ev);
-    }
-
-    ngx_post_event(ev, &ngx_posted_events);
+    return &job->queue;
 }
 
 
 static void
-ngx_http_fanbase_deliver_tick(ngx_event_t *ev)
+ngx_http_fanbase_deliver_start(ngx_queue_t *q)
 {
-    ngx_int_t                      rc;
-    ngx_msec_t                     next;
-    ngx_http_fanbase_job_t        *job;
-    ngx_http_fanbase_main_conf_t  *mcf;
-
-    mcf = ngx_http_fanbase_deliver_mcf;
-
-    if (mcf == NULL || ngx_exiting) {
-        return;
-    }
-
-    next = NGX_HTTP_FANBASE_TICK;
-
-    while (ngx_http_fanbase_jobs_n < mcf->deliver_concurrency) {
-
-        job = ngx_calloc(sizeof(ngx_http_fanbase_job_t), ev->log);
-        if (job == NULL) {
-            break;
-        }
-
-        rc = ngx_http_fanbase_txn_claim(mcf, job,
-                                        ngx_http_fanbase_deliver_lease,
-                                        &next);
-
-        if (rc != NGX_OK) {
-            ngx_free(job);
-
-            if (next == 0) {
-                continue;
-            }
-
-            break;
-        }
-
-        ngx_queue_insert_tail(&ngx_http_fanbase_jobs, &job->queue);
-        ngx_http_fanbase_jobs_n++;
-
-        ngx_http_fanbase_job_start(job);
-
-        next = NGX_HTTP_FANBASE_TICK;
-    }
-
-    if (ngx_http_fanbase_jobs_n >= mcf->deliver_concurrency
-        || next > NGX_HTTP_FANBASE_TICK)
-    {
-        next = NGX_HTTP_FANBASE_TICK;
-    }
-
-    if (!ev->timer_set && !ev->posted) {
-        ngx_add_timer(ev, ngx_max(next, 1));
-    }
+    ngx_http_fanbase_job_start(ngx_queue_data(q, ngx_http_fanbase_job_t,
+                                              queue));
 }
 
 
@@ -695,7 +641,7 @@ ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
 {
     uint64_t                       now;
     ngx_str_t                      msg;
-    ngx_msec_t                     delay, max;
+    ngx_msec_t                     delay;
     ngx_uint_t                     deliver;
     ngx_http_fanbase_txn_update_t  u;
 
@@ -720,15 +666,13 @@ ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
         return;
     }
 
-    max = deliver ? NGX_HTTP_FANBASE_BACKOFF_MAX : NGX_HTTP_FANBASE_POLL_MAX;
-    delay = (job->attempts < 20) ? (ngx_msec_t) 1000 << job->attempts : max;
-    delay = ngx_min(delay, max);
+    /* status polls back off without jitter: each follows its own */
 
-    if (deliver) {
-        /* full jitter over the upper half */
-        delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
-    }
-
+    delay = ngx_http_fanbase_sched_backoff(job->attempts,
+                                           deliver
+                                           ? NGX_HTTP_FANBASE_BACKOFF_MAX
+                                           : NGX_HTTP_FANBASE_POLL_MAX,
+                                           deliver);
     delay = ngx_max(delay, at_least);
 
     if (now + delay > job->deadline) {
@@ -812,9 +756,6 @@ ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
                                 ngx_cycle->log);
 
     ngx_http_fanbase_job_free(job);
-
-    /* the free place goes to the next due transaction */
-    ngx_http_fanbase_deliver_kick();
 }
 
 
@@ -833,8 +774,8 @@ ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job)
         ngx_destroy_pool(job->pool);
     }
 
-    ngx_queue_remove(&job->queue);
-    ngx_http_fanbase_jobs_n--;
+    /* the free place goes to the next due transaction */
+    ngx_http_fanbase_sched_done(&ngx_http_fanbase_deliver_sched, &job->queue);
 
     ngx_free(job);
 }

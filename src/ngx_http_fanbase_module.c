@@ -319,6 +319,44 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
 };
 
 
+/*
+ * The parts of the shared zone, in the order the zone sets them up (the
+ * state file last: it fills the others) and asks them for memory when it
+ * runs short: queue items first (a cache of what Fanbase holds), then
+ * finished transactions.
+ */
+
+ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[] = {
+
+    { "queue items",
+      ngx_http_fanbase_store_init_zone,
+      NULL,
+      ngx_http_fanbase_store_evict },
+
+    { "transactions",
+      ngx_http_fanbase_txn_init_zone,
+      NULL,
+      ngx_http_fanbase_txn_evict },
+
+    { "notices",
+      ngx_http_fanbase_notice_init_zone,
+      NULL,
+      NULL },
+
+    { "tokens",
+      ngx_http_fanbase_token_init_zone,
+      ngx_http_fanbase_token_attach_zone,
+      NULL },
+
+    { "state file",
+      ngx_http_fanbase_state_init_zone,
+      NULL,
+      NULL },
+
+    { NULL, NULL, NULL, NULL }
+};
+
+
 ngx_module_t  ngx_http_fanbase_module = {
     NGX_MODULE_V1,
     &ngx_http_fanbase_module_ctx,          /* module context */
@@ -370,7 +408,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
     /* the master allocated the pages; this maps them in this worker */
 
     if (mcf->prefault) {
-        (void) ngx_http_fanbase_store_prefault(mcf->shm_zone, cycle->log);
+        (void) ngx_http_fanbase_zone_prefault(mcf->shm_zone, cycle->log);
     }
 
     if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
@@ -943,7 +981,8 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    mcf->shm_zone->init = ngx_http_fanbase_store_init_zone;
+    mcf->shm_zone->init = ngx_http_fanbase_zone_init;
+    mcf->parts = ngx_http_fanbase_zone_parts;
     mcf->shm_zone->data = mcf;
 
     mcf->prefault = 1;

@@ -70,9 +70,11 @@
 typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
 typedef struct ngx_http_fanbase_curl_s        ngx_http_fanbase_curl_t;
 typedef struct ngx_http_fanbase_headers_s     ngx_http_fanbase_headers_t;
+typedef struct ngx_http_fanbase_sched_s       ngx_http_fanbase_sched_t;
 typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
 typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
 typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
+typedef struct ngx_http_fanbase_main_conf_s   ngx_http_fanbase_main_conf_t;
 typedef struct ngx_http_fanbase_txn_s         ngx_http_fanbase_txn_t;
 typedef struct ngx_http_fanbase_qid_s         ngx_http_fanbase_qid_t;
 
@@ -109,10 +111,19 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   5
+#define NGX_HTTP_FANBASE_ZONE_VERSION   6
+
+/*
+ * per bucket of the hash tables, after the context: the heads of the
+ * chains of transactions, Idempotency-Keys, webhook message ids and queue
+ * ids, and a change stamp
+ */
+#define NGX_HTTP_FANBASE_BUCKET_SIZE                                         \
+    (4 * sizeof(void *) + sizeof(ngx_atomic_t))
 
 typedef struct {
     uint32_t                      layout;      /* what made the zone */
+    ngx_uint_t                    buckets;     /* of each hash table */
     ngx_rbtree_t                  rbtree;
     ngx_rbtree_node_t             sentinel;
     ngx_queue_t                   evictable;   /* LRU: terminal and probes */
@@ -148,8 +159,29 @@ typedef struct {
 } ngx_http_fanbase_shctx_t;
 
 
+/*
+ * a part of the zone (ngx_http_fanbase_zone.c): init sets up its records
+ * in a new zone, attach checks in with a zone kept over a reload (NULL:
+ * nothing to do), evict frees its least needed record and returns 1, or
+ * returns 0 when it has none it may give (NULL: never)
+ */
+
+typedef ngx_int_t (*ngx_http_fanbase_zone_init_pt)(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
+typedef ngx_uint_t (*ngx_http_fanbase_zone_evict_pt)(
+    ngx_http_fanbase_main_conf_t *mcf);
+
 typedef struct {
+    const char                   *name;        /* NULL ends the table */
+    ngx_http_fanbase_zone_init_pt init;
+    ngx_http_fanbase_zone_init_pt attach;
+    ngx_http_fanbase_zone_evict_pt evict;
+} ngx_http_fanbase_zone_part_t;
+
+
+struct ngx_http_fanbase_main_conf_s {
     ngx_shm_zone_t               *shm_zone;
+    ngx_http_fanbase_zone_part_t *parts;       /* the zone's, in order */
     ngx_http_fanbase_shctx_t     *sh;
     ngx_slab_pool_t              *shpool;
     ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */
@@ -168,7 +200,8 @@ typedef struct {
     time_t                        notify_horizon;
     ngx_uint_t                    notify_concurrency;
     ngx_http_fanbase_loc_conf_t  *notify_lcf;  /* http level: timeouts */
-} ngx_http_fanbase_main_conf_t;
+    ngx_http_fanbase_sched_t     *notify_sched; /* this worker's sender */
+};
 
 
 struct ngx_http_fanbase_loc_conf_s {
@@ -237,6 +270,32 @@ struct ngx_http_fanbase_cred_s {
     void                         *slot;
     ngx_http_fanbase_headers_t *hdr;
     ngx_http_fanbase_curl_t      *fetch;
+};
+
+
+/* a worker's scheduler of due work (ngx_http_fanbase_sched.c) */
+
+/*
+ * claim: the next due piece of work, claimed, or NULL and *next: the ms
+ * until one may be due (0: one was passed over, look again); start: sets
+ * it going, and it calls ngx_http_fanbase_sched_done() when it ends
+ */
+typedef ngx_queue_t *(*ngx_http_fanbase_sched_claim_pt)(
+    ngx_http_fanbase_sched_t *s, ngx_msec_t *next);
+typedef void (*ngx_http_fanbase_sched_start_pt)(ngx_queue_t *job);
+
+struct ngx_http_fanbase_sched_s {
+    ngx_http_fanbase_sched_claim_pt  claim;
+    ngx_http_fanbase_sched_start_pt  start;
+    ngx_uint_t                    concurrency; /* places of this worker */
+    ngx_msec_t                    tick;        /* looks at least this often */
+    void                         *data;        /* the kind's */
+
+    ngx_queue_t                   jobs;        /* running here */
+    ngx_uint_t                    running;
+    ngx_event_t                   event;
+    ngx_connection_t              conn;        /* the event's, for logs */
+    unsigned                      active:1;
 };
 
 
@@ -387,6 +446,20 @@ typedef struct {
 } ngx_http_fanbase_notice_t;
 
 
+/* a notice claimed by this worker, copied out of the zone */
+
+typedef struct {
+    ngx_queue_t                   queue;       /* its scheduler's jobs */
+    uint32_t                      claim;
+    uint32_t                      attempts;
+    uint64_t                      created;
+    ngx_str_t                     id;
+    ngx_str_t                     body;
+    ngx_http_fanbase_curl_t      *http;
+    u_char                        data[1];     /* id, then body */
+} ngx_http_fanbase_notice_job_t;
+
+
 /* an Idempotency-Key claim, or a webhook message id */
 
 struct ngx_http_fanbase_idem_s {
@@ -478,6 +551,23 @@ typedef struct {
 } ngx_http_fanbase_txn_update_t;
 
 
+/* ngx_http_fanbase_zone.c */
+ngx_int_t ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_http_fanbase_zone_prefault(ngx_shm_zone_t *shm_zone,
+    ngx_log_t *log);
+void *ngx_http_fanbase_zone_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size);
+
+/* ngx_http_fanbase_sched.c */
+void ngx_http_fanbase_sched_start(ngx_http_fanbase_sched_t *s,
+    ngx_log_t *log);
+void ngx_http_fanbase_sched_stop(ngx_http_fanbase_sched_t *s);
+void ngx_http_fanbase_sched_kick(ngx_http_fanbase_sched_t *s);
+void ngx_http_fanbase_sched_done(ngx_http_fanbase_sched_t *s,
+    ngx_queue_t *job);
+ngx_msec_t ngx_http_fanbase_sched_backoff(ngx_uint_t attempts,
+    ngx_msec_t max, ngx_uint_t jitter);
+
 /* ngx_http_fanbase_id.c */
 ngx_int_t ngx_http_fanbase_id_valid(ngx_str_t *id);
 ngx_int_t ngx_http_fanbase_id_valid_txn(ngx_str_t *id);
@@ -505,10 +595,12 @@ void ngx_http_fanbase_wait_remove(ngx_http_fanbase_waiter_t *w);
 void ngx_http_fanbase_wait_kick(void);
 
 /* ngx_http_fanbase_token.c */
+ngx_int_t ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_token_attach_zone(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
 ngx_http_fanbase_cred_t *ngx_http_fanbase_token_cred(ngx_conf_t *cf,
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_loc_conf_t *lcf);
-ngx_int_t ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 ngx_int_t ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred,
@@ -520,10 +612,9 @@ void ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
 ngx_int_t ngx_http_fanbase_call_start(ngx_http_fanbase_call_t *call);
 
 /* ngx_http_fanbase_store.c */
-ngx_int_t ngx_http_fanbase_store_prefault(ngx_shm_zone_t *shm_zone,
-    ngx_log_t *log);
-ngx_int_t ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
+ngx_int_t ngx_http_fanbase_store_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
+ngx_uint_t ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf);
 ngx_int_t ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_http_fanbase_lookup_t *lk,
     ngx_pool_t *pool, fanbase_item_t *item);
@@ -540,10 +631,10 @@ void ngx_http_fanbase_store_unreserve(ngx_http_fanbase_main_conf_t *mcf,
     void *reserved);
 size_t ngx_http_fanbase_store_entry_size(fanbase_item_t *item,
     ngx_uint_t keep_msg);
-void *ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
-    size_t size);
 
 /* ngx_http_fanbase_txn.c */
+ngx_int_t ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
@@ -568,9 +659,6 @@ void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *msg_id);
 ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
-ngx_uint_t ngx_http_fanbase_txn_buckets(size_t size);
-ngx_int_t ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
-    size_t size);
 void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t, ngx_msec_t delay);
 void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
@@ -612,14 +700,21 @@ void ngx_http_fanbase_deliver_kick(void);
 /* ngx_http_fanbase_webhook.c */
 ngx_int_t ngx_http_fanbase_webhook_handler(ngx_http_request_t *r);
 
-/* ngx_http_fanbase_notify.c */
-void ngx_http_fanbase_notice_add_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_txn_t *t, ngx_log_t *log);
+/* ngx_http_fanbase_notice.c */
+ngx_int_t ngx_http_fanbase_notice_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
 ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_alloc_locked(
     ngx_http_fanbase_main_conf_t *mcf, size_t size);
 void ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_notice_t *n, ngx_str_t *id, uint64_t created,
     uint32_t attempts);
+ngx_http_fanbase_notice_job_t *ngx_http_fanbase_notice_claim(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_msec_t lease, ngx_msec_t *next);
+void ngx_http_fanbase_notice_finish(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_notice_job_t *job, ngx_uint_t drop, ngx_msec_t delay,
+    ngx_uint_t failed);
+
+/* ngx_http_fanbase_notify.c */
 ngx_int_t ngx_http_fanbase_notify_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 void ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle);
@@ -628,8 +723,8 @@ void ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_fanbase_transaction_handler(ngx_http_request_t *r);
 
 /* ngx_http_fanbase_state.c */
-ngx_int_t ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_state_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_main_conf_t *mcf);
 void ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
@@ -667,7 +762,8 @@ ngx_int_t ngx_http_fanbase_render_item(ngx_pool_t *pool,
     fanbase_item_t *item, ngx_uint_t show_msg, ngx_str_t *out);
 
 
-extern ngx_module_t  ngx_http_fanbase_module;
+extern ngx_module_t                  ngx_http_fanbase_module;
+extern ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[];
 
 
 #endif /* _NGX_HTTP_FANBASE_MODULE_H_INCLUDED_ */

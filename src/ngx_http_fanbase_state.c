@@ -62,6 +62,8 @@ typedef struct {
 } ngx_http_fanbase_state_io_t;
 
 
+static ngx_int_t ngx_http_fanbase_state_load(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_log_t *log);
 static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
 static u_char *ngx_http_fanbase_state_txn(u_char *p,
@@ -660,7 +662,21 @@ failed:
  * overwrite it.
  */
 
+/* the state file's part of a new zone: what it holds, loaded */
+
 ngx_int_t
+ngx_http_fanbase_state_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
+{
+    if (mcf->state.len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_fanbase_state_load(mcf, log);
+}
+
+
+static ngx_int_t
 ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     ngx_log_t *log)
 {

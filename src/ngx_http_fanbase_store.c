@@ -29,7 +29,6 @@
 
 #define NGX_HTTP_FANBASE_DATE_MAX    64
 #define NGX_HTTP_FANBASE_TEXT_MAX    4096
-#define NGX_HTTP_FANBASE_EVICT_MAX   64
 #define NGX_HTTP_FANBASE_EVICT_SCAN  16
 
 /*
@@ -80,159 +79,26 @@ static void ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_entry_t *e);
 static ngx_int_t ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e,
     ngx_uint_t want_msg, ngx_pool_t *pool, fanbase_item_t *item);
-static ngx_uint_t ngx_http_fanbase_store_evict(
-    ngx_http_fanbase_main_conf_t *mcf);
 static void ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_entry_t *e);
-static uint32_t ngx_http_fanbase_store_layout(void);
 
 
-/*
- * The zone's pages are allocated and mapped when it starts rather than
- * when a request first touches them: a page fault costs microseconds (far
- * more in a virtual machine), is taken again by every worker that maps the
- * page, and would be taken under the zone's lock, stalling the other
- * workers.  The master populates a new zone, so a host short of memory
- * fails at start (a shared page that cannot be had at first touch kills
- * the worker with SIGBUS); each worker then maps the pages, which costs
- * about 0.1 s per gigabyte and blocks nothing but its own start.
- */
+/* the queue items' part of a new zone */
 
 ngx_int_t
-ngx_http_fanbase_store_prefault(ngx_shm_zone_t *shm_zone, ngx_log_t *log)
+ngx_http_fanbase_store_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
 {
-#if (NGX_LINUX && defined MADV_POPULATE_WRITE)
+    ngx_http_fanbase_shctx_t  *sh;
 
-    ngx_err_t   err;
-    ngx_uint_t  level;
+    sh = mcf->sh;
 
-    if (madvise(shm_zone->shm.addr, shm_zone->shm.size, MADV_POPULATE_WRITE)
-        == 0)
-    {
-        return NGX_OK;
-    }
-
-    err = ngx_errno;
-
-    if (err == NGX_ENOMEM) {
-        ngx_log_error(NGX_LOG_EMERG, log, err,
-                      "fanbase: no memory for the %uz bytes of zone \"%V\"; "
-                      "make it smaller, or set \"prefault=off\" to have "
-                      "its pages allocated as they are first used",
-                      shm_zone->shm.size, &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
-    /* EINVAL: a kernel older than 5.14 */
-
-    level = (err == NGX_EINVAL) ? NGX_LOG_NOTICE : NGX_LOG_WARN;
-
-    ngx_log_error(level, log, err,
-                  "fanbase: zone \"%V\" is not prefaulted, its pages are "
-                  "mapped as they are first used", &shm_zone->shm.name);
-
-#endif
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_fanbase_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_fanbase_main_conf_t  *omcf = data;
-
-    size_t                         len;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_fanbase_main_conf_t  *mcf;
-
-    mcf = shm_zone->data;
-
-    if (omcf != NULL) {
-        mcf->sh = omcf->sh;
-        mcf->shpool = omcf->shpool;
-
-        /*
-         * a reload keeps a zone of the same name and size, also when the
-         * module's file was replaced by one that lays it out otherwise
-         */
-
-        if (mcf->sh->layout != ngx_http_fanbase_store_layout()) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "fanbase: zone \"%V\" was made by another "
-                          "version of the module; restart nginx (its state "
-                          "file carries the transactions over) or change "
-                          "the zone's size", &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
-        return ngx_http_fanbase_token_init_zone(mcf, shm_zone->shm.log);
-    }
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    mcf->shpool = shpool;
-
-    if (shm_zone->shm.exists) {
-        mcf->sh = shpool->data;
-        return NGX_OK;
-    }
-
-    /* "nginx -t" creates the zone too, and throws it away */
-
-    if (mcf->prefault && !ngx_test_config
-        && ngx_http_fanbase_store_prefault(shm_zone, shm_zone->shm.log)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t)
-                             + ngx_http_fanbase_txn_buckets(shm_zone->shm.size)
-                               * (4 * sizeof(void *) + sizeof(ngx_atomic_t)));
-    if (mcf->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = mcf->sh;
-
-    mcf->sh->layout = ngx_http_fanbase_store_layout();
-
-    ngx_rbtree_init(&mcf->sh->rbtree, &mcf->sh->sentinel,
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
                     ngx_http_fanbase_rbtree_insert_value);
-    ngx_queue_init(&mcf->sh->evictable);
-    ngx_queue_init(&mcf->sh->active);
-    ngx_queue_init(&mcf->sh->tokens);
-    mcf->sh->entries = 0;
-    mcf->sh->evictions = 0;
-
-    if (ngx_http_fanbase_txn_init_zone(mcf, shm_zone->shm.size) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    len = sizeof(" in fanbase zone \"\"") + shm_zone->shm.name.len;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool, len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in fanbase zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone is answered with 503 and logged once per failure here */
-    shpool->log_nomem = 0;
-
-    if (ngx_http_fanbase_token_init_zone(mcf, shm_zone->shm.log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    /* an empty zone starts from the state file, if there is one */
-
-    if (mcf->state.len
-        && ngx_http_fanbase_state_load(mcf, shm_zone->shm.log) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    ngx_queue_init(&sh->evictable);
+    ngx_queue_init(&sh->active);
+    sh->entries = 0;
+    sh->evictions = 0;
 
     return NGX_OK;
 }
@@ -404,7 +270,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
      * else the reservation: it is only the guarantee
      */
 
-    n = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    n = ngx_http_fanbase_zone_alloc_locked(mcf, size);
 
     if (n != NULL) {
         n->size = size;
@@ -520,7 +386,7 @@ ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    r = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    r = ngx_http_fanbase_zone_alloc_locked(mcf, size);
     if (r != NULL) {
         r->size = size;
     }
@@ -563,40 +429,9 @@ ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
 }
 
 
-static uint32_t
-ngx_http_fanbase_store_layout(void)
-{
-    return (NGX_HTTP_FANBASE_ZONE_VERSION << 24)
-           ^ (uint32_t) (sizeof(ngx_http_fanbase_shctx_t) << 12)
-           ^ (uint32_t) sizeof(ngx_http_fanbase_txn_t);
-}
+/* the least recently used evictable item, freed: 1; none: 0 */
 
-
-void *
-ngx_http_fanbase_shm_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
-    size_t size)
-{
-    void        *p;
-    ngx_uint_t   i;
-
-    p = ngx_slab_alloc_locked(mcf->shpool, size);
-
-    for (i = 0; p == NULL && i < NGX_HTTP_FANBASE_EVICT_MAX; i++) {
-
-        if (!ngx_http_fanbase_store_evict(mcf)
-            && !ngx_http_fanbase_txn_evict(mcf))
-        {
-            break;
-        }
-
-        p = ngx_slab_alloc_locked(mcf->shpool, size);
-    }
-
-    return p;
-}
-
-
-static ngx_uint_t
+ngx_uint_t
 ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
 {
     ngx_uint_t                 n;
@@ -750,7 +585,7 @@ ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
 
     size = offsetof(ngx_http_fanbase_entry_t, data) + id->len;
 
-    e = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    e = ngx_http_fanbase_zone_alloc_locked(mcf, size);
     if (e == NULL) {
         return NULL;
     }

@@ -193,6 +193,18 @@ ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
 }
 
 
+/* the tokens' part of a new zone */
+
+ngx_int_t
+ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
+{
+    ngx_queue_init(&mcf->sh->tokens);
+
+    return ngx_http_fanbase_token_attach_zone(mcf, size, log);
+}
+
+
 /*
  * Every credential set's token slot is taken when the zone is set up (in
  * the master, at start and reload): a zone that fills up with
@@ -200,8 +212,8 @@ ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
  */
 
 ngx_int_t
-ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_log_t *log)
+ngx_http_fanbase_token_attach_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
 {
     void                      *slot;
     ngx_uint_t                 i;
@@ -411,7 +423,7 @@ ngx_http_fanbase_token_slot(ngx_http_fanbase_cred_t *cred)
         }
     }
 
-    slot = ngx_http_fanbase_shm_alloc_locked(cred->mcf,
+    slot = ngx_http_fanbase_zone_alloc_locked(cred->mcf,
                                      sizeof(ngx_http_fanbase_token_slot_t));
     if (slot == NULL) {
         return NULL;

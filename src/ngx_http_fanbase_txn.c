@@ -39,44 +39,30 @@ static void ngx_http_fanbase_txn_free_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
+static void ngx_http_fanbase_txn_notice_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    ngx_log_t *log);
 static void ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3);
 static ngx_http_fanbase_event_t *ngx_http_fanbase_event_reuse(
     ngx_http_fanbase_txn_t *t, size_t size);
 
 
-/*
- * Transactions are found by id in a hash table of chained buckets, about
- * one bucket per kilobyte of zone: one or two cache misses where a tree of
- * a hundred thousand entries costs twenty.
- */
-
-ngx_uint_t
-ngx_http_fanbase_txn_buckets(size_t size)
-{
-    ngx_uint_t  n;
-
-    for (n = 32; n < size / 1024; n <<= 1) { /* void */ }
-
-    return n;
-}
-
-
 ngx_int_t
 ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
-    size_t size)
+    size_t size, ngx_log_t *log)
 {
     ngx_uint_t                 n;
     ngx_http_fanbase_shctx_t  *sh;
 
     sh = mcf->sh;
 
-    n = ngx_http_fanbase_txn_buckets(size);
-
     /*
-     * the buckets follow the zone's context, in its allocation: those of
+     * the buckets the zone laid out after its context: those of
      * transactions, Idempotency-Keys, webhook message ids and queue ids,
-     * and the change stamps (see below)
+     * then the change stamps (see below)
      */
+
+    n = sh->buckets;
 
     sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
     ngx_memzero(sh->txn_hash, n * sizeof(ngx_http_fanbase_txn_t *));
@@ -93,10 +79,6 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     sh->qid_hash = (ngx_http_fanbase_qid_t **) (sh->hooks.hash + n);
     ngx_memzero(sh->qid_hash, n * sizeof(ngx_http_fanbase_qid_t *));
-    ngx_rbtree_init(&sh->notices, &sh->notices_sentinel,
-                    ngx_rbtree_insert_timer_value);
-    ngx_queue_init(&sh->notices_all);
-    sh->notice_count = 0;
     ngx_queue_init(&sh->txn_live);
     ngx_queue_init(&sh->txn_done);
     sh->txn_count = 0;
@@ -296,7 +278,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     sh = mcf->sh;
 
-    t = ngx_http_fanbase_shm_alloc_locked(mcf, sizeof(ngx_http_fanbase_txn_t));
+    t = ngx_http_fanbase_zone_alloc_locked(mcf, sizeof(ngx_http_fanbase_txn_t));
     if (t == NULL) {
         return NULL;
     }
@@ -314,7 +296,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
      */
 
     if (payload->len) {
-        t->data = ngx_http_fanbase_shm_alloc_locked(mcf,
+        t->data = ngx_http_fanbase_zone_alloc_locked(mcf,
                                   ngx_max(payload->len,
                                           NGX_HTTP_FANBASE_ID_MAX));
         if (t->data == NULL) {
@@ -398,7 +380,7 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     size = offsetof(ngx_http_fanbase_event_t, json) + event->len;
 
-    ev = ngx_http_fanbase_shm_alloc_locked(mcf, size);
+    ev = ngx_http_fanbase_zone_alloc_locked(mcf, size);
 
     if (ev == NULL) {
         /*
@@ -458,7 +440,7 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
      * zone, evicting those makes room for a claim
      */
 
-    k = ngx_http_fanbase_shm_alloc_locked(mcf,
+    k = ngx_http_fanbase_zone_alloc_locked(mcf,
                               ngx_max(offsetof(ngx_http_fanbase_idem_t, key)
                                       + key->len,
                                       NGX_HTTP_FANBASE_CHUNK));
@@ -753,7 +735,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
          */
 
         ngx_http_fanbase_txn_changed(mcf->sh, t);
-        ngx_http_fanbase_notice_add_locked(mcf, t, log);
+        ngx_http_fanbase_txn_notice_locked(mcf, t, log);
         ngx_http_fanbase_txn_terminal_locked(mcf, t);
 
         rc = NGX_OK;
@@ -987,7 +969,7 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
      */
 
     if (moved) {
-        ngx_http_fanbase_notice_add_locked(mcf, t, log);
+        ngx_http_fanbase_txn_notice_locked(mcf, t, log);
     }
 
     if (fanbase_status_terminal(t->status)) {
@@ -1121,7 +1103,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_http_fanbase_txn_changed(sh, t);
-    ngx_http_fanbase_notice_add_locked(mcf, t, log);
+    ngx_http_fanbase_txn_notice_locked(mcf, t, log);
 
     /*
      * last: the event's and the notice's room may be made by evicting
@@ -1176,7 +1158,7 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_OK;
     }
 
-    q = ngx_http_fanbase_shm_alloc_locked(mcf,
+    q = ngx_http_fanbase_zone_alloc_locked(mcf,
                               offsetof(ngx_http_fanbase_qid_t, queue_id)
                               + len);
     if (q == NULL) {
@@ -1303,6 +1285,49 @@ ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     t->owner = 0;
+}
+
+
+/*
+ * A notice for the site (fanbase_notify) of a change of a transaction's
+ * status, with the transaction as it is now; called with the zone locked
+ */
+
+static void
+ngx_http_fanbase_txn_notice_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_log_t *log)
+{
+    u_char                     *p;
+    ngx_str_t                   id;
+    ngx_http_fanbase_notice_t  *n;
+    u_char                      buf[NGX_HTTP_FANBASE_NOTICE_ID_MAX];
+
+    if (mcf->notify_url.len == 0) {
+        return;
+    }
+
+    /* the same id for every attempt, another for every status */
+
+    id.data = buf;
+    id.len = ngx_snprintf(buf, sizeof(buf), "msg_%*s_%s",
+                          (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, t->id,
+                          fanbase_json_status_name(t->status))
+             - buf;
+
+    n = ngx_http_fanbase_notice_alloc_locked(mcf,
+                                       ngx_http_fanbase_txn_json_size(t));
+    if (n == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: zone \"%V\" is full, the notification "
+                      "\"%V\" is not kept", &mcf->shm_zone->shm.name, &id);
+        return;
+    }
+
+    p = ngx_http_fanbase_txn_json(n->body, t);
+    n->len = (uint32_t) (p - n->body);
+
+    ngx_http_fanbase_notice_queue_locked(mcf, n, &id,
+                                         ngx_http_fanbase_time_now(), 0);
 }
 
 

@@ -357,7 +357,8 @@ fuzz_zone_open(fuzz_zone_t *z, void *addr, size_t size, u_char *path)
     z->shm_zone.shm.size = size;
     ngx_str_set(&z->shm_zone.shm.name, "fanbase");
     z->shm_zone.shm.log = &fuzz_log;
-    z->shm_zone.init = ngx_http_fanbase_store_init_zone;
+    z->shm_zone.init = ngx_http_fanbase_zone_init;
+    z->mcf.parts = ngx_http_fanbase_zone_parts;
     z->shm_zone.data = &z->mcf;
     z->shm_zone.tag = &ngx_http_fanbase_module;
 
@@ -507,10 +508,10 @@ fuzz_keys_check(ngx_http_fanbase_main_conf_t *mcf,
         /* "now" is fixed: nothing loaded has expired since */
 
         if (ngx_http_fanbase_keys_find_locked(mcf, keys, k->scope, &key,
-                                    ngx_http_fanbase_scope_hash(k->scope,
+                                    ngx_http_fanbase_id_hash(k->scope,
                                                                 key.data,
                                                                 key.len),
-                                    ngx_http_fanbase_txn_now())
+                                    ngx_http_fanbase_time_now())
             != k)
         {
             fuzz_fail("a key that its hash does not find");
