@@ -12,7 +12,12 @@
 
 #include <sys/random.h>
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_deliver.h"
+#include "ngx_http_fanbase_request.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_accept.h"
 
 
 #define NGX_HTTP_FANBASE_UNPROCESSABLE   422

@@ -10,7 +10,8 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
 
 
 #define NGX_HTTP_FANBASE_EASY_CACHE   64

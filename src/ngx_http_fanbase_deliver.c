@@ -18,7 +18,15 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_sched.h"
+#include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_token.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_deliver.h"
 
 
 #define NGX_HTTP_FANBASE_TICK          1000

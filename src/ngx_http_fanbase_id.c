@@ -8,7 +8,8 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
 
 
 /* Fanbase's queue ids: 1 to 64 of [0-9A-Za-z_-] */

@@ -8,7 +8,23 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_deliver.h"
+#include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_notice.h"
+#include "ngx_http_fanbase_notify.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_signature.h"
+#include "ngx_http_fanbase_state.h"
+#include "ngx_http_fanbase_status.h"
+#include "ngx_http_fanbase_submit.h"
+#include "ngx_http_fanbase_token.h"
+#include "ngx_http_fanbase_transaction.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_wait.h"
+#include "ngx_http_fanbase_webhook.h"
+#include "ngx_http_fanbase_zone.h"
 
 
 static ngx_int_t ngx_http_fanbase_init_module(ngx_cycle_t *cycle);
@@ -55,7 +71,7 @@ static char *ngx_http_fanbase_transaction(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_transaction_path(ngx_conf_t *cf, void *post,
     void *data);
-static char *ngx_http_fanbase_id_value(ngx_conf_t *cf,
+static char *ngx_http_fanbase_set_id_value(ngx_conf_t *cf,
     ngx_http_fanbase_loc_conf_t *lcf);
 static char *ngx_http_fanbase_set_handler(ngx_conf_t *cf,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_uint_t handler,
@@ -328,32 +344,32 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
 
 ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[] = {
 
-    { "queue items",
-      ngx_http_fanbase_store_init_zone,
+    { "queue items", 0,
+      ngx_http_fanbase_item_init_zone,
       NULL,
-      ngx_http_fanbase_store_evict },
+      ngx_http_fanbase_item_evict },
 
-    { "transactions",
+    { "transactions", sizeof(ngx_http_fanbase_txn_t),
       ngx_http_fanbase_txn_init_zone,
       NULL,
       ngx_http_fanbase_txn_evict },
 
-    { "notices",
+    { "notices", sizeof(ngx_http_fanbase_notice_t),
       ngx_http_fanbase_notice_init_zone,
       NULL,
       NULL },
 
-    { "tokens",
+    { "tokens", 0,
       ngx_http_fanbase_token_init_zone,
       ngx_http_fanbase_token_attach_zone,
       NULL },
 
-    { "state file",
+    { "state file", 0,
       ngx_http_fanbase_state_init_zone,
       NULL,
       NULL },
 
-    { NULL, NULL, NULL, NULL }
+    { NULL, 0, NULL, NULL, NULL }
 };
 
 
@@ -1521,7 +1537,7 @@ ngx_http_fanbase_transaction(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
-    return ngx_http_fanbase_id_value(cf, conf);
+    return ngx_http_fanbase_set_id_value(cf, conf);
 }
 
 
@@ -1557,14 +1573,14 @@ ngx_http_fanbase_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
-    return ngx_http_fanbase_id_value(cf, lcf);
+    return ngx_http_fanbase_set_id_value(cf, lcf);
 }
 
 
 /* the optional id argument of fanbase_status and fanbase_transaction */
 
 static char *
-ngx_http_fanbase_id_value(ngx_conf_t *cf, ngx_http_fanbase_loc_conf_t *lcf)
+ngx_http_fanbase_set_id_value(ngx_conf_t *cf, ngx_http_fanbase_loc_conf_t *lcf)
 {
     ngx_str_t                         *value;
     ngx_http_compile_complex_value_t   ccv;

@@ -11,7 +11,10 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_sched.h"
+#include "ngx_http_fanbase_zone.h"
+#include "ngx_http_fanbase_notice.h"
 
 
 static ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_find(

@@ -13,7 +13,13 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_notice.h"
+#include "ngx_http_fanbase_sched.h"
+#include "ngx_http_fanbase_signature.h"
+#include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_notify.h"
 
 
 #define NGX_HTTP_FANBASE_NOTIFY_TICK     1000

@@ -8,7 +8,11 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_call.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_response.h"
 
 
 typedef struct {

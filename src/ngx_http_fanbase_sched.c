@@ -15,7 +15,8 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_sched.h"
 
 
 static void ngx_http_fanbase_sched_tick(ngx_event_t *ev);

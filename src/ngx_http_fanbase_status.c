@@ -10,7 +10,16 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_call.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_request.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_wait.h"
+#include "ngx_http_fanbase_status.h"
 
 
 typedef struct {
@@ -155,7 +164,7 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
     r = ctx->call.request;
     lcf = ctx->call.lcf;
 
-    rc = ngx_http_fanbase_store_lookup(ctx->mcf, lcf->scope, &ctx->id,
+    rc = ngx_http_fanbase_item_lookup(ctx->mcf, lcf->scope, &ctx->id,
                                        &ctx->lookup, r->pool, &item);
 
     switch (rc) {
@@ -248,7 +257,7 @@ ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
         rc = ngx_http_fanbase_status_fetched(ctx);
 
     } else if (h->status == 404) {
-        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+        ngx_http_fanbase_item_release(ctx->mcf, ctx->call.lcf->scope,
                                        &ctx->id, 1);
         ctx->leased = 0;
 
@@ -256,7 +265,7 @@ ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
                                          "no such transaction");
 
     } else if (h->status >= 400 && h->status < 500) {
-        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+        ngx_http_fanbase_item_release(ctx->mcf, ctx->call.lcf->scope,
                                        &ctx->id, 0);
         ctx->leased = 0;
 
@@ -294,7 +303,7 @@ ngx_http_fanbase_status_fetched(ngx_http_fanbase_status_ctx_t *ctx)
     item.id.data = ctx->id.data;
     item.id.len = ctx->id.len;
 
-    (void) ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope,
+    (void) ngx_http_fanbase_item_update(ctx->mcf, ctx->call.lcf->scope,
                                          &item, ctx->call.lcf->store_payload,
                                          0, NULL, r->connection->log);
     ctx->leased = 0;
@@ -324,7 +333,7 @@ ngx_http_fanbase_status_fallback(ngx_http_fanbase_status_ctx_t *ctx,
     r = call->request;
     lcf = call->lcf;
 
-    ngx_http_fanbase_store_release(ctx->mcf, lcf->scope, &ctx->id, 0);
+    ngx_http_fanbase_item_release(ctx->mcf, lcf->scope, &ctx->id, 0);
     ctx->leased = 0;
 
     ngx_http_fanbase_wait_kick();
@@ -383,7 +392,7 @@ ngx_http_fanbase_status_cleanup(void *data)
 
     if (ctx->leased) {
         /* the client went away while this request read the id through */
-        ngx_http_fanbase_store_release(ctx->mcf, ctx->call.lcf->scope,
+        ngx_http_fanbase_item_release(ctx->mcf, ctx->call.lcf->scope,
                                        &ctx->id, 0);
         ctx->leased = 0;
         ngx_http_fanbase_wait_kick();

@@ -11,7 +11,16 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_accept.h"
+#include "ngx_http_fanbase_call.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_request.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_submit.h"
 
 
 typedef struct {
@@ -164,7 +173,7 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
 
     payload = lcf->store_payload ? body.len : 0;
 
-    ctx->reserved = ngx_http_fanbase_store_reserve(ctx->mcf, payload,
+    ctx->reserved = ngx_http_fanbase_item_reserve(ctx->mcf, payload,
                                                    r->connection->log);
     if (ctx->reserved == NULL) {
         rc = ngx_http_fanbase_send_unavailable(r, "zone_full",
@@ -272,7 +281,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     id.data = (u_char *) item.id.data;
     id.len = item.id.len;
 
-    rc = ngx_http_fanbase_store_update(ctx->mcf, ctx->call.lcf->scope, &item,
+    rc = ngx_http_fanbase_item_update(ctx->mcf, ctx->call.lcf->scope, &item,
                                        ctx->call.lcf->store_payload, 1,
                                        ctx->reserved, r->connection->log);
     ctx->reserved = NULL;
@@ -327,7 +336,7 @@ ngx_http_fanbase_submit_cleanup(void *data)
     ngx_http_fanbase_submit_ctx_t  *ctx = data;
 
     if (ctx->reserved != NULL) {
-        ngx_http_fanbase_store_unreserve(ctx->mcf, ctx->reserved);
+        ngx_http_fanbase_item_unreserve(ctx->mcf, ctx->reserved);
         ctx->reserved = NULL;
     }
 }

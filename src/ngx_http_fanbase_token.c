@@ -12,7 +12,12 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_wait.h"
+#include "ngx_http_fanbase_zone.h"
+#include "ngx_http_fanbase_token.h"
 
 #include <ngx_md5.h>
 

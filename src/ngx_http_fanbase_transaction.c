@@ -14,7 +14,14 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_request.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_wait.h"
+#include "ngx_http_fanbase_transaction.h"
 
 
 typedef struct {

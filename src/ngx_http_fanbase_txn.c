@@ -19,7 +19,13 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_notice.h"
+#include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_zone.h"
+#include "ngx_http_fanbase_txn.h"
 
 
 #define NGX_HTTP_FANBASE_EVENT_MAX   8192

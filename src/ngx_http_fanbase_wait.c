@@ -11,7 +11,8 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_wait.h"
 
 
 #define NGX_HTTP_FANBASE_WAIT_INTERVAL   10

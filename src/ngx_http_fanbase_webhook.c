@@ -14,7 +14,16 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_request.h"
+#include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_signature.h"
+#include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_webhook.h"
 
 
 #define NGX_HTTP_FANBASE_MSG_ID_MAX   255
@@ -25,7 +34,7 @@
 
 
 static void ngx_http_fanbase_webhook_body(ngx_http_request_t *r);
-static const char *ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
+static const char *ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id);
 static ngx_int_t ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *msg_id,
@@ -52,7 +61,7 @@ ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
-    reason = ngx_http_fanbase_webhook_auth(r, lcf, NULL, NULL);
+    reason = ngx_http_fanbase_webhook_verify(r, lcf, NULL, NULL);
 
     if (reason != NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -99,7 +108,7 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
 
     /* the exact bytes are checked before anything is parsed */
 
-    reason = ngx_http_fanbase_webhook_auth(r, lcf, &body, &msg_id);
+    reason = ngx_http_fanbase_webhook_verify(r, lcf, &body, &msg_id);
 
     if (reason != NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -147,7 +156,7 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
  */
 
 static const char *
-ngx_http_fanbase_webhook_auth(ngx_http_request_t *r,
+ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id)
 {
     time_t            ts, now;
@@ -378,7 +387,7 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
 
     if (!u->queue_item || u->status > FANBASE_STATUS_FAILED
         || (!lcf->webhook_create
-            && !ngx_http_fanbase_store_known(mcf, lcf->scope, &id)))
+            && !ngx_http_fanbase_item_known(mcf, lcf->scope, &id)))
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanbase: webhook for unknown \"%V\" ignored", &id);
@@ -395,7 +404,7 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     item.icode = u->icode;
     item.icode_set = u->icode_set;
 
-    rc = ngx_http_fanbase_store_update(mcf, lcf->scope, &item, 0, 0, NULL,
+    rc = ngx_http_fanbase_item_update(mcf, lcf->scope, &item, 0, 0, NULL,
                                        r->connection->log);
 
     if (rc == NGX_DECLINED) {

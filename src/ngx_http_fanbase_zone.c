@@ -16,7 +16,8 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_zone.h"
 
 
 /* records evicted for one allocation, at most */
@@ -24,7 +25,8 @@
 
 
 static ngx_uint_t ngx_http_fanbase_zone_buckets(size_t size);
-static uint32_t ngx_http_fanbase_zone_layout(void);
+static uint32_t ngx_http_fanbase_zone_layout(
+    ngx_http_fanbase_main_conf_t *mcf);
 
 
 ngx_int_t
@@ -49,7 +51,7 @@ ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data)
          * module's file was replaced by one that lays it out otherwise
          */
 
-        if (mcf->sh->layout != ngx_http_fanbase_zone_layout()) {
+        if (mcf->sh->layout != ngx_http_fanbase_zone_layout(mcf)) {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "fanbase: zone \"%V\" was made by another "
                           "version of the module; restart nginx (its state "
@@ -100,7 +102,7 @@ ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_memzero(mcf->sh, sizeof(ngx_http_fanbase_shctx_t));
 
     shpool->data = mcf->sh;
-    mcf->sh->layout = ngx_http_fanbase_zone_layout();
+    mcf->sh->layout = ngx_http_fanbase_zone_layout(mcf);
     mcf->sh->buckets = n;
 
     len = sizeof(" in fanbase zone \"\"") + shm_zone->shm.name.len;
@@ -227,10 +229,20 @@ ngx_http_fanbase_zone_buckets(size_t size)
 }
 
 
+/* what a zone made by another build of the module would differ in */
+
 static uint32_t
-ngx_http_fanbase_zone_layout(void)
+ngx_http_fanbase_zone_layout(ngx_http_fanbase_main_conf_t *mcf)
 {
-    return (NGX_HTTP_FANBASE_ZONE_VERSION << 24)
-           ^ (uint32_t) (sizeof(ngx_http_fanbase_shctx_t) << 12)
-           ^ (uint32_t) sizeof(ngx_http_fanbase_txn_t);
+    uint32_t                       layout;
+    ngx_http_fanbase_zone_part_t  *part;
+
+    layout = (NGX_HTTP_FANBASE_ZONE_VERSION << 24)
+             ^ (uint32_t) (sizeof(ngx_http_fanbase_shctx_t) << 12);
+
+    for (part = mcf->parts; part->name; part++) {
+        layout = layout * 31 + (uint32_t) part->record;
+    }
+
+    return layout;
 }

@@ -26,7 +26,13 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_state.h"
+#include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_zone.h"
 
 
 /* the smallest zone "fanbase_zone" takes is 8 pages: this one fills up */

@@ -10,7 +10,11 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_token.h"
+#include "ngx_http_fanbase_wait.h"
+#include "ngx_http_fanbase_call.h"
 
 
 static ngx_int_t ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call);

@@ -15,7 +15,11 @@
  */
 
 
-#include "ngx_http_fanbase_module.h"
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
+#include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_zone.h"
+#include "ngx_http_fanbase_item.h"
 
 
 #define NGX_HTTP_FANBASE_LEASED      0x01
@@ -57,36 +61,36 @@ typedef struct {
     u_char                        status;
     u_char                        flags;
     u_char                        data[1];
-} ngx_http_fanbase_entry_t;
+} ngx_http_fanbase_item_t;
 
 
 static void ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_int_t ngx_http_fanbase_store_cmp(ngx_str_t *id, uint64_t scope,
-    ngx_http_fanbase_entry_t *e);
-static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_find(
+static ngx_int_t ngx_http_fanbase_item_cmp(ngx_str_t *id, uint64_t scope,
+    ngx_http_fanbase_item_t *e);
+static ngx_http_fanbase_item_t *ngx_http_fanbase_item_find(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, ngx_str_t *id,
     uint32_t hash);
-static ngx_http_fanbase_entry_t *ngx_http_fanbase_store_probe(
+static ngx_http_fanbase_item_t *ngx_http_fanbase_item_probe(
     ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, ngx_str_t *id,
     uint32_t hash);
-static void ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e,
+static void ngx_http_fanbase_item_fill(ngx_http_fanbase_item_t *e,
     fanbase_item_t *item, ngx_uint_t keep_msg);
-static size_t ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max);
-static u_char *ngx_http_fanbase_store_put(u_char *p, const u_char *s,
+static size_t ngx_http_fanbase_item_cut(fanbase_str_t *s, size_t max);
+static u_char *ngx_http_fanbase_item_put(u_char *p, const u_char *s,
     size_t len);
-static void ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
-    ngx_http_fanbase_entry_t *e);
-static ngx_int_t ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e,
+static void ngx_http_fanbase_item_enqueue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_item_t *e);
+static ngx_int_t ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e,
     ngx_uint_t want_msg, ngx_pool_t *pool, fanbase_item_t *item);
-static void ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_entry_t *e);
+static void ngx_http_fanbase_item_delete(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_item_t *e);
 
 
 /* the queue items' part of a new zone */
 
 ngx_int_t
-ngx_http_fanbase_store_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     size_t size, ngx_log_t *log)
 {
     ngx_http_fanbase_shctx_t  *sh;
@@ -116,7 +120,7 @@ ngx_http_fanbase_store_init_zone(ngx_http_fanbase_main_conf_t *mcf,
  */
 
 ngx_int_t
-ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_lookup(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_http_fanbase_lookup_t *lk,
     ngx_pool_t *pool, fanbase_item_t *item)
 {
@@ -124,7 +128,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     ngx_int_t                  rc;
     ngx_msec_t                 now;
     ngx_uint_t                 fresh;
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
     ngx_memzero(item, sizeof(fanbase_item_t));
 
@@ -133,10 +137,10 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, scope, id, hash);
+    e = ngx_http_fanbase_item_find(mcf->sh, scope, id, hash);
 
     if (e == NULL) {
-        e = ngx_http_fanbase_store_probe(mcf, scope, id, hash);
+        e = ngx_http_fanbase_item_probe(mcf, scope, id, hash);
 
         if (e != NULL) {
             e->flags |= NGX_HTTP_FANBASE_LEASED;
@@ -149,7 +153,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_queue_remove(&e->queue);
-    ngx_http_fanbase_store_enqueue(mcf->sh, e);
+    ngx_http_fanbase_item_enqueue(mcf->sh, e);
 
     fresh = ngx_http_fanbase_before(now, e->fetched + lk->refresh)
             || (lk->waiting && e->fetched != lk->seen);
@@ -157,7 +161,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     if (e->status != FANBASE_STATUS_UNKNOWN
         && (fanbase_status_terminal(e->status) || fresh))
     {
-        rc = ngx_http_fanbase_store_copy(e, lk->want_msg, pool, item);
+        rc = ngx_http_fanbase_item_copy(e, lk->want_msg, pool, item);
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return rc;
     }
@@ -185,7 +189,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
     rc = NGX_BUSY;
 
     if (e->status != FANBASE_STATUS_UNKNOWN
-        && ngx_http_fanbase_store_copy(e, lk->want_msg, pool, item) != NGX_OK)
+        && ngx_http_fanbase_item_copy(e, lk->want_msg, pool, item) != NGX_OK)
     {
         rc = NGX_ERROR;
     }
@@ -203,7 +207,7 @@ ngx_http_fanbase_store_lookup(ngx_http_fanbase_main_conf_t *mcf,
  */
 
 ngx_int_t
-ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_update(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
     ngx_uint_t owned, void *reserved, ngx_log_t *log)
 {
@@ -211,7 +215,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     uint32_t                   hash;
     ngx_str_t                  id;
     ngx_uint_t                 stale;
-    ngx_http_fanbase_entry_t  *e, *n, *r;
+    ngx_http_fanbase_item_t  *e, *n, *r;
 
     id.data = (u_char *) item->id.data;
     id.len = item->id.len;
@@ -222,20 +226,20 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
                       "\"%*s\"", ngx_min(id.len, 64), id.data);
 
         if (reserved != NULL) {
-            ngx_http_fanbase_store_unreserve(mcf, reserved);
+            ngx_http_fanbase_item_unreserve(mcf, reserved);
         }
 
         return NGX_DECLINED;
     }
 
-    size = ngx_http_fanbase_store_entry_size(item, keep_msg);
+    size = ngx_http_fanbase_item_entry_size(item, keep_msg);
     hash = ngx_http_fanbase_id_hash(scope, id.data, id.len);
     r = reserved;
     stale = 0;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, scope, &id, hash);
+    e = ngx_http_fanbase_item_find(mcf->sh, scope, &id, hash);
 
     if (e != NULL) {
         e->flags &= ~NGX_HTTP_FANBASE_LEASED;
@@ -259,8 +263,8 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
         ngx_queue_remove(&e->queue);
 
         if (e->size >= size) {
-            ngx_http_fanbase_store_fill(e, item, keep_msg);
-            ngx_http_fanbase_store_enqueue(mcf->sh, e);
+            ngx_http_fanbase_item_fill(e, item, keep_msg);
+            ngx_http_fanbase_item_enqueue(mcf->sh, e);
             goto done;
         }
     }
@@ -281,7 +285,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
 
     } else {
         if (e != NULL) {
-            ngx_http_fanbase_store_enqueue(mcf->sh, e);
+            ngx_http_fanbase_item_enqueue(mcf->sh, e);
         }
 
         if (r != NULL) {
@@ -302,7 +306,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     n->fetched = ngx_current_msec;
     n->flags = (owned || (e != NULL && (e->flags & NGX_HTTP_FANBASE_OWNED)))
                ? NGX_HTTP_FANBASE_OWNED : 0;
-    ngx_http_fanbase_store_fill(n, item, keep_msg);
+    ngx_http_fanbase_item_fill(n, item, keep_msg);
 
     if (e != NULL) {
         ngx_rbtree_delete(&mcf->sh->rbtree, &e->node);
@@ -311,7 +315,7 @@ ngx_http_fanbase_store_update(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_rbtree_insert(&mcf->sh->rbtree, &n->node);
-    ngx_http_fanbase_store_enqueue(mcf->sh, n);
+    ngx_http_fanbase_item_enqueue(mcf->sh, n);
     mcf->sh->entries++;
 
 done:
@@ -331,15 +335,15 @@ done:
 /* the zone holds an answer for this id in "scope" (not a mere probe) */
 
 ngx_uint_t
-ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_known(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id)
 {
     ngx_uint_t                 known;
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
+    e = ngx_http_fanbase_item_find(mcf->sh, scope, id,
                                     ngx_http_fanbase_id_hash(scope,
                                                       id->data, id->len));
     known = (e != NULL && e->status != FANBASE_STATUS_UNKNOWN);
@@ -351,14 +355,14 @@ ngx_http_fanbase_store_known(ngx_http_fanbase_main_conf_t *mcf,
 
 
 void
-ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_uint_t not_found)
 {
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    e = ngx_http_fanbase_store_find(mcf->sh, scope, id,
+    e = ngx_http_fanbase_item_find(mcf->sh, scope, id,
                                     ngx_http_fanbase_id_hash(scope,
                                                       id->data, id->len));
 
@@ -376,11 +380,11 @@ ngx_http_fanbase_store_release(ngx_http_fanbase_main_conf_t *mcf,
 
 
 void *
-ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t payload, ngx_log_t *log)
 {
     size_t                     size;
-    ngx_http_fanbase_entry_t  *r;
+    ngx_http_fanbase_item_t  *r;
 
     size = NGX_HTTP_FANBASE_RESERVE + payload;
 
@@ -404,7 +408,7 @@ ngx_http_fanbase_store_reserve(ngx_http_fanbase_main_conf_t *mcf,
 
 
 void
-ngx_http_fanbase_store_unreserve(ngx_http_fanbase_main_conf_t *mcf,
+ngx_http_fanbase_item_unreserve(ngx_http_fanbase_main_conf_t *mcf,
     void *reserved)
 {
     ngx_shmtx_lock(&mcf->shpool->mutex);
@@ -414,16 +418,16 @@ ngx_http_fanbase_store_unreserve(ngx_http_fanbase_main_conf_t *mcf,
 
 
 size_t
-ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
+ngx_http_fanbase_item_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
 {
-    return offsetof(ngx_http_fanbase_entry_t, data)
+    return offsetof(ngx_http_fanbase_item_t, data)
            + item->id.len
-           + ngx_http_fanbase_store_cut(&item->created,
+           + ngx_http_fanbase_item_cut(&item->created,
                                         NGX_HTTP_FANBASE_DATE_MAX)
-           + ngx_http_fanbase_store_cut(&item->process_date,
+           + ngx_http_fanbase_item_cut(&item->process_date,
                                         NGX_HTTP_FANBASE_DATE_MAX)
-           + ngx_http_fanbase_store_cut(&item->imsg, NGX_HTTP_FANBASE_TEXT_MAX)
-           + ngx_http_fanbase_store_cut(&item->process_msg,
+           + ngx_http_fanbase_item_cut(&item->imsg, NGX_HTTP_FANBASE_TEXT_MAX)
+           + ngx_http_fanbase_item_cut(&item->process_msg,
                                         NGX_HTTP_FANBASE_TEXT_MAX)
            + (keep_msg ? item->msg.len : 0);
 }
@@ -432,11 +436,11 @@ ngx_http_fanbase_store_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
 /* the least recently used evictable item, freed: 1; none: 0 */
 
 ngx_uint_t
-ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
+ngx_http_fanbase_item_evict(ngx_http_fanbase_main_conf_t *mcf)
 {
     ngx_uint_t                 n;
     ngx_queue_t               *q;
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
     n = 0;
 
@@ -445,7 +449,7 @@ ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
          && n++ < NGX_HTTP_FANBASE_EVICT_SCAN;
          q = ngx_queue_prev(q))
     {
-        e = ngx_queue_data(q, ngx_http_fanbase_entry_t, queue);
+        e = ngx_queue_data(q, ngx_http_fanbase_item_t, queue);
 
         /* a probe being read through is in use */
 
@@ -455,7 +459,7 @@ ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
             continue;
         }
 
-        ngx_http_fanbase_store_delete(mcf, e);
+        ngx_http_fanbase_item_delete(mcf, e);
         mcf->sh->evictions++;
 
         return 1;
@@ -466,8 +470,8 @@ ngx_http_fanbase_store_evict(ngx_http_fanbase_main_conf_t *mcf)
 
 
 static void
-ngx_http_fanbase_store_delete(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_entry_t *e)
+ngx_http_fanbase_item_delete(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_item_t *e)
 {
     ngx_queue_remove(&e->queue);
     ngx_rbtree_delete(&mcf->sh->rbtree, &e->node);
@@ -483,7 +487,7 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_int_t                  rc;
     ngx_str_t                  id;
     ngx_rbtree_node_t        **p;
-    ngx_http_fanbase_entry_t  *e, *t;
+    ngx_http_fanbase_item_t  *e, *t;
 
     for ( ;; ) {
 
@@ -494,13 +498,13 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
             p = &temp->right;
 
         } else {
-            e = (ngx_http_fanbase_entry_t *) node;
-            t = (ngx_http_fanbase_entry_t *) temp;
+            e = (ngx_http_fanbase_item_t *) node;
+            t = (ngx_http_fanbase_item_t *) temp;
 
             id.data = e->data;
             id.len = e->id_len;
 
-            rc = ngx_http_fanbase_store_cmp(&id, e->scope, t);
+            rc = ngx_http_fanbase_item_cmp(&id, e->scope, t);
 
             p = (rc < 0) ? &temp->left : &temp->right;
         }
@@ -523,8 +527,8 @@ ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
 /* the order of entries with the same hash: by id, then by scope */
 
 static ngx_int_t
-ngx_http_fanbase_store_cmp(ngx_str_t *id, uint64_t scope,
-    ngx_http_fanbase_entry_t *e)
+ngx_http_fanbase_item_cmp(ngx_str_t *id, uint64_t scope,
+    ngx_http_fanbase_item_t *e)
 {
     ngx_int_t  rc;
 
@@ -538,13 +542,13 @@ ngx_http_fanbase_store_cmp(ngx_str_t *id, uint64_t scope,
 }
 
 
-static ngx_http_fanbase_entry_t *
-ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+static ngx_http_fanbase_item_t *
+ngx_http_fanbase_item_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
     ngx_str_t *id, uint32_t hash)
 {
     ngx_int_t                  rc;
     ngx_rbtree_node_t         *node, *sentinel;
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
     node = sh->rbtree.root;
     sentinel = sh->rbtree.sentinel;
@@ -561,9 +565,9 @@ ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
             continue;
         }
 
-        e = (ngx_http_fanbase_entry_t *) node;
+        e = (ngx_http_fanbase_item_t *) node;
 
-        rc = ngx_http_fanbase_store_cmp(id, scope, e);
+        rc = ngx_http_fanbase_item_cmp(id, scope, e);
 
         if (rc == 0) {
             return e;
@@ -576,21 +580,21 @@ ngx_http_fanbase_store_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
 }
 
 
-static ngx_http_fanbase_entry_t *
-ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
+static ngx_http_fanbase_item_t *
+ngx_http_fanbase_item_probe(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, uint32_t hash)
 {
     size_t                     size;
-    ngx_http_fanbase_entry_t  *e;
+    ngx_http_fanbase_item_t  *e;
 
-    size = offsetof(ngx_http_fanbase_entry_t, data) + id->len;
+    size = offsetof(ngx_http_fanbase_item_t, data) + id->len;
 
     e = ngx_http_fanbase_zone_alloc_locked(mcf, size);
     if (e == NULL) {
         return NULL;
     }
 
-    ngx_memzero(e, offsetof(ngx_http_fanbase_entry_t, data));
+    ngx_memzero(e, offsetof(ngx_http_fanbase_item_t, data));
 
     e->node.key = hash;
     e->scope = scope;
@@ -600,7 +604,7 @@ ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memcpy(e->data, id->data, id->len);
 
     ngx_rbtree_insert(&mcf->sh->rbtree, &e->node);
-    ngx_http_fanbase_store_enqueue(mcf->sh, e);
+    ngx_http_fanbase_item_enqueue(mcf->sh, e);
     mcf->sh->entries++;
 
     return e;
@@ -608,7 +612,7 @@ ngx_http_fanbase_store_probe(ngx_http_fanbase_main_conf_t *mcf,
 
 
 static void
-ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
+ngx_http_fanbase_item_fill(ngx_http_fanbase_item_t *e, fanbase_item_t *item,
     ngx_uint_t keep_msg)
 {
     u_char  *p;
@@ -618,13 +622,13 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
     e->flags &= NGX_HTTP_FANBASE_LEASED|NGX_HTTP_FANBASE_OWNED;
 
     e->id_len = (u_char) item->id.len;
-    e->created_len = (u_char) ngx_http_fanbase_store_cut(&item->created,
+    e->created_len = (u_char) ngx_http_fanbase_item_cut(&item->created,
                                                NGX_HTTP_FANBASE_DATE_MAX);
-    e->pdate_len = (u_char) ngx_http_fanbase_store_cut(&item->process_date,
+    e->pdate_len = (u_char) ngx_http_fanbase_item_cut(&item->process_date,
                                                NGX_HTTP_FANBASE_DATE_MAX);
-    e->imsg_len = (uint16_t) ngx_http_fanbase_store_cut(&item->imsg,
+    e->imsg_len = (uint16_t) ngx_http_fanbase_item_cut(&item->imsg,
                                                NGX_HTTP_FANBASE_TEXT_MAX);
-    e->pmsg_len = (uint16_t) ngx_http_fanbase_store_cut(&item->process_msg,
+    e->pmsg_len = (uint16_t) ngx_http_fanbase_item_cut(&item->process_msg,
                                                NGX_HTTP_FANBASE_TEXT_MAX);
     e->msg_len = keep_msg ? (uint32_t) item->msg.len : 0;
 
@@ -648,19 +652,19 @@ ngx_http_fanbase_store_fill(ngx_http_fanbase_entry_t *e, fanbase_item_t *item,
         e->flags |= NGX_HTTP_FANBASE_HAS_PMSG;
     }
 
-    p = ngx_http_fanbase_store_put(e->data, item->id.data, e->id_len);
-    p = ngx_http_fanbase_store_put(p, item->created.data, e->created_len);
-    p = ngx_http_fanbase_store_put(p, item->process_date.data, e->pdate_len);
-    p = ngx_http_fanbase_store_put(p, item->imsg.data, e->imsg_len);
-    p = ngx_http_fanbase_store_put(p, item->process_msg.data, e->pmsg_len);
-    (void) ngx_http_fanbase_store_put(p, item->msg.data, e->msg_len);
+    p = ngx_http_fanbase_item_put(e->data, item->id.data, e->id_len);
+    p = ngx_http_fanbase_item_put(p, item->created.data, e->created_len);
+    p = ngx_http_fanbase_item_put(p, item->process_date.data, e->pdate_len);
+    p = ngx_http_fanbase_item_put(p, item->imsg.data, e->imsg_len);
+    p = ngx_http_fanbase_item_put(p, item->process_msg.data, e->pmsg_len);
+    (void) ngx_http_fanbase_item_put(p, item->msg.data, e->msg_len);
 }
 
 
 /* a text field's length in the zone: cut on a character boundary */
 
 static size_t
-ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max)
+ngx_http_fanbase_item_cut(fanbase_str_t *s, size_t max)
 {
     return fanbase_utf8_cut(s->data, s->len, max);
 }
@@ -669,15 +673,15 @@ ngx_http_fanbase_store_cut(fanbase_str_t *s, size_t max)
 /* absent fields are NULL with no length: memcpy() must not see them */
 
 static u_char *
-ngx_http_fanbase_store_put(u_char *p, const u_char *s, size_t len)
+ngx_http_fanbase_item_put(u_char *p, const u_char *s, size_t len)
 {
     return len ? ngx_cpymem(p, s, len) : p;
 }
 
 
 static void
-ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
-    ngx_http_fanbase_entry_t *e)
+ngx_http_fanbase_item_enqueue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_item_t *e)
 {
     if ((e->status == FANBASE_STATUS_PENDING
          || e->status == FANBASE_STATUS_PROCESSING)
@@ -692,7 +696,7 @@ ngx_http_fanbase_store_enqueue(ngx_http_fanbase_shctx_t *sh,
 
 
 static ngx_int_t
-ngx_http_fanbase_store_copy(ngx_http_fanbase_entry_t *e, ngx_uint_t want_msg,
+ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e, ngx_uint_t want_msg,
     ngx_pool_t *pool, fanbase_item_t *item)
 {
     u_char  *p;

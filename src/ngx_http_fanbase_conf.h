@@ -1,0 +1,164 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ *
+ * The module's configuration, as every part of it reads it, and the
+ * names of the types that parts hand each other by pointer.
+ */
+
+
+#ifndef _NGX_HTTP_FANBASE_CONF_H_INCLUDED_
+#define _NGX_HTTP_FANBASE_CONF_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <ngx_md5.h>
+
+#include "ngx_http_fanbase_signature.h"
+
+
+#define NGX_HTTP_FANBASE_VERSION        "0.1.0"
+
+#define NGX_HTTP_FANBASE_ID_MAX         64
+#define NGX_HTTP_FANBASE_TOKEN_MAX      8192
+#define NGX_HTTP_FANBASE_RESPONSE_MAX   (1024 * 1024)
+#define NGX_HTTP_FANBASE_QUEUE_PATH     "/api/v1/integration/queue"
+
+#define NGX_HTTP_FANBASE_TRIGGER        "api/v1/integration/queue"
+
+#define NGX_HTTP_FANBASE_SUBMIT         1
+#define NGX_HTTP_FANBASE_STATUS         2
+#define NGX_HTTP_FANBASE_TRANSACTION    3
+#define NGX_HTTP_FANBASE_WEBHOOK        4
+
+#define NGX_HTTP_FANBASE_AUTH_STANDARD  1
+#define NGX_HTTP_FANBASE_AUTH_HMAC      2
+#define NGX_HTTP_FANBASE_AUTH_TOKEN     3
+
+#define NGX_HTTP_FANBASE_SECRETS_MAX    8
+/* "msg_" ID "_" STATUS */
+#define NGX_HTTP_FANBASE_NOTICE_ID_MAX  56
+
+#define NGX_HTTP_FANBASE_TXN_ID_LEN     36         /* a UUID */
+#define NGX_HTTP_FANBASE_IDEM_KEY_MAX   255
+
+/*
+ * Which "fanbase_submit async" location delivers a transaction: the MD5
+ * of where and as whom it goes (queue URL, credential set), then the MD5
+ * of how (timeouts, TLS settings)
+ */
+/* the length of the implied first event of a transaction */
+#define NGX_HTTP_FANBASE_ACCEPTED_LEN                                        \
+    (sizeof("{\"event\":\"transition\",\"message\":\"accepted by the edge\","  \
+            "\"data\":{},\"status\":\"pending\",\"created_at\":\"\"}") - 1 + 24)
+
+#define NGX_HTTP_FANBASE_ROUTE_LEN      16
+#define NGX_HTTP_FANBASE_TARGET_LEN     32
+
+/*
+ * The scope of a credential set: the first 8 bytes of the MD5 of the
+ * Fanbase API and the client id (or the path of the fixed token's file),
+ * never of a secret.  Every transaction, Idempotency-Key, webhook message
+ * id and queue item in the zone carries the scope that made it, and is
+ * found by (scope, id): another credential set does not see it.
+ */
+
+
+typedef struct ngx_http_fanbase_cred_s        ngx_http_fanbase_cred_t;
+typedef struct ngx_http_fanbase_curl_s        ngx_http_fanbase_curl_t;
+typedef struct ngx_http_fanbase_headers_s     ngx_http_fanbase_headers_t;
+typedef struct ngx_http_fanbase_sched_s       ngx_http_fanbase_sched_t;
+typedef struct ngx_http_fanbase_waiter_s      ngx_http_fanbase_waiter_t;
+typedef struct ngx_http_fanbase_call_s        ngx_http_fanbase_call_t;
+typedef struct ngx_http_fanbase_loc_conf_s    ngx_http_fanbase_loc_conf_t;
+typedef struct ngx_http_fanbase_main_conf_s   ngx_http_fanbase_main_conf_t;
+typedef struct ngx_http_fanbase_txn_s         ngx_http_fanbase_txn_t;
+typedef struct ngx_http_fanbase_qid_s         ngx_http_fanbase_qid_t;
+typedef struct ngx_http_fanbase_idem_s        ngx_http_fanbase_idem_t;
+typedef struct ngx_http_fanbase_shctx_s       ngx_http_fanbase_shctx_t;
+typedef struct ngx_http_fanbase_zone_part_s   ngx_http_fanbase_zone_part_t;
+
+
+/* settings of outbound transfers */
+
+typedef struct {
+    ngx_msec_t                    connect_timeout;
+    ngx_msec_t                    timeout;
+    ngx_flag_t                    ssl_verify;
+    ngx_str_t                     ssl_trusted_certificate;
+} ngx_http_fanbase_upstream_conf_t;
+
+
+struct ngx_http_fanbase_main_conf_s {
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_fanbase_zone_part_t *parts;       /* the zone's, in order */
+    ngx_http_fanbase_shctx_t     *sh;
+    ngx_slab_pool_t              *shpool;
+    ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */
+    ngx_array_t                   targets;     /* async locations: lcf * */
+    ngx_str_t                     state;       /* state file, "\0" */
+    ngx_uint_t                    prefault;    /* map the zone at start */
+#if (NGX_THREADS)
+    ngx_thread_pool_t            *state_pool;  /* writes the state file */
+#endif
+    ngx_uint_t                    deliver_concurrency;
+
+    /* outbound webhooks */
+    ngx_str_t                     notify_url;  /* "\0" */
+    ngx_str_t                     notify_secret;
+    fanbase_secret_t              notify_key;
+    time_t                        notify_horizon;
+    ngx_uint_t                    notify_concurrency;
+    ngx_http_fanbase_loc_conf_t  *notify_lcf;  /* http level: timeouts */
+    ngx_http_fanbase_sched_t     *notify_sched; /* this worker's sender */
+};
+
+
+struct ngx_http_fanbase_loc_conf_s {
+    ngx_str_t                     api;
+    ngx_str_t                     queue_url;   /* api + queue path, "\0" */
+    ngx_str_t                     token_url;
+    ngx_str_t                     client_id;
+    ngx_str_t                     client_secret;
+    ngx_str_t                     access_token;
+    ngx_str_t                     access_token_path;
+    ngx_http_fanbase_cred_t      *cred;
+    uint64_t                      scope;       /* whose records it sees */
+    ngx_http_fanbase_upstream_conf_t  upstream;
+    ngx_msec_t                    status_refresh;
+    ngx_flag_t                    store_payload;
+    ngx_http_complex_value_t     *status_id;
+    ngx_uint_t                    handler;
+    ngx_str_t                    *handler_file;
+    ngx_uint_t                    handler_line;
+
+    /* asynchronous transactions */
+    ngx_flag_t                    async;
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
+    ngx_str_t                     transaction_path;
+    time_t                        idempotency_window;
+    time_t                        deliver_horizon;
+    time_t                        track_horizon;
+    ngx_uint_t                    transaction_events;
+    ngx_msec_t                    long_poll;
+
+    /* inbound webhooks */
+    ngx_array_t                  *webhook_secrets; /* ngx_keyval_t */
+    fanbase_secret_t             *webhook_keys;
+    ngx_uint_t                    webhook_nkeys;
+    ngx_uint_t                    webhook_auth;
+    ngx_str_t                     webhook_header;
+    ngx_uint_t                    webhook_encoding;
+    time_t                        webhook_tolerance;
+    time_t                        webhook_dedup;
+    ngx_flag_t                    webhook_create;
+};
+
+
+extern ngx_module_t  ngx_http_fanbase_module;
+
+
+#endif /* _NGX_HTTP_FANBASE_CONF_H_INCLUDED_ */

@@ -1,0 +1,45 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ */
+
+
+#ifndef _NGX_HTTP_FANBASE_TOKEN_H_INCLUDED_
+#define _NGX_HTTP_FANBASE_TOKEN_H_INCLUDED_
+
+
+#include "ngx_http_fanbase_conf.h"
+
+
+/* tokens */
+
+struct ngx_http_fanbase_cred_s {
+    u_char                        key[16];     /* MD5 of the credential set */
+    ngx_str_t                     url;         /* token request, "\0" */
+    ngx_str_t                     fixed;       /* fanbase_access_token_file */
+    ngx_str_t                     name;        /* for logs: no secret */
+    ngx_http_fanbase_main_conf_t *mcf;
+    ngx_http_fanbase_upstream_conf_t *upstream;
+
+    /* this worker's view */
+    void                         *slot;
+    ngx_http_fanbase_headers_t *hdr;
+    ngx_http_fanbase_curl_t      *fetch;
+};
+
+
+ngx_int_t ngx_http_fanbase_token_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_token_attach_zone(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
+ngx_http_fanbase_cred_t *ngx_http_fanbase_token_cred(ngx_conf_t *cf,
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_loc_conf_t *lcf);
+ngx_int_t ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf);
+ngx_int_t ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred,
+    ngx_log_t *log, ngx_http_fanbase_headers_t **hdr, time_t *retry_after);
+void ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
+    ngx_http_fanbase_headers_t *hdr, ngx_log_t *log);
+
+
+#endif /* _NGX_HTTP_FANBASE_TOKEN_H_INCLUDED_ */

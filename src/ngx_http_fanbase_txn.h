@@ -1,0 +1,218 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ */
+
+
+#ifndef _NGX_HTTP_FANBASE_TXN_H_INCLUDED_
+#define _NGX_HTTP_FANBASE_TXN_H_INCLUDED_
+
+
+#include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_zone.h"
+
+
+/* an asynchronous transaction in the zone */
+
+typedef struct {
+    ngx_queue_t                   queue;
+    uint32_t                      len;
+    u_char                        json[1];     /* one event object */
+} ngx_http_fanbase_event_t;
+
+
+#define NGX_HTTP_FANBASE_UNSCHEDULED   0
+#define NGX_HTTP_FANBASE_SCHEDULED     1       /* in sh->schedule */
+#define NGX_HTTP_FANBASE_READY         2       /* in sh->ready */
+
+struct ngx_http_fanbase_txn_s {
+    ngx_http_fanbase_txn_t       *hash_next;   /* sh->txn_hash chain */
+    uint64_t                      scope;       /* its credential set */
+    ngx_rbtree_node_t             due;         /* sh->schedule: msec */
+    ngx_queue_t                   ready;       /* sh->ready */
+    ngx_queue_t                   queue;       /* txn_live or txn_done */
+    ngx_queue_t                   events;      /* oldest first */
+    u_char                       *data;        /* payload, then queue id */
+    uint32_t                      payload_len; /* 0 once delivered */
+    uint32_t                      version;     /* the ETag */
+    uint32_t                      claim;
+    uint32_t                      attempts;
+    uint64_t                      created;     /* ms since the epoch */
+    uint64_t                      updated;
+    uint64_t                      deliver_by;
+    uint64_t                      track_by;
+    ngx_pid_t                     owner;       /* worker with the claim */
+    uint32_t                      hash;        /* of the scope and the id */
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    u_char                        queue_id_len;
+    u_char                        status;
+    u_char                        nevents;
+    u_char                        max_events;
+    unsigned                      sent:1;      /* a POST may have left */
+    unsigned                      scheduled:2; /* NGX_HTTP_FANBASE_... */
+    unsigned                      accepted:1;  /* the first event, implied */
+    ngx_http_fanbase_qid_t       *qid;         /* its queue id's index */
+};
+
+
+/* the index of Fanbase's queue ids, for webhooks that name a transaction so */
+
+struct ngx_http_fanbase_qid_s {
+    ngx_http_fanbase_qid_t       *hash_next;   /* sh->qid_hash */
+    ngx_http_fanbase_qid_t      **hash_prev;   /* what points here */
+    ngx_http_fanbase_txn_t       *txn;
+    uint32_t                      hash;
+    u_char                        len;
+    u_char                        queue_id[1];
+};
+
+
+/* an Idempotency-Key claim, or a webhook message id */
+
+struct ngx_http_fanbase_idem_s {
+    ngx_http_fanbase_idem_t      *hash_next;   /* keys->hash chain */
+    uint32_t                      hash;        /* of the scope and the key */
+    ngx_queue_t                   queue;       /* keys->lru */
+    uint64_t                      scope;       /* who claimed it */
+    uint64_t                      expires;     /* ms since the epoch */
+    u_char                        digest[16];
+    u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    u_char                        len;
+    u_char                        key[1];
+};
+
+
+/* a transaction copied out of the zone */
+
+typedef struct {
+    ngx_str_t                     json;        /* the downstream shape */
+    uint64_t                      updated;     /* ms since the epoch */
+    uint32_t                      version;
+    ngx_uint_t                    status;
+} ngx_http_fanbase_txn_view_t;
+
+
+/* a new transaction */
+
+typedef struct {
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    ngx_str_t                     payload;
+    ngx_str_t                     idem_key;    /* empty: none */
+    u_char                        digest[16];  /* MD5 of the payload */
+    ngx_http_fanbase_loc_conf_t  *lcf;
+} ngx_http_fanbase_txn_new_t;
+
+
+/* one delivery or status poll of a transaction, claimed by this worker */
+
+#define NGX_HTTP_FANBASE_JOB_DELIVER   1
+#define NGX_HTTP_FANBASE_JOB_TRACK     2
+
+typedef struct {
+    ngx_queue_t                   queue;
+    ngx_uint_t                    kind;
+    u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
+    ngx_str_t                     id_str;
+    u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
+    size_t                        queue_id_len;
+    uint32_t                      claim;
+    uint32_t                      attempts;
+    uint64_t                      deadline;    /* ms since the epoch */
+    uint64_t                      scope;
+    u_char                       *payload;     /* ngx_alloc()ed copy */
+    size_t                        payload_len;
+    u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
+    ngx_http_fanbase_loc_conf_t  *lcf;
+    ngx_http_fanbase_curl_t      *http;
+    ngx_pool_t                   *pool;
+    char                         *url;
+    unsigned                      sent:1;      /* an earlier owner sent it */
+    unsigned                      token_retried:1;
+} ngx_http_fanbase_job_t;
+
+
+/* a status update from a webhook */
+
+typedef struct {
+    ngx_str_t                     msg_id;      /* for deduplication */
+    uint64_t                      expires;
+    uint64_t                      scope;       /* the location's */
+    ngx_str_t                     id;          /* the edge's or Fanbase's */
+    ngx_uint_t                    status;
+    ngx_str_t                     event;       /* rendered */
+    ngx_uint_t                    max_events;
+    unsigned                      create:1;    /* unknown: a new one */
+} ngx_http_fanbase_hook_t;
+
+
+/* what a finished job does to its transaction */
+
+typedef struct {
+    ngx_uint_t                    status;      /* FANBASE_STATUS_*, or 0 */
+    ngx_str_t                     queue_id;    /* delivered as */
+    ngx_str_t                     event;       /* rendered, or empty */
+    ngx_msec_t                    retry;       /* not terminal: due after */
+    unsigned                      delivered:1;
+    unsigned                      not_sent:1;  /* provably never sent */
+    unsigned                      attempt:1;   /* counts for the backoff */
+} ngx_http_fanbase_txn_update_t;
+
+
+ngx_int_t ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_new_t *nt, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, ngx_str_t *id, ngx_pool_t *pool,
+    ngx_http_fanbase_txn_view_t *v);
+ngx_int_t ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, ngx_str_t *id, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next);
+void ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job);
+void ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,
+    ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
+    const char *message, ngx_uint_t status, ngx_str_t *data,
+    ngx_str_t *out);
+ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
+ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
+void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, ngx_str_t *msg_id);
+ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
+void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t, ngx_msec_t delay);
+void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t);
+ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, u_char *id,
+    uint32_t hash, ngx_str_t *payload, ngx_msec_t due);
+ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
+    ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
+u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
+size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
+u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);
+ngx_int_t ngx_http_fanbase_txn_add_event_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    ngx_str_t *event);
+ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    uint64_t scope, ngx_str_t *key, uint32_t hash, u_char *digest,
+    u_char *txn_id, uint64_t expires);
+ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    uint64_t scope, ngx_str_t *key, uint32_t hash, uint64_t now);
+void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
+void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
+void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
+
+
+#endif /* _NGX_HTTP_FANBASE_TXN_H_INCLUDED_ */

@@ -1,0 +1,114 @@
+
+/*
+ * Copyright (C) 2026 The ngx_http_fanbase_module authors.
+ */
+
+
+#ifndef _NGX_HTTP_FANBASE_ZONE_H_INCLUDED_
+#define _NGX_HTTP_FANBASE_ZONE_H_INCLUDED_
+
+
+#include "ngx_http_fanbase_conf.h"
+
+
+/* the shared zone */
+
+/* claimed keys that expire: Idempotency-Keys, webhook message ids */
+
+typedef struct {
+    ngx_http_fanbase_idem_t     **hash;        /* chained buckets */
+    ngx_uint_t                    mask;
+    ngx_queue_t                   lru;         /* oldest claim first */
+} ngx_http_fanbase_keys_t;
+
+
+/* a hint that memory is about to be read: a cache miss started early */
+#if (defined __GNUC__ || defined __clang__)
+#define ngx_http_fanbase_prefetch(p)  __builtin_prefetch(p)
+#else
+#define ngx_http_fanbase_prefetch(p)
+#endif
+
+
+/* bumped whenever the zone's layout changes */
+#define NGX_HTTP_FANBASE_ZONE_VERSION   6
+
+/*
+ * per bucket of the hash tables, after the context: the heads of the
+ * chains of transactions, Idempotency-Keys, webhook message ids and queue
+ * ids, and a change stamp
+ */
+#define NGX_HTTP_FANBASE_BUCKET_SIZE                                         \
+    (4 * sizeof(void *) + sizeof(ngx_atomic_t))
+
+struct ngx_http_fanbase_shctx_s {
+    uint32_t                      layout;      /* what made the zone */
+    ngx_uint_t                    buckets;     /* of each hash table */
+    ngx_rbtree_t                  rbtree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   evictable;   /* LRU: terminal and probes */
+    ngx_queue_t                   active;      /* not terminal: kept */
+    ngx_queue_t                   tokens;
+    ngx_uint_t                    entries;
+    ngx_uint_t                    evictions;
+
+    /* asynchronous transactions (ngx_http_fanbase_txn.c) */
+    ngx_http_fanbase_txn_t      **txn_hash;    /* by id: chained buckets */
+    ngx_uint_t                    txn_hash_mask;
+    ngx_queue_t                   ready;       /* due now, oldest first */
+    ngx_rbtree_t                  schedule;    /* due later, or claimed */
+    ngx_rbtree_node_t             schedule_sentinel;
+    ngx_queue_t                   txn_live;    /* not terminal: kept */
+    ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
+    ngx_http_fanbase_keys_t       idem;        /* Idempotency-Keys */
+    ngx_uint_t                    txn_count;
+
+    ngx_http_fanbase_qid_t      **qid_hash;    /* Fanbase's id -> txn */
+    ngx_http_fanbase_keys_t       hooks;       /* webhook message ids */
+    ngx_rbtree_t                  notices;     /* outbound: by due time */
+    ngx_rbtree_node_t             notices_sentinel;
+    ngx_queue_t                   notices_all;
+    ngx_uint_t                    notice_count;
+
+    ngx_atomic_t                  changes;     /* bumped by every change */
+    ngx_atomic_t                 *stamps;      /* per txn_hash bucket: the
+                                                  same, of its transactions */
+    ngx_atomic_uint_t             saved;       /* "changes" last saved */
+    ngx_msec_t                    save_lease;
+    ngx_uint_t                    saving;
+};
+
+
+/*
+ * a part of the zone (ngx_http_fanbase_zone.c): init sets up its records
+ * in a new zone, attach checks in with a zone kept over a reload (NULL:
+ * nothing to do), evict frees its least needed record and returns 1, or
+ * returns 0 when it has none it may give (NULL: never)
+ */
+
+typedef ngx_int_t (*ngx_http_fanbase_zone_init_pt)(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
+typedef ngx_uint_t (*ngx_http_fanbase_zone_evict_pt)(
+    ngx_http_fanbase_main_conf_t *mcf);
+
+struct ngx_http_fanbase_zone_part_s {
+    const char                   *name;        /* NULL ends the table */
+    size_t                        record;      /* its record's size, or 0:
+                                                  part of the zone's layout */
+    ngx_http_fanbase_zone_init_pt init;
+    ngx_http_fanbase_zone_init_pt attach;
+    ngx_http_fanbase_zone_evict_pt evict;
+};
+
+
+ngx_int_t ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_http_fanbase_zone_prefault(ngx_shm_zone_t *shm_zone,
+    ngx_log_t *log);
+void *ngx_http_fanbase_zone_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size);
+
+
+extern ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[];
+
+
+#endif /* _NGX_HTTP_FANBASE_ZONE_H_INCLUDED_ */
