@@ -463,11 +463,7 @@ demo: deps
 	bash t/demo.sh
 
 bench:
-	@if [ -f bench/Makefile ]; then \
-	    $(MAKE) -C bench; \
-	else \
-	    echo "bench: no benchmarks yet (bench/Makefile does not exist)"; \
-	fi
+	$(MAKE) -C bench
 
 clean:
 	@if [ -d $(BUILD) ]; then \

@@ -2,9 +2,12 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * The transaction store in the shared zone: a red-black tree keyed by a
- * hash of the scope of the credential set and the id (collisions resolved
- * by the id and the scope themselves) and two LRU queues.  An entry is
+ * Queue items in the shared zone: Fanbase's answers about the queue items
+ * of synchronous submissions and of status reads (fanbase_submit,
+ * fanbase_status), kept so that status is answered from memory.  A
+ * red-black tree keyed by a hash of the scope of the credential set and
+ * the id (collisions resolved by the id and the scope themselves) and two
+ * LRU queues.  An entry is
  * found only in the scope that fetched it.  Terminal entries, probes
  * (ids being looked up at Fanbase, or known not to exist there) and
  * entries that only a webhook or a read-through made may be evicted, least
@@ -85,6 +88,8 @@ static ngx_int_t ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e,
     ngx_uint_t want_msg, ngx_pool_t *pool, fanbase_item_t *item);
 static void ngx_http_fanbase_item_delete(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_item_t *e);
+static size_t ngx_http_fanbase_item_entry_size(fanbase_item_t *item,
+    ngx_uint_t keep_msg);
 
 
 /* the queue items' part of a new zone */
@@ -417,7 +422,7 @@ ngx_http_fanbase_item_unreserve(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-size_t
+static size_t
 ngx_http_fanbase_item_entry_size(fanbase_item_t *item, ngx_uint_t keep_msg)
 {
     return offsetof(ngx_http_fanbase_item_t, data)

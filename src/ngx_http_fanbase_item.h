@@ -40,8 +40,6 @@ void *ngx_http_fanbase_item_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t payload, ngx_log_t *log);
 void ngx_http_fanbase_item_unreserve(ngx_http_fanbase_main_conf_t *mcf,
     void *reserved);
-size_t ngx_http_fanbase_item_entry_size(fanbase_item_t *item,
-    ngx_uint_t keep_msg);
 
 
 #endif /* _NGX_HTTP_FANBASE_ITEM_H_INCLUDED_ */

@@ -2,9 +2,14 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * The module: directives, configuration and process hooks.  The work is
- * done in the files named after it: submit, status, token, store, curl,
- * wait, connect, response and json.
+ * The module: directives, configuration and process hooks, and the table
+ * of the zone's parts.  The work is done in the files named after it, in
+ * layers (docs/architecture.md draws them): the handlers (submit, accept,
+ * status, transaction, webhook) over the background work (deliver,
+ * notify, state) and the call to Fanbase (call), over the records in the
+ * zone (item, txn, notice, token), over the zone (zone), the scheduler
+ * (sched), the libcurl bridge (curl), the waiters (wait), and the helpers
+ * every layer uses (id, time, request, response, json, signature).
  */
 
 

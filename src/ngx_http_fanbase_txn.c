@@ -51,6 +51,15 @@ static void ngx_http_fanbase_txn_notice_locked(
 static void ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3);
 static ngx_http_fanbase_event_t *ngx_http_fanbase_event_reuse(
     ngx_http_fanbase_txn_t *t, size_t size);
+static u_char *ngx_http_fanbase_txn_json(u_char *p,
+    ngx_http_fanbase_txn_t *t);
+static size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
+static void ngx_http_fanbase_keys_delete_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    ngx_http_fanbase_idem_t *k);
+static void ngx_http_fanbase_txn_schedule_locked(
+    ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t,
+    ngx_msec_t delay);
 
 
 ngx_int_t
@@ -505,7 +514,7 @@ ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-void
+static void
 ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k)
 {
@@ -602,7 +611,7 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
 
 /* the downstream shape of a transaction, rendered from the zone */
 
-size_t
+static size_t
 ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t)
 {
     size_t                     len;
@@ -628,7 +637,7 @@ ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t)
 }
 
 
-u_char *
+static u_char *
 ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
 {
     u_char                    *start;
@@ -1223,7 +1232,7 @@ ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
 
 /* due after "delay" ms: now means the ready queue, later the tree */
 
-void
+static void
 ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t, ngx_msec_t delay)
 {

@@ -185,8 +185,6 @@ void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *msg_id);
 ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
-void ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
-    ngx_http_fanbase_txn_t *t, ngx_msec_t delay);
 void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
@@ -195,8 +193,6 @@ ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
-size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
-u_char *ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t);
 ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_str_t *event);
@@ -207,8 +203,6 @@ ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
     uint64_t scope, ngx_str_t *key, uint32_t hash, uint64_t now);
-void ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k);
 void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
 void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
