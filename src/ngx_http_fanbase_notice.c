@@ -77,6 +77,28 @@ ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* a notice from the state file; NGX_ERROR: no room */
+
+ngx_int_t
+ngx_http_fanbase_notice_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_str_t *id, ngx_str_t *body, uint64_t created, uint32_t attempts)
+{
+    ngx_http_fanbase_notice_t  *n;
+
+    n = ngx_http_fanbase_notice_alloc_locked(mcf, body->len);
+    if (n == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(n->body, body->data, body->len);
+    n->len = (uint32_t) body->len;
+
+    ngx_http_fanbase_notice_queue_locked(mcf, n, id, created, attempts);
+
+    return NGX_OK;
+}
+
+
 /* the earliest due notice, copied out and claimed until the lease ends */
 
 ngx_http_fanbase_notice_job_t *

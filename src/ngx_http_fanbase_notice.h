@@ -48,6 +48,9 @@ ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_alloc_locked(
 void ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_notice_t *n, ngx_str_t *id, uint64_t created,
     uint32_t attempts);
+ngx_int_t ngx_http_fanbase_notice_restore_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_str_t *body,
+    uint64_t created, uint32_t attempts);
 ngx_http_fanbase_notice_job_t *ngx_http_fanbase_notice_claim(
     ngx_http_fanbase_main_conf_t *mcf, ngx_msec_t lease, ngx_msec_t *next);
 void ngx_http_fanbase_notice_finish(ngx_http_fanbase_main_conf_t *mcf,

@@ -1024,22 +1024,23 @@ static ngx_int_t
 ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
     yajl_val v, const char **why)
 {
-    size_t                   i;
-    uint32_t                 hash;
-    uint64_t                 scope;
-    yajl_val                 events, ev;
-    ngx_str_t                id, target, status, queue_id, payload, event;
-    ngx_uint_t               st;
-    const char              *err;
-    ngx_http_fanbase_txn_t  *t;
-    u_char                   tgt[NGX_HTTP_FANBASE_TARGET_LEN];
+    size_t                         i;
+    yajl_val                       events, ev;
+    ngx_str_t                      target, status, event;
+    ngx_int_t                      rc;
+    const char                    *err;
+    ngx_http_fanbase_txn_t        *t;
+    ngx_http_fanbase_txn_saved_t   s;
+    u_char                         tgt[NGX_HTTP_FANBASE_TARGET_LEN];
     static const char       *numbers[] = {
         "created", "updated", "deliver_by", "track_by", "version",
         "attempts", "max_events"
     };
 
-    if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
-        || ngx_http_fanbase_id_valid_txn(&id) != NGX_OK)
+    ngx_memzero(&s, sizeof(ngx_http_fanbase_txn_saved_t));
+
+    if (ngx_http_fanbase_state_str(v, "id", &s.id) != NGX_OK
+        || ngx_http_fanbase_id_valid_txn(&s.id) != NGX_OK)
     {
         *why = "a transaction without a valid id";
         return NGX_DECLINED;
@@ -1054,25 +1055,27 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_fanbase_state_scope(ld->mcf, v, tgt, NULL, &scope, why)
+    s.target = tgt;
+
+    if (ngx_http_fanbase_state_scope(ld->mcf, v, tgt, NULL, &s.scope, why)
         != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    st = FANBASE_STATUS_UNKNOWN;
+    s.status = FANBASE_STATUS_UNKNOWN;
 
     if (ngx_http_fanbase_state_str(v, "status", &status) == NGX_OK) {
-        st = fanbase_json_status_code(status.data, status.len);
+        s.status = fanbase_json_status_code(status.data, status.len);
 
         if (status.len == sizeof("cancelled") - 1
             && ngx_strncmp(status.data, "cancelled", status.len) == 0)
         {
-            st = FANBASE_STATUS_CANCELLED;
+            s.status = FANBASE_STATUS_CANCELLED;
         }
     }
 
-    if (st == FANBASE_STATUS_UNKNOWN) {
+    if (s.status == FANBASE_STATUS_UNKNOWN) {
         *why = "a transaction without a known status";
         return NGX_DECLINED;
     }
@@ -1093,36 +1096,23 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    ngx_str_null(&queue_id);
-    ngx_str_null(&payload);
-
     if (ngx_http_fanbase_state_get(v, "queue_id", yajl_t_string) != NULL
-        && (ngx_http_fanbase_state_str(v, "queue_id", &queue_id) != NGX_OK
-            || ngx_http_fanbase_id_valid(&queue_id) != NGX_OK))
+        && (ngx_http_fanbase_state_str(v, "queue_id", &s.queue_id) != NGX_OK
+            || ngx_http_fanbase_id_valid(&s.queue_id) != NGX_OK))
     {
         *why = "a transaction with an invalid queue_id";
         return NGX_DECLINED;
     }
 
     if (ngx_http_fanbase_state_get(v, "payload", yajl_t_string) != NULL) {
-        (void) ngx_http_fanbase_state_str(v, "payload", &payload);
+        (void) ngx_http_fanbase_state_str(v, "payload", &s.payload);
 
-        if (fanbase_json_check_submission(payload.data, payload.len, &err)
+        if (fanbase_json_check_submission(s.payload.data, s.payload.len, &err)
             != FANBASE_JSON_OK)
         {
             *why = "a transaction whose payload is not a submission";
             return NGX_DECLINED;
         }
-    }
-
-    if (fanbase_status_terminal(st)) {
-        /* an ended transaction keeps neither: its events tell the rest */
-        ngx_str_null(&payload);
-        ngx_str_null(&queue_id);
-
-    } else if (queue_id.len) {
-        /* delivered: the queue id takes the payload's place */
-        payload = queue_id;
     }
 
     events = ngx_http_fanbase_state_get(v, "events", yajl_t_array);
@@ -1134,51 +1124,26 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         }
     }
 
-    hash = ngx_http_fanbase_id_hash(scope, id.data, id.len);
+    s.created = ngx_http_fanbase_state_uint(v, "created");
+    s.updated = ngx_http_fanbase_state_uint(v, "updated");
+    s.deliver_by = ngx_http_fanbase_state_uint(v, "deliver_by");
+    s.track_by = ngx_http_fanbase_state_uint(v, "track_by");
+    s.version = (uint32_t) ngx_http_fanbase_state_uint(v, "version");
+    s.attempts = (uint32_t) ngx_http_fanbase_state_uint(v, "attempts");
+    s.max_events = (ngx_uint_t) ngx_min(ngx_http_fanbase_state_uint(v,
+                                                              "max_events"),
+                                        255);
+    s.sent = (ngx_http_fanbase_state_get(v, "sent", yajl_t_true) != NULL);
 
-    if (ngx_http_fanbase_txn_find_locked(ld->mcf->sh, scope, id.data, id.len)
-        != NULL)
-    {
+    rc = ngx_http_fanbase_txn_restore_locked(ld->mcf, &s, &t);
+
+    if (rc == NGX_DECLINED) {
         *why = "a transaction whose id is taken";
         return NGX_DECLINED;
     }
 
-    t = ngx_http_fanbase_txn_insert_locked(ld->mcf, scope, id.data, hash,
-                                           &payload, 0);
-    if (t == NULL) {
+    if (rc != NGX_OK) {
         return NGX_BUSY;
-    }
-
-    ngx_memcpy(t->target, tgt, NGX_HTTP_FANBASE_TARGET_LEN);
-    t->status = (u_char) st;
-    t->created = ngx_http_fanbase_state_uint(v, "created");
-    t->updated = ngx_http_fanbase_state_uint(v, "updated");
-    t->deliver_by = ngx_http_fanbase_state_uint(v, "deliver_by");
-    t->track_by = ngx_http_fanbase_state_uint(v, "track_by");
-    t->version = (uint32_t) ngx_http_fanbase_state_uint(v, "version");
-    t->attempts = (uint32_t) ngx_http_fanbase_state_uint(v, "attempts");
-    t->max_events = (u_char) ngx_min(ngx_http_fanbase_state_uint(v,
-                                                             "max_events"),
-                                     255);
-
-    ev = ngx_http_fanbase_state_get(v, "sent", yajl_t_true);
-    t->sent = (ev != NULL) ? 1 : 0;
-
-    if (queue_id.len) {
-        t->queue_id_len = (u_char) queue_id.len;
-        t->payload_len = 0;
-
-        if (ngx_http_fanbase_txn_index_locked(ld->mcf, t, t->data,
-                                              queue_id.len)
-            != NGX_OK)
-        {
-            return NGX_BUSY;
-        }
-    }
-
-    if (t->data == NULL) {
-        /* a webhook's record: nothing to deliver, nothing to track */
-        ngx_http_fanbase_txn_unschedule_locked(ld->mcf->sh, t);
     }
 
     /*
@@ -1188,8 +1153,8 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
 
     i = 0;
 
-    if (events != NULL && events->u.array.len > ngx_max(t->max_events, 1)) {
-        i = events->u.array.len - ngx_max(t->max_events, 1);
+    if (events != NULL && events->u.array.len > ngx_max(s.max_events, 1)) {
+        i = events->u.array.len - ngx_max(s.max_events, 1);
     }
 
     for ( /* void */ ; events != NULL && i < events->u.array.len; i++) {
@@ -1198,7 +1163,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
 
         /* once, not once an event: a full zone would flood the log */
 
-        if (ngx_http_fanbase_txn_add_event_locked(ld->mcf, t, &event)
+        if (ngx_http_fanbase_txn_restore_event_locked(ld->mcf, t, &event)
             != NGX_OK
             && ld->lost++ == 0)
         {
@@ -1210,12 +1175,7 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         }
     }
 
-    if (fanbase_status_terminal(st)) {
-        ngx_http_fanbase_txn_terminal_locked(ld->mcf, t);
-
-    } else if (t->data == NULL) {
-        ngx_http_fanbase_txn_unowned_locked(ld->mcf, t);
-    }
+    ngx_http_fanbase_txn_restore_end_locked(ld->mcf, t);
 
     return NGX_OK;
 }
@@ -1256,8 +1216,8 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
     ngx_http_fanbase_keys_t *keys, yajl_val v, const char **why)
 {
     size_t     i;
-    uint32_t   hash;
     uint64_t   expires, scope;
+    ngx_int_t  rc;
     ngx_str_t  key, digest, id;
     u_char     d[16], none[NGX_HTTP_FANBASE_TXN_ID_LEN];
 
@@ -1311,19 +1271,14 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
-    hash = ngx_http_fanbase_id_hash(scope, key.data, key.len);
+    rc = ngx_http_fanbase_keys_restore_locked(ld->mcf, keys, scope, &key, d,
+                                              id.data, expires, ld->now);
 
-    if (ngx_http_fanbase_keys_find_locked(ld->mcf, keys, scope, &key, hash,
-                                          ld->now)
-        != NULL)
-    {
+    if (rc == NGX_DECLINED) {
         *why = "a key that is taken";
-        return NGX_DECLINED;
     }
 
-    return ngx_http_fanbase_keys_insert_locked(ld->mcf, keys, scope, &key,
-                                               hash, d, id.data, expires)
-           ? NGX_OK : NGX_BUSY;
+    return rc;
 }
 
 
@@ -1334,7 +1289,6 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
     int                         too_deep;
     yajl_val                    obj;
     ngx_str_t                   id, body;
-    ngx_http_fanbase_notice_t  *n;
 
     if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
         || ngx_http_fanbase_id_valid(&id) != NGX_OK
@@ -1364,20 +1318,10 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
 
     yajl_tree_free(obj);
 
-    n = ngx_http_fanbase_notice_alloc_locked(ld->mcf, body.len);
-    if (n == NULL) {
-        return NGX_BUSY;
-    }
-
-    ngx_memcpy(n->body, body.data, body.len);
-    n->len = (uint32_t) body.len;
-
-    ngx_http_fanbase_notice_queue_locked(ld->mcf, n, &id,
+    return ngx_http_fanbase_notice_restore_locked(ld->mcf, &id, &body,
                               ngx_http_fanbase_state_uint(v, "created"),
                               (uint32_t) ngx_http_fanbase_state_uint(v,
                                                                 "attempts"));
-
-    return NGX_OK;
 }
 
 

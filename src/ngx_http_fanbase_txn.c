@@ -32,6 +32,25 @@
 #define NGX_HTTP_FANBASE_CHUNK       (128 + 1)   /* the 256-byte class */
 
 
+static ngx_int_t ngx_http_fanbase_txn_index_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    u_char *queue_id, size_t len);
+static void ngx_http_fanbase_txn_unschedule_locked(
+    ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t);
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, u_char *id,
+    uint32_t hash, ngx_str_t *payload, ngx_msec_t due);
+static ngx_int_t ngx_http_fanbase_txn_add_event_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    ngx_str_t *event);
+static ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    uint64_t scope, ngx_str_t *key, uint32_t hash, u_char *digest,
+    u_char *txn_id, uint64_t expires);
+static void ngx_http_fanbase_txn_terminal_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
+static void ngx_http_fanbase_txn_unowned_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_lookup(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, uint32_t hash);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
@@ -283,7 +302,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
  * has no room for them.  "hash" is that of the scope and the id.
  */
 
-ngx_http_fanbase_txn_t *
+static ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, u_char *id, uint32_t hash, ngx_str_t *payload,
     ngx_msec_t delay)
@@ -385,7 +404,7 @@ ngx_http_fanbase_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, ngx_str_t *event)
 {
@@ -443,7 +462,7 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-ngx_http_fanbase_idem_t *
+static ngx_http_fanbase_idem_t *
 ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
     uint32_t hash, u_char *digest, u_char *txn_id, uint64_t expires)
@@ -1163,7 +1182,7 @@ ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
 
 /* Fanbase's queue id of a transaction, for webhooks that name it so */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len)
 {
@@ -1248,7 +1267,7 @@ ngx_http_fanbase_txn_schedule_locked(ngx_http_fanbase_shctx_t *sh,
 }
 
 
-void
+static void
 ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t)
 {
@@ -1271,7 +1290,7 @@ ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
  * site's own submissions out of the zone.
  */
 
-void
+static void
 ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t)
 {
@@ -1284,7 +1303,7 @@ ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 /* out of the schedule, into the evictable LRU; its payload is not needed */
 
-void
+static void
 ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t)
 {
@@ -1471,6 +1490,129 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_slab_free_locked(mcf->shpool, t);
 
     mcf->sh->txn_count--;
+}
+
+
+/*
+ * Restoring from the state file (ngx_http_fanbase_state.c checks every
+ * field first): the transaction in *s, into *tp; then each of its events,
+ * oldest first; then its end.  NGX_DECLINED: the id is taken; NGX_ERROR:
+ * no room.
+ */
+
+ngx_int_t
+ngx_http_fanbase_txn_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_saved_t *s, ngx_http_fanbase_txn_t **tp)
+{
+    uint32_t                 hash;
+    ngx_str_t                payload, queue_id;
+    ngx_http_fanbase_txn_t  *t;
+
+    payload = s->payload;
+    queue_id = s->queue_id;
+
+    if (fanbase_status_terminal(s->status)) {
+        /* an ended transaction keeps neither: its events tell the rest */
+        ngx_str_null(&payload);
+        ngx_str_null(&queue_id);
+
+    } else if (queue_id.len) {
+        /* delivered: the queue id takes the payload's place */
+        payload = queue_id;
+    }
+
+    if (ngx_http_fanbase_txn_find_locked(mcf->sh, s->scope, s->id.data,
+                                         s->id.len)
+        != NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_http_fanbase_id_hash(s->scope, s->id.data, s->id.len);
+
+    t = ngx_http_fanbase_txn_insert_locked(mcf, s->scope, s->id.data, hash,
+                                           &payload, 0);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(t->target, s->target, NGX_HTTP_FANBASE_TARGET_LEN);
+    t->status = (u_char) s->status;
+    t->created = s->created;
+    t->updated = s->updated;
+    t->deliver_by = s->deliver_by;
+    t->track_by = s->track_by;
+    t->version = s->version;
+    t->attempts = s->attempts;
+    t->max_events = (u_char) ngx_min(s->max_events, 255);
+    t->sent = s->sent ? 1 : 0;
+
+    *tp = t;
+
+    if (queue_id.len) {
+        t->queue_id_len = (u_char) queue_id.len;
+        t->payload_len = 0;
+
+        if (ngx_http_fanbase_txn_index_locked(mcf, t, t->data, queue_id.len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (t->data == NULL) {
+        /* a webhook's record: nothing to deliver, nothing to track */
+        ngx_http_fanbase_txn_unschedule_locked(mcf->sh, t);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fanbase_txn_restore_event_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_str_t *event)
+{
+    return ngx_http_fanbase_txn_add_event_locked(mcf, t, event);
+}
+
+
+void
+ngx_http_fanbase_txn_restore_end_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    if (fanbase_status_terminal(t->status)) {
+        ngx_http_fanbase_txn_terminal_locked(mcf, t);
+
+    } else if (t->data == NULL) {
+        ngx_http_fanbase_txn_unowned_locked(mcf, t);
+    }
+}
+
+
+/*
+ * A claimed key from the state file: NGX_DECLINED, it is taken already;
+ * NGX_ERROR: no room
+ */
+
+ngx_int_t
+ngx_http_fanbase_keys_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
+    u_char *digest, u_char *txn_id, uint64_t expires, uint64_t now)
+{
+    uint32_t  hash;
+
+    hash = ngx_http_fanbase_id_hash(scope, key->data, key->len);
+
+    if (ngx_http_fanbase_keys_find_locked(mcf, keys, scope, key, hash, now)
+        != NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_fanbase_keys_insert_locked(mcf, keys, scope, key, hash,
+                                               digest, txn_id, expires)
+           ? NGX_OK : NGX_ERROR;
 }
 
 

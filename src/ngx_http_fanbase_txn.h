@@ -146,6 +146,26 @@ typedef struct {
 } ngx_http_fanbase_hook_t;
 
 
+/* a transaction as the state file carries it, checked */
+
+typedef struct {
+    uint64_t                      scope;
+    ngx_str_t                     id;
+    u_char                       *target;      /* TARGET_LEN bytes */
+    ngx_uint_t                    status;
+    ngx_str_t                     payload;     /* empty: none */
+    ngx_str_t                     queue_id;    /* empty: not delivered */
+    uint64_t                      created;
+    uint64_t                      updated;
+    uint64_t                      deliver_by;
+    uint64_t                      track_by;
+    uint32_t                      version;
+    uint32_t                      attempts;
+    ngx_uint_t                    max_events;
+    ngx_uint_t                    sent;
+} ngx_http_fanbase_txn_saved_t;
+
+
 /* what a finished job does to its transaction */
 
 typedef struct {
@@ -183,30 +203,24 @@ ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
 void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *msg_id);
-ngx_int_t ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_txn_t *t, u_char *queue_id, size_t len);
-void ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
-    ngx_http_fanbase_txn_t *t);
-ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, u_char *id,
-    uint32_t hash, ngx_str_t *payload, ngx_msec_t due);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
-ngx_int_t ngx_http_fanbase_txn_add_event_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
-    ngx_str_t *event);
-ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    uint64_t scope, ngx_str_t *key, uint32_t hash, u_char *digest,
-    u_char *txn_id, uint64_t expires);
 ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
     uint64_t scope, ngx_str_t *key, uint32_t hash, uint64_t now);
-void ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_txn_t *t);
-void ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_txn_t *t);
+ngx_int_t ngx_http_fanbase_txn_restore_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_saved_t *s,
+    ngx_http_fanbase_txn_t **tp);
+ngx_int_t ngx_http_fanbase_txn_restore_event_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
+    ngx_str_t *event);
+void ngx_http_fanbase_txn_restore_end_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
+ngx_int_t ngx_http_fanbase_keys_restore_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
+    uint64_t scope, ngx_str_t *key, u_char *digest, u_char *txn_id,
+    uint64_t expires, uint64_t now);
 
 
 #endif /* _NGX_HTTP_FANBASE_TXN_H_INCLUDED_ */
