@@ -1547,18 +1547,21 @@ ngx_http_fanbase_txn_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
     t->max_events = (u_char) ngx_min(s->max_events, 255);
     t->sent = s->sent ? 1 : 0;
 
-    *tp = t;
-
     if (queue_id.len) {
         t->queue_id_len = (u_char) queue_id.len;
         t->payload_len = 0;
 
+        /* without its index a webhook naming it by queue id would miss it */
+
         if (ngx_http_fanbase_txn_index_locked(mcf, t, t->data, queue_id.len)
             != NGX_OK)
         {
+            ngx_http_fanbase_txn_free_locked(mcf, t);
             return NGX_ERROR;
         }
     }
+
+    *tp = t;
 
     if (t->data == NULL) {
         /* a webhook's record: nothing to deliver, nothing to track */

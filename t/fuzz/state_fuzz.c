@@ -447,6 +447,18 @@ fuzz_zone_check(fuzz_zone_t *z, fuzz_counts_t *c)
                 fuzz_fail("a transaction that its id does not find");
             }
 
+            /* delivered: a webhook naming its queue id must find it */
+
+            if (t->queue_id_len
+                && (t->qid == NULL || t->qid->txn != t
+                    || t->qid->len != t->queue_id_len
+                    || ngx_memcmp(t->qid->queue_id, t->data,
+                                  t->queue_id_len) != 0))
+            {
+                fuzz_fail("a delivered transaction its queue id does not "
+                          "find");
+            }
+
             n = t->accepted;
 
             for (e = ngx_queue_head(&t->events);
