@@ -3,8 +3,9 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * Background delivery and tracking of asynchronous transactions.  Each
- * worker claims due transactions in the zone (ngx_http_fanbase_txn.c), at
- * most fanbase_deliver_concurrency at a time, and works on them through
+ * worker's delivery scheduler (ngx_http_fanbase_sched.c) claims due
+ * transactions in the zone (ngx_http_fanbase_txn.c), at most
+ * fanbase_deliver_concurrency at a time; this file works on them through
  * the libcurl bridge with the edge's token: a pending one is POSTed to
  * Fanbase's queue, a delivered one is read back from it until it ends.
  * Whatever happens, the claim is released with the transaction's new

@@ -3,9 +3,10 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * fanbase_notify: outbound webhooks.  Every change of a transaction's
- * status queues a notice in the zone, with the transaction as it is at
- * that moment; workers claim due notices (a tree by due time, claims that
- * run out, as for deliveries) and POST them to the site, signed the
+ * status queues a notice in the zone (ngx_http_fanbase_notice.c), with the
+ * transaction as it is at that moment; each worker's notification
+ * scheduler (ngx_http_fanbase_sched.c) claims due notices, and this file
+ * POSTs them to the site, signed the
  * Standard Webhooks way with a webhook-id that is the same for every
  * attempt.  A 2xx ends a notice; anything else is retried with
  * exponential backoff and jitter until fanbase_notify_horizon.  At least
