@@ -79,14 +79,12 @@ sub body_for {
                            data => { case => $case, n => $n // 0, %data } });
 }
 
-# submit; returns the transaction id of the 202 (one test)
-sub submit {
+# a submission accepted, with a transaction id (one test); the id
+sub accepted_id {
     my ($body, %o) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $res = $t->request(POST => $o{path} // $QUEUE, headers => [@CT],
-                          body => $body);
-    my $id = $res->{status} == 202 && ref $res->{json} eq 'HASH'
-           ? $res->{json}{transaction_id} // '' : '';
+    my $res = $t->submit(body => $body, path => $o{path});
+    my $id = tx_id($res);
     ok($id =~ $UUID4, ($o{name} // 'submission') . ': 202 with an id')
         or diag("$res->{status} $res->{body}"
                 . ($res->{error} ? " ($res->{error})" : ''));
@@ -262,7 +260,7 @@ sub mock_item {
 ###########################################################################
 # The shape of a pending transaction (Fanbase unreachable: it stays so).
 
-my $dead = submit(body_for('dead', 1), path => "/dead$QUEUE", name => 'dead');
+my $dead = accepted_id(body_for('dead', 1), path => "/dead$QUEUE", name => 'dead');
 my $t0 = time;
 {
     my $res = get_tx($dead);
@@ -329,9 +327,9 @@ my $t0 = time;
 my ($done, $done_res, $failed);
 {
     my $body = body_for('follow', 1);
-    $done = submit($body, name => 'to completed');
+    $done = accepted_id($body, name => 'to completed');
     my $body_f = body_for('follow', 2, fail => JSON::PP::true);
-    $failed = submit($body_f, name => 'to failed');
+    $failed = accepted_id($body_f, name => 'to failed');
     my $first = get_tx($done);
 
     $done_res = wait_status($done, qr/^(?:completed|failed|cancelled)$/, 15);
@@ -385,8 +383,8 @@ my ($done, $done_res, $failed);
 
 # fanbase_transaction_events 2: the newest two, oldest first
 {
-    my $id = submit(body_for('two events', 1), path => "/ev2$QUEUE",
-                    name => 'two events');
+    my $id = accepted_id(body_for('two events', 1), path => "/ev2$QUEUE",
+                         name => 'two events');
     my $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
     my $d = tx_ok($res, $id, 'two events', status => 'completed');
     my @ev = @{ $d && $d->{events} || [] };
@@ -454,7 +452,7 @@ my ($done, $done_res, $failed);
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for('cancel then Fanbase back', 1);
-    my $id = submit($body, name => 'Fanbase refusing');
+    my $id = accepted_id($body, name => 'Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'Fanbase refusing: a delivery was tried');
 
@@ -487,7 +485,7 @@ my ($done, $done_res, $failed);
 {
     $t->mock_faults({ queue_post => { delay_ms => 1500, count => 1 } });
     my $body = body_for('on the wire', 1);
-    my $id = submit($body, name => 'on the wire');
+    my $id = accepted_id($body, name => 'on the wire');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'on the wire: Fanbase has the request');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while on the wire');
@@ -499,7 +497,7 @@ my ($done, $done_res, $failed);
 # processing (delivered, followed)
 {
     my $body = body_for('processing', 1);
-    my $id = submit($body, name => 'processing');
+    my $id = accepted_id($body, name => 'processing');
     my $res = wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/, 10);
     is($res->{json}{status}, 'processing', 'caught while processing');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while processing');
@@ -570,7 +568,7 @@ sub race_ok {
     my @race;
     for my $i (0 .. 9) {
         my $body = body_for('race', $i);
-        my $id = submit($body, name => "race $i");
+        my $id = accepted_id($body, name => "race $i");
         sleep 0.002 * $i;
         my @del = $t->parallel(2, DELETE => tx_path($id));
         push @race, { i => $i, id => $id, body => $body, del => \@del };
@@ -598,7 +596,7 @@ CONF
     $t->mock_faults({ queue_post => { delay_ms => 300 } });
 
     my @race = map { +{ i => $_, body => body_for('queued race', $_) } } 0 .. 11;
-    $_->{id} = submit($_->{body}, name => "queued race $_->{i}") for @race;
+    $_->{id} = accepted_id($_->{body}, name => "queued race $_->{i}") for @race;
     my $start = time;
     for my $r (@race) {
         my $at = $start + 0.1 * $r->{i};
@@ -618,7 +616,7 @@ CONF
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for('long poll delivery', 1);
-    my $id = submit($body, name => 'long poll, Fanbase refusing');
+    my $id = accepted_id($body, name => 'long poll, Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'long poll: a delivery was tried and refused');
     my $res = get_tx($id);
@@ -660,7 +658,7 @@ $t->mock_faults({ queue_post => { status => 503, count => 100000,
 my @quiet;
 for my $i (1 .. 3) {
     my $body = body_for('quiet', $i);
-    my $id = submit($body, name => "quiet $i");
+    my $id = accepted_id($body, name => "quiet $i");
     push @quiet, { id => $id, body => $body };
 }
 ok($t->wait_for(sub { !grep { posts_with($_->{body}) < 1 } @quiet }, timeout => 5),

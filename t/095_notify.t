@@ -78,12 +78,13 @@ sub req {
     return $res;
 }
 
-sub submit {
+# a submission, accepted (one test), its answer kept; the transaction id
+sub accepted {
     my ($path, $data) = @_;
-    my $res = req(POST => $path, headers => [@CT],
-                  body => $JSON->encode({ action => 'ticket-create', data => $data }));
-    is($res->{status}, 202, "submission to $path: 202") or diag($res->{body});
-    return $res->{json} ? $res->{json}{transaction_id} // 'none' : 'none';
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $res = $t->submit(path => $path, data => $data, record => \@answers,
+                         status => 202, name => "submission to $path: 202");
+    return tx_id($res) || 'none';
 }
 
 sub tx {
@@ -104,7 +105,7 @@ sub wait_status {
 # exactly one notification; returns (id, the DELETE's transaction)
 sub cancelled_tx {
     my $tag = shift;
-    my $id = submit("/dead$QUEUE", { tag => $tag });
+    my $id = accepted("/dead$QUEUE", { tag => $tag });
     # 409 while a worker holds it for a (refused) delivery attempt
     my $res;
     $t->wait_for(sub { $res = req(DELETE => "/transactions/$id");
@@ -228,7 +229,7 @@ sub node_verify {
 
 my ($happy, %happy_note);
 {
-    $happy = submit($QUEUE, { case => 'happy' });
+    $happy = accepted($QUEUE, { case => 'happy' });
     $expect{$happy}{$_} = 1 for qw(processing completed);
     my $tx = wait_status($happy, 'completed', 20);
     is($tx && $tx->{status}, 'completed', 'happy: completed');
@@ -252,7 +253,7 @@ my ($happy, %happy_note);
 
 my %notes;    # name => [transaction id, status, attempt]
 {
-    my $id = submit($QUEUE, { case => 'failed', fail => JSON::PP::true });
+    my $id = accepted($QUEUE, { case => 'failed', fail => JSON::PP::true });
     $expect{$id}{$_} = 1 for qw(processing failed);
     wait_status($id, 'failed', 20);
     my $all = wait_delivered(msg_id($id, 'failed'));
@@ -274,7 +275,7 @@ my %notes;    # name => [transaction id, status, attempt]
 {
     # polls fail meanwhile: only the webhook can end it
     $t->mock_faults({ queue_get => { status => 503 } });
-    my $id = submit($QUEUE, { case => 'inbound' });
+    my $id = accepted($QUEUE, { case => 'inbound' });
     $expect{$id}{$_} = 1 for qw(processing completed);
     ok(wait_status($id, 'processing'), 'inbound: delivered');
     my $body = $JSON->encode({ id => $id, status => 'completed' });
@@ -509,7 +510,7 @@ for my $case (
     $c->start;
     local $t = $c;
     $c->mock_site({ delay_ms => 700 });
-    my @ids = map { submit("/dead$QUEUE", { tag => "concurrency $_" }) } 1 .. 4;
+    my @ids = map { accepted("/dead$QUEUE", { tag => "concurrency $_" }) } 1 .. 4;
     sleep 0.2;    # their first (refused) delivery attempts are over
     my $start = time;
     my @left = @ids;

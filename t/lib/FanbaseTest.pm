@@ -155,6 +155,18 @@ C<$n> such requests at once, each on its own connection; C<headers> and
 C<body> may be code refs called with the index (0 .. n-1).  Returns the
 list of responses, in index order.
 
+=item submit(%opts)
+
+One submission: a POST with C<Content-Type: application/json>, then
+C<Idempotency-Key: KEY> with C<key>, then C<headers>.  The body is C<body>
+as it is, or else C<{"action":ACTION,"data":DATA}> (canonical JSON, UTF-8)
+of C<action> (default C<ticket-create>) and C<data> (default C<{}>).
+C<path> (default the queue, C</api/v1/integration/queue>), C<port> and
+C<timeout> as for C<request>.  C<status>: also one test that the answer
+has this status, named C<name> (default C<"submission: STATUS">).
+C<record>: an arrayref the answer is pushed onto too.  Returns the
+answer, as C<request> does.
+
 =item run_cases(@cases)
 
 Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
@@ -226,6 +238,9 @@ element by element (the first C<@$want> elements).
 
 C<new_uuid()>: a random version 4 UUID, the shape of a transaction id.
 
+C<tx_id($res)>: the C<transaction_id> of a 202 answer (a submission
+accepted by C<fanbase_submit async>), or C<''>.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -296,8 +311,8 @@ use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(time sleep);
 
 use Exporter qw(import);
-our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid edge_http edge_files
-                 webhook_secret sign_webhook webhook_signature hmac_webhook
+our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
+                 edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks));
 
 my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
@@ -307,6 +322,7 @@ my $VERIFY_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)),
 my $NODE_MODULES = File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..',
                                       'build', 'node', 'node_modules');
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
+my $QUEUE = '/api/v1/integration/queue';
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(mock files main http server error_log_level workers log_allow);
@@ -881,6 +897,32 @@ sub parallel {
         close $c->{sock};
     }
     return map { $_->{res} } @conns;
+}
+
+sub submit {
+    my ($self, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $body = $o{body}
+        // $JSON->encode({ action => $o{action} // 'ticket-create',
+                           data   => $o{data} // {} });
+    my $res = $self->request(POST => $o{path} // $QUEUE,
+        headers => ['Content-Type' => 'application/json',
+                    defined $o{key} ? ('Idempotency-Key' => $o{key}) : (),
+                    @{ $o{headers} || [] }],
+        body => $body, port => $o{port}, timeout => $o{timeout});
+    push @{ $o{record} }, $res if $o{record};
+    if (defined $o{status}) {
+        is($res->{status}, $o{status}, $o{name} // "submission: $o{status}")
+            or diag("body: $res->{body}"
+                    . ($res->{error} ? " ($res->{error})" : ''));
+    }
+    return $res;
+}
+
+sub tx_id {
+    my $res = shift;
+    return $res->{status} == 202 && ref $res->{json} eq 'HASH'
+           ? $res->{json}{transaction_id} // '' : '';
 }
 
 sub _build_request {
