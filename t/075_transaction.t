@@ -111,16 +111,6 @@ sub status_of {
 }
 
 # wait until the transaction's status matches; the last GET
-sub wait_status {
-    my ($id, $re, $timeout) = @_;
-    my $res;
-    $t->wait_for(sub {
-        $res = get_tx($id);
-        return $res->{status} == 200 && ($res->{json}{status} // '') =~ $re;
-    }, timeout => $timeout // 15, interval => 0.05);
-    return $res;
-}
-
 sub queue_posts { $t->mock_requests(method => 'POST', path => $QUEUE) }
 
 sub posts_with {
@@ -332,7 +322,7 @@ my ($done, $done_res, $failed);
     $failed = accepted_id($body_f, name => 'to failed');
     my $first = get_tx($done);
 
-    $done_res = wait_status($done, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($done, qr/^(?:completed|failed|cancelled)$/, answer => \$done_res);
     my $d = tx_ok($done_res, $done, 'completed', status => 'completed');
     my @ev = @{ $d && $d->{events} || [] };
 
@@ -368,7 +358,7 @@ my ($done, $done_res, $failed);
        'completed: no more GETs once terminal');
     is(get_tx($done)->{body}, $done_res->{body}, 'completed: the same answer later');
 
-    my $fres = wait_status($failed, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($failed, qr/^(?:completed|failed|cancelled)$/, answer => \my $fres);
     my $f = tx_ok($fres, $failed, 'failed', status => 'failed');
     my @fev = @{ $f && $f->{events} || [] };
     my ($fproc) = grep { ($_->{status} // '') eq 'processing' } @fev;
@@ -385,7 +375,7 @@ my ($done, $done_res, $failed);
 {
     my $id = accepted_id(body_for('two events', 1), path => "/ev2$QUEUE",
                          name => 'two events');
-    my $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     my $d = tx_ok($res, $id, 'two events', status => 'completed');
     my @ev = @{ $d && $d->{events} || [] };
     is(scalar @ev, 2, 'fanbase_transaction_events 2: two events kept')
@@ -489,7 +479,7 @@ my ($done, $done_res, $failed);
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'on the wire: Fanbase has the request');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while on the wire');
-    my $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     is($res->{json}{status}, 'completed', 'on the wire: completed all the same');
     is(posts_with($body), 1, 'on the wire: one POST at the mock');
 }
@@ -498,10 +488,11 @@ my ($done, $done_res, $failed);
 {
     my $body = body_for('processing', 1);
     my $id = accepted_id($body, name => 'processing');
-    my $res = wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/, 10);
+    $t->wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/,
+                    timeout => 10, answer => \my $res);
     is($res->{json}{status}, 'processing', 'caught while processing');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while processing');
-    $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \$res);
     is($res->{json}{status}, 'completed', 'processing: completed all the same');
 }
 

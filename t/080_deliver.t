@@ -98,15 +98,12 @@ sub txn {
     return $res->{status} == 200 ? $res->{json} : undef;
 }
 
-# Wait until the transaction's status matches; returns it as last seen.
-sub wait_status {
-    my ($id, $want, %o) = @_;
-    my $last;
-    ($o{t} // $t)->wait_for(sub {
-        $last = txn($id, $o{t});
-        return $last && ($last->{status} // '') =~ $want;
-    }, timeout => $o{timeout} // 20, interval => 0.1);
-    return $last;
+# wait_status's options for transaction $id: read at its link every 0.1 s
+# for up to 20 s, each answer kept for the secrecy check
+sub polling {
+    my $id = shift;
+    return (path => $PATH_OF{$id}, timeout => 20, interval => 0.1,
+            record => \@answers);
 }
 
 my $DELIVERED = qr/^(?:processing|completed)$/;
@@ -161,7 +158,7 @@ sub failed_like {
 sub unknown_like {
     my ($s, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_outcome_unknown',
                        error_message => qr/^delivery outcome unknown/ }, $name);
     my @p = posts_for($s->{n});
@@ -225,7 +222,7 @@ is((txn($hid) // {})->{status}, 'pending',
     is($p->{query}, '', 'delivery: no query string');
 }
 
-$tx = wait_status($hid, $DELIVERED);
+$tx = $t->wait_status($hid, $DELIVERED, polling($hid));
 my ($post) = posts_for($happy->{n});
 my $qid = $post->{queue_id} // 'no queue id';
 is($tx && $tx->{status}, 'processing', 'delivered: processing') or diag(explain($tx));
@@ -233,7 +230,7 @@ json_like(last_event($tx), { event => 'transition', status => 'processing',
                              data => { queue_id => $qid } },
           'delivered: event with the queue id Fanbase gave');
 
-$tx = wait_status($hid, $TERMINAL, timeout => 20);
+$tx = $t->wait_status($hid, $TERMINAL, polling($hid), timeout => 20);
 is($tx && $tx->{status}, 'completed', 'tracked: completed') or diag(explain($tx));
 is_deeply([map { "$_->{event}/$_->{status}" } @{ $tx->{events} || [] }],
           ['transition/pending', 'transition/processing', 'transition/completed'],
@@ -262,7 +259,7 @@ my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
 {
     my $s = numbered(body => '{"action":"ticket-create","data":{"fail":true,"n":"f1"}}');
     is($s->{res}{status}, 202, 'failed at Fanbase: accepted');
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     my ($p) = posts_for('f1');
     failed_like($tx, { queue_id => ($p && $p->{queue_id}) // 'none',
                        error_message => 'Erro simulado' }, 'failed at Fanbase');
@@ -341,7 +338,7 @@ for my $case (
     my ($name, $fault, $gap) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
     my $s = numbered();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 15);
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
     my @p = posts_for($s->{n});
     is(statuses(@p), "$fault->{status},201", "$name: retried once, taken once");
@@ -358,7 +355,7 @@ for my $case (
     my $tokens = $t->mock_stats->{token_requests};
     $prep->();
     my $s = numbered();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 15);
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
     my @p = posts_for($s->{n});
     is(statuses(@p), "$code,201", "$name: resent once, taken once");
@@ -372,7 +369,7 @@ for my $case (
     $t->mock_expire_tokens;
     $t->mock_faults({ token => { status => 503, count => 2 } });
     my $s = numbered();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 30);
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 30);
     like($tx && $tx->{status}, $DELIVERED, 'no token for a while: delivered')
         or diag(explain($tx));
     like(statuses(posts_for($s->{n})), qr/^(?:401,)*201$/,
@@ -390,7 +387,7 @@ for my $case ([422, '{"iCode":422,"iMsg":"Evento esgotado"}', qr/Evento esgotado
     my ($code, $body, $re) = @$case;
     $t->mock_faults({ queue_post => { status => $code, count => 1, body => $body } });
     my $s = numbered();
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { error_message => $re }, "Fanbase $code");
     like(last_event($tx) && last_event($tx)->{data}{error_message}, qr/\b$code\b/,
          "Fanbase $code: the status in error_message");
@@ -407,7 +404,7 @@ for my $case (['a cut 201', { malformed => JSON::PP::true }],
     my ($name, $fault) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
     my $s = numbered();
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_unreadable' }, $name);
     is(scalar(posts_for($s->{n})), 1, "$name: sent once");
 }
@@ -454,7 +451,8 @@ sleep 1.5;
 # The horizon, submitted above: given up after 2 s, with the last error.
 
 {
-    my $tx = wait_status($horizon->{id}, $TERMINAL, timeout => 10);
+    my $tx = $t->wait_status($horizon->{id}, $TERMINAL, polling($horizon->{id}),
+                             timeout => 10);
     failed_like($tx, { code => 'delivery_gave_up', error_message => qr/connect|refused/i },
                 'horizon');
     my $after = (epoch_ms(last_event($tx) && last_event($tx)->{created_at}) // 0)
@@ -540,11 +538,11 @@ $t->stop;
         !grep { ((txn($_->{id}, $c) // {})->{status} // '') ne 'completed' } @s
     }, timeout => 30, interval => 0.2), 'tracking: the 10 completed');
     my $s = numbered(t => $c);
-    my $tx = wait_status($s->{id}, $DELIVERED, t => $c);
+    my $tx = $c->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'tracking 404: delivered');
     $c->mock_faults({ queue_get => { status => 404,
                                      body => '{"iCode":404,"iMsg":"Not found"}' } });
-    $tx = wait_status($s->{id}, $TERMINAL, t => $c, timeout => 20);
+    $tx = $c->wait_status($s->{id}, $TERMINAL, polling($s->{id}), timeout => 20);
     failed_like($tx, { code => 'queue_item_not_found' }, 'tracking 404');
     is(scalar(posts_for($s->{n}, $c)), 1, 'tracking 404: not sent again');
 }
@@ -567,7 +565,7 @@ $t->stop;
     $f->start;
 
     my $s = numbered(t => $f);
-    my $tx = wait_status($s->{id}, $DELIVERED, t => $f);
+    my $tx = $f->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'full zone: a transaction delivered');
     my $qid = last_event($tx) && last_event($tx)->{data}{queue_id} // 'none';
 
@@ -582,7 +580,7 @@ $t->stop;
     }
     ok($full && !$other, 'full zone: then filled with pending transactions');
 
-    $tx = wait_status($s->{id}, $TERMINAL, t => $f, timeout => 20);
+    $tx = $f->wait_status($s->{id}, $TERMINAL, polling($s->{id}), timeout => 20);
     is($tx && $tx->{status}, 'completed', 'full zone: the delivered one completed');
     json_like(last_event($tx), { event => 'transition', status => 'completed',
                                  data => { queue_id => $qid } },

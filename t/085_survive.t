@@ -59,16 +59,6 @@ sub txn {
 
 sub status_of { my $tx = txn(@_); $tx ? $tx->{status} // '' : 'unreadable' }
 
-sub wait_status {
-    my ($t, $id, $want, $timeout) = @_;
-    my $last;
-    $t->wait_for(sub {
-        $last = txn($t, $id);
-        return $last && ($last->{status} // '') =~ $want;
-    }, timeout => $timeout // 20, interval => 0.1);
-    return $last;
-}
-
 # True once every submission's status matches.
 sub wait_all {
     my ($t, $subs, $want, $timeout) = @_;
@@ -155,8 +145,8 @@ $t->start;
 
 my $warm = numbered($t);
 is($warm->{res}{status}, 202, 'warm-up: accepted');
-like((wait_status($t, $warm->{id}, $DELIVERED) // {})->{status} // '', $DELIVERED,
-     'warm-up: delivered');
+like(($t->wait_status($warm->{id}, $DELIVERED, timeout => 20, interval => 0.1)
+      // {})->{status} // '', $DELIVERED, 'warm-up: delivered');
 
 $t->stop_mock;
 
@@ -324,7 +314,7 @@ $t->stop;
     ok($k->wait_for(sub { $k->mock_stats->{token_requests} >= 1 }, timeout => 5),
        'killed waiting for a token: the token request is held');
     ok(scalar $k->kill_workers, 'killed waiting for a token: worker killed and replaced');
-    my $tx = wait_status($k, $c->{id}, $DELIVERED, 40);
+    my $tx = $k->wait_status($c->{id}, $DELIVERED, timeout => 40, interval => 0.1);
     like($tx && $tx->{status}, $DELIVERED,
          'killed waiting for a token: delivered by the new worker')
         or diag(explain($tx));
@@ -345,11 +335,11 @@ $t->stop;
     my $sent_at = (posts_for($k, $a->{n}))[0]{time};
     ok(scalar $k->kill_workers, 'killed on the wire: worker killed and replaced');
 
-    $tx = wait_status($k, $b->{id}, $DELIVERED, 20);
+    $tx = $k->wait_status($b->{id}, $DELIVERED, timeout => 20, interval => 0.1);
     like($tx && $tx->{status}, $DELIVERED, 'killed on the wire: B delivered')
         or diag(explain($tx));
 
-    $tx = wait_status($k, $a->{id}, $TERMINAL, 40);
+    $tx = $k->wait_status($a->{id}, $TERMINAL, timeout => 40, interval => 0.1);
     is($tx && $tx->{status}, 'failed', 'killed on the wire: A failed') or diag(explain($tx));
     json_like(last_event($tx), { event => 'failure', status => 'failed',
                                  data => { code => 'delivery_outcome_unknown',

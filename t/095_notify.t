@@ -92,14 +92,6 @@ sub tx {
     return $res->{status} == 200 ? $res->{json} : undef;
 }
 
-sub wait_status {
-    my ($id, $status, $timeout) = @_;
-    my $tx;
-    $t->wait_for(sub { $tx = tx($id); $tx && $tx->{status} eq $status },
-                 timeout => $timeout // 15, interval => 0.05);
-    return $tx;
-}
-
 # a transaction that stays pending (no token can be had; the same API and
 # client id as /transactions/), cancelled now:
 # exactly one notification; returns (id, the DELETE's transaction)
@@ -231,7 +223,8 @@ my ($happy, %happy_note);
 {
     $happy = accepted($QUEUE, { case => 'happy' });
     $expect{$happy}{$_} = 1 for qw(processing completed);
-    my $tx = wait_status($happy, 'completed', 20);
+    my $tx = $t->wait_status($happy, 'completed', timeout => 20,
+                             record => \@answers);
     is($tx && $tx->{status}, 'completed', 'happy: completed');
     for my $status (qw(processing completed)) {
         my $all = wait_delivered(msg_id($happy, $status));
@@ -255,7 +248,7 @@ my %notes;    # name => [transaction id, status, attempt]
 {
     my $id = accepted($QUEUE, { case => 'failed', fail => JSON::PP::true });
     $expect{$id}{$_} = 1 for qw(processing failed);
-    wait_status($id, 'failed', 20);
+    $t->wait_status($id, 'failed', timeout => 20, record => \@answers);
     my $all = wait_delivered(msg_id($id, 'failed'));
     is(scalar @$all, 1, 'failed at Fanbase: sent once');
     my $body = attempt_ok($all->[0] || {}, $id, 'failed', 'failed at Fanbase');
@@ -277,7 +270,7 @@ my %notes;    # name => [transaction id, status, attempt]
     $t->mock_faults({ queue_get => { status => 503 } });
     my $id = accepted($QUEUE, { case => 'inbound' });
     $expect{$id}{$_} = 1 for qw(processing completed);
-    ok(wait_status($id, 'processing'), 'inbound: delivered');
+    ok($t->wait_status($id, 'processing', record => \@answers), 'inbound: delivered');
     my $body = $JSON->encode({ id => $id, status => 'completed' });
     my $res = req(POST => '/hooks/status', body => $body,
                   headers => [@CT, sign_webhook(secret => $HOOK_SECRET, body => $body)]);

@@ -167,6 +167,16 @@ has this status, named C<name> (default C<"submission: STATUS">).
 C<record>: an arrayref the answer is pushed onto too.  Returns the
 answer, as C<request> does.
 
+=item wait_status($id, $want, %opts)
+
+Reads the transaction (GET C<path>, default C</transactions/ID>, at
+C<port>) every C<interval> seconds (default 0.05) until it answers 200
+with a C<status> that is C<$want> (a string) or matches it (a qr//), for
+C<timeout> seconds at most (default 15).  Returns the transaction of the
+last answer (its JSON), or undef when that answer was not 200.
+C<answer>: a scalar ref that receives the last answer itself;
+C<record>: an arrayref every answer is pushed onto.
+
 =item run_cases(@cases)
 
 Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
@@ -917,6 +927,21 @@ sub submit {
                     . ($res->{error} ? " ($res->{error})" : ''));
     }
     return $res;
+}
+
+sub wait_status {
+    my ($self, $id, $want, %o) = @_;
+    my $path = $o{path} // "/transactions/$id";
+    my $res;
+    $self->wait_for(sub {
+        $res = $self->request(GET => $path, port => $o{port});
+        push @{ $o{record} }, $res if $o{record};
+        return 0 unless $res->{status} == 200 && ref $res->{json} eq 'HASH';
+        my $status = $res->{json}{status} // '';
+        return ref $want eq 'Regexp' ? $status =~ $want : $status eq $want;
+    }, timeout => $o{timeout} // 15, interval => $o{interval} // 0.05);
+    ${ $o{answer} } = $res if $o{answer};
+    return $res->{status} == 200 ? $res->{json} : undef;
 }
 
 sub tx_id {
