@@ -269,11 +269,8 @@ is(scalar(grep { my @v = access_tokens($_);
    'every POST carries the same AccessToken');
 {
     # debug lines start with "PID#TID: *CONN"
-    my %pids;
-    for (split /\n/, $t->error_log) {
-        $pids{$1} = 1
-            if m{\[debug\] (\d+)#\d+: \*\d+ http request line: "POST \Q$QUEUE\E };
-    }
+    my %pids = $t->log_pids('error.log',
+        qr{\[debug\] (\d+)#\d+: \*\d+ http request line: "POST \Q$QUEUE\E });
     cmp_ok(scalar keys %pids, '>=', 2,
            'both workers served submissions with that one token')
         or diag('pids that served: ' . join ' ', sort keys %pids);

@@ -153,24 +153,6 @@ sub get_tx {
                         port => $o{port});
 }
 
-sub worker_log {
-    open my $fh, '<', $t->dir . '/workers.log' or return ();
-    return <$fh>;
-}
-
-# the pids that served the requests logged in workers.log, after its
-# first $skip lines, that match $re
-sub worker_pids_for {
-    my ($re, $skip) = @_;
-    my @lines = worker_log();
-    my %pids;
-    for (@lines[($skip // 0) .. $#lines]) {
-        my ($pid, $rest) = /^(\d+) (.*)$/ or next;
-        $pids{$pid}++ if $rest =~ $re;
-    }
-    return keys %pids;
-}
-
 
 ###########################################################################
 # 202 at once: neither a token nor Fanbase's answer is waited for.
@@ -336,7 +318,7 @@ sub worker_pids_for {
        'no key: each only once');
 
     # 20 different ones at once, on both workers
-    my $skip = () = worker_log();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT],
                            body => sub { body_for('parallel distinct', $_[0]) });
@@ -357,9 +339,10 @@ sub worker_pids_for {
            return grep { ($n{ body_for('parallel distinct', $_) } // 0) > 1 }
                   0 .. 19;
        }, timeout => 2), '20 at once: none delivered twice');
-    my @pids = worker_pids_for(qr/^POST \Q$QUEUE\E /, $skip);
-    is(scalar @pids, 2, '20 at once: accepted by both workers')
-        or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \Q$QUEUE\E /,
+                            from => $skip);
+    is(scalar keys %pids, 2, '20 at once: accepted by both workers')
+        or diag('pids: ' . join ' ', keys %pids);
 }
 
 
@@ -405,7 +388,7 @@ sub worker_pids_for {
 {
     my $key  = "order-$$-parallel";
     my $body = body_for('idempotent parallel', 1);
-    my $skip = () = worker_log();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT, 'Idempotency-Key' => $key],
                            body => $body);
@@ -420,8 +403,10 @@ sub worker_pids_for {
     like($id, $UUID4, '20 keyed copies at once: a UUID v4');
     is(scalar(grep { ($_->{headers}{location} // '') eq "/transactions/$id" } @res),
        20, '20 keyed copies at once: all the same Location');
-    my @pids = worker_pids_for(qr/^POST \Q$QUEUE\E /, $skip);
-    is(scalar @pids, 2, 'keyed copies: both workers took some') or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \Q$QUEUE\E /,
+                            from => $skip);
+    is(scalar keys %pids, 2, 'keyed copies: both workers took some')
+        or diag('pids: ' . join ' ', keys %pids);
 
     delivered_once($body, '20 keyed copies');
     is(get_tx($id)->{status}, 200, '20 keyed copies: the transaction reads');

@@ -704,8 +704,7 @@ my ($q1, $q2, $q3) = @quiet;
 
 # 16 polls held by both workers, woken by one DELETE
 {
-    my $log = $t->dir . '/longpoll.log';
-    my $skip = do { open my $fh, '<', $log or die "$log: $!"; my @l = <$fh>; @l };
+    my $skip = $t->log_lines('longpoll.log');
     my $result = later(1, sub { del_tx($q2->{id})->{status} });
     my @res = $t->parallel(16, GET => tx_path($q2->{id}) . '?wait=10',
                            headers => ['If-None-Match' => $q2->{etag}],
@@ -720,12 +719,8 @@ my ($q1, $q2, $q3) = @quiet;
     ok(!@slow, 'polls on both workers: all answered within 2 s of the DELETE')
         or diag('times: ' . join ' ', map { sprintf '%.2f', $_->{time} } @res);
 
-    open my $fh, '<', $log or die "$log: $!";
-    my @lines = <$fh>;
-    my %pids;
-    for (@lines[$skip .. $#lines]) {
-        $pids{$1}++ if /^(\d+) GET \/transactions\/\Q$q2->{id}\E\?wait=10 /;
-    }
+    my %pids = $t->log_pids('longpoll.log',
+        qr/^(\d+) GET \/transactions\/\Q$q2->{id}\E\?wait=10 /, from => $skip);
     is(scalar keys %pids, 2, 'polls on both workers: both workers held some')
         or diag(explain(\%pids));
 }

@@ -188,6 +188,19 @@ C<($t, $res)>).  Returns the responses.
 
 =item log_like(qr//, $name), log_unlike(qr//, $name), error_log
 
+=item log_lines($file)
+
+How many lines DIR/$file has now (0 when it does not exist).
+
+=item log_pids($file, $re, from => $n)
+
+The processes that wrote the lines of DIR/$file that match C<$re>, whose
+first group is the pid, from line C<$n> on (default 0, the first; a
+C<log_lines> taken before): a list of pid => how many lines.  For an
+C<access_log> in a C<log_format> that starts with C<$pid>,
+C<qr/^(\d+) POST \/path />; for error.log at C<debug>,
+C<qr/\[debug\] (\d+)#\d+: .../>.
+
 =item wait_for($code, %opts)
 
 Calls C<$code> until it returns true (C<timeout> default 5 s, C<interval>
@@ -833,6 +846,24 @@ sub log_unlike {
     my ($self, $re, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     unlike($self->error_log, $re, $name // "error log does not match $re");
+}
+
+sub log_lines {
+    my ($self, $file) = @_;
+    open my $fh, '<', "$self->{dir}/$file" or return 0;
+    my @lines = <$fh>;
+    return scalar @lines;
+}
+
+sub log_pids {
+    my ($self, $file, $re, %o) = @_;
+    open my $fh, '<', "$self->{dir}/$file" or return ();
+    my @lines = <$fh>;
+    my %pids;
+    for (@lines[($o{from} // 0) .. $#lines]) {
+        $pids{$1}++ if $_ =~ $re;
+    }
+    return %pids;
 }
 
 sub wait_for {
