@@ -32,7 +32,8 @@
 # workers over each measurement, wrk's from its rusage (Perl's times),
 # curl_floor's from its own getrusage, divided by the requests answered.
 #
-# Perl core modules only; no Python.
+# Processes, ports, nginx's configuration and the HTTP client are the
+# tests' (t/lib/FanbaseTest.pm).  Perl core modules only; no Python.
 
 use strict;
 use warnings;
@@ -42,12 +43,16 @@ use Digest::SHA qw(hmac_sha256);
 use File::Basename qw(dirname);
 use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
-use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
-use IO::Socket::INET;
+use FindBin;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(WNOHANG strftime);
+use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
+
+use lib "$FindBin::Bin/../t/lib";
+use FanbaseTest qw(free_port wait_pid wait_listen child_pids nginx_conf
+                   nginx_test spawn_mock http_request http_parallel slurp
+                   spew);
 
 $| = 1;
 
@@ -151,17 +156,12 @@ sub env_int {
     return $v;
 }
 
+# start a process, its output and errors into $out; remembered as $name
+# until it is reaped
 sub spawn {
     my ($name, $out, @cmd) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if (!$pid) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec @cmd }
-        POSIX::_exit(127);
-    }
+    my $pid = FanbaseTest::spawn(cmd => \@cmd, output => $out,
+                                 stdin => '/dev/null');
     $KIDS{$pid} = $name;
     return $pid;
 }
@@ -169,16 +169,9 @@ sub spawn {
 # wait for a pid with a timeout: its wait status, or undef
 sub reap {
     my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    for (;;) {
-        my $r = waitpid $pid, WNOHANG;
-        if ($r == $pid || $r < 0) {
-            delete $KIDS{$pid};
-            return $r == $pid ? $? : 0;
-        }
-        return undef if time > $end;
-        sleep 0.02;
-    }
+    my $st = wait_pid($pid, $timeout);
+    delete $KIDS{$pid} if defined $st;
+    return $st;
 }
 
 # stop one process: SIG, then KILL after $grace seconds
@@ -222,146 +215,70 @@ END { my $rc = $?; cleanup(); $? = $rc; }
 
 sub fail { die 'bench: ' . join('', @_) . "\n" }
 
-sub slurp {
-    my $f = shift;
-    open my $fh, '<', $f or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($f, $text) = @_;
-    open my $fh, '>', $f or fail("$f: $!");
-    print $fh $text;
-    close $fh or fail("$f: $!");
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or fail("no free port: $!");
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
 sub wait_port {
     my ($port, $pid, $what, $log, $timeout) = @_;
-    my $end = time + ($timeout // 10);
-    while (time < $end) {
-        if (!$KIDS{$pid} || waitpid($pid, WNOHANG) == $pid) {
-            delete $KIDS{$pid};
-            fail("$what exited at start:\n", slurp($log));
-        }
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp');
-        if ($s) { close $s; return }
-        sleep 0.05;
+    my ($state) = $KIDS{$pid} ? wait_listen($port, $pid, $timeout // 10)
+                              : ('exited');
+    return if $state eq 'listening';
+    if ($state eq 'exited') {
+        delete $KIDS{$pid};
+        fail("$what exited at start:\n", slurp($log));
     }
     fail("$what does not listen on port $port:\n", slurp($log));
 }
 
-sub start_nginx {
+# DIR/NAME.conf, checked with nginx -t: the file, or undef and what nginx
+# -t said
+sub nginx_file {
     my ($name, $conf) = @_;
     my $file = "$DIR/$name.conf";
     spew($file, $conf);
-    my $t = `$NGINX -p $DIR/ -c $file -t 2>&1`;
-    fail("nginx -t for $name failed:\n$t") if $?;
+    my ($ok, $out) = nginx_test(cmd => [$NGINX, '-p', "$DIR/", '-c', $file],
+                                output => "$DIR/$name.t.out");
+    return $ok ? ($file) : (undef, $out);
+}
+
+sub start_nginx {
+    my ($name, $conf) = @_;
+    my ($file, $t) = nginx_file($name, $conf);
+    fail("nginx -t for $name failed:\n$t") unless $file;
     return spawn($name, "$DIR/$name.out", $NGINX, '-p', "$DIR/", '-c', $file);
 }
 
 
 # --- HTTP clients ---------------------------------------------------------
 
-# One request on a new connection.  { status, headers => {lc name}, body }
+# One request on a new connection (FanbaseTest's client, "Connection:
+# close").  { status, headers => {lc name}, body, error }
 sub http {
     my ($port, $method, $path, %o) = @_;
-    my $body = $o{body} // '';
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: $o{type}\r\n" if $o{type};
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if $method eq 'POST';
-    $req .= "\r\n$body";
-    return http_raw($port, $req, %o);
+    return http_request($port, $method, $path, timeout => $o{timeout} // 15,
+        headers => ['Connection' => 'close',
+                    $o{type} ? ('Content-Type' => $o{type}) : ()],
+        defined $o{body} ? (body => $o{body}) : ());
 }
 
-# The same with the request's bytes as they are (with "Connection: close").
+# The same with the request's bytes as they are (a POST, with
+# "Connection: close").
 sub http_raw {
     my ($port, $req, %o) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 10)
-        or return { status => 0, error => "connect: $!" };
-    syswrite($s, $req) == length $req or return { status => 0, error => "write: $!" };
-    my ($in, $end) = ('', time + ($o{timeout} // 15));
-    my $sel = IO::Poll->new;
-    $sel->mask($s, POLLIN);
-    while (time < $end) {
-        $sel->poll(0.5) or next;
-        my $n = sysread $s, my $buf, 65536;
-        last unless $n;
-        $in .= $buf;
-    }
-    close $s;
-    return parse_response($in);
-}
-
-sub parse_response {
-    my $in = shift;
-    my ($head, $body) = split /\r\n\r\n/, $in, 2;
-    return { status => 0, error => 'no response' } unless defined $head
-        && $head =~ m{^HTTP/1\.[01] (\d{3})};
-    my %r = (status => $1, body => $body // '', headers => {});
-    for (split /\r\n/, $head) {
-        $r{headers}{lc $1} = $2 if /^([^:]+):\s*(.*)$/;
-    }
-    if (($r{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
-        my ($raw, $dec) = ($r{body}, '');
-        while ($raw =~ s/^([0-9a-fA-F]+)[^\r]*\r\n//) {
-            my $n = hex $1;
-            last if $n == 0;
-            $dec .= substr $raw, 0, $n, '';
-            $raw =~ s/^\r\n//;
-        }
-        $r{body} = $dec;
-    }
-    return \%r;
+    return http_request($port, POST => undef, raw => $req,
+                        timeout => $o{timeout} // 15);
 }
 
 # $n submissions at the same time, each on its own connection: all
-# connections are open before the first request is written.  Returns a hash
-# status => count.
+# connections are opened before the first request is written.  Returns a
+# hash status => count.
 sub burst {
     my ($port, $n, $path, $body) = @_;
-    my @socks;
-    for (1 .. $n) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp')
-            or fail("burst: connection $_: $!");
-        push @socks, $s;
-    }
-    my $req = "POST $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-            . "Content-Type: application/json\r\nContent-Length: "
-            . length($body) . "\r\n\r\n$body";
-    for my $s (@socks) {
-        syswrite($s, $req) == length $req or fail("burst: write: $!");
-    }
-    my $poll = IO::Poll->new;
-    my %in;
-    $poll->mask($_, POLLIN) for @socks;
-    my $end = time + 30;
-    while ($poll->handles && time < $end) {
-        $poll->poll(0.5) > 0 or next;
-        for my $s ($poll->handles(POLLIN | POLLERR | POLLHUP)) {
-            my $got = sysread $s, my $buf, 65536;
-            if ($got) { $in{$s} .= $buf; next }
-            $poll->remove($s);
-        }
-    }
+    my @res = http_parallel($port, $n, POST => $path, timeout => 30,
+        headers => ['Connection' => 'close',
+                    'Content-Type' => 'application/json'],
+        body => $body);
+    my ($refused) = grep { ($_->{error} // '') =~ /^connect/ } @res;
+    fail("burst: $refused->{error}") if $refused;
     my %status;
-    for my $s (@socks) {
-        my $r = parse_response($in{$s} // '');
-        $status{ $r->{status} || 'none' }++;
-        close $s;
-    }
+    $status{ $_->{status} || 'none' }++ for @res;
     return \%status;
 }
 
@@ -595,17 +512,6 @@ sub proc_cpu {
     return $t;
 }
 
-# the worker processes of an nginx master
-sub workers_of {
-    my $master = shift;
-    my @w;
-    for my $d (glob '/proc/[0-9]*') {
-        my $s = slurp("$d/stat");
-        push @w, $1 if $s =~ /^(\d+) \(.*\) \S+ (\d+) /s && $2 == $master;
-    }
-    return @w;
-}
-
 sub children_cpu { my @t = times; return $t[2] + $t[3] }
 
 # before a measurement: the CPU time of the workers of { name => master },
@@ -614,7 +520,7 @@ sub cpu_snapshot {
     my $watch = shift or return undef;
     my %s = (time => time, children => children_cpu(), procs => {});
     for my $name (keys %$watch) {
-        my @w = workers_of($watch->{$name});
+        my @w = child_pids($watch->{$name});
         $s{procs}{$name} = [ \@w, proc_cpu(@w) ];
     }
     return \%s;
@@ -895,10 +801,9 @@ sub callgrind_counts {
         for my $n (@CG_N) {
             my $name = "cg-$tag-$n";
             my $port = free_port();
-            my $file = "$DIR/$name.conf";
-            spew($file, cg_conf(name => $name, port => $port, mock => $mock_port));
-            my $test = `$NGINX -p $DIR/ -c $file -t 2>&1`;
-            if ($?) { push @errors, "nginx -t for $name failed: $test"; last }
+            my ($file, $test) = nginx_file($name,
+                cg_conf(name => $name, port => $port, mock => $mock_port));
+            if (!$file) { push @errors, "nginx -t for $name failed: $test"; last }
             my $cg = "$DIR/callgrind.$tag.$n";
             my $pid = spawn("nginx under callgrind ($tag)", "$DIR/$name.out", 'valgrind',
                             '--tool=callgrind', "--callgrind-out-file=$cg",
@@ -930,34 +835,12 @@ sub callgrind_counts {
 
 sub main_conf {
     my (%o) = @_;
-    my $conf = $o{module} ? "load_module $MODULE;\n" : '';
-    $conf .= <<"CONF";
-daemon off;
-master_process @{[ $o{master} // 'on' ]};
-worker_processes $o{workers};
-pid $DIR/$o{name}.pid;
-error_log $DIR/$o{name}.error.log warn;
-CONF
-    $conf .= "user root root;\n" if $> == 0;
-    $conf .= <<"CONF";
-
-events {
-    worker_connections 8192;
-}
-
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    client_body_temp_path $DIR/$o{name}.client_body;
-    proxy_temp_path $DIR/$o{name}.proxy;
-    fastcgi_temp_path $DIR/$o{name}.fastcgi;
-    uwsgi_temp_path $DIR/$o{name}.uwsgi;
-    scgi_temp_path $DIR/$o{name}.scgi;
-
-$o{http}}
-CONF
-    return $conf;
+    return nginx_conf(dir => $DIR, name => $o{name},
+                      module => $o{module} ? $MODULE : undef,
+                      master => $o{master}, workers => $o{workers},
+                      error_log_level => 'warn', access_log => 'off',
+                      http => "    keepalive_requests 1000000;\n"
+                            . "    keepalive_timeout 60s;\n\n$o{http}");
 }
 
 sub mock_conf {
@@ -1234,11 +1117,11 @@ sub main {
     my $mock = start_nginx('mock', mock_conf($port{mock}));
     wait_port($port{mock}, $mock, 'mock nginx', "$DIR/mock.error.log");
 
-    my $slow = spawn('slow mock', "$DIR/slow.out", 'perl', $MOCK,
-                     '--listen', "127.0.0.1:$port{slow}",
-                     '--client', 'bench-slow:slow-secret',
-                     '--keep-requests', 1000, '--log', "$DIR/slow.log");
-    wait_port($port{slow}, $slow, 'slow mock (t/mock_fanbase.pl)', "$DIR/slow.out");
+    my ($slow, undef, $slow_out) = spawn_mock(
+        listen => "127.0.0.1:$port{slow}", stderr => "$DIR/slow.out",
+        clients => ['bench-slow:slow-secret'], log => "$DIR/slow.log",
+        args => ['--keep-requests', 1000]);
+    $KIDS{$slow} = 'slow mock';
 
     # the master allocates the whole zone (prefault) before it listens
     my $started = time;
@@ -1483,6 +1366,7 @@ sub main {
     stop($edge_pid, 'QUIT', 15);
     my $edge_log = slurp("$DIR/edge.error.log");
     stop($slow, 'TERM', 10);
+    close $slow_out;
 
     # (2c) instructions per request
     $row{cg} = callgrind_counts($port{mock}) if $CALLGRIND;
