@@ -32,7 +32,8 @@
 # workers over each measurement, wrk's from its rusage (Perl's times),
 # curl_floor's from its own getrusage, divided by the requests answered.
 #
-# Perl core modules only; no Python.
+# Processes, ports, nginx's configuration and the HTTP client are the
+# tests' (t/lib/FanbaseTest.pm).  Perl core modules only; no Python.
 
 use strict;
 use warnings;
@@ -42,12 +43,16 @@ use Digest::SHA qw(hmac_sha256);
 use File::Basename qw(dirname);
 use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
-use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
-use IO::Socket::INET;
+use FindBin;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(WNOHANG strftime);
+use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
+
+use lib "$FindBin::Bin/../t/lib";
+use FanbaseTest qw(free_port wait_pid wait_listen child_pids nginx_conf
+                   nginx_test spawn_mock http_request http_parallel slurp
+                   spew);
 
 $| = 1;
 
@@ -151,17 +156,12 @@ sub env_int {
     return $v;
 }
 
+# start a process, its output and errors into $out; remembered as $name
+# until it is reaped
 sub spawn {
     my ($name, $out, @cmd) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if (!$pid) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec @cmd }
-        POSIX::_exit(127);
-    }
+    my $pid = FanbaseTest::spawn(cmd => \@cmd, output => $out,
+                                 stdin => '/dev/null');
     $KIDS{$pid} = $name;
     return $pid;
 }
@@ -169,16 +169,9 @@ sub spawn {
 # wait for a pid with a timeout: its wait status, or undef
 sub reap {
     my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    for (;;) {
-        my $r = waitpid $pid, WNOHANG;
-        if ($r == $pid || $r < 0) {
-            delete $KIDS{$pid};
-            return $r == $pid ? $? : 0;
-        }
-        return undef if time > $end;
-        sleep 0.02;
-    }
+    my $st = wait_pid($pid, $timeout);
+    delete $KIDS{$pid} if defined $st;
+    return $st;
 }
 
 # stop one process: SIG, then KILL after $grace seconds
@@ -222,146 +215,76 @@ END { my $rc = $?; cleanup(); $? = $rc; }
 
 sub fail { die 'bench: ' . join('', @_) . "\n" }
 
-sub slurp {
-    my $f = shift;
-    open my $fh, '<', $f or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($f, $text) = @_;
-    open my $fh, '>', $f or fail("$f: $!");
-    print $fh $text;
-    close $fh or fail("$f: $!");
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or fail("no free port: $!");
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
 sub wait_port {
     my ($port, $pid, $what, $log, $timeout) = @_;
-    my $end = time + ($timeout // 10);
-    while (time < $end) {
-        if (!$KIDS{$pid} || waitpid($pid, WNOHANG) == $pid) {
-            delete $KIDS{$pid};
-            fail("$what exited at start:\n", slurp($log));
-        }
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp');
-        if ($s) { close $s; return }
-        sleep 0.05;
+    my ($state) = $KIDS{$pid} ? wait_listen($port, $pid, $timeout // 10)
+                              : ('exited');
+    return if $state eq 'listening';
+    if ($state eq 'exited') {
+        delete $KIDS{$pid};
+        fail("$what exited at start:\n", slurp($log));
     }
     fail("$what does not listen on port $port:\n", slurp($log));
 }
 
-sub start_nginx {
+# DIR/NAME.conf, checked with nginx -t: the file, or undef and what nginx
+# -t said
+sub nginx_file {
     my ($name, $conf) = @_;
     my $file = "$DIR/$name.conf";
     spew($file, $conf);
-    my $t = `$NGINX -p $DIR/ -c $file -t 2>&1`;
-    fail("nginx -t for $name failed:\n$t") if $?;
+    my ($ok, $out) = nginx_test(cmd => [$NGINX, '-p', "$DIR/", '-c', $file],
+                                output => "$DIR/$name.t.out");
+    return $ok ? ($file) : (undef, $out);
+}
+
+sub start_nginx {
+    my ($name, $conf) = @_;
+    my ($file, $t) = nginx_file($name, $conf);
+    fail("nginx -t for $name failed:\n$t") unless $file;
     return spawn($name, "$DIR/$name.out", $NGINX, '-p', "$DIR/", '-c', $file);
 }
 
 
 # --- HTTP clients ---------------------------------------------------------
 
-# One request on a new connection.  { status, headers => {lc name}, body }
+# One request on a new connection (FanbaseTest's client, "Connection:
+# close").  { status, headers => {lc name}, body, error }
 sub http {
     my ($port, $method, $path, %o) = @_;
-    my $body = $o{body} // '';
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: $o{type}\r\n" if $o{type};
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if $method eq 'POST';
-    $req .= "\r\n$body";
-    return http_raw($port, $req, %o);
+    return http_request($port, $method, $path, timeout => $o{timeout} // 15,
+        headers => ['Connection' => 'close',
+                    $o{type} ? ('Content-Type' => $o{type}) : ()],
+        defined $o{body} ? (body => $o{body}) : ());
 }
 
-# The same with the request's bytes as they are (with "Connection: close").
+# The same with the request's bytes as they are (a POST, with
+# "Connection: close").
 sub http_raw {
     my ($port, $req, %o) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 10)
-        or return { status => 0, error => "connect: $!" };
-    syswrite($s, $req) == length $req or return { status => 0, error => "write: $!" };
-    my ($in, $end) = ('', time + ($o{timeout} // 15));
-    my $sel = IO::Poll->new;
-    $sel->mask($s, POLLIN);
-    while (time < $end) {
-        $sel->poll(0.5) or next;
-        my $n = sysread $s, my $buf, 65536;
-        last unless $n;
-        $in .= $buf;
-    }
-    close $s;
-    return parse_response($in);
+    return http_request($port, POST => undef, raw => $req,
+                        timeout => $o{timeout} // 15);
 }
 
-sub parse_response {
-    my $in = shift;
-    my ($head, $body) = split /\r\n\r\n/, $in, 2;
-    return { status => 0, error => 'no response' } unless defined $head
-        && $head =~ m{^HTTP/1\.[01] (\d{3})};
-    my %r = (status => $1, body => $body // '', headers => {});
-    for (split /\r\n/, $head) {
-        $r{headers}{lc $1} = $2 if /^([^:]+):\s*(.*)$/;
-    }
-    if (($r{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
-        my ($raw, $dec) = ($r{body}, '');
-        while ($raw =~ s/^([0-9a-fA-F]+)[^\r]*\r\n//) {
-            my $n = hex $1;
-            last if $n == 0;
-            $dec .= substr $raw, 0, $n, '';
-            $raw =~ s/^\r\n//;
-        }
-        $r{body} = $dec;
-    }
-    return \%r;
+# a POST of a JSON body
+sub post_json {
+    my ($port, $path, $body) = @_;
+    return http($port, POST => $path, type => 'application/json', body => $body);
 }
 
 # $n submissions at the same time, each on its own connection: all
-# connections are open before the first request is written.  Returns a hash
-# status => count.
+# connections are opened before the first request is written.  Returns a
+# hash status => count.
 sub burst {
     my ($port, $n, $path, $body) = @_;
-    my @socks;
-    for (1 .. $n) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp')
-            or fail("burst: connection $_: $!");
-        push @socks, $s;
-    }
-    my $req = "POST $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-            . "Content-Type: application/json\r\nContent-Length: "
-            . length($body) . "\r\n\r\n$body";
-    for my $s (@socks) {
-        syswrite($s, $req) == length $req or fail("burst: write: $!");
-    }
-    my $poll = IO::Poll->new;
-    my %in;
-    $poll->mask($_, POLLIN) for @socks;
-    my $end = time + 30;
-    while ($poll->handles && time < $end) {
-        $poll->poll(0.5) > 0 or next;
-        for my $s ($poll->handles(POLLIN | POLLERR | POLLHUP)) {
-            my $got = sysread $s, my $buf, 65536;
-            if ($got) { $in{$s} .= $buf; next }
-            $poll->remove($s);
-        }
-    }
+    my @res = http_parallel($port, $n, POST => $path, timeout => 30,
+        headers => ['Connection' => 'close',
+                    'Content-Type' => 'application/json'],
+        body => $body);
+    my ($refused) = grep { ($_->{error} // '') =~ /^connect/ } @res;
+    fail("burst: $refused->{error}") if $refused;
     my %status;
-    for my $s (@socks) {
-        my $r = parse_response($in{$s} // '');
-        $status{ $r->{status} || 'none' }++;
-        close $s;
-    }
+    $status{ $_->{status} || 'none' }++ for @res;
     return \%status;
 }
 
@@ -595,17 +518,6 @@ sub proc_cpu {
     return $t;
 }
 
-# the worker processes of an nginx master
-sub workers_of {
-    my $master = shift;
-    my @w;
-    for my $d (glob '/proc/[0-9]*') {
-        my $s = slurp("$d/stat");
-        push @w, $1 if $s =~ /^(\d+) \(.*\) \S+ (\d+) /s && $2 == $master;
-    }
-    return @w;
-}
-
 sub children_cpu { my @t = times; return $t[2] + $t[3] }
 
 # before a measurement: the CPU time of the workers of { name => master },
@@ -614,7 +526,7 @@ sub cpu_snapshot {
     my $watch = shift or return undef;
     my %s = (time => time, children => children_cpu(), procs => {});
     for my $name (keys %$watch) {
-        my @w = workers_of($watch->{$name});
+        my @w = child_pids($watch->{$name});
         $s{procs}{$name} = [ \@w, proc_cpu(@w) ];
     }
     return \%s;
@@ -895,10 +807,9 @@ sub callgrind_counts {
         for my $n (@CG_N) {
             my $name = "cg-$tag-$n";
             my $port = free_port();
-            my $file = "$DIR/$name.conf";
-            spew($file, cg_conf(name => $name, port => $port, mock => $mock_port));
-            my $test = `$NGINX -p $DIR/ -c $file -t 2>&1`;
-            if ($?) { push @errors, "nginx -t for $name failed: $test"; last }
+            my ($file, $test) = nginx_file($name,
+                cg_conf(name => $name, port => $port, mock => $mock_port));
+            if (!$file) { push @errors, "nginx -t for $name failed: $test"; last }
             my $cg = "$DIR/callgrind.$tag.$n";
             my $pid = spawn("nginx under callgrind ($tag)", "$DIR/$name.out", 'valgrind',
                             '--tool=callgrind', "--callgrind-out-file=$cg",
@@ -930,34 +841,12 @@ sub callgrind_counts {
 
 sub main_conf {
     my (%o) = @_;
-    my $conf = $o{module} ? "load_module $MODULE;\n" : '';
-    $conf .= <<"CONF";
-daemon off;
-master_process @{[ $o{master} // 'on' ]};
-worker_processes $o{workers};
-pid $DIR/$o{name}.pid;
-error_log $DIR/$o{name}.error.log warn;
-CONF
-    $conf .= "user root root;\n" if $> == 0;
-    $conf .= <<"CONF";
-
-events {
-    worker_connections 8192;
-}
-
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    client_body_temp_path $DIR/$o{name}.client_body;
-    proxy_temp_path $DIR/$o{name}.proxy;
-    fastcgi_temp_path $DIR/$o{name}.fastcgi;
-    uwsgi_temp_path $DIR/$o{name}.uwsgi;
-    scgi_temp_path $DIR/$o{name}.scgi;
-
-$o{http}}
-CONF
-    return $conf;
+    return nginx_conf(dir => $DIR, name => $o{name},
+                      module => $o{module} ? $MODULE : undef,
+                      master => $o{master}, workers => $o{workers},
+                      error_log_level => 'warn', access_log => 'off',
+                      http => "    keepalive_requests 1000000;\n"
+                            . "    keepalive_timeout 60s;\n\n$o{http}");
 }
 
 sub mock_conf {
@@ -1208,11 +1097,12 @@ sub machine {
     return \%m;
 }
 
-sub main {
-    preflight();
-    my $t0 = time;
-    my $m = machine();
+# The run, step by step: main() calls these in this order.  $run holds
+# what the steps share: the ports, the processes, the edge's URL.
 
+# The directory, the secrets, the ports; the first lines of the output.
+sub prepare {
+    my $m = shift;
     $DIR = tempdir(TMPDIR => 1, CLEANUP => 0);
     chmod 0755, $DIR;
     spew("$DIR/secret", "bench-secret\n");
@@ -1221,7 +1111,6 @@ sub main {
     spew("$DIR/hook.secret", 'whsec_' . encode_base64($WH{key}, '') . "\n");
 
     my %port = map { $_ => free_port() } qw(mock edge slow mem);
-    my $edge = "http://127.0.0.1:$port{edge}";
 
     printf "bench: %s, %s CPUs (%s); nginx %s, %s, yajl %s\n",
         $m->{date}, $m->{nproc}, $m->{cpu}, $m->{nginx}, $m->{libcurl},
@@ -1229,143 +1118,189 @@ sub main {
     printf "bench: %d workers; wrk -t%d -c%d, %d rounds of %d s, alternating"
         . " ours and the reference; directory %s\n", $P{workers}, $P{threads},
         $P{connections}, $P{rounds}, $P{duration}, $DIR;
+    return { port => \%port, edge => "http://127.0.0.1:$port{edge}" };
+}
 
-    # the fast mock, the edge, the slow mock
-    my $mock = start_nginx('mock', mock_conf($port{mock}));
-    wait_port($port{mock}, $mock, 'mock nginx', "$DIR/mock.error.log");
+# The fast mock, the slow mock (t/mock_fanbase.pl), the edge; the seconds
+# the edge took to start.
+sub start_servers {
+    my $run = shift;
+    my $port = $run->{port};
+    $run->{mock} = start_nginx('mock', mock_conf($port->{mock}));
+    wait_port($port->{mock}, $run->{mock}, 'mock nginx', "$DIR/mock.error.log");
 
-    my $slow = spawn('slow mock', "$DIR/slow.out", 'perl', $MOCK,
-                     '--listen', "127.0.0.1:$port{slow}",
-                     '--client', 'bench-slow:slow-secret',
-                     '--keep-requests', 1000, '--log', "$DIR/slow.log");
-    wait_port($port{slow}, $slow, 'slow mock (t/mock_fanbase.pl)', "$DIR/slow.out");
+    my ($slow, undef, $slow_out) = spawn_mock(
+        listen => "127.0.0.1:$port->{slow}", stderr => "$DIR/slow.out",
+        clients => ['bench-slow:slow-secret'], log => "$DIR/slow.log",
+        args => ['--keep-requests', 1000]);
+    $KIDS{$slow} = 'slow mock';
+    @$run{qw(slow slow_out)} = ($slow, $slow_out);
 
     # the master allocates the whole zone (prefault) before it listens
     my $started = time;
-    my $edge_pid = start_nginx('edge', edge_conf(port => $port{edge},
-        mock => $port{mock}, slow => $port{slow}));
-    wait_port($port{edge}, $edge_pid, 'edge nginx', "$DIR/edge.error.log", 120);
+    $run->{edge_pid} = start_nginx('edge', edge_conf(port => $port->{edge},
+        mock => $port->{mock}, slow => $port->{slow}));
+    wait_port($port->{edge}, $run->{edge_pid}, 'edge nginx', "$DIR/edge.error.log",
+              120);
+    $run->{watch} = { edge => $run->{edge_pid}, mock => $run->{mock} };
+    return time - $started;
+}
 
-    my %row;
-    $row{edge_start} = time - $started;
-    printf "edge started in %.1f s (nginx -t included; zone %s prefaulted)\n",
-        $row{edge_start}, $EDGE_ZONE;
+# every token request at the fast mock so far (the edge's main credential
+# set)
+sub token_requests {
+    return scalar(() = slurp("$DIR/mock.token.log") =~ m{"POST /api/token}g);
+}
 
-    # (3) token cold start: the very first requests the edge sees
-    {
-        phase('token cold start');
-        print "\n== token cold start: $P{burst} concurrent submissions, empty zone\n";
-        my $b0 = time;
-        my $st = burst($port{edge}, $P{burst}, $QUEUE, $SUBMIT_BODY);
-        my $took = time - $b0;
-        sleep 0.2;
-        my $tokens = () = slurp("$DIR/mock.token.log") =~ m{"POST /api/token}g;
-        my $ok = $st->{201} // 0;
-        my $answers = join ', ', map { "$_: $st->{$_}" } sort keys %$st;
-        printf "   answers: %s (in %.2f s)\n   token requests at the mock: %d\n",
-            $answers, $took, $tokens;
-        my @errors;
-        push @errors, "answers $answers (want $P{burst} x 201)" if $ok != $P{burst};
-        $row{cold} = { tokens => $tokens, ok => $ok, errors => \@errors, took => $took,
-                       met => $tokens == 1 && !@errors };
-    }
+# (3) token cold start: the very first requests the edge sees
+sub cold_start_row {
+    my $run = shift;
+    phase('token cold start');
+    print "\n== token cold start: $P{burst} concurrent submissions, empty zone\n";
+    my $b0 = time;
+    my $st = burst($run->{port}{edge}, $P{burst}, $QUEUE, $SUBMIT_BODY);
+    my $took = time - $b0;
+    sleep 0.2;
+    my $tokens = token_requests();
+    my $ok = $st->{201} // 0;
+    my $answers = join ', ', map { "$_: $st->{$_}" } sort keys %$st;
+    printf "   answers: %s (in %.2f s)\n   token requests at the mock: %d\n",
+        $answers, $took, $tokens;
+    my @errors;
+    push @errors, "answers $answers (want $P{burst} x 201)" if $ok != $P{burst};
+    return { tokens => $tokens, ok => $ok, errors => \@errors, took => $took,
+             met => $tokens == 1 && !@errors };
+}
 
-    # the edge must answer like the references
+# The edge must answer like the references: what differs, by row
+# (status, submit, floor, async, webhook), each printed.
+sub check_answers {
+    my $run = shift;
     phase('checks of the answers');
-    my (@status_check, @submit_check, @floor_check, @async_check, @webhook_check);
-    {
-        my $first = http($port{edge}, GET => "$QUEUE/$DONE_ID");
-        my $second = http($port{edge}, GET => "$QUEUE/$DONE_ID");
-        my $ref = http($port{edge}, GET => '/ref/status');
-        push @status_check, "status of the completed id: first GET $first->{status}"
-            . " (want 200)" unless $first->{status} == 200;
-        push @status_check, "status of the completed id: second GET $second->{status} "
-            . ($second->{headers}{'x-fanbase-cache'} // 'no X-Fanbase-Cache')
-            . ' (want 200 HIT)'
-            unless $second->{status} == 200
-                && ($second->{headers}{'x-fanbase-cache'} // '') eq 'HIT';
-        push @status_check, "ours and the reference answer different bodies:\n"
-            . "     ours:      " . ($second->{body} // '') . "\n"
-            . "     reference: " . ($ref->{body} // '')
-            unless ($second->{body} // '') eq ($ref->{body} // '');
-        my $s = http($port{edge}, POST => $QUEUE, type => 'application/json',
-                     body => $SUBMIT_BODY);
-        my $r = http($port{edge}, POST => '/ref/queue', type => 'application/json',
-                     body => $SUBMIT_BODY);
-        my $a = http($port{edge}, POST => '/ref/created', type => 'application/json',
-                     body => $SUBMIT_BODY);
-        push @submit_check, "submission: ours $s->{status}, reference $r->{status}"
-            . " (want 201 and 201)" unless $s->{status} == 201 && $r->{status} == 201;
-        push @submit_check, "submission: ours and the reference answer different bodies"
-            unless ($s->{body} // '') eq ($r->{body} // '');
-        push @floor_check, "return 201: $a->{status} and a different body than proxy_pass"
-            unless $a->{status} == 201 && ($a->{body} // '') eq ($r->{body} // '');
-        my $x = http($port{edge}, POST => "/async$QUEUE", type => 'application/json',
-                     body => $POST_BODY);
-        my $y = http($port{edge}, POST => '/ref/accepted', type => 'application/json',
-                     body => $POST_BODY);
-        push @async_check, "async end to end: ours $x->{status}, reference $y->{status}"
-            . " (want 202 and 202)" unless $x->{status} == 202 && $y->{status} == 202;
-        for my $h (qw(content-type location)) {
-            my ($o, $f) = map { $_->{headers}{$h} // '' } $x, $y;
-            push @async_check, "async end to end: $h: ours '$o', reference '$f'"
-                . ' (want the same length)' unless length($o) == length($f)
-                    && ($h ne 'content-type' || $o eq $f);
-        }
-        push @async_check, 'async end to end: bodies of different lengths:' . "\n"
-            . '     ours:      ' . ($x->{body} // '') . "\n"
-            . '     reference: ' . ($y->{body} // '')
-            unless length($x->{body} // '') == length($y->{body} // '');
-        # webhooks: a message as wrk sends them, answered 204 by both
-        # paths with the same headers; it created its transaction,
-        # completed; the same message with its body changed is refused
-        my $l = webhook_list("$DIR/webhooks.check", 1);
-        my $msg = slurp($l->{file});
-        my $head = "HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-        my $w = http_raw($port{edge}, "POST /webhook $head$msg");
-        my $v = http_raw($port{edge}, "POST /ref/204 $head$msg");
-        push @webhook_check, "webhooks: ours $w->{status}, reference $v->{status}"
-            . ' (want 204 and 204)' unless $w->{status} == 204 && $v->{status} == 204;
-        my ($hw, $hv) = map { join ' ', sort grep { $_ ne 'date' } keys %{ $_->{headers} } }
-            $w, $v;
-        push @webhook_check, "webhooks: headers: ours '$hw', reference '$hv'"
-            . ' (want the same)' unless $hw eq $hv && ($w->{body} // '') eq ($v->{body} // '');
-        my $id = webhook_uuid($l->{first});
-        my $g = http($port{edge}, GET => "/transactions/$id");
-        push @webhook_check, "webhooks: GET /transactions/$id after the message:"
-            . " $g->{status} " . ($g->{error} // $g->{body}) . ' (want 200, completed)'
-            unless $g->{status} == 200 && $g->{body} =~ /"status":"completed"/;
-        (my $bad = $msg) =~ s/"completed"/"cancelled"/;
-        my $t = http_raw($port{edge}, "POST /webhook $head$bad");
-        push @webhook_check, "webhooks: a message with its body changed: ours"
-            . " $t->{status} (want 401)" unless $t->{status} == 401;
-        print "\nbench: CHECK FAILED: $_\n"
-            for @status_check, @submit_check, @floor_check, @async_check, @webhook_check;
-    }
+    my $port = $run->{port}{edge};
+    my %c = (status => [ check_status($port) ]);
+    @c{qw(submit floor)} = check_submission($port);
+    $c{async} = [ check_async($port) ];
+    $c{webhook} = [ check_webhooks($port) ];
+    print "\nbench: CHECK FAILED: $_\n"
+        for map { @{ $c{$_} } } qw(status submit floor async webhook);
+    return \%c;
+}
 
-    # (1) status of a terminal transaction
-    $row{status} = alternate(
+# the status of the completed id, twice (the second from the zone), and
+# the reference
+sub check_status {
+    my $port = shift;
+    my @errors;
+    my $first = http($port, GET => "$QUEUE/$DONE_ID");
+    my $second = http($port, GET => "$QUEUE/$DONE_ID");
+    my $ref = http($port, GET => '/ref/status');
+    push @errors, "status of the completed id: first GET $first->{status}"
+        . " (want 200)" unless $first->{status} == 200;
+    push @errors, "status of the completed id: second GET $second->{status} "
+        . ($second->{headers}{'x-fanbase-cache'} // 'no X-Fanbase-Cache')
+        . ' (want 200 HIT)'
+        unless $second->{status} == 200
+            && ($second->{headers}{'x-fanbase-cache'} // '') eq 'HIT';
+    push @errors, "ours and the reference answer different bodies:\n"
+        . "     ours:      " . ($second->{body} // '') . "\n"
+        . "     reference: " . ($ref->{body} // '')
+        unless ($second->{body} // '') eq ($ref->{body} // '');
+    return @errors;
+}
+
+# a submission through ours, proxy_pass and return 201: the errors of the
+# rows "submission" and "libcurl floor"
+sub check_submission {
+    my $port = shift;
+    my (@submit, @floor);
+    my ($s, $r, $a) = map { post_json($port, $_, $SUBMIT_BODY) }
+                          $QUEUE, '/ref/queue', '/ref/created';
+    push @submit, "submission: ours $s->{status}, reference $r->{status}"
+        . " (want 201 and 201)" unless $s->{status} == 201 && $r->{status} == 201;
+    push @submit, "submission: ours and the reference answer different bodies"
+        unless ($s->{body} // '') eq ($r->{body} // '');
+    push @floor, "return 201: $a->{status} and a different body than proxy_pass"
+        unless $a->{status} == 201 && ($a->{body} // '') eq ($r->{body} // '');
+    return (\@submit, \@floor);
+}
+
+# an async submission and return 202: the same status, types, and lengths
+sub check_async {
+    my $port = shift;
+    my @errors;
+    my ($x, $y) = map { post_json($port, $_, $POST_BODY) }
+                      "/async$QUEUE", '/ref/accepted';
+    push @errors, "async end to end: ours $x->{status}, reference $y->{status}"
+        . " (want 202 and 202)" unless $x->{status} == 202 && $y->{status} == 202;
+    for my $h (qw(content-type location)) {
+        my ($o, $f) = map { $_->{headers}{$h} // '' } $x, $y;
+        push @errors, "async end to end: $h: ours '$o', reference '$f'"
+            . ' (want the same length)' unless length($o) == length($f)
+                && ($h ne 'content-type' || $o eq $f);
+    }
+    push @errors, 'async end to end: bodies of different lengths:' . "\n"
+        . '     ours:      ' . ($x->{body} // '') . "\n"
+        . '     reference: ' . ($y->{body} // '')
+        unless length($x->{body} // '') == length($y->{body} // '');
+    return @errors;
+}
+
+# webhooks: a message as wrk sends them, answered 204 by both paths with
+# the same headers; it created its transaction, completed; the same
+# message with its body changed is refused
+sub check_webhooks {
+    my $port = shift;
+    my @errors;
+    my $l = webhook_list("$DIR/webhooks.check", 1);
+    my $msg = slurp($l->{file});
+    my $head = "HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    my $w = http_raw($port, "POST /webhook $head$msg");
+    my $v = http_raw($port, "POST /ref/204 $head$msg");
+    push @errors, "webhooks: ours $w->{status}, reference $v->{status}"
+        . ' (want 204 and 204)' unless $w->{status} == 204 && $v->{status} == 204;
+    my ($hw, $hv) = map { join ' ', sort grep { $_ ne 'date' } keys %{ $_->{headers} } }
+        $w, $v;
+    push @errors, "webhooks: headers: ours '$hw', reference '$hv'"
+        . ' (want the same)' unless $hw eq $hv && ($w->{body} // '') eq ($v->{body} // '');
+    my $id = webhook_uuid($l->{first});
+    my $g = http($port, GET => "/transactions/$id");
+    push @errors, "webhooks: GET /transactions/$id after the message:"
+        . " $g->{status} " . ($g->{error} // $g->{body}) . ' (want 200, completed)'
+        unless $g->{status} == 200 && $g->{body} =~ /"status":"completed"/;
+    (my $bad = $msg) =~ s/"completed"/"cancelled"/;
+    my $t = http_raw($port, "POST /webhook $head$bad");
+    push @errors, "webhooks: a message with its body changed: ours"
+        . " $t->{status} (want 401)" unless $t->{status} == 401;
+    return @errors;
+}
+
+# (1) status of a terminal transaction
+sub status_row {
+    my $edge = shift->{edge};
+    return alternate(
         'status, terminal transaction: fanbase_status from the zone vs return 200',
         sub { wrk(duration => shift, url => "$edge$QUEUE/$DONE_ID") },
         sub { wrk(duration => shift, url => "$edge/ref/status") });
-    unshift @{ $row{status}{errors} }, @status_check;
+}
 
-    # (2) submission, with the CPU time per request of every process
-    my $watch = { edge => $edge_pid, mock => $mock };
-    $row{submit} = alternate(
+# (2) submission, with the CPU time per request of every process
+sub submit_row {
+    my $run = shift;
+    my ($edge, $watch) = @$run{qw(edge watch)};
+    return alternate(
         'submission: fanbase_submit vs proxy_pass (AccessToken, keepalive), same mock',
         sub { wrk(duration => shift, post => 1, url => "$edge$QUEUE", cpu => $watch) },
         sub { wrk(duration => shift, post => 1, url => "$edge/ref/queue", cpu => $watch) });
-    unshift @{ $row{submit}{errors} }, @submit_check;
+}
 
-    # (2b) the libcurl floor of a submission
-    $row{floor} = floor_row($edge, $edge_pid, $mock, $port{mock});
-    unshift @{ $row{floor}{errors} }, @floor_check;
-
-    # (2d) async end to end: accepted at once, delivered in the background;
-    # ours waits, after each measurement, until every transaction it
-    # accepted is completed, so that no delivery runs into the next one
-    $row{async} = alternate(
+# (2d) async end to end: accepted at once, delivered in the background;
+# ours waits, after each measurement, until every transaction it accepted
+# is completed, so that no delivery runs into the next one
+sub async_row {
+    my $run = shift;
+    my ($edge, $watch) = @$run{qw(edge watch)};
+    return alternate(
         'async end to end: fanbase_submit async (delivered, tracked) vs return 202, same bytes',
         sub {
             my $d = shift;
@@ -1388,136 +1323,170 @@ sub main {
         },
         sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
                   cpu => $watch) });
-    unshift @{ $row{async}{errors} }, @async_check;
+}
 
-    # (2e) webhooks: every request a new message, validly signed, applied
-    # (it creates a completed transaction).  Right before each measurement
-    # of ours a new list, a measurement's worth at $P{webhook_rate} a
-    # second; the reference sends the latest list (the same bytes: it
-    # applies nothing)
-    {
-        my $list;
-        my $send = sub {
-            my ($d, $path) = @_;
-            return wrk(duration => $d, script => $WH_LUA, url => "$edge$path",
-                       args => [ $list->{file}, $list->{len},
-                                 $list->{count} / $P{threads} ], cpu => $watch);
-        };
-        $row{webhook} = alternate(
-            'webhooks: fanbase_webhook (signed, new, applied) vs return 204, same bytes',
-            sub {
-                my $d = shift;
-                my $per = int(($P{webhook_rate} * $d + $P{threads} - 1) / $P{threads});
-                my $g0 = time;
-                $list = webhook_list("$DIR/webhooks.txt", $per * $P{threads});
-                my $took = time - $g0;
-                my $res = $send->($d, '/webhook');
-                my ($e, $checked) = webhook_verify($res, $list, $port{edge});
-                push @{ $res->{errors} }, @$e;
-                $res->{extra} = sprintf('%d messages generated in %.1f s before it, %d of'
-                    . ' those sent checked: completed', $list->{count}, $took, $checked);
-                return $res;
-            },
-            sub { $send->(shift, '/ref/204') });
-        unshift @{ $row{webhook}{errors} }, @webhook_check;
-    }
-
-    # (4) no blocking
-    {
-        # the slow credential set gets its token first, then every
-        # submission takes $P{slow_ms}
-        my $r = http($port{edge}, POST => "/slow$QUEUE", type => 'application/json',
-                     body => $SUBMIT_BODY);
-        my @pre = $r->{status} == 201 ? ()
-                : ("a submission to the slow mock answered $r->{status}");
-        mock_admin($port{slow}, POST => '/_mock/faults',
-                   qq({"queue_post":{"delay_ms":$P{slow_ms}}}));
-
-        my $loaded = sub {
+# (2e) webhooks: every request a new message, validly signed, applied (it
+# creates a completed transaction).  Right before each measurement of ours
+# a new list, a measurement's worth at $P{webhook_rate} a second; the
+# reference sends the latest list (the same bytes: it applies nothing)
+sub webhook_row {
+    my $run = shift;
+    my ($edge, $watch) = @$run{qw(edge watch)};
+    my $list;
+    my $send = sub {
+        my ($d, $path) = @_;
+        return wrk(duration => $d, script => $WH_LUA, url => "$edge$path",
+                   args => [ $list->{file}, $list->{len},
+                             $list->{count} / $P{threads} ], cpu => $watch);
+    };
+    return alternate(
+        'webhooks: fanbase_webhook (signed, new, applied) vs return 204, same bytes',
+        sub {
             my $d = shift;
-            my $bg = wrk_start(threads => 1, connections => $P{inflight},
-                               duration => 3600, timeout => '30s', post => 1,
-                               url => "$edge/slow$QUEUE");
-            sleep 0.5;
-            my $in0 = inflight($port{slow});
-            my $res = wrk(duration => $d, url => "$edge$QUEUE/$DONE_ID");
-            my $in1 = inflight($port{slow});
-            my $bgr = wrk_finish($bg);
-            $res->{extra} = "in flight: $in0 at the start, $in1 at the end";
-            push @{ $res->{errors} }, map { "background submissions: $_" }
-                grep { !/no Requests/ } @{ $bgr->{errors} };
-            push @{ $res->{errors} }, "only $in0 and $in1 submissions in flight"
-                if $in0 < 0.95 * $P{inflight} || $in1 < 0.95 * $P{inflight};
-            # the next measurement starts with nothing in flight anywhere
-            my $left = drain($port{slow});
-            push @{ $res->{errors} }, "$left submissions still in flight"
-                . " $P{slow_ms} ms after the background load stopped" if $left;
+            my $per = int(($P{webhook_rate} * $d + $P{threads} - 1) / $P{threads});
+            my $g0 = time;
+            $list = webhook_list("$DIR/webhooks.txt", $per * $P{threads});
+            my $took = time - $g0;
+            my $res = $send->($d, '/webhook');
+            my ($e, $checked) = webhook_verify($res, $list, $run->{port}{edge});
+            push @{ $res->{errors} }, @$e;
+            $res->{extra} = sprintf('%d messages generated in %.1f s before it, %d of'
+                . ' those sent checked: completed', $list->{count}, $took, $checked);
             return $res;
-        };
-        my $idle = sub {
-            my $d = shift;
-            return wrk(duration => $d, url => "$edge$QUEUE/$DONE_ID");
-        };
-        $row{block} = alternate(
-            "no blocking: status throughput with $P{inflight} submissions in flight"
-            . " (Fanbase $P{slow_ms} ms each) vs none", $loaded, $idle);
-        unshift @{ $row{block}{errors} }, @pre;
-        my $after = mock_admin($port{slow}, GET => '/_mock/stats');
-        $row{block}{slow_posts} = $after->{queue_posts};
-    }
+        },
+        sub { $send->(shift, '/ref/204') });
+}
 
-    # (6) async accept: the same as "async end to end", with the
-    # deliveries parked at the slow mock (after the no-blocking row, which
-    # counts what the slow mock holds): what accepting alone costs
-    $row{held} = alternate(
+# (4) no blocking: the slow credential set gets its token first, then
+# every submission takes $P{slow_ms}
+sub block_row {
+    my $run = shift;
+    my ($edge, $port) = @$run{qw(edge port)};
+    my $r = post_json($port->{edge}, "/slow$QUEUE", $SUBMIT_BODY);
+    my @pre = $r->{status} == 201 ? ()
+            : ("a submission to the slow mock answered $r->{status}");
+    mock_admin($port->{slow}, POST => '/_mock/faults',
+               qq({"queue_post":{"delay_ms":$P{slow_ms}}}));
+
+    my $loaded = sub {
+        my $d = shift;
+        my $bg = wrk_start(threads => 1, connections => $P{inflight},
+                           duration => 3600, timeout => '30s', post => 1,
+                           url => "$edge/slow$QUEUE");
+        sleep 0.5;
+        my $in0 = inflight($port->{slow});
+        my $res = wrk(duration => $d, url => "$edge$QUEUE/$DONE_ID");
+        my $in1 = inflight($port->{slow});
+        my $bgr = wrk_finish($bg);
+        $res->{extra} = "in flight: $in0 at the start, $in1 at the end";
+        push @{ $res->{errors} }, map { "background submissions: $_" }
+            grep { !/no Requests/ } @{ $bgr->{errors} };
+        push @{ $res->{errors} }, "only $in0 and $in1 submissions in flight"
+            if $in0 < 0.95 * $P{inflight} || $in1 < 0.95 * $P{inflight};
+        # the next measurement starts with nothing in flight anywhere
+        my $left = drain($port->{slow});
+        push @{ $res->{errors} }, "$left submissions still in flight"
+            . " $P{slow_ms} ms after the background load stopped" if $left;
+        return $res;
+    };
+    my $idle = sub {
+        my $d = shift;
+        return wrk(duration => $d, url => "$edge$QUEUE/$DONE_ID");
+    };
+    my $row = alternate(
+        "no blocking: status throughput with $P{inflight} submissions in flight"
+        . " (Fanbase $P{slow_ms} ms each) vs none", $loaded, $idle);
+    unshift @{ $row->{errors} }, @pre;
+    $row->{slow_posts} = mock_admin($port->{slow}, GET => '/_mock/stats')->{queue_posts};
+    return $row;
+}
+
+# (6) async accept: the same as "async end to end", with the deliveries
+# parked at the slow mock (after the no-blocking row, which counts what
+# the slow mock holds): what accepting alone costs
+sub held_row {
+    my $run = shift;
+    my ($edge, $watch) = @$run{qw(edge watch)};
+    return alternate(
         'async accept: fanbase_submit async (Fanbase slow) vs return 202, same bytes',
         sub { wrk(duration => shift, post => 1, url => "$edge/held$QUEUE",
                   cpu => $watch) },
         sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
                   cpu => $watch) });
+}
 
-    # every token request of the run (the edge's main credential set)
-    my $tokens_total = () = slurp("$DIR/mock.token.log") =~ m{"POST /api/token}g;
-    $row{cold}{tokens_total} = $tokens_total;
+# The edge and the slow mock stopped; the edge's error.log.
+sub stop_edge {
+    my $run = shift;
+    stop($run->{edge_pid}, 'QUIT', 15);
+    my $log = slurp("$DIR/edge.error.log");
+    stop($run->{slow}, 'TERM', 10);
+    close delete $run->{slow_out};
+    return $log;
+}
 
-    stop($edge_pid, 'QUIT', 15);
-    my $edge_log = slurp("$DIR/edge.error.log");
-    stop($slow, 'TERM', 10);
-
-    # (2c) instructions per request
-    $row{cg} = callgrind_counts($port{mock}) if $CALLGRIND;
-
-    # (5) memory: fill a zone with pending transactions
-    {
-        phase('memory');
-        print "\n== memory: filling a $P{mem_zone} zone with pending transactions\n";
-        my $mem = start_nginx('mem', mem_conf(mock => $port{mock}, port => $port{mem}));
-        wait_port($port{mem}, $mem, 'memory nginx', "$DIR/mem.error.log");
-        my ($count, %ids, $last, @errors) = (0);
-        for (1 .. 100_000) {
-            $last = http($port{mem}, POST => $QUEUE, type => 'application/json',
-                         body => $SUBMIT_BODY);
-            last unless $last->{status} == 201;
-            my ($id) = $last->{body} =~ /"id":"([^"]+)"/;
-            push @errors, 'a repeated id' if !defined $id || $ids{$id}++;
-            $count++;
-        }
-        my $code = ($last->{body} // '') =~ /"code":"([^"]+)"/ ? $1 : '';
-        push @errors, "the filling ended with $last->{status} $code, not 503 zone_full"
-            unless $last->{status} == 503 && $code eq 'zone_full';
-        my $zone = $P{mem_zone} =~ /^(\d+)([km]?)$/i
-            ? $1 * { '' => 1, k => 1024, m => 1024 * 1024 }->{lc $2} : 0;
-        my $bytes = $count ? $zone / $count : undef;
-        printf "   %d transactions until %s %s: %s bytes each\n", $count,
-            $last->{status}, $code, defined $bytes ? sprintf('%.0f', $bytes) : '-';
-        $row{mem} = { count => $count, bytes => $bytes, zone => $P{mem_zone},
-                      errors => [ do { my %u; grep { !$u{$_}++ } @errors } ],
-                      per_mb => $count * (1024 * 1024) / ($zone || 1) };
-        $row{mem}{met} = defined $bytes && $bytes <= 512 && !@{ $row{mem}{errors} };
-        stop($mem, 'QUIT', 15);
+# (5) memory: fill a zone with pending transactions
+sub memory_row {
+    my $run = shift;
+    my $port = $run->{port};
+    phase('memory');
+    print "\n== memory: filling a $P{mem_zone} zone with pending transactions\n";
+    my $mem = start_nginx('mem', mem_conf(mock => $port->{mock}, port => $port->{mem}));
+    wait_port($port->{mem}, $mem, 'memory nginx', "$DIR/mem.error.log");
+    my ($count, %ids, $last, @errors) = (0);
+    for (1 .. 100_000) {
+        $last = post_json($port->{mem}, $QUEUE, $SUBMIT_BODY);
+        last unless $last->{status} == 201;
+        my ($id) = $last->{body} =~ /"id":"([^"]+)"/;
+        push @errors, 'a repeated id' if !defined $id || $ids{$id}++;
+        $count++;
     }
+    my $code = ($last->{body} // '') =~ /"code":"([^"]+)"/ ? $1 : '';
+    push @errors, "the filling ended with $last->{status} $code, not 503 zone_full"
+        unless $last->{status} == 503 && $code eq 'zone_full';
+    my $zone = $P{mem_zone} =~ /^(\d+)([km]?)$/i
+        ? $1 * { '' => 1, k => 1024, m => 1024 * 1024 }->{lc $2} : 0;
+    my $bytes = $count ? $zone / $count : undef;
+    printf "   %d transactions until %s %s: %s bytes each\n", $count,
+        $last->{status}, $code, defined $bytes ? sprintf('%.0f', $bytes) : '-';
+    my $row = { count => $count, bytes => $bytes, zone => $P{mem_zone},
+                errors => [ do { my %u; grep { !$u{$_}++ } @errors } ],
+                per_mb => $count * (1024 * 1024) / ($zone || 1) };
+    $row->{met} = defined $bytes && $bytes <= 512 && !@{ $row->{errors} };
+    stop($mem, 'QUIT', 15);
+    return $row;
+}
 
-    stop($mock, 'QUIT', 15);
+sub main {
+    preflight();
+    my $t0 = time;
+    my $m = machine();
+    my $run = prepare($m);
+
+    my %row = (edge_start => start_servers($run));
+    printf "edge started in %.1f s (nginx -t included; zone %s prefaulted)\n",
+        $row{edge_start}, $EDGE_ZONE;
+
+    $row{cold} = cold_start_row($run);
+    my $checks = check_answers($run);
+    $row{status} = status_row($run);
+    $row{submit} = submit_row($run);
+    # (2b) the libcurl floor of a submission
+    $row{floor} = floor_row($run->{edge}, $run->{edge_pid}, $run->{mock},
+                            $run->{port}{mock});
+    $row{async} = async_row($run);
+    $row{webhook} = webhook_row($run);
+    unshift @{ $row{$_}{errors} }, @{ $checks->{$_} }
+        for qw(status submit floor async webhook);
+    $row{block} = block_row($run);
+    $row{held} = held_row($run);
+    $row{cold}{tokens_total} = token_requests();
+
+    my $edge_log = stop_edge($run);
+    # (2c) instructions per request
+    $row{cg} = callgrind_counts($run->{port}{mock}) if $CALLGRIND;
+    $row{mem} = memory_row($run);
+    stop($run->{mock}, 'QUIT', 15);
 
     my @bad_log = (log_summary('edge', $edge_log),
                    log_summary('memory nginx', slurp("$DIR/mem.error.log")),

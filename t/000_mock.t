@@ -34,11 +34,8 @@ sub new_token {
     return $res->{json}{access_token};
 }
 
-sub submit {
-    my ($token, $doc) = @_;
-    return $t->request(POST => $QUEUE, body => encode_json($doc),
-        headers => [AccessToken => $token, 'Content-Type' => 'application/json']);
-}
+# the headers of a request made with this token
+sub with_token { return (headers => [AccessToken => $_[0]]) }
 
 
 # Security: tokens
@@ -103,8 +100,8 @@ isnt(new_token(), $token, 'every token is new');
 
 # Connect: the queue
 
-my $post = submit($token, { action => 'ticket-create',
-                            data => { dados_do_ingresso => "valor \x{e7}" } });
+my $post = $t->submit(with_token($token),
+                      data => { dados_do_ingresso => "valor \x{e7}" });
 is($post->{status}, 201, 'queue post: 201');
 is($post->{headers}{'content-type'}, 'application/json; charset=utf-8',
    'queue post: content type');
@@ -120,7 +117,7 @@ json_like($post->{json}, {
 }, 'queue post: values');
 my $id = $post->{json}{id};
 
-my $failing = submit($token, { action => 'ticket-create', data => { fail => JSON::PP::true } });
+my $failing = $t->submit(with_token($token), data => { fail => JSON::PP::true });
 is($failing->{status}, 201, 'queue post with data.fail: 201');
 
 $t->run_cases(
@@ -316,13 +313,13 @@ $t->mock_faults({ queue_post => { status => 503, count => 2, body => 'busy',
                                   content_type => 'text/plain',
                                   headers => { 'Retry-After' => '7' } } });
 for my $i (1, 2) {
-    my $r = submit($token, { action => 'a', data => {} });
+    my $r = $t->submit(with_token($token), action => 'a');
     is($r->{status}, 503, "status fault $i: status");
     is($r->{body}, 'busy', "status fault $i: body");
     is($r->{headers}{'content-type'}, 'text/plain', "status fault $i: content type");
     is($r->{headers}{'retry-after'}, '7', "status fault $i: extra header");
 }
-is(submit($token, { action => 'a', data => {} })->{status}, 201,
+is($t->submit(with_token($token), action => 'a')->{status}, 201,
    'status fault: used up after count');
 
 $t->mock_faults({ queue_get => { status => 502 } });
@@ -333,12 +330,12 @@ $t->mock_faults({ queue_get => undef });
 is($t->request(GET => "$QUEUE/$id", %get)->{status}, 200, 'null clears a fault');
 
 $t->mock_faults({ queue_post => { reset => JSON::PP::true, count => 1 } });
-$res = submit($token, { action => 'a', data => {} });
+$res = $t->submit(with_token($token), action => 'a');
 is($res->{status}, 0, 'reset: no answer');
 like($res->{error}, qr/reset/, 'reset: the connection was reset');
 
 $t->mock_faults({ queue_post => { malformed => JSON::PP::true, count => 1 } });
-$res = submit($token, { action => 'a', data => {} });
+$res = $t->submit(with_token($token), action => 'a');
 is($res->{status}, 201, 'malformed: success status');
 like($res->{body}, qr/^\{"/, 'malformed: starts like JSON');
 is($res->{json}, undef, 'malformed: is not JSON');
@@ -361,10 +358,10 @@ $t->mock_faults({ token => { ttl_ms => 300, count => 1 } });
 $res = $t->request(POST => $TOKEN_PATH);
 is($res->{json}{expires_in}, 1800, 'ttl_ms: the answer still says expires_in');
 my $short = $res->{json}{access_token};
-is(submit($short, { action => 'a', data => {} })->{status}, 201,
+is($t->submit(with_token($short), action => 'a')->{status}, 201,
    'ttl_ms: accepted at first');
 sleep 0.4;
-is(submit($short, { action => 'a', data => {} })->{status}, 401,
+is($t->submit(with_token($short), action => 'a')->{status}, 401,
    'ttl_ms: refused after ttl_ms');
 
 $res = $t->request(POST => '/_mock/faults', body => '{"token":{"delay":1}}');
@@ -383,11 +380,11 @@ ok($late, 'delay: the request was recorded');
 
 my $fresh = new_token();
 $t->mock_expire_tokens;
-is(submit($fresh, { action => 'a', data => {} })->{status}, 401,
+is($t->submit(with_token($fresh), action => 'a')->{status}, 401,
    'expire_tokens: tokens refused');
 $token = new_token();
 %get = (headers => [AccessToken => $token]);
-is(submit($token, { action => 'a', data => {} })->{status}, 201,
+is($t->submit(with_token($token), action => 'a')->{status}, 201,
    'expire_tokens: new tokens work');
 
 
@@ -399,7 +396,7 @@ json_like($stats, { token_requests => 0, queue_posts => 0, queue_gets => 0,
                     gets_by_id => {}, connections_accepted => 1 },
           'reset: counters at zero');
 is_deeply($t->mock_requests, [], 'reset: request log empty');
-is(submit($token, { action => 'a', data => {} })->{status}, 201,
+is($t->submit(with_token($token), action => 'a')->{status}, 201,
    'reset: issued tokens stay valid');
 is($t->request(GET => "$QUEUE/$id", %get)->{status}, 404, 'reset: submissions gone');
 
@@ -407,7 +404,7 @@ $t->request(POST => $TOKEN_PATH);
 $t->request(POST => '/api/token?grant_type=client_credentials&client_id=x&client_secret=y');
 $t->mock_faults({ token => { status => 500, count => 1 } });
 $t->request(POST => $TOKEN_PATH);
-my $sub = submit($token, { action => 'a', data => {} })->{json}{id};
+my $sub = $t->submit(with_token($token), action => 'a')->{json}{id};
 $t->request(GET => "$QUEUE/$sub", %get) for 1 .. 3;
 $t->request(GET => "$QUEUE/nope", %get);
 
@@ -449,7 +446,7 @@ is(scalar @{ $t->mock_requests(path => qr{^/api/v1/}, method => 'GET') }, 5,
     my ($logged) = grep { $_->{body} eq '{"action":"log","data":{"k":"v"}}' } @log;
     is($logged && $logged->{status}, 201, 'requests: the status answered');
     like($logged && $logged->{queue_id}, $UUID, 'requests: the queue id created');
-    my $r = submit($token, { action => 'ids', data => {} });
+    my $r = $t->submit(with_token($token), action => 'ids');
     my ($e) = grep { $_->{body} =~ /"ids"/ } @{ $t->mock_requests(path => $QUEUE) };
     is($e && $e->{queue_id}, $r->{json}{id}, 'requests: queue_id is the id answered');
     my ($get) = @{ $t->mock_requests(method => 'GET', path => "$QUEUE/nope") };
@@ -461,7 +458,7 @@ is(scalar @{ $t->mock_requests(path => qr{^/api/v1/}, method => 'GET') }, 5,
 # close: the whole request read, no answer, a FIN
 
 $t->mock_faults({ queue_post => { close => JSON::PP::true, count => 1 } });
-$res = submit($token, { action => 'closed', data => {} });
+$res = $t->submit(with_token($token), action => 'closed');
 is($res->{status}, 0, 'close: no answer');
 is($res->{error}, 'connection closed', 'close: the connection was closed (FIN)');
 {
@@ -469,7 +466,8 @@ is($res->{error}, 'connection closed', 'close: the connection was closed (FIN)')
     is($e && $e->{status}, 'close', 'close: logged as close');
     ok($e && !exists $e->{queue_id}, 'close: no queue item created');
 }
-is(submit($token, { action => 'a', data => {} })->{status}, 201, 'close: used up after count');
+is($t->submit(with_token($token), action => 'a')->{status}, 201,
+   'close: used up after count');
 
 
 # Queue requests in flight: now and at most at once
@@ -479,7 +477,7 @@ json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_ma
                             queue_requests_in_flight => 0,
                             queue_requests_in_flight_max => 0 },
           'in flight: zero after reset');
-is(submit($token, { action => 'a', data => {} })->{status}, 201, 'in flight: one POST');
+is($t->submit(with_token($token), action => 'a')->{status}, 201, 'in flight: one POST');
 json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_max => 1 },
           'in flight: an answered POST counts once');
 
@@ -508,7 +506,7 @@ json_like($t->mock_stats, { queue_posts_in_flight_max => 3, queue_requests_in_fl
 # Stopped and started again on the same port: the same Fanbase
 
 $t->mock_reset;
-my $kept = submit($token, { action => 'kept', data => { n => 1 } });
+my $kept = $t->submit(with_token($token), action => 'kept', data => { n => 1 });
 is($kept->{status}, 201, 'restart: a submission before');
 $t->mock_faults({ queue_get => { status => 503, count => 5 } });
 my $port = $t->mock_port;
@@ -518,7 +516,7 @@ is($res->{status}, 0, 'restart: nothing answers while stopped');
 like($res->{error}, qr/refused/, 'restart: connection refused while stopped');
 $t->start_mock;
 is($t->mock_port, $port, 'restart: on the same port');
-is(submit($token, { action => 'a', data => {} })->{status}, 201,
+is($t->submit(with_token($token), action => 'a')->{status}, 201,
    'restart: a token issued before is still valid');
 $res = $t->request(GET => "$QUEUE/$kept->{json}{id}", %get);
 is($res->{status}, 503, 'restart: the faults are kept');

@@ -201,11 +201,12 @@ sub reset_mock {
     $t->mock_reset;
 }
 
-sub submit {
-    my ($via, $n, %o) = @_;
-    my $res = $t->request(POST => path_of($via), sub_opts($via, $n), %o);
-    push @client_answers, $res;
-    return $res;
+# $t->submit's options for a submission through the location of set $via,
+# its answer kept for the secrecy check
+sub via {
+    my ($via, $n) = @_;
+    return (path => path_of($via), body => body_for($via, $n),
+            record => \@client_answers);
 }
 
 
@@ -255,7 +256,7 @@ is(scalar(grep { my @v = access_tokens($_);
 
 # The token is shared by both workers and by many requests.
 
-my @seq = map { submit(main => $_) } 1 .. 50;
+my @seq = map { $t->submit(via(main => $_)) } 1 .. 50;
 is(scalar(grep { $_->{status} == 201 } @seq), 50,
    '50 sequential submissions answered 201')
     or diag('statuses: ' . histogram(@seq));
@@ -268,11 +269,8 @@ is(scalar(grep { my @v = access_tokens($_);
    'every POST carries the same AccessToken');
 {
     # debug lines start with "PID#TID: *CONN"
-    my %pids;
-    for (split /\n/, $t->error_log) {
-        $pids{$1} = 1
-            if m{\[debug\] (\d+)#\d+: \*\d+ http request line: "POST \Q$QUEUE\E };
-    }
+    my %pids = $t->log_pids('error.log',
+        qr{\[debug\] (\d+)#\d+: \*\d+ http request line: "POST \Q$QUEUE\E });
     cmp_ok(scalar keys %pids, '>=', 2,
            'both workers served submissions with that one token')
         or diag('pids that served: ' . join ' ', sort keys %pids);
@@ -306,10 +304,10 @@ for my $res (@cold[0 .. 2]) {
 reset_mock();
 for my $n (1 .. 6) {
     for my $via (qw(a b)) {
-        is(submit($via, $n)->{status}, 201, "set $via: submission $n: 201");
+        is($t->submit(via($via, $n))->{status}, 201, "set $via: submission $n: 201");
     }
 }
-is(submit(main => 99)->{status}, 201, 'main set still served alongside');
+is($t->submit(via(main => 99))->{status}, 201, 'main set still served alongside');
 {
     my $treqs = $t->mock_requests(path => $TOKEN);
     my %per_client;
@@ -341,11 +339,11 @@ is(submit(main => 99)->{status}, 201, 'main set still served alongside');
 
 reset_mock();
 $t->mock_faults({ token => { ttl_ms => 300 } });    # tokens die early
-is(submit(rej => 1)->{status}, 201, 'rejection: first submission 201');
+is($t->submit(via(rej => 1))->{status}, 201, 'rejection: first submission 201');
 sleep 0.5;
 {
     my $mark = scalar @{ mock_log($t) };
-    my $res = submit(rej => 2);
+    my $res = $t->submit(via(rej => 2));
     is($res->{status}, 201,
        'rejection: after the token died at Fanbase, a submission still gets 201')
         or diag("body: $res->{body}");
@@ -422,13 +420,14 @@ $t->mock_faults({ token => { status => 500 } });
     my $tok = sub { $t->mock_stats->{token_requests} };
 
     my $s0 = time;
-    is_unavailable(submit(bo => 1), 'backoff: failed fetch -> 503 token_unavailable');
+    is_unavailable($t->submit(via(bo => 1)),
+                   'backoff: failed fetch -> 503 token_unavailable');
     my $e0 = time;
     is($tok->(), 1, 'backoff: one token request for the first submission');
 
     for my $k (1 .. 4) {
         sleep_until($s0 + 0.15 * $k);
-        my $res = submit(bo => 1 + $k);
+        my $res = $t->submit(via(bo => 1 + $k));
         is_unavailable($res, "backoff: +" . 0.15 * $k . " s: 503");
         cmp_ok($res->{time}, '<', 0.5, "backoff: +" . 0.15 * $k . " s: at once");
     }
@@ -436,18 +435,18 @@ $t->mock_faults({ token => { status => 500 } });
 
     sleep_until($e0 + 1.3);
     my $s1 = time;
-    is_unavailable(submit(bo => 10), 'backoff: after 1 s, a new attempt -> 503');
+    is_unavailable($t->submit(via(bo => 10)), 'backoff: after 1 s, a new attempt -> 503');
     my $e1 = time;
     is($tok->(), 2, 'backoff: after 1 s, a second token request');
 
     for my $d (0.3, 1.0, 1.6) {
         sleep_until($s1 + $d);
-        is_unavailable(submit(bo => 11), "backoff: second failure +$d s: 503");
+        is_unavailable($t->submit(via(bo => 11)), "backoff: second failure +$d s: 503");
     }
     is($tok->(), 2, 'backoff: the next backoff is 2 s (no request in it)');
 
     sleep_until($e1 + 2.4);
-    is_unavailable(submit(bo => 12), 'backoff: after 2 s, a new attempt -> 503');
+    is_unavailable($t->submit(via(bo => 12)), 'backoff: after 2 s, a new attempt -> 503');
     is($tok->(), 3, 'backoff: after 2 s, a third token request');
 
     $t->log_like(qr/\[error\] .*fanbase: token request for client "bo" at $MOCK_HOST failed/,

@@ -60,17 +60,6 @@ $t->start;
 my $JSON_UTF8  = JSON::PP->new->utf8->allow_nonref;
 my $JSON_ASCII = JSON::PP->new->ascii->allow_nonref;
 
-sub submit {
-    my ($data, %o) = @_;
-    my $res = $t->request(POST => $QUEUE, %o,
-        headers => ['Content-Type' => 'application/json'],
-        body    => $o{body} // encode_json({ action => 'ticket-create',
-                                             data => $data }));
-    is($res->{status}, 201, 'submission: 201')
-        or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
-    return $res;
-}
-
 sub get_status {
     my ($id, %o) = @_;
     return $t->request(GET => "$QUEUE/$id", %o);
@@ -245,7 +234,7 @@ for my $s ([plain => {}], [failing => { fail => JSON::PP::true }],
            [shared => { seat => 'S1' }], [stale => { seat => 'S2' }])
 {
     my $time = time;
-    my $res = submit($s->[1]);
+    my $res = $t->submit(data => $s->[1], status => 201);
     $sub{ $s->[0] } = { id => $res->{json}{id}, created => $res->{json}{created},
                         time => $time };
 }
@@ -254,8 +243,8 @@ my $payload_doc = { action => 'ticket-create',
                     data => { seat => 'P9', name => "Jo\x{e3}o", n => 3 } };
 {
     my $time = time;
-    my $res = submit(undef, port => $PAYLOAD_PORT,
-                     body => $JSON_UTF8->encode($payload_doc));
+    my $res = $t->submit(port => $PAYLOAD_PORT, status => 201,
+                        body => $JSON_UTF8->encode($payload_doc));
     $sub{payload} = { id => $res->{json}{id}, created => $res->{json}{created},
                       time => $time };
 }
@@ -360,7 +349,7 @@ is(scalar(grep { ($_->{headers}{'x-fanbase-cache'} // '') =~ /^(?:MISS|HIT)$/ }
 # fanbase_status_refresh 0: every request reads through, concurrent ones
 # still share one read
 
-my $r0 = submit({ seat => 'R0' })->{json}{id};
+my $r0 = $t->submit(data => { seat => 'R0' }, status => 201)->{json}{id};
 for my $i (1 .. 5) {
     $res = $t->request(GET => "/r0/$r0");
     cache_is($res, 'MISS', "refresh 0, request $i");

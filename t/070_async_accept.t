@@ -84,16 +84,6 @@ sub padded {
     return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
 }
 
-sub submit {
-    my ($body, %o) = @_;
-    my $tt = $o{t} // $t;
-    return $tt->request(POST => $o{path} // $QUEUE, port => $o{port},
-                        headers => [@CT, @{ $o{headers} || [] }],
-                        body => $body);
-}
-
-sub idem { return (headers => ['Idempotency-Key' => $_[0]]) }
-
 # the checks of a 202; returns the transaction id
 sub accepted_ok {
     my ($res, $name, $prefix) = @_;
@@ -163,24 +153,6 @@ sub get_tx {
                         port => $o{port});
 }
 
-sub worker_log {
-    open my $fh, '<', $t->dir . '/workers.log' or return ();
-    return <$fh>;
-}
-
-# the pids that served the requests logged in workers.log, after its
-# first $skip lines, that match $re
-sub worker_pids_for {
-    my ($re, $skip) = @_;
-    my @lines = worker_log();
-    my %pids;
-    for (@lines[($skip // 0) .. $#lines]) {
-        my ($pid, $rest) = /^(\d+) (.*)$/ or next;
-        $pids{$pid}++ if $rest =~ $re;
-    }
-    return keys %pids;
-}
-
 
 ###########################################################################
 # 202 at once: neither a token nor Fanbase's answer is waited for.
@@ -189,7 +161,7 @@ sub worker_pids_for {
     my $body = body_for('cold', 1);
     $t->mock_faults({ token      => { delay_ms => 1500, count => 1 },
                       queue_post => { delay_ms => 1000, count => 1 } });
-    my $res = submit($body);
+    my $res = $t->submit(body => $body);
     my $id = accepted_ok($res, 'first submission, slow token and queue');
     cmp_ok($res->{time}, '<', 0.5,
            'first submission: answered without waiting for Fanbase')
@@ -304,7 +276,7 @@ sub worker_pids_for {
 
     # a valid submission after them: once it has arrived, nothing else has
     my $marker = body_for('after refusals', 1);
-    my $res = submit($marker);
+    my $res = $t->submit(body => $marker);
     accepted_ok($res, 'a valid submission after the refused ones');
     delivered_once($marker, 'after refusals');
     my $all = queue_posts();
@@ -318,15 +290,15 @@ sub worker_pids_for {
     # 255 characters is the longest key, and a key with a refused body is
     # not claimed by it
     my $long = 'K' x 255;
-    accepted_ok(submit(body_for('key 255', 1), idem($long)),
+    accepted_ok($t->submit(body => body_for('key 255', 1), key => $long),
                 'Idempotency-Key of 255 characters');
     my $k = "refused-then-valid-$$";
-    error_ok(submit('{"action":', idem($k)), 400, 'invalid_json',
+    error_ok($t->submit(body => '{"action":', key => $k), 400, 'invalid_json',
              'a key with an invalid body');
-    accepted_ok(submit(body_for('key after refusal', 1), idem($k)),
+    accepted_ok($t->submit(body => body_for('key after refusal', 1), key => $k),
                 'the same key with a valid body afterwards');
-    accepted_ok(submit(body_for('visible ASCII key', 1),
-                       idem(q{!"#$%&'()*+,-./09:;<=>?@AZ[\]^_`az{|}~})),
+    accepted_ok($t->submit(body => body_for('visible ASCII key', 1),
+                           key => q{!"#$%&'()*+,-./09:;<=>?@AZ[\]^_`az{|}~}),
                 'Idempotency-Key of every kind of visible ASCII character');
 }
 
@@ -337,8 +309,8 @@ sub worker_pids_for {
 
 {
     my $body = body_for('no key twice', 1);
-    my $a = accepted_ok(submit($body), 'no key, first');
-    my $b = accepted_ok(submit($body), 'no key, the same body again');
+    my $a = accepted_ok($t->submit(body => $body), 'no key, first');
+    my $b = accepted_ok($t->submit(body => $body), 'no key, the same body again');
     isnt($a, $b, 'no key: two transactions');
     ok($t->wait_for(sub { posts_with($body) >= 2 }, timeout => 10),
        'no key: both delivered');
@@ -346,7 +318,7 @@ sub worker_pids_for {
        'no key: each only once');
 
     # 20 different ones at once, on both workers
-    my $skip = () = worker_log();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT],
                            body => sub { body_for('parallel distinct', $_[0]) });
@@ -367,9 +339,10 @@ sub worker_pids_for {
            return grep { ($n{ body_for('parallel distinct', $_) } // 0) > 1 }
                   0 .. 19;
        }, timeout => 2), '20 at once: none delivered twice');
-    my @pids = worker_pids_for(qr/^POST \Q$QUEUE\E /, $skip);
-    is(scalar @pids, 2, '20 at once: accepted by both workers')
-        or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \Q$QUEUE\E /,
+                            from => $skip);
+    is(scalar keys %pids, 2, '20 at once: accepted by both workers')
+        or diag('pids: ' . join ' ', keys %pids);
 }
 
 
@@ -380,24 +353,25 @@ sub worker_pids_for {
 {
     my $key  = "order-$$-1";
     my $body = body_for('idempotent', 1);
-    my $id = accepted_ok(submit($body, idem($key)), 'keyed, first');
-    my $again = accepted_ok(submit($body, idem($key)), 'keyed, repeated at once');
+    my $id = accepted_ok($t->submit(body => $body, key => $key), 'keyed, first');
+    my $again = accepted_ok($t->submit(body => $body, key => $key),
+                            'keyed, repeated at once');
     is($again, $id, 'keyed, repeated at once: the same transaction id');
 
     delivered_once($body, 'keyed');
 
-    my $later = accepted_ok(submit($body, idem($key)),
+    my $later = accepted_ok($t->submit(body => $body, key => $key),
                             'keyed, repeated after the delivery');
     is($later, $id, 'keyed, repeated after the delivery: the same id');
     ok(!$t->wait_for(sub { posts_with($body) > 1 }, timeout => 1.5),
        'keyed, repeated after the delivery: not delivered again');
 
     my $other = body_for('idempotent', 2);
-    my $res = submit($other, idem($key));
+    my $res = $t->submit(body => $other, key => $key);
     error_ok($res, 422, 'idempotency_key_reused', 'the same key, another body');
     is(get_tx($id)->{json}{id}, $id, 'the keyed transaction is still there');
 
-    my $new = accepted_ok(submit($body, idem("$key-b")),
+    my $new = accepted_ok($t->submit(body => $body, key => "$key-b"),
                           'the same body under another key');
     isnt($new, $id, 'another key: another transaction');
     ok($t->wait_for(sub { posts_with($body) == 2 }, timeout => 10),
@@ -414,7 +388,7 @@ sub worker_pids_for {
 {
     my $key  = "order-$$-parallel";
     my $body = body_for('idempotent parallel', 1);
-    my $skip = () = worker_log();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT, 'Idempotency-Key' => $key],
                            body => $body);
@@ -429,8 +403,10 @@ sub worker_pids_for {
     like($id, $UUID4, '20 keyed copies at once: a UUID v4');
     is(scalar(grep { ($_->{headers}{location} // '') eq "/transactions/$id" } @res),
        20, '20 keyed copies at once: all the same Location');
-    my @pids = worker_pids_for(qr/^POST \Q$QUEUE\E /, $skip);
-    is(scalar @pids, 2, 'keyed copies: both workers took some') or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \Q$QUEUE\E /,
+                            from => $skip);
+    is(scalar keys %pids, 2, 'keyed copies: both workers took some')
+        or diag('pids: ' . join ' ', keys %pids);
 
     delivered_once($body, '20 keyed copies');
     is(get_tx($id)->{status}, 200, '20 keyed copies: the transaction reads');
@@ -452,7 +428,7 @@ sub worker_pids_for {
 
 {
     my $body = body_for('tx path', 1);
-    my $res = submit($body, port => $TX_PORT);
+    my $res = $t->submit(body => $body, port => $TX_PORT);
     my $id = accepted_ok($res, 'fanbase_transaction_path /tx', '/tx');
     my $tx = get_tx($id, port => $TX_PORT, prefix => '/tx');
     is($tx->{status}, 200, 'fanbase_transaction_path /tx: the link reads');
@@ -464,11 +440,11 @@ sub worker_pids_for {
     my $key = "window-$$";
     my $wbody = body_for('window', 1);
     my $start = time;
-    my $first = accepted_ok(submit($wbody, idem($key), port => $TX_PORT),
+    my $first = accepted_ok($t->submit(body => $wbody, key => $key, port => $TX_PORT),
                             'window 1s, first', '/tx');
     my ($repeats, $same, $next) = (0, 0);
     $t->wait_for(sub {
-        my $r = submit($wbody, idem($key), port => $TX_PORT);
+        my $r = $t->submit(body => $wbody, key => $key, port => $TX_PORT);
         return 0 unless $r->{status} == 202;
         my $got = $r->{json}{transaction_id} // '';
         $repeats++;
@@ -496,7 +472,7 @@ sub worker_pids_for {
 
 {
     my $body = body_for('dead', 1);
-    my $res = submit($body, path => "/dead$QUEUE");
+    my $res = $t->submit(body => $body, path => "/dead$QUEUE");
     my $id = accepted_ok($res, 'Fanbase unreachable');
     cmp_ok($res->{time}, '<', 0.5, 'Fanbase unreachable: answered at once');
     ok(!$t->wait_for(sub { (get_tx($id, prefix => '/dead/transactions')
@@ -530,7 +506,7 @@ CONF
     my (@ids, $refused, $refused_body, $other);
     for my $i (1 .. 3000) {
         my $body = body_for('zone', $i);
-        my $res = submit($body, t => $z);
+        my $res = $z->submit(body => $body);
         if ($res->{status} == 202) {
             push @ids, $res->{json}{transaction_id};
             next;
@@ -553,7 +529,7 @@ CONF
     is($refused->{headers}{'retry-after'}, '5', 'full zone: Retry-After: 5');
 
     my $again_body = body_for('zone', 'again');
-    my $again = submit($again_body, t => $z);
+    my $again = $z->submit(body => $again_body);
     error_ok($again, 503, 'zone_full', 'full zone, again');
 
     # none was evicted: the oldest, the newest and a sample still pending
@@ -607,7 +583,7 @@ CONF
     ok(!@twice, 'full zone, Fanbase back: none delivered twice')
         or diag('twice: ' . join ' ', map { $ids[$_ - 1] } @twice);
 
-    accepted_ok(submit(body_for('zone', 'after'), t => $z),
+    accepted_ok($z->submit(body => body_for('zone', 'after')),
                 'full zone of ended transactions: room again (evicted)');
     $z->stop;
 }

@@ -92,18 +92,6 @@ sub req {
 
 sub body_for { $JSON->encode({ action => 'ticket-create', data => { @_ } }) }
 
-sub submit {
-    my ($who, $body, %o) = @_;
-    return req($who, POST => $QUEUE, body => $body,
-               headers => [@CT, $o{key} ? ('Idempotency-Key' => $o{key}) : ()]);
-}
-
-sub tx_id {
-    my $res = shift;
-    return $res->{status} == 202 && ref $res->{json} eq 'HASH'
-           ? $res->{json}{transaction_id} // '' : '';
-}
-
 sub get_tx { req($_[0], GET => "/transactions/$_[1]") }
 
 sub tx_status {
@@ -156,17 +144,17 @@ sub not_found_ok {
 # delivered once, each with its own client's token.
 
 my $body1 = body_for(case => 'same key', n => 1);
-my $ida = tx_id(submit(a => $body1, key => 'order-1'));
-my $idb = tx_id(submit(b => $body1, key => 'order-1'));
+my $ida = tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1'));
+my $idb = tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1'));
 like($ida, $UUID4, 'same key and body: a: 202 with an id');
 like($idb, $UUID4, 'same key and body: b: 202 with an id');
 isnt($idb, $ida, 'same key and body: b gets a transaction of its own');
 
 ok($t->wait_for(sub { @{ posted_by($body1) } >= 2 }, timeout => 10),
    'same key and body: both reach Fanbase');
-is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'same key and body: a repeat at a is a\'s transaction');
-is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
+is(tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1')), $idb,
    'same key and body: a repeat at b is b\'s transaction');
 sleep 0.5;
 is_deeply(posted_by($body1), ['a', 'b'],
@@ -180,13 +168,13 @@ is_deeply(posted_by($body1), ['a', 'b'],
 {
     my $x = body_for(case => 'reused', who => 'a');
     my $y = body_for(case => 'reused', who => 'b');
-    my $ka = tx_id(submit(a => $x, key => 'order-2'));
+    my $ka = tx_id($t->submit(port => $PORT{a}, body => $x, key => 'order-2'));
     like($ka, $UUID4, 'key used by a: 202');
-    my $res = submit(b => $y, key => 'order-2');
+    my $res = $t->submit(port => $PORT{b}, body => $y, key => 'order-2');
     is($res->{status}, 202, 'the same key, another body, at b: 202, not 422')
         or diag($res->{body});
     isnt(tx_id($res), $ka, 'the same key, another body, at b: its own transaction');
-    $res = submit(a => $y, key => 'order-2');
+    $res = $t->submit(port => $PORT{a}, body => $y, key => 'order-2');
     is($res->{status}, 422, 'the same key, another body, at a: still 422');
     is($res->{json} && $res->{json}{error}{code}, 'idempotency_key_reused',
        'the same key, another body, at a: idempotency_key_reused');
@@ -202,7 +190,7 @@ is($unknown_b->{status}, 404, 'an unknown id at b: 404');
 
 $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
 my $body3 = body_for(case => 'read and cancel across', n => 3);
-my $idw = tx_id(submit(a => $body3));
+my $idw = tx_id($t->submit(port => $PORT{a}, body => $body3));
 like($idw, $UUID4, 'a\'s transaction, Fanbase refusing: 202');
 is(tx_status(a => $idw), 'pending', 'a\'s transaction: pending at a');
 
@@ -236,9 +224,9 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
 # reads it through as b.
 
 {
-    my $res = req(a => POST => "/sync$QUEUE", headers => [@CT],
-                  body => body_for(case => 'status across'));
-    is($res->{status}, 201, 'synchronous submission at a: 201') or diag($res->{body});
+    my $res = $t->submit(path => "/sync$QUEUE",
+                         body => body_for(case => 'status across'),
+                         status => 201, name => 'synchronous submission at a: 201');
     my $qid = $res->{json} ? $res->{json}{id} // '' : '';
 
     $res = req(a => GET => "$QUEUE/$qid");
@@ -298,7 +286,7 @@ my $made;
 # A fixed token (fanbase_access_token_file) is a credential set of its own,
 # named by its file: its transactions are its own.
 
-my $idc = tx_id(submit(c => body_for(case => 'fixed token')));
+my $idc = tx_id($t->submit(port => $PORT{c}, body => body_for(case => 'fixed token')));
 like($idc, $UUID4, 'fixed token: 202');
 is(get_tx(c => $idc)->{status}, 200, 'fixed token: its transaction at c');
 not_found_ok(get_tx(a => $idc), $unknown_b, 'fixed token: its transaction at a');
@@ -351,9 +339,9 @@ is(tx_status(b => $made), 'completed', 'after a restart: b\'s webhook-made one a
 is(tx_status(a => $made), 'HTTP 404', 'after a restart: b\'s webhook-made one not at a');
 is(get_tx(c => $idc)->{status}, 200, 'after a restart: the fixed token\'s at c');
 is(get_tx(a => $idc)->{status}, 404, 'after a restart: the fixed token\'s not at a');
-is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'after a restart: a\'s key is a\'s transaction');
-is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
+is(tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1')), $idb,
    'after a restart: b\'s key is b\'s transaction');
 
 
@@ -377,9 +365,9 @@ is(tx_status(b => $idb), 'processing', 'older state file: b\'s transaction at b'
 is(tx_status(b => $ida), 'HTTP 404', 'older state file: a\'s transaction not at b');
 is(tx_status(a => $idb), 'HTTP 404', 'older state file: b\'s transaction not at a');
 is(tx_status(a => $idw), 'completed', 'older state file: a\'s completed one at a');
-is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'older state file: a\'s key is a\'s transaction');
-is(tx_id(submit(b => $body1, key => 'order-1')), $idb,
+is(tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1')), $idb,
    'older state file: b\'s key is b\'s transaction');
 is(get_tx(c => $idc)->{status}, 200, 'older state file: the fixed token\'s at c');
 $t->log_like(qr/\[warn\] .*fanbase: state file ".*", line \d+: the record is skipped: a record without a scope that belongs to no credential set/,
@@ -396,7 +384,7 @@ ok($t->reload(files => { secret_a => "sa-rotated\n" },
    'a\'s secret and token URL changed: reloaded');
 is(tx_status(a => $ida), 'processing', 'after the rotation: a\'s transaction at a');
 is(tx_status(b => $ida), 'HTTP 404', 'after the rotation: still not at b');
-is(tx_id(submit(a => $body1, key => 'order-1')), $ida,
+is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'after the rotation: a\'s key is a\'s transaction');
 
 $t->stop;

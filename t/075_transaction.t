@@ -79,14 +79,12 @@ sub body_for {
                            data => { case => $case, n => $n // 0, %data } });
 }
 
-# submit; returns the transaction id of the 202 (one test)
-sub submit {
+# a submission accepted, with a transaction id (one test); the id
+sub accepted_id {
     my ($body, %o) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $res = $t->request(POST => $o{path} // $QUEUE, headers => [@CT],
-                          body => $body);
-    my $id = $res->{status} == 202 && ref $res->{json} eq 'HASH'
-           ? $res->{json}{transaction_id} // '' : '';
+    my $res = $t->submit(body => $body, path => $o{path});
+    my $id = tx_id($res);
     ok($id =~ $UUID4, ($o{name} // 'submission') . ': 202 with an id')
         or diag("$res->{status} $res->{body}"
                 . ($res->{error} ? " ($res->{error})" : ''));
@@ -113,16 +111,6 @@ sub status_of {
 }
 
 # wait until the transaction's status matches; the last GET
-sub wait_status {
-    my ($id, $re, $timeout) = @_;
-    my $res;
-    $t->wait_for(sub {
-        $res = get_tx($id);
-        return $res->{status} == 200 && ($res->{json}{status} // '') =~ $re;
-    }, timeout => $timeout // 15, interval => 0.05);
-    return $res;
-}
-
 sub queue_posts { $t->mock_requests(method => 'POST', path => $QUEUE) }
 
 sub posts_with {
@@ -262,7 +250,7 @@ sub mock_item {
 ###########################################################################
 # The shape of a pending transaction (Fanbase unreachable: it stays so).
 
-my $dead = submit(body_for('dead', 1), path => "/dead$QUEUE", name => 'dead');
+my $dead = accepted_id(body_for('dead', 1), path => "/dead$QUEUE", name => 'dead');
 my $t0 = time;
 {
     my $res = get_tx($dead);
@@ -329,12 +317,12 @@ my $t0 = time;
 my ($done, $done_res, $failed);
 {
     my $body = body_for('follow', 1);
-    $done = submit($body, name => 'to completed');
+    $done = accepted_id($body, name => 'to completed');
     my $body_f = body_for('follow', 2, fail => JSON::PP::true);
-    $failed = submit($body_f, name => 'to failed');
+    $failed = accepted_id($body_f, name => 'to failed');
     my $first = get_tx($done);
 
-    $done_res = wait_status($done, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($done, qr/^(?:completed|failed|cancelled)$/, answer => \$done_res);
     my $d = tx_ok($done_res, $done, 'completed', status => 'completed');
     my @ev = @{ $d && $d->{events} || [] };
 
@@ -370,7 +358,7 @@ my ($done, $done_res, $failed);
        'completed: no more GETs once terminal');
     is(get_tx($done)->{body}, $done_res->{body}, 'completed: the same answer later');
 
-    my $fres = wait_status($failed, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($failed, qr/^(?:completed|failed|cancelled)$/, answer => \my $fres);
     my $f = tx_ok($fres, $failed, 'failed', status => 'failed');
     my @fev = @{ $f && $f->{events} || [] };
     my ($fproc) = grep { ($_->{status} // '') eq 'processing' } @fev;
@@ -385,9 +373,9 @@ my ($done, $done_res, $failed);
 
 # fanbase_transaction_events 2: the newest two, oldest first
 {
-    my $id = submit(body_for('two events', 1), path => "/ev2$QUEUE",
-                    name => 'two events');
-    my $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    my $id = accepted_id(body_for('two events', 1), path => "/ev2$QUEUE",
+                         name => 'two events');
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     my $d = tx_ok($res, $id, 'two events', status => 'completed');
     my @ev = @{ $d && $d->{events} || [] };
     is(scalar @ev, 2, 'fanbase_transaction_events 2: two events kept')
@@ -454,7 +442,7 @@ my ($done, $done_res, $failed);
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for('cancel then Fanbase back', 1);
-    my $id = submit($body, name => 'Fanbase refusing');
+    my $id = accepted_id($body, name => 'Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'Fanbase refusing: a delivery was tried');
 
@@ -487,11 +475,11 @@ my ($done, $done_res, $failed);
 {
     $t->mock_faults({ queue_post => { delay_ms => 1500, count => 1 } });
     my $body = body_for('on the wire', 1);
-    my $id = submit($body, name => 'on the wire');
+    my $id = accepted_id($body, name => 'on the wire');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'on the wire: Fanbase has the request');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while on the wire');
-    my $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     is($res->{json}{status}, 'completed', 'on the wire: completed all the same');
     is(posts_with($body), 1, 'on the wire: one POST at the mock');
 }
@@ -499,11 +487,12 @@ my ($done, $done_res, $failed);
 # processing (delivered, followed)
 {
     my $body = body_for('processing', 1);
-    my $id = submit($body, name => 'processing');
-    my $res = wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/, 10);
+    my $id = accepted_id($body, name => 'processing');
+    $t->wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/,
+                    timeout => 10, answer => \my $res);
     is($res->{json}{status}, 'processing', 'caught while processing');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while processing');
-    $res = wait_status($id, qr/^(?:completed|failed|cancelled)$/, 15);
+    $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \$res);
     is($res->{json}{status}, 'completed', 'processing: completed all the same');
 }
 
@@ -570,7 +559,7 @@ sub race_ok {
     my @race;
     for my $i (0 .. 9) {
         my $body = body_for('race', $i);
-        my $id = submit($body, name => "race $i");
+        my $id = accepted_id($body, name => "race $i");
         sleep 0.002 * $i;
         my @del = $t->parallel(2, DELETE => tx_path($id));
         push @race, { i => $i, id => $id, body => $body, del => \@del };
@@ -598,7 +587,7 @@ CONF
     $t->mock_faults({ queue_post => { delay_ms => 300 } });
 
     my @race = map { +{ i => $_, body => body_for('queued race', $_) } } 0 .. 11;
-    $_->{id} = submit($_->{body}, name => "queued race $_->{i}") for @race;
+    $_->{id} = accepted_id($_->{body}, name => "queued race $_->{i}") for @race;
     my $start = time;
     for my $r (@race) {
         my $at = $start + 0.1 * $r->{i};
@@ -618,7 +607,7 @@ CONF
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for('long poll delivery', 1);
-    my $id = submit($body, name => 'long poll, Fanbase refusing');
+    my $id = accepted_id($body, name => 'long poll, Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'long poll: a delivery was tried and refused');
     my $res = get_tx($id);
@@ -660,7 +649,7 @@ $t->mock_faults({ queue_post => { status => 503, count => 100000,
 my @quiet;
 for my $i (1 .. 3) {
     my $body = body_for('quiet', $i);
-    my $id = submit($body, name => "quiet $i");
+    my $id = accepted_id($body, name => "quiet $i");
     push @quiet, { id => $id, body => $body };
 }
 ok($t->wait_for(sub { !grep { posts_with($_->{body}) < 1 } @quiet }, timeout => 5),
@@ -715,8 +704,7 @@ my ($q1, $q2, $q3) = @quiet;
 
 # 16 polls held by both workers, woken by one DELETE
 {
-    my $log = $t->dir . '/longpoll.log';
-    my $skip = do { open my $fh, '<', $log or die "$log: $!"; my @l = <$fh>; @l };
+    my $skip = $t->log_lines('longpoll.log');
     my $result = later(1, sub { del_tx($q2->{id})->{status} });
     my @res = $t->parallel(16, GET => tx_path($q2->{id}) . '?wait=10',
                            headers => ['If-None-Match' => $q2->{etag}],
@@ -731,12 +719,8 @@ my ($q1, $q2, $q3) = @quiet;
     ok(!@slow, 'polls on both workers: all answered within 2 s of the DELETE')
         or diag('times: ' . join ' ', map { sprintf '%.2f', $_->{time} } @res);
 
-    open my $fh, '<', $log or die "$log: $!";
-    my @lines = <$fh>;
-    my %pids;
-    for (@lines[$skip .. $#lines]) {
-        $pids{$1}++ if /^(\d+) GET \/transactions\/\Q$q2->{id}\E\?wait=10 /;
-    }
+    my %pids = $t->log_pids('longpoll.log',
+        qr/^(\d+) GET \/transactions\/\Q$q2->{id}\E\?wait=10 /, from => $skip);
     is(scalar keys %pids, 2, 'polls on both workers: both workers held some')
         or diag(explain(\%pids));
 }

@@ -74,19 +74,17 @@ my %tokens_seen;       # every AccessToken the mock received
 
 sub body_n { qq({"action":"ticket-create","data":{"evento":"show","n":$_[0]}}) }
 
-# POST a submission.  %o: t, path, headers (besides Content-Type), body
-# (default: a new data.n).  Returns { res, n, id, body, at }.
-sub submit {
+# A submission with the next data.n, on $o{t} (default $t); the other
+# options as for $t->submit (a body of its own).  Returns
+# { res, n, id, body, at }.
+sub numbered {
     my (%o) = @_;
-    my $tt = $o{t} // $t;
+    my $tt = delete $o{t} // $t;
     my $n = ++$N;
     my $body = $o{body} // body_n($n);
     my $at = time;
-    my $res = $tt->request(POST => $o{path} // $QUEUE,
-                           headers => [@CT, @{ $o{headers} || [] }],
-                           body => $body);
-    push @answers, $res;
-    my $id = ($res->{json} && $res->{json}{transaction_id}) // 'none';
+    my $res = $tt->submit(%o, body => $body, record => \@answers);
+    my $id = tx_id($res) || 'none';
     $PATH_OF{$id} = $res->{json}{links}[0]{path}
         if $res->{json} && ref $res->{json}{links} eq 'ARRAY';
     return { res => $res, n => $n, body => $body, at => $at, id => $id };
@@ -100,15 +98,12 @@ sub txn {
     return $res->{status} == 200 ? $res->{json} : undef;
 }
 
-# Wait until the transaction's status matches; returns it as last seen.
-sub wait_status {
-    my ($id, $want, %o) = @_;
-    my $last;
-    ($o{t} // $t)->wait_for(sub {
-        $last = txn($id, $o{t});
-        return $last && ($last->{status} // '') =~ $want;
-    }, timeout => $o{timeout} // 20, interval => 0.1);
-    return $last;
+# wait_status's options for transaction $id: read at its link every 0.1 s
+# for up to 20 s, each answer kept for the secrecy check
+sub polling {
+    my $id = shift;
+    return (path => $PATH_OF{$id}, timeout => 20, interval => 0.1,
+            record => \@answers);
 }
 
 my $DELIVERED = qr/^(?:processing|completed)$/;
@@ -163,7 +158,7 @@ sub failed_like {
 sub unknown_like {
     my ($s, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_outcome_unknown',
                        error_message => qr/^delivery outcome unknown/ }, $name);
     my @p = posts_for($s->{n});
@@ -181,8 +176,8 @@ sub unknown_like {
 
 $t->mock_faults({ queue_post => { delay_ms => 1000, count => 1 } });
 
-my $happy = submit(headers => [AccessToken => 'client.token.one',
-                               accesstoken => 'client.token.two']);
+my $happy = numbered(headers => [AccessToken => 'client.token.one',
+                                 accesstoken => 'client.token.two']);
 my ($res, $hid) = ($happy->{res}, $happy->{id});
 
 is($res->{status}, 202, 'accepted: 202') or diag($res->{body});
@@ -227,7 +222,7 @@ is((txn($hid) // {})->{status}, 'pending',
     is($p->{query}, '', 'delivery: no query string');
 }
 
-$tx = wait_status($hid, $DELIVERED);
+$tx = $t->wait_status($hid, $DELIVERED, polling($hid));
 my ($post) = posts_for($happy->{n});
 my $qid = $post->{queue_id} // 'no queue id';
 is($tx && $tx->{status}, 'processing', 'delivered: processing') or diag(explain($tx));
@@ -235,7 +230,7 @@ json_like(last_event($tx), { event => 'transition', status => 'processing',
                              data => { queue_id => $qid } },
           'delivered: event with the queue id Fanbase gave');
 
-$tx = wait_status($hid, $TERMINAL, timeout => 20);
+$tx = $t->wait_status($hid, $TERMINAL, polling($hid), timeout => 20);
 is($tx && $tx->{status}, 'completed', 'tracked: completed') or diag(explain($tx));
 is_deeply([map { "$_->{event}/$_->{status}" } @{ $tx->{events} || [] }],
           ['transition/pending', 'transition/processing', 'transition/completed'],
@@ -262,9 +257,9 @@ my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
 # Failed at Fanbase (data.fail): failed, with Fanbase's message.
 
 {
-    my $s = submit(body => '{"action":"ticket-create","data":{"fail":true,"n":"f1"}}');
+    my $s = numbered(body => '{"action":"ticket-create","data":{"fail":true,"n":"f1"}}');
     is($s->{res}{status}, 202, 'failed at Fanbase: accepted');
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     my ($p) = posts_for('f1');
     failed_like($tx, { queue_id => ($p && $p->{queue_id}) // 'none',
                        error_message => 'Erro simulado' }, 'failed at Fanbase');
@@ -275,7 +270,7 @@ my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
 # The delivery horizon: an API that refuses, 2 s.  Submitted now, looked at
 # after the next blocks.
 
-my $horizon = submit(path => "/dead$QUEUE");
+my $horizon = numbered(path => "/dead$QUEUE");
 is($horizon->{res}{status}, 202, 'horizon: accepted');
 
 
@@ -284,7 +279,7 @@ is($horizon->{res}{status}, 202, 'horizon: accepted');
 # delivered, each body exactly once.
 
 $t->stop_mock;
-my @down = map { submit() } 1 .. 30;
+my @down = map { numbered() } 1 .. 30;
 is(scalar(grep { $_->{res}{status} == 202 } @down), 30,
    'Fanbase down: 30 accepted');
 sleep 2;    # down for a while: several attempts refused
@@ -311,7 +306,7 @@ $t->start_mock;
 # delivered once, the 503s retried.
 
 $t->mock_faults({ queue_post => { status => 503, count => 45 } });
-my @busy = map { submit() } 1 .. 30;
+my @busy = map { numbered() } 1 .. 30;
 is(scalar(grep { $_->{res}{status} == 202 } @busy), 30, 'Fanbase 503: 30 accepted');
 
 {
@@ -342,8 +337,8 @@ for my $case (
 ) {
     my ($name, $fault, $gap) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = submit();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 15);
+    my $s = numbered();
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
     my @p = posts_for($s->{n});
     is(statuses(@p), "$fault->{status},201", "$name: retried once, taken once");
@@ -359,8 +354,8 @@ for my $case (
     my ($name, $prep, $code) = @$case;
     my $tokens = $t->mock_stats->{token_requests};
     $prep->();
-    my $s = submit();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 15);
+    my $s = numbered();
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
     my @p = posts_for($s->{n});
     is(statuses(@p), "$code,201", "$name: resent once, taken once");
@@ -373,8 +368,8 @@ for my $case (
 {
     $t->mock_expire_tokens;
     $t->mock_faults({ token => { status => 503, count => 2 } });
-    my $s = submit();
-    my $tx = wait_status($s->{id}, $DELIVERED, timeout => 30);
+    my $s = numbered();
+    my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 30);
     like($tx && $tx->{status}, $DELIVERED, 'no token for a while: delivered')
         or diag(explain($tx));
     like(statuses(posts_for($s->{n})), qr/^(?:401,)*201$/,
@@ -391,8 +386,8 @@ for my $case ([422, '{"iCode":422,"iMsg":"Evento esgotado"}', qr/Evento esgotado
               [404, 'no such route', qr/no such route/]) {
     my ($code, $body, $re) = @$case;
     $t->mock_faults({ queue_post => { status => $code, count => 1, body => $body } });
-    my $s = submit();
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $s = numbered();
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { error_message => $re }, "Fanbase $code");
     like(last_event($tx) && last_event($tx)->{data}{error_message}, qr/\b$code\b/,
          "Fanbase $code: the status in error_message");
@@ -408,8 +403,8 @@ for my $case (['a cut 201', { malformed => JSON::PP::true }],
               ['a 201 without an id', { status => 201, body => '{"iCode":0,"iMsg":"ok"}' }]) {
     my ($name, $fault) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = submit();
-    my $tx = wait_status($s->{id}, $TERMINAL);
+    my $s = numbered();
+    my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_unreadable' }, $name);
     is(scalar(posts_for($s->{n})), 1, "$name: sent once");
 }
@@ -428,7 +423,7 @@ for my $case (['/t1c', 'answered after fanbase_timeout (1 s)'],
               ['/t1', 'answered after the accepting location\'s fanbase_timeout']) {
     my ($prefix, $name) = @$case;
     $t->mock_faults({ queue_post => { delay_ms => 2500, count => 1 } });
-    my $s = submit(path => "$prefix$QUEUE");
+    my $s = numbered(path => "$prefix$QUEUE");
     unknown_like($s, $name);
     push @ambiguous, $s;
 }
@@ -439,7 +434,7 @@ for my $case (['500', { status => 500 }],
               (map { ["connection closed without an answer ($_)", { close => JSON::PP::true }] } 1 .. 3)) {
     my ($name, $fault) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = submit();
+    my $s = numbered();
     unknown_like($s, $name);
     push @ambiguous, $s;
 }
@@ -456,7 +451,8 @@ sleep 1.5;
 # The horizon, submitted above: given up after 2 s, with the last error.
 
 {
-    my $tx = wait_status($horizon->{id}, $TERMINAL, timeout => 10);
+    my $tx = $t->wait_status($horizon->{id}, $TERMINAL, polling($horizon->{id}),
+                             timeout => 10);
     failed_like($tx, { code => 'delivery_gave_up', error_message => qr/connect|refused/i },
                 'horizon');
     my $after = (epoch_ms(last_event($tx) && last_event($tx)->{created_at}) // 0)
@@ -519,7 +515,7 @@ $t->stop;
     $c->start;
     $c->mock_faults({ queue_post => { delay_ms => 500 } });
 
-    my @s = map { submit(t => $c) } 1 .. 10;
+    my @s = map { numbered(t => $c) } 1 .. 10;
     is(scalar(grep { $_->{res}{status} == 202 } @s), 10, 'concurrency 2: 10 accepted');
     my $ok = $c->wait_for(sub {
         !grep { ((txn($_->{id}, $c) // {})->{status} // '') !~ $DELIVERED } @s
@@ -541,12 +537,12 @@ $t->stop;
     ok($c->wait_for(sub {
         !grep { ((txn($_->{id}, $c) // {})->{status} // '') ne 'completed' } @s
     }, timeout => 30, interval => 0.2), 'tracking: the 10 completed');
-    my $s = submit(t => $c);
-    my $tx = wait_status($s->{id}, $DELIVERED, t => $c);
+    my $s = numbered(t => $c);
+    my $tx = $c->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'tracking 404: delivered');
     $c->mock_faults({ queue_get => { status => 404,
                                      body => '{"iCode":404,"iMsg":"Not found"}' } });
-    $tx = wait_status($s->{id}, $TERMINAL, t => $c, timeout => 20);
+    $tx = $c->wait_status($s->{id}, $TERMINAL, polling($s->{id}), timeout => 20);
     failed_like($tx, { code => 'queue_item_not_found' }, 'tracking 404');
     is(scalar(posts_for($s->{n}, $c)), 1, 'tracking 404: not sent again');
 }
@@ -568,8 +564,8 @@ $t->stop;
     );
     $f->start;
 
-    my $s = submit(t => $f);
-    my $tx = wait_status($s->{id}, $DELIVERED, t => $f);
+    my $s = numbered(t => $f);
+    my $tx = $f->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'full zone: a transaction delivered');
     my $qid = last_event($tx) && last_event($tx)->{data}{queue_id} // 'none';
 
@@ -584,7 +580,7 @@ $t->stop;
     }
     ok($full && !$other, 'full zone: then filled with pending transactions');
 
-    $tx = wait_status($s->{id}, $TERMINAL, t => $f, timeout => 20);
+    $tx = $f->wait_status($s->{id}, $TERMINAL, polling($s->{id}), timeout => 20);
     is($tx && $tx->{status}, 'completed', 'full zone: the delivered one completed');
     json_like(last_event($tx), { event => 'transition', status => 'completed',
                                  data => { queue_id => $qid } },

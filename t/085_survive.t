@@ -41,16 +41,14 @@ my $N = 0;    # data.n: unique per submission in this file
 
 sub body_n { qq({"action":"ticket-create","data":{"setor":"norte","n":$_[0]}}) }
 
-# POST a submission to $t.  %o: headers (besides Content-Type), body.
-# Returns { res, n, id, body }.
-sub submit {
+# A submission to $t with the next data.n.  %o: as for $t->submit (a body
+# of its own).  Returns { res, n, id, body }.
+sub numbered {
     my ($t, %o) = @_;
     my $n = ++$N;
     my $body = $o{body} // body_n($n);
-    my $res = $t->request(POST => $QUEUE, headers => [@CT, @{ $o{headers} || [] }],
-                          body => $body);
-    return { res => $res, n => $n, body => $body,
-             id => ($res->{json} && $res->{json}{transaction_id}) // 'none' };
+    my $res = $t->submit(%o, body => $body);
+    return { res => $res, n => $n, body => $body, id => tx_id($res) || 'none' };
 }
 
 sub txn {
@@ -60,16 +58,6 @@ sub txn {
 }
 
 sub status_of { my $tx = txn(@_); $tx ? $tx->{status} // '' : 'unreadable' }
-
-sub wait_status {
-    my ($t, $id, $want, $timeout) = @_;
-    my $last;
-    $t->wait_for(sub {
-        $last = txn($t, $id);
-        return $last && ($last->{status} // '') =~ $want;
-    }, timeout => $timeout // 20, interval => 0.1);
-    return $last;
-}
 
 # True once every submission's status matches.
 sub wait_all {
@@ -155,16 +143,16 @@ my $t = FanbaseTest->new(
 );
 $t->start;
 
-my $warm = submit($t);
+my $warm = numbered($t);
 is($warm->{res}{status}, 202, 'warm-up: accepted');
-like((wait_status($t, $warm->{id}, $DELIVERED) // {})->{status} // '', $DELIVERED,
-     'warm-up: delivered');
+like(($t->wait_status($warm->{id}, $DELIVERED, timeout => 20, interval => 0.1)
+      // {})->{status} // '', $DELIVERED, 'warm-up: delivered');
 
 $t->stop_mock;
 
 my $KEY = 'order-2026-0001';
-my @before = (submit($t, headers => ['Idempotency-Key' => $KEY]),
-              map { submit($t) } 2 .. 15);
+my @before = (numbered($t, key => $KEY),
+              map { numbered($t) } 2 .. 15);
 is(scalar(grep { $_->{res}{status} == 202 } @before), 15,
    'Fanbase unreachable: 15 accepted');
 my $keyed = $before[0];
@@ -181,7 +169,7 @@ ok($t->wait_for(sub { !missing_from_state($t, [@before, $warm]) }, timeout => 10
     $t->wait_for(sub { (do { local (@ARGV, $/) = ($file); <> } // '') ne $was },
                  timeout => 3, interval => 0.01);
 }
-my @late = map { submit($t) } 1 .. 5;
+my @late = map { numbered($t) } 1 .. 5;
 is(scalar(grep { $_->{res}{status} == 202 } @late), 5, 'just before the stop: 5 accepted');
 diag('the late ones were saved before the stop: the test of the save at stop is weak')
     if !missing_from_state($t, \@late);
@@ -204,10 +192,10 @@ $t->start_nginx;
          'after the restart: the delivered one read back as delivered');
 }
 
-my $again = submit($t, headers => ['Idempotency-Key' => $KEY], body => $keyed->{body});
+my $again = numbered($t, key => $KEY, body => $keyed->{body});
 is($again->{res}{status}, 202, 'after the restart: the idempotency key, same body: 202');
 is($again->{id}, $keyed->{id}, 'after the restart: the same transaction id');
-my $reused = submit($t, headers => ['Idempotency-Key' => $KEY]);
+my $reused = numbered($t, key => $KEY);
 is($reused->{res}{status}, 422, 'after the restart: the key with another body: 422');
 json_like($reused->{res}{json}, { error => { code => 'idempotency_key_reused' } },
           'after the restart: idempotency_key_reused');
@@ -218,7 +206,7 @@ ok(wait_all($t, \@all, $DELIVERED), 'Fanbase back: all 20 delivered');
 is(sent_wrong($t, [@all, $warm], qr/^201$/), 0,
    'Fanbase back: each body reached Fanbase exactly once');
 
-$again = submit($t, headers => ['Idempotency-Key' => $KEY], body => $keyed->{body});
+$again = numbered($t, key => $KEY, body => $keyed->{body});
 is($again->{id}, $keyed->{id}, 'after delivery: the key still gives the same id');
 sleep 0.5;
 is(statuses(posts_for($t, $keyed->{n})), '201', 'after delivery: and sends nothing');
@@ -232,7 +220,7 @@ is(scalar(posts_for($t, $reused->{n})), 0,
 # ones are not sent again.
 
 $t->mock_faults({ queue_post => { status => 503 } });
-my @resize = map { submit($t) } 1 .. 10;
+my @resize = map { numbered($t) } 1 .. 10;
 is(scalar(grep { $_->{res}{status} == 202 } @resize), 10, 'before the resize: 10 accepted');
 ok($t->wait_for(sub { !missing_from_state($t, \@resize) }, timeout => 10),
    'before the resize: in the state file');
@@ -321,12 +309,12 @@ $t->stop;
     # Claimed but not sent: the first delivery waits for the first token,
     # which the mock holds; the worker dies meanwhile.
     $k->mock_faults({ token => { delay_ms => 10000, count => 1 } });
-    my $c = submit($k);
+    my $c = numbered($k);
     is($c->{res}{status}, 202, 'killed waiting for a token: accepted');
     ok($k->wait_for(sub { $k->mock_stats->{token_requests} >= 1 }, timeout => 5),
        'killed waiting for a token: the token request is held');
     ok(scalar $k->kill_workers, 'killed waiting for a token: worker killed and replaced');
-    my $tx = wait_status($k, $c->{id}, $DELIVERED, 40);
+    my $tx = $k->wait_status($c->{id}, $DELIVERED, timeout => 40, interval => 0.1);
     like($tx && $tx->{status}, $DELIVERED,
          'killed waiting for a token: delivered by the new worker')
         or diag(explain($tx));
@@ -337,21 +325,21 @@ $t->stop;
     # On the wire: A's POST is held 10 s at the mock when the worker dies;
     # B waits behind it (one delivery at a time), not sent.
     $k->mock_faults({ queue_post => { delay_ms => 10000, count => 1 } });
-    my $a = submit($k);
+    my $a = numbered($k);
     ok($k->wait_for(sub { scalar posts_for($k, $a->{n}) }, timeout => 5),
        'killed on the wire: A\'s POST reached the mock');
-    my $b = submit($k);
+    my $b = numbered($k);
     is($b->{res}{status}, 202, 'killed on the wire: B accepted');
     sleep 0.3;
     is(scalar(posts_for($k, $b->{n})), 0, 'killed on the wire: B waits behind A');
     my $sent_at = (posts_for($k, $a->{n}))[0]{time};
     ok(scalar $k->kill_workers, 'killed on the wire: worker killed and replaced');
 
-    $tx = wait_status($k, $b->{id}, $DELIVERED, 20);
+    $tx = $k->wait_status($b->{id}, $DELIVERED, timeout => 20, interval => 0.1);
     like($tx && $tx->{status}, $DELIVERED, 'killed on the wire: B delivered')
         or diag(explain($tx));
 
-    $tx = wait_status($k, $a->{id}, $TERMINAL, 40);
+    $tx = $k->wait_status($a->{id}, $TERMINAL, timeout => 40, interval => 0.1);
     is($tx && $tx->{status}, 'failed', 'killed on the wire: A failed') or diag(explain($tx));
     json_like(last_event($tx), { event => 'failure', status => 'failed',
                                  data => { code => 'delivery_outcome_unknown',
@@ -394,7 +382,7 @@ $t->stop;
     ok(mkfifo($fifo, 0600), 'stuck save: a FIFO where the worker writes');
 
     # a change: the next save (a second at most) blocks opening the FIFO
-    my $s = submit($f);
+    my $s = numbered($f);
     is($s->{res}{status}, 202, 'stuck save: accepted');
     sleep 1.5;
 
@@ -407,7 +395,7 @@ $t->stop;
     }
     is($bad, 0, 'stuck save: the worker answers every request');
     is($slow, 0, 'stuck save: each within 0.5 s');
-    my $more = submit($f);
+    my $more = numbered($f);
     is($more->{res}{status}, 202, 'stuck save: and accepts submissions');
 
     # the reader comes: the stuck save writes what it rendered, then

@@ -77,11 +77,10 @@ sub up {
 
 my $SEQ = 0;
 
-sub submit {
+# a new transaction at $t (fanbase_submit async): its id
+sub new_tx {
     my ($t) = @_;
-    my $res = $t->request(POST => $QUEUE, headers => [@CT],
-        body => qq({"action":"ticket-create","data":{"n":) . ++$SEQ . '}}');
-    return ($res->{json} && $res->{json}{transaction_id}) // 'none';
+    return tx_id($t->submit(data => { n => ++$SEQ })) || 'none';
 }
 
 # POST a signed webhook (Standard Webhooks); %o: id (the webhook-id)
@@ -161,7 +160,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     ok($h && index($ERR, $h->{processMsg} // "\x{fffd}") == 0,
        'fanbase_status: processMsg from the zone is a prefix');
 
-    my @ids = map { submit($t) } 1 .. 3;
+    my @ids = map { new_tx($t) } 1 .. 3;
     is(scalar(grep { /^[0-9a-f-]{36}$/ } @ids), 3, 'cut texts: 3 accepted');
 
     # the first fails by webhook, with long Portuguese texts
@@ -224,7 +223,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     is(hook($t, $deep_obj)->{status}, 400, 'webhook 101 levels deep: 400');
     is_deeply([sort $t->worker_pids], \@pids, 'deep webhooks: the same workers');
 
-    my $id = submit($t);
+    my $id = new_tx($t);
     my $res = hook($t, JSON::PP->new->encode({ id => $id, status => 'failed',
         events => [{ message => 'x', data => { error_message => "\x01" x 1500 } }] }));
     is($res->{status}, 204, 'an error text of 1500 U+0001: applied (204, not 500)');
@@ -349,14 +348,14 @@ sub txn_line {
 
     my $t = edge();
     $t->start;
-    submit($t);
+    new_tx($t);
     my $out = $t->dir . '/strace.out';
     my $pid = $t->nginx_pid;
     my $st = open(my $fh, '-|', $strace, '-f', '-y', '-qq', '-e', 'trace=fsync,rename',
                   '-o', $out, '-p', $pid);
     sleep 1;
     # the master saves once more at stop, its workers gone
-    submit($t);
+    new_tx($t);
     $t->stop_nginx;
     close $fh;
     my $trace = do { local (@ARGV, $/) = ($out); <> } // '';

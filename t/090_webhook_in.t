@@ -780,37 +780,22 @@ for my $case (
     applied_ok($qbefore, 'completed', 'dedup 1s: the same id 2 s later: applied (forgotten)');
 }
 
-sub worker_pids_since {
-    my $skip = shift;
-    open my $fh, '<', $t->dir . '/workers.log' or return ();
-    my @lines = <$fh>;
-    my %pids;
-    for (@lines[$skip .. $#lines]) {
-        $pids{$1}++ if /^(\d+) POST \/hooks\/status 204/;
-    }
-    return keys %pids;
-}
-
-sub workers_log_lines {
-    open my $fh, '<', $t->dir . '/workers.log' or return 0;
-    my @l = <$fh>;
-    return scalar @l;
-}
-
 # 20 copies at once, on both workers
 {
     my $p = take();
     my $before = tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my @h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), body => $body);
-    my $skip = workers_log_lines();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => '/hooks/status', port => $RP_PORT,
                            headers => [@CT, @h], body => $body);
     is(scalar(grep { $_->{status} == 204 } @res), 20, '20 copies at once: all 204')
         or diag(join ' ', map { "$_->{status}" . ($_->{error} ? ":$_->{error}" : '') } @res);
     applied_ok($before, 'completed', '20 copies at once: applied once');
-    my @pids = worker_pids_since($skip);
-    is(scalar @pids, 2, '20 copies at once: both workers answered some') or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \/hooks\/status 204/,
+                            from => $skip);
+    is(scalar keys %pids, 2, '20 copies at once: both workers answered some')
+        or diag('pids: ' . join ' ', keys %pids);
 }
 
 # 20 messages with the same webhook-id at once, each for another
@@ -820,7 +805,7 @@ sub workers_log_lines {
     my $id = msg_id();
     my $ts = int time;
     my @bodies = map { body_of(tx_update($_->{id}, 'completed')) } @ps;
-    my $skip = workers_log_lines();
+    my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => '/hooks/status', port => $RP_PORT, body => sub { $bodies[$_[0]] },
         headers => sub { [@CT, sign_webhook(secret => $HOOK_SECRET, id => $id, timestamp => $ts,
                                             body => $bodies[$_[0]])] });
@@ -830,9 +815,10 @@ sub workers_log_lines {
     my @done = grep { tx_status($_->{id}) ne 'processing' } @ps;
     is(scalar @done, 1, 'one webhook-id, 20 bodies at once: exactly one applied')
         or diag(join ' ', map { tx_status($_->{id}) } @ps);
-    my @pids = worker_pids_since($skip);
-    is(scalar @pids, 2, 'one webhook-id, 20 bodies at once: on both workers')
-        or diag("pids: @pids");
+    my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \/hooks\/status 204/,
+                            from => $skip);
+    is(scalar keys %pids, 2, 'one webhook-id, 20 bodies at once: on both workers')
+        or diag('pids: ' . join ' ', keys %pids);
 }
 
 

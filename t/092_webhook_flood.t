@@ -35,18 +35,6 @@ sub create_hook {
         body => $body);
 }
 
-sub submit_sync {
-    my ($t, $n) = @_;
-    return $t->request(POST => $QUEUE, headers => [@CT],
-        body => qq({"action":"ticket-create","data":{"sync":"$n"}}));
-}
-
-sub submit {
-    my ($t, $n) = @_;
-    return $t->request(POST => $QUEUE, headers => [@CT],
-        body => qq({"action":"ticket-create","data":{"flood":"$n"}}));
-}
-
 # A submission, tried up to 3 times as a client honouring 503 would (at
 # once here): the zone's slab allocator keeps pages per size class, and the
 # records that give way free chunks of other sizes than a submission needs
@@ -56,7 +44,7 @@ sub submit_tries {
     my ($t, $n) = @_;
     my $res;
     for my $try (1 .. 3) {
-        $res = submit($t, "$n.$try");
+        $res = $t->submit(data => { flood => "$n.$try" });
         return ($res, $try) if $res->{status} == 202;
     }
     return ($res, 3);
@@ -141,7 +129,7 @@ CONF
         or diag("$first->{status} $first->{body}");
     diag("accepted at try $ftries") if $first->{status} == 202 && $ftries > 1;
     sleep 1.1;
-    my @more = map { submit($t, $_)->{status} } 2 .. 11;
+    my @more = map { $t->submit(data => { flood => "$_" })->{status} } 2 .. 11;
     is(join(' ', @more), join(' ', ('202') x 10),
        'after the flood: ten more are accepted a second later');
 
@@ -182,7 +170,7 @@ CONF
         for 1 .. 1000;
     is(join(' ', map { "$_ x$codes{$_}" } sort keys %codes), '204 x1000',
        'message ids: a thousand unknown updates answered 204');
-    is(submit($t, 'ids')->{status}, 202,
+    is($t->submit(data => { flood => 'ids' })->{status}, 202,
        'message ids: a submission is accepted afterwards');
 
     $t->stop;
@@ -292,11 +280,11 @@ CONF
     is($codes{204} // 0, 200, 'queue items by webhook: all 200 applied in a 32k zone')
         or diag(join ' ', map { "$_ x$codes{$_}" } sort keys %codes);
 
-    my @sync = map { $_->{status} } map { submit_sync($t, $_) } 1 .. 3;
+    my @sync = map { $t->submit(data => { sync => "$_" })->{status} } 1 .. 3;
     is_deeply(\@sync, [201, 201, 201], 'then synchronous submissions: 201 each');
 
     # the site's own queue item is kept, answered from the zone
-    my $own = submit_sync($t, 'own');
+    my $own = $t->submit(data => { sync => 'own' });
     my $qid = $own->{json} && $own->{json}{id};
     for my $i (201 .. 300) {
         my $body = encode_json({ id => "flood-item-$i", processStatus => 'processing' });

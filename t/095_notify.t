@@ -78,12 +78,13 @@ sub req {
     return $res;
 }
 
-sub submit {
+# a submission, accepted (one test), its answer kept; the transaction id
+sub accepted {
     my ($path, $data) = @_;
-    my $res = req(POST => $path, headers => [@CT],
-                  body => $JSON->encode({ action => 'ticket-create', data => $data }));
-    is($res->{status}, 202, "submission to $path: 202") or diag($res->{body});
-    return $res->{json} ? $res->{json}{transaction_id} // 'none' : 'none';
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $res = $t->submit(path => $path, data => $data, record => \@answers,
+                         status => 202, name => "submission to $path: 202");
+    return tx_id($res) || 'none';
 }
 
 sub tx {
@@ -91,20 +92,12 @@ sub tx {
     return $res->{status} == 200 ? $res->{json} : undef;
 }
 
-sub wait_status {
-    my ($id, $status, $timeout) = @_;
-    my $tx;
-    $t->wait_for(sub { $tx = tx($id); $tx && $tx->{status} eq $status },
-                 timeout => $timeout // 15, interval => 0.05);
-    return $tx;
-}
-
 # a transaction that stays pending (no token can be had; the same API and
 # client id as /transactions/), cancelled now:
 # exactly one notification; returns (id, the DELETE's transaction)
 sub cancelled_tx {
     my $tag = shift;
-    my $id = submit("/dead$QUEUE", { tag => $tag });
+    my $id = accepted("/dead$QUEUE", { tag => $tag });
     # 409 while a worker holds it for a (refused) delivery attempt
     my $res;
     $t->wait_for(sub { $res = req(DELETE => "/transactions/$id");
@@ -228,9 +221,10 @@ sub node_verify {
 
 my ($happy, %happy_note);
 {
-    $happy = submit($QUEUE, { case => 'happy' });
+    $happy = accepted($QUEUE, { case => 'happy' });
     $expect{$happy}{$_} = 1 for qw(processing completed);
-    my $tx = wait_status($happy, 'completed', 20);
+    my $tx = $t->wait_status($happy, 'completed', timeout => 20,
+                             record => \@answers);
     is($tx && $tx->{status}, 'completed', 'happy: completed');
     for my $status (qw(processing completed)) {
         my $all = wait_delivered(msg_id($happy, $status));
@@ -252,9 +246,9 @@ my ($happy, %happy_note);
 
 my %notes;    # name => [transaction id, status, attempt]
 {
-    my $id = submit($QUEUE, { case => 'failed', fail => JSON::PP::true });
+    my $id = accepted($QUEUE, { case => 'failed', fail => JSON::PP::true });
     $expect{$id}{$_} = 1 for qw(processing failed);
-    wait_status($id, 'failed', 20);
+    $t->wait_status($id, 'failed', timeout => 20, record => \@answers);
     my $all = wait_delivered(msg_id($id, 'failed'));
     is(scalar @$all, 1, 'failed at Fanbase: sent once');
     my $body = attempt_ok($all->[0] || {}, $id, 'failed', 'failed at Fanbase');
@@ -274,9 +268,9 @@ my %notes;    # name => [transaction id, status, attempt]
 {
     # polls fail meanwhile: only the webhook can end it
     $t->mock_faults({ queue_get => { status => 503 } });
-    my $id = submit($QUEUE, { case => 'inbound' });
+    my $id = accepted($QUEUE, { case => 'inbound' });
     $expect{$id}{$_} = 1 for qw(processing completed);
-    ok(wait_status($id, 'processing'), 'inbound: delivered');
+    ok($t->wait_status($id, 'processing', record => \@answers), 'inbound: delivered');
     my $body = $JSON->encode({ id => $id, status => 'completed' });
     my $res = req(POST => '/hooks/status', body => $body,
                   headers => [@CT, sign_webhook(secret => $HOOK_SECRET, body => $body)]);
@@ -509,7 +503,7 @@ for my $case (
     $c->start;
     local $t = $c;
     $c->mock_site({ delay_ms => 700 });
-    my @ids = map { submit("/dead$QUEUE", { tag => "concurrency $_" }) } 1 .. 4;
+    my @ids = map { accepted("/dead$QUEUE", { tag => "concurrency $_" }) } 1 .. 4;
     sleep 0.2;    # their first (refused) delivery attempts are over
     my $start = time;
     my @left = @ids;

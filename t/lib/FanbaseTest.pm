@@ -155,6 +155,28 @@ C<$n> such requests at once, each on its own connection; C<headers> and
 C<body> may be code refs called with the index (0 .. n-1).  Returns the
 list of responses, in index order.
 
+=item submit(%opts)
+
+One submission: a POST with C<Content-Type: application/json>, then
+C<Idempotency-Key: KEY> with C<key>, then C<headers>.  The body is C<body>
+as it is, or else C<{"action":ACTION,"data":DATA}> (canonical JSON, UTF-8)
+of C<action> (default C<ticket-create>) and C<data> (default C<{}>).
+C<path> (default the queue, C</api/v1/integration/queue>), C<port> and
+C<timeout> as for C<request>.  C<status>: also one test that the answer
+has this status, named C<name> (default C<"submission: STATUS">).
+C<record>: an arrayref the answer is pushed onto too.  Returns the
+answer, as C<request> does.
+
+=item wait_status($id, $want, %opts)
+
+Reads the transaction (GET C<path>, default C</transactions/ID>, at
+C<port>) every C<interval> seconds (default 0.05) until it answers 200
+with a C<status> that is C<$want> (a string) or matches it (a qr//), for
+C<timeout> seconds at most (default 15).  Returns the transaction of the
+last answer (its JSON), or undef when that answer was not 200.
+C<answer>: a scalar ref that receives the last answer itself;
+C<record>: an arrayref every answer is pushed onto.
+
 =item run_cases(@cases)
 
 Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
@@ -165,6 +187,19 @@ C<log_unlike> (qr// or arrayref of them), C<mock> (code ref called with
 C<($t, $res)>).  Returns the responses.
 
 =item log_like(qr//, $name), log_unlike(qr//, $name), error_log
+
+=item log_lines($file)
+
+How many lines DIR/$file has now (0 when it does not exist).
+
+=item log_pids($file, $re, from => $n)
+
+The processes that wrote the lines of DIR/$file that match C<$re>, whose
+first group is the pid, from line C<$n> on (default 0, the first; a
+C<log_lines> taken before): a list of pid => how many lines.  For an
+C<access_log> in a C<log_format> that starts with C<$pid>,
+C<qr/^(\d+) POST \/path />; for error.log at C<debug>,
+C<qr/\[debug\] (\d+)#\d+: .../>.
 
 =item wait_for($code, %opts)
 
@@ -226,6 +261,9 @@ element by element (the first C<@$want> elements).
 
 C<new_uuid()>: a random version 4 UUID, the shape of a transaction id.
 
+C<tx_id($res)>: the C<transaction_id> of a 202 answer (a submission
+accepted by C<fanbase_submit async>), or C<''>.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -265,6 +303,46 @@ tests then fail: they are never skipped).  C<verify_webhooks([[$secret,
 $headers, $body], ...])> verifies many with one Node process and returns
 the list of results.
 
+=head1 BUILDING BLOCKS
+
+Functions the methods above are made of, for scripts that run nginx and
+the mock their own way (C<bench/run.pl>); exported on request only:
+C<use FanbaseTest qw(spawn nginx_conf ...)>.
+
+C<free_port()>: a port nothing listens on, below the ephemeral range,
+never the same one twice.
+
+C<spawn(cmd => [...], output => FILE, stdout => HANDLE, stderr => FILE,
+stdin => FILE, env => {...})>: fork and exec; C<output> takes stdout and
+stderr (appended).  Returns the pid.  C<wait_pid($pid, $timeout)>: its
+wait status, or undef after C<$timeout> seconds.
+C<wait_listen($port, $pid, $timeout)>: waits until something accepts
+connections on 127.0.0.1:C<$port> while the child C<$pid> runs:
+C<('listening')>, C<('exited', $wait_status)> or C<('timeout')>.
+C<child_pids($pid)>: its live child processes (an nginx master's
+workers), sorted.
+
+C<nginx_conf(dir => DIR, name => NAME, module => SO, master => 'on',
+workers => 2, error_log_level => 'info', access_log => PATH | 'off',
+main => TEXT, http => TEXT)>: the text of an nginx.conf in the foreground,
+its files in DIR (C<NAME.pid>, C<NAME.error.log>, C<NAME.client_body>, ...
+with a C<name>; C<nginx.pid>, C<error.log>, C<client_body>, ... without),
+C<main> in the main context, C<http> in C<http {}> after the lines every
+such nginx has.  C<nginx_test(cmd => [nginx, args...], output => FILE,
+env => {...})>: runs it with C<-t>; C<($ok, $output, $exit_code)>.
+
+C<spawn_mock(listen => '127.0.0.1:PORT', log => FILE, pid_file => FILE,
+state => FILE, clients => [...], expires_in => S, processing_after => S,
+completed_after => S, args => [...], stderr => FILE)>: t/mock_fanbase.pl
+in a process of its own (C<listen> defaults to a port of its choosing);
+returns its pid, its port and the read end of its standard output (keep
+it open while the mock runs); dies when the mock does not start.
+
+C<http_request($port, $method, $path, %opts)> and C<http_parallel($port,
+$n, $method, $path, %opts)>: C<request> and C<parallel> to any port of
+127.0.0.1.  C<slurp($file)> (C<''> when it cannot be read),
+C<spew($file, $text)>.
+
 =head1 ENVIRONMENT
 
 TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_NGINX_MODULE (a dynamic
@@ -296,9 +374,11 @@ use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(time sleep);
 
 use Exporter qw(import);
-our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid edge_http edge_files
-                 webhook_secret sign_webhook webhook_signature hmac_webhook
+our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
+                 edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks));
+our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
+                    nginx_test spawn_mock http_request http_parallel slurp spew);
 
 my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
                                       'mock_fanbase.pl');
@@ -307,6 +387,7 @@ my $VERIFY_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)),
 my $NODE_MODULES = File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..',
                                       'build', 'node', 'node_modules');
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
+my $QUEUE = '/api/v1/integration/queue';
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(mock files main http server error_log_level workers log_allow);
@@ -412,29 +493,36 @@ sub _subst {
 sub _nginx_conf {
     my $self = shift;
     my $args = $self->{args};
-    my $d = $self->{dir};
-    my $level = $args->{error_log_level} // 'info';
-    my $workers = $args->{workers} // 2;
+    my $module = $ENV{TEST_NGINX_MODULE};
+    return nginx_conf(
+        dir => $self->{dir}, workers => $args->{workers},
+        error_log_level => $args->{error_log_level},
+        module => $module ? File::Spec->rel2abs($module) : undef,
+        main => $self->_subst($args->{main}),
+        http => $self->_subst($args->{http})
+              . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
+              . $self->_subst($args->{server})
+              . "\n    }\n");
+}
 
-    my $conf = '';
-    if (my $module = $ENV{TEST_NGINX_MODULE}) {
-        $conf .= 'load_module ' . File::Spec->rel2abs($module) . ";\n";
-    }
-    $conf .= "daemon off;\nmaster_process on;\nworker_processes $workers;\n"
-           . "pid $d/nginx.pid;\nerror_log $d/error.log $level;\n";
+# The frame of every nginx.conf of the tests and of bench/run.pl.
+sub nginx_conf {
+    my (%o) = @_;
+    my $d = $o{dir};
+    my $file = sub { defined $o{name} ? "$d/$o{name}.$_[0]" : "$d/$_[0]" };
+    my $conf = $o{module} ? "load_module $o{module};\n" : '';
+    $conf .= "daemon off;\nmaster_process " . ($o{master} // 'on') . ";\n"
+           . 'worker_processes ' . ($o{workers} // 2) . ";\n"
+           . 'pid ' . $file->(defined $o{name} ? 'pid' : 'nginx.pid') . ";\n"
+           . 'error_log ' . $file->('error.log') . ' '
+           . ($o{error_log_level} // 'info') . ";\n";
     $conf .= "user root root;\n" if $> == 0;
-    $conf .= $self->_subst($args->{main});
+    $conf .= $o{main} // '';
     $conf .= "\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n"
-           . "    access_log $d/access.log;\n"
-           . "    client_body_temp_path $d/client_body;\n"
-           . "    proxy_temp_path $d/proxy;\n"
-           . "    fastcgi_temp_path $d/fastcgi;\n"
-           . "    uwsgi_temp_path $d/uwsgi;\n"
-           . "    scgi_temp_path $d/scgi;\n\n"
-           . $self->_subst($args->{http})
-           . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
-           . $self->_subst($args->{server})
-           . "\n    }\n}\n";
+           . '    access_log ' . ($o{access_log} // $file->('access.log')) . ";\n"
+           . join('', map { "    ${_}_temp_path " . $file->($_) . ";\n" }
+                          qw(client_body proxy fastcgi uwsgi scgi))
+           . "\n" . ($o{http} // '') . "}\n";
     return $conf;
 }
 
@@ -446,20 +534,20 @@ sub _write_files {
         my ($content, $mode) = ref $f eq 'HASH' ? @$f{qw(content mode)} : ($f);
         my $path = "$self->{dir}/$name";
         make_path(dirname($path));
-        _spew($path, $self->_subst($content));
+        spew($path, $self->_subst($content));
         chmod $mode, $path if defined $mode;
     }
-    _spew("$self->{dir}/nginx.conf", $self->_nginx_conf);
+    spew("$self->{dir}/nginx.conf", $self->_nginx_conf);
 }
 
-sub _spew {
+sub spew {
     my ($path, $content) = @_;
     open my $fh, '>', $path or die "$path: $!";
     print $fh $content;
     close $fh or die "$path: $!";
 }
 
-sub _slurp {
+sub slurp {
     my $path = shift;
     open my $fh, '<', $path or return '';
     local $/;
@@ -472,12 +560,13 @@ sub _nginx_binary {
     return $bin =~ m{/} ? File::Spec->rel2abs($bin) : $bin;
 }
 
-# Fork and exec.  %o: cmd (arrayref), env (hashref), output (a file for
-# stdout and stderr), stdout (a handle), stderr (a file).
-sub _spawn {
+# Fork and exec (the POD's BUILDING BLOCKS say the options).
+sub spawn {
     my %o = @_;
     my $pid = fork // die "fork: $!";
     return $pid if $pid;
+    $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+    open STDIN, '<', $o{stdin} or POSIX::_exit(127) if defined $o{stdin};
     if (defined $o{output}) {
         open STDOUT, '>>', $o{output} or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
@@ -519,23 +608,29 @@ sub test_config {
     my $d = $self->{dir};
     $self->_write_files;
     make_path("$d/t");
-    my $out = "$d/t/nginx-t.out";
-    unlink $out;
-    my $pid = _spawn(output => $out, env => _sanitizer_env($d),
-                     cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
-                             '-e', "$d/t/error.log", '-t']);
-    my $status = _wait_pid($pid, 30);
+    return nginx_test(output => "$d/t/nginx-t.out", env => _sanitizer_env($d),
+                      cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
+                              '-e', "$d/t/error.log"]);
+}
+
+# nginx -t: ($ok, its output, its exit code or -1).
+sub nginx_test {
+    my (%o) = @_;
+    unlink $o{output};
+    my $pid = spawn(output => $o{output}, env => $o{env},
+                    cmd => [@{ $o{cmd} }, '-t']);
+    my $status = wait_pid($pid, 30);
     if (!defined $status) {
         kill KILL => $pid;
         waitpid $pid, 0;
-        return (0, _slurp($out) . "\nnginx -t did not finish in 30 s\n", -1);
+        return (0, slurp($o{output}) . "\nnginx -t did not finish in 30 s\n", -1);
     }
     my $code = $status >> 8;
-    return ($status == 0, _slurp($out), $status & 127 ? -1 : $code);
+    return ($status == 0, slurp($o{output}), $status & 127 ? -1 : $code);
 }
 
 # waitpid with a timeout; the wait status, or undef on timeout.
-sub _wait_pid {
+sub wait_pid {
     my ($pid, $timeout) = @_;
     my $end = time + $timeout;
     for (;;) {
@@ -545,6 +640,20 @@ sub _wait_pid {
         return undef if time > $end;
         sleep 0.02;
     }
+}
+
+# Until something accepts connections on $port, or the child $pid exits.
+sub wait_listen {
+    my ($port, $pid, $timeout) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        return ('exited', $?) if waitpid($pid, WNOHANG) == $pid;
+        return ('listening') if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                                      PeerPort => $port,
+                                                      Proto => 'tcp');
+        sleep 0.05;
+    }
+    return ('timeout');
 }
 
 
@@ -566,22 +675,30 @@ sub start_mock {
 
     # started again after stop_mock: on its old port, with its saved state
     my $port = $self->{mock_port} // 0;
-    my @cmd = ($^X, $MOCK_SCRIPT, '--listen', "127.0.0.1:$port",
-               '--log', "$d/mock.log", '--pid-file', "$d/mock.pid",
-               '--state', "$d/mock.state");
-    push @cmd, map { ('--client', $_) } @{ $m->{clients} || [] };
-    push @cmd, '--expires-in', $m->{expires_in} if defined $m->{expires_in};
-    push @cmd, '--processing-after', $m->{processing_after}
-        if defined $m->{processing_after};
-    push @cmd, '--completed-after', $m->{completed_after}
-        if defined $m->{completed_after};
-    push @cmd, @{ $m->{args} || [] };
+    @$self{qw(mock_pid mock_port mock_out)} = spawn_mock(%$m,
+        listen => "127.0.0.1:$port", log => "$d/mock.log",
+        pid_file => "$d/mock.pid", state => "$d/mock.state",
+        stderr => "$d/mock.err");
+    return $self;
+}
+
+# t/mock_fanbase.pl in a process of its own: its pid, port and stdout.
+sub spawn_mock {
+    my (%o) = @_;
+    my @cmd = ($^X, $MOCK_SCRIPT, '--listen', $o{listen} // '127.0.0.1:0');
+    for ([log => '--log'], [pid_file => '--pid-file'], [state => '--state'],
+         [clients => '--client'], [expires_in => '--expires-in'],
+         [processing_after => '--processing-after'],
+         [completed_after => '--completed-after']) {
+        my ($key, $flag) = @$_;
+        push @cmd, map { ($flag, $_) } grep { defined }
+                   ref $o{$key} ? @{ $o{$key} } : $o{$key};
+    }
+    push @cmd, @{ $o{args} || [] };
 
     pipe my $r, my $w or die "pipe: $!";
-    $self->{mock_pid} = _spawn(stdout => $w, stderr => "$d/mock.err",
-                               cmd => \@cmd);
+    my $pid = spawn(stdout => $w, stderr => $o{stderr}, cmd => \@cmd);
     close $w;
-    $self->{mock_out} = $r;
 
     # the mock says its port on its first line
     my $poll = IO::Poll->new;
@@ -591,17 +708,20 @@ sub start_mock {
         $poll->poll($end - time) > 0 or next;
         sysread($r, $line, 256, length $line) or last;
     }
-    ($port) = $line =~ /^mock fanbase listening on 127\.0\.0\.1:(\d+)$/m
-        or die "mock did not start: $line\n" . _slurp("$d/mock.err");
-    $self->{mock_port} = $port;
-    return $self;
+    my ($port) = $line =~ /^mock fanbase listening on 127\.0\.0\.1:(\d+)$/m;
+    return ($pid, $port, $r) if $port;
+    kill TERM => $pid;
+    kill KILL => $pid unless defined wait_pid($pid, 5);
+    waitpid $pid, 0;
+    die "mock did not start: $line\n"
+        . (defined $o{stderr} ? slurp($o{stderr}) : '');
 }
 
 sub stop_mock {
     my $self = shift;
     my $pid = delete $self->{mock_pid} or return;
     kill TERM => $pid;
-    unless (defined _wait_pid($pid, 5)) {
+    unless (defined wait_pid($pid, 5)) {
         kill KILL => $pid;
         waitpid $pid, 0;
     }
@@ -617,49 +737,50 @@ sub start_nginx {
     $self->_write_files;
     make_path("$d/$_") for qw(client_body proxy fastcgi uwsgi scgi);
 
-    $self->{nginx_pid} = _spawn(output => "$d/nginx.out",
+    $self->{nginx_pid} = spawn(output => "$d/nginx.out",
         env => _sanitizer_env($d),
         cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
                 '-e', "$d/error.log"]);
 
     my $end = time + 10;
-    while (time < $end) {
-        if (waitpid($self->{nginx_pid}, WNOHANG) == $self->{nginx_pid}) {
-            delete $self->{nginx_pid};
-            die "nginx exited at start (status $?):\n"
-                . _slurp("$d/nginx.out") . $self->error_log;
+    my ($state, $status) = wait_listen($self->{port}, $self->{nginx_pid}, 10);
+    if ($state eq 'exited') {
+        delete $self->{nginx_pid};
+        die "nginx exited at start (status $status):\n"
+            . slurp("$d/nginx.out") . $self->error_log;
+    }
+    if ($state eq 'listening') {
+        # the master listens before it forks its workers: wait for them
+        # too, so that worker_pids is whole from now on
+        my $n = $self->{args}{workers} // 2;
+        while (time < $end) {
+            my @w = $self->worker_pids;
+            return $self if @w >= $n;
+            sleep 0.01;
         }
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => $self->{port}, Proto => 'tcp');
-        if ($s) {
-            # the master listens before it forks its workers: wait for
-            # them too, so that worker_pids is whole from now on
-            my $n = $self->{args}{workers} // 2;
-            while (time < $end) {
-                my @w = $self->worker_pids;
-                return $self if @w >= $n;
-                sleep 0.01;
-            }
-            last;
-        }
-        sleep 0.05;
     }
     die "nginx does not accept connections on port $self->{port}, or has "
       . "not started its workers:\n"
-        . _slurp("$d/nginx.out") . $self->error_log;
+        . slurp("$d/nginx.out") . $self->error_log;
 }
 
 sub worker_pids {
     my $self = shift;
     my $master = $self->{nginx_pid} or return;
+    return child_pids($master);
+}
+
+# The live child processes of $parent: an nginx master's workers.
+sub child_pids {
+    my $parent = shift;
     my @pids;
     opendir my $dh, '/proc' or return;
     for my $pid (grep { /^\d+$/ } readdir $dh) {
-        my $stat = _slurp("/proc/$pid/stat") or next;
+        my $stat = slurp("/proc/$pid/stat") or next;
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses
         my $tail = substr $stat, rindex($stat, ')') + 2;
         my ($state, $ppid) = $tail =~ /^(\S) (\d+)/ or next;
-        push @pids, $pid if $ppid == $master && $state ne 'Z';
+        push @pids, $pid if $ppid == $parent && $state ne 'Z';
     }
     return sort { $a <=> $b } @pids;
 }
@@ -711,11 +832,11 @@ sub stop_nginx {
         diag("nginx master exited before stop (wait status $?)");
     } else {
         kill $sig => $pid;
-        $stopped = defined _wait_pid($pid, 10);
+        $stopped = defined wait_pid($pid, 10);
     }
     unless ($stopped) {
         kill TERM => $pid;
-        kill KILL => $pid unless defined _wait_pid($pid, 5);
+        kill KILL => $pid unless defined wait_pid($pid, 5);
         waitpid $pid, 0;
         kill KILL => grep { kill 0 => $_ } @workers;
     }
@@ -761,7 +882,7 @@ sub background {
     }
     return sub {
         waitpid $pid, 0;
-        my $r = eval { $JSON->decode(_slurp($file)) }
+        my $r = eval { $JSON->decode(slurp($file)) }
             or die "background process $pid left no result\n";
         die "background process: $r->{error}" if defined $r->{error};
         return @{ $r->{result} };
@@ -776,12 +897,12 @@ sub _check_error_log {
               split /\n/, $self->error_log;
     push @bad, grep { /runtime error:|AddressSanitizer|LeakSanitizer/ }
                split /\n/, $self->error_log
-                           . _slurp("$self->{dir}/nginx.out");
+                           . slurp("$self->{dir}/nginx.out");
     my @reports = glob("$self->{dir}/asan.* $self->{dir}/ubsan.*");
 
     ok(!@bad && !@reports, 'error log clean') and return;
     diag("error.log: $_") for @bad;
-    diag("$_:\n" . _slurp($_)) for @reports;
+    diag("$_:\n" . slurp($_)) for @reports;
 }
 
 sub DESTROY { $_[0]->stop }
@@ -795,7 +916,7 @@ END { _stop_all() }
 
 # The error log
 
-sub error_log { _slurp("$_[0]{dir}/error.log") }
+sub error_log { slurp("$_[0]{dir}/error.log") }
 
 sub log_like {
     my ($self, $re, $name) = @_;
@@ -807,6 +928,24 @@ sub log_unlike {
     my ($self, $re, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     unlike($self->error_log, $re, $name // "error log does not match $re");
+}
+
+sub log_lines {
+    my ($self, $file) = @_;
+    open my $fh, '<', "$self->{dir}/$file" or return 0;
+    my @lines = <$fh>;
+    return scalar @lines;
+}
+
+sub log_pids {
+    my ($self, $file, $re, %o) = @_;
+    open my $fh, '<', "$self->{dir}/$file" or return ();
+    my @lines = <$fh>;
+    my %pids;
+    for (@lines[($o{from} // 0) .. $#lines]) {
+        $pids{$1}++ if $_ =~ $re;
+    }
+    return %pids;
 }
 
 sub wait_for {
@@ -833,6 +972,18 @@ sub parallel {
     my ($self, $n, $method, $path, %o) = @_;
     my $port = $o{port} // ($self->{nginx_started} || !$self->{mock_port}
                             ? $self->{port} : $self->{mock_port});
+    return http_parallel($port, $n, $method, $path, %o);
+}
+
+sub http_request {
+    my ($port, $method, $path, %o) = @_;
+    my ($res) = http_parallel($port, 1, $method, $path, %o);
+    return $res;
+}
+
+# $n requests at once to 127.0.0.1:$port, as parallel() makes them.
+sub http_parallel {
+    my ($port, $n, $method, $path, %o) = @_;
     my $timeout = $o{timeout} // 10;
     local $SIG{PIPE} = 'IGNORE';
 
@@ -881,6 +1032,47 @@ sub parallel {
         close $c->{sock};
     }
     return map { $_->{res} } @conns;
+}
+
+sub submit {
+    my ($self, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $body = $o{body}
+        // $JSON->encode({ action => $o{action} // 'ticket-create',
+                           data   => $o{data} // {} });
+    my $res = $self->request(POST => $o{path} // $QUEUE,
+        headers => ['Content-Type' => 'application/json',
+                    defined $o{key} ? ('Idempotency-Key' => $o{key}) : (),
+                    @{ $o{headers} || [] }],
+        body => $body, port => $o{port}, timeout => $o{timeout});
+    push @{ $o{record} }, $res if $o{record};
+    if (defined $o{status}) {
+        is($res->{status}, $o{status}, $o{name} // "submission: $o{status}")
+            or diag("body: $res->{body}"
+                    . ($res->{error} ? " ($res->{error})" : ''));
+    }
+    return $res;
+}
+
+sub wait_status {
+    my ($self, $id, $want, %o) = @_;
+    my $path = $o{path} // "/transactions/$id";
+    my $res;
+    $self->wait_for(sub {
+        $res = $self->request(GET => $path, port => $o{port});
+        push @{ $o{record} }, $res if $o{record};
+        return 0 unless $res->{status} == 200 && ref $res->{json} eq 'HASH';
+        my $status = $res->{json}{status} // '';
+        return ref $want eq 'Regexp' ? $status =~ $want : $status eq $want;
+    }, timeout => $o{timeout} // 15, interval => $o{interval} // 0.05);
+    ${ $o{answer} } = $res if $o{answer};
+    return $res->{status} == 200 ? $res->{json} : undef;
+}
+
+sub tx_id {
+    my $res = shift;
+    return $res->{status} == 202 && ref $res->{json} eq 'HASH'
+           ? $res->{json}{transaction_id} // '' : '';
 }
 
 sub _build_request {
@@ -1089,7 +1281,7 @@ sub write_file {
     my ($self, $name, $content, $mode) = @_;
     my $path = "$self->{dir}/$name";
     make_path(dirname($path));
-    _spew($path, $content);
+    spew($path, $content);
     chmod $mode, $path if defined $mode;
     return $path;
 }

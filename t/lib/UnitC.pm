@@ -3,8 +3,9 @@ package UnitC;
 # Plain C under AddressSanitizer, UBSan and LeakSanitizer, with the
 # project's usual compiler ($CC, or cc).
 #
-# run_unit builds one of the unit tests of t/unit/, runs it, and turns its
-# TAP lines into tests:
+# run_unit builds one of the unit tests of t/unit/ (each a C file with
+# its main(), that includes t/unit/tap.h for ok() and the plan), runs it,
+# and turns its TAP lines into tests:
 #
 #     use lib 't/lib';
 #     use UnitC;

@@ -7,27 +7,11 @@
  */
 
 
-#include <stdio.h>
 #include <string.h>
 
 #include "ngx_http_fanbase_json.h"
 
-
-static int  n;
-static int  failed;
-
-
-static void
-ok(int cond, const char *name)
-{
-    n++;
-
-    if (!cond) {
-        failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", n, name);
-}
+#include "tap.h"
 
 
 static int
@@ -289,7 +273,5 @@ main(void)
            == 1, "escape cut on a character boundary");
     }
 
-    printf("1..%d\n", n);
-
-    return failed ? 1 : 0;
+    return tap_plan();
 }

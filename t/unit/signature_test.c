@@ -8,11 +8,12 @@
  */
 
 
-#include <stdio.h>
 #include <string.h>
 
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_signature.h"
+
+#include "tap.h"
 
 
 /* the example of the Standard Webhooks specification */
@@ -22,23 +23,6 @@
 #define SPEC_TS      "1614265330"
 #define SPEC_BODY    "{\"test\": 2432232314}"
 #define SPEC_SIG     "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-
-
-static int  n;
-static int  failed;
-
-
-static void
-ok(int cond, const char *name)
-{
-    n++;
-
-    if (!cond) {
-        failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", n, name);
-}
 
 
 #define U(s)  (const unsigned char *) (s), strlen(s)
@@ -236,7 +220,5 @@ main(void)
        == FANBASE_JSON_INVALID, "a NUL byte");
     fanbase_json_update_free(&u);
 
-    printf("1..%d\n", n);
-
-    return failed ? 1 : 0;
+    return tap_plan();
 }
