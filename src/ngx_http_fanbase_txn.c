@@ -10,10 +10,10 @@
  * claim, so that no two workers work on one transaction, and one that dies
  * lets its claims run out.  Terminal transactions, and records that only
  * webhooks made, are kept in an LRU queue and are the only ones that may
- * be evicted.  Idempotency-Keys and webhook message ids are claimed keys
- * with an expiry (hash tables and an LRU each; the oldest message ids are
- * given up before it when nothing else can be); Fanbase's queue ids index
- * delivered transactions.  Each of them belongs to the scope of a
+ * be evicted.  Idempotency-Keys and webhook message ids are claimed, in
+ * the same lock as the change they guard, through ngx_http_fanbase_keys.c
+ * (the oldest message ids are given up before their expiry when nothing
+ * else can be); Fanbase's queue ids index delivered transactions.  Each of them belongs to the scope of a
  * credential set and is found by (scope, id): the hash covers both.
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
@@ -22,6 +22,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_zone.h"
@@ -43,10 +44,6 @@ static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
 static ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_str_t *event);
-static ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_insert_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    uint64_t scope, ngx_str_t *key, uint32_t hash, u_char *digest,
-    u_char *txn_id, uint64_t expires);
 static void ngx_http_fanbase_txn_terminal_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_unowned_locked(
@@ -56,10 +53,6 @@ static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_lookup(
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, ngx_str_t *id,
     uint32_t hash);
-static void ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
-    ngx_http_fanbase_idem_t **hash, ngx_uint_t n);
-static void ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, uint64_t now, ngx_uint_t max);
 static void ngx_http_fanbase_txn_free_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
@@ -73,9 +66,6 @@ static ngx_http_fanbase_event_t *ngx_http_fanbase_event_reuse(
 static u_char *ngx_http_fanbase_txn_json(u_char *p,
     ngx_http_fanbase_txn_t *t);
 static size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
-static void ngx_http_fanbase_keys_delete_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    ngx_http_fanbase_idem_t *k);
 static void ngx_http_fanbase_txn_schedule_locked(
     ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t,
     ngx_msec_t delay);
@@ -459,126 +449,6 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
     t->nevents++;
 
     return NGX_OK;
-}
-
-
-static ngx_http_fanbase_idem_t *
-ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
-    uint32_t hash, u_char *digest, u_char *txn_id, uint64_t expires)
-{
-    ngx_http_fanbase_idem_t  *k;
-
-    /*
-     * a 256-byte chunk, as transactions and most events take: in a full
-     * zone, evicting those makes room for a claim
-     */
-
-    k = ngx_http_fanbase_zone_alloc_locked(mcf,
-                              ngx_max(offsetof(ngx_http_fanbase_idem_t, key)
-                                      + key->len,
-                                      NGX_HTTP_FANBASE_CHUNK));
-    if (k == NULL) {
-        return NULL;
-    }
-
-    k->expires = expires;
-    k->scope = scope;
-    ngx_memcpy(k->digest, digest, 16);
-    ngx_memcpy(k->txn_id, txn_id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    k->len = (u_char) key->len;
-    ngx_memcpy(k->key, key->data, key->len);
-
-    k->hash = hash;
-    k->hash_next = keys->hash[k->hash & keys->mask];
-    keys->hash[k->hash & keys->mask] = k;
-    ngx_queue_insert_tail(&keys->lru, &k->queue);
-
-    return k;
-}
-
-
-/*
- * A claim of "scope" that has not expired; an expired one found is
- * dropped.  "hash" is that of the scope and the key.
- */
-
-ngx_http_fanbase_idem_t *
-ngx_http_fanbase_keys_find_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
-    uint32_t hash, uint64_t now)
-{
-    ngx_http_fanbase_idem_t  *k;
-
-    for (k = keys->hash[hash & keys->mask]; k != NULL; k = k->hash_next) {
-
-        if (k->hash != hash
-            || k->scope != scope
-            || ngx_memn2cmp(key->data, k->key, key->len, k->len) != 0)
-        {
-            continue;
-        }
-
-        /* windows differ per location: the LRU is not by expiry */
-
-        if (k->expires <= now) {
-            ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
-            return NULL;
-        }
-
-        return k;
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, ngx_http_fanbase_idem_t *k)
-{
-    ngx_http_fanbase_idem_t  **p;
-
-    for (p = &keys->hash[k->hash & keys->mask]; *p != k; p = &(*p)->hash_next)
-    { /* void */ }
-
-    *p = k->hash_next;
-
-    ngx_queue_remove(&k->queue);
-    ngx_slab_free_locked(mcf->shpool, k);
-}
-
-
-static void
-ngx_http_fanbase_keys_init(ngx_http_fanbase_keys_t *keys,
-    ngx_http_fanbase_idem_t **hash, ngx_uint_t n)
-{
-    keys->hash = hash;
-    keys->mask = n - 1;
-    ngx_memzero(hash, n * sizeof(ngx_http_fanbase_idem_t *));
-    ngx_queue_init(&keys->lru);
-}
-
-
-/* up to "max" of the oldest claims, if they expired */
-
-static void
-ngx_http_fanbase_keys_expire(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, uint64_t now, ngx_uint_t max)
-{
-    ngx_queue_t              *q;
-    ngx_http_fanbase_idem_t  *k;
-
-    while (max-- && !ngx_queue_empty(&keys->lru)) {
-        q = ngx_queue_head(&keys->lru);
-        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-
-        if (k->expires > now) {
-            break;
-        }
-
-        ngx_http_fanbase_keys_delete_locked(mcf, keys, k);
-    }
 }
 
 
@@ -1590,32 +1460,6 @@ ngx_http_fanbase_txn_restore_end_locked(ngx_http_fanbase_main_conf_t *mcf,
     } else if (t->data == NULL) {
         ngx_http_fanbase_txn_unowned_locked(mcf, t);
     }
-}
-
-
-/*
- * A claimed key from the state file: NGX_DECLINED, it is taken already;
- * NGX_ERROR: no room
- */
-
-ngx_int_t
-ngx_http_fanbase_keys_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_keys_t *keys, uint64_t scope, ngx_str_t *key,
-    u_char *digest, u_char *txn_id, uint64_t expires, uint64_t now)
-{
-    uint32_t  hash;
-
-    hash = ngx_http_fanbase_id_hash(scope, key->data, key->len);
-
-    if (ngx_http_fanbase_keys_find_locked(mcf, keys, scope, key, hash, now)
-        != NULL)
-    {
-        return NGX_DECLINED;
-    }
-
-    return ngx_http_fanbase_keys_insert_locked(mcf, keys, scope, key, hash,
-                                               digest, txn_id, expires)
-           ? NGX_OK : NGX_ERROR;
 }
 
 

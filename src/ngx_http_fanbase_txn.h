@@ -68,21 +68,6 @@ struct ngx_http_fanbase_qid_s {
 };
 
 
-/* an Idempotency-Key claim, or a webhook message id */
-
-struct ngx_http_fanbase_idem_s {
-    ngx_http_fanbase_idem_t      *hash_next;   /* keys->hash chain */
-    uint32_t                      hash;        /* of the scope and the key */
-    ngx_queue_t                   queue;       /* keys->lru */
-    uint64_t                      scope;       /* who claimed it */
-    uint64_t                      expires;     /* ms since the epoch */
-    u_char                        digest[16];
-    u_char                        txn_id[NGX_HTTP_FANBASE_TXN_ID_LEN];
-    u_char                        len;
-    u_char                        key[1];
-};
-
-
 /* a transaction copied out of the zone */
 
 typedef struct {
@@ -206,9 +191,6 @@ void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
-ngx_http_fanbase_idem_t *ngx_http_fanbase_keys_find_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    uint64_t scope, ngx_str_t *key, uint32_t hash, uint64_t now);
 ngx_int_t ngx_http_fanbase_txn_restore_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_saved_t *s,
     ngx_http_fanbase_txn_t **tp);
@@ -217,10 +199,6 @@ ngx_int_t ngx_http_fanbase_txn_restore_event_locked(
     ngx_str_t *event);
 void ngx_http_fanbase_txn_restore_end_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
-ngx_int_t ngx_http_fanbase_keys_restore_locked(
-    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_keys_t *keys,
-    uint64_t scope, ngx_str_t *key, u_char *digest, u_char *txn_id,
-    uint64_t expires, uint64_t now);
 
 
 #endif /* _NGX_HTTP_FANBASE_TXN_H_INCLUDED_ */

@@ -13,7 +13,10 @@
 
 /* the shared zone */
 
-/* claimed keys that expire: Idempotency-Keys, webhook message ids */
+/*
+ * a table of claimed keys that expire (Idempotency-Keys, webhook message
+ * ids), rooted in the zone's context; ngx_http_fanbase_keys.c works on it
+ */
 
 typedef struct {
     ngx_http_fanbase_idem_t     **hash;        /* chained buckets */

@@ -29,6 +29,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_state.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
