@@ -25,9 +25,7 @@ $t->start_mock;    # no nginx: $t->request goes to the mock
 
 my $TOKEN_PATH = '/api/token?grant_type=client_credentials'
                . '&client_id=demo-client&client_secret=demo-secret';
-my $QUEUE = '/api/v1/integration/queue';
-my $ISO   = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
-my $UUID  = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+my $ISO_WHOLE = qr/^$ISO$/;    # the whole value, not a part
 
 sub new_token {
     my $res = $t->request(POST => $TOKEN_PATH);
@@ -111,7 +109,7 @@ is_deeply([sort keys %{ $post->{json} }],
 like($post->{body}, qr/^\{"id":"[^"]+","created":"[^"]+","iCode":0,"iMsg":/,
      'queue post: fields in the seed\'s order');
 json_like($post->{json}, {
-    id => $UUID, created => $ISO, iCode => 0,
+    id => $UUID4, created => $ISO_WHOLE, iCode => 0,
     iMsg => 'Objeto criado com sucesso', processDate => undef,
     processStatus => 'pending', processMsg => undef,
 }, 'queue post: values');
@@ -198,14 +196,14 @@ sleep_until($created + 0.75);
 $res = $t->request(GET => "$QUEUE/$id", %get);
 json_like($res->{json}, {
     processStatus => 'completed', iCode => 0, iMsg => 'Processado com sucesso',
-    processMsg => "Processamento conclu\x{ed}do", processDate => $ISO, msg => $msg,
+    processMsg => "Processamento conclu\x{ed}do", processDate => $ISO_WHOLE, msg => $msg,
 }, 'queue get: completed');
 cmp_ok($res->{json}{processDate}, 'ge', $res->{json}{created},
        'queue get: processDate not before created');
 
 json_like($t->request(GET => "$QUEUE/$failing->{json}{id}", %get)->{json}, {
     processStatus => 'failed', iMsg => 'Falha no processamento',
-    processMsg => 'Erro simulado', processDate => $ISO,
+    processMsg => 'Erro simulado', processDate => $ISO_WHOLE,
 }, 'queue get: failed by data.fail');
 
 
@@ -421,7 +419,7 @@ ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 0 }),
 
 $t->request(POST => "$QUEUE?x=1", body => '{"action":"log","data":{"k":"v"}}',
          headers => [AccessToken => $token, 'X-Dup' => 'one', 'X-Dup' => 'two',
-                     'Content-Type' => 'application/json']);
+                     @CT]);
 my $log = $t->mock_requests;
 is(scalar @$log, 11, 'requests: every Fanbase request, no /_mock ones');
 json_like($t->mock_requests(path => '/api/token')->[0], { method => 'POST',
@@ -445,7 +443,7 @@ is(scalar @{ $t->mock_requests(path => qr{^/api/v1/}, method => 'GET') }, 5,
     my @log = @{ $t->mock_requests(path => $QUEUE, method => 'POST') };
     my ($logged) = grep { $_->{body} eq '{"action":"log","data":{"k":"v"}}' } @log;
     is($logged && $logged->{status}, 201, 'requests: the status answered');
-    like($logged && $logged->{queue_id}, $UUID, 'requests: the queue id created');
+    like($logged && $logged->{queue_id}, $UUID4, 'requests: the queue id created');
     my $r = $t->submit(with_token($token), action => 'ids');
     my ($e) = grep { $_->{body} =~ /"ids"/ } @{ $t->mock_requests(path => $QUEUE) };
     is($e && $e->{queue_id}, $r->{json}{id}, 'requests: queue_id is the id answered');
@@ -484,7 +482,7 @@ json_like($t->mock_stats, { queue_posts_in_flight => 0, queue_posts_in_flight_ma
 $t->mock_faults({ queue_post => { delay_ms => 600 } });
 my $post_body = encode_json({ action => 'a', data => {} });
 my @post_opts = (body => $post_body,
-                 headers => [AccessToken => $token, 'Content-Type' => 'application/json']);
+                 headers => [AccessToken => $token, @CT]);
 my $bg = $t->background(sub {
     map { $_->{status} } $t->parallel(3, POST => $QUEUE, @post_opts, port => $t->mock_port)
 });
@@ -536,7 +534,7 @@ is(scalar @{ $t->mock_requests(path => $QUEUE, method => 'POST') }, 2,
 
 $t->mock_reset;
 $res = $t->request(POST => '/_site/hook?from=edge',
-                   headers => ['Content-Type' => 'application/json',
+                   headers => [@CT,
                                'webhook-id' => 'msg_a', 'X-Dup' => 'one',
                                'X-Dup' => 'two'],
                    body => "{\"k\":\"\xc3\xa7\"}\x00\xff");

@@ -13,7 +13,6 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-my $QUEUE = '/api/v1/integration/queue';
 
 # The http-level lines of a working configuration, by key; a case replaces
 # keys (a string) or drops them (undef), and may add 'extra' lines.
@@ -393,7 +392,6 @@ ok(defined $good && length $good, 'a token from the mock, for the fixed token fi
 $t->start_nginx;
 
 my $body = '{"action":"ticket-create","data":{"k":"v"}}';
-my @ct = ('Content-Type' => 'application/json');
 
 sub count_from_zero { $t->mock_reset }
 
@@ -401,7 +399,7 @@ $t->run_cases(
     {
         name    => 'trailing slash on fanbase_api is ignored',
         before  => \&count_from_zero,
-        request => [POST => $QUEUE, headers => [@ct], body => $body],
+        request => [POST => $QUEUE, headers => [@CT], body => $body],
         status  => 201,
         mock    => sub {
             my ($t) = @_;
@@ -413,7 +411,7 @@ $t->run_cases(
     {
         name    => 'fixed token issued by Fanbase: used as is',
         before  => \&count_from_zero,
-        request => [POST => "/good$QUEUE", headers => [@ct], body => $body],
+        request => [POST => "/good$QUEUE", headers => [@CT], body => $body],
         status  => 201,
         json    => { id => qr/\S/, processStatus => 'pending' },
         mock    => sub {
@@ -429,7 +427,7 @@ $t->run_cases(
     {
         name    => 'bogus fixed token: 503 token_rejected',
         before  => \&count_from_zero,
-        request => [POST => "/bogus$QUEUE", headers => [@ct], body => $body],
+        request => [POST => "/bogus$QUEUE", headers => [@CT], body => $body],
         status  => 503,
         headers => { 'content-type' => qr{^application/json\b},
                      'retry-after'  => qr/^\d+$/ },
@@ -452,7 +450,7 @@ $t->run_cases(
     },
     {
         name    => 'the other locations still work',
-        request => [POST => $QUEUE, headers => [@ct], body => $body],
+        request => [POST => $QUEUE, headers => [@CT], body => $body],
         status  => 201,
     },
 );

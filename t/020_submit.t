@@ -19,9 +19,7 @@ use Encode qw(encode_utf8);
 use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 
-my $QUEUE = '/api/v1/integration/queue';
 my $UUID  = qr/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
-my $ISO   = qr/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/;
 
 my $t = FanbaseTest->new(
     mock   => { clients => ['demo-client:demo-secret'],
@@ -46,7 +44,6 @@ $t->start;
 
 # Helpers
 
-my @CT   = ('Content-Type' => 'application/json');
 my $BODY = '{"action":"ticket-create","data":{"evento":"show","qtd":2}}';
 
 # a submission request: [POST, path, headers, body]

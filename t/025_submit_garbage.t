@@ -11,7 +11,6 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-my $QUEUE = '/api/v1/integration/queue';
 
 my $t = FanbaseTest->new(
     files  => edge_files(),
@@ -43,7 +42,7 @@ my ($bad, $ok, $other) = (0, 0, 0);
 
 for my $body (@bodies) {
     my $res = $t->request(POST => $QUEUE, body => $body,
-                          headers => ['Content-Type' => 'application/json']);
+                          headers => [@CT]);
 
     if ($res->{status} == 400
         && ($res->{json}{error}{code} // '') =~ /^invalid_(json|submission)$/)

@@ -17,7 +17,6 @@ use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
 my $TOKEN = '/api/token';
 
 # characters that must be percent-encoded in a query string
@@ -51,7 +50,7 @@ sub body_for {
 # options of one submission through the location of set $via
 sub sub_opts {
     my ($via, $n) = @_;
-    return (headers => ['Content-Type' => 'application/json'],
+    return (headers => [@CT],
             body    => body_for($via, $n // 0));
 }
 
@@ -214,7 +213,7 @@ sub via {
 # token request, and every one of them is answered 201.
 
 my @cold = $t->parallel(500, POST => $QUEUE,
-                        headers => ['Content-Type' => 'application/json'],
+                        headers => [@CT],
                         body => sub { body_for('cold', $_[0]) },
                         timeout => 30);
 push @client_answers, @cold;

@@ -10,7 +10,6 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-my $QUEUE = '/api/v1/integration/queue';
 
 my $t = FanbaseTest->new(
     files  => edge_files(),
@@ -19,7 +18,7 @@ my $t = FanbaseTest->new(
 );
 $t->start;
 
-my @submit = (headers => ['Content-Type' => 'application/json'],
+my @submit = (headers => [@CT],
               body => '{"action":"ticket-create","data":{"seat":"B7"}}');
 
 is $t->request(POST => $QUEUE, @submit)->{status}, 201, 'warm-up';

@@ -18,8 +18,6 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my $ISO   = qr/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/;
 
 # the mock: pending, processing after 1.5 s, completed (or failed) after 3.5 s
 my ($PROCESSING, $COMPLETED) = (1.5, 3.5);
@@ -199,7 +197,7 @@ $t->run_cases(
         name    => "$_ is not allowed",
         request => [$_ => "$QUEUE/$some",
                     $_ eq 'POST' ? (body => '{"action":"x","data":{}}',
-                        headers => ['Content-Type' => 'application/json']) : ()],
+                        headers => [@CT]) : ()],
         status  => 405,
         headers => { allow => 'GET, HEAD',
                      'content-type' => qr{^application/json\b} },
@@ -328,7 +326,7 @@ my $token = $t->request(POST => '/api/token?grant_type=client_credentials'
                         port => $t->mock_port)->{json}{access_token};
 ok($token, 'a token from the mock');
 my $direct = $t->request(POST => $QUEUE, port => $t->mock_port,
-    headers => [AccessToken => $token, 'Content-Type' => 'application/json'],
+    headers => [AccessToken => $token, @CT],
     body => '{"action":"ticket-create","data":{"seat":"D4"}}');
 is($direct->{status}, 201, 'submitted directly to the mock');
 my $did = $direct->{json}{id};

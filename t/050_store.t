@@ -14,8 +14,7 @@ use FanbaseTest;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my @SUBMIT = (headers => ['Content-Type' => 'application/json'],
+my @SUBMIT = (headers => [@CT],
               body => '{"action":"ticket-create","data":{"seat":"A1"}}');
 
 sub edge {

@@ -18,20 +18,20 @@ my %conf = (
                processing_after => 30, completed_after => 60 },
     files => edge_files(),
     http  => edge_http(timeout => '5s', extra => "fanbase_status_refresh 0;\n"),
-    server => <<'CONF',
-location = /api/v1/integration/queue { fanbase_submit; }
-location /api/v1/integration/queue/ { fanbase_status; }
+    server => <<"CONF",
+location = $QUEUE { fanbase_submit; }
+location $QUEUE/ { fanbase_status; }
 CONF
 );
 
-my @json = (headers => ['Content-Type' => 'application/json'],
+my @json = (headers => [@CT],
             body => '{"action":"ticket-create","data":{"seat":"A1"}}');
 
 my $t = FanbaseTest->new(%conf);
 $t->start;
 
 # warm the token so that only the submission itself is in flight below
-is $t->request(POST => '/api/v1/integration/queue', @json)->{status}, 201,
+is $t->request(POST => $QUEUE, @json)->{status}, 201,
     'warm-up submission';
 
 
@@ -40,7 +40,7 @@ is $t->request(POST => '/api/v1/integration/queue', @json)->{status}, 201,
 
 $t->mock_faults({ queue_post => { delay_ms => 3000, count => 1 } });
 
-my $res = $t->request(POST => '/api/v1/integration/queue', @json,
+my $res = $t->request(POST => $QUEUE, @json,
                       timeout => 0.5);
 is $res->{status}, 0, 'client gave up after 0.5 s';
 
@@ -54,7 +54,7 @@ ok $t->wait_for(sub {
     }, timeout => 2),
     'the request was logged as closed by the client (499)';
 
-is $t->request(POST => '/api/v1/integration/queue', @json)->{status}, 201,
+is $t->request(POST => $QUEUE, @json)->{status}, 201,
     'the edge serves the next submission';
 
 
@@ -84,7 +84,7 @@ sub in_background {
 $t->mock_faults({ queue_post => { delay_ms => 1500, count => 1 } });
 
 my $wait = in_background(sub {
-    $t->request(POST => '/api/v1/integration/queue', @json, timeout => 10)
+    $t->request(POST => $QUEUE, @json, timeout => 10)
 });
 
 sleep 0.4;
@@ -104,14 +104,14 @@ is $t->mock_stats->{queue_posts}, 4, 'each submission reached Fanbase once';
 
 # a reload while status requests wait for a read-through
 
-my $id = $t->request(POST => '/api/v1/integration/queue', @json)->{json}{id};
+my $id = $t->request(POST => $QUEUE, @json)->{json}{id};
 ok $id, 'submission for the status test';
 
 $t->mock_faults({ queue_get => { delay_ms => 1500, count => 1 } });
 
 my @waits = map {
     in_background(sub {
-        $t->request(GET => "/api/v1/integration/queue/$id", timeout => 10)
+        $t->request(GET => "$QUEUE/$id", timeout => 10)
     })
 } 1 .. 3;
 
@@ -128,12 +128,12 @@ for my $w (@waits) {
 # tokens and transactions survive a reload (same zone name and size)
 
 my $tokens = $t->mock_stats->{token_requests};
-is $t->request(POST => '/api/v1/integration/queue', @json)->{status}, 201,
+is $t->request(POST => $QUEUE, @json)->{status}, 201,
     'submission after the reloads';
 is $t->mock_stats->{token_requests}, $tokens,
     'the token survived the reloads in the zone';
 
-my $r = $t->request(GET => "/api/v1/integration/queue/$id");
+my $r = $t->request(GET => "$QUEUE/$id");
 is $r->{status}, 200, 'the transaction survived the reloads';
 
 
@@ -143,7 +143,7 @@ is $r->{status}, 200, 'the transaction survived the reloads';
 $t->mock_faults({ queue_post => { delay_ms => 1000, count => 1 } });
 
 $wait = in_background(sub {
-    $t->request(POST => '/api/v1/integration/queue', @json, timeout => 10)
+    $t->request(POST => $QUEUE, @json, timeout => 10)
 });
 
 sleep 0.3;

@@ -21,8 +21,6 @@ use FanbaseTest;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my $UUID4 = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 my $TX_PORT = FanbaseTest::free_port();    # fanbase_transaction_path /tx
 my $RP_PORT = FanbaseTest::free_port();    # reuseport: connections on both workers
@@ -67,7 +65,6 @@ $t->start;
 # Helpers
 
 my $JSON = JSON::PP->new->canonical;
-my @CT   = ('Content-Type' => 'application/json');
 
 # a valid submission, unique per (case, n), so that the mock's request log
 # tells which transaction each POST carried

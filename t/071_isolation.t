@@ -26,9 +26,6 @@ use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my $UUID4 = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-my @CT = ('Content-Type' => 'application/json');
 my $JSON = JSON::PP->new->canonical;
 
 my $HOOK_SECRET = webhook_secret();

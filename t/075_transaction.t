@@ -27,9 +27,6 @@ use POSIX qw(_exit);
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 
-my $QUEUE = '/api/v1/integration/queue';
-my $UUID4 = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-my $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 my %STATUSES = map { $_ => 1 } qw(pending processing completed failed cancelled);
 my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
@@ -70,7 +67,6 @@ $t->start;
 # Helpers
 
 my $JSON = JSON::PP->new->canonical;
-my @CT   = ('Content-Type' => 'application/json');
 
 # a valid submission, unique per (case, n, extra data)
 sub body_for {

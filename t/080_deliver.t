@@ -25,12 +25,8 @@ use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 
-my $QUEUE  = '/api/v1/integration/queue';
-my $UUID4  = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-my $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 my $SECRET = 'async-S3cret-q8Zt-do-not-log';
 my $SECRET_T1 = 'second-S3cret-Hw2m-do-not-log';
-my @CT     = ('Content-Type' => 'application/json');
 
 my $SERVER = <<"CONF";
 location = $QUEUE { fanbase_submit async; }

@@ -20,8 +20,6 @@ use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 use POSIX qw(mkfifo);
 
-my $QUEUE = '/api/v1/integration/queue';
-my @CT    = ('Content-Type' => 'application/json');
 my $STATE = '%%DIR%%/fanbase.state';
 
 my $SERVER = <<"CONF";

@@ -22,8 +22,6 @@ use JSON::PP;
 use Encode ();
 use Digest::MD5 qw(md5 md5_hex);
 
-my $QUEUE = '/api/v1/integration/queue';
-my @CT    = ('Content-Type' => 'application/json');
 my $STATE = '%%DIR%%/fanbase.state';
 my $HOOK_SECRET = webhook_secret();
 my $STRICT = JSON::PP->new->utf8;    # refuses bytes that are not UTF-8

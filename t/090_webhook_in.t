@@ -33,10 +33,6 @@ use FanbaseTest;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my $UUID4 = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-my $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-my @CT = ('Content-Type' => 'application/json');
 my $JSON = JSON::PP->new->canonical;
 
 my $HOOK_SECRET  = webhook_secret();

@@ -18,8 +18,6 @@ use FanbaseTest;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-my $QUEUE = '/api/v1/integration/queue';
-my @CT = ('Content-Type' => 'application/json');
 my $HOOK_SECRET = webhook_secret();
 
 my $SEQ = 0;

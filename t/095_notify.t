@@ -28,10 +28,6 @@ use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 
-my $QUEUE  = '/api/v1/integration/queue';
-my $UUID4  = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-my $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-my @CT     = ('Content-Type' => 'application/json');
 my $JSON   = JSON::PP->new->canonical;
 my @TX_KEYS = sort qw(created_at updated_at id code operation trigger_endpoint
                       status events);

@@ -15,8 +15,6 @@ use FanbaseTest;
 
 use JSON::PP;
 
-my $QUEUE = '/api/v1/integration/queue';
-my @CT = ('Content-Type' => 'application/json');
 
 my $t = FanbaseTest->new(
     mock   => { clients => ['demo-client:demo-secret'] },

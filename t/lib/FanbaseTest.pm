@@ -64,6 +64,16 @@ at the mock, the mock's default client, its secret file); C<state> adds
 C<state=PATH> to C<fanbase_zone> (C<%%DIR%%> allowed).  C<edge_files()>
 returns the C<files> that go with it.
 
+=head1 CONSTANTS
+
+Exported variables: C<$QUEUE>, Fanbase's queue path
+(C</api/v1/integration/queue>); C<$UUID4>, a qr// of a whole lower-case
+version 4 UUID (a transaction id, a queue id of the mock); C<$ISO>, a
+qr// of a date and time to the second (C<2025-01-01T00:00:00Z>), not
+anchored, to use inside other patterns; C<$ISO_MS>, a qr// of a whole
+date and time to the millisecond (the edge's C<created_at>); C<@CT>, the
+header pair C<< ('Content-Type' => 'application/json') >>.
+
 =head1 METHODS
 
 =over
@@ -376,7 +386,8 @@ use Time::HiRes qw(time sleep);
 use Exporter qw(import);
 our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
-                 token_webhook verify_webhook verify_webhooks));
+                 token_webhook verify_webhook verify_webhooks
+                 $QUEUE $UUID4 $ISO $ISO_MS @CT));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -387,7 +398,13 @@ my $VERIFY_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)),
 my $NODE_MODULES = File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..',
                                       'build', 'node', 'node_modules');
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
-my $QUEUE = '/api/v1/integration/queue';
+
+# Constants the test files share (exported; see CONSTANTS in the POD).
+our $QUEUE  = '/api/v1/integration/queue';
+our $UUID4  = qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+our $ISO    = qr/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/;
+our $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+our @CT     = ('Content-Type' => 'application/json');
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(mock files main http server error_log_level workers log_allow);
