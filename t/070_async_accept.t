@@ -30,8 +30,6 @@ my $t = FanbaseTest->new(
                 processing_after => 0.3, completed_after => 0.6 },
     files  => edge_files(),
     http   => edge_http(timeout => '2s', extra => <<"CONF"),
-log_format fb_pid '\$pid \$request_method \$request_uri \$status';
-
 server {
     listen 127.0.0.1:$TX_PORT;
     fanbase_transaction_path /tx;

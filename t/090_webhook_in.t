@@ -66,8 +66,6 @@ our $t = FanbaseTest->new(
                 'hmac.secret'      => "$HMAC_SECRET\n",
                 'token.secret'     => "$TOKEN_SECRET\n" },
     http   => edge_http(timeout => '5s', extra => <<"CONF"),
-log_format fb_pid '\$pid \$request_method \$request_uri \$status';
-
 server {
     listen 127.0.0.1:$RP_PORT reuseport;
     access_log %%DIR%%/workers.log fb_pid;

@@ -43,8 +43,9 @@ C<files>: name => content, written into the test directory before nginx
 starts; a content may also be C<< { content => ..., mode => 0600 } >>.
 
 C<main>, C<http>, C<server>: configuration text for the main context, for
-C<http {}> (after the harness's own lines) and for the harness's
-C<server { listen 127.0.0.1:PORT; }>.
+C<http {}> (after the harness's own lines, among them C<log_format fb_pid>:
+C<$pid $request_method $request_uri $status>, for C<access_log FILE fb_pid>
+and C<log_pids>) and for the harness's C<server { listen 127.0.0.1:PORT; }>.
 
 C<error_log_level> (default C<info>), C<workers> (default 2),
 C<log_allow>: a regexp of error.log lines that are expected and do not make
@@ -207,7 +208,7 @@ How many lines DIR/$file has now (0 when it does not exist).
 The processes that wrote the lines of DIR/$file that match C<$re>, whose
 first group is the pid, from line C<$n> on (default 0, the first; a
 C<log_lines> taken before): a list of pid => how many lines.  For an
-C<access_log> in a C<log_format> that starts with C<$pid>,
+C<access_log> in a C<log_format> that starts with C<$pid> (C<fb_pid>),
 C<qr/^(\d+) POST \/path />; for error.log at C<debug>,
 C<qr/\[debug\] (\d+)#\d+: .../>.
 
@@ -516,7 +517,9 @@ sub _nginx_conf {
         error_log_level => $args->{error_log_level},
         module => $module ? File::Spec->rel2abs($module) : undef,
         main => $self->_subst($args->{main}),
-        http => $self->_subst($args->{http})
+        http => "log_format fb_pid '\$pid \$request_method \$request_uri "
+              . "\$status';\n\n"
+              . $self->_subst($args->{http})
               . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
               . $self->_subst($args->{server})
               . "\n    }\n");
