@@ -247,11 +247,6 @@ sub closed_by_peer {
     return $poll->poll(5) > 0 && sysread($sock, my $buf, 1) == 0;
 }
 
-sub sleep_until {
-    my $when = shift;
-    sleep($when - time) if $when > time;
-}
-
 {
     my $s = raw_conn();
     print $s "GET /no/1 HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -56,12 +56,6 @@ sub sub_opts {
 
 sub path_of { my $via = shift; return $via eq 'main' ? $QUEUE : "/$via$QUEUE" }
 
-sub sleep_until {
-    my $when = shift;
-    my $d = $when - time;
-    sleep $d if $d > 0;
-}
-
 # the query string's pairs, decoded as the mock decodes them
 sub query_pairs {
     my @pairs;

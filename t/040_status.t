@@ -65,11 +65,6 @@ sub get_status {
 
 sub gets { $t->mock_stats->{gets_by_id}{ $_[0] } // 0 }
 
-sub sleep_until {
-    my $when = shift;
-    sleep($when - time) if $when > time;
-}
-
 sub is_json_number {
     my $v = shift;
     return 0 if !defined $v || ref $v;

@@ -275,6 +275,9 @@ C<new_uuid()>: a random version 4 UUID, the shape of a transaction id.
 C<tx_id($res)>: the C<transaction_id> of a 202 answer (a submission
 accepted by C<fanbase_submit async>), or C<''>.
 
+C<sleep_until($when)>: sleeps until C<time> (Time::HiRes) is C<$when>;
+at once when that has passed.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -388,7 +391,7 @@ use Exporter qw(import);
 our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
-                 $QUEUE $UUID4 $ISO $ISO_MS @CT));
+                 $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1470,6 +1473,16 @@ sub verify_webhooks {
     }
     for (@results) { $_->{ok} = $_->{ok} ? 1 : 0 }
     return @results;
+}
+
+
+# Helpers the test files share
+
+# Sleep until the time() $when, if it is still to come.
+sub sleep_until {
+    my $when = shift;
+    my $d = $when - time;
+    sleep $d if $d > 0;
 }
 
 
