@@ -17,7 +17,6 @@ use FanbaseTest;
 
 use Encode qw(encode_utf8);
 use JSON::PP;
-use MIME::Base64 qw(decode_base64);
 
 my $UUID  = qr/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
@@ -71,14 +70,6 @@ sub padded {
 }
 
 sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
-
-sub jwt_claims {
-    my (undef, $payload) = split /\./, shift // '';
-    return {} unless defined $payload;
-    $payload =~ tr{-_}{+/};
-    $payload .= '=' x ((4 - length($payload) % 4) % 4);
-    return eval { decode_json(decode_base64($payload)) } || {};
-}
 
 # Extra keys of a case, turned into before/mock for run_cases:
 #   fault   faults for the mock (after a reset, so counts start at zero)

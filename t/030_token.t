@@ -14,7 +14,6 @@ use lib 't/lib';
 use FanbaseTest;
 
 use JSON::PP;
-use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 
 my $TOKEN = '/api/token';
@@ -36,8 +35,6 @@ my %SETS = (
     slow => 'slow-Secr3t-D8r',
 );
 my $WRONG_SECRET = 'wrong-Secr3t-C0q';    # what the file of "ws" holds
-
-my $JSON = JSON::PP->new->utf8->canonical;
 
 
 # Helpers
@@ -83,15 +80,6 @@ sub via_of {
     my $req = shift;
     my ($via) = ($req->{body} // '') =~ /"via":"([^"]*)"/;
     return $via // '';
-}
-
-sub jwt_claims {
-    my $token = shift;
-    my (undef, $payload) = split /\./, $token // '';
-    return {} unless defined $payload;
-    $payload =~ tr{-_}{+/};
-    $payload .= '=' x ((4 - length($payload) % 4) % 4);
-    return eval { $JSON->decode(decode_base64($payload)) } || {};
 }
 
 sub percent_encode {

@@ -23,7 +23,6 @@ use lib 't/lib';
 use FanbaseTest;
 
 use JSON::PP;
-use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 
 my $JSON = JSON::PP->new->canonical;
@@ -97,21 +96,18 @@ sub tx_status {
 }
 
 # the client id a request to the mock was made as: the "sub" of its token
-sub client_of {
+# (030's client_of reads the client_id a token request asked for)
+sub token_client {
     my $r = shift;
     my @v = @{ $r->{headers}{accesstoken} || [] };
     return '(no token)' unless @v == 1;
-    my (undef, $payload) = split /\./, $v[0];
-    $payload =~ tr{-_}{+/};
-    $payload .= '=' x ((4 - length($payload) % 4) % 4);
-    my $claims = eval { $JSON->decode(decode_base64($payload)) } || {};
-    return $claims->{sub} // '(no sub)';
+    return jwt_claims($v[0])->{sub} // '(no sub)';
 }
 
 # the clients whose POST of this body Fanbase took, sorted
 sub posted_by {
     my $body = shift;
-    return [sort map { client_of($_) }
+    return [sort map { token_client($_) }
                  grep { $_->{body} eq $body && $_->{queue_id} }
                  @{ $t->mock_requests(method => 'POST', path => $QUEUE) }];
 }
@@ -235,7 +231,7 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
     is($res->{headers}{'x-fanbase-cache'}, 'MISS',
        'a\'s queue item at b: read through, not from a\'s cache');
     my @gets = @{ $t->mock_requests(method => 'GET', path => "$QUEUE/$qid") };
-    is_deeply([map { client_of($_) } @gets[$before .. $#gets]], ['b'],
+    is_deeply([map { token_client($_) } @gets[$before .. $#gets]], ['b'],
               'a\'s queue item at b: Fanbase asked once, with b\'s token');
 
     # a webhook at b changes b's record of it, not a's

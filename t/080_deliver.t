@@ -21,7 +21,6 @@ use lib 't/lib';
 use FanbaseTest;
 
 use JSON::PP;
-use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 
@@ -129,14 +128,6 @@ sub epoch_ms {
     my ($y, $mo, $d, $h, $mi, $s, $ms) =
         ($_[0] // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;
     return timegm($s, $mi, $h, $d, $mo - 1, $y) * 1000 + $ms;
-}
-
-sub jwt_claims {
-    my (undef, $payload) = split /\./, shift // '';
-    return {} unless defined $payload;
-    $payload =~ tr{-_}{+/};
-    $payload .= '=' x ((4 - length($payload) % 4) % 4);
-    return eval { decode_json(decode_base64($payload)) } || {};
 }
 
 # A failed transaction: its last event, for the name given.

@@ -278,6 +278,9 @@ accepted by C<fanbase_submit async>), or C<''>.
 C<sleep_until($when)>: sleeps until C<time> (Time::HiRes) is C<$when>;
 at once when that has passed.
 
+C<jwt_claims($token)>: the claims of a JWT (the mock's tokens): its
+payload, base64url-decoded JSON; C<{}> when the token has none.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -391,7 +394,7 @@ use Exporter qw(import);
 our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
-                 $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until));
+                 $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1484,6 +1487,16 @@ sub sleep_until {
     my $d = $when - time;
     sleep $d if $d > 0;
 }
+
+# The claims of a JWT (its payload, base64url JSON); {} when it has none.
+sub jwt_claims {
+    my (undef, $payload) = split /\./, shift // '';
+    return {} unless defined $payload;
+    $payload =~ tr{-_}{+/};
+    $payload .= '=' x ((4 - length($payload) % 4) % 4);
+    return eval { decode_json(decode_base64($payload)) } || {};
+}
+
 
 
 # Tests as data
