@@ -90,8 +90,6 @@ sub sent_wrong {
     return scalar @wrong;
 }
 
-sub last_event { my $tx = shift; $tx && $tx->{events} ? $tx->{events}[-1] : undef }
-
 sub epoch {
     my ($y, $mo, $d, $h, $mi, $s, $ms) =
         ($_[0] // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;

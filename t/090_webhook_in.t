@@ -139,7 +139,6 @@ sub tx {
 
 sub tx_status { my $tx = tx($_[0]); $tx ? $tx->{status} : 'absent' }
 sub n_events  { my $tx = tx($_[0]); $tx ? scalar @{ $tx->{events} || [] } : -1 }
-sub last_event { my $tx = shift; $tx && $tx->{events} ? $tx->{events}[-1] : undef }
 
 # The error log from byte $mark on.
 sub log_mark { length $t->error_log }

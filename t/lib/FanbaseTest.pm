@@ -281,6 +281,9 @@ at once when that has passed.
 C<jwt_claims($token)>: the claims of a JWT (the mock's tokens): its
 payload, base64url-decoded JSON; C<{}> when the token has none.
 
+C<last_event($tx)>: the last of a transaction's C<events> (C<$tx> as
+decoded from its JSON), or undef.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -394,7 +397,8 @@ use Exporter qw(import);
 our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
-                 $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims));
+                 $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
+                 last_event));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1495,6 +1499,13 @@ sub jwt_claims {
     $payload =~ tr{-_}{+/};
     $payload .= '=' x ((4 - length($payload) % 4) % 4);
     return eval { decode_json(decode_base64($payload)) } || {};
+}
+
+
+# The last event of a transaction (its JSON), or undef.
+sub last_event {
+    my $tx = shift;
+    return $tx && $tx->{events} ? $tx->{events}[-1] : undef;
 }
 
 
