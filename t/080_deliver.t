@@ -120,8 +120,6 @@ sub posts_by_n {
 
 sub posts_for { @{ posts_by_n($_[1])->{ $_[0] } || [] } }
 
-sub statuses { join ',', map { $_->{status} // 'held' } @_ }
-
 sub epoch_ms {
     my ($y, $mo, $d, $h, $mi, $s, $ms) =
         ($_[0] // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;

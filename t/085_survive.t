@@ -77,8 +77,6 @@ sub posts_by_n {
 
 sub posts_for { @{ posts_by_n($_[0])->{ $_[1] } || [] } }
 
-sub statuses { join ',', map { $_->{status} // 'held' } @_ }
-
 # The submissions whose POSTs at the mock do not match $re, with a diag.
 sub sent_wrong {
     my ($t, $subs, $re) = @_;

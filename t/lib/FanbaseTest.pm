@@ -284,6 +284,10 @@ payload, base64url-decoded JSON; C<{}> when the token has none.
 C<last_event($tx)>: the last of a transaction's C<events> (C<$tx> as
 decoded from its JSON), or undef.
 
+C<statuses(@requests)>: what the mock answered each of these requests
+(entries of C<mock_requests>), joined with commas (C<"503,503,201">);
+C<held> for a request it has not answered yet.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -398,7 +402,7 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
                  $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
-                 last_event));
+                 last_event statuses));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1507,6 +1511,11 @@ sub last_event {
     my $tx = shift;
     return $tx && $tx->{events} ? $tx->{events}[-1] : undef;
 }
+
+
+# What the mock answered each of these requests (mock_requests entries),
+# comma-separated; "held" for one not answered yet.
+sub statuses { join ',', map { $_->{status} // 'held' } @_ }
 
 
 
