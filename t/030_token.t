@@ -39,7 +39,9 @@ my $WRONG_SECRET = 'wrong-Secr3t-C0q';    # what the file of "ws" holds
 
 # Helpers
 
-sub body_for {
+# a valid submission that names the location it went through ($via) and
+# its number, spelt out in that order (not body_for's canonical JSON)
+sub via_body {
     my ($via, $n) = @_;
     return qq({"action":"ticket-create","data":{"via":"$via","n":$n}});
 }
@@ -48,7 +50,7 @@ sub body_for {
 sub sub_opts {
     my ($via, $n) = @_;
     return (headers => [@CT],
-            body    => body_for($via, $n // 0));
+            body    => via_body($via, $n // 0));
 }
 
 sub path_of { my $via = shift; return $via eq 'main' ? $QUEUE : "/$via$QUEUE" }
@@ -186,7 +188,7 @@ sub reset_mock {
 # its answer kept for the secrecy check
 sub via {
     my ($via, $n) = @_;
-    return (path => path_of($via), body => body_for($via, $n),
+    return (path => path_of($via), body => via_body($via, $n),
             record => \@client_answers);
 }
 
@@ -196,7 +198,7 @@ sub via {
 
 my @cold = $t->parallel(500, POST => $QUEUE,
                         headers => [@CT],
-                        body => sub { body_for('cold', $_[0]) },
+                        body => sub { via_body('cold', $_[0]) },
                         timeout => 30);
 push @client_answers, @cold;
 is(scalar(grep { $_->{status} == 201 } @cold), 500,

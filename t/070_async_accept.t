@@ -18,7 +18,6 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 
@@ -61,16 +60,6 @@ $t->start;
 
 
 # Helpers
-
-my $JSON = JSON::PP->new->canonical;
-
-# a valid submission, unique per (case, n), so that the mock's request log
-# tells which transaction each POST carried
-sub body_for {
-    my ($case, $n) = @_;
-    return $JSON->encode({ action => 'ticket-create',
-                           data => { case => $case, n => $n // 0 } });
-}
 
 # a valid submission of exactly $size bytes
 sub padded {
@@ -153,7 +142,7 @@ sub get_tx {
 # 202 at once: neither a token nor Fanbase's answer is waited for.
 
 {
-    my $body = body_for('cold', 1);
+    my $body = body_for(case => 'cold', n => 1);
     $t->mock_faults({ token      => { delay_ms => 1500, count => 1 },
                       queue_post => { delay_ms => 1000, count => 1 } });
     my $res = $t->submit(body => $body);
@@ -211,7 +200,7 @@ sub get_tx {
             name    => "async $_: 405",
             request => [$_ => $QUEUE, headers => [@CT],
                         $_ eq 'GET' || $_ eq 'DELETE'
-                            ? () : (body => $refused->(body_for('405', $_)))],
+                            ? () : (body => $refused->(body_for(case => '405', n => $_)))],
             error_case(405, 'method_not_allowed', allow => 'POST'),
         } } qw(GET PUT DELETE PATCH)),
         {
@@ -223,13 +212,13 @@ sub get_tx {
         {
             name    => 'async, no Content-Type: 415',
             request => [POST => $QUEUE,
-                        body => $refused->(body_for('415', 'none'))],
+                        body => $refused->(body_for(case => '415', n => 'none'))],
             error_case(415, 'unsupported_media_type'),
         },
         {
             name    => 'async, text/plain: 415',
             request => [POST => $QUEUE, headers => ['Content-Type' => 'text/plain'],
-                        body => $refused->(body_for('415', 'text'))],
+                        body => $refused->(body_for(case => '415', n => 'text'))],
             error_case(415, 'unsupported_media_type'),
         },
         {
@@ -265,12 +254,12 @@ sub get_tx {
         name    => "Idempotency-Key $_->[0]: 400",
         request => [POST => $QUEUE,
                     headers => [@CT, 'Idempotency-Key' => $_->[1]],
-                    body => $refused->(body_for('bad-key', $_->[0]))],
+                    body => $refused->(body_for(case => 'bad-key', n => $_->[0]))],
         error_case(400, 'invalid_idempotency_key'),
     } } @bad_keys);
 
     # a valid submission after them: once it has arrived, nothing else has
-    my $marker = body_for('after refusals', 1);
+    my $marker = body_for(case => 'after refusals', n => 1);
     my $res = $t->submit(body => $marker);
     accepted_ok($res, 'a valid submission after the refused ones');
     delivered_once($marker, 'after refusals');
@@ -285,14 +274,14 @@ sub get_tx {
     # 255 characters is the longest key, and a key with a refused body is
     # not claimed by it
     my $long = 'K' x 255;
-    accepted_ok($t->submit(body => body_for('key 255', 1), key => $long),
+    accepted_ok($t->submit(body => body_for(case => 'key 255', n => 1), key => $long),
                 'Idempotency-Key of 255 characters');
     my $k = "refused-then-valid-$$";
     error_ok($t->submit(body => '{"action":', key => $k), 400, 'invalid_json',
              'a key with an invalid body');
-    accepted_ok($t->submit(body => body_for('key after refusal', 1), key => $k),
+    accepted_ok($t->submit(body => body_for(case => 'key after refusal', n => 1), key => $k),
                 'the same key with a valid body afterwards');
-    accepted_ok($t->submit(body => body_for('visible ASCII key', 1),
+    accepted_ok($t->submit(body => body_for(case => 'visible ASCII key', n => 1),
                            key => q{!"#$%&'()*+,-./09:;<=>?@AZ[\]^_`az{|}~}),
                 'Idempotency-Key of every kind of visible ASCII character');
 }
@@ -303,7 +292,7 @@ sub get_tx {
 # a key the same body twice is two transactions.
 
 {
-    my $body = body_for('no key twice', 1);
+    my $body = body_for(case => 'no key twice', n => 1);
     my $a = accepted_ok($t->submit(body => $body), 'no key, first');
     my $b = accepted_ok($t->submit(body => $body), 'no key, the same body again');
     isnt($a, $b, 'no key: two transactions');
@@ -316,7 +305,7 @@ sub get_tx {
     my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT],
-                           body => sub { body_for('parallel distinct', $_[0]) });
+                           body => sub { body_for(case => 'parallel distinct', n => $_[0]) });
     my @ids = map { $_->{json} ? $_->{json}{transaction_id} // '' : '' } @res;
     is(scalar(grep { $_->{status} == 202 } @res), 20, '20 at once: all 202')
         or diag(join ' ', map { "$_->{status}:" . ($_->{error} // '') } @res);
@@ -326,12 +315,12 @@ sub get_tx {
     ok($t->wait_for(sub {
            my %n;
            $n{ $_->{body} }++ for @{ queue_posts() };
-           return !grep { !$n{ body_for('parallel distinct', $_) } } 0 .. 19;
+           return !grep { !$n{ body_for(case => 'parallel distinct', n => $_) } } 0 .. 19;
        }, timeout => 15), '20 at once: all delivered');
     ok(!$t->wait_for(sub {
            my %n;
            $n{ $_->{body} }++ for @{ queue_posts() };
-           return grep { ($n{ body_for('parallel distinct', $_) } // 0) > 1 }
+           return grep { ($n{ body_for(case => 'parallel distinct', n => $_) } // 0) > 1 }
                   0 .. 19;
        }, timeout => 2), '20 at once: none delivered twice');
     my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \Q$QUEUE\E /,
@@ -347,7 +336,7 @@ sub get_tx {
 
 {
     my $key  = "order-$$-1";
-    my $body = body_for('idempotent', 1);
+    my $body = body_for(case => 'idempotent', n => 1);
     my $id = accepted_ok($t->submit(body => $body, key => $key), 'keyed, first');
     my $again = accepted_ok($t->submit(body => $body, key => $key),
                             'keyed, repeated at once');
@@ -361,7 +350,7 @@ sub get_tx {
     ok(!$t->wait_for(sub { posts_with($body) > 1 }, timeout => 1.5),
        'keyed, repeated after the delivery: not delivered again');
 
-    my $other = body_for('idempotent', 2);
+    my $other = body_for(case => 'idempotent', n => 2);
     my $res = $t->submit(body => $other, key => $key);
     error_ok($res, 422, 'idempotency_key_reused', 'the same key, another body');
     is(get_tx($id)->{json}{id}, $id, 'the keyed transaction is still there');
@@ -382,7 +371,7 @@ sub get_tx {
 
 {
     my $key  = "order-$$-parallel";
-    my $body = body_for('idempotent parallel', 1);
+    my $body = body_for(case => 'idempotent parallel', n => 1);
     my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
                            headers => [@CT, 'Idempotency-Key' => $key],
@@ -422,7 +411,7 @@ sub get_tx {
 # fanbase_transaction_path, and fanbase_idempotency_window (1 s there).
 
 {
-    my $body = body_for('tx path', 1);
+    my $body = body_for(case => 'tx path', n => 1);
     my $res = $t->submit(body => $body, port => $TX_PORT);
     my $id = accepted_ok($res, 'fanbase_transaction_path /tx', '/tx');
     my $tx = get_tx($id, port => $TX_PORT, prefix => '/tx');
@@ -433,7 +422,7 @@ sub get_tx {
     # keys under the default window (24 h) were claimed before this one:
     # the 1 s window of this server must hold all the same
     my $key = "window-$$";
-    my $wbody = body_for('window', 1);
+    my $wbody = body_for(case => 'window', n => 1);
     my $start = time;
     my $first = accepted_ok($t->submit(body => $wbody, key => $key, port => $TX_PORT),
                             'window 1s, first', '/tx');
@@ -466,7 +455,7 @@ sub get_tx {
 # Fanbase unreachable: still 202 at once; the transaction waits, pending.
 
 {
-    my $body = body_for('dead', 1);
+    my $body = body_for(case => 'dead', n => 1);
     my $res = $t->submit(body => $body, path => "/dead$QUEUE");
     my $id = accepted_ok($res, 'Fanbase unreachable');
     cmp_ok($res->{time}, '<', 0.5, 'Fanbase unreachable: answered at once');
@@ -500,7 +489,7 @@ CONF
 
     my (@ids, $refused, $refused_body, $other);
     for my $i (1 .. 3000) {
-        my $body = body_for('zone', $i);
+        my $body = body_for(case => 'zone', n => $i);
         my $res = $z->submit(body => $body);
         if ($res->{status} == 202) {
             push @ids, $res->{json}{transaction_id};
@@ -523,7 +512,7 @@ CONF
     error_ok($refused, 503, 'zone_full', 'full zone');
     is($refused->{headers}{'retry-after'}, '5', 'full zone: Retry-After: 5');
 
-    my $again_body = body_for('zone', 'again');
+    my $again_body = body_for(case => 'zone', n => 'again');
     my $again = $z->submit(body => $again_body);
     error_ok($again, 503, 'zone_full', 'full zone, again');
 
@@ -571,14 +560,14 @@ CONF
         $after{ $p->{body} }++ if $p->{time} >= $lift_before;
         $surely_after{ $p->{body} }++ if $p->{time} > $lift_after;
     }
-    my @lost = grep { !$after{ body_for('zone', $_) } } 1 .. @ids;
+    my @lost = grep { !$after{ body_for(case => 'zone', n => $_) } } 1 .. @ids;
     ok(!@lost, 'full zone, Fanbase back: each accepted one delivered')
         or diag('not delivered: ' . join ' ', map { $ids[$_ - 1] } @lost);
-    my @twice = grep { ($surely_after{ body_for('zone', $_) } // 0) > 1 } 1 .. @ids;
+    my @twice = grep { ($surely_after{ body_for(case => 'zone', n => $_) } // 0) > 1 } 1 .. @ids;
     ok(!@twice, 'full zone, Fanbase back: none delivered twice')
         or diag('twice: ' . join ' ', map { $ids[$_ - 1] } @twice);
 
-    accepted_ok($z->submit(body => body_for('zone', 'after')),
+    accepted_ok($z->submit(body => body_for(case => 'zone', n => 'after')),
                 'full zone of ended transactions: room again (evicted)');
     $z->stop;
 }

@@ -86,8 +86,6 @@ sub req {
     return $t->request($method, $path, port => $PORT{$who}, %o);
 }
 
-sub body_for { $JSON->encode({ action => 'ticket-create', data => { @_ } }) }
-
 sub get_tx { req($_[0], GET => "/transactions/$_[1]") }
 
 sub tx_status {

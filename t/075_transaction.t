@@ -66,13 +66,6 @@ $t->start;
 
 my $JSON = JSON::PP->new->canonical;
 
-# a valid submission, unique per (case, n, extra data)
-sub body_for {
-    my ($case, $n, %data) = @_;
-    return $JSON->encode({ action => 'ticket-create',
-                           data => { case => $case, n => $n // 0, %data } });
-}
-
 # a submission accepted, with a transaction id (one test); the id
 sub accepted_id {
     my ($body, %o) = @_;
@@ -244,7 +237,7 @@ sub mock_item {
 ###########################################################################
 # The shape of a pending transaction (Fanbase unreachable: it stays so).
 
-my $dead = accepted_id(body_for('dead', 1), path => "/dead$QUEUE", name => 'dead');
+my $dead = accepted_id(body_for(case => 'dead', n => 1), path => "/dead$QUEUE", name => 'dead');
 my $t0 = time;
 {
     my $res = get_tx($dead);
@@ -266,7 +259,7 @@ my $t0 = time;
     is($again->{json}{created_at}, $d && $d->{created_at},
        'pending: created_at does not change');
     is($again->{json}{status}, 'pending', 'pending: still pending');
-    is(posts_with(body_for('dead', 1)), 0, 'pending: nothing at the mock');
+    is(posts_with(body_for(case => 'dead', n => 1)), 0, 'pending: nothing at the mock');
 
     my $arg = $t->request(GET => "/by-arg?id=$dead");
     tx_ok($arg, $dead, 'id from $arg_id', status => 'pending');
@@ -297,7 +290,7 @@ my $t0 = time;
 
     for my $m (qw(POST PUT PATCH)) {
         my $res = $t->request($m => tx_path($dead), headers => [@CT],
-                              body => body_for('405', $m));
+                              body => body_for(case => '405', n => $m));
         error_ok($res, 405, qr/\S/, "$m of a transaction",
                  allow => 'GET, HEAD, DELETE');
     }
@@ -310,9 +303,9 @@ my $t0 = time;
 
 my ($done, $done_res, $failed);
 {
-    my $body = body_for('follow', 1);
+    my $body = body_for(case => 'follow', n => 1);
     $done = accepted_id($body, name => 'to completed');
-    my $body_f = body_for('follow', 2, fail => JSON::PP::true);
+    my $body_f = body_for(case => 'follow', n => 2, fail => JSON::PP::true);
     $failed = accepted_id($body_f, name => 'to failed');
     my $first = get_tx($done);
 
@@ -367,7 +360,7 @@ my ($done, $done_res, $failed);
 
 # fanbase_transaction_events 2: the newest two, oldest first
 {
-    my $id = accepted_id(body_for('two events', 1), path => "/ev2$QUEUE",
+    my $id = accepted_id(body_for(case => 'two events', n => 1), path => "/ev2$QUEUE",
                          name => 'two events');
     $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     my $d = tx_ok($res, $id, 'two events', status => 'completed');
@@ -435,7 +428,7 @@ my ($done, $done_res, $failed);
 # Fanbase refuses (503) until the DELETE; then it is back: nothing is sent
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
-    my $body = body_for('cancel then Fanbase back', 1);
+    my $body = body_for(case => 'cancel then Fanbase back', n => 1);
     my $id = accepted_id($body, name => 'Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'Fanbase refusing: a delivery was tried');
@@ -468,7 +461,7 @@ my ($done, $done_res, $failed);
 # on the wire: Fanbase holds its answer 1.5 s
 {
     $t->mock_faults({ queue_post => { delay_ms => 1500, count => 1 } });
-    my $body = body_for('on the wire', 1);
+    my $body = body_for(case => 'on the wire', n => 1);
     my $id = accepted_id($body, name => 'on the wire');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'on the wire: Fanbase has the request');
@@ -480,7 +473,7 @@ my ($done, $done_res, $failed);
 
 # processing (delivered, followed)
 {
-    my $body = body_for('processing', 1);
+    my $body = body_for(case => 'processing', n => 1);
     my $id = accepted_id($body, name => 'processing');
     $t->wait_status($id, qr/^(?:processing|completed|failed|cancelled)$/,
                     timeout => 10, answer => \my $res);
@@ -552,7 +545,7 @@ sub race_ok {
 {
     my @race;
     for my $i (0 .. 9) {
-        my $body = body_for('race', $i);
+        my $body = body_for(case => 'race', n => $i);
         my $id = accepted_id($body, name => "race $i");
         sleep 0.002 * $i;
         my @del = $t->parallel(2, DELETE => tx_path($id));
@@ -580,7 +573,7 @@ CONF
     local $t = $t2;
     $t->mock_faults({ queue_post => { delay_ms => 300 } });
 
-    my @race = map { +{ i => $_, body => body_for('queued race', $_) } } 0 .. 11;
+    my @race = map { +{ i => $_, body => body_for(case => 'queued race', n => $_) } } 0 .. 11;
     $_->{id} = accepted_id($_->{body}, name => "queued race $_->{i}") for @race;
     my $start = time;
     for my $r (@race) {
@@ -600,7 +593,7 @@ CONF
 
 {
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
-    my $body = body_for('long poll delivery', 1);
+    my $body = body_for(case => 'long poll delivery', n => 1);
     my $id = accepted_id($body, name => 'long poll, Fanbase refusing');
     ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
        'long poll: a delivery was tried and refused');
@@ -642,7 +635,7 @@ $t->mock_faults({ queue_post => { status => 503, count => 100000,
                                   headers => { 'Retry-After' => '30' } } });
 my @quiet;
 for my $i (1 .. 3) {
-    my $body = body_for('quiet', $i);
+    my $body = body_for(case => 'quiet', n => $i);
     my $id = accepted_id($body, name => "quiet $i");
     push @quiet, { id => $id, body => $body };
 }

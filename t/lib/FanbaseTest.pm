@@ -288,6 +288,12 @@ C<statuses(@requests)>: what the mock answered each of these requests
 (entries of C<mock_requests>), joined with commas (C<"503,503,201">);
 C<held> for a request it has not answered yet.
 
+C<body_for(%data)>: the body of a valid submission,
+C<{"action":"ticket-create","data":{...}}> with C<%data> as its data:
+canonical JSON (keys sorted, so that the same data gives the same
+bytes, which the mock's request log can be searched for), as a character
+string.
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -402,7 +408,7 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
                  $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
-                 last_event statuses));
+                 last_event statuses body_for));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -413,6 +419,7 @@ my $VERIFY_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)),
 my $NODE_MODULES = File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..',
                                       'build', 'node', 'node_modules');
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
+my $JSON_TEXT = JSON::PP->new->canonical;    # text, not bytes: bodies made here
 
 # Constants the test files share (exported; see CONSTANTS in the POD).
 our $QUEUE  = '/api/v1/integration/queue';
@@ -1516,6 +1523,12 @@ sub last_event {
 # What the mock answered each of these requests (mock_requests entries),
 # comma-separated; "held" for one not answered yet.
 sub statuses { join ',', map { $_->{status} // 'held' } @_ }
+
+
+# A ticket-create submission whose data is %data (canonical JSON, text).
+sub body_for {
+    return $JSON_TEXT->encode({ action => 'ticket-create', data => { @_ } });
+}
 
 
 
