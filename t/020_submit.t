@@ -62,13 +62,6 @@ sub error_case {
                                     message => qr/\S/ } });
 }
 
-# a valid submission of exactly $size bytes
-sub padded {
-    my $size = shift;
-    my ($head, $tail) = ('{"action":"ticket-create","data":{"pad":"', '"}}');
-    return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
-}
-
 sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
 
 # Extra keys of a case, turned into before/mock for run_cases:

@@ -61,13 +61,6 @@ $t->start;
 
 # Helpers
 
-# a valid submission of exactly $size bytes
-sub padded {
-    my $size = shift;
-    my ($head, $tail) = ('{"action":"ticket-create","data":{"pad":"', '"}}');
-    return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
-}
-
 # the checks of a 202; returns the transaction id
 sub accepted_ok {
     my ($res, $name, $prefix) = @_;

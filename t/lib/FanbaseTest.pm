@@ -294,6 +294,9 @@ canonical JSON (keys sorted, so that the same data gives the same
 bytes, which the mock's request log can be searched for), as a character
 string.
 
+C<padded($size)>: the body of a valid submission of exactly C<$size>
+bytes (its data a C<pad> string of x's).
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -408,7 +411,7 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
                  $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
-                 last_event statuses body_for));
+                 last_event statuses body_for padded));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1528,6 +1531,14 @@ sub statuses { join ',', map { $_->{status} // 'held' } @_ }
 # A ticket-create submission whose data is %data (canonical JSON, text).
 sub body_for {
     return $JSON_TEXT->encode({ action => 'ticket-create', data => { @_ } });
+}
+
+
+# A valid submission of exactly $size bytes.
+sub padded {
+    my $size = shift;
+    my ($head, $tail) = ('{"action":"ticket-create","data":{"pad":"', '"}}');
+    return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
 }
 
 
