@@ -53,15 +53,6 @@ sub post {
             body    => $o{body} // $BODY];
 }
 
-# the checks of one of the edge's own JSON errors
-sub error_case {
-    my ($status, $code, %headers) = @_;
-    return (status  => $status,
-            headers => { 'content-type' => qr{^application/json\b}, %headers },
-            json    => { error => { status => $status, code => $code,
-                                    message => qr/\S/ } });
-}
-
 sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
 
 # Extra keys of a case, turned into before/mock for run_cases:

@@ -106,13 +106,8 @@ sub histogram {
 }
 
 # the checks of a 503 token_unavailable answer, for run_cases
-my %UNAVAILABLE = (
-    status  => 503,
-    headers => { 'retry-after'  => qr/^[1-9][0-9]*$/,
-                 'content-type' => qr{^application/json\b} },
-    json    => { error => { status => 503, code => 'token_unavailable',
-                            message => qr/\S/ } },
-);
+my %UNAVAILABLE = error_case(503, 'token_unavailable',
+                             'retry-after' => qr/^[1-9][0-9]*$/);
 
 sub is_unavailable {
     my ($res, $name) = @_;

@@ -79,27 +79,6 @@ sub accepted_ok {
     return $id;
 }
 
-# the checks of one of the edge's own JSON errors, as run_cases keys
-sub error_case {
-    my ($status, $code, %headers) = @_;
-    return (status  => $status,
-            headers => { 'content-type' => qr{^application/json\b}, %headers },
-            json    => { error => { status => $status, code => $code,
-                                    message => qr/\S/ } });
-}
-
-sub error_ok {
-    my ($res, $status, $code, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is($res->{status}, $status, "$name: $status")
-        or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
-    like($res->{headers}{'content-type'} // '', qr{^application/json\b},
-         "$name: JSON");
-    json_like($res->{json},
-              { error => { status => $status, code => $code, message => qr/\S/ } },
-              "$name: error body");
-}
-
 sub queue_posts {
     my $tt = shift // $t;
     return $tt->mock_requests(method => 'POST', path => $QUEUE);

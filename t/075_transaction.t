@@ -105,19 +105,6 @@ sub posts_with {
     return scalar grep { $_->{body} eq $body } @{ queue_posts() };
 }
 
-sub error_ok {
-    my ($res, $status, $code, $name, %headers) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is($res->{status}, $status, "$name: $status")
-        or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
-    like($res->{headers}{'content-type'} // '', qr{^application/json\b},
-         "$name: JSON");
-    json_like($res->{json},
-              { error => { status => $status, code => $code, message => qr/\S/ } },
-              "$name: error body");
-    is($res->{headers}{ lc $_ }, $headers{$_}, "$name: $_") for sort keys %headers;
-}
-
 # The checks of a 200 with a transaction: shape, types, invariants.
 sub tx_ok {
     my ($res, $id, $name, %want) = @_;

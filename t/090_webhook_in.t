@@ -206,16 +206,6 @@ sub no_content_ok {
         or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
 }
 
-sub error_ok {
-    my ($res, $status, $code, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is($res->{status}, $status, "$name: $status")
-        or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
-    like($res->{headers}{'content-type'} // '', qr{^application/json\b}, "$name: JSON");
-    json_like($res->{json}, { error => { status => $status, code => $code,
-                                         message => qr/\S/ } }, "$name: error body");
-}
-
 # A refusal: 401 unauthorized, the transaction untouched, and one [warn]
 # line since $mark with the reason, without a secret or the body's marker.
 sub refused_ok {

@@ -297,6 +297,15 @@ string.
 C<padded($size)>: the body of a valid submission of exactly C<$size>
 bytes (its data a C<pad> string of x's).
 
+C<error_case($status, $code, %headers)>: the keys of a C<run_cases> case
+that checks one of the edge's own JSON errors: the status, a JSON
+Content-Type, C<{"error":{"status":STATUS,"code":CODE,"message":"..."}}>
+(C<$code> a string or a qr//) and C<%headers> (as the case's C<headers>).
+C<error_ok($res, $status, $code, $name, %headers)>: the same checks of an
+answer, as tests (C<"$name: STATUS">, C<"$name: JSON">, C<"$name: error
+body">, then C<"$name: HEADER"> for each of C<%headers>, compared as
+strings).
+
 =head2 Webhooks
 
 C<webhook_secret(bytes => 32)>: a new Standard Webhooks secret,
@@ -411,7 +420,7 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
                  $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
-                 last_event statuses body_for padded));
+                 last_event statuses body_for padded error_case error_ok));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -1539,6 +1548,30 @@ sub padded {
     my $size = shift;
     my ($head, $tail) = ('{"action":"ticket-create","data":{"pad":"', '"}}');
     return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
+}
+
+
+# The checks of one of the edge's own JSON errors, as run_cases keys.
+sub error_case {
+    my ($status, $code, %headers) = @_;
+    return (status  => $status,
+            headers => { 'content-type' => qr{^application/json\b}, %headers },
+            json    => { error => { status => $status, code => $code,
+                                    message => qr/\S/ } });
+}
+
+# The same checks of an answer, as tests named "$name: ...".
+sub error_ok {
+    my ($res, $status, $code, $name, %headers) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    is($res->{status}, $status, "$name: $status")
+        or diag("body: $res->{body}" . ($res->{error} ? " ($res->{error})" : ''));
+    like($res->{headers}{'content-type'} // '', qr{^application/json\b},
+         "$name: JSON");
+    json_like($res->{json},
+              { error => { status => $status, code => $code, message => qr/\S/ } },
+              "$name: error body");
+    is($res->{headers}{ lc $_ }, $headers{$_}, "$name: $_") for sort keys %headers;
 }
 
 
