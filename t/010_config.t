@@ -416,7 +416,7 @@ $t->run_cases(
         json    => { id => qr/\S/, processStatus => 'pending' },
         mock    => sub {
             my ($t) = @_;
-            my $posts = $t->mock_requests(method => 'POST', path => $QUEUE);
+            my $posts = $t->queue_posts;
             is(scalar @$posts, 1, 'fixed token: one POST');
             is_deeply($posts->[0]{headers}{accesstoken}, [$good],
                       'fixed token: the file\'s token, once, no newline');
@@ -436,7 +436,7 @@ $t->run_cases(
         log_like => qr/\[error\].*fanbase: Fanbase rejected the token/,
         mock    => sub {
             my ($t, $res) = @_;
-            my $posts = $t->mock_requests(method => 'POST', path => $QUEUE);
+            my $posts = $t->queue_posts;
             cmp_ok(scalar @$posts, '>=', 1, 'bogus token: Fanbase was asked');
             cmp_ok(scalar @$posts, '<=', 2, 'bogus token: at most once more');
             is_deeply([ map { @{ $_->{headers}{accesstoken} || [] } } @$posts ],

@@ -53,8 +53,6 @@ sub post {
             body    => $o{body} // $BODY];
 }
 
-sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
-
 # Extra keys of a case, turned into before/mock for run_cases:
 #   fault   faults for the mock (after a reset, so counts start at zero)
 #   expire  the mock forgets every token it issued
@@ -129,7 +127,7 @@ my ($created) = cases(
             my $id = $res->{json}{id} // '';
             like($res->{headers}{location} // '', qr{\Q$QUEUE/$id\E$},
                  '201 relayed: Location ends with the id Fanbase gave');
-            my ($p) = @{ queue_posts($t) };
+            my ($p) = @{ $t->queue_posts };
             ok($p && $p->{body} eq $ODD_BODY,
                '201 relayed: body reached Fanbase byte for byte')
                 or diag('sent:     ' . unpack('H*', $ODD_BODY) . "\n"
@@ -229,7 +227,7 @@ cases(
         posts   => 1,
         check   => sub {
             my ($t, $res) = @_;
-            my ($p) = @{ queue_posts($t) };
+            my ($p) = @{ $t->queue_posts };
             my @sent = @{ $p ? $p->{headers}{accesstoken} || [] : [] };
             is(scalar @sent, 1, 'AccessToken: exactly one at Fanbase');
             ok(!grep({ /client\.token/ } @sent),
@@ -248,7 +246,7 @@ cases(
         posts   => 1,
         check   => sub {
             my ($t) = @_;
-            my ($p) = @{ queue_posts($t) };
+            my ($p) = @{ $t->queue_posts };
             my @sent = @{ $p ? $p->{headers}{accesstoken} || [] : [] };
             ok(@sent == 1 && $sent[0] ne 'client.token.one',
                'lone AccessToken: replaced by the edge\'s') or diag("sent: @sent");
@@ -376,7 +374,7 @@ cases(
         posts   => 1,
         check   => sub {
             my ($t) = @_;
-            my ($p) = @{ queue_posts($t) };
+            my ($p) = @{ $t->queue_posts };
             is($p && $p->{body}, '{"action":"update_fandata","data":'
                                . '{"id":"abc","cpf":null,"x":[{"y":[]}]}}',
                'update_fandata: forwarded unchanged');
@@ -434,7 +432,7 @@ cases(
         log_like => qr/\[warn\].*fanbase: Fanbase rejected the token of/,
         check   => sub {
             my ($t) = @_;
-            my @p = @{ queue_posts($t) };
+            my @p = @{ $t->queue_posts };
             my @tok = map { join ',', @{ $_->{headers}{accesstoken} || [] } } @p;
             ok(@p == 2 && $tok[0] ne $tok[1], '401 once: the second POST '
                . 'carries another token');

@@ -224,7 +224,7 @@ is(scalar @$token_reqs, 1, 'cold start: one token request in the mock\'s log');
        'token request: the secret is percent-encoded in the query string');
 }
 
-my $posts = $t->mock_requests(path => $QUEUE, method => 'POST');
+my $posts = $t->queue_posts;
 my ($main_token) = access_tokens($posts->[0] || {});
 ok(defined $main_token && length $main_token, 'cold start: POSTs carry a token');
 is(scalar(grep { my @v = access_tokens($_);
@@ -240,7 +240,7 @@ is(scalar(grep { $_->{status} == 201 } @seq), 50,
     or diag('statuses: ' . histogram(@seq));
 is($t->mock_stats->{token_requests}, 1,
    'after 550 submissions: still one token request');
-$posts = $t->mock_requests(path => $QUEUE, method => 'POST');
+$posts = $t->queue_posts;
 is(scalar @$posts, 550, '550 POSTs at the mock');
 is(scalar(grep { my @v = access_tokens($_);
                  @v == 1 && $v[0] eq ($main_token // '') } @$posts), 550,
@@ -294,7 +294,7 @@ is($t->submit(via(main => 99))->{status}, 201, 'main set still served alongside'
               'two sets: one token request per client id (main set cached)');
 
     my %tok;    # via => { token => count }
-    for my $p (@{ $t->mock_requests(path => $QUEUE, method => 'POST') }) {
+    for my $p (@{ $t->queue_posts }) {
         my @v = access_tokens($p);
         $tok{ via_of($p) }{ @v == 1 ? $v[0] : "(@{[scalar @v]} tokens)" }++;
     }
@@ -564,7 +564,7 @@ $t->stop;
 
     # at the mock: every POST was accepted, none carried a dead token
     my @log = grep { $_->[1] eq $QUEUE } @{ mock_log($r) };
-    my $posts = $r->mock_requests(path => $QUEUE, method => 'POST');
+    my $posts = $r->queue_posts;
     is(scalar @$posts, scalar @res, 'refresh: one POST per submission');
     is(scalar(grep { $_->[2] eq '401' } @log), 0, 'refresh: the mock answered no 401');
     is(scalar(grep { $_->[2] eq '201' } @log), scalar @$posts,
@@ -642,7 +642,7 @@ $t->stop;
     cmp_ok((sort { $b <=> $a } map { $_->[1]{time} } @late)[0] // 0, '<', 1,
            'expiry: those answered at once');
 
-    my $posts = $e->mock_requests(path => $QUEUE, method => 'POST');
+    my $posts = $e->queue_posts;
     my $ok201 = grep { $_->[1]{status} == 201 } @early, @between, @late;
     my @log = grep { $_->[1] eq $QUEUE } @{ mock_log($e) };
     is(scalar(grep { $_->[2] eq '401' } @log), 0,

@@ -39,7 +39,7 @@ for my $round (1 .. 3) {
         "round $round: exactly one new token for 60 rejections";
 }
 
-my @posts = @{ $t->mock_requests(method => 'POST', path => $QUEUE) };
+my @posts = @{ $t->queue_posts };
 my %tokens = map { ($_->{headers}{accesstoken}[0] // '') => 1 } @posts;
 is scalar(keys %tokens), 4, 'four tokens in all carried by the POSTs';
 

@@ -79,27 +79,16 @@ sub accepted_ok {
     return $id;
 }
 
-sub queue_posts {
-    my $tt = shift // $t;
-    return $tt->mock_requests(method => 'POST', path => $QUEUE);
-}
-
-# how many POSTs to the queue carried exactly this body
-sub posts_with {
-    my ($body, $tt) = @_;
-    return scalar grep { $_->{body} eq $body } @{ queue_posts($tt) };
-}
-
 # the transaction reaches the mock, and only once
 sub delivered_once {
     my ($body, $name, $tt) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     $tt //= $t;
-    ok($tt->wait_for(sub { posts_with($body, $tt) >= 1 }, timeout => 10),
+    ok($tt->wait_for(sub { $tt->posts_with($body) >= 1 }, timeout => 10),
        "$name: delivered to Fanbase");
-    ok(!$tt->wait_for(sub { posts_with($body, $tt) > 1 }, timeout => 1.5),
+    ok(!$tt->wait_for(sub { $tt->posts_with($body) > 1 }, timeout => 1.5),
        "$name: not delivered a second time");
-    is(posts_with($body, $tt), 1, "$name: exactly one POST at the mock");
+    is($tt->posts_with($body), 1, "$name: exactly one POST at the mock");
 }
 
 sub get_tx {
@@ -128,7 +117,7 @@ sub get_tx {
     is($tx->{json}{id}, $id, 'the link reads the same transaction');
 
     delivered_once($body, 'first submission');
-    my ($p) = grep { $_->{body} eq $body } @{ queue_posts() };
+    my ($p) = grep { $_->{body} eq $body } @{ $t->queue_posts };
     my @tokens = @{ $p ? $p->{headers}{accesstoken} || [] : [] };
     is(scalar @tokens, 1, 'first submission: sent with one AccessToken');
     $t->mock_faults({ token => undef, queue_post => undef });
@@ -139,7 +128,7 @@ sub get_tx {
 # Validation as in the synchronous mode; nothing refused reaches Fanbase.
 
 {
-    my $before = @{ queue_posts() };
+    my $before = @{ $t->queue_posts };
 
     my @invalid_json = (
         ['not JSON',         'hello'],
@@ -235,12 +224,12 @@ sub get_tx {
     my $res = $t->submit(body => $marker);
     accepted_ok($res, 'a valid submission after the refused ones');
     delivered_once($marker, 'after refusals');
-    my $all = queue_posts();
+    my $all = $t->queue_posts;
     my @new = @$all[$before .. $#$all];
     is(scalar @new, 1, 'refused submissions: none reached Fanbase')
         or diag(explain([map { $_->{body} } @new]));
     my %refused = map { $_ => 1 } @refused_bodies;
-    is(scalar(grep { $refused{ $_->{body} } } @{ queue_posts() }), 0,
+    is(scalar(grep { $refused{ $_->{body} } } @{ $t->queue_posts }), 0,
        'refused submissions: no refused body in the mock\'s log');
 
     # 255 characters is the longest key, and a key with a refused body is
@@ -268,9 +257,9 @@ sub get_tx {
     my $a = accepted_ok($t->submit(body => $body), 'no key, first');
     my $b = accepted_ok($t->submit(body => $body), 'no key, the same body again');
     isnt($a, $b, 'no key: two transactions');
-    ok($t->wait_for(sub { posts_with($body) >= 2 }, timeout => 10),
+    ok($t->wait_for(sub { $t->posts_with($body) >= 2 }, timeout => 10),
        'no key: both delivered');
-    ok(!$t->wait_for(sub { posts_with($body) > 2 }, timeout => 1.5),
+    ok(!$t->wait_for(sub { $t->posts_with($body) > 2 }, timeout => 1.5),
        'no key: each only once');
 
     # 20 different ones at once, on both workers
@@ -286,12 +275,12 @@ sub get_tx {
     is(scalar keys %uniq, 20, '20 at once: 20 different ids');
     ok($t->wait_for(sub {
            my %n;
-           $n{ $_->{body} }++ for @{ queue_posts() };
+           $n{ $_->{body} }++ for @{ $t->queue_posts };
            return !grep { !$n{ body_for(case => 'parallel distinct', n => $_) } } 0 .. 19;
        }, timeout => 15), '20 at once: all delivered');
     ok(!$t->wait_for(sub {
            my %n;
-           $n{ $_->{body} }++ for @{ queue_posts() };
+           $n{ $_->{body} }++ for @{ $t->queue_posts };
            return grep { ($n{ body_for(case => 'parallel distinct', n => $_) } // 0) > 1 }
                   0 .. 19;
        }, timeout => 2), '20 at once: none delivered twice');
@@ -319,7 +308,7 @@ sub get_tx {
     my $later = accepted_ok($t->submit(body => $body, key => $key),
                             'keyed, repeated after the delivery');
     is($later, $id, 'keyed, repeated after the delivery: the same id');
-    ok(!$t->wait_for(sub { posts_with($body) > 1 }, timeout => 1.5),
+    ok(!$t->wait_for(sub { $t->posts_with($body) > 1 }, timeout => 1.5),
        'keyed, repeated after the delivery: not delivered again');
 
     my $other = body_for(case => 'idempotent', n => 2);
@@ -330,9 +319,9 @@ sub get_tx {
     my $new = accepted_ok($t->submit(body => $body, key => "$key-b"),
                           'the same body under another key');
     isnt($new, $id, 'another key: another transaction');
-    ok($t->wait_for(sub { posts_with($body) == 2 }, timeout => 10),
+    ok($t->wait_for(sub { $t->posts_with($body) == 2 }, timeout => 10),
        'another key: delivered');
-    ok(!$t->wait_for(sub { posts_with($other) > 0 || posts_with($body) > 2 },
+    ok(!$t->wait_for(sub { $t->posts_with($other) > 0 || $t->posts_with($body) > 2 },
                      timeout => 1.5),
        'the 422 one never reached Fanbase');
 }
@@ -374,7 +363,7 @@ sub get_tx {
     is(scalar(grep { $_->{status} == 202
                      && ($_->{json}{transaction_id} // '') eq $id } @res), 20,
        '20 more keyed copies after the delivery: all 202 with the same id');
-    ok(!$t->wait_for(sub { posts_with($body) > 1 }, timeout => 1.5),
+    ok(!$t->wait_for(sub { $t->posts_with($body) > 1 }, timeout => 1.5),
        '20 more keyed copies: nothing delivered again');
 }
 
@@ -435,7 +424,7 @@ sub get_tx {
                                 ->{json}{status} // '') ne 'pending' },
                      timeout => 2),
        'Fanbase unreachable: the transaction stays pending');
-    is(posts_with($body), 0, 'Fanbase unreachable: nothing at the mock');
+    is($t->posts_with($body), 0, 'Fanbase unreachable: nothing at the mock');
 }
 
 $t->stop;
@@ -498,8 +487,8 @@ CONF
         is($res->{status}, 200, "full zone, $id: still there");
         is($res->{json}{status}, 'pending', "full zone, $id: pending");
     }
-    ok(!$z->wait_for(sub { posts_with($refused_body, $z)
-                           || posts_with($again_body, $z) }, timeout => 1),
+    ok(!$z->wait_for(sub { $z->posts_with($refused_body)
+                           || $z->posts_with($again_body) }, timeout => 1),
        'full zone: the refused submissions never reached Fanbase');
 
     # Fanbase back: each is delivered once and ends.  An ended one may be
@@ -528,7 +517,7 @@ CONF
 
     # the mock's log: a POST at or after the lift is one Fanbase took
     my (%after, %surely_after);
-    for my $p (@{ queue_posts($z) }) {
+    for my $p (@{ $z->queue_posts }) {
         $after{ $p->{body} }++ if $p->{time} >= $lift_before;
         $surely_after{ $p->{body} }++ if $p->{time} > $lift_after;
     }

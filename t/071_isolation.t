@@ -107,7 +107,7 @@ sub posted_by {
     my $body = shift;
     return [sort map { token_client($_) }
                  grep { $_->{body} eq $body && $_->{queue_id} }
-                 @{ $t->mock_requests(method => 'POST', path => $QUEUE) }];
+                 @{ $t->queue_posts }];
 }
 
 sub hook {

@@ -97,14 +97,6 @@ sub status_of {
     return $res->{status} == 200 ? $res->{json}{status} // '' : "HTTP $res->{status}";
 }
 
-# wait until the transaction's status matches; the last GET
-sub queue_posts { $t->mock_requests(method => 'POST', path => $QUEUE) }
-
-sub posts_with {
-    my $body = shift;
-    return scalar grep { $_->{body} eq $body } @{ queue_posts() };
-}
-
 # The checks of a 200 with a transaction: shape, types, invariants.
 sub tx_ok {
     my ($res, $id, $name, %want) = @_;
@@ -246,7 +238,7 @@ my $t0 = time;
     is($again->{json}{created_at}, $d && $d->{created_at},
        'pending: created_at does not change');
     is($again->{json}{status}, 'pending', 'pending: still pending');
-    is(posts_with(body_for(case => 'dead', n => 1)), 0, 'pending: nothing at the mock');
+    is($t->posts_with(body_for(case => 'dead', n => 1)), 0, 'pending: nothing at the mock');
 
     my $arg = $t->request(GET => "/by-arg?id=$dead");
     tx_ok($arg, $dead, 'id from $arg_id', status => 'pending');
@@ -321,7 +313,7 @@ my ($done, $done_res, $failed);
     my $item = defined $qid ? mock_item($qid) : undef;
     is_deeply($item && $item->{msg}, $JSON->decode($body),
               'completed: the queue id is Fanbase\'s item for this submission');
-    my @posts = grep { $_->{body} eq $body } @{ queue_posts() };
+    my @posts = grep { $_->{body} eq $body } @{ $t->queue_posts };
     is(scalar @posts, 1, 'completed: one POST at the mock, the body unchanged');
     is(scalar @{ $posts[0] ? $posts[0]{headers}{accesstoken} || [] : [] }, 1,
        'completed: sent with one AccessToken');
@@ -341,7 +333,7 @@ my ($done, $done_res, $failed);
                           data => { queue_id => $fqid // qr/\S/,
                                     error_message => 'Erro simulado' } },
               'failed: the last event: failure, queue id, Fanbase\'s processMsg');
-    is(posts_with($body_f), 1, 'failed: one POST at the mock');
+    is($t->posts_with($body_f), 1, 'failed: one POST at the mock');
 }
 
 
@@ -417,7 +409,7 @@ my ($done, $done_res, $failed);
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for(case => 'cancel then Fanbase back', n => 1);
     my $id = accepted_id($body, name => 'Fanbase refusing');
-    ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
+    ok($t->wait_for(sub { $t->posts_with($body) >= 1 }, timeout => 5),
        'Fanbase refusing: a delivery was tried');
 
     # a DELETE while an attempt is on the wire may be 409 delivery_started;
@@ -433,11 +425,11 @@ my ($done, $done_res, $failed);
     note("DELETE met $busy attempts in flight");
     tx_ok($res, $id, 'DELETE while Fanbase refuses', status => 'cancelled');
 
-    my $sent = posts_with($body);
+    my $sent = $t->posts_with($body);
     $t->mock_faults({ queue_post => undef });
-    ok(!$t->wait_for(sub { posts_with($body) > $sent }, timeout => 3),
+    ok(!$t->wait_for(sub { $t->posts_with($body) > $sent }, timeout => 3),
        'cancelled, Fanbase back: never sent again')
-        or diag(posts_with($body) - $sent . ' POSTs after the DELETE');
+        or diag($t->posts_with($body) - $sent . ' POSTs after the DELETE');
     is(status_of($id), 'cancelled', 'cancelled, Fanbase back: still cancelled');
 }
 
@@ -450,12 +442,12 @@ my ($done, $done_res, $failed);
     $t->mock_faults({ queue_post => { delay_ms => 1500, count => 1 } });
     my $body = body_for(case => 'on the wire', n => 1);
     my $id = accepted_id($body, name => 'on the wire');
-    ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
+    ok($t->wait_for(sub { $t->posts_with($body) >= 1 }, timeout => 5),
        'on the wire: Fanbase has the request');
     error_ok(del_tx($id), 409, 'delivery_started', 'DELETE while on the wire');
     $t->wait_status($id, qr/^(?:completed|failed|cancelled)$/, answer => \my $res);
     is($res->{json}{status}, 'completed', 'on the wire: completed all the same');
-    is(posts_with($body), 1, 'on the wire: one POST at the mock');
+    is($t->posts_with($body), 1, 'on the wire: one POST at the mock');
 }
 
 # processing (delivered, followed)
@@ -512,10 +504,10 @@ sub race_ok {
                     timeout => 20), "$name: the delivered ones ended");
     # a cancelled one must not be sent later either
     my %cancelled = map { $_->{body} => 1 } grep { $_->{kind} eq 'cancelled' } @race;
-    ok(!$t->wait_for(sub { grep { $cancelled{ $_->{body} } } @{ queue_posts() } },
+    ok(!$t->wait_for(sub { grep { $cancelled{ $_->{body} } } @{ $t->queue_posts } },
                      timeout => 2.5), "$name: no cancelled one sent");
     my %n;
-    $n{ $_->{body} }++ for @{ queue_posts() };
+    $n{ $_->{body} }++ for @{ $t->queue_posts };
     for my $r (@race) {
         my $posts = $n{ $r->{body} } // 0;
         if ($r->{kind} eq 'cancelled') {
@@ -582,7 +574,7 @@ CONF
     $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
     my $body = body_for(case => 'long poll delivery', n => 1);
     my $id = accepted_id($body, name => 'long poll, Fanbase refusing');
-    ok($t->wait_for(sub { posts_with($body) >= 1 }, timeout => 5),
+    ok($t->wait_for(sub { $t->posts_with($body) >= 1 }, timeout => 5),
        'long poll: a delivery was tried and refused');
     my $res = get_tx($id);
     is($res->{json}{status}, 'pending', 'long poll: pending');
@@ -626,7 +618,7 @@ for my $i (1 .. 3) {
     my $id = accepted_id($body, name => "quiet $i");
     push @quiet, { id => $id, body => $body };
 }
-ok($t->wait_for(sub { !grep { posts_with($_->{body}) < 1 } @quiet }, timeout => 5),
+ok($t->wait_for(sub { !grep { $t->posts_with($_->{body}) < 1 } @quiet }, timeout => 5),
    'quiet: each tried once and refused');
 for my $q (@quiet) {
     # the refusal has been taken in when two reads 0.3 s apart agree
@@ -711,8 +703,8 @@ my ($q1, $q2, $q3) = @quiet;
 }
 
 # the quiet ones that were cancelled were never sent again
-is(posts_with($q1->{body}), 1, 'quiet 1: only the refused attempt at the mock');
-is(posts_with($q2->{body}), 1, 'quiet 2: only the refused attempt at the mock');
+is($t->posts_with($q1->{body}), 1, 'quiet 1: only the refused attempt at the mock');
+is($t->posts_with($q2->{body}), 1, 'quiet 2: only the refused attempt at the mock');
 $t->mock_faults({ queue_post => undef });
 
 done_testing;

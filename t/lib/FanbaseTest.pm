@@ -218,13 +218,15 @@ Calls C<$code> until it returns true (C<timeout> default 5 s, C<interval>
 0.05 s); returns that value or undef.
 
 =item mock_stats, mock_requests(%filter), mock_faults(\%faults), mock_reset,
-mock_expire_tokens, mock_url, mock_port
+mock_expire_tokens, mock_url, mock_port, queue_posts, posts_with($body)
 
 The mock's admin endpoints.  C<mock_requests> returns an arrayref,
 optionally filtered by C<method> and C<path> (string or qr//); each entry
 has C<method>, C<path>, C<query>, C<headers>, C<body>, C<time>, C<status>
 (what the mock answered, or C<reset>/C<close>; absent while a delayed
 request is held) and, for a POST that created a queue item, C<queue_id>.
+C<queue_posts>: C<mock_requests> of the POSTs to C<$QUEUE>;
+C<posts_with($body)>: how many of them carried exactly C<$body>.
 C<mock_stats> also has C<queue_posts_in_flight> and
 C<queue_posts_in_flight_max> (queue POSTs received and not yet answered,
 now and at most at once), and C<queue_requests_in_flight[_max]> (POSTs and
@@ -1572,6 +1574,16 @@ sub error_ok {
               { error => { status => $status, code => $code, message => qr/\S/ } },
               "$name: error body");
     is($res->{headers}{ lc $_ }, $headers{$_}, "$name: $_") for sort keys %headers;
+}
+
+
+# The queue POSTs the mock received (mock_requests entries).
+sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
+
+# How many queue POSTs carried exactly this body.
+sub posts_with {
+    my ($self, $body) = @_;
+    return scalar grep { $_->{body} eq $body } @{ $self->queue_posts };
 }
 
 
