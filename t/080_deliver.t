@@ -62,27 +62,22 @@ $t->start;
 
 # Helpers
 
-my $N = 0;             # data.n: unique per submission in this file
 my %PATH_OF;           # transaction id => the path its 202 linked to
 my @answers;           # every answer of the edge, for the secrecy check
 my %tokens_seen;       # every AccessToken the mock received
 
-sub body_n { qq({"action":"ticket-create","data":{"evento":"show","n":$_[0]}}) }
-
-# A submission with the next data.n, on $o{t} (default $t); the other
-# options as for $t->submit (a body of its own).  Returns
-# { res, n, id, body, at }.
-sub numbered {
+# A numbered submission ($t->numbered) on $o{t} (default $t), the other
+# options as for $t->numbered, whose answer is kept for the secrecy check
+# and whose link txn() and polling() read it at.  Returns what numbered
+# does.
+sub tracked {
     my (%o) = @_;
     my $tt = delete $o{t} // $t;
-    my $n = ++$N;
-    my $body = $o{body} // body_n($n);
-    my $at = time;
-    my $res = $tt->submit(%o, body => $body, record => \@answers);
-    my $id = tx_id($res) || 'none';
-    $PATH_OF{$id} = $res->{json}{links}[0]{path}
+    my $s = $tt->numbered(data => { evento => 'show' }, %o, record => \@answers);
+    my $res = $s->{res};
+    $PATH_OF{ $s->{id} } = $res->{json}{links}[0]{path}
         if $res->{json} && ref $res->{json}{links} eq 'ARRAY';
-    return { res => $res, n => $n, body => $body, at => $at, id => $id };
+    return $s;
 }
 
 # The transaction as GET of its link answers it (undef unless 200).
@@ -103,22 +98,6 @@ sub polling {
 
 my $DELIVERED = qr/^(?:processing|completed)$/;
 my $TERMINAL  = qr/^(?:completed|failed|cancelled)$/;
-
-# Queue POSTs at the mock, by data.n.
-sub posts_by_n {
-    my $tt = shift // $t;
-    my %by;
-    for my $p (@{ $tt->mock_requests(method => 'POST', path => $QUEUE) }) {
-        $tokens_seen{$_} = 1 for @{ $p->{headers}{accesstoken} || [] };
-        my $doc = eval { decode_json($p->{body}) };
-        next unless ref $doc eq 'HASH' && ref $doc->{data} eq 'HASH';
-        my $n = $doc->{data}{n};
-        push @{ $by{$n} }, $p if defined $n;
-    }
-    return \%by;
-}
-
-sub posts_for { @{ posts_by_n($_[1])->{ $_[0] } || [] } }
 
 sub epoch_ms {
     my ($y, $mo, $d, $h, $mi, $s, $ms) =
@@ -144,7 +123,7 @@ sub unknown_like {
     my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_outcome_unknown',
                        error_message => qr/^delivery outcome unknown/ }, $name);
-    my @p = posts_for($s->{n});
+    my @p = $t->posts_for($s->{n});
     is(scalar @p, 1, "$name: sent once") or diag('answers: ' . statuses(@p));
     ok($t->wait_for(sub { grep { /\[error\]/ && /delivery outcome unknown/i
                                  && /\Q$s->{id}\E/ } split /\n/, $t->error_log },
@@ -159,7 +138,7 @@ sub unknown_like {
 
 $t->mock_faults({ queue_post => { delay_ms => 1000, count => 1 } });
 
-my $happy = numbered(headers => [AccessToken => 'client.token.one',
+my $happy = tracked(headers => [AccessToken => 'client.token.one',
                                  accesstoken => 'client.token.two']);
 my ($res, $hid) = ($happy->{res}, $happy->{id});
 
@@ -184,13 +163,13 @@ json_like($tx, {
                  data => {}, status => 'pending', created_at => $ISO_MS }],
 }, 'accepted: the transaction, pending, one event');
 
-ok($t->wait_for(sub { scalar posts_for($happy->{n}) }, timeout => 10),
+ok($t->wait_for(sub { scalar $t->posts_for($happy->{n}) }, timeout => 10),
    'delivery: the POST reached the mock');
 is((txn($hid) // {})->{status}, 'pending',
    'delivery: pending while the POST is on the wire');
 
 {
-    my @p = posts_for($happy->{n});
+    my @p = $t->posts_for($happy->{n});
     my $p = $p[0] || {};
     is(scalar @p, 1, 'delivery: one POST');
     ok(defined $p->{body} && $p->{body} eq $happy->{body},
@@ -206,7 +185,7 @@ is((txn($hid) // {})->{status}, 'pending',
 }
 
 $tx = $t->wait_status($hid, $DELIVERED, polling($hid));
-my ($post) = posts_for($happy->{n});
+my ($post) = $t->posts_for($happy->{n});
 my $qid = $post->{queue_id} // 'no queue id';
 is($tx && $tx->{status}, 'processing', 'delivered: processing') or diag(explain($tx));
 json_like(last_event($tx), { event => 'transition', status => 'processing',
@@ -240,10 +219,10 @@ my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
 # Failed at Fanbase (data.fail): failed, with Fanbase's message.
 
 {
-    my $s = numbered(body => '{"action":"ticket-create","data":{"fail":true,"n":"f1"}}');
+    my $s = tracked(body => '{"action":"ticket-create","data":{"fail":true,"n":"f1"}}');
     is($s->{res}{status}, 202, 'failed at Fanbase: accepted');
     my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
-    my ($p) = posts_for('f1');
+    my ($p) = $t->posts_for('f1');
     failed_like($tx, { queue_id => ($p && $p->{queue_id}) // 'none',
                        error_message => 'Erro simulado' }, 'failed at Fanbase');
 }
@@ -253,7 +232,7 @@ my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
 # The delivery horizon: an API that refuses, 2 s.  Submitted now, looked at
 # after the next blocks.
 
-my $horizon = numbered(path => "/dead$QUEUE");
+my $horizon = tracked(path => "/dead$QUEUE");
 is($horizon->{res}{status}, 202, 'horizon: accepted');
 
 
@@ -262,7 +241,7 @@ is($horizon->{res}{status}, 202, 'horizon: accepted');
 # delivered, each body exactly once.
 
 $t->stop_mock;
-my @down = map { numbered() } 1 .. 30;
+my @down = map { tracked() } 1 .. 30;
 is(scalar(grep { $_->{res}{status} == 202 } @down), 30,
    'Fanbase down: 30 accepted');
 sleep 2;    # down for a while: several attempts refused
@@ -276,7 +255,7 @@ $t->start_mock;
         !grep { ((txn($_->{id}) // {})->{status} // '') !~ $DELIVERED } @down
     }, timeout => 40, interval => 0.5);
     ok($ok, 'Fanbase back: all 30 delivered');
-    my $by = posts_by_n();
+    my $by = $t->posts_by_n;
     my @wrong = grep { statuses(@{ $by->{ $_->{n} } || [] }) ne '201' } @down;
     is(scalar @wrong, 0, 'Fanbase back: each body reached Fanbase once')
         or diag(join "\n", map { "n=$_->{n}: " . statuses(@{ $by->{ $_->{n} } || [] }) }
@@ -289,7 +268,7 @@ $t->start_mock;
 # delivered once, the 503s retried.
 
 $t->mock_faults({ queue_post => { status => 503, count => 45 } });
-my @busy = map { numbered() } 1 .. 30;
+my @busy = map { tracked() } 1 .. 30;
 is(scalar(grep { $_->{res}{status} == 202 } @busy), 30, 'Fanbase 503: 30 accepted');
 
 {
@@ -297,7 +276,7 @@ is(scalar(grep { $_->{res}{status} == 202 } @busy), 30, 'Fanbase 503: 30 accepte
         !grep { ((txn($_->{id}) // {})->{status} // '') !~ $DELIVERED } @busy
     }, timeout => 40, interval => 0.5);
     ok($ok, 'Fanbase 503: all 30 delivered');
-    my $by = posts_by_n();
+    my $by = $t->posts_by_n;
     my @wrong = grep { statuses(@{ $by->{ $_->{n} } || [] }) !~ /^(?:503,)*201$/ } @busy;
     is(scalar @wrong, 0, 'Fanbase 503: each body taken once, after its 503s')
         or diag(join "\n", map { "n=$_->{n}: " . statuses(@{ $by->{ $_->{n} } || [] }) }
@@ -320,10 +299,10 @@ for my $case (
 ) {
     my ($name, $fault, $gap) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = numbered();
+    my $s = tracked();
     my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
-    my @p = posts_for($s->{n});
+    my @p = $t->posts_for($s->{n});
     is(statuses(@p), "$fault->{status},201", "$name: retried once, taken once");
     cmp_ok(@p == 2 ? $p[1]{time} - $p[0]{time} : 0, '>=', $gap,
            "$name: retried after at least $gap s");
@@ -337,10 +316,10 @@ for my $case (
     my ($name, $prep, $code) = @$case;
     my $tokens = $t->mock_stats->{token_requests};
     $prep->();
-    my $s = numbered();
+    my $s = tracked();
     my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 15);
     like($tx && $tx->{status}, $DELIVERED, "$name: delivered") or diag(explain($tx));
-    my @p = posts_for($s->{n});
+    my @p = $t->posts_for($s->{n});
     is(statuses(@p), "$code,201", "$name: resent once, taken once");
     my @tok = map { $_->{headers}{accesstoken}[0] // '' } @p;
     ok(@tok == 2 && $tok[0] ne $tok[1], "$name: resent with a new token");
@@ -351,11 +330,11 @@ for my $case (
 {
     $t->mock_expire_tokens;
     $t->mock_faults({ token => { status => 503, count => 2 } });
-    my $s = numbered();
+    my $s = tracked();
     my $tx = $t->wait_status($s->{id}, $DELIVERED, polling($s->{id}), timeout => 30);
     like($tx && $tx->{status}, $DELIVERED, 'no token for a while: delivered')
         or diag(explain($tx));
-    like(statuses(posts_for($s->{n})), qr/^(?:401,)*201$/,
+    like(statuses($t->posts_for($s->{n})), qr/^(?:401,)*201$/,
          'no token for a while: taken once');
     ok(!$t->mock_faults({})->{token}, 'no token for a while: the token faults were used');
 }
@@ -369,12 +348,12 @@ for my $case ([422, '{"iCode":422,"iMsg":"Evento esgotado"}', qr/Evento esgotado
               [404, 'no such route', qr/no such route/]) {
     my ($code, $body, $re) = @$case;
     $t->mock_faults({ queue_post => { status => $code, count => 1, body => $body } });
-    my $s = numbered();
+    my $s = tracked();
     my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { error_message => $re }, "Fanbase $code");
     like(last_event($tx) && last_event($tx)->{data}{error_message}, qr/\b$code\b/,
          "Fanbase $code: the status in error_message");
-    is(statuses(posts_for($s->{n})), $code, "Fanbase $code: sent once");
+    is(statuses($t->posts_for($s->{n})), $code, "Fanbase $code: sent once");
 }
 
 
@@ -386,10 +365,10 @@ for my $case (['a cut 201', { malformed => JSON::PP::true }],
               ['a 201 without an id', { status => 201, body => '{"iCode":0,"iMsg":"ok"}' }]) {
     my ($name, $fault) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = numbered();
+    my $s = tracked();
     my $tx = $t->wait_status($s->{id}, $TERMINAL, polling($s->{id}));
     failed_like($tx, { code => 'delivery_unreadable' }, $name);
-    is(scalar(posts_for($s->{n})), 1, "$name: sent once");
+    is(scalar($t->posts_for($s->{n})), 1, "$name: sent once");
 }
 
 
@@ -406,7 +385,7 @@ for my $case (['/t1c', 'answered after fanbase_timeout (1 s)'],
               ['/t1', 'answered after the accepting location\'s fanbase_timeout']) {
     my ($prefix, $name) = @$case;
     $t->mock_faults({ queue_post => { delay_ms => 2500, count => 1 } });
-    my $s = numbered(path => "$prefix$QUEUE");
+    my $s = tracked(path => "$prefix$QUEUE");
     unknown_like($s, $name);
     push @ambiguous, $s;
 }
@@ -417,14 +396,14 @@ for my $case (['500', { status => 500 }],
               (map { ["connection closed without an answer ($_)", { close => JSON::PP::true }] } 1 .. 3)) {
     my ($name, $fault) = @$case;
     $t->mock_faults({ queue_post => { %$fault, count => 1 } });
-    my $s = numbered();
+    my $s = tracked();
     unknown_like($s, $name);
     push @ambiguous, $s;
 }
 # none of them is sent again later either
 sleep 1.5;
 {
-    my $by = posts_by_n();
+    my $by = $t->posts_by_n;
     my @twice = grep { @{ $by->{ $_->{n} } || [] } != 1 } @ambiguous;
     is(scalar @twice, 0, 'ambiguous outcomes: still sent once each, 1.5 s later');
 }
@@ -456,9 +435,7 @@ is($t->mock_stats->{gets_by_id}{$qid} // 0, $gets_done,
 # Secrets: neither the client secret nor a token in error.log (debug) or in
 # an answer to the site.
 
-$t->mock_requests;    # collect the tokens of the last POSTs
-posts_by_n();
-for my $r (@{ $t->mock_requests(method => 'GET') }) {
+for my $r (@{ $t->queue_posts }, @{ $t->mock_requests(method => 'GET') }) {
     $tokens_seen{$_} = 1 for @{ $r->{headers}{accesstoken} || [] };
 }
 $t->stop;
@@ -498,7 +475,7 @@ $t->stop;
     $c->start;
     $c->mock_faults({ queue_post => { delay_ms => 500 } });
 
-    my @s = map { numbered(t => $c) } 1 .. 10;
+    my @s = map { tracked(t => $c) } 1 .. 10;
     is(scalar(grep { $_->{res}{status} == 202 } @s), 10, 'concurrency 2: 10 accepted');
     my $ok = $c->wait_for(sub {
         !grep { ((txn($_->{id}, $c) // {})->{status} // '') !~ $DELIVERED } @s
@@ -511,7 +488,7 @@ $t->stop;
            'concurrency 2: and 2 at once (the bound is used)');
     cmp_ok($stats->{queue_requests_in_flight_max}, '<=', 2,
            'concurrency 2: never more than 2 POSTs and GETs in flight');
-    my $by = posts_by_n($c);
+    my $by = $c->posts_by_n;
     is(scalar(grep { statuses(@{ $by->{ $_->{n} } || [] }) eq '201' } @s), 10,
        'concurrency 2: each sent once');
 
@@ -520,14 +497,14 @@ $t->stop;
     ok($c->wait_for(sub {
         !grep { ((txn($_->{id}, $c) // {})->{status} // '') ne 'completed' } @s
     }, timeout => 30, interval => 0.2), 'tracking: the 10 completed');
-    my $s = numbered(t => $c);
+    my $s = tracked(t => $c);
     my $tx = $c->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'tracking 404: delivered');
     $c->mock_faults({ queue_get => { status => 404,
                                      body => '{"iCode":404,"iMsg":"Not found"}' } });
     $tx = $c->wait_status($s->{id}, $TERMINAL, polling($s->{id}), timeout => 20);
     failed_like($tx, { code => 'queue_item_not_found' }, 'tracking 404');
-    is(scalar(posts_for($s->{n}, $c)), 1, 'tracking 404: not sent again');
+    is(scalar($c->posts_for($s->{n})), 1, 'tracking 404: not sent again');
 }
 
 
@@ -547,7 +524,7 @@ $t->stop;
     );
     $f->start;
 
-    my $s = numbered(t => $f);
+    my $s = tracked(t => $f);
     my $tx = $f->wait_status($s->{id}, $DELIVERED, polling($s->{id}));
     is($tx && $tx->{status}, 'processing', 'full zone: a transaction delivered');
     my $qid = last_event($tx) && last_event($tx)->{data}{queue_id} // 'none';
@@ -555,7 +532,8 @@ $t->stop;
     my ($full, $other) = (0, 0);
     for my $round (1 .. 50) {
         for my $res ($f->parallel(20, POST => "/dead$QUEUE", headers => [@CT],
-                                  body => sub { body_n(1000 * $round + $_[0]) })) {
+                                  body => sub { body_for(evento => 'show',
+                                                         n => 1000 * $round + $_[0]) })) {
             if ($res->{status} == 503) { $full++ }
             elsif ($res->{status} != 202) { $other++ }
         }

@@ -35,20 +35,6 @@ my $TERMINAL  = qr/^(?:completed|failed|cancelled)$/;
 
 # Helpers
 
-my $N = 0;    # data.n: unique per submission in this file
-
-sub body_n { qq({"action":"ticket-create","data":{"setor":"norte","n":$_[0]}}) }
-
-# A submission to $t with the next data.n.  %o: as for $t->submit (a body
-# of its own).  Returns { res, n, id, body }.
-sub numbered {
-    my ($t, %o) = @_;
-    my $n = ++$N;
-    my $body = $o{body} // body_n($n);
-    my $res = $t->submit(%o, body => $body);
-    return { res => $res, n => $n, body => $body, id => tx_id($res) || 'none' };
-}
-
 sub txn {
     my ($t, $id) = @_;
     my $res = $t->request(GET => "/transactions/$id");
@@ -64,23 +50,10 @@ sub wait_all {
                         timeout => $timeout // 40, interval => 0.5);
 }
 
-sub posts_by_n {
-    my $t = shift;
-    my %by;
-    for my $p (@{ $t->mock_requests(method => 'POST', path => $QUEUE) }) {
-        my $doc = eval { decode_json($p->{body}) };
-        next unless ref $doc eq 'HASH' && ref $doc->{data} eq 'HASH';
-        push @{ $by{ $doc->{data}{n} } }, $p if defined $doc->{data}{n};
-    }
-    return \%by;
-}
-
-sub posts_for { @{ posts_by_n($_[0])->{ $_[1] } || [] } }
-
 # The submissions whose POSTs at the mock do not match $re, with a diag.
 sub sent_wrong {
     my ($t, $subs, $re) = @_;
-    my $by = posts_by_n($t);
+    my $by = $t->posts_by_n;
     my @wrong = grep { statuses(@{ $by->{ $_->{n} } || [] }) !~ $re } @$subs;
     diag("n=$_->{n} ($_->{id}): POSTs answered "
          . (statuses(@{ $by->{ $_->{n} } || [] }) || 'none'))
@@ -137,7 +110,7 @@ my $t = FanbaseTest->new(
 );
 $t->start;
 
-my $warm = numbered($t);
+my $warm = $t->numbered;
 is($warm->{res}{status}, 202, 'warm-up: accepted');
 like(($t->wait_status($warm->{id}, $DELIVERED, timeout => 20, interval => 0.1)
       // {})->{status} // '', $DELIVERED, 'warm-up: delivered');
@@ -145,8 +118,8 @@ like(($t->wait_status($warm->{id}, $DELIVERED, timeout => 20, interval => 0.1)
 $t->stop_mock;
 
 my $KEY = 'order-2026-0001';
-my @before = (numbered($t, key => $KEY),
-              map { numbered($t) } 2 .. 15);
+my @before = ($t->numbered(key => $KEY),
+              map { $t->numbered } 2 .. 15);
 is(scalar(grep { $_->{res}{status} == 202 } @before), 15,
    'Fanbase unreachable: 15 accepted');
 my $keyed = $before[0];
@@ -163,7 +136,7 @@ ok($t->wait_for(sub { !missing_from_state($t, [@before, $warm]) }, timeout => 10
     $t->wait_for(sub { (do { local (@ARGV, $/) = ($file); <> } // '') ne $was },
                  timeout => 3, interval => 0.01);
 }
-my @late = map { numbered($t) } 1 .. 5;
+my @late = map { $t->numbered } 1 .. 5;
 is(scalar(grep { $_->{res}{status} == 202 } @late), 5, 'just before the stop: 5 accepted');
 diag('the late ones were saved before the stop: the test of the save at stop is weak')
     if !missing_from_state($t, \@late);
@@ -186,10 +159,10 @@ $t->start_nginx;
          'after the restart: the delivered one read back as delivered');
 }
 
-my $again = numbered($t, key => $KEY, body => $keyed->{body});
+my $again = $t->numbered(key => $KEY, body => $keyed->{body});
 is($again->{res}{status}, 202, 'after the restart: the idempotency key, same body: 202');
 is($again->{id}, $keyed->{id}, 'after the restart: the same transaction id');
-my $reused = numbered($t, key => $KEY);
+my $reused = $t->numbered(key => $KEY);
 is($reused->{res}{status}, 422, 'after the restart: the key with another body: 422');
 json_like($reused->{res}{json}, { error => { code => 'idempotency_key_reused' } },
           'after the restart: idempotency_key_reused');
@@ -200,11 +173,11 @@ ok(wait_all($t, \@all, $DELIVERED), 'Fanbase back: all 20 delivered');
 is(sent_wrong($t, [@all, $warm], qr/^201$/), 0,
    'Fanbase back: each body reached Fanbase exactly once');
 
-$again = numbered($t, key => $KEY, body => $keyed->{body});
+$again = $t->numbered(key => $KEY, body => $keyed->{body});
 is($again->{id}, $keyed->{id}, 'after delivery: the key still gives the same id');
 sleep 0.5;
-is(statuses(posts_for($t, $keyed->{n})), '201', 'after delivery: and sends nothing');
-is(scalar(posts_for($t, $reused->{n})), 0,
+is(statuses($t->posts_for($keyed->{n})), '201', 'after delivery: and sends nothing');
+is(scalar($t->posts_for($reused->{n})), 0,
    'the refused repeat (422) created nothing that was sent');
 
 
@@ -214,7 +187,7 @@ is(scalar(posts_for($t, $reused->{n})), 0,
 # ones are not sent again.
 
 $t->mock_faults({ queue_post => { status => 503 } });
-my @resize = map { numbered($t) } 1 .. 10;
+my @resize = map { $t->numbered } 1 .. 10;
 is(scalar(grep { $_->{res}{status} == 202 } @resize), 10, 'before the resize: 10 accepted');
 ok($t->wait_for(sub { !missing_from_state($t, \@resize) }, timeout => 10),
    'before the resize: in the state file');
@@ -253,14 +226,12 @@ $t->stop;
     $r->start;
     $r->mock_faults({ queue_post => { delay_ms => 100 } });
 
-    my @ns = map { ++$N } 1 .. 200;
     my $bg = $r->background(sub {
         map {
-            my $res = $r->request(POST => $QUEUE, headers => [@CT], body => body_n($_));
+            my $s = $r->numbered;
             sleep 0.02;
-            { n => $_, status => $res->{status},
-              id => ($res->{json} && $res->{json}{transaction_id}) // 'none' };
-        } @ns
+            { n => $s->{n}, status => $s->{res}{status}, id => $s->{id} };
+        } 1 .. 200
     });
 
     ok($r->wait_for(sub { $r->mock_stats->{queue_posts} >= 20 }, timeout => 10),
@@ -303,7 +274,7 @@ $t->stop;
     # Claimed but not sent: the first delivery waits for the first token,
     # which the mock holds; the worker dies meanwhile.
     $k->mock_faults({ token => { delay_ms => 10000, count => 1 } });
-    my $c = numbered($k);
+    my $c = $k->numbered;
     is($c->{res}{status}, 202, 'killed waiting for a token: accepted');
     ok($k->wait_for(sub { $k->mock_stats->{token_requests} >= 1 }, timeout => 5),
        'killed waiting for a token: the token request is held');
@@ -312,21 +283,21 @@ $t->stop;
     like($tx && $tx->{status}, $DELIVERED,
          'killed waiting for a token: delivered by the new worker')
         or diag(explain($tx));
-    is(statuses(posts_for($k, $c->{n})), '201', 'killed waiting for a token: sent once');
+    is(statuses($k->posts_for($c->{n})), '201', 'killed waiting for a token: sent once');
     ok($k->wait_for(sub { status_of($k, $c->{id}) eq 'completed' }, timeout => 15),
        'killed waiting for a token: completed');
 
     # On the wire: A's POST is held 10 s at the mock when the worker dies;
     # B waits behind it (one delivery at a time), not sent.
     $k->mock_faults({ queue_post => { delay_ms => 10000, count => 1 } });
-    my $a = numbered($k);
-    ok($k->wait_for(sub { scalar posts_for($k, $a->{n}) }, timeout => 5),
+    my $a = $k->numbered;
+    ok($k->wait_for(sub { scalar $k->posts_for($a->{n}) }, timeout => 5),
        'killed on the wire: A\'s POST reached the mock');
-    my $b = numbered($k);
+    my $b = $k->numbered;
     is($b->{res}{status}, 202, 'killed on the wire: B accepted');
     sleep 0.3;
-    is(scalar(posts_for($k, $b->{n})), 0, 'killed on the wire: B waits behind A');
-    my $sent_at = (posts_for($k, $a->{n}))[0]{time};
+    is(scalar($k->posts_for($b->{n})), 0, 'killed on the wire: B waits behind A');
+    my $sent_at = ($k->posts_for($a->{n}))[0]{time};
     ok(scalar $k->kill_workers, 'killed on the wire: worker killed and replaced');
 
     $tx = $k->wait_status($b->{id}, $DELIVERED, timeout => 20, interval => 0.1);
@@ -348,11 +319,11 @@ $t->stop;
        'killed on the wire: an [error] line about A');
 
     # the mock answers A's POST at 10 s; nothing is sent again after that
-    ok($k->wait_for(sub { defined((posts_for($k, $a->{n}))[0]{status}) }, timeout => 10),
+    ok($k->wait_for(sub { defined(($k->posts_for($a->{n}))[0]{status}) }, timeout => 10),
        'killed on the wire: the mock answered A\'s POST (to nobody)');
     sleep 1;
-    is(scalar(posts_for($k, $a->{n})), 1, 'killed on the wire: A sent once');
-    is(statuses(posts_for($k, $b->{n})), '201', 'killed on the wire: B sent once');
+    is(scalar($k->posts_for($a->{n})), 1, 'killed on the wire: A sent once');
+    is(statuses($k->posts_for($b->{n})), '201', 'killed on the wire: B sent once');
     $k->stop;
 }
 
@@ -376,7 +347,7 @@ $t->stop;
     ok(mkfifo($fifo, 0600), 'stuck save: a FIFO where the worker writes');
 
     # a change: the next save (a second at most) blocks opening the FIFO
-    my $s = numbered($f);
+    my $s = $f->numbered;
     is($s->{res}{status}, 202, 'stuck save: accepted');
     sleep 1.5;
 
@@ -389,7 +360,7 @@ $t->stop;
     }
     is($bad, 0, 'stuck save: the worker answers every request');
     is($slow, 0, 'stuck save: each within 0.5 s');
-    my $more = numbered($f);
+    my $more = $f->numbered;
     is($more->{res}{status}, 202, 'stuck save: and accepts submissions');
 
     # the reader comes: the stuck save writes what it rendered, then

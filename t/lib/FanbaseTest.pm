@@ -188,6 +188,16 @@ last answer (its JSON), or undef when that answer was not 200.
 C<answer>: a scalar ref that receives the last answer itself;
 C<record>: an arrayref every answer is pushed onto.
 
+=item numbered(%opts), posts_by_n, posts_for($n)
+
+Submissions the mock's log tells apart: C<numbered> submits (C<submit>,
+whose options it takes) a body whose C<data.n> is the next number of
+this process (C<< body_for(%$data, n => N) >>, C<data> a hashref), or
+C<body> as it is.  Returns C<< { res, n, body, id } >>, C<id> the
+transaction id of a 202 or C<none>.  C<posts_by_n>: the queue POSTs
+(C<queue_posts>) by the C<data.n> of their bodies, C<< { n => [posts] }
+>>; C<posts_for($n)>: those of one C<n>, a list.
+
 =item run_cases(@cases)
 
 Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
@@ -1585,6 +1595,34 @@ sub posts_with {
     my ($self, $body) = @_;
     return scalar grep { $_->{body} eq $body } @{ $self->queue_posts };
 }
+
+
+# Submissions told apart by data.n: the next number of this process.
+my $NUMBERED = 0;
+
+sub numbered {
+    my ($self, %o) = @_;
+    my $n = ++$NUMBERED;
+    my $data = delete $o{data} || {};
+    my $body = delete $o{body} // body_for(%$data, n => $n);
+    my $res = $self->submit(%o, body => $body);
+    return { res => $res, n => $n, body => $body, id => tx_id($res) || 'none' };
+}
+
+# The queue POSTs at the mock by the data.n of their bodies.
+sub posts_by_n {
+    my $self = shift;
+    my %by;
+    for my $p (@{ $self->queue_posts }) {
+        my $doc = eval { decode_json($p->{body}) };
+        next unless ref $doc eq 'HASH' && ref $doc->{data} eq 'HASH';
+        my $n = $doc->{data}{n};
+        push @{ $by{$n} }, $p if defined $n;
+    }
+    return \%by;
+}
+
+sub posts_for { @{ $_[0]->posts_by_n->{ $_[1] } || [] } }
 
 
 
