@@ -91,13 +91,6 @@ sub delivered_once {
     is($tt->posts_with($body), 1, "$name: exactly one POST at the mock");
 }
 
-sub get_tx {
-    my ($id, %o) = @_;
-    my $tt = $o{t} // $t;
-    return $tt->request(GET => ($o{prefix} // '/transactions') . "/$id",
-                        port => $o{port});
-}
-
 
 ###########################################################################
 # 202 at once: neither a token nor Fanbase's answer is waited for.
@@ -112,7 +105,7 @@ sub get_tx {
            'first submission: answered without waiting for Fanbase')
         or diag("answered after $res->{time} s");
 
-    my $tx = get_tx($id);
+    my $tx = $t->get_tx($id);
     is($tx->{status}, 200, 'the accepted transaction can be read at its link');
     is($tx->{json}{id}, $id, 'the link reads the same transaction');
 
@@ -314,7 +307,7 @@ sub get_tx {
     my $other = body_for(case => 'idempotent', n => 2);
     my $res = $t->submit(body => $other, key => $key);
     error_ok($res, 422, 'idempotency_key_reused', 'the same key, another body');
-    is(get_tx($id)->{json}{id}, $id, 'the keyed transaction is still there');
+    is($t->get_tx($id)->{json}{id}, $id, 'the keyed transaction is still there');
 
     my $new = accepted_ok($t->submit(body => $body, key => "$key-b"),
                           'the same body under another key');
@@ -354,7 +347,7 @@ sub get_tx {
         or diag('pids: ' . join ' ', keys %pids);
 
     delivered_once($body, '20 keyed copies');
-    is(get_tx($id)->{status}, 200, '20 keyed copies: the transaction reads');
+    is($t->get_tx($id)->{status}, 200, '20 keyed copies: the transaction reads');
 
     # and 20 more at once after the delivery, each on its own connection
     @res = $t->parallel(20, POST => $QUEUE, port => $RP_PORT,
@@ -375,7 +368,7 @@ sub get_tx {
     my $body = body_for(case => 'tx path', n => 1);
     my $res = $t->submit(body => $body, port => $TX_PORT);
     my $id = accepted_ok($res, 'fanbase_transaction_path /tx', '/tx');
-    my $tx = get_tx($id, port => $TX_PORT, prefix => '/tx');
+    my $tx = $t->get_tx($id, port => $TX_PORT, prefix => '/tx');
     is($tx->{status}, 200, 'fanbase_transaction_path /tx: the link reads');
     is($tx->{json}{id}, $id, 'fanbase_transaction_path /tx: the transaction');
     delivered_once($body, 'fanbase_transaction_path /tx');
@@ -420,7 +413,7 @@ sub get_tx {
     my $res = $t->submit(body => $body, path => "/dead$QUEUE");
     my $id = accepted_ok($res, 'Fanbase unreachable');
     cmp_ok($res->{time}, '<', 0.5, 'Fanbase unreachable: answered at once');
-    ok(!$t->wait_for(sub { (get_tx($id, prefix => '/dead/transactions')
+    ok(!$t->wait_for(sub { ($t->get_tx($id, prefix => '/dead/transactions')
                                 ->{json}{status} // '') ne 'pending' },
                      timeout => 2),
        'Fanbase unreachable: the transaction stays pending');
@@ -483,7 +476,7 @@ CONF
                  @ids[0, 1, int($#ids / 2), $#ids],
                  map { $ids[rand @ids] } 1 .. 5;
     for my $id (@sample) {
-        my $res = get_tx($id, t => $z);
+        my $res = $z->get_tx($id);
         is($res->{status}, 200, "full zone, $id: still there");
         is($res->{json}{status}, 'pending', "full zone, $id: pending");
     }
@@ -501,7 +494,7 @@ CONF
     my $ended = $z->wait_for(sub {
         for my $id (@ids) {
             next if ($status{$id} // '') =~ /^(?:completed|HTTP 404)$/;
-            my $res = get_tx($id, t => $z);
+            my $res = $z->get_tx($id);
             $status{$id} = $res->{status} == 200 ? $res->{json}{status} // ''
                                                  : "HTTP $res->{status}";
         }

@@ -81,17 +81,14 @@ $t->start;
 my %PORT = (a => undef, b => $B_PORT, c => $C_PORT);
 my $SEQ = 0;
 
-sub req {
+# a request, a transaction's answer, its status: at server a, b or c
+sub req_at {
     my ($who, $method, $path, %o) = @_;
     return $t->request($method, $path, port => $PORT{$who}, %o);
 }
 
-sub get_tx { req($_[0], GET => "/transactions/$_[1]") }
-
-sub tx_status {
-    my $res = get_tx(@_);
-    return $res->{status} == 200 ? $res->{json}{status} // '' : "HTTP $res->{status}";
-}
+sub get_tx_at    { $t->get_tx($_[1], port => $PORT{ $_[0] }) }
+sub tx_status_at { $t->tx_status($_[1], port => $PORT{ $_[0] }) }
 
 # the client id a request to the mock was made as: the "sub" of its token
 # (030's client_of reads the client_id a token request asked for)
@@ -113,7 +110,7 @@ sub posted_by {
 sub hook {
     my ($who, $path, $body) = @_;
     $body = $JSON->encode($body);
-    return req($who, POST => $path, body => $body,
+    return req_at($who, POST => $path, body => $body,
                headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
                                              id => sprintf('msg_iso_%d_%d', $$, ++$SEQ),
                                              body => $body)]);
@@ -176,34 +173,34 @@ is_deeply(posted_by($body1), ['a', 'b'],
 # A transaction of a is unknown to b: GET, HEAD, a long poll, DELETE are
 # 404 as for an id nobody has; it is not cancelled, and is delivered.
 
-my $unknown_b = get_tx(b => new_uuid());
+my $unknown_b = get_tx_at(b => new_uuid());
 is($unknown_b->{status}, 404, 'an unknown id at b: 404');
 
 $t->mock_faults({ queue_post => { status => 503, count => 100000 } });
 my $body3 = body_for(case => 'read and cancel across', n => 3);
 my $idw = tx_id($t->submit(port => $PORT{a}, body => $body3));
 like($idw, $UUID4, 'a\'s transaction, Fanbase refusing: 202');
-is(tx_status(a => $idw), 'pending', 'a\'s transaction: pending at a');
+is(tx_status_at(a => $idw), 'pending', 'a\'s transaction: pending at a');
 
-not_found_ok(get_tx(b => $idw), $unknown_b, 'GET of a\'s transaction at b');
-is(req(b => HEAD => "/transactions/$idw")->{status}, 404,
+not_found_ok(get_tx_at(b => $idw), $unknown_b, 'GET of a\'s transaction at b');
+is(req_at(b => HEAD => "/transactions/$idw")->{status}, 404,
    'HEAD of a\'s transaction at b: 404');
 {
     my $t0 = time;
-    my $res = req(b => GET => "/transactions/$idw?wait=5");
+    my $res = req_at(b => GET => "/transactions/$idw?wait=5");
     not_found_ok($res, $unknown_b, 'long poll of a\'s transaction at b');
     cmp_ok(time - $t0, '<', 2, 'long poll of a\'s transaction at b: at once');
 }
-not_found_ok(req(b => DELETE => "/transactions/$idw"), $unknown_b,
+not_found_ok(req_at(b => DELETE => "/transactions/$idw"), $unknown_b,
              'DELETE of a\'s transaction at b');
-is(tx_status(a => $idw), 'pending', 'after b\'s DELETE: still pending at a');
+is(tx_status_at(a => $idw), 'pending', 'after b\'s DELETE: still pending at a');
 
 $t->mock_faults({ queue_post => undef });
-ok($t->wait_for(sub { tx_status(a => $idw) eq 'processing' }, timeout => 15),
+ok($t->wait_for(sub { tx_status_at(a => $idw) eq 'processing' }, timeout => 15),
    'after b\'s DELETE: a\'s transaction is delivered');
 is_deeply(posted_by($body3), ['a'], 'after b\'s DELETE: Fanbase received it as a');
 my $qidw = do {
-    my $tx = get_tx(a => $idw)->{json} || {};
+    my $tx = get_tx_at(a => $idw)->{json} || {};
     my ($ev) = grep { ($_->{data}{queue_id} // '') ne '' } @{ $tx->{events} || [] };
     $ev ? $ev->{data}{queue_id} : '';
 };
@@ -220,11 +217,11 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
                          status => 201, name => 'synchronous submission at a: 201');
     my $qid = $res->{json} ? $res->{json}{id} // '' : '';
 
-    $res = req(a => GET => "$QUEUE/$qid");
+    $res = req_at(a => GET => "$QUEUE/$qid");
     is($res->{headers}{'x-fanbase-cache'}, 'HIT', 'a\'s queue item at a: HIT');
 
     my $before = scalar @{ $t->mock_requests(method => 'GET', path => "$QUEUE/$qid") };
-    $res = req(b => GET => "$QUEUE/$qid");
+    $res = req_at(b => GET => "$QUEUE/$qid");
     is($res->{status}, 200, 'a\'s queue item at b: 200 (Fanbase answers b)');
     is($res->{headers}{'x-fanbase-cache'}, 'MISS',
        'a\'s queue item at b: read through, not from a\'s cache');
@@ -236,7 +233,7 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
     is(hook(b => '/hook', { id => $qid, processStatus => 'failed',
                             processMsg => 'b says failed' })->{status}, 204,
        'webhook at b for a\'s queue item: 204');
-    $res = req(a => GET => "$QUEUE/$qid");
+    $res = req_at(a => GET => "$QUEUE/$qid");
     is($res->{json} && $res->{json}{processStatus}, 'pending',
        'webhook at b for a\'s queue item: a\'s item unchanged');
     is($res->{headers}{'x-fanbase-cache'}, 'HIT', 'a\'s item: still a HIT at a');
@@ -249,12 +246,12 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
 
 my $made;
 {
-    my $before = get_tx(a => $idw)->{json};
+    my $before = get_tx_at(a => $idw)->{json};
     is(hook(b => '/hook-nocreate', { id => $idw, status => 'completed' })->{status},
        204, 'webhook at b naming a\'s transaction id: 204');
     is(hook(b => '/hook-nocreate', { id => $qidw, processStatus => 'completed' })->{status},
        204, 'webhook at b naming a\'s queue id: 204');
-    my $now = get_tx(a => $idw)->{json};
+    my $now = get_tx_at(a => $idw)->{json};
     is($now->{status}, 'processing', 'webhooks at b: a\'s transaction not moved');
     is(scalar @{ $now->{events} }, scalar @{ $before->{events} },
        'webhooks at b: no event added to a\'s transaction');
@@ -263,13 +260,13 @@ my $made;
 
     is(hook(a => '/hook', { id => $qidw, processStatus => 'completed' })->{status},
        204, 'the same webhook at a: 204');
-    is(tx_status(a => $idw), 'completed', 'the same webhook at a: applied');
+    is(tx_status_at(a => $idw), 'completed', 'the same webhook at a: applied');
 
     $made = new_uuid();
     is(hook(b => '/hook', { id => $made, status => 'completed' })->{status}, 204,
        'webhook at b creating a transaction: 204');
-    is(tx_status(b => $made), 'completed', 'the created transaction: b\'s');
-    not_found_ok(get_tx(a => $made), $unknown_b, 'the created transaction at a');
+    is(tx_status_at(b => $made), 'completed', 'the created transaction: b\'s');
+    not_found_ok(get_tx_at(a => $made), $unknown_b, 'the created transaction at a');
 }
 
 
@@ -279,9 +276,9 @@ my $made;
 
 my $idc = tx_id($t->submit(port => $PORT{c}, body => body_for(case => 'fixed token')));
 like($idc, $UUID4, 'fixed token: 202');
-is(get_tx(c => $idc)->{status}, 200, 'fixed token: its transaction at c');
-not_found_ok(get_tx(a => $idc), $unknown_b, 'fixed token: its transaction at a');
-not_found_ok(get_tx(c => $ida), $unknown_b, 'fixed token: a\'s transaction at c');
+is(get_tx_at(c => $idc)->{status}, 200, 'fixed token: its transaction at c');
+not_found_ok(get_tx_at(a => $idc), $unknown_b, 'fixed token: its transaction at a');
+not_found_ok(get_tx_at(c => $ida), $unknown_b, 'fixed token: a\'s transaction at c');
 
 
 ###########################################################################
@@ -320,16 +317,16 @@ $t->stop_nginx(signal => 'QUIT');
 }
 $t->start_nginx;
 
-is(tx_status(a => $ida), 'processing', 'after a restart: a\'s transaction at a');
-is(tx_status(b => $idb), 'processing', 'after a restart: b\'s transaction at b');
-not_found_ok(get_tx(b => $ida), $unknown_b, 'after a restart: a\'s transaction at b');
-not_found_ok(get_tx(a => $idb), $unknown_b, 'after a restart: b\'s transaction at a');
-not_found_ok(get_tx(b => $idw), $unknown_b, 'after a restart: a\'s completed one at b');
-is(tx_status(b => $idw), 'HTTP 404', 'after a restart: b still cannot see it');
-is(tx_status(b => $made), 'completed', 'after a restart: b\'s webhook-made one at b');
-is(tx_status(a => $made), 'HTTP 404', 'after a restart: b\'s webhook-made one not at a');
-is(get_tx(c => $idc)->{status}, 200, 'after a restart: the fixed token\'s at c');
-is(get_tx(a => $idc)->{status}, 404, 'after a restart: the fixed token\'s not at a');
+is(tx_status_at(a => $ida), 'processing', 'after a restart: a\'s transaction at a');
+is(tx_status_at(b => $idb), 'processing', 'after a restart: b\'s transaction at b');
+not_found_ok(get_tx_at(b => $ida), $unknown_b, 'after a restart: a\'s transaction at b');
+not_found_ok(get_tx_at(a => $idb), $unknown_b, 'after a restart: b\'s transaction at a');
+not_found_ok(get_tx_at(b => $idw), $unknown_b, 'after a restart: a\'s completed one at b');
+is(tx_status_at(b => $idw), 'HTTP 404', 'after a restart: b still cannot see it');
+is(tx_status_at(b => $made), 'completed', 'after a restart: b\'s webhook-made one at b');
+is(tx_status_at(a => $made), 'HTTP 404', 'after a restart: b\'s webhook-made one not at a');
+is(get_tx_at(c => $idc)->{status}, 200, 'after a restart: the fixed token\'s at c');
+is(get_tx_at(a => $idc)->{status}, 404, 'after a restart: the fixed token\'s not at a');
 is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'after a restart: a\'s key is a\'s transaction');
 is(tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1')), $idb,
@@ -351,16 +348,16 @@ $t->stop_nginx(signal => 'QUIT');
 }
 $t->start_nginx;
 
-is(tx_status(a => $ida), 'processing', 'older state file: a\'s transaction at a');
-is(tx_status(b => $idb), 'processing', 'older state file: b\'s transaction at b');
-is(tx_status(b => $ida), 'HTTP 404', 'older state file: a\'s transaction not at b');
-is(tx_status(a => $idb), 'HTTP 404', 'older state file: b\'s transaction not at a');
-is(tx_status(a => $idw), 'completed', 'older state file: a\'s completed one at a');
+is(tx_status_at(a => $ida), 'processing', 'older state file: a\'s transaction at a');
+is(tx_status_at(b => $idb), 'processing', 'older state file: b\'s transaction at b');
+is(tx_status_at(b => $ida), 'HTTP 404', 'older state file: a\'s transaction not at b');
+is(tx_status_at(a => $idb), 'HTTP 404', 'older state file: b\'s transaction not at a');
+is(tx_status_at(a => $idw), 'completed', 'older state file: a\'s completed one at a');
 is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'older state file: a\'s key is a\'s transaction');
 is(tx_id($t->submit(port => $PORT{b}, body => $body1, key => 'order-1')), $idb,
    'older state file: b\'s key is b\'s transaction');
-is(get_tx(c => $idc)->{status}, 200, 'older state file: the fixed token\'s at c');
+is(get_tx_at(c => $idc)->{status}, 200, 'older state file: the fixed token\'s at c');
 $t->log_like(qr/\[warn\] .*fanbase: state file ".*", line \d+: the record is skipped: a record without a scope that belongs to no credential set/,
              'older state file: the webhook\'s transaction is not loaded, said at warn');
 
@@ -373,8 +370,8 @@ ok($t->reload(files => { secret_a => "sa-rotated\n" },
               server => "fanbase_token_url %%MOCK%%/api/token?rotated=1;\n"
                         . locations('a')),
    'a\'s secret and token URL changed: reloaded');
-is(tx_status(a => $ida), 'processing', 'after the rotation: a\'s transaction at a');
-is(tx_status(b => $ida), 'HTTP 404', 'after the rotation: still not at b');
+is(tx_status_at(a => $ida), 'processing', 'after the rotation: a\'s transaction at a');
+is(tx_status_at(b => $ida), 'HTTP 404', 'after the rotation: still not at b');
 is(tx_id($t->submit(port => $PORT{a}, body => $body1, key => 'order-1')), $ida,
    'after the rotation: a\'s key is a\'s transaction');
 

@@ -80,22 +80,7 @@ sub accepted_id {
 
 sub tx_path { "/transactions/$_[0]" }
 
-sub get_tx {
-    my ($id, %o) = @_;
-    my $q = defined $o{wait} ? "?wait=$o{wait}" : '';
-    return $t->request($o{method} // 'GET', ($o{prefix} // '/transactions')
-                                            . "/$id$q",
-                       headers => defined $o{inm} ? ['If-None-Match' => $o{inm}]
-                                                  : [],
-                       port => $o{port}, timeout => $o{timeout} // 10);
-}
-
 sub del_tx { $t->request(DELETE => tx_path($_[0])) }
-
-sub status_of {
-    my $res = get_tx(shift);
-    return $res->{status} == 200 ? $res->{json}{status} // '' : "HTTP $res->{status}";
-}
 
 # The checks of a 200 with a transaction: shape, types, invariants.
 sub tx_ok {
@@ -219,7 +204,7 @@ sub mock_item {
 my $dead = accepted_id(body_for(case => 'dead', n => 1), path => "/dead$QUEUE", name => 'dead');
 my $t0 = time;
 {
-    my $res = get_tx($dead);
+    my $res = $t->get_tx($dead);
     my $d = tx_ok($res, $dead, 'pending', status => 'pending');
     json_like($d && $d->{events}, [ { event => 'transition',
                                       message => 'accepted by the edge',
@@ -234,7 +219,7 @@ my $t0 = time;
     cmp_ok(abs($created - $t0), '<', 5, 'pending: created_at is now (UTC)')
         or diag("created_at $d->{created_at}, now " . gmtime($t0));
 
-    my $again = get_tx($dead);
+    my $again = $t->get_tx($dead);
     is($again->{json}{created_at}, $d && $d->{created_at},
        'pending: created_at does not change');
     is($again->{json}{status}, 'pending', 'pending: still pending');
@@ -250,7 +235,7 @@ my $t0 = time;
 
 {
     my $unknown = '0f0e0d0c-0b0a-4908-8706-050403020100';
-    error_ok(get_tx($unknown), 404, 'not_found', 'unknown id');
+    error_ok($t->get_tx($unknown), 404, 'not_found', 'unknown id');
     error_ok($t->request(DELETE => tx_path($unknown)), 404, 'not_found',
              'DELETE of an unknown id');
     my $head = $t->request(HEAD => tx_path($unknown));
@@ -262,7 +247,7 @@ my $t0 = time;
                  ['a non-hex character', 'g' . substr($dead, 1)],
                  ['a dot', 'abc.def'],
                  ['empty', '']) {
-        error_ok(get_tx($bad->[1]), 400, 'invalid_id', "malformed id, $bad->[0]");
+        error_ok($t->get_tx($bad->[1]), 400, 'invalid_id', "malformed id, $bad->[0]");
     }
     error_ok($t->request(DELETE => tx_path('not-a-uuid')), 400, 'invalid_id',
              'DELETE of a malformed id');
@@ -273,7 +258,7 @@ my $t0 = time;
         error_ok($res, 405, qr/\S/, "$m of a transaction",
                  allow => 'GET, HEAD, DELETE');
     }
-    is(status_of($dead), 'pending', 'the refused methods changed nothing');
+    is($t->tx_status($dead), 'pending', 'the refused methods changed nothing');
 }
 
 
@@ -286,7 +271,7 @@ my ($done, $done_res, $failed);
     $done = accepted_id($body, name => 'to completed');
     my $body_f = body_for(case => 'follow', n => 2, fail => JSON::PP::true);
     $failed = accepted_id($body_f, name => 'to failed');
-    my $first = get_tx($done);
+    my $first = $t->get_tx($done);
 
     $t->wait_status($done, qr/^(?:completed|failed|cancelled)$/, answer => \$done_res);
     my $d = tx_ok($done_res, $done, 'completed', status => 'completed');
@@ -322,7 +307,7 @@ my ($done, $done_res, $failed);
     ok(!$t->wait_for(sub { ($t->mock_stats->{gets_by_id}{$qid // ''} // 0) > $gets },
                      timeout => 2.5),
        'completed: no more GETs once terminal');
-    is(get_tx($done)->{body}, $done_res->{body}, 'completed: the same answer later');
+    is($t->get_tx($done)->{body}, $done_res->{body}, 'completed: the same answer later');
 
     $t->wait_status($failed, qr/^(?:completed|failed|cancelled)$/, answer => \my $fres);
     my $f = tx_ok($fres, $failed, 'failed', status => 'failed');
@@ -375,14 +360,14 @@ my ($done, $done_res, $failed);
     is($nbody, '', 'If-None-Match current: no body');
     is(raw_header($nhead, 'ETag'), $etag, 'If-None-Match current: the ETag');
 
-    my $res = get_tx($done, method => 'HEAD', inm => $etag);
+    my $res = $t->get_tx($done, method => 'HEAD', inm => $etag);
     is($res->{status}, 304, 'HEAD with If-None-Match current: 304');
 
-    $res = get_tx($done, inm => '"stale"');
+    $res = $t->get_tx($done, inm => '"stale"');
     tx_ok($res, $done, 'If-None-Match stale', status => 'completed');
     is($res->{body}, $done_res->{body}, 'If-None-Match stale: the transaction');
 
-    $res = get_tx($done, inm => "\"stale\", $etag");
+    $res = $t->get_tx($done, inm => "\"stale\", $etag");
     is($res->{status}, 304, 'If-None-Match with the current tag in a list: 304');
 }
 
@@ -391,14 +376,14 @@ my ($done, $done_res, $failed);
 # DELETE of a pending transaction: cancelled, never delivered.
 
 {
-    my $before = get_tx($dead);
+    my $before = $t->get_tx($dead);
     my $res = del_tx($dead);
     my $d = tx_ok($res, $dead, 'DELETE pending', status => 'cancelled');
     is($d && $d->{events}[-1]{status}, 'cancelled',
        'DELETE pending: the newest event says cancelled');
     isnt($res->{headers}{etag}, $before->{headers}{etag},
          'DELETE pending: another ETag');
-    tx_ok(get_tx($dead), $dead, 'after DELETE, GET', status => 'cancelled');
+    tx_ok($t->get_tx($dead), $dead, 'after DELETE, GET', status => 'cancelled');
     tx_ok(del_tx($dead), $dead, 'DELETE again', status => 'cancelled');
     my ($h, $b) = raw_request(HEAD => tx_path($dead));
     like($h, qr{^HTTP/1\.1 200 }, 'cancelled: HEAD 200');
@@ -430,7 +415,7 @@ my ($done, $done_res, $failed);
     ok(!$t->wait_for(sub { $t->posts_with($body) > $sent }, timeout => 3),
        'cancelled, Fanbase back: never sent again')
         or diag($t->posts_with($body) - $sent . ' POSTs after the DELETE');
-    is(status_of($id), 'cancelled', 'cancelled, Fanbase back: still cancelled');
+    is($t->tx_status($id), 'cancelled', 'cancelled, Fanbase back: still cancelled');
 }
 
 
@@ -466,7 +451,7 @@ my ($done, $done_res, $failed);
 for my $c ([completed => $done], [failed => $failed]) {
     error_ok(del_tx($c->[1]), 409, qr/^(?:terminal|delivery_started)$/,
              "DELETE of a $c->[0] transaction");
-    is(status_of($c->[1]), $c->[0], "DELETE of a $c->[0] one: unchanged");
+    is($t->tx_status($c->[1]), $c->[0], "DELETE of a $c->[0] one: unchanged");
 }
 
 
@@ -500,7 +485,7 @@ sub race_ok {
     diag("$name: " . join ', ', map { "$_ $outcome{$_}" } sort keys %outcome);
 
     my @started = grep { $_->{kind} ne 'cancelled' } @race;
-    ok($t->wait_for(sub { !grep { !$TERMINAL{ status_of($_->{id}) } } @started },
+    ok($t->wait_for(sub { !grep { !$TERMINAL{ $t->tx_status($_->{id}) } } @started },
                     timeout => 20), "$name: the delivered ones ended");
     # a cancelled one must not be sent later either
     my %cancelled = map { $_->{body} => 1 } grep { $_->{kind} eq 'cancelled' } @race;
@@ -512,10 +497,10 @@ sub race_ok {
         my $posts = $n{ $r->{body} } // 0;
         if ($r->{kind} eq 'cancelled') {
             is($posts, 0, "$name $r->{i}: cancelled, never sent");
-            is(status_of($r->{id}), 'cancelled', "$name $r->{i}: still cancelled");
+            is($t->tx_status($r->{id}), 'cancelled', "$name $r->{i}: still cancelled");
         } else {
             is($posts, 1, "$name $r->{i}: delivery started, sent exactly once");
-            is(status_of($r->{id}), 'completed', "$name $r->{i}: completed");
+            is($t->tx_status($r->{id}), 'completed', "$name $r->{i}: completed");
         }
     }
 }
@@ -576,7 +561,7 @@ CONF
     my $id = accepted_id($body, name => 'long poll, Fanbase refusing');
     ok($t->wait_for(sub { $t->posts_with($body) >= 1 }, timeout => 5),
        'long poll: a delivery was tried and refused');
-    my $res = get_tx($id);
+    my $res = $t->get_tx($id);
     is($res->{json}{status}, 'pending', 'long poll: pending');
     my $etag = $res->{headers}{etag} // '"none"';
 
@@ -584,7 +569,7 @@ CONF
     my $start = time;
     my ($first, $last);
     for (1 .. 10) {
-        $last = get_tx($id, wait => 5, inm => $etag);
+        $last = $t->get_tx($id, wait => 5, inm => $etag);
         $first //= $last;
         last unless $last->{status} == 200
                     && ($last->{json}{status} // '') eq 'pending';
@@ -623,35 +608,35 @@ ok($t->wait_for(sub { !grep { $t->posts_with($_->{body}) < 1 } @quiet }, timeout
 for my $q (@quiet) {
     # the refusal has been taken in when two reads 0.3 s apart agree
     $t->wait_for(sub {
-        my $a = get_tx($q->{id});
+        my $a = $t->get_tx($q->{id});
         sleep 0.3;
-        my $b = get_tx($q->{id});
+        my $b = $t->get_tx($q->{id});
         $q->{etag} = $b->{headers}{etag};
         return $a->{headers}{etag} && $q->{etag}
                && $a->{headers}{etag} eq $q->{etag};
     }, timeout => 5);
-    is(status_of($q->{id}), 'pending', 'quiet: pending');
+    is($t->tx_status($q->{id}), 'pending', 'quiet: pending');
 }
 my ($q1, $q2, $q3) = @quiet;
 
 # nothing changes: 304 after ?wait
 {
-    my $res = get_tx($q3->{id}, wait => 1, inm => $q3->{etag});
+    my $res = $t->get_tx($q3->{id}, wait => 1, inm => $q3->{etag});
     is($res->{status}, 304, 'wait=1, If-None-Match current, no change: 304');
     cmp_ok($res->{time}, '>=', 0.9, 'wait=1, no change: held about 1 s');
     cmp_ok($res->{time}, '<', 2, 'wait=1, no change: not much longer');
     is($res->{headers}{etag}, $q3->{etag}, 'wait=1, no change: the ETag');
 
-    $res = get_tx($q3->{id}, wait => 1);
+    $res = $t->get_tx($q3->{id}, wait => 1);
     is($res->{status}, 200, 'wait=1 without If-None-Match, no change: 200');
     cmp_ok($res->{time}, '>=', 0.9, 'wait=1 without If-None-Match: held about 1 s');
     is($res->{headers}{etag}, $q3->{etag}, 'wait=1 without If-None-Match: same ETag');
 
-    $res = get_tx($q3->{id}, wait => 5, inm => '"stale"');
+    $res = $t->get_tx($q3->{id}, wait => 5, inm => '"stale"');
     is($res->{status}, 200, 'wait=5, If-None-Match stale: 200');
     cmp_ok($res->{time}, '<', 0.5, 'wait=5, If-None-Match stale: at once');
 
-    $res = get_tx($q3->{id}, wait => 30, inm => $q3->{etag}, prefix => '/short');
+    $res = $t->get_tx($q3->{id}, wait => 30, inm => $q3->{etag}, prefix => '/short');
     is($res->{status}, 304, 'fanbase_long_poll 1s, wait=30: 304');
     cmp_ok($res->{time}, '>=', 0.9, 'fanbase_long_poll 1s, wait=30: held about 1 s');
     cmp_ok($res->{time}, '<', 1.6, 'fanbase_long_poll 1s, wait=30: capped at 1 s');
@@ -660,7 +645,7 @@ my ($q1, $q2, $q3) = @quiet;
 # a DELETE on another connection ends the wait
 {
     my $result = later(1, sub { del_tx($q1->{id})->{status} });
-    my $res = get_tx($q1->{id}, wait => 5, inm => $q1->{etag});
+    my $res = $t->get_tx($q1->{id}, wait => 5, inm => $q1->{etag});
     is($result->(), 200, 'long poll woken by DELETE: the DELETE got 200');
     tx_ok($res, $q1->{id}, 'long poll woken by DELETE', status => 'cancelled');
     cmp_ok($res->{time}, '>', 0.8, 'long poll woken by DELETE: held until it');
@@ -693,11 +678,11 @@ my ($q1, $q2, $q3) = @quiet;
 
 # terminal: ?wait answers at once
 {
-    my $res = get_tx($q1->{id}, wait => 5);
+    my $res = $t->get_tx($q1->{id}, wait => 5);
     is($res->{status}, 200, 'terminal, wait=5: 200');
     cmp_ok($res->{time}, '<', 0.5, 'terminal, wait=5: at once');
     my $etag = $res->{headers}{etag};
-    $res = get_tx($q1->{id}, wait => 5, inm => $etag);
+    $res = $t->get_tx($q1->{id}, wait => 5, inm => $etag);
     is($res->{status}, 304, 'terminal, wait=5, If-None-Match current: 304');
     cmp_ok($res->{time}, '<', 0.5, 'terminal, wait=5, If-None-Match current: at once');
 }

@@ -68,7 +68,7 @@ my %tokens_seen;       # every AccessToken the mock received
 
 # A numbered submission ($t->numbered) on $o{t} (default $t), the other
 # options as for $t->numbered, whose answer is kept for the secrecy check
-# and whose link txn() and polling() read it at.  Returns what numbered
+# and whose link reading() and polling() name.  Returns what numbered
 # does.
 sub tracked {
     my (%o) = @_;
@@ -80,21 +80,15 @@ sub tracked {
     return $s;
 }
 
-# The transaction as GET of its link answers it (undef unless 200).
-sub txn {
-    my ($id, $tt) = @_;
-    my $res = ($tt // $t)->request(GET => $PATH_OF{$id} // "/transactions/$id");
-    push @answers, $res;
-    return $res->{status} == 200 ? $res->{json} : undef;
+# $t->tx's options for transaction $id: read at its link, each answer
+# kept for the secrecy check
+sub reading {
+    my $id = shift;
+    return (path => $PATH_OF{$id}, record => \@answers);
 }
 
-# wait_status's options for transaction $id: read at its link every 0.1 s
-# for up to 20 s, each answer kept for the secrecy check
-sub polling {
-    my $id = shift;
-    return (path => $PATH_OF{$id}, timeout => 20, interval => 0.1,
-            record => \@answers);
-}
+# wait_status's: the same, every 0.1 s for up to 20 s
+sub polling { return (reading($_[0]), timeout => 20, interval => 0.1) }
 
 my $DELIVERED = qr/^(?:processing|completed)$/;
 my $TERMINAL  = qr/^(?:completed|failed|cancelled)$/;
@@ -154,7 +148,7 @@ is_deeply($res->{json}, { transaction_id => $hid,
           'accepted: the body is the id and its link')
     or diag($res->{body});
 
-my $tx = txn($hid);
+my $tx = $t->tx($hid, reading($hid));
 json_like($tx, {
     id => $hid, status => 'pending', operation => 'create',
     trigger_endpoint => 'api/v1/integration/queue',
@@ -165,7 +159,7 @@ json_like($tx, {
 
 ok($t->wait_for(sub { scalar $t->posts_for($happy->{n}) }, timeout => 10),
    'delivery: the POST reached the mock');
-is((txn($hid) // {})->{status}, 'pending',
+is($t->tx_status($hid, reading($hid)), 'pending',
    'delivery: pending while the POST is on the wire');
 
 {
@@ -245,14 +239,14 @@ my @down = map { tracked() } 1 .. 30;
 is(scalar(grep { $_->{res}{status} == 202 } @down), 30,
    'Fanbase down: 30 accepted');
 sleep 2;    # down for a while: several attempts refused
-my @not_pending = grep { ((txn($_->{id}) // {})->{status} // '') ne 'pending' } @down;
+my @not_pending = grep { $t->tx_status($_->{id}, reading($_->{id})) ne 'pending' } @down;
 is(scalar @not_pending, 0, 'Fanbase down: all still pending after 2 s')
-    or diag(explain(txn($not_pending[0]{id})));
+    or diag(explain($t->tx($not_pending[0]{id}, reading($not_pending[0]{id}))));
 $t->start_mock;
 
 {
     my $ok = $t->wait_for(sub {
-        !grep { ((txn($_->{id}) // {})->{status} // '') !~ $DELIVERED } @down
+        !grep { $t->tx_status($_->{id}, reading($_->{id})) !~ $DELIVERED } @down
     }, timeout => 40, interval => 0.5);
     ok($ok, 'Fanbase back: all 30 delivered');
     my $by = $t->posts_by_n;
@@ -273,7 +267,7 @@ is(scalar(grep { $_->{res}{status} == 202 } @busy), 30, 'Fanbase 503: 30 accepte
 
 {
     my $ok = $t->wait_for(sub {
-        !grep { ((txn($_->{id}) // {})->{status} // '') !~ $DELIVERED } @busy
+        !grep { $t->tx_status($_->{id}, reading($_->{id})) !~ $DELIVERED } @busy
     }, timeout => 40, interval => 0.5);
     ok($ok, 'Fanbase 503: all 30 delivered');
     my $by = $t->posts_by_n;
@@ -478,7 +472,7 @@ $t->stop;
     my @s = map { tracked(t => $c) } 1 .. 10;
     is(scalar(grep { $_->{res}{status} == 202 } @s), 10, 'concurrency 2: 10 accepted');
     my $ok = $c->wait_for(sub {
-        !grep { ((txn($_->{id}, $c) // {})->{status} // '') !~ $DELIVERED } @s
+        !grep { $c->tx_status($_->{id}, reading($_->{id})) !~ $DELIVERED } @s
     }, timeout => 30, interval => 0.2);
     ok($ok, 'concurrency 2: all 10 delivered');
     my $stats = $c->mock_stats;
@@ -495,7 +489,7 @@ $t->stop;
     # tracking: a queue item Fanbase no longer knows (404)
     $c->mock_faults({ queue_post => undef });
     ok($c->wait_for(sub {
-        !grep { ((txn($_->{id}, $c) // {})->{status} // '') ne 'completed' } @s
+        !grep { $c->tx_status($_->{id}, reading($_->{id})) ne 'completed' } @s
     }, timeout => 30, interval => 0.2), 'tracking: the 10 completed');
     my $s = tracked(t => $c);
     my $tx = $c->wait_status($s->{id}, $DELIVERED, polling($s->{id}));

@@ -35,18 +35,10 @@ my $TERMINAL  = qr/^(?:completed|failed|cancelled)$/;
 
 # Helpers
 
-sub txn {
-    my ($t, $id) = @_;
-    my $res = $t->request(GET => "/transactions/$id");
-    return $res->{status} == 200 ? $res->{json} : undef;
-}
-
-sub status_of { my $tx = txn(@_); $tx ? $tx->{status} // '' : 'unreadable' }
-
 # True once every submission's status matches.
 sub wait_all {
     my ($t, $subs, $want, $timeout) = @_;
-    return $t->wait_for(sub { !grep { status_of($t, $_->{id}) !~ $want } @$subs },
+    return $t->wait_for(sub { !grep { $t->tx_status($_->{id}) !~ $want } @$subs },
                         timeout => $timeout // 40, interval => 0.5);
 }
 
@@ -151,11 +143,11 @@ is_deeply([glob($t->dir . '/fanbase.state.*')], [], 'state file: no temporary fi
 $t->start_nginx;
 
 {
-    my @wrong = grep { status_of($t, $_->{id}) ne 'pending' } @all;
+    my @wrong = grep { $t->tx_status($_->{id}) ne 'pending' } @all;
     is(scalar @wrong, 0, 'after the restart: all 20 read back, pending')
-        or diag(join "\n", map { "$_->{id}: " . status_of($t, $_->{id}) }
+        or diag(join "\n", map { "$_->{id}: " . $t->tx_status($_->{id}) }
                            @wrong[0 .. ($#wrong < 2 ? $#wrong : 2)]);
-    like(status_of($t, $warm->{id}), $DELIVERED,
+    like($t->tx_status($warm->{id}), $DELIVERED,
          'after the restart: the delivered one read back as delivered');
 }
 
@@ -196,9 +188,9 @@ ok($t->reload(http => edge_http(zone => '2m', timeout => '3s', state => $STATE))
    'reload with the zone resized to 2m');
 
 {
-    my @wrong = grep { status_of($t, $_->{id}) ne 'pending' } @resize;
+    my @wrong = grep { $t->tx_status($_->{id}) ne 'pending' } @resize;
     is(scalar @wrong, 0, 'after the resize: the 10 read back, pending');
-    my @lost = grep { status_of($t, $_->{id}) !~ $DELIVERED } @all, $warm;
+    my @lost = grep { $t->tx_status($_->{id}) !~ $DELIVERED } @all, $warm;
     is(scalar @lost, 0, 'after the resize: the delivered ones read back as delivered');
 }
 
@@ -284,7 +276,7 @@ $t->stop;
          'killed waiting for a token: delivered by the new worker')
         or diag(explain($tx));
     is(statuses($k->posts_for($c->{n})), '201', 'killed waiting for a token: sent once');
-    ok($k->wait_for(sub { status_of($k, $c->{id}) eq 'completed' }, timeout => 15),
+    ok($k->wait_for(sub { $k->tx_status($c->{id}) eq 'completed' }, timeout => 15),
        'killed waiting for a token: completed');
 
     # On the wire: A's POST is held 10 s at the mock when the worker dies;

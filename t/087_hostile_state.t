@@ -97,9 +97,10 @@ sub strict_json {
     return eval { $STRICT->decode($body) };
 }
 
-sub tx {
+# $t->tx, but decoded as strict UTF-8 JSON
+sub strict_tx {
     my ($t, $id) = @_;
-    my $res = $t->request(GET => "/transactions/$id");
+    my $res = $t->get_tx($id);
     return $res->{status} == 200 ? strict_json($res->{body}) : undef;
 }
 
@@ -169,7 +170,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     my $res = hook($t, $body);
     is($res->{status}, 204, 'cut texts: the webhook is applied');
 
-    my $tx = tx($t, $ids[0]);
+    my $tx = strict_tx($t, $ids[0]);
     ok($tx, 'cut texts: GET answers strict UTF-8 JSON');
     my $ev = $tx && $tx->{events}[-1];
     is($tx && $tx->{status}, 'failed', 'cut texts: failed');
@@ -187,7 +188,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     $t->stop_nginx;
     $t->start_nginx;
 
-    is(scalar(grep { tx($t, $_) } @ids), 3, 'cut texts: all three after a restart');
+    is(scalar(grep { strict_tx($t, $_) } @ids), 3, 'cut texts: all three after a restart');
     ok(!-e $t->dir . '/fanbase.state.bad', 'cut texts: nothing set aside');
     $t->log_unlike(qr/the record is skipped|cannot be read|ends early/,
                    'cut texts: no record skipped');
@@ -225,7 +226,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
     my $res = hook($t, JSON::PP->new->encode({ id => $id, status => 'failed',
         events => [{ message => 'x', data => { error_message => "\x01" x 1500 } }] }));
     is($res->{status}, 204, 'an error text of 1500 U+0001: applied (204, not 500)');
-    my $tx = tx($t, $id);
+    my $tx = strict_tx($t, $id);
     my $err = $tx && $tx->{events}[-1]{data}{error_message};
     ok(defined $err && $err =~ /^\x01+$/ && length($err) < 1500 && length($err) > 500,
        'and kept, cut by its escaped length');
@@ -278,10 +279,10 @@ sub txn_line {
         txn_line(10),
         '{"end":16}') . "\n" }));
 
-    ok(tx($t, $UUID->(1)), 'hand-written state: a valid record is loaded');
-    ok(tx($t, $UUID->(10)), 'hand-written state: so is the one after the bad ones');
-    ok(tx($t, $UUID->(3)), 'hand-written state: a terminal one with a queue_id is loaded without it');
-    is(scalar(grep { tx($t, $UUID->($_)) } 2, 4 .. 8), 0,
+    ok(strict_tx($t, $UUID->(1)), 'hand-written state: a valid record is loaded');
+    ok(strict_tx($t, $UUID->(10)), 'hand-written state: so is the one after the bad ones');
+    ok(strict_tx($t, $UUID->(3)), 'hand-written state: a terminal one with a queue_id is loaded without it');
+    is(scalar(grep { strict_tx($t, $UUID->($_)) } 2, 4 .. 8), 0,
        'hand-written state: the invalid ones are not');
     ok(!-e $t->dir . '/fanbase.state.bad', 'hand-written state: the file is not set aside');
     for my $l (3, 4, 6 .. 12, 14, 15, 16) {
@@ -309,10 +310,10 @@ sub txn_line {
     ok($ok, 'version 1 state with a corrupted record: nginx -t passes') or diag($out);
     like($out, qr/\[warn\].*line 2: the record is skipped/, 'nginx -t: and says which record');
     up($t);
-    my $tx = tx($t, $UUID->(21));
+    my $tx = strict_tx($t, $UUID->(21));
     ok($tx, 'version 1 state: the record with a cut character is loaded');
     like($tx ? $tx->{events}[-1]{message} : '', qr/^a\?$/, 'its cut byte is a "?"');
-    ok(tx($t, $UUID->(23)), 'version 1 state: the rest is loaded');
+    ok(strict_tx($t, $UUID->(23)), 'version 1 state: the rest is loaded');
     $t->log_like(qr/\[warn\].*line 2: the record is skipped: a transaction with a missing/,
                  'version 1 state: the corrupted record is skipped at warn');
     ok($t->wait_for(sub { open my $fh, '<', $t->dir . '/fanbase.state' or return 0;
@@ -331,7 +332,7 @@ sub txn_line {
     my $t = up(edge(state => sub {
         join("\n", '{"version":2}', txn_line(31), txn_line(32)) . "\n"
         . substr(txn_line(33), 0, 50) }));
-    is(scalar(grep { tx($t, $UUID->($_)) } 31, 32), 2, 'cut state: the whole records load');
+    is(scalar(grep { strict_tx($t, $UUID->($_)) } 31, 32), 2, 'cut state: the whole records load');
     $t->log_like(qr/\[warn\].*ends early, after 3 records/, 'cut state: said at warn');
     $t->stop;
 }

@@ -132,13 +132,7 @@ sub hook {
                        body => $body, port => $o{port});
 }
 
-sub tx {
-    my $res = $t->request(GET => "/transactions/$_[0]");
-    return $res->{status} == 200 ? $res->{json} : undef;
-}
-
-sub tx_status { my $tx = tx($_[0]); $tx ? $tx->{status} : 'absent' }
-sub n_events  { my $tx = tx($_[0]); $tx ? scalar @{ $tx->{events} || [] } : -1 }
+sub n_events  { my $tx = $t->tx($_[0]); $tx ? scalar @{ $tx->{events} || [] } : -1 }
 
 # The error log from byte $mark on.
 sub log_mark { length $t->error_log }
@@ -158,7 +152,7 @@ sub fill_pool {
     my %qid;
     $t->wait_for(sub {
         for my $id (grep { !$qid{$_} } @ids) {
-            my $tx = tx($id) or next;
+            my $tx = $t->tx($id) or next;
             next unless ($tx->{status} // '') eq 'processing';
             my ($ev) = grep { $_->{status} eq 'processing' } @{ $tx->{events} || [] };
             $qid{$id} = $ev->{data}{queue_id} if $ev && $ev->{data}{queue_id};
@@ -178,7 +172,7 @@ sub take {
 sub unchanged_ok {
     my ($before, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $now = tx($before->{id});
+    my $now = $t->tx($before->{id});
     is($now && $now->{status}, $before->{status}, "$name: status unchanged");
     is($now && scalar @{ $now->{events} || [] }, scalar @{ $before->{events} || [] },
        "$name: no event added");
@@ -188,7 +182,7 @@ sub unchanged_ok {
 sub applied_ok {
     my ($before, $status, $name, $event) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $now = tx($before->{id});
+    my $now = $t->tx($before->{id});
     is($now && $now->{status}, $status, "$name: now $status") or diag(explain($now));
     is($now && scalar @{ $now->{events} || [] }, @{ $before->{events} || [] } + 1,
        "$name: one event added");
@@ -253,7 +247,7 @@ my ($by_qid, $qid_gets);
     my $id = $res->{json} ? $res->{json}{transaction_id} : 'none';
     my ($tx, $qid);
     $t->wait_for(sub {
-        $tx = tx($id);
+        $tx = $t->tx($id);
         my ($ev) = grep { $_->{status} eq 'processing' } @{ $tx ? $tx->{events} : [] };
         $qid = $ev && $ev->{data}{queue_id};
         return $qid;
@@ -280,7 +274,7 @@ fill_pool(64);
 
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $res = hook('/hooks/status', tx_update($p->{id}, 'completed'));
     no_content_ok($res, 'transaction shape, completed');
     is($res->{body}, '', 'transaction shape, completed: no body');
@@ -288,7 +282,7 @@ fill_pool(64);
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'failed', events => [
                       { event => 'transition', message => 'sent to the acquirer',
                         data => {}, status => 'processing' },
@@ -301,7 +295,7 @@ fill_pool(64);
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', { id => $p->{id}, processStatus => 'failed',
                                           processMsg => 'Recusado pelo emissor',
                                           iCode => 0, iMsg => 'Falha no processamento' }),
@@ -311,7 +305,7 @@ fill_pool(64);
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', { id => $p->{qid}, processStatus => 'failed',
                                           processMsg => 'Sem estoque' }),
                   'queue item shape by queue id, failed');
@@ -320,7 +314,7 @@ fill_pool(64);
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', tx_update($p->{qid}, 'completed')),
                   'transaction shape by queue id, completed');
     my $now = applied_ok($before, 'completed', 'transaction shape by queue id, completed');
@@ -382,7 +376,7 @@ fill_pool(64);
                               . '(fanbase_status asks Fanbase, which does not know it)');
 
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/nocreate', tx_update($p->{id}, 'completed')),
                   'known id, create off');
     applied_ok($before, 'completed', 'known id, create off');
@@ -394,7 +388,7 @@ fill_pool(64);
 # victim: it must stay processing.
 
 my $victim = take();
-sub victim { tx($victim->{id}) }
+sub victim { $t->tx($victim->{id}) }
 
 {
     my $ts = int time;
@@ -497,7 +491,7 @@ for my $case (
             my $name = "tolerance $tol: a timestamp $off s "
                      . ($sign < 0 ? 'in the past' : 'in the future');
             my $p = take();
-            my $before = tx($p->{id});
+            my $before = $t->tx($p->{id});
             early_in_second();
             no_content_ok(hook($path, tx_update($p->{id}, 'completed'),
                                ts => int(time) + $sign * $off), $name);
@@ -515,7 +509,7 @@ for my $case (
 # several signatures: one good among bad ones is enough
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my ($id, $ts) = (msg_id(), int time);
     my $good = webhook_signature($HOOK_SECRET, $id, $ts, $body);
@@ -531,7 +525,7 @@ for my $case (
 for my $case (['the retiring secret', $OLD_SECRET], ['the next secret', $NEW_SECRET]) {
     my ($name, $secret) = @$case;
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/rotated', tx_update($p->{id}, 'completed'), secret => $secret),
                   "rotation, $name");
     applied_ok($before, 'completed', "rotation, $name");
@@ -603,7 +597,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
 # a body nginx wrote to a temporary file (client_body_buffer_size 1k)
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed', padding => 'x' x 8000));
     my $mark = log_mark();
     no_content_ok(hook('/hooks/spill', $body), 'an 8k body in a temporary file');
@@ -612,7 +606,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
     applied_ok($before, 'completed', 'an 8k body in a temporary file');
 
     my $q = take();
-    my $qbefore = tx($q->{id});
+    my $qbefore = $t->tx($q->{id});
     my $good = body_of(tx_update($q->{id}, 'completed', padding => 'y' x 8000));
     my ($id, $ts) = (msg_id(), int time);
     my @h = sign_webhook(secret => $HOOK_SECRET, id => $id, timestamp => $ts, body => $good);
@@ -627,7 +621,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
 # a chunked body: the signature is over the body, not its chunks
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my @h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), body => $body);
     my $half = int(length($body) / 2);
@@ -656,7 +650,7 @@ for my $case (
 ) {
     my ($name, $path, $header, $enc, $prefix) = @$case;
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     no_content_ok(hook($path, $body, headers => [hmac_webhook(
                       secret => $HMAC_SECRET, body => $body, header => $header,
@@ -702,7 +696,7 @@ for my $case (
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/token', tx_update($p->{id}, 'completed'),
                        headers => [token_webhook(secret => $TOKEN_SECRET, header => 'X-Token')]),
                   'token');
@@ -712,7 +706,7 @@ for my $case (
 # repeat, answered 204 and not applied again
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my @h = hmac_webhook(secret => $HMAC_SECRET, body => $body, header => 'X-Signature');
     no_content_ok(hook('/hooks/hmac-hex', $body, headers => \@h), 'hmac, first');
@@ -726,7 +720,7 @@ for my $case (
 
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my ($id, $ts) = (msg_id(), int time);
     no_content_ok(hook('/hooks/status', $body, id => $id, ts => $ts), 'twice: first');
@@ -735,7 +729,7 @@ for my $case (
 
     # the same id with another body (for another transaction): a repeat
     my $q = take();
-    my $qbefore = tx($q->{id});
+    my $qbefore = $t->tx($q->{id});
     no_content_ok(hook('/hooks/status', tx_update($q->{id}, 'failed'), id => $id),
                   'the same webhook-id with another body');
     unchanged_ok($qbefore, 'the same webhook-id with another body: not applied');
@@ -749,7 +743,7 @@ for my $case (
 # fanbase_webhook_dedup 1s: after that, the id is forgotten
 {
     my ($p, $q) = (take(), take());
-    my ($pbefore, $qbefore) = (tx($p->{id}), tx($q->{id}));
+    my ($pbefore, $qbefore) = ($t->tx($p->{id}), $t->tx($q->{id}));
     my $id = msg_id();
     no_content_ok(hook('/hooks/dedup1s', tx_update($p->{id}, 'completed'), id => $id),
                   'dedup 1s: first');
@@ -766,7 +760,7 @@ for my $case (
 # 20 copies at once, on both workers
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my @h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), body => $body);
     my $skip = $t->log_lines('workers.log');
@@ -795,9 +789,9 @@ for my $case (
     is(scalar(grep { $_->{status} == 204 } @res), 20,
        'one webhook-id, 20 bodies at once: all 204')
         or diag(join ' ', map { "$_->{status}" . ($_->{error} ? ":$_->{error}" : '') } @res);
-    my @done = grep { tx_status($_->{id}) ne 'processing' } @ps;
+    my @done = grep { $t->tx_status($_->{id}) ne 'processing' } @ps;
     is(scalar @done, 1, 'one webhook-id, 20 bodies at once: exactly one applied')
-        or diag(join ' ', map { tx_status($_->{id}) } @ps);
+        or diag(join ' ', map { $t->tx_status($_->{id}) } @ps);
     my %pids = $t->log_pids('workers.log', qr/^(\d+) POST \/hooks\/status 204/,
                             from => $skip);
     is(scalar keys %pids, 2, 'one webhook-id, 20 bodies at once: on both workers')
@@ -810,7 +804,7 @@ for my $case (
 
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'processing')),
                   'processing again (equal)');
     unchanged_ok($before, 'processing again (equal): not applied');
@@ -830,7 +824,7 @@ for my $case (
 }
 {
     my $p = take();
-    my $before = tx($p->{id});
+    my $before = $t->tx($p->{id});
     no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'failed')), 'terminal: failed');
     my $failed = applied_ok($before, 'failed', 'terminal: failed');
     for my $status (qw(completed cancelled failed)) {
@@ -856,7 +850,7 @@ for my $case (
     $t->wait_for(sub { $del = $t->request(DELETE => "/transactions/$id");
                        $del->{status} != 409 }, timeout => 5, interval => 0.1);
     is($del->{status}, 200, 'terminal: cancelled');
-    my $cancelled = tx($id);
+    my $cancelled = $t->tx($id);
     is($cancelled && $cancelled->{status}, 'cancelled', 'terminal: cancelled status');
     no_content_ok(hook('/hooks/status', tx_update($id, 'completed')),
                   'terminal: completed after cancelled');
@@ -872,7 +866,7 @@ for my $case (
     # would have come
     my $left = $by_qid->{at} + 4.5 - time;
     sleep $left if $left > 0;
-    my $tx = tx($by_qid->{id});
+    my $tx = $t->tx($by_qid->{id});
     is($tx && $tx->{status}, 'completed', 'by queue id: still completed');
     my $gets = $t->mock_stats->{gets_by_id};
     is($gets->{ $by_qid->{qid} } // 0, $qid_gets,

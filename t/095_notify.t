@@ -83,11 +83,6 @@ sub accepted {
     return tx_id($res) || 'none';
 }
 
-sub tx {
-    my $res = req(GET => "/transactions/$_[0]");
-    return $res->{status} == 200 ? $res->{json} : undef;
-}
-
 # a transaction that stays pending (no token can be had; the same API and
 # client id as /transactions/), cancelled now:
 # exactly one notification; returns (id, the DELETE's transaction)
@@ -172,7 +167,7 @@ sub attempt_ok {
 sub body_matches_ok {
     my ($body, $id, $name, %o) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $now = tx($id);
+    my $now = $t->tx($id, record => \@answers);
     if ($o{same}) {
         is_deeply($body, $now, "$name: the body is GET /transactions/ID")
             or diag('body: ' . $JSON->encode($body) . "\nGET: " . $JSON->encode($now));

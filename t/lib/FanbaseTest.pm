@@ -178,6 +178,18 @@ has this status, named C<name> (default C<"submission: STATUS">).
 C<record>: an arrayref the answer is pushed onto too.  Returns the
 answer, as C<request> does.
 
+=item get_tx($id, %opts), tx($id, %opts), tx_status($id, %opts)
+
+Reading a transaction.  C<get_tx>: the answer to C<GET>
+C<PREFIX/ID> (C<prefix> default C</transactions>), or to C<path> when
+given; C<method> (default C<GET>), C<wait> (C<?wait=N>), C<inm> (an
+C<If-None-Match> header), C<port> and C<timeout> as for C<request>;
+C<record>: an arrayref the answer is pushed onto too.  C<tx>: the
+transaction (the answer's JSON) when it is 200, else undef.
+C<tx_status>: its C<status> when it is 200, else C<"HTTP STATUS">
+(C<HTTP 404>; C<HTTP 0> when no answer came).  Both take C<get_tx>'s
+options.
+
 =item wait_status($id, $want, %opts)
 
 Reads the transaction (GET C<path>, default C</transactions/ID>, at
@@ -1121,11 +1133,10 @@ sub submit {
 
 sub wait_status {
     my ($self, $id, $want, %o) = @_;
-    my $path = $o{path} // "/transactions/$id";
     my $res;
     $self->wait_for(sub {
-        $res = $self->request(GET => $path, port => $o{port});
-        push @{ $o{record} }, $res if $o{record};
+        $res = $self->get_tx($id, path => $o{path}, port => $o{port},
+                             record => $o{record});
         return 0 unless $res->{status} == 200 && ref $res->{json} eq 'HASH';
         my $status = $res->{json}{status} // '';
         return ref $want eq 'Regexp' ? $status =~ $want : $status eq $want;
@@ -1623,6 +1634,34 @@ sub posts_by_n {
 }
 
 sub posts_for { @{ $_[0]->posts_by_n->{ $_[1] } || [] } }
+
+
+# A transaction's answer: GET (or $o{method}) /transactions/ID.
+sub get_tx {
+    my ($self, $id, %o) = @_;
+    my $path = $o{path} // ($o{prefix} // '/transactions') . "/$id";
+    $path .= "?wait=$o{wait}" if defined $o{wait};
+    my $res = $self->request($o{method} // 'GET', $path,
+        headers => defined $o{inm} ? ['If-None-Match' => $o{inm}] : [],
+        port => $o{port}, timeout => $o{timeout});
+    push @{ $o{record} }, $res if $o{record};
+    return $res;
+}
+
+# The transaction (its JSON) when it answers 200, else undef.
+sub tx {
+    my ($self, $id, %o) = @_;
+    my $res = $self->get_tx($id, %o);
+    return $res->{status} == 200 ? $res->{json} : undef;
+}
+
+# Its status when it answers 200, else "HTTP <status>".
+sub tx_status {
+    my ($self, $id, %o) = @_;
+    my $res = $self->get_tx($id, %o);
+    return $res->{status} == 200 ? $res->{json}{status} // ''
+                                 : "HTTP $res->{status}";
+}
 
 
 
