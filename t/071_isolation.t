@@ -72,6 +72,7 @@ server {
 }
 CONF
     server => locations('a'),
+    hook_secret => $HOOK_SECRET,
 );
 $t->start;
 
@@ -79,9 +80,9 @@ $t->start;
 # Helpers
 
 my %PORT = (a => undef, b => $B_PORT, c => $C_PORT);
-my $SEQ = 0;
 
-# a request, a transaction's answer, its status: at server a, b or c
+# a request, a transaction's answer, its status, a webhook: at server a,
+# b or c
 sub req_at {
     my ($who, $method, $path, %o) = @_;
     return $t->request($method, $path, port => $PORT{$who}, %o);
@@ -89,6 +90,7 @@ sub req_at {
 
 sub get_tx_at    { $t->get_tx($_[1], port => $PORT{ $_[0] }) }
 sub tx_status_at { $t->tx_status($_[1], port => $PORT{ $_[0] }) }
+sub hook_at      { $t->hook($_[1], $_[2], port => $PORT{ $_[0] }) }
 
 # the client id a request to the mock was made as: the "sub" of its token
 # (030's client_of reads the client_id a token request asked for)
@@ -105,15 +107,6 @@ sub posted_by {
     return [sort map { token_client($_) }
                  grep { $_->{body} eq $body && $_->{queue_id} }
                  @{ $t->queue_posts }];
-}
-
-sub hook {
-    my ($who, $path, $body) = @_;
-    $body = $JSON->encode($body);
-    return req_at($who, POST => $path, body => $body,
-               headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
-                                             id => sprintf('msg_iso_%d_%d', $$, ++$SEQ),
-                                             body => $body)]);
 }
 
 # the answer to an id nobody has: what the other set's ids must look like
@@ -230,8 +223,8 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
               'a\'s queue item at b: Fanbase asked once, with b\'s token');
 
     # a webhook at b changes b's record of it, not a's
-    is(hook(b => '/hook', { id => $qid, processStatus => 'failed',
-                            processMsg => 'b says failed' })->{status}, 204,
+    is(hook_at(b => '/hook', { id => $qid, processStatus => 'failed',
+                               processMsg => 'b says failed' })->{status}, 204,
        'webhook at b for a\'s queue item: 204');
     $res = req_at(a => GET => "$QUEUE/$qid");
     is($res->{json} && $res->{json}{processStatus}, 'pending',
@@ -247,9 +240,9 @@ ok($qidw ne '', 'a\'s transaction: its queue id');
 my $made;
 {
     my $before = get_tx_at(a => $idw)->{json};
-    is(hook(b => '/hook-nocreate', { id => $idw, status => 'completed' })->{status},
+    is(hook_at(b => '/hook-nocreate', { id => $idw, status => 'completed' })->{status},
        204, 'webhook at b naming a\'s transaction id: 204');
-    is(hook(b => '/hook-nocreate', { id => $qidw, processStatus => 'completed' })->{status},
+    is(hook_at(b => '/hook-nocreate', { id => $qidw, processStatus => 'completed' })->{status},
        204, 'webhook at b naming a\'s queue id: 204');
     my $now = get_tx_at(a => $idw)->{json};
     is($now->{status}, 'processing', 'webhooks at b: a\'s transaction not moved');
@@ -258,12 +251,12 @@ my $made;
     $t->log_like(qr/fanbase: webhook for unknown "\Q$qidw\E" ignored/,
                  'webhook at b: a\'s queue id is unknown there');
 
-    is(hook(a => '/hook', { id => $qidw, processStatus => 'completed' })->{status},
+    is(hook_at(a => '/hook', { id => $qidw, processStatus => 'completed' })->{status},
        204, 'the same webhook at a: 204');
     is(tx_status_at(a => $idw), 'completed', 'the same webhook at a: applied');
 
     $made = new_uuid();
-    is(hook(b => '/hook', { id => $made, status => 'completed' })->{status}, 204,
+    is(hook_at(b => '/hook', { id => $made, status => 'completed' })->{status}, 204,
        'webhook at b creating a transaction: 204');
     is(tx_status_at(b => $made), 'completed', 'the created transaction: b\'s');
     not_found_ok(get_tx_at(a => $made), $unknown_b, 'the created transaction at a');

@@ -50,6 +50,7 @@ sub edge {
                     %{ $o{files} || {} } },
         http   => edge_http(timeout => '3s', state => $STATE),
         server => $SERVER,
+        hook_secret => $HOOK_SECRET,
         %{ $o{args} || {} },
     );
     return $t unless $o{state};
@@ -79,16 +80,6 @@ my $SEQ = 0;
 sub new_tx {
     my ($t) = @_;
     return tx_id($t->submit(data => { n => ++$SEQ })) || 'none';
-}
-
-# POST a signed webhook (Standard Webhooks); %o: id (the webhook-id)
-sub hook {
-    my ($t, $body, %o) = @_;
-    my @h = sign_webhook(secret => $HOOK_SECRET,
-                         id => $o{id} // "msg_hostile_$$\_" . ++$SEQ,
-                         body => $body);
-    return $t->request(POST => '/hooks/status', headers => [@CT, @h],
-                       body => $body);
 }
 
 # the raw body decodes as strict UTF-8 JSON
@@ -167,7 +158,7 @@ ok(splits($PT, 512) && splits($ERR, 4096),
         id => $ids[0], status => 'failed',
         events => [{ event => 'failure', message => $PT,
                      data => { error_message => $ERR } }] });
-    my $res = hook($t, $body);
+    my $res = $t->hook('/hooks/status', $body);
     is($res->{status}, 204, 'cut texts: the webhook is applied');
 
     my $tx = strict_tx($t, $ids[0]);
@@ -194,7 +185,8 @@ ok(splits($PT, 512) && splits($ERR, 4096),
                    'cut texts: no record skipped');
 
     # a webhook-id of bytes that are not visible ASCII: refused at the door
-    $res = hook($t, qq({"id":"$ids[1]","status":"processing"}), id => "msg_\xc3\xa7\xc3");
+    $res = $t->hook('/hooks/status', qq({"id":"$ids[1]","status":"processing"}),
+                    id => "msg_\xc3\xa7\xc3");
     is($res->{status}, 401, 'webhook-id of other bytes: 401');
     $t->log_like(qr/webhook-id is not visible ASCII/, 'webhook-id: the reason is logged');
 
@@ -213,17 +205,17 @@ ok(splits($PT, 512) && splits($ERR, 4096),
 
     my $deep = '[' x 300000 . ']' x 300000;
     for (1 .. 2) {
-        my $res = hook($t, $deep);
+        my $res = $t->hook('/hooks/status', $deep);
         is($res->{status}, 400, "deep webhook $_: 400");
         is($res->{json} && $res->{json}{error}{code}, 'invalid_json',
            "deep webhook $_: invalid_json");
     }
     my $deep_obj = '{"id":"x","status":"failed","events":' . ('[' x 100) . (']' x 100) . '}';
-    is(hook($t, $deep_obj)->{status}, 400, 'webhook 101 levels deep: 400');
+    is($t->hook('/hooks/status', $deep_obj)->{status}, 400, 'webhook 101 levels deep: 400');
     is_deeply([sort $t->worker_pids], \@pids, 'deep webhooks: the same workers');
 
     my $id = new_tx($t);
-    my $res = hook($t, JSON::PP->new->encode({ id => $id, status => 'failed',
+    my $res = $t->hook('/hooks/status', JSON::PP->new->encode({ id => $id, status => 'failed',
         events => [{ message => 'x', data => { error_message => "\x01" x 1500 } }] }));
     is($res->{status}, 204, 'an error text of 1500 U+0001: applied (204, not 500)');
     my $tx = strict_tx($t, $id);

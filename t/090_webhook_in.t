@@ -105,32 +105,14 @@ CONF
                             'fanbase_webhook_secret_file %%DIR%%/hmac.secret;')
             . hook_location('/hooks/token', 'fanbase_webhook_auth token X-Token;',
                             'fanbase_webhook_secret_file %%DIR%%/token.secret;'),
+    hook_secret => $HOOK_SECRET,
 );
 $t->start;
 
 
 # Helpers
 
-my $SEQ = 0;
-sub msg_id { sprintf 'msg_in_%d_%d', $$, ++$SEQ }
-
 sub body_of { ref $_[0] ? $JSON->encode($_[0]) : $_[0] }
-
-# POST a webhook to PATH, signed the standard way.  %o: secret (default
-# the hook secret), id, ts, signatures (replaces the signature list),
-# headers (sent instead of the signature headers), extra (more headers),
-# port.
-sub hook {
-    my ($path, $body, %o) = @_;
-    $body = body_of($body);
-    my @h = $o{headers} ? @{ $o{headers} }
-          : sign_webhook(secret => $o{secret} // $HOOK_SECRET,
-                         id => $o{id} // msg_id(), timestamp => $o{ts} // int(time),
-                         body => $body,
-                         $o{signatures} ? (signatures => $o{signatures}) : ());
-    return $t->request(POST => $path, headers => [@CT, @h, @{ $o{extra} || [] }],
-                       body => $body, port => $o{port});
-}
 
 sub n_events  { my $tx = $t->tx($_[0]); $tx ? scalar @{ $tx->{events} || [] } : -1 }
 
@@ -255,10 +237,10 @@ my ($by_qid, $qid_gets);
     ok($qid, 'by queue id: delivered, the event has data.queue_id') or diag(explain($tx));
     $qid //= 'none';
 
-    no_content_ok(hook('/hooks/status', { id => $qid, processStatus => 'completed',
-                                          processMsg => 'Processado pelo webhook',
-                                          processDate => '2026-12-01T18:31:14Z',
-                                          iCode => 0, iMsg => 'Processado com sucesso' }),
+    no_content_ok($t->hook('/hooks/status', { id => $qid, processStatus => 'completed',
+                                              processMsg => 'Processado pelo webhook',
+                                              processDate => '2026-12-01T18:31:14Z',
+                                              iCode => 0, iMsg => 'Processado com sucesso' }),
                   'by queue id: completed');
     applied_ok($tx, 'completed', 'by queue id');
     $by_qid = { id => $id, qid => $qid, at => time };
@@ -275,7 +257,7 @@ fill_pool(64);
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    my $res = hook('/hooks/status', tx_update($p->{id}, 'completed'));
+    my $res = $t->hook('/hooks/status', tx_update($p->{id}, 'completed'));
     no_content_ok($res, 'transaction shape, completed');
     is($res->{body}, '', 'transaction shape, completed: no body');
     applied_ok($before, 'completed', 'transaction shape, completed');
@@ -283,7 +265,7 @@ fill_pool(64);
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'failed', events => [
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, 'failed', events => [
                       { event => 'transition', message => 'sent to the acquirer',
                         data => {}, status => 'processing' },
                       { event => 'failure', message => 'refused by the acquirer',
@@ -296,9 +278,9 @@ fill_pool(64);
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', { id => $p->{id}, processStatus => 'failed',
-                                          processMsg => 'Recusado pelo emissor',
-                                          iCode => 0, iMsg => 'Falha no processamento' }),
+    no_content_ok($t->hook('/hooks/status', { id => $p->{id}, processStatus => 'failed',
+                                              processMsg => 'Recusado pelo emissor',
+                                              iCode => 0, iMsg => 'Falha no processamento' }),
                   'queue item shape by transaction id, failed');
     applied_ok($before, 'failed', 'queue item shape by transaction id, failed',
                { data => { error_message => 'Recusado pelo emissor' } });
@@ -306,8 +288,8 @@ fill_pool(64);
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', { id => $p->{qid}, processStatus => 'failed',
-                                          processMsg => 'Sem estoque' }),
+    no_content_ok($t->hook('/hooks/status', { id => $p->{qid}, processStatus => 'failed',
+                                              processMsg => 'Sem estoque' }),
                   'queue item shape by queue id, failed');
     applied_ok($before, 'failed', 'queue item shape by queue id, failed',
                { data => { error_message => 'Sem estoque' } });
@@ -315,7 +297,7 @@ fill_pool(64);
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', tx_update($p->{qid}, 'completed')),
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{qid}, 'completed')),
                   'transaction shape by queue id, completed');
     my $now = applied_ok($before, 'completed', 'transaction shape by queue id, completed');
     is($now && $now->{id}, $p->{id}, 'transaction shape by queue id: the transaction keeps its id');
@@ -333,10 +315,10 @@ fill_pool(64);
 
 {
     my $id = new_uuid();
-    no_content_ok(hook('/hooks/status', { id => $id, processStatus => 'completed',
-                                          processMsg => 'Criado pelo webhook',
-                                          processDate => '2026-12-01T18:31:14Z',
-                                          iCode => 0, iMsg => 'Processado com sucesso' }),
+    no_content_ok($t->hook('/hooks/status', { id => $id, processStatus => 'completed',
+                                              processMsg => 'Criado pelo webhook',
+                                              processDate => '2026-12-01T18:31:14Z',
+                                              iCode => 0, iMsg => 'Processado com sucesso' }),
                   'unknown queue id, create on');
     my $res = $t->request(GET => "$QUEUE/$id");
     is($res->{status}, 200, 'unknown queue id, create on: fanbase_status answers it')
@@ -350,7 +332,7 @@ fill_pool(64);
 }
 {
     my $id = new_uuid();
-    no_content_ok(hook('/hooks/status', { id => $id, status => 'completed' }),
+    no_content_ok($t->hook('/hooks/status', { id => $id, status => 'completed' }),
                   'unknown transaction id, create on');
     my $res = $t->request(GET => "/transactions/$id");
     is($res->{status}, 200, 'unknown transaction id, create on: fanbase_transaction answers it')
@@ -361,7 +343,7 @@ fill_pool(64);
 {
     my $id = new_uuid();
     my $mark = log_mark();
-    no_content_ok(hook('/hooks/nocreate', { id => $id, status => 'completed' }),
+    no_content_ok($t->hook('/hooks/nocreate', { id => $id, status => 'completed' }),
                   'unknown transaction id, create off');
     is($t->request(GET => "/transactions/$id")->{status}, 404,
        'unknown transaction id, create off: nothing created');
@@ -369,7 +351,7 @@ fill_pool(64);
        'unknown transaction id, create off: logged');
 
     my $qid = new_uuid();
-    no_content_ok(hook('/hooks/nocreate', { id => $qid, processStatus => 'completed' }),
+    no_content_ok($t->hook('/hooks/nocreate', { id => $qid, processStatus => 'completed' }),
                   'unknown queue id, create off');
     my $res = $t->request(GET => "$QUEUE/$qid");
     isnt($res->{status}, 200, 'unknown queue id, create off: nothing created '
@@ -377,7 +359,7 @@ fill_pool(64);
 
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/nocreate', tx_update($p->{id}, 'completed')),
+    no_content_ok($t->hook('/hooks/nocreate', tx_update($p->{id}, 'completed')),
                   'known id, create off');
     applied_ok($before, 'completed', 'known id, create off');
 }
@@ -401,12 +383,12 @@ sub victim { $t->tx($victim->{id}) }
         my ($name, $drop) = @$case;
         my $body = body_of(tx_update($victim->{id}, 'completed'));
         my ($marker) = $body =~ /(marker-[\d-]+)/;
-        my %h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), timestamp => $ts,
+        my %h = sign_webhook(secret => $HOOK_SECRET, id => new_msg_id(), timestamp => $ts,
                              body => $body);
         delete $h{$drop};
         my $before = victim();
         my $mark = log_mark();
-        my $res = hook('/hooks/status', $body, headers => [%h]);
+        my $res = $t->hook('/hooks/status', $body, headers => [%h]);
         refused_ok($res, $before, $mark, qr/missing/i, $marker, $name);
     }
 
@@ -414,7 +396,7 @@ sub victim { $t->tx($victim->{id}) }
     my ($marker) = $body =~ /(marker-[\d-]+)/;
     my $before = victim();
     my $mark = log_mark();
-    refused_ok(hook('/hooks/status', $body, headers => []), $before, $mark,
+    refused_ok($t->hook('/hooks/status', $body, headers => []), $before, $mark,
                qr/missing/i, $marker, 'no signature headers at all');
 }
 
@@ -438,10 +420,11 @@ for my $case (
     my ($name, $how) = @$case;
     my $body = body_of(tx_update($victim->{id}, 'completed'));
     my ($marker) = $body =~ /(marker-[\d-]+)/;
-    my ($id, $ts) = (msg_id(), int time);
+    my ($id, $ts) = (new_msg_id(), int time);
     my $before = victim();
     my $mark = log_mark();
-    my $res = hook('/hooks/status', $body, id => $id, ts => $ts, $how->($id, $ts, $body));
+    my $res = $t->hook('/hooks/status', $body, id => $id, timestamp => $ts,
+                       $how->($id, $ts, $body));
     refused_ok($res, $before, $mark, qr/signature/i, $marker, $name);
 }
 
@@ -449,7 +432,7 @@ for my $case (
 {
     my $body = body_of(tx_update($victim->{id}, 'completed'));
     my ($marker) = $body =~ /(marker-[\d-]+)/;
-    my ($id, $ts) = (msg_id(), int time);
+    my ($id, $ts) = (new_msg_id(), int time);
     my $good = webhook_signature($HOOK_SECRET, $id, $ts, $body);
     my @tampered = (
         ['a tampered body', $id, $ts, do { (my $b = $body) =~ s/"completed"/"failed"/; $b }],
@@ -461,9 +444,9 @@ for my $case (
         my ($name, $sid, $sts, $sbody) = @$case;
         my $before = victim();
         my $mark = log_mark();
-        my $res = hook('/hooks/status', $sbody,
-                       headers => ['webhook-id' => $sid, 'webhook-timestamp' => $sts,
-                                   'webhook-signature' => $good]);
+        my $res = $t->hook('/hooks/status', $sbody,
+                           headers => ['webhook-id' => $sid, 'webhook-timestamp' => $sts,
+                                       'webhook-signature' => $good]);
         refused_ok($res, $before, $mark, qr/signature/i, $marker, $name);
     }
 }
@@ -480,7 +463,7 @@ for my $case (
             my $before = victim();
             early_in_second();
             my $mark = log_mark();
-            my $res = hook($path, $body, ts => int(time) + $sign * $off);
+            my $res = $t->hook($path, $body, timestamp => int(time) + $sign * $off);
             refused_ok($res, $before, $mark, qr/stale|timestamp|tolerance|old|future/i,
                        $marker, $name);
         }
@@ -493,8 +476,8 @@ for my $case (
             my $p = take();
             my $before = $t->tx($p->{id});
             early_in_second();
-            no_content_ok(hook($path, tx_update($p->{id}, 'completed'),
-                               ts => int(time) + $sign * $off), $name);
+            no_content_ok($t->hook($path, tx_update($p->{id}, 'completed'),
+                                   timestamp => int(time) + $sign * $off), $name);
             applied_ok($before, 'completed', $name);
         }
     }
@@ -502,7 +485,7 @@ for my $case (
     my ($marker) = $body =~ /(marker-[\d-]+)/;
     my $before = victim();
     my $mark = log_mark();
-    refused_ok(hook('/hooks/status', $body, ts => 'yesterday'), $before, $mark,
+    refused_ok($t->hook('/hooks/status', $body, timestamp => 'yesterday'), $before, $mark,
                qr/timestamp|stale|missing|invalid/i, $marker, 'a timestamp that is not a number');
 }
 
@@ -511,9 +494,9 @@ for my $case (
     my $p = take();
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
-    my ($id, $ts) = (msg_id(), int time);
+    my ($id, $ts) = (new_msg_id(), int time);
     my $good = webhook_signature($HOOK_SECRET, $id, $ts, $body);
-    no_content_ok(hook('/hooks/status', $body, id => $id, ts => $ts, signatures => [
+    no_content_ok($t->hook('/hooks/status', $body, id => $id, timestamp => $ts, signatures => [
                       webhook_signature($OTHER_SECRET, $id, $ts, $body),
                       'v1,' . ('B' x 43) . '=', $good,
                       webhook_signature($NEW_SECRET, $id, $ts, $body)]),
@@ -526,7 +509,7 @@ for my $case (['the retiring secret', $OLD_SECRET], ['the next secret', $NEW_SEC
     my ($name, $secret) = @$case;
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/rotated', tx_update($p->{id}, 'completed'), secret => $secret),
+    no_content_ok($t->hook('/hooks/rotated', tx_update($p->{id}, 'completed'), secret => $secret),
                   "rotation, $name");
     applied_ok($before, 'completed', "rotation, $name");
 }
@@ -535,7 +518,7 @@ for my $case (['the retiring secret', $OLD_SECRET], ['the next secret', $NEW_SEC
     my ($marker) = $body =~ /(marker-[\d-]+)/;
     my $before = victim();
     my $mark = log_mark();
-    refused_ok(hook('/hooks/rotated', $body, secret => $HOOK_SECRET), $before, $mark,
+    refused_ok($t->hook('/hooks/rotated', $body, secret => $HOOK_SECRET), $before, $mark,
                qr/signature/i, $marker, 'rotation, a secret of neither file');
 }
 
@@ -546,9 +529,9 @@ for my $case (['the retiring secret', $OLD_SECRET], ['the next secret', $NEW_SEC
 
 {
     my $mark = log_mark();
-    my $res = hook('/hooks/status', 'this is not JSON', headers => []);
+    my $res = $t->hook('/hooks/status', 'this is not JSON', headers => []);
     is($res->{status}, 401, 'unsigned and not JSON: 401 (the signature comes first)');
-    $res = hook('/hooks/status', 'this is not JSON', secret => $OTHER_SECRET);
+    $res = $t->hook('/hooks/status', 'this is not JSON', secret => $OTHER_SECRET);
     is($res->{status}, 401, 'badly signed and not JSON: 401');
 }
 
@@ -559,7 +542,7 @@ $t->run_cases(
             name    => $name,
             request => [POST => '/hooks/status', body => $body,
                         headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
-                                                      id => msg_id(), body => $body)]],
+                                                      id => new_msg_id(), body => $body)]],
             status  => 400,
             json    => { error => { status => 400, code => $code, message => qr/\S/ } },
         }
@@ -591,7 +574,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
 # larger than client_max_body_size (1k there)
 {
     my $body = body_of(tx_update($victim->{id}, 'completed', padding => 'p' x 2000));
-    error_ok(hook('/hooks/small', $body), 413, qr/\S/, 'over client_max_body_size');
+    error_ok($t->hook('/hooks/small', $body), 413, qr/\S/, 'over client_max_body_size');
 }
 
 # a body nginx wrote to a temporary file (client_body_buffer_size 1k)
@@ -600,7 +583,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed', padding => 'x' x 8000));
     my $mark = log_mark();
-    no_content_ok(hook('/hooks/spill', $body), 'an 8k body in a temporary file');
+    no_content_ok($t->hook('/hooks/spill', $body), 'an 8k body in a temporary file');
     like(log_since($mark), qr/buffered to a temporary file/,
          'an 8k body in a temporary file: nginx did write it to a file');
     applied_ok($before, 'completed', 'an 8k body in a temporary file');
@@ -608,11 +591,11 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
     my $q = take();
     my $qbefore = $t->tx($q->{id});
     my $good = body_of(tx_update($q->{id}, 'completed', padding => 'y' x 8000));
-    my ($id, $ts) = (msg_id(), int time);
+    my ($id, $ts) = (new_msg_id(), int time);
     my @h = sign_webhook(secret => $HOOK_SECRET, id => $id, timestamp => $ts, body => $good);
     (my $bad = $good) =~ s/yyyy"/yyyz"/;
     $mark = log_mark();
-    my $res = hook('/hooks/spill', $bad, headers => \@h);
+    my $res = $t->hook('/hooks/spill', $bad, headers => \@h);
     refused_ok($res, $qbefore, $mark, qr/signature/i, 'y' x 64,
                'an 8k body in a temporary file, its last bytes tampered',
                ignore => qr/buffered to a temporary file/);
@@ -623,7 +606,7 @@ is((victim() // {})->{status}, 'processing', 'the victim is still processing');
     my $p = take();
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
-    my @h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), body => $body);
+    my @h = sign_webhook(secret => $HOOK_SECRET, id => new_msg_id(), body => $body);
     my $half = int(length($body) / 2);
     my $raw = "POST /hooks/status HTTP/1.1\r\nHost: localhost\r\n"
             . "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n";
@@ -652,7 +635,7 @@ for my $case (
     my $p = take();
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
-    no_content_ok(hook($path, $body, headers => [hmac_webhook(
+    no_content_ok($t->hook($path, $body, headers => [hmac_webhook(
                       secret => $HMAC_SECRET, body => $body, header => $header,
                       encoding => $enc, prefix => $prefix)]), $name);
     applied_ok($before, 'completed', $name);
@@ -690,15 +673,16 @@ for my $case (
         my ($name, $path, $headers, $reason) = @$case;
         my $before = victim();
         my $mark = log_mark();
-        refused_ok(hook($path, $body, headers => $headers), $before, $mark, $reason,
+        refused_ok($t->hook($path, $body, headers => $headers), $before, $mark, $reason,
                    $marker, $name);
     }
 }
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/token', tx_update($p->{id}, 'completed'),
-                       headers => [token_webhook(secret => $TOKEN_SECRET, header => 'X-Token')]),
+    no_content_ok($t->hook('/hooks/token', tx_update($p->{id}, 'completed'),
+                           headers => [token_webhook(secret => $TOKEN_SECRET,
+                                                     header => 'X-Token')]),
                   'token');
     applied_ok($before, 'completed', 'token');
 }
@@ -709,8 +693,8 @@ for my $case (
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
     my @h = hmac_webhook(secret => $HMAC_SECRET, body => $body, header => 'X-Signature');
-    no_content_ok(hook('/hooks/hmac-hex', $body, headers => \@h), 'hmac, first');
-    no_content_ok(hook('/hooks/hmac-hex', $body, headers => \@h), 'hmac, the same body again');
+    no_content_ok($t->hook('/hooks/hmac-hex', $body, headers => \@h), 'hmac, first');
+    no_content_ok($t->hook('/hooks/hmac-hex', $body, headers => \@h), 'hmac, the same body again');
     applied_ok($before, 'completed', 'hmac, the same body twice');
 }
 
@@ -722,20 +706,20 @@ for my $case (
     my $p = take();
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
-    my ($id, $ts) = (msg_id(), int time);
-    no_content_ok(hook('/hooks/status', $body, id => $id, ts => $ts), 'twice: first');
-    no_content_ok(hook('/hooks/status', $body, id => $id, ts => $ts), 'twice: second');
+    my ($id, $ts) = (new_msg_id(), int time);
+    no_content_ok($t->hook('/hooks/status', $body, id => $id, timestamp => $ts), 'twice: first');
+    no_content_ok($t->hook('/hooks/status', $body, id => $id, timestamp => $ts), 'twice: second');
     applied_ok($before, 'completed', 'twice: applied once');
 
     # the same id with another body (for another transaction): a repeat
     my $q = take();
     my $qbefore = $t->tx($q->{id});
-    no_content_ok(hook('/hooks/status', tx_update($q->{id}, 'failed'), id => $id),
+    no_content_ok($t->hook('/hooks/status', tx_update($q->{id}, 'failed'), id => $id),
                   'the same webhook-id with another body');
     unchanged_ok($qbefore, 'the same webhook-id with another body: not applied');
 
     # and on another location
-    no_content_ok(hook('/hooks/tolerance', tx_update($q->{id}, 'failed'), id => $id),
+    no_content_ok($t->hook('/hooks/tolerance', tx_update($q->{id}, 'failed'), id => $id),
                   'the same webhook-id on another location');
     unchanged_ok($qbefore, 'the same webhook-id on another location: not applied');
 }
@@ -744,15 +728,15 @@ for my $case (
 {
     my ($p, $q) = (take(), take());
     my ($pbefore, $qbefore) = ($t->tx($p->{id}), $t->tx($q->{id}));
-    my $id = msg_id();
-    no_content_ok(hook('/hooks/dedup1s', tx_update($p->{id}, 'completed'), id => $id),
+    my $id = new_msg_id();
+    no_content_ok($t->hook('/hooks/dedup1s', tx_update($p->{id}, 'completed'), id => $id),
                   'dedup 1s: first');
     applied_ok($pbefore, 'completed', 'dedup 1s: first');
-    no_content_ok(hook('/hooks/dedup1s', tx_update($q->{id}, 'completed'), id => $id),
+    no_content_ok($t->hook('/hooks/dedup1s', tx_update($q->{id}, 'completed'), id => $id),
                   'dedup 1s: the same id at once');
     unchanged_ok($qbefore, 'dedup 1s: the same id at once: not applied');
     sleep 2.2;
-    no_content_ok(hook('/hooks/dedup1s', tx_update($q->{id}, 'completed'), id => $id),
+    no_content_ok($t->hook('/hooks/dedup1s', tx_update($q->{id}, 'completed'), id => $id),
                   'dedup 1s: the same id 2 s later');
     applied_ok($qbefore, 'completed', 'dedup 1s: the same id 2 s later: applied (forgotten)');
 }
@@ -762,7 +746,7 @@ for my $case (
     my $p = take();
     my $before = $t->tx($p->{id});
     my $body = body_of(tx_update($p->{id}, 'completed'));
-    my @h = sign_webhook(secret => $HOOK_SECRET, id => msg_id(), body => $body);
+    my @h = sign_webhook(secret => $HOOK_SECRET, id => new_msg_id(), body => $body);
     my $skip = $t->log_lines('workers.log');
     my @res = $t->parallel(20, POST => '/hooks/status', port => $RP_PORT,
                            headers => [@CT, @h], body => $body);
@@ -779,7 +763,7 @@ for my $case (
 # transaction: the id is claimed once, so exactly one is applied
 {
     my @ps = map { take() } 1 .. 20;
-    my $id = msg_id();
+    my $id = new_msg_id();
     my $ts = int time;
     my @bodies = map { body_of(tx_update($_->{id}, 'completed')) } @ps;
     my $skip = $t->log_lines('workers.log');
@@ -805,37 +789,37 @@ for my $case (
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'processing')),
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, 'processing')),
                   'processing again (equal)');
     unchanged_ok($before, 'processing again (equal): not applied');
 
-    no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'completed')),
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, 'completed')),
                   'out of order: completed first');
     my $done = applied_ok($before, 'completed', 'out of order: completed first');
     my $mark = log_mark();
-    no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'processing')),
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, 'processing')),
                   'out of order: processing after completed');
     unchanged_ok($done, 'out of order: processing after completed: not applied');
     like(log_since($mark), qr/\[info\].*stale/i,
          'out of order: logged at [info] as stale');
-    no_content_ok(hook('/hooks/status', { id => $p->{qid}, processStatus => 'pending' }),
+    no_content_ok($t->hook('/hooks/status', { id => $p->{qid}, processStatus => 'pending' }),
                   'out of order: pending (queue item) after completed');
     unchanged_ok($done, 'out of order: pending after completed: not applied');
 }
 {
     my $p = take();
     my $before = $t->tx($p->{id});
-    no_content_ok(hook('/hooks/status', tx_update($p->{id}, 'failed')), 'terminal: failed');
+    no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, 'failed')), 'terminal: failed');
     my $failed = applied_ok($before, 'failed', 'terminal: failed');
     for my $status (qw(completed cancelled failed)) {
         my $mark = log_mark();
-        no_content_ok(hook('/hooks/status', tx_update($p->{id}, $status)),
+        no_content_ok($t->hook('/hooks/status', tx_update($p->{id}, $status)),
                       "terminal: $status after failed");
         unchanged_ok($failed, "terminal: $status after failed: not applied");
         like(log_since($mark), qr/\[info\].*stale/i,
              "terminal: $status after failed: logged at [info] as stale");
     }
-    no_content_ok(hook('/hooks/status', { id => $p->{qid}, processStatus => 'completed' }),
+    no_content_ok($t->hook('/hooks/status', { id => $p->{qid}, processStatus => 'completed' }),
                   'terminal: completed by queue id after failed');
     unchanged_ok($failed, 'terminal: completed by queue id after failed: not applied');
 }
@@ -852,7 +836,7 @@ for my $case (
     is($del->{status}, 200, 'terminal: cancelled');
     my $cancelled = $t->tx($id);
     is($cancelled && $cancelled->{status}, 'cancelled', 'terminal: cancelled status');
-    no_content_ok(hook('/hooks/status', tx_update($id, 'completed')),
+    no_content_ok($t->hook('/hooks/status', tx_update($id, 'completed')),
                   'terminal: completed after cancelled');
     unchanged_ok($cancelled, 'terminal: completed after cancelled: not applied');
 }
@@ -899,6 +883,7 @@ $t->stop;
         server => "location = $QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }\n"
                 . "location /transactions/ { fanbase_transaction; }\n"
                 . hook_location('/hooks/status', $SECRET_LINE),
+        hook_secret => $HOOK_SECRET,
     );
     $z->start;
     local $t = $z;
@@ -921,8 +906,8 @@ $t->stop;
     for (1 .. 500) {
         my $uuid = new_uuid();
         my $body = body_of({ id => $uuid, status => 'processing' });
-        my ($id, $ts) = (msg_id(), int time);
-        my $res = hook('/hooks/status', $body, id => $id, ts => $ts);
+        my ($id, $ts) = (new_msg_id(), int time);
+        my $res = $t->hook('/hooks/status', $body, id => $id, timestamp => $ts);
         if ($res->{status} == 204) { push @created, $uuid; next }
         if ($res->{status} == 503) { ($refused, $refused_msg) = ($res, [$uuid, $body, $id]) }
         else { $odd = $res }
@@ -945,7 +930,7 @@ $t->stop;
         cmp_ok($cancelled, '>=', 1, 'full zone: some transactions cancelled for room');
 
         # the sender retries the same message (same id, a new timestamp)
-        no_content_ok(hook('/hooks/status', $body, id => $id),
+        no_content_ok($t->hook('/hooks/status', $body, id => $id),
                       'full zone, the retry once there is room');
         my $res = $z->request(GET => "/transactions/$uuid");
         is($res->{status}, 200, 'full zone, the retry: applied (the id was not kept '

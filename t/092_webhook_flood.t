@@ -20,17 +20,10 @@ use Time::HiRes qw(time sleep);
 
 my $HOOK_SECRET = webhook_secret();
 
-my $SEQ = 0;
-
 # one signed webhook that names a transaction the edge does not know
 sub create_hook {
     my ($t, $uuid, $status) = @_;
-    my $body = encode_json({ id => $uuid, status => $status });
-    return $t->request(POST => '/hooks/status',
-        headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
-                                      id => sprintf('msg_flood_%d_%d', $$, ++$SEQ),
-                                      body => $body)],
-        body => $body);
+    return $t->hook('/hooks/status', { id => $uuid, status => $status });
 }
 
 # A submission, tried up to 3 times as a client honouring 503 would (at
@@ -57,6 +50,7 @@ sub submit_tries {
     my $t = FanbaseTest->new(
         mock   => undef,
         files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n" },
+        hook_secret => $HOOK_SECRET,
         http   => edge_http(zone => '32k', timeout => '2s'),
         server => <<"CONF",
 location = $QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
@@ -151,6 +145,7 @@ CONF
     my $t = FanbaseTest->new(
         mock   => undef,
         files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n" },
+        hook_secret => $HOOK_SECRET,
         http   => edge_http(zone => '32k', timeout => '2s'),
         server => <<"CONF",
 location = $QUEUE { fanbase_api %%DEAD%%; fanbase_submit async; }
@@ -258,6 +253,7 @@ CONF
     my $t = FanbaseTest->new(
         mock   => { clients => ['demo-client:demo-secret'] },
         files  => { %{ edge_files() }, 'hook.secret' => "$HOOK_SECRET\n" },
+        hook_secret => $HOOK_SECRET,
         http   => edge_http(zone => '32k', timeout => '2s'),
         server => "location = $QUEUE { fanbase_submit; }\n"
                 . "location $QUEUE/ { fanbase_status; }\n"
@@ -268,11 +264,9 @@ CONF
 
     my %codes;
     for my $i (1 .. 200) {
-        my $body = encode_json({ id => "flood-item-$i", processStatus => 'processing' });
-        my $res = $t->request(POST => '/hooks/status',
-            headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
-                                          id => "msg_items_$$\_$i", body => $body)],
-            body => $body);
+        my $res = $t->hook('/hooks/status',
+                           { id => "flood-item-$i", processStatus => 'processing' },
+                           id => "msg_items_$$\_$i");
         $codes{ $res->{status} }++;
     }
     is($codes{204} // 0, 200, 'queue items by webhook: all 200 applied in a 32k zone')
@@ -285,11 +279,9 @@ CONF
     my $own = $t->submit(data => { sync => 'own' });
     my $qid = $own->{json} && $own->{json}{id};
     for my $i (201 .. 300) {
-        my $body = encode_json({ id => "flood-item-$i", processStatus => 'processing' });
-        $t->request(POST => '/hooks/status',
-            headers => [@CT, sign_webhook(secret => $HOOK_SECRET,
-                                          id => "msg_items_$$\_$i", body => $body)],
-            body => $body);
+        $t->hook('/hooks/status',
+                 { id => "flood-item-$i", processStatus => 'processing' },
+                 id => "msg_items_$$\_$i");
     }
     my $gets = scalar grep { $_->{method} eq 'GET' } @{ $t->mock_requests };
     my $st = $t->request(GET => "$QUEUE/$qid");

@@ -51,6 +51,8 @@ C<error_log_level> (default C<info>), C<workers> (default 2),
 C<log_allow>: a regexp of error.log lines that are expected and do not make
 the "error log clean" check fail.
 
+C<hook_secret>: the secret C<hook> signs with when it is not told one.
+
 In C<main>, C<http>, C<server> and C<files>: C<%%MOCK%%> becomes
 C<http://127.0.0.1:MOCKPORT>, C<%%DIR%%> the test directory, C<%%PORT%%>
 nginx's port, C<%%DEAD%%> C<http://127.0.0.1:PORT> where nothing listens.
@@ -210,6 +212,16 @@ transaction id of a 202 or C<none>.  C<posts_by_n>: the queue POSTs
 (C<queue_posts>) by the C<data.n> of their bodies, C<< { n => [posts] }
 >>; C<posts_for($n)>: those of one C<n>, a list.
 
+=item hook($path, $body, %opts)
+
+POSTs a webhook to C<$path>: C<$body> (a reference is encoded as
+canonical JSON, text) with C<@CT> and the Standard Webhooks headers of
+C<sign_webhook>, signed with C<secret> (default C<new>'s C<hook_secret>),
+C<id> (default a new one) and C<timestamp> (default now); C<signatures>
+as for C<sign_webhook>.  C<headers>: these instead of the signature
+headers (C<[]>: none); C<extra>: more headers after them; C<port> as for
+C<request>.  Returns the answer.
+
 =item run_cases(@cases)
 
 Tests as data.  A case: C<name>, C<request> (C<[METHOD, PATH, %opts]> as
@@ -339,9 +351,10 @@ C<sign_webhook(secret => 'whsec_...', id => ID, timestamp => SECONDS,
 body => BYTES)>: the Standard Webhooks headers, as a list
 C<< ('webhook-id' => ID, 'webhook-timestamp' => TS, 'webhook-signature'
 => 'v1,...') >> for C<request>'s C<headers>.  C<timestamp> defaults to now,
-C<id> to a new C<msg_...>; C<signatures> (arrayref of C<v1,...> strings)
-replaces the signature list (it may hold
-C<webhook_signature(...)> entries).
+C<id> to C<new_msg_id()> (a new C<msg_PID_TIME_N>, never the same one
+twice in a process); C<signatures> (arrayref of C<v1,...> strings)
+replaces the signature list (it may hold C<webhook_signature(...)>
+entries).
 
 Bodies are bytes: a string with characters above 0xFF is UTF-8 encoded
 first, any other is taken byte for byte (the raw bodies of
@@ -444,7 +457,8 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  edge_files webhook_secret sign_webhook webhook_signature hmac_webhook
                  token_webhook verify_webhook verify_webhooks
                  $QUEUE $UUID4 $ISO $ISO_MS @CT sleep_until jwt_claims
-                 last_event statuses body_for padded error_case error_ok));
+                 last_event statuses body_for padded error_case error_ok
+                 new_msg_id));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
                     nginx_test spawn_mock http_request http_parallel slurp spew);
 
@@ -465,7 +479,8 @@ our $ISO_MS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 our @CT     = ('Content-Type' => 'application/json');
 
 my %NEW_ARGS = map { $_ => 1 }
-    qw(mock files main http server error_log_level workers log_allow);
+    qw(mock files main http server error_log_level workers log_allow
+       hook_secret);
 my %RELOAD_ARGS = map { $_ => 1 }
     qw(files main http server error_log_level workers);
 
@@ -1424,10 +1439,12 @@ sub webhook_signature {
 
 my $MSG_SERIAL = 0;
 
+sub new_msg_id { sprintf 'msg_%d_%d_%d', $$, int time, ++$MSG_SERIAL }
+
 sub sign_webhook {
     my (%o) = @_;
     croak 'sign_webhook: no secret' unless defined $o{secret};
-    my $id = $o{id} // sprintf 'msg_%d_%d_%d', $$, int time, ++$MSG_SERIAL;
+    my $id = $o{id} // new_msg_id();
     my $ts = $o{timestamp} // int time;
     my $body = $o{body} // '';
     my $sig = $o{signatures}
@@ -1661,6 +1678,19 @@ sub tx_status {
     my $res = $self->get_tx($id, %o);
     return $res->{status} == 200 ? $res->{json}{status} // ''
                                  : "HTTP $res->{status}";
+}
+
+
+# POST a webhook signed as Standard Webhooks senders do.
+sub hook {
+    my ($self, $path, $body, %o) = @_;
+    $body = $JSON_TEXT->encode($body) if ref $body;
+    my @h = $o{headers} ? @{ $o{headers} }
+          : sign_webhook(secret => $o{secret} // $self->{args}{hook_secret},
+                         id => $o{id}, timestamp => $o{timestamp}, body => $body,
+                         $o{signatures} ? (signatures => $o{signatures}) : ());
+    return $self->request(POST => $path, body => $body, port => $o{port},
+                          headers => [@CT, @h, @{ $o{extra} || [] }]);
 }
 
 
