@@ -63,8 +63,6 @@ sub get_status {
     return $t->request(GET => "$QUEUE/$id", %o);
 }
 
-sub gets { $t->mock_stats->{gets_by_id}{ $_[0] } // 0 }
-
 sub is_json_number {
     my $v = shift;
     return 0 if !defined $v || ref $v;
@@ -216,8 +214,8 @@ $t->run_cases(
         json    => error_json(404, 'not_found'),
     },
 );
-is(gets("${id64}x"), 0, 'an invalid id is never asked of Fanbase');
-is(gets($some), 0, 'a refused method is never asked of Fanbase');
+is($t->mock_gets("${id64}x"), 0, 'an invalid id is never asked of Fanbase');
+is($t->mock_gets($some), 0, 'a refused method is never asked of Fanbase');
 
 
 # Pending: answered from the zone right after the submission
@@ -287,7 +285,7 @@ is($res->{body}, $pending_body, 'id from $arg_id: the same answer as by path');
 # the last known answer of the "stale" one, not asked again until it fails
 my $stale_body = get_status($sub{stale}{id})->{body};
 
-is(gets($_->{id}), 0, 'pending answers came from the zone, no GET at the mock')
+is($t->mock_gets($_->{id}), 0, 'pending answers came from the zone, no GET at the mock')
     for @sub{qw(plain failing payload stale)};
 
 
@@ -301,14 +299,14 @@ $t->run_cases(
         status  => 404,
         headers => { 'content-type' => qr{^application/json\b} },
         json    => error_json(404, 'not_found'),
-        mock    => sub { is(gets($unknown), 1, 'unknown: asked Fanbase once') },
+        mock    => sub { is($t->mock_gets($unknown), 1, 'unknown: asked Fanbase once') },
     },
     {
         name    => 'unknown at Fanbase, again within the interval',
         request => [GET => "$QUEUE/$unknown"],
         status  => 404,
         json    => error_json(404, 'not_found'),
-        mock    => sub { is(gets($unknown), 1, 'unknown again: no new GET') },
+        mock    => sub { is($t->mock_gets($unknown), 1, 'unknown again: no new GET') },
     },
 );
 
@@ -334,7 +332,7 @@ is(scalar(grep { $_->{body} eq $all[0]{body} } @all), 100,
    'unknown to the zone, 100 parallel: all the same body');
 item_ok($all[0], pending($did, $direct->{json}{created}),
         'unknown to the zone, read through');
-is(gets($did), 1, 'unknown to the zone, 100 parallel: one GET at the mock');
+is($t->mock_gets($did), 1, 'unknown to the zone, 100 parallel: one GET at the mock');
 is(scalar(grep { ($_->{headers}{'x-fanbase-cache'} // '') =~ /^(?:MISS|HIT)$/ }
            @all), 100, 'unknown to the zone, 100 parallel: MISS or HIT');
 
@@ -347,14 +345,14 @@ for my $i (1 .. 5) {
     $res = $t->request(GET => "/r0/$r0");
     cache_is($res, 'MISS', "refresh 0, request $i");
 }
-is(gets($r0), 5, 'refresh 0: five requests, five GETs at the mock');
+is($t->mock_gets($r0), 5, 'refresh 0: five requests, five GETs at the mock');
 
 $t->mock_faults({ queue_get => { delay_ms => 400 } });
 @all = $t->parallel(50, GET => "/r0/$r0");
 $t->mock_faults({ queue_get => undef });
 is(scalar(grep { $_->{status} == 200 } @all), 50,
    'refresh 0, 50 parallel while Fanbase is slow: all 200');
-is(gets($r0), 6, 'refresh 0, 50 parallel: they shared one GET at the mock');
+is($t->mock_gets($r0), 6, 'refresh 0, 50 parallel: they shared one GET at the mock');
 
 
 # Fanbase down for an id the zone does not know: 502
@@ -386,13 +384,13 @@ is(scalar(grep { $_->{status} == 200 } @all), 100,
    'refresh due, 100 parallel: all 200');
 is(scalar(grep { $_->{body} eq $all[0]{body} } @all), 100,
    'refresh due, 100 parallel: all the same body');
-is(gets($shared), 1, 'refresh due, 100 parallel: exactly one GET at the mock');
+is($t->mock_gets($shared), 1, 'refresh due, 100 parallel: exactly one GET at the mock');
 
 
 # Fanbase down for a known, non-terminal id: the last known answer, STALE
 
 my $stale = $sub{stale}{id};
-is(gets($stale), 0, 'stale: the last known answer is the submission');
+is($t->mock_gets($stale), 0, 'stale: the last known answer is the submission');
 sleep_until($sub{stale}{time} + 1.1);
 for my $f ([status => { status => 500 }], [reset => { reset => JSON::PP::true }]) {
     $t->mock_faults({ queue_get => $f->[1] });
@@ -401,7 +399,7 @@ for my $f ([status => { status => 500 }], [reset => { reset => JSON::PP::true }]
     is($res->{body}, $stale_body, "Fanbase fails ($f->[0]): the last known body");
     $t->mock_faults({ queue_get => undef });
 }
-cmp_ok(gets($stale), '>=', 2, 'stale: Fanbase was asked');
+cmp_ok($t->mock_gets($stale), '>=', 2, 'stale: Fanbase was asked');
 
 
 # Processing: read through once the refresh is due, then from the zone
@@ -416,7 +414,7 @@ my $processing_body = $res->{body};
 $res = get_status($id);
 cache_is($res, 'HIT', 'processing, again within the interval');
 is($res->{body}, $processing_body, 'processing, again: the same body');
-is(gets($id), 1, 'processing: one GET at the mock');
+is($t->mock_gets($id), 1, 'processing: one GET at the mock');
 
 
 # Completed and failed: read through once, then from the zone forever
@@ -429,7 +427,7 @@ my $completed_body = $res->{body};
 $res = get_status($id);
 cache_is($res, 'HIT', 'completed, again');
 is($res->{body}, $completed_body, 'completed, again: the same body');
-is(gets($id), 2, 'completed: one more GET at the mock');
+is($t->mock_gets($id), 2, 'completed: one more GET at the mock');
 
 my ($fid, $fcreated) = @{ $sub{failing} }{qw(id created)};
 sleep_until($sub{failing}{time} + $COMPLETED + 0.15);
@@ -438,7 +436,7 @@ cache_is($res, 'MISS', 'failed, read through');
 item_ok($res, failed($fid, $fcreated), 'failed, read through');
 $res = get_status($fid);
 cache_is($res, 'HIT', 'failed, again');
-is(gets($fid), 1, 'failed: one GET at the mock');
+is($t->mock_gets($fid), 1, 'failed: one GET at the mock');
 
 my ($pid, $pcreated) = @{ $sub{payload} }{qw(id created)};
 sleep_until($sub{payload}{time} + $COMPLETED + 0.15);
@@ -461,10 +459,10 @@ for (1 .. 20) {
 cmp_ok(time - $start, '>', 1, 'terminal: the requests spanned over a second');
 is(scalar(grep { $_ eq $completed_body } @bodies), 20,
    'terminal: the same completed body every time');
-is(gets($id), 2, 'terminal: no GET at the mock');
+is($t->mock_gets($id), 2, 'terminal: no GET at the mock');
 is($t->request(GET => "/r0/$id")->{headers}{'x-fanbase-cache'}, 'HIT',
    'terminal with refresh 0: still from the zone');
-is(gets($id), 2, 'terminal with refresh 0: no GET at the mock');
+is($t->mock_gets($id), 2, 'terminal with refresh 0: no GET at the mock');
 
 
 # Fanbase slower than fanbase_timeout for an unknown id: 504

@@ -42,8 +42,6 @@ CONF
     return $t;
 }
 
-sub gets { $_[0]->mock_stats->{gets_by_id}{ $_[1] } // 0 }
-
 # Submissions 200 at a time until the first 503 zone_full: how many were
 # accepted ($ok answers), refused, and answered anything else.
 sub fill_zone {
@@ -175,14 +173,14 @@ my $fit64;
 
     # the oldest were evicted: read through again, and answered correctly
     for my $id (@ids[0 .. 4]) {
-        my $before = gets($t, $id);
+        my $before = $t->mock_gets($id);
         my $res = $t->request(GET => "$QUEUE/$id");
         is($res->{status}, 200, "evicted $id: 200");
         is($res->{headers}{'x-fanbase-cache'}, 'MISS', "evicted $id: read through");
         json_like($res->{json}, { id => $id, processStatus => 'completed',
                                   iCode => 0, iMsg => 'Processado com sucesso' },
                   "evicted $id: the transaction");
-        is(gets($t, $id), $before + 1, "evicted $id: one GET at the mock");
+        is($t->mock_gets($id), $before + 1, "evicted $id: one GET at the mock");
     }
 
     # the newest are still in the zone

@@ -302,9 +302,9 @@ my ($done, $done_res, $failed);
     is(scalar @posts, 1, 'completed: one POST at the mock, the body unchanged');
     is(scalar @{ $posts[0] ? $posts[0]{headers}{accesstoken} || [] : [] }, 1,
        'completed: sent with one AccessToken');
-    my $gets = defined $qid ? $t->mock_stats->{gets_by_id}{$qid} // 0 : 0;
+    my $gets = defined $qid ? $t->mock_gets($qid) : 0;
     cmp_ok($gets, '>=', 1, 'completed: followed with GETs of the queue item');
-    ok(!$t->wait_for(sub { ($t->mock_stats->{gets_by_id}{$qid // ''} // 0) > $gets },
+    ok(!$t->wait_for(sub { $t->mock_gets($qid // '') > $gets },
                      timeout => 2.5),
        'completed: no more GETs once terminal');
     is($t->get_tx($done)->{body}, $done_res->{body}, 'completed: the same answer later');

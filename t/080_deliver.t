@@ -205,7 +205,7 @@ ok(!grep({ ($_->{status} // 0) != 200 } @gets), 'tracked: with a valid token');
 my @gaps = map { $gets[$_]{time} - $gets[$_ - 1]{time} } 1 .. $#gets;
 ok(!grep({ $_ < 0.9 } @gaps), 'tracked: polls at least 1 s apart')
     or diag("gaps: @gaps");
-my $gets_done = $t->mock_stats->{gets_by_id}{$qid} // 0;
+my $gets_done = $t->mock_gets($qid);
 # checked again at the end of the file: no polling after completed
 
 
@@ -421,7 +421,7 @@ sleep 1.5;
 ###########################################################################
 # The happy path's queue item was not polled again after completed.
 
-is($t->mock_stats->{gets_by_id}{$qid} // 0, $gets_done,
+is($t->mock_gets($qid), $gets_done,
    'tracked: no poll after completed');
 
 

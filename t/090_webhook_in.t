@@ -245,7 +245,7 @@ my ($by_qid, $qid_gets);
     applied_ok($tx, 'completed', 'by queue id');
     $by_qid = { id => $id, qid => $qid, at => time };
     sleep 0.3;    # a poll on the wire when the webhook came ends
-    $qid_gets = $t->mock_stats->{gets_by_id}{$qid} // 0;
+    $qid_gets = $t->mock_gets($qid);
 }
 
 fill_pool(64);
@@ -327,7 +327,7 @@ fill_pool(64);
                               processMsg => 'Criado pelo webhook',
                               iMsg => 'Processado com sucesso' },
               'unknown queue id, create on: the queue item as sent');
-    is($t->mock_stats->{gets_by_id}{$id} // 0, 0,
+    is($t->mock_gets($id), 0,
        'unknown queue id, create on: answered from the zone, Fanbase not asked');
 }
 {

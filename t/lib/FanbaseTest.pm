@@ -252,13 +252,16 @@ Calls C<$code> until it returns true (C<timeout> default 5 s, C<interval>
 0.05 s); returns that value or undef.
 
 =item mock_stats, mock_requests(%filter), mock_faults(\%faults), mock_reset,
-mock_expire_tokens, mock_url, mock_port, queue_posts, posts_with($body)
+mock_expire_tokens, mock_url, mock_port, mock_gets($id), queue_posts,
+posts_with($body)
 
 The mock's admin endpoints.  C<mock_requests> returns an arrayref,
 optionally filtered by C<method> and C<path> (string or qr//); each entry
 has C<method>, C<path>, C<query>, C<headers>, C<body>, C<time>, C<status>
 (what the mock answered, or C<reset>/C<close>; absent while a delayed
 request is held) and, for a POST that created a queue item, C<queue_id>.
+C<mock_gets($id)>: how many GETs of queue item C<$id> the mock answered
+(C<gets_by_id> of C<mock_stats>, 0 for none).
 C<queue_posts>: C<mock_requests> of the POSTs to C<$QUEUE>;
 C<posts_with($body)>: how many of them carried exactly C<$body>.
 C<mock_stats> also has C<queue_posts_in_flight> and
@@ -1692,6 +1695,10 @@ sub hook {
     return $self->request(POST => $path, body => $body, port => $o{port},
                           headers => [@CT, @h, @{ $o{extra} || [] }]);
 }
+
+
+# How many GETs of queue item $id the mock answered.
+sub mock_gets { $_[0]->mock_stats->{gets_by_id}{ $_[1] } // 0 }
 
 
 
