@@ -17,22 +17,17 @@ use Time::HiRes qw(time sleep);
 my @SUBMIT = (headers => [@CT],
               body => '{"action":"ticket-create","data":{"seat":"A1"}}');
 
-sub edge {
+# a started edge of fanbase_submit and fanbase_status, with a zone of
+# $o{zone} and fanbase_status_refresh $o{refresh}
+sub status_edge {
     my (%o) = @_;
     my $t = FanbaseTest->new(
         mock  => { clients => ['demo-client:demo-secret'],
                    processing_after => $o{processing_after},
                    completed_after  => $o{completed_after} },
-        files => { secret => "demo-secret\n" },
-        http  => <<"CONF",
-fanbase_zone zone=fb:$o{zone};
-fanbase_api %%MOCK%%;
-fanbase_token_url %%MOCK%%/api/token;
-fanbase_client_id demo-client;
-fanbase_client_secret_file %%DIR%%/secret;
-fanbase_timeout 10s;
-fanbase_status_refresh $o{refresh};
-CONF
+        files => edge_files(),
+        http  => edge_http(zone => $o{zone},
+                           extra => "fanbase_status_refresh $o{refresh};\n"),
         server => <<"CONF",
 location = $QUEUE { fanbase_submit; }
 location $QUEUE/ { fanbase_status; }
@@ -84,8 +79,8 @@ sub zone_full_ok {
 
 my $fit64;
 {
-    my $t = edge(zone => '64k', refresh => '1h',
-                 processing_after => 3600, completed_after => 3600);
+    my $t = status_edge(zone => '64k', refresh => '1h',
+                        processing_after => 3600, completed_after => 3600);
 
     my (@ids, $refused);
     for (1 .. 2000) {
@@ -133,8 +128,8 @@ my $fit64;
 # (2) terminal transactions are evicted first
 
 {
-    my $t = edge(zone => '64k', refresh => '100ms',
-                 processing_after => 0.1, completed_after => 0.2);
+    my $t = status_edge(zone => '64k', refresh => '100ms',
+                        processing_after => 0.1, completed_after => 0.2);
 
     my $batch = $fit64 > 1 ? int($fit64 / 2) : 1;
     my $total = 3 * $fit64;
@@ -196,8 +191,8 @@ my $fit64;
 # (3) how many pending transactions a megabyte holds
 
 {
-    my $t = edge(zone => '1m', refresh => '1h',
-                 processing_after => 3600, completed_after => 3600);
+    my $t = status_edge(zone => '1m', refresh => '1h',
+                        processing_after => 3600, completed_after => 3600);
 
     my $start = time;
     my ($n, $full, $other) = fill_zone($t, 201);
@@ -270,7 +265,7 @@ sub zone_rss_kb {
 
 for my $case (['64m', 'default (on)', 1], ['64m prefault=off', 'off', 0]) {
     my ($zone, $name, $on) = @$case;
-    my $t = edge(zone => $zone, refresh => '1s');
+    my $t = status_edge(zone => $zone, refresh => '1s');
     my $res = $t->request(POST => $QUEUE, @SUBMIT);
     is($res->{status}, 201, "prefault $name: a submission is served");
 
