@@ -1567,24 +1567,20 @@ sub jwt_claims {
     return eval { decode_json(decode_base64($payload)) } || {};
 }
 
-
 # The last event of a transaction (its JSON), or undef.
 sub last_event {
     my $tx = shift;
     return $tx && $tx->{events} ? $tx->{events}[-1] : undef;
 }
 
-
 # What the mock answered each of these requests (mock_requests entries),
 # comma-separated; "held" for one not answered yet.
 sub statuses { join ',', map { $_->{status} // 'held' } @_ }
-
 
 # A ticket-create submission whose data is %data (canonical JSON, text).
 sub body_for {
     return $JSON_TEXT->encode({ action => 'ticket-create', data => { @_ } });
 }
-
 
 # A valid submission of exactly $size bytes.
 sub padded {
@@ -1592,7 +1588,6 @@ sub padded {
     my ($head, $tail) = ('{"action":"ticket-create","data":{"pad":"', '"}}');
     return $head . ('x' x ($size - length($head) - length($tail))) . $tail;
 }
-
 
 # The checks of one of the edge's own JSON errors, as run_cases keys.
 sub error_case {
@@ -1617,7 +1612,6 @@ sub error_ok {
     is($res->{headers}{ lc $_ }, $headers{$_}, "$name: $_") for sort keys %headers;
 }
 
-
 # The queue POSTs the mock received (mock_requests entries).
 sub queue_posts { $_[0]->mock_requests(method => 'POST', path => $QUEUE) }
 
@@ -1626,7 +1620,6 @@ sub posts_with {
     my ($self, $body) = @_;
     return scalar grep { $_->{body} eq $body } @{ $self->queue_posts };
 }
-
 
 # Submissions told apart by data.n: the next number of this process.
 my $NUMBERED = 0;
@@ -1655,7 +1648,6 @@ sub posts_by_n {
 
 sub posts_for { @{ $_[0]->posts_by_n->{ $_[1] } || [] } }
 
-
 # A transaction's answer: GET (or $o{method}) /transactions/ID.
 sub get_tx {
     my ($self, $id, %o) = @_;
@@ -1683,7 +1675,6 @@ sub tx_status {
                                  : "HTTP $res->{status}";
 }
 
-
 # POST a webhook signed as Standard Webhooks senders do.
 sub hook {
     my ($self, $path, $body, %o) = @_;
@@ -1696,10 +1687,8 @@ sub hook {
                           headers => [@CT, @h, @{ $o{extra} || [] }]);
 }
 
-
 # How many GETs of queue item $id the mock answered.
 sub mock_gets { $_[0]->mock_stats->{gets_by_id}{ $_[1] } // 0 }
-
 
 
 # Tests as data
