@@ -27,7 +27,6 @@ struct ngx_http_fanbase_sched_s {
     ngx_http_fanbase_sched_start_pt  start;
     ngx_uint_t                    concurrency; /* places of this worker */
     ngx_msec_t                    tick;        /* looks at least this often */
-    void                         *data;        /* the kind's */
 
     ngx_queue_t                   jobs;        /* running here */
     ngx_uint_t                    running;
