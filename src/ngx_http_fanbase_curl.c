@@ -24,9 +24,22 @@ typedef struct {
 } ngx_http_fanbase_easy_t;
 
 
+/* a descriptor libcurl uses, and the socket it was taken for */
+
+typedef struct {
+    ngx_connection_t                  *conn;
+    ino_t                              ino;
+    unsigned                           adopted:1;  /* not opened here */
+} ngx_http_fanbase_sock_t;
+
+
 static curl_socket_t ngx_http_fanbase_curl_open(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *address);
 static int ngx_http_fanbase_curl_close(void *clientp, curl_socket_t s);
+static ngx_connection_t *ngx_http_fanbase_curl_sock(curl_socket_t s);
+static ngx_connection_t *ngx_http_fanbase_curl_sock_add(curl_socket_t s,
+    ngx_uint_t adopted);
+static void ngx_http_fanbase_curl_sock_drop(curl_socket_t s);
 static int ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_fanbase_curl_timer(CURLM *multi, long timeout_ms,
@@ -55,7 +68,7 @@ static ngx_queue_t        ngx_http_fanbase_running;
 static ngx_http_fanbase_easy_t  ngx_http_fanbase_easy_cache[
                                     NGX_HTTP_FANBASE_EASY_CACHE];
 static ngx_uint_t         ngx_http_fanbase_easy_cached;
-static ngx_connection_t **ngx_http_fanbase_socks;
+static ngx_http_fanbase_sock_t  *ngx_http_fanbase_socks;
 static ngx_uint_t         ngx_http_fanbase_socks_n;
 
 
@@ -91,7 +104,7 @@ ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_fanbase_socks = ngx_calloc(ngx_http_fanbase_socks_n
-                                        * sizeof(ngx_connection_t *),
+                                        * sizeof(ngx_http_fanbase_sock_t),
                                         cycle->log);
     if (ngx_http_fanbase_socks == NULL) {
         return NGX_ERROR;
@@ -123,6 +136,7 @@ ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                s;
     ngx_queue_t              *q;
     ngx_http_fanbase_curl_t  *h;
 
@@ -149,6 +163,14 @@ ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle)
 
     curl_multi_cleanup(ngx_http_fanbase_multi);
     ngx_http_fanbase_multi = NULL;
+
+    /* what is left are sockets that libcurl closed by itself */
+
+    for (s = 0; s < ngx_http_fanbase_socks_n; s++) {
+        if (ngx_http_fanbase_socks[s].conn != NULL) {
+            ngx_http_fanbase_curl_sock_drop(s);
+        }
+    }
 
     if (ngx_http_fanbase_timer.timer_set) {
         ngx_del_timer(&ngx_http_fanbase_timer);
@@ -282,19 +304,33 @@ ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h)
 
 
 /*
- * libcurl opens and closes its sockets through these two callbacks, so the
- * module knows each socket's nginx connection from its descriptor alone
- * (ngx_http_fanbase_socks[fd]).  libcurl sometimes closes a cached
- * connection before it says CURL_POLL_REMOVE for it: events are then
- * dropped at close time, and a late REMOVE finds nothing.
+ * libcurl opens its sockets through the first callback, so the module
+ * knows each socket's nginx connection from its descriptor alone
+ * (ngx_http_fanbase_socks[fd]).  It closes a connected socket through the
+ * second one, after it said CURL_POLL_REMOVE for it; but a socket that
+ * never connected (a connect that timed out or was refused) it closes
+ * itself, and may say CURL_POLL_REMOVE afterwards or never.  Sockets it
+ * opens otherwise (the threaded resolver's socket pair) it shows the
+ * socket callback only, and closes after CURL_POLL_REMOVE: the module
+ * adopts them there and lets them go at REMOVE.  So a slot's
+ * socket is checked before its events are touched: a descriptor that is
+ * closed, or now another socket, is a stale slot, and its connection is
+ * freed without a word to epoll (the kernel dropped the descriptor when
+ * it was closed).  Without that, every such connect leaked one of the
+ * worker's connections, and a late REMOVE made epoll_ctl() fail on a
+ * closed descriptor, or delete another connection's events.  The socket
+ * callback never returns -1: libcurl then marks the multi handle dead,
+ * and the worker's every transfer after it fails.
  */
 
 static curl_socket_t
 ngx_http_fanbase_curl_open(void *clientp, curlsocktype purpose,
     struct curl_sockaddr *address)
 {
-    ngx_socket_t       s;
-    ngx_connection_t  *c;
+    ngx_uint_t                read, write;
+    ngx_socket_t              s;
+    ngx_connection_t         *c;
+    ngx_http_fanbase_sock_t  *sock;
 
     s = ngx_socket(address->family, address->socktype, address->protocol);
 
@@ -309,18 +345,38 @@ ngx_http_fanbase_curl_open(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
-    c = ngx_get_connection(s, ngx_cycle->log);
+    sock = &ngx_http_fanbase_socks[s];
+
+    /*
+     * the descriptor was free, so a socket in its slot was closed by
+     * libcurl: libcurl may take the new one for the old one and not say
+     * again what it waits for, so the new one waits for the same
+     */
+
+    read = 0;
+    write = 0;
+
+    if (sock->conn != NULL) {
+        read = sock->conn->read->active;
+        write = sock->conn->write->active;
+
+        ngx_http_fanbase_curl_sock_drop(s);
+    }
+
+    c = ngx_http_fanbase_curl_sock_add(s, 0);
     if (c == NULL) {
         ngx_close_socket(s);
         return CURL_SOCKET_BAD;
     }
 
-    c->read->handler = ngx_http_fanbase_curl_event_handler;
-    c->write->handler = ngx_http_fanbase_curl_event_handler;
-    c->read->log = c->log;
-    c->write->log = c->log;
-
-    ngx_http_fanbase_socks[s] = c;
+    if (ngx_http_fanbase_curl_watch(c->read, NGX_READ_EVENT, read) != NGX_OK
+        || ngx_http_fanbase_curl_watch(c->write, NGX_WRITE_EVENT, write)
+           != NGX_OK)
+    {
+        ngx_http_fanbase_curl_sock_drop(s);
+        ngx_close_socket(s);
+        return CURL_SOCKET_BAD;
+    }
 
     return s;
 }
@@ -329,37 +385,109 @@ ngx_http_fanbase_curl_open(void *clientp, curlsocktype purpose,
 static int
 ngx_http_fanbase_curl_close(void *clientp, curl_socket_t s)
 {
-    ngx_connection_t  *c;
-
-    c = ((ngx_uint_t) s < ngx_http_fanbase_socks_n)
-        ? ngx_http_fanbase_socks[s] : NULL;
-
-    if (c != NULL) {
-        ngx_http_fanbase_socks[s] = NULL;
-
-        /* closing the descriptor takes it out of epoll */
-
-        if (c->read->active || c->read->disabled) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active || c->write->disabled) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+    if ((ngx_uint_t) s < ngx_http_fanbase_socks_n
+        && ngx_http_fanbase_socks[s].conn != NULL)
+    {
+        ngx_http_fanbase_curl_sock_drop(s);
     }
 
     return ngx_close_socket(s) == -1 ? 1 : 0;
+}
+
+
+/* the connection of a socket libcurl has open, or NULL */
+
+static ngx_connection_t *
+ngx_http_fanbase_curl_sock(curl_socket_t s)
+{
+    ngx_file_info_t           fi;
+    ngx_http_fanbase_sock_t  *sock;
+
+    if ((ngx_uint_t) s >= ngx_http_fanbase_socks_n) {
+        return NULL;
+    }
+
+    sock = &ngx_http_fanbase_socks[s];
+
+    if (sock->conn == NULL) {
+        return NULL;
+    }
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR || fi.st_ino != sock->ino) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "fanbase: socket %d was closed by libcurl", s);
+
+        ngx_http_fanbase_curl_sock_drop(s);
+        return NULL;
+    }
+
+    return sock->conn;
+}
+
+
+static ngx_connection_t *
+ngx_http_fanbase_curl_sock_add(curl_socket_t s, ngx_uint_t adopted)
+{
+    ngx_file_info_t           fi;
+    ngx_connection_t         *c;
+    ngx_http_fanbase_sock_t  *sock;
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "fanbase: " ngx_fd_info_n " of socket %d failed", s);
+        return NULL;
+    }
+
+    c = ngx_get_connection(s, ngx_cycle->log);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->read->handler = ngx_http_fanbase_curl_event_handler;
+    c->write->handler = ngx_http_fanbase_curl_event_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+
+    sock = &ngx_http_fanbase_socks[s];
+    sock->conn = c;
+    sock->ino = fi.st_ino;
+    sock->adopted = adopted;
+
+    return c;
+}
+
+
+/*
+ * Frees a slot's connection.  Its descriptor is closed, or about to be:
+ * closing it takes it out of epoll, so epoll is not told.
+ */
+
+static void
+ngx_http_fanbase_curl_sock_drop(curl_socket_t s)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_http_fanbase_socks[s].conn;
+    ngx_http_fanbase_socks[s].conn = NULL;
+
+    if (c->read->active || c->read->disabled) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active || c->write->disabled) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
 
 
@@ -369,22 +497,39 @@ ngx_http_fanbase_curl_socket(CURL *easy, curl_socket_t s, int what,
 {
     ngx_connection_t  *c;
 
-    c = ((ngx_uint_t) s < ngx_http_fanbase_socks_n)
-        ? ngx_http_fanbase_socks[s] : NULL;
+    c = ngx_http_fanbase_curl_sock(s);
 
     if (c == NULL) {
-        /* closed already, or not ours */
-        return (what == CURL_POLL_REMOVE) ? 0 : -1;
+        if (what == CURL_POLL_REMOVE) {
+            /* closed already */
+            return 0;
+        }
+
+        if ((ngx_uint_t) s >= ngx_http_fanbase_socks_n) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "fanbase: libcurl's socket %d is above the open "
+                          "files limit, it is polled on a timer", s);
+            return 0;
+        }
+
+        /* a socket libcurl opened by other means: its resolver's */
+
+        c = ngx_http_fanbase_curl_sock_add(s, 1);
+        if (c == NULL) {
+            return 0;
+        }
     }
 
-    if (ngx_http_fanbase_curl_watch(c->read, NGX_READ_EVENT,
-                                    what & CURL_POLL_IN)
-        != NGX_OK
-        || ngx_http_fanbase_curl_watch(c->write, NGX_WRITE_EVENT,
-                                       what & CURL_POLL_OUT)
-           != NGX_OK)
-    {
-        return -1;
+    /* an error was logged: libcurl's own timeouts end the transfer */
+
+    (void) ngx_http_fanbase_curl_watch(c->read, NGX_READ_EVENT,
+                                       what & CURL_POLL_IN);
+    (void) ngx_http_fanbase_curl_watch(c->write, NGX_WRITE_EVENT,
+                                       what & CURL_POLL_OUT);
+
+    if (what == CURL_POLL_REMOVE && ngx_http_fanbase_socks[s].adopted) {
+        /* libcurl closes it next */
+        ngx_http_fanbase_curl_sock_drop(s);
     }
 
     return 0;

@@ -48,14 +48,16 @@ C<$pid $request_method $request_uri $status>, for C<access_log FILE fb_pid>
 and C<log_pids>) and for the harness's C<server { listen 127.0.0.1:PORT; }>.
 
 C<error_log_level> (default C<info>), C<workers> (default 2),
+C<worker_connections> (default 8192),
 C<log_allow>: a regexp of error.log lines that are expected and do not make
 the "error log clean" check fail.
 
 C<hook_secret>: the secret C<hook> signs with when it is not told one.
 
 In C<main>, C<http>, C<server> and C<files>: C<%%MOCK%%> becomes
-C<http://127.0.0.1:MOCKPORT>, C<%%DIR%%> the test directory, C<%%PORT%%>
-nginx's port, C<%%DEAD%%> C<http://127.0.0.1:PORT> where nothing listens.
+C<http://127.0.0.1:MOCKPORT>, C<%%MOCKPORT%%> the mock's port alone,
+C<%%DIR%%> the test directory, C<%%PORT%%> nginx's port, C<%%DEAD%%>
+C<http://127.0.0.1:PORT> where nothing listens.
 
 =back
 
@@ -405,7 +407,8 @@ C<child_pids($pid)>: its live child processes (an nginx master's
 workers), sorted.
 
 C<nginx_conf(dir => DIR, name => NAME, module => SO, master => 'on',
-workers => 2, error_log_level => 'info', access_log => PATH | 'off',
+workers => 2, worker_connections => 8192, error_log_level => 'info',
+access_log => PATH | 'off',
 main => TEXT, http => TEXT)>: the text of an nginx.conf in the foreground,
 its files in DIR (C<NAME.pid>, C<NAME.error.log>, C<NAME.client_body>, ...
 with a C<name>; C<nginx.pid>, C<error.log>, C<client_body>, ... without),
@@ -483,9 +486,9 @@ our @CT     = ('Content-Type' => 'application/json');
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(mock files main http server error_log_level workers log_allow
-       hook_secret);
+       hook_secret worker_connections);
 my %RELOAD_ARGS = map { $_ => 1 }
-    qw(files main http server error_log_level workers);
+    qw(files main http server error_log_level workers worker_connections);
 
 my @LIVE;    # weak references to the instances still running
 
@@ -579,6 +582,7 @@ sub _subst {
     $text =~ s/%%MOCK%%/$mock/g;
     $text =~ s/%%DIR%%/$self->{dir}/g;
     $text =~ s/%%PORT%%/$self->{port}/g;
+    $text =~ s/%%MOCKPORT%%/$self->{mock_port}/g if $self->{mock_port};
     $text =~ s/%%DEAD%%/http:\/\/127.0.0.1:$self->{dead}/g;
     return $text;
 }
@@ -589,6 +593,7 @@ sub _nginx_conf {
     my $module = $ENV{TEST_NGINX_MODULE};
     return nginx_conf(
         dir => $self->{dir}, workers => $args->{workers},
+        worker_connections => $args->{worker_connections},
         error_log_level => $args->{error_log_level},
         module => $module ? File::Spec->rel2abs($module) : undef,
         main => $self->_subst($args->{main}),
@@ -613,7 +618,8 @@ sub nginx_conf {
            . ($o{error_log_level} // 'info') . ";\n";
     $conf .= "user root root;\n" if $> == 0;
     $conf .= $o{main} // '';
-    $conf .= "\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n"
+    $conf .= "\nevents {\n    worker_connections "
+           . ($o{worker_connections} // 8192) . ";\n}\n\nhttp {\n"
            . '    access_log ' . ($o{access_log} // $file->('access.log')) . ";\n"
            . join('', map { "    ${_}_temp_path " . $file->($_) . ";\n" }
                           qw(client_body proxy fastcgi uwsgi scgi))
