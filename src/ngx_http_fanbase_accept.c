@@ -45,10 +45,10 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
     ngx_memzero(&nt, sizeof(ngx_http_fanbase_txn_new_t));
 
     if (ngx_http_fanbase_accept_key(r, &nt.idem_key) != NGX_OK) {
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "invalid_idempotency_key",
-                                           "Idempotency-Key must be 1 to 255 "
-                                           "visible ASCII characters");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_idempotency_key",
+                                               "Idempotency-Key must be 1 to "
+                                               "255 visible ASCII characters");
     }
 
     if (ngx_http_fanbase_accept_id(nt.id) != NGX_OK) {
@@ -95,19 +95,20 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
         ngx_str_set(&r->headers_out.status_line,
                     "422 Unprocessable Entity");
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_FANBASE_UNPROCESSABLE,
-                                           "idempotency_key_reused",
-                                           "this Idempotency-Key was used "
-                                           "with another body");
+        return ngx_http_fanbase_response_error(r,
+                                               NGX_HTTP_FANBASE_UNPROCESSABLE,
+                                               "idempotency_key_reused",
+                                               "this Idempotency-Key was used "
+                                               "with another body");
 
     case NGX_BUSY:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "fanbase: zone \"%V\" is full of transactions that "
                       "are not terminal", &mcf->shm_zone->shm.name);
 
-        return ngx_http_fanbase_send_unavailable(r, "zone_full",
-                                                 "the transaction store is "
-                                                 "full", 5);
+        return ngx_http_fanbase_response_unavailable(r, "zone_full",
+                                                     "the transaction store is "
+                                                     "full", 5);
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -125,8 +126,8 @@ ngx_http_fanbase_accept_key(ngx_http_request_t *r, ngx_str_t *key)
     ngx_uint_t        i;
     ngx_table_elt_t  *h;
 
-    h = ngx_http_fanbase_header_in(r, "Idempotency-Key",
-                                   sizeof("Idempotency-Key") - 1);
+    h = ngx_http_fanbase_request_header_in(r, "Idempotency-Key",
+                                           sizeof("Idempotency-Key") - 1);
     if (h == NULL) {
         return NGX_OK;
     }
@@ -223,9 +224,11 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
 
     json.len = p - json.data;
 
-    if (ngx_http_fanbase_add_header(r, "Location", &location) != NGX_OK) {
+    if (ngx_http_fanbase_response_add_header(r, "Location", &location)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_fanbase_send_json(r, NGX_HTTP_ACCEPTED, &json);
+    return ngx_http_fanbase_response_json(r, NGX_HTTP_ACCEPTED, &json);
 }

@@ -55,9 +55,9 @@ static size_t ngx_http_fanbase_curl_write(char *ptr, size_t size,
 static int ngx_http_fanbase_curl_prereq(void *userdata,
     char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
     int conn_local_port);
-static CURL *ngx_http_fanbase_easy_get(
+static CURL *ngx_http_fanbase_curl_easy_get(
     ngx_http_fanbase_upstream_conf_t *conf);
-static void ngx_http_fanbase_easy_put(CURL *easy,
+static void ngx_http_fanbase_curl_easy_put(CURL *easy,
     ngx_http_fanbase_upstream_conf_t *conf);
 
 
@@ -194,7 +194,7 @@ ngx_http_fanbase_curl_create(ngx_log_t *log,
         return NULL;
     }
 
-    easy = ngx_http_fanbase_easy_get(conf);
+    easy = ngx_http_fanbase_curl_easy_get(conf);
     if (easy == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "fanbase: curl_easy_init() failed");
         ngx_free(h);
@@ -289,7 +289,7 @@ ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h)
         ngx_http_fanbase_curl_headers_release(h->hdr);
     }
 
-    ngx_http_fanbase_easy_put(h->easy, h->conf);
+    ngx_http_fanbase_curl_easy_put(h->easy, h->conf);
 
     if (h->headers != NULL) {
         curl_slist_free_all(h->headers);
@@ -745,7 +745,7 @@ ngx_http_fanbase_curl_prereq(void *userdata, char *conn_primary_ip,
  */
 
 static CURL *
-ngx_http_fanbase_easy_get(ngx_http_fanbase_upstream_conf_t *conf)
+ngx_http_fanbase_curl_easy_get(ngx_http_fanbase_upstream_conf_t *conf)
 {
     CURL        *easy;
     ngx_uint_t   i;
@@ -817,7 +817,8 @@ ngx_http_fanbase_easy_get(ngx_http_fanbase_upstream_conf_t *conf)
 
 
 static void
-ngx_http_fanbase_easy_put(CURL *easy, ngx_http_fanbase_upstream_conf_t *conf)
+ngx_http_fanbase_curl_easy_put(CURL *easy,
+    ngx_http_fanbase_upstream_conf_t *conf)
 {
     ngx_http_fanbase_easy_t  *e;
 

@@ -40,23 +40,24 @@
 static ngx_queue_t *ngx_http_fanbase_deliver_claim(
     ngx_http_fanbase_sched_t *s, ngx_msec_t *next);
 static void ngx_http_fanbase_deliver_start(ngx_queue_t *q);
-static void ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job);
-static void ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job);
-static void ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h);
-static void ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
+static void ngx_http_fanbase_deliver_job_start(ngx_http_fanbase_job_t *job);
+static void ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job);
+static void ngx_http_fanbase_deliver_job_done(ngx_http_fanbase_curl_t *h);
+static void ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h);
-static void ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
+static void ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h);
-static void ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job,
+static void ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job,
     const char *why, ngx_msec_t at_least, ngx_uint_t not_sent);
-static void ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job,
+static void ngx_http_fanbase_deliver_job_fail(ngx_http_fanbase_job_t *job,
     const char *code, ngx_str_t *message);
-static void ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
+static void ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_txn_update_t *u);
-static void ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job);
-static ngx_int_t ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job,
-    ngx_str_t *out, const char *fmt, ...);
-static ngx_msec_t ngx_http_fanbase_retry_after(ngx_http_fanbase_curl_t *h);
+static void ngx_http_fanbase_deliver_job_free(ngx_http_fanbase_job_t *job);
+static ngx_int_t ngx_http_fanbase_deliver_job_message(
+    ngx_http_fanbase_job_t *job, ngx_str_t *out, const char *fmt, ...);
+static ngx_msec_t ngx_http_fanbase_deliver_retry_after(
+    ngx_http_fanbase_curl_t *h);
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_deliver_mcf;
@@ -139,7 +140,7 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
                           "Fanbase at worker exit", &job->id_str);
         }
 
-        ngx_http_fanbase_job_free(job);
+        ngx_http_fanbase_deliver_job_free(job);
     }
 
     ngx_http_fanbase_sched_stop(&ngx_http_fanbase_deliver_sched);
@@ -184,13 +185,13 @@ ngx_http_fanbase_deliver_claim(ngx_http_fanbase_sched_t *s, ngx_msec_t *next)
 static void
 ngx_http_fanbase_deliver_start(ngx_queue_t *q)
 {
-    ngx_http_fanbase_job_start(ngx_queue_data(q, ngx_http_fanbase_job_t,
-                                              queue));
+    ngx_http_fanbase_deliver_job_start(ngx_queue_data(q, ngx_http_fanbase_job_t,
+                                                      queue));
 }
 
 
 static void
-ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job)
+ngx_http_fanbase_deliver_job_start(ngx_http_fanbase_job_t *job)
 {
     ngx_str_t                     msg;
     ngx_uint_t                    i;
@@ -234,7 +235,7 @@ ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job)
         ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
         u.retry = 60000;
         u.not_sent = job->sent ? 0 : 1;
-        ngx_http_fanbase_job_finish(job, &u);
+        ngx_http_fanbase_deliver_job_finish(job, &u);
         return;
     }
 
@@ -242,23 +243,25 @@ ngx_http_fanbase_job_start(ngx_http_fanbase_job_t *job)
 
         /* the worker that was sending it stopped before an answer */
 
-        if (ngx_http_fanbase_job_message(job, &msg,
-                                         "delivery outcome unknown: the "
-                                         "worker sending it stopped before "
-                                         "Fanbase answered; not sent again")
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "delivery outcome unknown: "
+                                                 "the worker sending it "
+                                                 "stopped before Fanbase "
+                                                 "answered; not sent again")
             == NGX_OK)
         {
-            ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "delivery_outcome_unknown",
+                                              &msg);
             return;
         }
     }
 
-    ngx_http_fanbase_job_send(job);
+    ngx_http_fanbase_deliver_job_send(job);
 }
 
 
 static void
-ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
+ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
 {
     u_char                        *p;
     time_t                         retry_after;
@@ -279,13 +282,13 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
         ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
         u.retry = NGX_HTTP_FANBASE_TOKEN_WAIT;
         u.not_sent = 1;
-        ngx_http_fanbase_job_finish(job, &u);
+        ngx_http_fanbase_deliver_job_finish(job, &u);
         return;
     }
 
     if (rc != NGX_OK) {
-        ngx_http_fanbase_job_retry(job, "no Fanbase token can be had",
-                                   (ngx_msec_t) retry_after * 1000, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "no Fanbase token can be had",
+                                           (ngx_msec_t) retry_after * 1000, 1);
         return;
     }
 
@@ -296,7 +299,7 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
         p = ngx_pnalloc(job->pool, lcf->queue_url.len + job->queue_id_len + 2);
         if (p == NULL) {
             ngx_http_fanbase_curl_headers_release(hdr);
-            ngx_http_fanbase_job_retry(job, "out of memory", 0, 1);
+            ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 1);
             return;
         }
 
@@ -310,12 +313,13 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
     h = ngx_http_fanbase_curl_create(ngx_cycle->log, &lcf->upstream, job->url);
     if (h == NULL) {
         ngx_http_fanbase_curl_headers_release(hdr);
-        ngx_http_fanbase_job_retry(job, "the transfer was not created", 0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "the transfer was not created",
+                                           0, 1);
         return;
     }
 
     h->hdr = hdr;
-    h->handler = ngx_http_fanbase_job_done;
+    h->handler = ngx_http_fanbase_deliver_job_done;
     h->data = job;
     job->http = h;
 
@@ -329,13 +333,14 @@ ngx_http_fanbase_job_send(ngx_http_fanbase_job_t *job)
     if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         job->http = NULL;
         ngx_http_fanbase_curl_destroy(h);
-        ngx_http_fanbase_job_retry(job, "the transfer was not started", 0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "the transfer was not started",
+                                           0, 1);
     }
 }
 
 
 static void
-ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h)
+ngx_http_fanbase_deliver_job_done(ngx_http_fanbase_curl_t *h)
 {
     ngx_http_fanbase_job_t  *job = h->data;
 
@@ -350,21 +355,21 @@ ngx_http_fanbase_job_done(ngx_http_fanbase_curl_t *h)
         job->http = NULL;
         ngx_http_fanbase_curl_destroy(h);
 
-        ngx_http_fanbase_job_send(job);
+        ngx_http_fanbase_deliver_job_send(job);
         return;
     }
 
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
-        ngx_http_fanbase_job_delivered(job, h);
+        ngx_http_fanbase_deliver_job_delivered(job, h);
 
     } else {
-        ngx_http_fanbase_job_tracked(job, h);
+        ngx_http_fanbase_deliver_job_tracked(job, h);
     }
 }
 
 
 static void
-ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
+ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h)
 {
     ngx_str_t                      id, msg, data;
@@ -374,23 +379,26 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
     if (h->result != CURLE_OK) {
         if (h->attempts == 0) {
             /* it failed before the request was written: never sent */
-            ngx_http_fanbase_job_retry(job,
-                                       h->error[0] ? h->error
-                                       : curl_easy_strerror(h->result),
-                                       0, 1);
+            ngx_http_fanbase_deliver_job_retry(job,
+                                               h->error[0] ? h->error
+                                               : curl_easy_strerror(h->result),
+                                               0, 1);
             return;
         }
 
-        if (ngx_http_fanbase_job_message(job, &msg,
-                                         "delivery outcome unknown: %s "
-                                         "after the request was sent; not "
-                                         "sent again",
-                                         h->result == CURLE_OPERATION_TIMEDOUT
-                                         ? "Fanbase did not answer in time"
-                                         : "the connection broke")
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "delivery outcome unknown: %s "
+                                                 "after the request was sent; "
+                                                 "not sent again",
+                                                 h->result
+                                                 == CURLE_OPERATION_TIMEDOUT
+                                                 ? "Fanbase did not answer "
+                                                   "in time"
+                                                 : "the connection broke")
             == NGX_OK)
         {
-            ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "delivery_outcome_unknown",
+                                              &msg);
         }
 
         return;
@@ -403,7 +411,7 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
         {
             ngx_str_set(&msg, "Fanbase accepted the submission with an "
                               "answer that cannot be read; not sent again");
-            ngx_http_fanbase_job_fail(job, "delivery_unreadable", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "delivery_unreadable", &msg);
             return;
         }
 
@@ -414,7 +422,7 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
             fanbase_json_item_free(&item);
             ngx_str_set(&msg, "Fanbase accepted the submission with an id "
                               "that cannot be kept; not sent again");
-            ngx_http_fanbase_job_fail(job, "delivery_unreadable", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "delivery_unreadable", &msg);
             return;
         }
 
@@ -453,7 +461,7 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
         u.delivered = 1;
         u.retry = 1000;
 
-        ngx_http_fanbase_job_finish(job, &u);
+        ngx_http_fanbase_deliver_job_finish(job, &u);
         return;
     }
 
@@ -461,53 +469,59 @@ ngx_http_fanbase_job_delivered(ngx_http_fanbase_job_t *job,
 
     case 401:
     case 403:
-        ngx_http_fanbase_job_retry(job, "Fanbase rejected the edge's token",
-                                   0, 1);
+        ngx_http_fanbase_deliver_job_retry(job,
+                                           "Fanbase rejected the edge's token",
+                                           0, 1);
         return;
 
     case 429:
     case 502:
     case 503:
     case 504:
-        if (ngx_http_fanbase_job_message(job, &msg, "Fanbase answered %l",
-                                         h->status)
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "Fanbase answered %l",
+                                                 h->status)
             == NGX_OK)
         {
-            ngx_http_fanbase_job_retry(job, (char *) msg.data,
-                                       ngx_http_fanbase_retry_after(h), 1);
+            ngx_http_fanbase_deliver_job_retry(job, (char *) msg.data,
+                                    ngx_http_fanbase_deliver_retry_after(h), 1);
         }
 
         return;
     }
 
     if (h->status >= 400 && h->status < 500) {
-        if (ngx_http_fanbase_job_message(job, &msg,
-                                         "Fanbase refused the submission "
-                                         "with %l: %*s", h->status,
-                                         ngx_min(h->len,
-                                                 NGX_HTTP_FANBASE_ERROR_BODY),
-                                         h->body ? h->body : (u_char *) "")
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "Fanbase refused the "
+                                                 "submission with %l: %*s",
+                                                 h->status,
+                                                 ngx_min(h->len,
+                                                   NGX_HTTP_FANBASE_ERROR_BODY),
+                                                 h->body ? h->body
+                                                 : (u_char *) "")
             == NGX_OK)
         {
-            ngx_http_fanbase_job_fail(job, "rejected", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "rejected", &msg);
         }
 
         return;
     }
 
-    if (ngx_http_fanbase_job_message(job, &msg,
-                                     "delivery outcome unknown: Fanbase "
-                                     "answered %l; not sent again",
-                                     h->status)
+    if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                             "delivery outcome unknown: "
+                                             "Fanbase answered %l; "
+                                             "not sent again",
+                                             h->status)
         == NGX_OK)
     {
-        ngx_http_fanbase_job_fail(job, "delivery_outcome_unknown", &msg);
+        ngx_http_fanbase_deliver_job_fail(job, "delivery_outcome_unknown",
+                                          &msg);
     }
 }
 
 
 static void
-ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
+ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h)
 {
     u_char                        *p;
@@ -517,47 +531,51 @@ ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_txn_update_t  u;
 
     if (h->result != CURLE_OK) {
-        ngx_http_fanbase_job_retry(job, h->error[0] ? h->error
-                                        : curl_easy_strerror(h->result),
-                                   0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, h->error[0] ? h->error
+                                                : curl_easy_strerror(h->result),
+                                           0, 1);
         return;
     }
 
     if (h->status == 404) {
-        if (ngx_http_fanbase_job_message(job, &msg,
-                                         "Fanbase does not know the queue "
-                                         "item \"%*s\"", job->queue_id_len,
-                                         job->queue_id)
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "Fanbase does not know the "
+                                                 "queue item \"%*s\"",
+                                                 job->queue_id_len,
+                                                 job->queue_id)
             == NGX_OK)
         {
-            ngx_http_fanbase_job_fail(job, "queue_item_not_found", &msg);
+            ngx_http_fanbase_deliver_job_fail(job, "queue_item_not_found",
+                                              &msg);
         }
 
         return;
     }
 
     if (h->status != 200) {
-        if (ngx_http_fanbase_job_message(job, &msg, "Fanbase answered %l",
-                                         h->status)
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 "Fanbase answered %l",
+                                                 h->status)
             == NGX_OK)
         {
-            ngx_http_fanbase_job_retry(job, (char *) msg.data,
-                                       ngx_http_fanbase_retry_after(h), 1);
+            ngx_http_fanbase_deliver_job_retry(job, (char *) msg.data,
+                                    ngx_http_fanbase_deliver_retry_after(h), 1);
         }
 
         return;
     }
 
     if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
-        ngx_http_fanbase_job_retry(job, "Fanbase answered a status that "
-                                   "cannot be read", 0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "Fanbase answered a status "
+                                           "that cannot be read", 0, 1);
         return;
     }
 
     if (!fanbase_status_terminal(item.status)) {
         fanbase_json_item_free(&item);
-        ngx_http_fanbase_job_retry(job, "still being processed at Fanbase",
-                                   0, 1);
+        ngx_http_fanbase_deliver_job_retry(job,
+                                           "still being processed at Fanbase",
+                                           0, 1);
         return;
     }
 
@@ -588,7 +606,7 @@ ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
     data.data = ngx_pnalloc(job->pool, len);
     if (data.data == NULL) {
         fanbase_json_item_free(&item);
-        ngx_http_fanbase_job_retry(job, "out of memory", 0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 1);
         return;
     }
 
@@ -634,7 +652,7 @@ ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
                   "fanbase: transaction \"%V\" %s at Fanbase", &job->id_str,
                   u.status == FANBASE_STATUS_FAILED ? "failed" : "completed");
 
-    ngx_http_fanbase_job_finish(job, &u);
+    ngx_http_fanbase_deliver_job_finish(job, &u);
 }
 
 
@@ -645,7 +663,7 @@ ngx_http_fanbase_job_tracked(ngx_http_fanbase_job_t *job,
  */
 
 static void
-ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
+ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
     ngx_msec_t at_least, ngx_uint_t not_sent)
 {
     uint64_t                       now;
@@ -658,18 +676,20 @@ ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
     now = ngx_http_fanbase_time_now();
 
     if (now >= job->deadline) {
-        if (ngx_http_fanbase_job_message(job, &msg,
-                                         deliver
-                                         ? "gave up delivering after the "
-                                           "delivery horizon; last error: %s"
-                                         : "gave up following it at Fanbase "
-                                           "after the tracking horizon; "
-                                           "last: %s", why)
+        if (ngx_http_fanbase_deliver_job_message(job, &msg,
+                                                 deliver
+                                                 ? "gave up delivering after "
+                                                   "the delivery horizon; "
+                                                   "last error: %s"
+                                                 : "gave up following it at "
+                                                   "Fanbase after the "
+                                                   "tracking horizon; "
+                                                   "last: %s", why)
             == NGX_OK)
         {
-            ngx_http_fanbase_job_fail(job, deliver ? "delivery_gave_up"
-                                                   : "tracking_gave_up",
-                                      &msg);
+            ngx_http_fanbase_deliver_job_fail(job, deliver ? "delivery_gave_up"
+                                                           : "tracking_gave_up",
+                                              &msg);
         }
 
         return;
@@ -704,14 +724,14 @@ ngx_http_fanbase_job_retry(ngx_http_fanbase_job_t *job, const char *why,
     u.attempt = 1;
     u.not_sent = not_sent;
 
-    ngx_http_fanbase_job_finish(job, &u);
+    ngx_http_fanbase_deliver_job_finish(job, &u);
 }
 
 
 /* failed: a "failure" event with data.code and data.error_message */
 
 static void
-ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job, const char *code,
+ngx_http_fanbase_deliver_job_fail(ngx_http_fanbase_job_t *job, const char *code,
     ngx_str_t *message)
 {
     u_char                        *p;
@@ -753,23 +773,23 @@ ngx_http_fanbase_job_fail(ngx_http_fanbase_job_t *job, const char *code,
                                           &u.event);
     }
 
-    ngx_http_fanbase_job_finish(job, &u);
+    ngx_http_fanbase_deliver_job_finish(job, &u);
 }
 
 
 static void
-ngx_http_fanbase_job_finish(ngx_http_fanbase_job_t *job,
+ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_txn_update_t *u)
 {
     ngx_http_fanbase_txn_finish(ngx_http_fanbase_deliver_mcf, job, u,
                                 ngx_cycle->log);
 
-    ngx_http_fanbase_job_free(job);
+    ngx_http_fanbase_deliver_job_free(job);
 }
 
 
 static void
-ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job)
+ngx_http_fanbase_deliver_job_free(ngx_http_fanbase_job_t *job)
 {
     if (job->http != NULL) {
         ngx_http_fanbase_curl_destroy(job->http);
@@ -791,8 +811,8 @@ ngx_http_fanbase_job_free(ngx_http_fanbase_job_t *job)
 
 
 static ngx_int_t
-ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job, ngx_str_t *out,
-    const char *fmt, ...)
+ngx_http_fanbase_deliver_job_message(ngx_http_fanbase_job_t *job,
+    ngx_str_t *out, const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
@@ -819,7 +839,7 @@ ngx_http_fanbase_job_message(ngx_http_fanbase_job_t *job, ngx_str_t *out,
 /* Retry-After in seconds, if Fanbase sent one */
 
 static ngx_msec_t
-ngx_http_fanbase_retry_after(ngx_http_fanbase_curl_t *h)
+ngx_http_fanbase_deliver_retry_after(ngx_http_fanbase_curl_t *h)
 {
     ngx_int_t  n;
 

@@ -67,7 +67,7 @@ typedef struct {
 } ngx_http_fanbase_item_t;
 
 
-static void ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
+static void ngx_http_fanbase_item_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_fanbase_item_cmp(ngx_str_t *id, uint64_t scope,
     ngx_http_fanbase_item_t *e);
@@ -103,7 +103,7 @@ ngx_http_fanbase_item_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     sh = mcf->sh;
 
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_fanbase_rbtree_insert_value);
+                    ngx_http_fanbase_item_rbtree_insert_value);
     ngx_queue_init(&sh->evictable);
     ngx_queue_init(&sh->active);
     sh->entries = 0;
@@ -486,7 +486,7 @@ ngx_http_fanbase_item_delete(ngx_http_fanbase_main_conf_t *mcf,
 
 
 static void
-ngx_http_fanbase_rbtree_insert_value(ngx_rbtree_node_t *temp,
+ngx_http_fanbase_item_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
     ngx_int_t                  rc;

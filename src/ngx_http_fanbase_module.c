@@ -1454,7 +1454,7 @@ ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
     ngx_http_fanbase_loc_conf_t   *http, *lcf;
     ngx_http_fanbase_main_conf_t  *mcf;
 
-    if (ngx_http_fanbase_filter_init(cf) != NGX_OK) {
+    if (ngx_http_fanbase_response_filter_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

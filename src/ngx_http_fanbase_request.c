@@ -17,7 +17,7 @@
  */
 
 ngx_int_t
-ngx_http_fanbase_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_fanbase_request_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     u_char       *p;
     size_t        len;
@@ -87,7 +87,7 @@ ngx_http_fanbase_read_body(ngx_http_request_t *r, ngx_str_t *body)
 /* the first header of that name, or NULL */
 
 ngx_table_elt_t *
-ngx_http_fanbase_header_in(ngx_http_request_t *r, const char *name,
+ngx_http_fanbase_request_header_in(ngx_http_request_t *r, const char *name,
     size_t len)
 {
     ngx_uint_t        i;

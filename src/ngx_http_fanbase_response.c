@@ -21,17 +21,17 @@ typedef struct {
 } ngx_http_fanbase_ctx_t;
 
 
-static ngx_int_t ngx_http_fanbase_error_json(ngx_pool_t *pool,
+static ngx_int_t ngx_http_fanbase_response_error_json(ngx_pool_t *pool,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *json);
-static ngx_int_t ngx_http_fanbase_send_upstream_failure(
+static ngx_int_t ngx_http_fanbase_response_upstream_failure(
     ngx_http_request_t *r, ngx_http_fanbase_curl_t *h, const char *what);
-static ngx_int_t ngx_http_fanbase_header_filter(ngx_http_request_t *r);
-static ngx_int_t ngx_http_fanbase_body_filter(ngx_http_request_t *r,
+static ngx_int_t ngx_http_fanbase_response_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_fanbase_response_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_fanbase_send(ngx_http_request_t *r,
+static ngx_int_t ngx_http_fanbase_response_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
-static u_char *ngx_http_fanbase_json_string(u_char *p, const u_char *s,
+static u_char *ngx_http_fanbase_response_json_string(u_char *p, const u_char *s,
     size_t len);
 
 
@@ -40,17 +40,17 @@ static ngx_http_output_body_filter_pt    ngx_http_fanbase_next_body_filter;
 
 
 ngx_int_t
-ngx_http_fanbase_send_json(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_fanbase_response_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json)
 {
     ngx_str_t  type = ngx_string("application/json");
 
-    return ngx_http_fanbase_send(r, status, &type, json);
+    return ngx_http_fanbase_response_send(r, status, &type, json);
 }
 
 
 static ngx_int_t
-ngx_http_fanbase_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_fanbase_response_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body)
 {
     ngx_int_t     rc;
@@ -88,12 +88,13 @@ ngx_http_fanbase_send(ngx_http_request_t *r, ngx_uint_t status,
 
 
 ngx_int_t
-ngx_http_fanbase_send_error(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_fanbase_response_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
     ngx_str_t  json;
 
-    if (ngx_http_fanbase_error_json(r->pool, status, code, message, &json)
+    if (ngx_http_fanbase_response_error_json(r->pool, status, code, message,
+                                             &json)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -102,12 +103,12 @@ ngx_http_fanbase_send_error(ngx_http_request_t *r, ngx_uint_t status,
     /* the error page machinery must not replace the JSON body */
     r->err_status = 0;
 
-    return ngx_http_fanbase_send_json(r, status, &json);
+    return ngx_http_fanbase_response_json(r, status, &json);
 }
 
 
 static ngx_int_t
-ngx_http_fanbase_error_json(ngx_pool_t *pool, ngx_uint_t status,
+ngx_http_fanbase_response_error_json(ngx_pool_t *pool, ngx_uint_t status,
     const char *code, const char *message, ngx_str_t *json)
 {
     u_char  *p;
@@ -124,8 +125,8 @@ ngx_http_fanbase_error_json(ngx_pool_t *pool, ngx_uint_t status,
     p = ngx_sprintf(json->data,
                     "{\"error\":{\"status\":%ui,\"code\":\"%s\",\"message\":",
                     status, code);
-    p = ngx_http_fanbase_json_string(p, (u_char *) message,
-                                     ngx_strlen(message));
+    p = ngx_http_fanbase_response_json_string(p, (u_char *) message,
+                                              ngx_strlen(message));
     p = ngx_cpymem(p, "}}", 2);
 
     json->len = p - json->data;
@@ -141,20 +142,20 @@ ngx_http_fanbase_error_json(ngx_pool_t *pool, ngx_uint_t status,
  */
 
 ngx_int_t
-ngx_http_fanbase_filter_init(ngx_conf_t *cf)
+ngx_http_fanbase_response_filter_init(ngx_conf_t *cf)
 {
     ngx_http_fanbase_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_fanbase_header_filter;
+    ngx_http_top_header_filter = ngx_http_fanbase_response_header_filter;
 
     ngx_http_fanbase_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = ngx_http_fanbase_body_filter;
+    ngx_http_top_body_filter = ngx_http_fanbase_response_body_filter;
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_fanbase_header_filter(ngx_http_request_t *r)
+ngx_http_fanbase_response_header_filter(ngx_http_request_t *r)
 {
     ngx_uint_t                     status;
     const char                    *code, *message;
@@ -206,8 +207,8 @@ ngx_http_fanbase_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (ngx_http_fanbase_error_json(r->pool, status, code, message,
-                                    &ctx->error)
+    if (ngx_http_fanbase_response_error_json(r->pool, status, code, message,
+                                             &ctx->error)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -228,7 +229,7 @@ ngx_http_fanbase_header_filter(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_fanbase_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+ngx_http_fanbase_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_buf_t               *b;
     ngx_uint_t               last;
@@ -278,7 +279,7 @@ ngx_http_fanbase_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 /* 405 with the methods allowed; the body, if any, is discarded */
 
 ngx_int_t
-ngx_http_fanbase_send_not_allowed(ngx_http_request_t *r, const char *allow,
+ngx_http_fanbase_response_not_allowed(ngx_http_request_t *r, const char *allow,
     const char *message)
 {
     ngx_str_t  value;
@@ -290,17 +291,17 @@ ngx_http_fanbase_send_not_allowed(ngx_http_request_t *r, const char *allow,
     value.data = (u_char *) allow;
     value.len = ngx_strlen(allow);
 
-    if (ngx_http_fanbase_add_header(r, "Allow", &value) != NGX_OK) {
+    if (ngx_http_fanbase_response_add_header(r, "Allow", &value) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                       "method_not_allowed", message);
+    return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method_not_allowed", message);
 }
 
 
 ngx_int_t
-ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
+ngx_http_fanbase_response_unavailable(ngx_http_request_t *r, const char *code,
     const char *message, time_t retry_after)
 {
     ngx_str_t  value;
@@ -314,12 +315,14 @@ ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_fanbase_add_header(r, "Retry-After", &value) != NGX_OK) {
+    if (ngx_http_fanbase_response_add_header(r, "Retry-After", &value)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_fanbase_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, code,
-                                       message);
+    return ngx_http_fanbase_response_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           code, message);
 }
 
 
@@ -330,46 +333,48 @@ ngx_http_fanbase_send_unavailable(ngx_http_request_t *r, const char *code,
  */
 
 ngx_int_t
-ngx_http_fanbase_send_call_failure(ngx_http_request_t *r,
+ngx_http_fanbase_response_call_failure(ngx_http_request_t *r,
     ngx_http_fanbase_call_t *call, ngx_int_t rc, const char *what)
 {
     if (rc == NGX_DECLINED) {
-        return ngx_http_fanbase_send_unavailable(r, "token_unavailable",
-                                                 "no Fanbase token can be "
-                                                 "had now",
-                                                 call->retry_after);
+        return ngx_http_fanbase_response_unavailable(r, "token_unavailable",
+                                                     "no Fanbase token can be "
+                                                     "had now",
+                                                     call->retry_after);
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "internal_error",
-                                           "the call to Fanbase was not "
-                                           "made");
+        return ngx_http_fanbase_response_error(r,
+                                               NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                               "internal_error",
+                                               "the call to Fanbase was not "
+                                               "made");
     }
 
     if (call->rejected) {
-        return ngx_http_fanbase_send_unavailable(r, "token_rejected",
-                                                 "Fanbase rejected the "
-                                                 "edge's token", 5);
+        return ngx_http_fanbase_response_unavailable(r, "token_rejected",
+                                                     "Fanbase rejected the "
+                                                     "edge's token", 5);
     }
 
-    return ngx_http_fanbase_send_upstream_failure(r, call->http, what);
+    return ngx_http_fanbase_response_upstream_failure(r, call->http, what);
 }
 
 
 /* 5xx, timeouts and failed connections become 502 or 504 */
 
 static ngx_int_t
-ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
+ngx_http_fanbase_response_upstream_failure(ngx_http_request_t *r,
     ngx_http_fanbase_curl_t *h, const char *what)
 {
     if (h->result == CURLE_OPERATION_TIMEDOUT) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "fanbase: %s: Fanbase timed out: %s", what, h->error);
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "upstream_timeout",
-                                           "Fanbase did not answer in time");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                               "upstream_timeout",
+                                               "Fanbase did not answer "
+                                               "in time");
     }
 
     if (h->result == CURLE_ABORTED_BY_CALLBACK) {
@@ -377,10 +382,11 @@ ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
                       "fanbase: %s: the connection to Fanbase broke after "
                       "the request was sent; it is not sent again", what);
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "upstream_unreachable",
-                                           "the connection to Fanbase broke "
-                                           "after the request was sent");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "upstream_unreachable",
+                                               "the connection to Fanbase "
+                                               "broke after the request was "
+                                               "sent");
     }
 
     if (h->result != CURLE_OK) {
@@ -388,36 +394,37 @@ ngx_http_fanbase_send_upstream_failure(ngx_http_request_t *r,
                       "fanbase: %s: Fanbase unreachable: %s", what,
                       h->error[0] ? h->error : curl_easy_strerror(h->result));
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "upstream_unreachable",
-                                           "Fanbase could not be reached");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "upstream_unreachable",
+                                               "Fanbase could not be reached");
     }
 
     if (h->status >= 500) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "fanbase: %s: Fanbase answered %l", what, h->status);
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "upstream_error",
-                                           "Fanbase failed to process the "
-                                           "request");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "upstream_error",
+                                               "Fanbase failed to process the "
+                                               "request");
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "fanbase: %s: Fanbase answered %l with an unusable body",
                   what, h->status);
 
-    return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                       "upstream_invalid_response",
-                                       "Fanbase answered something that "
-                                       "cannot be read");
+    return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "upstream_invalid_response",
+                                           "Fanbase answered something that "
+                                           "cannot be read");
 }
 
 
 /* Fanbase's status, body and type, as they came */
 
 ngx_int_t
-ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_curl_t *h)
+ngx_http_fanbase_response_relay(ngx_http_request_t *r,
+    ngx_http_fanbase_curl_t *h)
 {
     ngx_str_t  body, type, value;
 
@@ -425,7 +432,9 @@ ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_curl_t *h)
         value.data = h->retry_after;
         value.len = ngx_strlen(h->retry_after);
 
-        if (ngx_http_fanbase_add_header(r, "Retry-After", &value) != NGX_OK) {
+        if (ngx_http_fanbase_response_add_header(r, "Retry-After", &value)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -443,12 +452,12 @@ ngx_http_fanbase_relay(ngx_http_request_t *r, ngx_http_fanbase_curl_t *h)
         ngx_str_set(&type, "application/json");
     }
 
-    return ngx_http_fanbase_send(r, h->status, &type, &body);
+    return ngx_http_fanbase_response_send(r, h->status, &type, &body);
 }
 
 
 ngx_int_t
-ngx_http_fanbase_add_header(ngx_http_request_t *r, const char *name,
+ngx_http_fanbase_response_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
@@ -473,7 +482,7 @@ ngx_http_fanbase_add_header(ngx_http_request_t *r, const char *name,
 /* Fanbase's queue item: the fields, types and nulls of its GET answer */
 
 ngx_int_t
-ngx_http_fanbase_render_item(ngx_pool_t *pool, fanbase_item_t *item,
+ngx_http_fanbase_response_render_item(ngx_pool_t *pool, fanbase_item_t *item,
     ngx_uint_t show_msg, ngx_str_t *out)
 {
     u_char        *p;
@@ -508,11 +517,11 @@ ngx_http_fanbase_render_item(ngx_pool_t *pool, fanbase_item_t *item,
     out->data = p;
 
     p = ngx_cpymem(p, lit_id, sizeof(lit_id) - 1);
-    p = ngx_http_fanbase_json_string(p, item->id.data, item->id.len);
+    p = ngx_http_fanbase_response_json_string(p, item->id.data, item->id.len);
 
     p = ngx_cpymem(p, lit_created, sizeof(lit_created) - 1);
-    p = ngx_http_fanbase_json_string(p, item->created.data,
-                                     item->created.len);
+    p = ngx_http_fanbase_response_json_string(p, item->created.data,
+                                              item->created.len);
 
     p = ngx_cpymem(p, lit_icode, sizeof(lit_icode) - 1);
 
@@ -524,19 +533,20 @@ ngx_http_fanbase_render_item(ngx_pool_t *pool, fanbase_item_t *item,
     }
 
     p = ngx_cpymem(p, lit_imsg, sizeof(lit_imsg) - 1);
-    p = ngx_http_fanbase_json_string(p, item->imsg.data, item->imsg.len);
+    p = ngx_http_fanbase_response_json_string(p, item->imsg.data,
+                                              item->imsg.len);
 
     p = ngx_cpymem(p, lit_pdate, sizeof(lit_pdate) - 1);
-    p = ngx_http_fanbase_json_string(p, item->process_date.data,
-                                     item->process_date.len);
+    p = ngx_http_fanbase_response_json_string(p, item->process_date.data,
+                                              item->process_date.len);
 
     p = ngx_cpymem(p, lit_status, sizeof(lit_status) - 1);
-    p = ngx_http_fanbase_json_string(p, (u_char *) status,
-                                     status ? ngx_strlen(status) : 0);
+    p = ngx_http_fanbase_response_json_string(p, (u_char *) status,
+                                              status ? ngx_strlen(status) : 0);
 
     p = ngx_cpymem(p, lit_pmsg, sizeof(lit_pmsg) - 1);
-    p = ngx_http_fanbase_json_string(p, item->process_msg.data,
-                                     item->process_msg.len);
+    p = ngx_http_fanbase_response_json_string(p, item->process_msg.data,
+                                              item->process_msg.len);
 
     /* the original payload holds buyer data: shown only when kept */
 
@@ -560,7 +570,7 @@ ngx_http_fanbase_render_item(ngx_pool_t *pool, fanbase_item_t *item,
 /* a JSON string, or null for a string that is absent */
 
 static u_char *
-ngx_http_fanbase_json_string(u_char *p, const u_char *s, size_t len)
+ngx_http_fanbase_response_json_string(u_char *p, const u_char *s, size_t len)
 {
     if (s == NULL) {
         return ngx_cpymem(p, "null", 4);

@@ -61,9 +61,9 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
     ngx_http_fanbase_status_ctx_t  *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_fanbase_send_not_allowed(r, "GET, HEAD",
-                                                 "status is GET or HEAD "
-                                                 "only");
+        return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD",
+                                                     "status is GET or HEAD "
+                                                     "only");
     }
 
     rc = ngx_http_fanbase_status_id(r, &id);
@@ -126,9 +126,10 @@ error:
     }
 
     if (rc == NGX_HTTP_BAD_REQUEST) {
-        return ngx_http_fanbase_send_error(r, rc, "invalid_id",
-                                           "the id must be 1 to 64 letters, "
-                                           "digits, \"-\" or \"_\"");
+        return ngx_http_fanbase_response_error(r, rc, "invalid_id",
+                                               "the id must be "
+                                               "1 to 64 letters, digits, "
+                                               "\"-\" or \"_\"");
     }
 
     return rc;
@@ -176,8 +177,8 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
         return NGX_OK;
 
     case NGX_DECLINED:
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "no such transaction");
+        rc = ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                             "no such transaction");
         ngx_http_fanbase_status_finish(ctx, rc);
         return NGX_OK;
 
@@ -261,15 +262,15 @@ ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
                                        &ctx->id, 1);
         ctx->leased = 0;
 
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "no such transaction");
+        rc = ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                             "no such transaction");
 
     } else if (h->status >= 400 && h->status < 500) {
         ngx_http_fanbase_item_release(ctx->mcf, ctx->call.lcf->scope,
                                        &ctx->id, 0);
         ctx->leased = 0;
 
-        rc = ngx_http_fanbase_relay(r, h);
+        rc = ngx_http_fanbase_response_relay(r, h);
 
     } else {
         rc = ngx_http_fanbase_status_fallback(ctx, NGX_OK);
@@ -347,7 +348,7 @@ ngx_http_fanbase_status_fallback(ngx_http_fanbase_status_ctx_t *ctx,
                                             lcf->store_payload, "STALE");
     }
 
-    return ngx_http_fanbase_send_call_failure(r, call, rc, "status");
+    return ngx_http_fanbase_response_call_failure(r, call, rc, "status");
 }
 
 
@@ -357,7 +358,7 @@ ngx_http_fanbase_status_send(ngx_http_request_t *r, fanbase_item_t *item,
 {
     ngx_str_t  json, value;
 
-    if (ngx_http_fanbase_render_item(r->pool, item, show_msg, &json)
+    if (ngx_http_fanbase_response_render_item(r->pool, item, show_msg, &json)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -366,11 +367,13 @@ ngx_http_fanbase_status_send(ngx_http_request_t *r, fanbase_item_t *item,
     value.data = (u_char *) cache;
     value.len = ngx_strlen(cache);
 
-    if (ngx_http_fanbase_add_header(r, "X-Fanbase-Cache", &value) != NGX_OK) {
+    if (ngx_http_fanbase_response_add_header(r, "X-Fanbase-Cache", &value)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_fanbase_send_json(r, NGX_HTTP_OK, &json);
+    return ngx_http_fanbase_response_json(r, NGX_HTTP_OK, &json);
 }
 
 

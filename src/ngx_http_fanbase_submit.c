@@ -46,8 +46,9 @@ ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
     ngx_int_t  rc;
 
     if (!(r->method & NGX_HTTP_POST)) {
-        return ngx_http_fanbase_send_not_allowed(r, "POST",
-                                                 "submissions are POST only");
+        return ngx_http_fanbase_response_not_allowed(r, "POST",
+                                                     "submissions are POST "
+                                                     "only");
     }
 
     if (ngx_http_fanbase_submit_content_type(r) != NGX_OK) {
@@ -55,11 +56,11 @@ ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_fanbase_send_error(r,
-                                           NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                           "unsupported_media_type",
-                                           "the body must be "
-                                           "application/json");
+        return ngx_http_fanbase_response_error(r,
+                                               NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                               "unsupported_media_type",
+                                               "the body must be "
+                                               "application/json");
     }
 
     /*
@@ -127,7 +128,7 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
-    if (ngx_http_fanbase_read_body(r, &body) != NGX_OK) {
+    if (ngx_http_fanbase_request_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -138,10 +139,10 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "fanbase: submission refused: %s", err);
 
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         rc == FANBASE_JSON_INVALID
-                                         ? "invalid_json"
-                                         : "invalid_submission", err);
+        rc = ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
+                                             rc == FANBASE_JSON_INVALID
+                                             ? "invalid_json"
+                                             : "invalid_submission", err);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -176,9 +177,9 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
     ctx->reserved = ngx_http_fanbase_item_reserve(ctx->mcf, payload,
                                                    r->connection->log);
     if (ctx->reserved == NULL) {
-        rc = ngx_http_fanbase_send_unavailable(r, "zone_full",
-                                               "the transaction store is "
-                                               "full", 5);
+        rc = ngx_http_fanbase_response_unavailable(r, "zone_full",
+                                                   "the transaction store is "
+                                                   "full", 5);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -218,7 +219,7 @@ ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
     h = call->http;
 
     if (rc != NGX_OK || call->rejected) {
-        rc = ngx_http_fanbase_send_call_failure(r, call, rc, "submission");
+        rc = ngx_http_fanbase_response_call_failure(r, call, rc, "submission");
 
     } else if (h->result == CURLE_OK && h->status >= 200 && h->status < 300) {
         rc = ngx_http_fanbase_submit_accepted(ctx);
@@ -228,10 +229,10 @@ ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
                       "fanbase: Fanbase refused the submission with %l",
                       h->status);
 
-        rc = ngx_http_fanbase_relay(r, h);
+        rc = ngx_http_fanbase_response_relay(r, h);
 
     } else {
-        rc = ngx_http_fanbase_send_call_failure(r, call, rc, "submission");
+        rc = ngx_http_fanbase_response_call_failure(r, call, rc, "submission");
     }
 
     ngx_http_finalize_request(r, rc);
@@ -260,11 +261,12 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
                       "fanbase: Fanbase answered the submission with %l "
                       "and a body that is not a queue item", h->status);
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "upstream_invalid_response",
-                                           "Fanbase accepted the submission "
-                                           "with an answer that cannot be "
-                                           "read; do not resend it");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "upstream_invalid_response",
+                                               "Fanbase accepted the "
+                                               "submission with an answer "
+                                               "that cannot be read; "
+                                               "do not resend it");
     }
 
     if (item.icode_set && item.icode != 0) {
@@ -314,7 +316,9 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
         *p++ = '/';
         ngx_memcpy(p, id.data, id.len);
 
-        if (ngx_http_fanbase_add_header(r, "Location", &location) != NGX_OK) {
+        if (ngx_http_fanbase_response_add_header(r, "Location", &location)
+            != NGX_OK)
+        {
             fanbase_json_item_free(&item);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -326,7 +330,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     fanbase_json_item_free(&item);
 
-    return ngx_http_fanbase_relay(r, h);
+    return ngx_http_fanbase_response_relay(r, h);
 }
 
 

@@ -55,7 +55,7 @@ static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     const char *reason, long status);
 static ngx_http_fanbase_headers_t *ngx_http_fanbase_token_hdr(
     u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
-static u_char *ngx_http_fanbase_escape(u_char *dst, ngx_str_t *src);
+static u_char *ngx_http_fanbase_token_escape(u_char *dst, ngx_str_t *src);
 
 
 ngx_http_fanbase_cred_t *
@@ -136,9 +136,9 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
         p = ngx_cpymem(p, "grant_type=client_credentials",
                        sizeof("grant_type=client_credentials") - 1);
         p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
-        p = ngx_http_fanbase_escape(p, &lcf->client_id);
+        p = ngx_http_fanbase_token_escape(p, &lcf->client_id);
         p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
-        p = ngx_http_fanbase_escape(p, &lcf->client_secret);
+        p = ngx_http_fanbase_token_escape(p, &lcf->client_secret);
         *p = '\0';
 
         cred->url.len = p - cred->url.data;
@@ -661,7 +661,7 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
 
 
 static u_char *
-ngx_http_fanbase_escape(u_char *dst, ngx_str_t *src)
+ngx_http_fanbase_token_escape(u_char *dst, ngx_str_t *src)
 {
     u_char      c;
     size_t      i;

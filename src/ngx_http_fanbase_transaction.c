@@ -48,9 +48,9 @@ static ngx_int_t ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_fanbase_transaction_wait(
     ngx_http_fanbase_waiter_t *w);
 static void ngx_http_fanbase_transaction_cleanup(void *data);
-static ngx_uint_t ngx_http_fanbase_etag_match(ngx_table_elt_t *h,
+static ngx_uint_t ngx_http_fanbase_transaction_etag_match(ngx_table_elt_t *h,
     ngx_str_t *etag);
-static void ngx_http_fanbase_etag(ngx_http_fanbase_txn_view_t *v,
+static void ngx_http_fanbase_transaction_etag(ngx_http_fanbase_txn_view_t *v,
     ngx_str_t *etag);
 
 
@@ -62,9 +62,9 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
     ngx_http_fanbase_main_conf_t  *mcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
-        return ngx_http_fanbase_send_not_allowed(r, "GET, HEAD, DELETE",
-                                                 "transactions are GET, "
-                                                 "HEAD or DELETE only");
+        return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD, DELETE",
+                                                     "transactions are GET, "
+                                                     "HEAD or DELETE only");
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -76,8 +76,8 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
     rc = ngx_http_fanbase_transaction_id(r, &id);
 
     if (rc == NGX_HTTP_BAD_REQUEST) {
-        return ngx_http_fanbase_send_error(r, rc, "invalid_id",
-                                           "a transaction id is a UUID");
+        return ngx_http_fanbase_response_error(r, rc, "invalid_id",
+                                               "a transaction id is a UUID");
     }
 
     if (rc != NGX_OK) {
@@ -132,18 +132,19 @@ ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
         return ngx_http_fanbase_transaction_send(r, mcf, id, 0);
 
     case NGX_DECLINED:
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                           "no such transaction");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
+                                               "not_found",
+                                               "no such transaction");
 
     case NGX_BUSY:
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_CONFLICT,
-                                           "delivery_started",
-                                           "the transaction is being or has "
-                                           "been delivered to Fanbase");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT,
+                                               "delivery_started",
+                                               "the transaction is being or "
+                                               "has been delivered to Fanbase");
 
     case NGX_ABORT:
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_CONFLICT, "terminal",
-                                           "the transaction has ended");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT, "terminal",
+                                               "the transaction has ended");
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -174,10 +175,10 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
         wait = ngx_atoi(value.data, value.len);
 
         if (wait == NGX_ERROR) {
-            return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_wait",
-                                               "wait must be a number of "
-                                               "seconds");
+            return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
+                                                   "invalid_wait",
+                                                   "wait must be a number of "
+                                                   "seconds");
         }
 
         wait = ngx_min((ngx_msec_t) wait * 1000, lcf->long_poll);
@@ -204,19 +205,20 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
         break;
 
     case NGX_DECLINED:
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                           "no such transaction");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
+                                               "not_found",
+                                               "no such transaction");
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_fanbase_etag(&v, &etag);
+    ngx_http_fanbase_transaction_etag(&v, &etag);
 
     if (fanbase_status_terminal(v.status)
         || (r->headers_in.if_none_match
-            && !ngx_http_fanbase_etag_match(r->headers_in.if_none_match,
-                                            &etag)))
+            && !ngx_http_fanbase_transaction_etag_match(
+                                           r->headers_in.if_none_match, &etag)))
     {
         return ngx_http_fanbase_transaction_send(r, mcf, id, 1);
     }
@@ -317,27 +319,29 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
     rc = ngx_http_fanbase_txn_get(mcf, lcf->scope, id, r->pool, &v);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                           "no such transaction");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
+                                               "not_found",
+                                               "no such transaction");
     }
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_fanbase_etag(&v, &etag);
+    ngx_http_fanbase_transaction_etag(&v, &etag);
 
     etag.data = ngx_pstrdup(r->pool, &etag);
     if (etag.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_fanbase_add_header(r, "ETag", &etag) != NGX_OK) {
+    if (ngx_http_fanbase_response_add_header(r, "ETag", &etag) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (cond && r->headers_in.if_none_match
-        && ngx_http_fanbase_etag_match(r->headers_in.if_none_match, &etag))
+        && ngx_http_fanbase_transaction_etag_match(r->headers_in.if_none_match,
+                                                   &etag))
     {
         r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
         r->headers_out.content_length_n = -1;
@@ -346,7 +350,7 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
         return ngx_http_send_header(r);
     }
 
-    return ngx_http_fanbase_send_json(r, NGX_HTTP_OK, &v.json);
+    return ngx_http_fanbase_response_json(r, NGX_HTTP_OK, &v.json);
 }
 
 
@@ -362,7 +366,7 @@ ngx_http_fanbase_transaction_cleanup(void *data)
 /* If-None-Match: "*", or a list of tags, weak ones compared weakly */
 
 static ngx_uint_t
-ngx_http_fanbase_etag_match(ngx_table_elt_t *h, ngx_str_t *etag)
+ngx_http_fanbase_transaction_etag_match(ngx_table_elt_t *h, ngx_str_t *etag)
 {
     u_char  *p, *last, *start;
 
@@ -403,7 +407,8 @@ ngx_http_fanbase_etag_match(ngx_table_elt_t *h, ngx_str_t *etag)
 /* "VERSION-UPDATED": it changes with every change of the transaction */
 
 static void
-ngx_http_fanbase_etag(ngx_http_fanbase_txn_view_t *v, ngx_str_t *etag)
+ngx_http_fanbase_transaction_etag(ngx_http_fanbase_txn_view_t *v,
+    ngx_str_t *etag)
 {
     static u_char  buf[NGX_INT64_LEN * 2 + 4];
 

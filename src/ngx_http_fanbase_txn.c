@@ -13,8 +13,9 @@
  * be evicted.  Idempotency-Keys and webhook message ids are claimed, in
  * the same lock as the change they guard, through ngx_http_fanbase_keys.c
  * (the oldest message ids are given up before their expiry when nothing
- * else can be); Fanbase's queue ids index delivered transactions.  Each of them belongs to the scope of a
- * credential set and is found by (scope, id): the hash covers both.
+ * else can be); Fanbase's queue ids index delivered transactions.  Each
+ * of them belongs to the scope of a credential set and is found by
+ * (scope, id): the hash covers both.
  * Every change bumps sh->changes: long polls and the state file watch it.
  */
 
@@ -50,7 +51,7 @@ static void ngx_http_fanbase_txn_unowned_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_lookup(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, uint32_t hash);
-static ngx_http_fanbase_txn_t *ngx_http_fanbase_qid_find(
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_qid_find(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, ngx_str_t *id,
     uint32_t hash);
 static void ngx_http_fanbase_txn_free_locked(
@@ -60,8 +61,9 @@ static void ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
 static void ngx_http_fanbase_txn_notice_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_log_t *log);
-static void ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3);
-static ngx_http_fanbase_event_t *ngx_http_fanbase_event_reuse(
+static void ngx_http_fanbase_txn_prefetch_heads(void **b1, void **b2,
+    void **b3);
+static ngx_http_fanbase_event_t *ngx_http_fanbase_txn_event_reuse(
     ngx_http_fanbase_txn_t *t, size_t size);
 static u_char *ngx_http_fanbase_txn_json(u_char *p,
     ngx_http_fanbase_txn_t *t);
@@ -348,7 +350,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 /* the slab allocator's size class of a chunk of "size" bytes */
 
 static size_t
-ngx_http_fanbase_slab_class(size_t size)
+ngx_http_fanbase_txn_slab_class(size_t size)
 {
     size_t  n;
 
@@ -361,7 +363,7 @@ ngx_http_fanbase_slab_class(size_t size)
 /* the oldest kept event of "t" whose chunk can hold "size" bytes, unlinked */
 
 static ngx_http_fanbase_event_t *
-ngx_http_fanbase_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
+ngx_http_fanbase_txn_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
 {
     size_t                     n, old;
     ngx_queue_t               *q;
@@ -373,7 +375,7 @@ ngx_http_fanbase_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
         return NULL;
     }
 
-    n = ngx_http_fanbase_slab_class(size);
+    n = ngx_http_fanbase_txn_slab_class(size);
 
     for (q = ngx_queue_head(&t->events);
          q != ngx_queue_sentinel(&t->events);
@@ -381,7 +383,7 @@ ngx_http_fanbase_event_reuse(ngx_http_fanbase_txn_t *t, size_t size)
     {
         ev = ngx_queue_data(q, ngx_http_fanbase_event_t, queue);
 
-        old = ngx_http_fanbase_slab_class(
+        old = ngx_http_fanbase_txn_slab_class(
                       offsetof(ngx_http_fanbase_event_t, json) + ev->len);
 
         if (old == n) {
@@ -414,7 +416,7 @@ ngx_http_fanbase_txn_add_event_locked(ngx_http_fanbase_main_conf_t *mcf,
          * the same slab size class, which the newest are kept over anyway
          */
 
-        ev = ngx_http_fanbase_event_reuse(t, size);
+        ev = ngx_http_fanbase_txn_event_reuse(t, size);
         if (ev == NULL) {
             return NGX_ERROR;
         }
@@ -934,9 +936,9 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    ngx_http_fanbase_prefetch_heads((void **) &sh->hooks.hash[bmsg],
-                                    (void **) &sh->txn_hash[bid],
-                                    (void **) &sh->qid_hash[bid]);
+    ngx_http_fanbase_txn_prefetch_heads((void **) &sh->hooks.hash[bmsg],
+                                        (void **) &sh->txn_hash[bid],
+                                        (void **) &sh->qid_hash[bid]);
 
     ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
 
@@ -952,7 +954,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
         ? ngx_http_fanbase_txn_lookup(sh, hk->scope, hk->id.data, hid) : NULL;
 
     if (t == NULL) {
-        t = ngx_http_fanbase_qid_find(sh, hk->scope, &hk->id, hid);
+        t = ngx_http_fanbase_txn_qid_find(sh, hk->scope, &hk->id, hid);
     }
 
     k = ngx_http_fanbase_keys_insert_locked(mcf, &sh->hooks, hk->scope,
@@ -1097,7 +1099,7 @@ ngx_http_fanbase_txn_index_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 
 static ngx_http_fanbase_txn_t *
-ngx_http_fanbase_qid_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
+ngx_http_fanbase_txn_qid_find(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
     ngx_str_t *id, uint32_t hash)
 {
     ngx_http_fanbase_qid_t  *q;
@@ -1504,7 +1506,7 @@ ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
 
 
 static void
-ngx_http_fanbase_prefetch_heads(void **b1, void **b2, void **b3)
+ngx_http_fanbase_txn_prefetch_heads(void **b1, void **b2, void **b3)
 {
     if (*b1 != NULL) {
         ngx_http_fanbase_prefetch(*b1);

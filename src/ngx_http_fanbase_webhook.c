@@ -53,8 +53,8 @@ ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
     ngx_http_fanbase_loc_conf_t  *lcf;
 
     if (r->method != NGX_HTTP_POST) {
-        return ngx_http_fanbase_send_not_allowed(r, "POST",
-                                                 "webhooks are POST only");
+        return ngx_http_fanbase_response_not_allowed(r, "POST",
+                                                     "webhooks are POST only");
     }
 
     /* what the headers alone refuse costs no body and no HMAC */
@@ -73,8 +73,8 @@ ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                           "unauthorized", reason);
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_UNAUTHORIZED,
+                                               "unauthorized", reason);
     }
 
     r->request_body_in_single_buf = 1;
@@ -101,7 +101,7 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
-    if (ngx_http_fanbase_read_body(r, &body) != NGX_OK) {
+    if (ngx_http_fanbase_request_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -114,8 +114,8 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanbase: webhook refused: %s", reason);
 
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized", reason);
+        rc = ngx_http_fanbase_response_error(r, NGX_HTTP_UNAUTHORIZED,
+                                             "unauthorized", reason);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -131,13 +131,14 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
                       ? "the body is not JSON"
                       : "no \"id\" or no known status");
 
-        rc = ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         json == FANBASE_JSON_INVALID
-                                         ? "invalid_json" : "invalid_update",
-                                         json == FANBASE_JSON_INVALID
-                                         ? "the body is not valid JSON"
-                                         : "an update needs an \"id\" and a "
-                                           "known status");
+        rc = ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
+                                             json == FANBASE_JSON_INVALID
+                                             ? "invalid_json"
+                                             : "invalid_update",
+                                             json == FANBASE_JSON_INVALID
+                                             ? "the body is not valid JSON"
+                                             : "an update needs an \"id\" "
+                                               "and a known status");
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -165,12 +166,12 @@ ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
 
     if (lcf->webhook_auth == NGX_HTTP_FANBASE_AUTH_STANDARD) {
 
-        id = ngx_http_fanbase_header_in(r, "webhook-id",
-                                        sizeof("webhook-id") - 1);
-        stamp = ngx_http_fanbase_header_in(r, "webhook-timestamp",
-                                           sizeof("webhook-timestamp") - 1);
-        sig = ngx_http_fanbase_header_in(r, "webhook-signature",
-                                         sizeof("webhook-signature") - 1);
+        id = ngx_http_fanbase_request_header_in(r, "webhook-id",
+                                                sizeof("webhook-id") - 1);
+        stamp = ngx_http_fanbase_request_header_in(r, "webhook-timestamp",
+                                               sizeof("webhook-timestamp") - 1);
+        sig = ngx_http_fanbase_request_header_in(r, "webhook-signature",
+                                               sizeof("webhook-signature") - 1);
 
         if (id == NULL || stamp == NULL || sig == NULL) {
             return "webhook-id, webhook-timestamp or webhook-signature "
@@ -224,8 +225,8 @@ ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
         return NULL;
     }
 
-    h = ngx_http_fanbase_header_in(r, (char *) lcf->webhook_header.data,
-                                   lcf->webhook_header.len);
+    h = ngx_http_fanbase_request_header_in(r, (char *) lcf->webhook_header.data,
+                                           lcf->webhook_header.len);
     if (h == NULL) {
         return "the signature header is missing";
     }
@@ -289,10 +290,11 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
     hk.max_events = lcf->transaction_events;
 
     if (ngx_http_fanbase_id_valid(&hk.id) != NGX_OK) {
-        return ngx_http_fanbase_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "invalid_update",
-                                           "the id must be 1 to 64 letters, "
-                                           "digits, \"-\" or \"_\"");
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_update",
+                                               "the id must be "
+                                               "1 to 64 letters, digits, "
+                                               "\"-\" or \"_\"");
     }
 
     uuid = (ngx_http_fanbase_id_valid_txn(&hk.id) == NGX_OK);
@@ -360,9 +362,9 @@ full:
                   "fanbase: webhook refused: zone \"%V\" is full",
                   &mcf->shm_zone->shm.name);
 
-    return ngx_http_fanbase_send_unavailable(r, "zone_full",
-                                             "the transaction store is full",
-                                             5);
+    return ngx_http_fanbase_response_unavailable(r, "zone_full",
+                                                 "the transaction store is "
+                                                 "full", 5);
 }
 
 
