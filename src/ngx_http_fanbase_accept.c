@@ -6,7 +6,8 @@
  * transaction in the zone and is answered 202 at once, with its id and
  * path; ngx_http_fanbase_deliver.c sends it to Fanbase afterwards.  An
  * Idempotency-Key is claimed in the zone together with the creation of
- * the transaction, under one lock, so that repeats on any worker find it.
+ * the transaction, in one operation of the store, so that repeats on any
+ * worker (or host, with a shared engine) find it.
  */
 
 
@@ -16,6 +17,7 @@
 #include "ngx_http_fanbase_deliver.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_accept.h"
 
@@ -23,6 +25,16 @@
 #define NGX_HTTP_FANBASE_UNPROCESSABLE   422
 
 
+typedef struct {
+    ngx_http_fanbase_store_op_t    op;
+    ngx_http_request_t            *request;
+    ngx_http_fanbase_txn_new_t     nt;
+} ngx_http_fanbase_accept_ctx_t;
+
+
+static void ngx_http_fanbase_accept_created(ngx_http_fanbase_store_op_t *op);
+static ngx_int_t ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
+    ngx_http_fanbase_txn_new_t *nt, ngx_int_t rc);
 static ngx_int_t ngx_http_fanbase_accept_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static ngx_int_t ngx_http_fanbase_accept_id(u_char *id);
@@ -33,49 +45,86 @@ static ngx_int_t ngx_http_fanbase_accept_send(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
 {
-    ngx_int_t                      rc;
-    ngx_md5_t                      md5;
-    ngx_http_fanbase_txn_new_t     nt;
-    ngx_http_fanbase_loc_conf_t   *lcf;
-    ngx_http_fanbase_main_conf_t  *mcf;
+    ngx_int_t                       rc;
+    ngx_md5_t                       md5;
+    ngx_http_fanbase_txn_new_t     *nt;
+    ngx_http_fanbase_loc_conf_t    *lcf;
+    ngx_http_fanbase_main_conf_t   *mcf;
+    ngx_http_fanbase_accept_ctx_t  *ctx;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
 
-    ngx_memzero(&nt, sizeof(ngx_http_fanbase_txn_new_t));
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_accept_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (ngx_http_fanbase_accept_key(r, &nt.idem_key) != NGX_OK) {
+    nt = &ctx->nt;
+
+    if (ngx_http_fanbase_accept_key(r, &nt->idem_key) != NGX_OK) {
         return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
                                                "invalid_idempotency_key",
                                                "Idempotency-Key must be 1 to "
                                                "255 visible ASCII characters");
     }
 
-    if (ngx_http_fanbase_accept_id(nt.id) != NGX_OK) {
+    if (ngx_http_fanbase_accept_id(nt->id) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
                       "fanbase: getrandom() failed");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    nt.payload = *body;
-    nt.lcf = lcf;
+    nt->payload = *body;
+    nt->lcf = lcf;
 
     /* a repeat is recognised by its body's digest */
 
-    if (nt.idem_key.len) {
+    if (nt->idem_key.len) {
         ngx_md5_init(&md5);
         ngx_md5_update(&md5, body->data, body->len);
-        ngx_md5_final(nt.digest, &md5);
+        ngx_md5_final(nt->digest, &md5);
     }
 
-    rc = ngx_http_fanbase_txn_create(mcf, &nt, r->connection->log);
+    ctx->request = r;
+    ctx->op.done = ngx_http_fanbase_accept_created;
+    ctx->op.data = ctx;
+    ctx->op.log = r->connection->log;
+
+    rc = mcf->store->txn_create(mcf, nt, &ctx->op);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_http_fanbase_store_suspend(r, &ctx->op);
+    }
+
+    return ngx_http_fanbase_accept_answer(r, nt, rc);
+}
+
+
+static void
+ngx_http_fanbase_accept_created(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_http_fanbase_accept_ctx_t  *ctx = op->data;
+
+    ngx_http_fanbase_store_resume(ctx->request,
+                                  ngx_http_fanbase_accept_answer(ctx->request,
+                                                                 &ctx->nt,
+                                                                 op->rc));
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
+    ngx_http_fanbase_txn_new_t *nt, ngx_int_t rc)
+{
+    ngx_http_fanbase_main_conf_t  *mcf;
 
     switch (rc) {
 
     case NGX_OK:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "fanbase: submission accepted as transaction \"%*s\"",
-                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt.id);
+                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
 
         ngx_http_fanbase_deliver_kick();
         break;
@@ -84,7 +133,7 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "fanbase: repeated submission with the same "
                       "Idempotency-Key: transaction \"%*s\"",
-                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt.id);
+                      (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
         break;
 
     case NGX_DECLINED:
@@ -102,6 +151,8 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
                                                "with another body");
 
     case NGX_BUSY:
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "fanbase: zone \"%V\" is full of transactions that "
                       "are not terminal", &mcf->shm_zone->shm.name);
@@ -114,7 +165,7 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_fanbase_accept_send(r, lcf, nt.id);
+    return ngx_http_fanbase_accept_send(r, nt->lcf, nt->id);
 }
 
 

@@ -80,6 +80,31 @@ typedef struct ngx_http_fanbase_qid_s         ngx_http_fanbase_qid_t;
 typedef struct ngx_http_fanbase_idem_s        ngx_http_fanbase_idem_t;
 typedef struct ngx_http_fanbase_shctx_s       ngx_http_fanbase_shctx_t;
 typedef struct ngx_http_fanbase_zone_part_s   ngx_http_fanbase_zone_part_t;
+typedef struct ngx_http_fanbase_store_s       ngx_http_fanbase_store_t;
+
+
+/*
+ * One operation of the storage interface (ngx_http_fanbase_store.h): an
+ * engine answers it at once, or returns NGX_AGAIN and later sets rc and
+ * calls done(op) from the event loop.
+ */
+
+typedef struct ngx_http_fanbase_store_op_s  ngx_http_fanbase_store_op_t;
+
+typedef void (*ngx_http_fanbase_store_done_pt)(
+    ngx_http_fanbase_store_op_t *op);
+
+struct ngx_http_fanbase_store_op_s {
+    ngx_http_fanbase_store_done_pt  done;      /* set by the caller */
+    void                         *data;
+    ngx_log_t                    *log;
+    ngx_int_t                     rc;          /* the answer, for done */
+    ngx_msec_t                    next;        /* claims: ms until one */
+    ngx_event_t                   event;       /* the engine's */
+    const ngx_http_fanbase_store_t *store;     /* holds it while pending */
+    unsigned                      pending:1;   /* NGX_AGAIN, not done yet */
+    unsigned                      cleanup:1;   /* a request's, set */
+};
 
 
 /* settings of outbound transfers */
@@ -95,6 +120,7 @@ typedef struct {
 struct ngx_http_fanbase_main_conf_s {
     ngx_shm_zone_t               *shm_zone;
     ngx_http_fanbase_zone_part_t *parts;       /* the zone's, in order */
+    const ngx_http_fanbase_store_t *store;     /* the records' engine */
     ngx_http_fanbase_shctx_t     *sh;
     ngx_slab_pool_t              *shpool;
     ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */

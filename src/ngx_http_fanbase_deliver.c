@@ -4,7 +4,7 @@
  *
  * Background delivery and tracking of asynchronous transactions.  Each
  * worker's delivery scheduler (ngx_http_fanbase_sched.c) claims due
- * transactions in the zone (ngx_http_fanbase_txn.c), at most
+ * transactions in the store (ngx_http_fanbase_store.h), at most
  * fanbase_deliver_concurrency at a time; this file works on them through
  * the libcurl bridge with the edge's token: a pending one is POSTed to
  * Fanbase's queue, a delivered one is read back from it until it ends.
@@ -24,6 +24,7 @@
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_sched.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_txn.h"
@@ -39,9 +40,14 @@
 
 static ngx_queue_t *ngx_http_fanbase_deliver_claim(
     ngx_http_fanbase_sched_t *s, ngx_msec_t *next);
+static void ngx_http_fanbase_deliver_claimed(ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_deliver_start(ngx_queue_t *q);
 static void ngx_http_fanbase_deliver_job_start(ngx_http_fanbase_job_t *job);
 static void ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job);
+static void ngx_http_fanbase_deliver_job_sending(
+    ngx_http_fanbase_store_op_t *op);
+static void ngx_http_fanbase_deliver_job_post(ngx_http_fanbase_job_t *job,
+    ngx_int_t rc);
 static void ngx_http_fanbase_deliver_job_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h);
@@ -94,6 +100,7 @@ ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
     }
 
     ngx_http_fanbase_deliver_sched.claim = ngx_http_fanbase_deliver_claim;
+    ngx_http_fanbase_deliver_sched.op.done = ngx_http_fanbase_deliver_claimed;
     ngx_http_fanbase_deliver_sched.start = ngx_http_fanbase_deliver_start;
     ngx_http_fanbase_deliver_sched.concurrency = mcf->deliver_concurrency;
     ngx_http_fanbase_deliver_sched.tick = NGX_HTTP_FANBASE_TICK;
@@ -116,6 +123,7 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t                    *q;
     ngx_http_fanbase_job_t         *job;
+    ngx_http_fanbase_sched_t       *s;
     ngx_http_fanbase_txn_update_t   u;
 
     if (ngx_http_fanbase_deliver_mcf == NULL) {
@@ -126,13 +134,19 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
         q = ngx_queue_head(&ngx_http_fanbase_deliver_sched.jobs);
         job = ngx_queue_data(q, ngx_http_fanbase_job_t, queue);
 
+        if (job->op.pending) {
+            /* the store did not answer "sending" yet: nothing left */
+            job->op.store->cancel(&job->op);
+        }
+
         if (job->kind == NGX_HTTP_FANBASE_JOB_TRACK
             || job->http == NULL || job->http->attempts == 0)
         {
             ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
             u.not_sent = 1;
-            ngx_http_fanbase_txn_finish(ngx_http_fanbase_deliver_mcf, job,
-                                        &u, cycle->log);
+            ngx_http_fanbase_deliver_mcf->store->txn_finish(
+                                       ngx_http_fanbase_deliver_mcf, job, &u,
+                                       cycle->log);
 
         } else {
             ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
@@ -143,7 +157,15 @@ ngx_http_fanbase_deliver_exit_process(ngx_cycle_t *cycle)
         ngx_http_fanbase_deliver_job_free(job);
     }
 
-    ngx_http_fanbase_sched_stop(&ngx_http_fanbase_deliver_sched);
+    s = &ngx_http_fanbase_deliver_sched;
+
+    if (s->op.pending) {
+        /* a claim granted now runs out with its lease */
+        s->op.store->cancel(&s->op);
+        ngx_free(s->op.data);
+    }
+
+    ngx_http_fanbase_sched_stop(s);
 
     ngx_http_fanbase_deliver_mcf = NULL;
 }
@@ -163,22 +185,51 @@ ngx_http_fanbase_deliver_kick(void)
 static ngx_queue_t *
 ngx_http_fanbase_deliver_claim(ngx_http_fanbase_sched_t *s, ngx_msec_t *next)
 {
-    ngx_http_fanbase_job_t  *job;
+    ngx_int_t                      rc;
+    ngx_http_fanbase_job_t        *job;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_fanbase_deliver_mcf;
 
     job = ngx_calloc(sizeof(ngx_http_fanbase_job_t), s->event.log);
     if (job == NULL) {
         return NULL;
     }
 
-    if (ngx_http_fanbase_txn_claim(ngx_http_fanbase_deliver_mcf, job,
-                                   ngx_http_fanbase_deliver_lease, next)
-        != NGX_OK)
-    {
+    s->op.data = job;
+
+    rc = mcf->store->txn_claim(mcf, job, ngx_http_fanbase_deliver_lease,
+                               &s->op);
+
+    if (rc == NGX_AGAIN) {
+        return NULL;
+    }
+
+    if (rc != NGX_OK) {
+        *next = s->op.next;
         ngx_free(job);
         return NULL;
     }
 
     return &job->queue;
+}
+
+
+static void
+ngx_http_fanbase_deliver_claimed(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_http_fanbase_job_t  *job = op->data;
+
+    if (op->rc == NGX_OK) {
+        ngx_http_fanbase_sched_claimed(&ngx_http_fanbase_deliver_sched,
+                                       &job->queue, 0);
+        return;
+    }
+
+    ngx_free(job);
+
+    ngx_http_fanbase_sched_claimed(&ngx_http_fanbase_deliver_sched, NULL,
+                                   op->next);
 }
 
 
@@ -268,7 +319,7 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
     ngx_int_t                      rc;
     ngx_http_fanbase_curl_t       *h;
     ngx_http_fanbase_loc_conf_t   *lcf;
-    ngx_http_fanbase_headers_t  *hdr;
+    ngx_http_fanbase_headers_t    *hdr;
     ngx_http_fanbase_txn_update_t  u;
 
     lcf = job->lcf;
@@ -326,8 +377,57 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
         ngx_http_fanbase_curl_post(h, job->payload, job->payload_len);
 
-        /* from here a worker that dies leaves the outcome unknown */
-        ngx_http_fanbase_txn_sending(ngx_http_fanbase_deliver_mcf, job);
+        /*
+         * from here a worker that dies leaves the outcome unknown: the
+         * store says so before the POST may leave, and only to the
+         * current claim
+         */
+
+        job->op.done = ngx_http_fanbase_deliver_job_sending;
+        job->op.data = job;
+        job->op.log = ngx_cycle->log;
+
+        rc = ngx_http_fanbase_deliver_mcf->store->txn_sending(
+                                           ngx_http_fanbase_deliver_mcf, job,
+                                           &job->op);
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        ngx_http_fanbase_deliver_job_post(job, rc);
+        return;
+    }
+
+    ngx_http_fanbase_deliver_job_post(job, NGX_OK);
+}
+
+
+static void
+ngx_http_fanbase_deliver_job_sending(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_http_fanbase_deliver_job_post(op->data, op->rc);
+}
+
+
+/* the transfer, once the store allows it */
+
+static void
+ngx_http_fanbase_deliver_job_post(ngx_http_fanbase_job_t *job, ngx_int_t rc)
+{
+    ngx_http_fanbase_curl_t  *h;
+
+    h = job->http;
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\": the claim was taken "
+                      "over before the POST, not sent here", &job->id_str);
+
+        /* the claim is someone else's now: the job ends without a word */
+        job->http = NULL;
+        ngx_http_fanbase_curl_destroy(h);
+        ngx_http_fanbase_deliver_job_free(job);
+        return;
     }
 
     if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
@@ -781,8 +881,9 @@ static void
 ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_txn_update_t *u)
 {
-    ngx_http_fanbase_txn_finish(ngx_http_fanbase_deliver_mcf, job, u,
-                                ngx_cycle->log);
+    ngx_http_fanbase_deliver_mcf->store->txn_finish(
+                                       ngx_http_fanbase_deliver_mcf, job, u,
+                                       ngx_cycle->log);
 
     ngx_http_fanbase_deliver_job_free(job);
 }

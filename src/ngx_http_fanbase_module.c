@@ -23,6 +23,7 @@
 #include "ngx_http_fanbase_signature.h"
 #include "ngx_http_fanbase_state.h"
 #include "ngx_http_fanbase_status.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_submit.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_transaction.h"
@@ -498,6 +499,9 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    /* the embedded engine: the shared memory zone alone */
+    mcf->store = &ngx_http_fanbase_store_zone;
 
     mcf->deliver_concurrency = NGX_CONF_UNSET_UINT;
     mcf->notify_horizon = NGX_CONF_UNSET;

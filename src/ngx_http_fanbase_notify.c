@@ -3,7 +3,7 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * fanbase_notify: outbound webhooks.  Every change of a transaction's
- * status queues a notice in the zone (ngx_http_fanbase_notice.c), with the
+ * status queues a notice in the store (ngx_http_fanbase_store.h), with the
  * transaction as it is at that moment; each worker's notification
  * scheduler (ngx_http_fanbase_sched.c) claims due notices, and this file
  * POSTs them to the site, signed the
@@ -19,6 +19,7 @@
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_sched.h"
 #include "ngx_http_fanbase_signature.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_notify.h"
 
@@ -29,6 +30,7 @@
 
 static ngx_queue_t *ngx_http_fanbase_notify_claim(
     ngx_http_fanbase_sched_t *s, ngx_msec_t *next);
+static void ngx_http_fanbase_notify_claimed(ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_notify_start(ngx_queue_t *q);
 static void ngx_http_fanbase_notify_send(ngx_http_fanbase_notice_job_t *job);
 static void ngx_http_fanbase_notify_done(ngx_http_fanbase_curl_t *h);
@@ -40,6 +42,7 @@ static void ngx_http_fanbase_notify_free(ngx_http_fanbase_notice_job_t *job);
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_notify_mcf;
 static ngx_http_fanbase_sched_t       ngx_http_fanbase_notify_sched;
 static ngx_msec_t                     ngx_http_fanbase_notify_lease;
+static ngx_http_fanbase_notice_job_t *ngx_http_fanbase_notify_claim_job;
 
 
 ngx_int_t
@@ -55,6 +58,7 @@ ngx_http_fanbase_notify_init_process(ngx_cycle_t *cycle,
                                     + 5000;
 
     ngx_http_fanbase_notify_sched.claim = ngx_http_fanbase_notify_claim;
+    ngx_http_fanbase_notify_sched.op.done = ngx_http_fanbase_notify_claimed;
     ngx_http_fanbase_notify_sched.start = ngx_http_fanbase_notify_start;
     ngx_http_fanbase_notify_sched.concurrency = mcf->notify_concurrency;
     ngx_http_fanbase_notify_sched.tick = NGX_HTTP_FANBASE_NOTIFY_TICK;
@@ -74,6 +78,7 @@ void
 ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t                    *q;
+    ngx_http_fanbase_sched_t       *s;
     ngx_http_fanbase_notice_job_t  *job;
 
     if (ngx_http_fanbase_notify_mcf == NULL) {
@@ -87,7 +92,14 @@ ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle)
         ngx_http_fanbase_notify_finish(job, 0, NULL);
     }
 
-    ngx_http_fanbase_sched_stop(&ngx_http_fanbase_notify_sched);
+    s = &ngx_http_fanbase_notify_sched;
+
+    if (s->op.pending) {
+        /* a claim granted now runs out with its lease */
+        s->op.store->cancel(&s->op);
+    }
+
+    ngx_http_fanbase_sched_stop(s);
 
     ngx_http_fanbase_notify_mcf->notify_sched = NULL;
     ngx_http_fanbase_notify_mcf = NULL;
@@ -99,12 +111,37 @@ ngx_http_fanbase_notify_exit_process(ngx_cycle_t *cycle)
 static ngx_queue_t *
 ngx_http_fanbase_notify_claim(ngx_http_fanbase_sched_t *s, ngx_msec_t *next)
 {
-    ngx_http_fanbase_notice_job_t  *job;
+    ngx_int_t                      rc;
+    ngx_http_fanbase_main_conf_t  *mcf;
 
-    job = ngx_http_fanbase_notice_claim(ngx_http_fanbase_notify_mcf,
-                                        ngx_http_fanbase_notify_lease, next);
+    mcf = ngx_http_fanbase_notify_mcf;
 
-    return (job != NULL) ? &job->queue : NULL;
+    /* one claim at a time: the job it fills is this worker's alone */
+
+    rc = mcf->store->notice_claim(mcf, ngx_http_fanbase_notify_lease,
+                                  &ngx_http_fanbase_notify_claim_job, &s->op);
+
+    if (rc == NGX_AGAIN) {
+        return NULL;
+    }
+
+    if (rc != NGX_OK) {
+        *next = s->op.next;
+        return NULL;
+    }
+
+    return &ngx_http_fanbase_notify_claim_job->queue;
+}
+
+
+static void
+ngx_http_fanbase_notify_claimed(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_http_fanbase_sched_claimed(&ngx_http_fanbase_notify_sched,
+                                   op->rc == NGX_OK
+                                   ? &ngx_http_fanbase_notify_claim_job->queue
+                                   : NULL,
+                                   op->next);
 }
 
 
@@ -250,7 +287,7 @@ ngx_http_fanbase_notify_finish(ngx_http_fanbase_notice_job_t *job,
                                            NGX_HTTP_FANBASE_NOTIFY_BACKOFF, 1);
     }
 
-    ngx_http_fanbase_notice_finish(mcf, job, drop, delay, why != NULL);
+    mcf->store->notice_finish(mcf, job, drop, delay, why != NULL);
 
     if (sent) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

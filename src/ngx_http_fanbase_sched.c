@@ -20,6 +20,8 @@
 
 
 static void ngx_http_fanbase_sched_tick(ngx_event_t *ev);
+static void ngx_http_fanbase_sched_go(ngx_http_fanbase_sched_t *s,
+    ngx_queue_t *job);
 
 
 /* the first tick at once; a leaving worker claims nothing new */
@@ -36,17 +38,22 @@ ngx_http_fanbase_sched_start(ngx_http_fanbase_sched_t *s, ngx_log_t *log)
     s->event.handler = ngx_http_fanbase_sched_tick;
     s->event.log = log;
     s->event.cancelable = 1;
+    s->op.log = log;
     s->active = 1;
 
     ngx_add_timer(&s->event, 1);
 }
 
 
-/* at exit, after the kind gave back or let go of each of s->jobs */
+/*
+ * at exit, after the kind gave back or let go of each of s->jobs, and
+ * cancelled a claim the store has not answered (s->op)
+ */
 
 void
 ngx_http_fanbase_sched_stop(ngx_http_fanbase_sched_t *s)
 {
+
     if (s->event.timer_set) {
         ngx_del_timer(&s->event);
     }
@@ -70,7 +77,7 @@ ngx_http_fanbase_sched_kick(ngx_http_fanbase_sched_t *s)
 
     /* a worker with all its places taken is kicked when one frees */
 
-    if (!s->active || ev->posted || ngx_exiting
+    if (!s->active || ev->posted || ngx_exiting || s->op.pending
         || s->running >= s->concurrency)
     {
         return;
@@ -81,6 +88,36 @@ ngx_http_fanbase_sched_kick(ngx_http_fanbase_sched_t *s)
     }
 
     ngx_post_event(ev, &ngx_posted_events);
+}
+
+
+/* the store's later answer to a claim: a piece of work, or none yet */
+
+void
+ngx_http_fanbase_sched_claimed(ngx_http_fanbase_sched_t *s, ngx_queue_t *job,
+    ngx_msec_t next)
+{
+    ngx_event_t  *ev;
+
+    ev = &s->event;
+
+    if (job != NULL) {
+        ngx_http_fanbase_sched_go(s, job);
+        next = 0;
+    }
+
+    if (!s->active || ngx_exiting) {
+        return;
+    }
+
+    if (next == 0) {
+        ngx_http_fanbase_sched_kick(s);
+        return;
+    }
+
+    if (!ev->timer_set && !ev->posted) {
+        ngx_add_timer(ev, ngx_min(next, s->tick));
+    }
 }
 
 
@@ -136,11 +173,16 @@ ngx_http_fanbase_sched_tick(ngx_event_t *ev)
 
     next = s->tick;
 
-    while (s->running < s->concurrency) {
+    while (s->running < s->concurrency && !s->op.pending) {
 
         job = s->claim(s, &next);
 
         if (job == NULL) {
+
+            if (s->op.pending) {
+                /* ngx_http_fanbase_sched_claimed() goes on */
+                return;
+            }
 
             /* 0: one was passed over, the next may be due */
 
@@ -151,10 +193,7 @@ ngx_http_fanbase_sched_tick(ngx_event_t *ev)
             break;
         }
 
-        ngx_queue_insert_tail(&s->jobs, job);
-        s->running++;
-
-        s->start(job);
+        ngx_http_fanbase_sched_go(s, job);
 
         next = s->tick;
     }
@@ -166,4 +205,14 @@ ngx_http_fanbase_sched_tick(ngx_event_t *ev)
     if (!ev->timer_set && !ev->posted) {
         ngx_add_timer(ev, ngx_max(next, 1));
     }
+}
+
+
+static void
+ngx_http_fanbase_sched_go(ngx_http_fanbase_sched_t *s, ngx_queue_t *job)
+{
+    ngx_queue_insert_tail(&s->jobs, job);
+    s->running++;
+
+    s->start(job);
 }

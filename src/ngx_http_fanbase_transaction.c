@@ -19,34 +19,66 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_transaction.h"
 
 
-typedef struct {
+#define NGX_HTTP_FANBASE_TRANSACTION_GET      0   /* with its JSON */
+#define NGX_HTTP_FANBASE_TRANSACTION_LOOK     1   /* its version alone */
+#define NGX_HTTP_FANBASE_TRANSACTION_CANCEL   2
+
+
+/*
+ * A request's way through the store: each step that asks the store sets
+ * ctx->step, which takes the answer; NGX_AGAIN from a step: the request
+ * waits (for the store, or for a change), and it holds one reference.
+ */
+
+typedef struct ngx_http_fanbase_transaction_ctx_s
+    ngx_http_fanbase_transaction_ctx_t;
+
+typedef ngx_int_t (*ngx_http_fanbase_transaction_step_pt)(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
+
+struct ngx_http_fanbase_transaction_ctx_s {
+    ngx_http_fanbase_store_op_t    op;
+    ngx_http_fanbase_transaction_step_pt  step;
     ngx_http_fanbase_waiter_t      waiter;
     ngx_http_request_t            *request;
     ngx_http_fanbase_main_conf_t  *mcf;
+    uint64_t                       scope;
     ngx_str_t                      id;
+    ngx_http_fanbase_txn_view_t    view;
     ngx_msec_t                     deadline;
     ngx_atomic_t                  *stamp;      /* its bucket's, in the zone */
     ngx_atomic_uint_t              seen;
     uint32_t                       version;
-    unsigned                       finished:1;
-} ngx_http_fanbase_transaction_ctx_t;
+    unsigned                       cond:1;     /* If-None-Match applies */
+    unsigned                       cleanup:1;
+};
 
 
 static ngx_int_t ngx_http_fanbase_transaction_id(ngx_http_request_t *r,
     ngx_str_t *id);
-static ngx_int_t ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id);
-static ngx_int_t ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id);
-static ngx_int_t ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_uint_t cond);
+static ngx_int_t ngx_http_fanbase_transaction_ask(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_uint_t what,
+    ngx_http_fanbase_transaction_step_pt step);
+static void ngx_http_fanbase_transaction_answered(
+    ngx_http_fanbase_store_op_t *op);
+static ngx_int_t ngx_http_fanbase_transaction_cancelled(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_transaction_get(
+    ngx_http_fanbase_transaction_ctx_t *ctx);
+static ngx_int_t ngx_http_fanbase_transaction_looked(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_fanbase_transaction_wait(
     ngx_http_fanbase_waiter_t *w);
+static ngx_int_t ngx_http_fanbase_transaction_checked(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_transaction_send(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_fanbase_transaction_cleanup(void *data);
 static ngx_uint_t ngx_http_fanbase_transaction_etag_match(ngx_table_elt_t *h,
     ngx_str_t *etag);
@@ -57,9 +89,10 @@ static void ngx_http_fanbase_transaction_etag(ngx_http_fanbase_txn_view_t *v,
 ngx_int_t
 ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
-    ngx_str_t                      id;
-    ngx_http_fanbase_main_conf_t  *mcf;
+    ngx_int_t                            rc;
+    ngx_str_t                            id;
+    ngx_http_fanbase_loc_conf_t         *lcf;
+    ngx_http_fanbase_transaction_ctx_t  *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
         return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD, DELETE",
@@ -84,17 +117,41 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_transaction_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    ctx->request = r;
+    ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+
+    /* another credential set's transaction is as unknown as no one's */
+    ctx->scope = lcf->scope;
+    ctx->id = id;
+
+    ctx->op.done = ngx_http_fanbase_transaction_answered;
+    ctx->op.data = ctx;
+    ctx->op.log = r->connection->log;
 
     /* the answer is ours: nginx's own If-None-Match handling stays out */
 
     r->disable_not_modified = 1;
 
     if (r->method == NGX_HTTP_DELETE) {
-        return ngx_http_fanbase_transaction_delete(r, mcf, &id);
+        rc = ngx_http_fanbase_transaction_ask(ctx,
+                                     NGX_HTTP_FANBASE_TRANSACTION_CANCEL,
+                                     ngx_http_fanbase_transaction_cancelled);
+    } else {
+        rc = ngx_http_fanbase_transaction_get(ctx);
     }
 
-    return ngx_http_fanbase_transaction_get(r, mcf, &id);
+    if (rc == NGX_AGAIN) {
+        return ngx_http_fanbase_store_suspend(r, &ctx->op);
+    }
+
+    return rc;
 }
 
 
@@ -111,25 +168,69 @@ ngx_http_fanbase_transaction_id(ngx_http_request_t *r, ngx_str_t *id)
 
 
 static ngx_int_t
-ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
+ngx_http_fanbase_transaction_ask(ngx_http_fanbase_transaction_ctx_t *ctx,
+    ngx_uint_t what, ngx_http_fanbase_transaction_step_pt step)
 {
-    ngx_int_t                     rc;
-    ngx_http_fanbase_loc_conf_t  *lcf;
+    ngx_int_t                      rc;
+    ngx_pool_t                    *pool;
+    ngx_http_fanbase_main_conf_t  *mcf;
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+    mcf = ctx->mcf;
+    ctx->step = step;
 
-    /* another credential set's transaction is as unknown as no one's */
+    if (what == NGX_HTTP_FANBASE_TRANSACTION_CANCEL) {
+        rc = mcf->store->txn_cancel(mcf, ctx->scope, &ctx->id, &ctx->op);
 
-    rc = ngx_http_fanbase_txn_cancel(mcf, lcf->scope, id, r->connection->log);
+    } else {
+        pool = (what == NGX_HTTP_FANBASE_TRANSACTION_GET)
+               ? ctx->request->pool : NULL;
+
+        rc = mcf->store->txn_get(mcf, ctx->scope, &ctx->id, pool,
+                                 &ctx->view, &ctx->op);
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    return step(ctx, rc);
+}
+
+
+static void
+ngx_http_fanbase_transaction_answered(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_int_t                            rc;
+    ngx_http_fanbase_transaction_ctx_t  *ctx = op->data;
+
+    rc = ctx->step(ctx, op->rc);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_http_fanbase_wait_remove(&ctx->waiter);
+    ngx_http_fanbase_store_resume(ctx->request, rc);
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_transaction_cancelled(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     switch (rc) {
 
     case NGX_OK:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "fanbase: transaction \"%V\" cancelled", id);
+                      "fanbase: transaction \"%V\" cancelled", &ctx->id);
 
-        return ngx_http_fanbase_transaction_send(r, mcf, id, 0);
+        return ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_GET,
+                                        ngx_http_fanbase_transaction_send);
 
     case NGX_DECLINED:
         return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
@@ -140,10 +241,12 @@ ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
         return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT,
                                                "delivery_started",
                                                "the transaction is being or "
-                                               "has been delivered to Fanbase");
+                                               "has been delivered to "
+                                               "Fanbase");
 
     case NGX_ABORT:
-        return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT, "terminal",
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT,
+                                               "terminal",
                                                "the transaction has ended");
 
     default:
@@ -153,20 +256,17 @@ ngx_http_fanbase_transaction_delete(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id)
+ngx_http_fanbase_transaction_get(ngx_http_fanbase_transaction_ctx_t *ctx)
 {
-    ngx_int_t                            wait;
-    ngx_str_t                            value, etag;
-    ngx_atomic_t                        *stamp;
-    ngx_http_cleanup_t                  *cln;
-    ngx_atomic_uint_t                    seen;
-    ngx_http_fanbase_txn_view_t          v;
-    ngx_http_fanbase_loc_conf_t         *lcf;
-    ngx_http_fanbase_transaction_ctx_t  *ctx;
+    ngx_int_t                     wait;
+    ngx_str_t                     value;
+    ngx_http_request_t           *r;
+    ngx_http_fanbase_loc_conf_t  *lcf;
 
+    r = ctx->request;
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
+    ctx->cond = 1;
     wait = 0;
 
     if (lcf->long_poll && ngx_http_arg(r, (u_char *) "wait", 4, &value)
@@ -177,15 +277,17 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
         if (wait == NGX_ERROR) {
             return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
                                                    "invalid_wait",
-                                                   "wait must be a number of "
-                                                   "seconds");
+                                                   "wait must be a number "
+                                                   "of seconds");
         }
 
         wait = ngx_min((ngx_msec_t) wait * 1000, lcf->long_poll);
     }
 
     if (wait == 0 || ngx_exiting) {
-        return ngx_http_fanbase_transaction_send(r, mcf, id, 1);
+        return ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_GET,
+                                        ngx_http_fanbase_transaction_send);
     }
 
     /*
@@ -194,66 +296,68 @@ ngx_http_fanbase_transaction_get(ngx_http_request_t *r,
      * made after the look moves it
      */
 
-    stamp = &mcf->sh->stamps[ngx_http_fanbase_id_hash(lcf->scope, id->data,
-                                                         id->len)
-                             & mcf->sh->txn_hash_mask];
-    seen = *stamp;
+    ctx->deadline = ngx_current_msec + (ngx_msec_t) wait;
+    ctx->stamp = &ctx->mcf->sh->stamps[ngx_http_fanbase_id_hash(ctx->scope,
+                                                               ctx->id.data,
+                                                               ctx->id.len)
+                                       & ctx->mcf->sh->txn_hash_mask];
+    ctx->seen = *ctx->stamp;
 
-    switch (ngx_http_fanbase_txn_get(mcf, lcf->scope, id, NULL, &v)) {
+    return ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_LOOK,
+                                        ngx_http_fanbase_transaction_looked);
+}
 
-    case NGX_OK:
-        break;
 
-    case NGX_DECLINED:
-        return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
-                                               "not_found",
-                                               "no such transaction");
+/* the first look of a long poll: answer now, or wait for a change */
 
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+static ngx_int_t
+ngx_http_fanbase_transaction_looked(ngx_http_fanbase_transaction_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_str_t             etag;
+    ngx_http_request_t   *r;
+    ngx_http_cleanup_t   *cln;
+
+    r = ctx->request;
+
+    if (rc != NGX_OK) {
+        return ngx_http_fanbase_transaction_send(ctx, rc);
     }
 
-    ngx_http_fanbase_transaction_etag(&v, &etag);
+    ngx_http_fanbase_transaction_etag(&ctx->view, &etag);
 
-    if (fanbase_status_terminal(v.status)
+    if (fanbase_status_terminal(ctx->view.status)
         || (r->headers_in.if_none_match
             && !ngx_http_fanbase_transaction_etag_match(
                                            r->headers_in.if_none_match, &etag)))
     {
-        return ngx_http_fanbase_transaction_send(r, mcf, id, 1);
+        return ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_GET,
+                                        ngx_http_fanbase_transaction_send);
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_transaction_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (!ctx->cleanup) {
+        cln = ngx_http_cleanup_add(r, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_fanbase_transaction_cleanup;
+        cln->data = ctx;
+        ctx->cleanup = 1;
     }
 
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_fanbase_transaction_cleanup;
-    cln->data = ctx;
-
-    ctx->request = r;
-    ctx->mcf = mcf;
-    ctx->id = *id;
-    ctx->deadline = ngx_current_msec + (ngx_msec_t) wait;
-    ctx->version = v.version;
-    ctx->stamp = stamp;
-    ctx->seen = seen;
+    ctx->version = ctx->view.version;
     ctx->waiter.handler = ngx_http_fanbase_transaction_wait;
     ctx->waiter.data = ctx;
-
-    r->main->count++;
 
     ngx_http_fanbase_wait_add(&ctx->waiter);
 
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
 
-    return NGX_DONE;
+    return NGX_AGAIN;
 }
 
 
@@ -261,19 +365,22 @@ static ngx_int_t
 ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 {
     ngx_int_t                            rc;
-    ngx_connection_t                    *c;
     ngx_atomic_uint_t                    seen;
-    ngx_http_request_t                  *r;
-    ngx_http_fanbase_txn_view_t          v;
-    ngx_http_fanbase_loc_conf_t         *lcf;
     ngx_http_fanbase_transaction_ctx_t  *ctx = w->data;
 
-    r = ctx->request;
-    c = r->connection;
+    if (ctx->op.pending) {
+        /* the store has not answered the last look yet */
+        return NGX_AGAIN;
+    }
 
-    if (!ngx_exiting
-        && (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0)
+    if (ngx_exiting
+        || (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) <= 0)
     {
+        rc = ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_GET,
+                                        ngx_http_fanbase_transaction_send);
+
+    } else {
         seen = *ctx->stamp;
 
         if (seen == ctx->seen) {
@@ -282,41 +389,52 @@ ngx_http_fanbase_transaction_wait(ngx_http_fanbase_waiter_t *w)
 
         ctx->seen = seen;
 
-        lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
-
-        if (ngx_http_fanbase_txn_get(ctx->mcf, lcf->scope, &ctx->id, NULL, &v)
-            == NGX_OK
-            && v.version == ctx->version)
-        {
-            return NGX_AGAIN;
-        }
+        rc = ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_LOOK,
+                                        ngx_http_fanbase_transaction_checked);
     }
 
-    ctx->finished = 1;
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
 
-    rc = ngx_http_fanbase_transaction_send(r, ctx->mcf, &ctx->id, 1);
-    ngx_http_finalize_request(r, rc);
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_fanbase_store_resume(ctx->request, rc);
 
     return NGX_OK;
 }
 
 
-/* the transaction as it is now; cond: If-None-Match applies */
+/* a look after a change of the bucket: the transaction's, or another's */
 
 static ngx_int_t
-ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
-    ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_uint_t cond)
+ngx_http_fanbase_transaction_checked(
+    ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc)
 {
-    ngx_int_t                     rc;
-    ngx_str_t                     etag;
-    ngx_http_fanbase_txn_view_t   v;
-    ngx_http_fanbase_loc_conf_t  *lcf;
+    /* still waiting: the waiter is on the list, or goes back on it */
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+    if (rc == NGX_OK && ctx->view.version == ctx->version
+        && !ngx_exiting
+        && (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0)
+    {
+        return NGX_AGAIN;
+    }
 
-    rc = ngx_http_fanbase_txn_get(mcf, lcf->scope, id, r->pool, &v);
+    return ngx_http_fanbase_transaction_ask(ctx,
+                                        NGX_HTTP_FANBASE_TRANSACTION_GET,
+                                        ngx_http_fanbase_transaction_send);
+}
+
+
+/* the transaction as the store answered it: ctx->view */
+
+static ngx_int_t
+ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_str_t            etag;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     if (rc == NGX_DECLINED) {
         return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
@@ -328,7 +446,7 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_fanbase_transaction_etag(&v, &etag);
+    ngx_http_fanbase_transaction_etag(&ctx->view, &etag);
 
     etag.data = ngx_pstrdup(r->pool, &etag);
     if (etag.data == NULL) {
@@ -339,9 +457,9 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (cond && r->headers_in.if_none_match
-        && ngx_http_fanbase_transaction_etag_match(r->headers_in.if_none_match,
-                                                   &etag))
+    if (ctx->cond && r->headers_in.if_none_match
+        && ngx_http_fanbase_transaction_etag_match(
+                                           r->headers_in.if_none_match, &etag))
     {
         r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
         r->headers_out.content_length_n = -1;
@@ -350,7 +468,7 @@ ngx_http_fanbase_transaction_send(ngx_http_request_t *r,
         return ngx_http_send_header(r);
     }
 
-    return ngx_http_fanbase_response_json(r, NGX_HTTP_OK, &v.json);
+    return ngx_http_fanbase_response_json(r, NGX_HTTP_OK, &ctx->view.json);
 }
 
 

@@ -763,13 +763,19 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-/* the POST may leave now: a worker that dies from here on leaves doubt */
+/*
+ * The POST may leave now: a worker that dies from here on leaves doubt.
+ * NGX_DECLINED: the claim ran out and was taken over, nothing may leave.
+ */
 
-void
+ngx_int_t
 ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job)
 {
+    ngx_int_t                rc;
     ngx_http_fanbase_txn_t  *t;
+
+    rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -779,9 +785,12 @@ ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     if (t != NULL && t->claim == job->claim && t->owner == ngx_pid) {
         t->sent = 1;
         (void) ngx_atomic_fetch_add(&mcf->sh->changes, 1);
+        rc = NGX_OK;
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -894,7 +903,7 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
  * A status update from a webhook (ngx_http_fanbase_webhook.c), with its
  * message id claimed under the same lock: NGX_OK applied (or a new
  * transaction created), NGX_DONE a duplicate, NGX_DECLINED stale or out of
- * order, NGX_AGAIN no such transaction (the id is claimed: the caller
+ * order, NGX_ABORT no such transaction (the id is claimed: the caller
  * applies it elsewhere, or gives the claim back), NGX_BUSY the zone is
  * full.
  */
@@ -969,7 +978,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
 
         if (!hk->create) {
             ngx_shmtx_unlock(&mcf->shpool->mutex);
-            return NGX_AGAIN;
+            return NGX_ABORT;
         }
 
         /* a transaction the edge did not accept: nothing to deliver */

@@ -110,6 +110,7 @@ typedef struct {
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     ngx_http_fanbase_loc_conf_t  *lcf;
     ngx_http_fanbase_curl_t      *http;
+    ngx_http_fanbase_store_op_t   op;          /* "sending" */
     ngx_pool_t                   *pool;
     char                         *url;
     unsigned                      sent:1;      /* an earlier owner sent it */
@@ -175,7 +176,7 @@ ngx_int_t ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next);
-void ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
+ngx_int_t ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job);
 void ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,

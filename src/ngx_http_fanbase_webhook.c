@@ -21,6 +21,7 @@
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_signature.h"
+#include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_webhook.h"
@@ -33,12 +34,26 @@
 #define NGX_HTTP_FANBASE_WEBHOOK_TEXT_MAX   4096
 
 
+/* a webhook, parsed, on its way through the store */
+
+typedef struct {
+    ngx_http_fanbase_store_op_t   op;
+    ngx_http_request_t           *request;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+    ngx_http_fanbase_hook_t       hk;
+    fanbase_update_t              u;
+} ngx_http_fanbase_webhook_ctx_t;
+
+
 static void ngx_http_fanbase_webhook_body(ngx_http_request_t *r);
 static const char *ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *body, ngx_str_t *msg_id);
-static ngx_int_t ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
-    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *msg_id,
-    fanbase_update_t *u);
+static ngx_int_t ngx_http_fanbase_webhook_apply(
+    ngx_http_fanbase_webhook_ctx_t *ctx, ngx_str_t *msg_id);
+static void ngx_http_fanbase_webhook_hooked(ngx_http_fanbase_store_op_t *op);
+static ngx_int_t ngx_http_fanbase_webhook_applied(
+    ngx_http_fanbase_webhook_ctx_t *ctx, ngx_int_t rc);
+static void ngx_http_fanbase_webhook_cleanup(void *data);
 static ngx_int_t ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, fanbase_update_t *u);
 static ngx_int_t ngx_http_fanbase_webhook_event(ngx_http_request_t *r,
@@ -92,12 +107,14 @@ ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
 static void
 ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
 {
-    int                           json;
-    ngx_int_t                     rc;
-    ngx_str_t                     body, msg_id;
-    const char                   *reason;
-    fanbase_update_t              u;
-    ngx_http_fanbase_loc_conf_t  *lcf;
+    int                              json;
+    ngx_int_t                        rc;
+    ngx_str_t                        body, msg_id;
+    const char                      *reason;
+    fanbase_update_t                *u;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_fanbase_loc_conf_t     *lcf;
+    ngx_http_fanbase_webhook_ctx_t  *ctx;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
@@ -120,11 +137,26 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
         return;
     }
 
-    json = fanbase_json_parse_update(body.data, body.len, &u);
+    /* the parsed update lives as long as the request */
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_webhook_ctx_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (ctx == NULL || cln == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_http_fanbase_webhook_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->lcf = lcf;
+    u = &ctx->u;
+
+    json = fanbase_json_parse_update(body.data, body.len, u);
 
     if (json != FANBASE_JSON_OK) {
-        fanbase_json_update_free(&u);
-
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanbase: webhook refused: %s",
                       json == FANBASE_JSON_INVALID
@@ -143,11 +175,18 @@ ngx_http_fanbase_webhook_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_fanbase_webhook_apply(r, lcf, &msg_id, &u);
-
-    fanbase_json_update_free(&u);
+    rc = ngx_http_fanbase_webhook_apply(ctx, &msg_id);
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+ngx_http_fanbase_webhook_cleanup(void *data)
+{
+    ngx_http_fanbase_webhook_ctx_t  *ctx = data;
+
+    fanbase_json_update_free(&ctx->u);
 }
 
 
@@ -268,28 +307,34 @@ ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
-    ngx_http_fanbase_loc_conf_t *lcf, ngx_str_t *msg_id, fanbase_update_t *u)
+ngx_http_fanbase_webhook_apply(ngx_http_fanbase_webhook_ctx_t *ctx,
+    ngx_str_t *msg_id)
 {
     ngx_int_t                      rc;
     ngx_uint_t                     uuid;
-    ngx_http_fanbase_hook_t        hk;
+    fanbase_update_t              *u;
+    ngx_http_request_t            *r;
+    ngx_http_fanbase_hook_t       *hk;
+    ngx_http_fanbase_loc_conf_t   *lcf;
     ngx_http_fanbase_main_conf_t  *mcf;
+
+    r = ctx->request;
+    lcf = ctx->lcf;
+    u = &ctx->u;
+    hk = &ctx->hk;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
 
-    ngx_memzero(&hk, sizeof(ngx_http_fanbase_hook_t));
+    hk->msg_id = *msg_id;
+    hk->scope = lcf->scope;
+    hk->expires = ngx_http_fanbase_time_now()
+                  + (uint64_t) lcf->webhook_dedup * 1000;
+    hk->id.data = (u_char *) u->id.data;
+    hk->id.len = u->id.len;
+    hk->status = u->status;
+    hk->max_events = lcf->transaction_events;
 
-    hk.msg_id = *msg_id;
-    hk.scope = lcf->scope;
-    hk.expires = ngx_http_fanbase_time_now()
-                 + (uint64_t) lcf->webhook_dedup * 1000;
-    hk.id.data = (u_char *) u->id.data;
-    hk.id.len = u->id.len;
-    hk.status = u->status;
-    hk.max_events = lcf->transaction_events;
-
-    if (ngx_http_fanbase_id_valid(&hk.id) != NGX_OK) {
+    if (ngx_http_fanbase_id_valid(&hk->id) != NGX_OK) {
         return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_REQUEST,
                                                "invalid_update",
                                                "the id must be "
@@ -297,27 +342,67 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
                                                "\"-\" or \"_\"");
     }
 
-    uuid = (ngx_http_fanbase_id_valid_txn(&hk.id) == NGX_OK);
+    uuid = (ngx_http_fanbase_id_valid_txn(&hk->id) == NGX_OK);
 
     /* a transaction the edge never saw is created from the second shape */
 
-    hk.create = lcf->webhook_create && uuid && !u->queue_item;
+    hk->create = lcf->webhook_create && uuid && !u->queue_item;
 
     if (ngx_http_fanbase_webhook_event(r, u, !uuid || u->queue_item,
-                                       &hk.event)
+                                       &hk->event)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_fanbase_txn_hook(mcf, &hk, r->connection->log);
+    ctx->op.done = ngx_http_fanbase_webhook_hooked;
+    ctx->op.data = ctx;
+    ctx->op.log = r->connection->log;
+
+    rc = mcf->store->txn_hook(mcf, hk, &ctx->op);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_http_fanbase_store_suspend(r, &ctx->op);
+    }
+
+    return ngx_http_fanbase_webhook_applied(ctx, rc);
+}
+
+
+static void
+ngx_http_fanbase_webhook_hooked(ngx_http_fanbase_store_op_t *op)
+{
+    ngx_http_fanbase_webhook_ctx_t  *ctx = op->data;
+
+    ngx_http_fanbase_store_resume(ctx->request,
+                                  ngx_http_fanbase_webhook_applied(ctx,
+                                                                   op->rc));
+}
+
+
+static ngx_int_t
+ngx_http_fanbase_webhook_applied(ngx_http_fanbase_webhook_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_str_t                     *msg_id;
+    fanbase_update_t              *u;
+    ngx_http_request_t            *r;
+    ngx_http_fanbase_hook_t       *hk;
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    r = ctx->request;
+    u = &ctx->u;
+    hk = &ctx->hk;
+    msg_id = &hk->msg_id;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
 
     switch (rc) {
 
     case NGX_OK:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "fanbase: webhook \"%V\": \"%V\" is %s", msg_id,
-                      &hk.id, fanbase_json_status_name(u->status));
+                      &hk->id, fanbase_json_status_name(u->status));
         break;
 
     case NGX_DONE:
@@ -329,15 +414,15 @@ ngx_http_fanbase_webhook_apply(ngx_http_request_t *r,
     case NGX_DECLINED:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "fanbase: webhook \"%V\" is stale: \"%V\" is not moved "
-                      "to %s", msg_id, &hk.id,
+                      "to %s", msg_id, &hk->id,
                       fanbase_json_status_name(u->status));
         break;
 
-    case NGX_AGAIN:
-        rc = ngx_http_fanbase_webhook_item(r, lcf, u);
+    case NGX_ABORT:
+        rc = ngx_http_fanbase_webhook_item(r, ctx->lcf, u);
 
         if (rc == NGX_BUSY) {
-            ngx_http_fanbase_txn_hook_release(mcf, lcf->scope, msg_id);
+            mcf->store->txn_hook_release(mcf, hk->scope, msg_id);
             goto full;
         }
 
