@@ -54,7 +54,7 @@ static void ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
 static void ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job,
-    const char *why, ngx_msec_t at_least, ngx_uint_t not_sent);
+    const char *why, ngx_msec_t at_least, ngx_uint_t down);
 static void ngx_http_fanbase_deliver_job_fail(ngx_http_fanbase_job_t *job,
     const char *code, ngx_str_t *message);
 static void ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
@@ -350,7 +350,7 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
         p = ngx_pnalloc(job->pool, lcf->queue_url.len + job->queue_id_len + 2);
         if (p == NULL) {
             ngx_http_fanbase_curl_headers_release(hdr);
-            ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 1);
+            ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 0);
             return;
         }
 
@@ -365,7 +365,7 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
     if (h == NULL) {
         ngx_http_fanbase_curl_headers_release(hdr);
         ngx_http_fanbase_deliver_job_retry(job, "the transfer was not created",
-                                           0, 1);
+                                           0, 0);
         return;
     }
 
@@ -434,7 +434,7 @@ ngx_http_fanbase_deliver_job_post(ngx_http_fanbase_job_t *job, ngx_int_t rc)
         job->http = NULL;
         ngx_http_fanbase_curl_destroy(h);
         ngx_http_fanbase_deliver_job_retry(job, "the transfer was not started",
-                                           0, 1);
+                                           0, 0);
     }
 }
 
@@ -571,7 +571,7 @@ ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
     case 403:
         ngx_http_fanbase_deliver_job_retry(job,
                                            "Fanbase rejected the edge's token",
-                                           0, 1);
+                                           0, 0);
         return;
 
     case 429:
@@ -659,7 +659,8 @@ ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
             == NGX_OK)
         {
             ngx_http_fanbase_deliver_job_retry(job, (char *) msg.data,
-                                    ngx_http_fanbase_deliver_retry_after(h), 1);
+                                    ngx_http_fanbase_deliver_retry_after(h),
+                                    h->status >= 500 || h->status == 429);
         }
 
         return;
@@ -667,7 +668,7 @@ ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
 
     if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
         ngx_http_fanbase_deliver_job_retry(job, "Fanbase answered a status "
-                                           "that cannot be read", 0, 1);
+                                           "that cannot be read", 0, 0);
         return;
     }
 
@@ -675,7 +676,7 @@ ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
         fanbase_json_item_free(&item);
         ngx_http_fanbase_deliver_job_retry(job,
                                            "still being processed at Fanbase",
-                                           0, 1);
+                                           0, 0);
         return;
     }
 
@@ -706,7 +707,7 @@ ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
     data.data = ngx_pnalloc(job->pool, len);
     if (data.data == NULL) {
         fanbase_json_item_free(&item);
-        ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 1);
+        ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 0);
         return;
     }
 
@@ -764,7 +765,7 @@ ngx_http_fanbase_deliver_job_tracked(ngx_http_fanbase_job_t *job,
 
 static void
 ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
-    ngx_msec_t at_least, ngx_uint_t not_sent)
+    ngx_msec_t at_least, ngx_uint_t down)
 {
     uint64_t                       now;
     ngx_str_t                      msg;
@@ -808,7 +809,12 @@ ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
         delay = (ngx_msec_t) (job->deadline - now);
     }
 
-    if (deliver) {
+    if (deliver && down) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\" not delivered: %s; it "
+                      "waits for Fanbase with the others", &job->id_str, why);
+
+    } else if (deliver) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "fanbase: transaction \"%V\" not delivered: %s; "
                       "next attempt in %M ms", &job->id_str, why, delay);
@@ -819,10 +825,19 @@ ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
                        &job->id_str, why, delay);
     }
 
+    /*
+     * the request never reached Fanbase, or Fanbase refused it before
+     * taking it: sending it again is safe
+     */
+
     ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
     u.retry = delay;
     u.attempt = 1;
-    u.not_sent = not_sent;
+    u.not_sent = 1;
+
+    /* Fanbase or its token endpoint did not answer: the breaker's case */
+    u.down = down;
+    u.wait = at_least;
 
     ngx_http_fanbase_deliver_job_finish(job, &u);
 }
@@ -881,6 +896,16 @@ static void
 ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
     ngx_http_fanbase_txn_update_t *u)
 {
+    ngx_http_fanbase_curl_t  *h;
+
+    /* an HTTP answer from Fanbase that is not a "down" one: it is up */
+
+    h = job->http;
+
+    if (h != NULL && h->result == CURLE_OK && h->status && !u->down) {
+        u->answered = 1;
+    }
+
     ngx_http_fanbase_deliver_mcf->store->txn_finish(
                                        ngx_http_fanbase_deliver_mcf, job, u,
                                        ngx_cycle->log);

@@ -71,6 +71,16 @@ static size_t ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t);
 static void ngx_http_fanbase_txn_schedule_locked(
     ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t,
     ngx_msec_t delay);
+static ngx_http_fanbase_breaker_t *ngx_http_fanbase_txn_breaker_locked(
+    ngx_http_fanbase_shctx_t *sh, u_char *target, ngx_uint_t add);
+static void ngx_http_fanbase_txn_park_locked(ngx_http_fanbase_breaker_t *b,
+    ngx_http_fanbase_txn_t *t);
+static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_probe_locked(
+    ngx_http_fanbase_shctx_t *sh, ngx_msec_t lease, ngx_msec_t *next);
+static void ngx_http_fanbase_txn_breaker_end_locked(
+    ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t,
+    ngx_http_fanbase_txn_update_t *u, ngx_http_fanbase_job_t *job,
+    ngx_log_t *log);
 
 
 ngx_int_t
@@ -665,51 +675,80 @@ ngx_int_t
 ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next)
 {
-    ngx_msec_t                 now;
-    ngx_pid_t                  owner;
-    ngx_rbtree_node_t         *node, *root, *sentinel;
-    ngx_http_fanbase_txn_t    *t;
-    ngx_http_fanbase_shctx_t  *sh;
+    ngx_msec_t                   now;
+    ngx_pid_t                    owner;
+    ngx_uint_t                   parked;
+    ngx_rbtree_node_t           *node, *root, *sentinel;
+    ngx_http_fanbase_txn_t      *t;
+    ngx_http_fanbase_shctx_t    *sh;
+    ngx_http_fanbase_breaker_t  *b;
 
     sh = mcf->sh;
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
-    /* what became due now first, then the earliest of the rest */
+    /* a breaker whose pause is over lets one of its own through first */
 
-    if (!ngx_queue_empty(&sh->ready)) {
-        t = ngx_queue_data(ngx_queue_head(&sh->ready), ngx_http_fanbase_txn_t,
-                           ready);
+    *next = NGX_TIMER_INFINITE;
+    t = ngx_http_fanbase_txn_probe_locked(sh, lease, next);
+    parked = 0;
 
-    } else {
-        root = sh->schedule.root;
-        sentinel = sh->schedule.sentinel;
+    while (t == NULL) {
 
-        if (root == sentinel) {
+        /* what became due now first, then the earliest of the rest */
+
+        if (!ngx_queue_empty(&sh->ready)) {
+            t = ngx_queue_data(ngx_queue_head(&sh->ready),
+                               ngx_http_fanbase_txn_t, ready);
+
+        } else {
+            root = sh->schedule.root;
+            sentinel = sh->schedule.sentinel;
+
+            if (root == sentinel) {
+                ngx_shmtx_unlock(&mcf->shpool->mutex);
+                return NGX_DECLINED;
+            }
+
+            node = ngx_rbtree_min(root, sentinel);
+
+            if ((ngx_msec_int_t) (node->key - now) > 0) {
+                ngx_shmtx_unlock(&mcf->shpool->mutex);
+                *next = ngx_min(*next, node->key - now);
+                return NGX_DECLINED;
+            }
+
+            t = (ngx_http_fanbase_txn_t *)
+                    ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
+        }
+
+        if (t->data == NULL) {
+            /* nothing to deliver and nothing to track: a webhook's record */
+            ngx_http_fanbase_txn_unschedule_locked(sh, t);
             ngx_shmtx_unlock(&mcf->shpool->mutex);
-            *next = NGX_TIMER_INFINITE;
+            *next = 0;
             return NGX_DECLINED;
         }
 
-        node = ngx_rbtree_min(root, sentinel);
+        b = ngx_http_fanbase_txn_breaker_locked(sh, t->target, 0);
 
-        if ((ngx_msec_int_t) (node->key - now) > 0) {
-            ngx_shmtx_unlock(&mcf->shpool->mutex);
-            *next = node->key - now;
-            return NGX_DECLINED;
+        if (b == NULL || b->failures == 0 || (b->probing && b->probe == t)) {
+            break;
         }
 
-        t = (ngx_http_fanbase_txn_t *)
-                ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
-    }
+        /* its route's breaker is open: it waits with the others, in order */
 
-    if (t->data == NULL) {
-        /* nothing to deliver and nothing to track: a webhook's record */
         ngx_http_fanbase_txn_unschedule_locked(sh, t);
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        *next = 0;
-        return NGX_DECLINED;
+        ngx_http_fanbase_txn_park_locked(b, t);
+        t = NULL;
+
+        if (++parked == 64) {
+            /* the lock is not held for long: the rest at the next look */
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            *next = 0;
+            return NGX_DECLINED;
+        }
     }
 
     if (t->queue_id_len == 0) {
@@ -895,7 +934,238 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
         ngx_http_fanbase_txn_schedule_locked(sh, t, u->retry);
     }
 
+    ngx_http_fanbase_txn_breaker_end_locked(sh, t, u, job, log);
+
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/*
+ * The breaker of a route, found by the route's bytes of a target; "add":
+ * a free slot is taken for it.  NULL: none (with more routes than slots,
+ * a route without one backs off transaction by transaction).
+ */
+
+static ngx_http_fanbase_breaker_t *
+ngx_http_fanbase_txn_breaker_locked(ngx_http_fanbase_shctx_t *sh,
+    u_char *target, ngx_uint_t add)
+{
+    ngx_uint_t                   i;
+    ngx_http_fanbase_breaker_t  *b, *free;
+
+    free = NULL;
+
+    for (i = 0; i < NGX_HTTP_FANBASE_BREAKERS; i++) {
+        b = &sh->breakers[i];
+
+        if (!b->used) {
+            if (free == NULL) {
+                free = b;
+            }
+
+            continue;
+        }
+
+        if (ngx_memcmp(b->route, target, NGX_HTTP_FANBASE_ROUTE_LEN) == 0) {
+            return b;
+        }
+    }
+
+    if (!add || free == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(free, sizeof(ngx_http_fanbase_breaker_t));
+    ngx_memcpy(free->route, target, NGX_HTTP_FANBASE_ROUTE_LEN);
+    ngx_queue_init(&free->parked);
+    free->used = 1;
+
+    return free;
+}
+
+
+/*
+ * Parked in the order of acceptance, whatever the order of arrival (one
+ * that waited for a token comes back later than younger ones): from the
+ * tail, where nearly every one goes.
+ */
+
+static void
+ngx_http_fanbase_txn_park_locked(ngx_http_fanbase_breaker_t *b,
+    ngx_http_fanbase_txn_t *t)
+{
+    ngx_queue_t             *q;
+    ngx_http_fanbase_txn_t  *p;
+
+    for (q = ngx_queue_last(&b->parked);
+         q != ngx_queue_sentinel(&b->parked);
+         q = ngx_queue_prev(q))
+    {
+        p = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
+
+        if (p->created <= t->created) {
+            break;
+        }
+    }
+
+    /* after q: the sentinel's "after" is the head */
+    ngx_queue_insert_after(q, &t->ready);
+
+    t->scheduled = NGX_HTTP_FANBASE_PARKED;
+    b->parked_n++;
+}
+
+
+/*
+ * The probe of an open breaker whose pause is over: the oldest of its
+ * parked transactions, one at a time.  *next: the ms until the next pause
+ * ends, if sooner.
+ */
+
+static ngx_http_fanbase_txn_t *
+ngx_http_fanbase_txn_probe_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_msec_t lease, ngx_msec_t *next)
+{
+    ngx_uint_t                   i;
+    ngx_msec_t                   now;
+    ngx_queue_t                 *q;
+    ngx_msec_int_t               left;
+    ngx_http_fanbase_txn_t      *t;
+    ngx_http_fanbase_breaker_t  *b;
+
+    now = ngx_current_msec;
+
+    for (i = 0; i < NGX_HTTP_FANBASE_BREAKERS; i++) {
+        b = &sh->breakers[i];
+
+        if (!b->used || b->failures == 0) {
+            continue;
+        }
+
+        if (b->probing) {
+            if ((ngx_msec_int_t) (b->probe_until - now) > 0) {
+                continue;
+            }
+
+            /* the probe's worker went away: its claim ran out */
+            b->probing = 0;
+        }
+
+        if (ngx_queue_empty(&b->parked)) {
+            continue;
+        }
+
+        left = (ngx_msec_int_t) (b->until - now);
+
+        if (left > 0) {
+            *next = ngx_min(*next, (ngx_msec_t) left);
+            continue;
+        }
+
+        q = ngx_queue_head(&b->parked);
+        ngx_queue_remove(q);
+        b->parked_n--;
+
+        t = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
+        t->scheduled = NGX_HTTP_FANBASE_UNSCHEDULED;
+
+        b->probing = 1;
+        b->probe = t;
+        b->probe_until = now + lease;
+
+        return t;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * What the end of a job says of its route: Fanbase did not answer (the
+ * breaker opens, or stays open with a longer pause after a probe, and the
+ * transaction waits parked in its place), or it did (the breaker closes
+ * and the parked transactions are due now, before what became due since).
+ */
+
+static void
+ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_txn_t *t, ngx_http_fanbase_txn_update_t *u,
+    ngx_http_fanbase_job_t *job, ngx_log_t *log)
+{
+    ngx_uint_t                   probe;
+    ngx_msec_t                   pause;
+    ngx_queue_t                 *q;
+    ngx_http_fanbase_txn_t      *p;
+    ngx_http_fanbase_breaker_t  *b;
+
+    b = ngx_http_fanbase_txn_breaker_locked(sh, t->target,
+                                            u->down);
+    if (b == NULL) {
+        return;
+    }
+
+    probe = (b->probing && b->probe == t);
+
+    if (probe) {
+        b->probing = 0;
+        b->probe = NULL;
+    }
+
+    if (u->down && !fanbase_status_terminal(t->status)) {
+
+        /* a job that was out when the breaker opened does not count */
+
+        if (b->failures == 0 || probe) {
+            b->failures++;
+
+            pause = (b->failures < 6) ? 1000 << (b->failures - 1) : 30000;
+            pause = ngx_max(pause, u->wait);
+            b->until = ngx_current_msec + pause;
+
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "fanbase: Fanbase did not answer the delivery of "
+                          "transaction \"%V\": deliveries on its route wait, "
+                          "in order; next probe in %M ms", &job->id_str,
+                          pause);
+        }
+
+        ngx_http_fanbase_txn_unschedule_locked(sh, t);
+        ngx_http_fanbase_txn_park_locked(b, t);
+
+        return;
+    }
+
+    if (!u->answered || b->failures == 0) {
+        /* a job that ended on its own (its horizon) proves nothing */
+        return;
+    }
+
+    /* Fanbase answered: the parked ones go first, in their order */
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "fanbase: Fanbase answers again after %uD failed probes: "
+                  "%ui waiting transactions are due, in order",
+                  b->failures - 1, b->parked_n);
+
+    if (!ngx_queue_empty(&b->parked)) {
+
+        for (q = ngx_queue_head(&b->parked);
+             q != ngx_queue_sentinel(&b->parked);
+             q = ngx_queue_next(q))
+        {
+            p = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
+            p->scheduled = NGX_HTTP_FANBASE_READY;
+        }
+
+        if (!ngx_queue_empty(&sh->ready)) {
+            ngx_queue_add(&b->parked, &sh->ready);
+        }
+
+        ngx_queue_init(&sh->ready);
+        ngx_queue_add(&sh->ready, &b->parked);
+    }
+
+    b->used = 0;
 }
 
 
@@ -1152,11 +1422,21 @@ static void
 ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t *t)
 {
+    ngx_http_fanbase_breaker_t  *b;
+
     if (t->scheduled == NGX_HTTP_FANBASE_READY) {
         ngx_queue_remove(&t->ready);
 
     } else if (t->scheduled == NGX_HTTP_FANBASE_SCHEDULED) {
         ngx_rbtree_delete(&sh->schedule, &t->due);
+
+    } else if (t->scheduled == NGX_HTTP_FANBASE_PARKED) {
+        ngx_queue_remove(&t->ready);
+
+        b = ngx_http_fanbase_txn_breaker_locked(sh, t->target, 0);
+        if (b != NULL) {
+            b->parked_n--;
+        }
     }
 
     t->scheduled = NGX_HTTP_FANBASE_UNSCHEDULED;

@@ -24,12 +24,13 @@ typedef struct {
 #define NGX_HTTP_FANBASE_UNSCHEDULED   0
 #define NGX_HTTP_FANBASE_SCHEDULED     1       /* in sh->schedule */
 #define NGX_HTTP_FANBASE_READY         2       /* in sh->ready */
+#define NGX_HTTP_FANBASE_PARKED        3       /* in a breaker's parked */
 
 struct ngx_http_fanbase_txn_s {
     ngx_http_fanbase_txn_t       *hash_next;   /* sh->txn_hash chain */
     uint64_t                      scope;       /* its credential set */
     ngx_rbtree_node_t             due;         /* sh->schedule: msec */
-    ngx_queue_t                   ready;       /* sh->ready */
+    ngx_queue_t                   ready;       /* sh->ready, or parked */
     ngx_queue_t                   queue;       /* txn_live or txn_done */
     ngx_queue_t                   events;      /* oldest first */
     u_char                       *data;        /* payload, then queue id */
@@ -159,9 +160,16 @@ typedef struct {
     ngx_str_t                     queue_id;    /* delivered as */
     ngx_str_t                     event;       /* rendered, or empty */
     ngx_msec_t                    retry;       /* not terminal: due after */
+    ngx_msec_t                    wait;        /* down: Fanbase asked for
+                                                  this pause (Retry-After) */
     unsigned                      delivered:1;
     unsigned                      not_sent:1;  /* provably never sent */
     unsigned                      attempt:1;   /* counts for the backoff */
+    unsigned                      down:1;      /* Fanbase or its token
+                                                  endpoint did not answer:
+                                                  its breaker opens */
+    unsigned                      answered:1;  /* Fanbase answered: its
+                                                  breaker closes */
 } ngx_http_fanbase_txn_update_t;
 
 

@@ -34,7 +34,31 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   6
+#define NGX_HTTP_FANBASE_ZONE_VERSION   7
+
+/* routes to Fanbase (queue URL and credential set) with a breaker */
+#define NGX_HTTP_FANBASE_BREAKERS       8
+
+
+/*
+ * A circuit breaker in front of one route to Fanbase (its token endpoint
+ * included), host-wide (ngx_http_fanbase_txn.c): while it is open, the
+ * route's due transactions wait parked, oldest first, and one of them at
+ * a time probes, on a backoff; an answer from Fanbase closes it and the
+ * parked ones are due again, in their order.
+ */
+
+typedef struct {
+    u_char                        route[NGX_HTTP_FANBASE_ROUTE_LEN];
+    ngx_queue_t                   parked;      /* oldest first */
+    ngx_uint_t                    parked_n;
+    ngx_http_fanbase_txn_t       *probe;
+    ngx_msec_t                    until;       /* no probe before */
+    ngx_msec_t                    probe_until; /* the probe's claim ends */
+    uint32_t                      failures;    /* in a row; 0: closed */
+    unsigned                      used:1;
+    unsigned                      probing:1;
+} ngx_http_fanbase_breaker_t;
 
 /*
  * per bucket of the hash tables, after the context: the heads of the
@@ -65,6 +89,7 @@ struct ngx_http_fanbase_shctx_s {
     ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
     ngx_http_fanbase_keys_t       idem;        /* Idempotency-Keys */
     ngx_uint_t                    txn_count;
+    ngx_http_fanbase_breaker_t    breakers[NGX_HTTP_FANBASE_BREAKERS];
 
     ngx_http_fanbase_qid_t      **qid_hash;    /* Fanbase's id -> txn */
     ngx_http_fanbase_keys_t       hooks;       /* webhook message ids */

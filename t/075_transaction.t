@@ -593,7 +593,8 @@ CONF
 
 ###########################################################################
 # Transactions that do not change: Fanbase answers 503 with Retry-After: 30,
-# so the next attempt is 30 s away.
+# so the next attempt is 30 s away (the breaker's pause: those not tried
+# before it opened wait parked, t/082).
 
 $t->mock_faults({ queue_post => { status => 503, count => 100000,
                                   headers => { 'Retry-After' => '30' } } });
@@ -603,8 +604,8 @@ for my $i (1 .. 3) {
     my $id = accepted_id($body, name => "quiet $i");
     push @quiet, { id => $id, body => $body };
 }
-ok($t->wait_for(sub { !grep { $t->posts_with($_->{body}) < 1 } @quiet }, timeout => 5),
-   'quiet: each tried once and refused');
+ok($t->wait_for(sub { grep { $t->posts_with($_->{body}) >= 1 } @quiet }, timeout => 5),
+   'quiet: tried and refused');
 for my $q (@quiet) {
     # the refusal has been taken in when two reads 0.3 s apart agree
     $t->wait_for(sub {
@@ -687,9 +688,10 @@ my ($q1, $q2, $q3) = @quiet;
     cmp_ok($res->{time}, '<', 0.5, 'terminal, wait=5, If-None-Match current: at once');
 }
 
-# the quiet ones that were cancelled were never sent again
-is($t->posts_with($q1->{body}), 1, 'quiet 1: only the refused attempt at the mock');
-is($t->posts_with($q2->{body}), 1, 'quiet 2: only the refused attempt at the mock');
+# the quiet ones that were cancelled were never sent again (tried once and
+# refused, or parked by the breaker before their turn)
+cmp_ok($t->posts_with($q1->{body}), '<=', 1, 'quiet 1: at most the refused attempt at the mock');
+cmp_ok($t->posts_with($q2->{body}), '<=', 1, 'quiet 2: at most the refused attempt at the mock');
 $t->mock_faults({ queue_post => undef });
 
 done_testing;
