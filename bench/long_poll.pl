@@ -35,9 +35,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 
-use FanbaseTest;
+use FanbaseTest qw(:DEFAULT bench_edges cpu_seconds);
 use JSON::PP;
-use POSIX qw(sysconf _SC_CLK_TCK);
 use Time::HiRes qw(time sleep);
 
 chdir "$FindBin::Bin/..";
@@ -45,14 +44,9 @@ chdir "$FindBin::Bin/..";
 my $ROUNDS  = $ENV{BENCH_ROUNDS} // 2;
 my $SECONDS = $ENV{BENCH_SECONDS} // 5;
 my $WAITERS = $ENV{BENCH_WAITERS} // 1000;
-my $HZ = sysconf(_SC_CLK_TCK);
 my @CT = ('Content-Type' => 'application/json');
 my $SECRET = webhook_secret();
 
-# LABEL=PATH,LABEL=PATH: modules side by side; default the one under test
-my @MODULES = map { [split /=/, $_, 2] }
-              split /,/, ($ENV{BENCH_MODULES}
-                          // 'this=' . ($ENV{TEST_NGINX_MODULE} // ''));
 
 my $seq = 0;
 my $run = $$;    # the same ids in the waiters' child
@@ -70,24 +64,14 @@ sub hook {
                                       id => 'msg_lp_' . ++$seq, body => $body)]);
 }
 
-sub cpu {
-    my $pid = shift;
-    open my $fh, '<', "/proc/$pid/stat" or die "/proc/$pid/stat: $!";
-    my @f = split ' ', (<$fh> =~ s/^.*\) //r);
-    return ($f[11] + $f[12]) / $HZ;
-}
-
-# one edge per module, each with WAITERS transactions that stay processing
-my @edges;
-for my $m (@MODULES) {
-    my ($label, $so) = @$m;
-    local $ENV{TEST_NGINX_MODULE} = $so;
-    my $t = FanbaseTest->new(
-        mock    => undef,
-        workers => 1,
-        files   => { %{ edge_files() }, 'hook.secret' => "$SECRET\n" },
-        http    => edge_http(zone => '64m'),
-        server  => <<"CONF",
+# one edge per module (BENCH_MODULES), each with WAITERS transactions that
+# stay processing
+my @edges = bench_edges(
+    mock    => undef,
+    workers => 1,
+    files   => { %{ edge_files() }, 'hook.secret' => "$SECRET\n" },
+    http    => edge_http(zone => '64m'),
+    server  => <<"CONF",
 fanbase_long_poll 120s;
 location /transactions/ { fanbase_transaction; }
 location = /hooks/status {
@@ -95,15 +79,15 @@ location = /hooks/status {
     fanbase_webhook_secret_file %%DIR%%/hook.secret;
 }
 CONF
-        error_log_level => 'warn',
-    );
-    $t->start;
-    my $pid;
-    $t->wait_for(sub { ($pid) = $t->worker_pids; $pid }) or die 'no worker';
+    error_log_level => 'warn',
+);
+for my $e (@edges) {
+    my $t = $e->{t};
+    $t->wait_for(sub { ($e->{pid}) = $t->worker_pids; $e->{pid} })
+        or die 'no worker';
     for my $i (1 .. $WAITERS) {
         hook($t, uuid($i))->{status} == 204 or die "webhook $i not applied";
     }
-    push @edges, { label => $label, t => $t, pid => $pid };
 }
 
 # the waiters: a child that holds WAITERS long polls until it is killed
@@ -129,7 +113,7 @@ sub stop_waiters {
 
 sub phase {
     my ($e, $name, $changes) = @_;
-    my ($n, $c0, $t0) = (0, cpu($e->{pid}), time);
+    my ($n, $c0, $t0) = (0, cpu_seconds($e->{pid}), time);
     my $next = $t0;
     while (time - $t0 < $SECONDS) {
         if ($changes) {
@@ -142,7 +126,7 @@ sub phase {
         sleep $d if $d > 0;
     }
     my $secs = time - $t0;
-    my $ms = (cpu($e->{pid}) - $c0) * 1000 / $secs;
+    my $ms = (cpu_seconds($e->{pid}) - $c0) * 1000 / $secs;
     printf "%-8s %-20s %10.1f ms/s %10d\n", $e->{label}, $name, $ms, $n;
     return $ms;
 }
@@ -165,3 +149,4 @@ printf "%-8s the waiters' cost while the zone changes: %.1f ms/s\n",
        $_->{label}, $sum{ $_->{label} } / $ROUNDS for @edges;
 
 $_->{t}->stop for @edges;
+done_testing;

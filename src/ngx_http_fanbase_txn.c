@@ -977,7 +977,8 @@ ngx_http_fanbase_txn_breaker_locked(ngx_http_fanbase_shctx_t *sh,
 
     ngx_memzero(free, sizeof(ngx_http_fanbase_breaker_t));
     ngx_memcpy(free->route, target, NGX_HTTP_FANBASE_ROUTE_LEN);
-    ngx_queue_init(&free->parked);
+    ngx_rbtree_init(&free->parked, &free->parked_sentinel,
+                    ngx_rbtree_insert_value);
     free->used = 1;
 
     return free;
@@ -985,31 +986,17 @@ ngx_http_fanbase_txn_breaker_locked(ngx_http_fanbase_shctx_t *sh,
 
 
 /*
- * Parked in the order of acceptance, whatever the order of arrival (one
- * that waited for a token comes back later than younger ones): from the
- * tail, where nearly every one goes.
+ * Parked in the order of acceptance, whatever the order of arrival (those
+ * that waited for a token come back in the order of their retries): a
+ * tree by the time of acceptance, in the node the schedule uses.
  */
 
 static void
 ngx_http_fanbase_txn_park_locked(ngx_http_fanbase_breaker_t *b,
     ngx_http_fanbase_txn_t *t)
 {
-    ngx_queue_t             *q;
-    ngx_http_fanbase_txn_t  *p;
-
-    for (q = ngx_queue_last(&b->parked);
-         q != ngx_queue_sentinel(&b->parked);
-         q = ngx_queue_prev(q))
-    {
-        p = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
-
-        if (p->created <= t->created) {
-            break;
-        }
-    }
-
-    /* after q: the sentinel's "after" is the head */
-    ngx_queue_insert_after(q, &t->ready);
+    t->due.key = (ngx_rbtree_key_t) t->created;
+    ngx_rbtree_insert(&b->parked, &t->due);
 
     t->scheduled = NGX_HTTP_FANBASE_PARKED;
     b->parked_n++;
@@ -1028,8 +1015,8 @@ ngx_http_fanbase_txn_probe_locked(ngx_http_fanbase_shctx_t *sh,
 {
     ngx_uint_t                   i;
     ngx_msec_t                   now;
-    ngx_queue_t                 *q;
     ngx_msec_int_t               left;
+    ngx_rbtree_node_t           *node;
     ngx_http_fanbase_txn_t      *t;
     ngx_http_fanbase_breaker_t  *b;
 
@@ -1051,7 +1038,7 @@ ngx_http_fanbase_txn_probe_locked(ngx_http_fanbase_shctx_t *sh,
             b->probing = 0;
         }
 
-        if (ngx_queue_empty(&b->parked)) {
+        if (b->parked.root == b->parked.sentinel) {
             continue;
         }
 
@@ -1062,11 +1049,12 @@ ngx_http_fanbase_txn_probe_locked(ngx_http_fanbase_shctx_t *sh,
             continue;
         }
 
-        q = ngx_queue_head(&b->parked);
-        ngx_queue_remove(q);
+        node = ngx_rbtree_min(b->parked.root, b->parked.sentinel);
+        ngx_rbtree_delete(&b->parked, node);
         b->parked_n--;
 
-        t = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
+        t = (ngx_http_fanbase_txn_t *)
+                ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
         t->scheduled = NGX_HTTP_FANBASE_UNSCHEDULED;
 
         b->probing = 1;
@@ -1094,7 +1082,8 @@ ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
 {
     ngx_uint_t                   probe;
     ngx_msec_t                   pause;
-    ngx_queue_t                 *q;
+    ngx_queue_t                  first;
+    ngx_rbtree_node_t           *node;
     ngx_http_fanbase_txn_t      *p;
     ngx_http_fanbase_breaker_t  *b;
 
@@ -1136,7 +1125,21 @@ ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
     }
 
     if (!u->answered || b->failures == 0) {
-        /* a job that ended on its own (its horizon) proves nothing */
+
+        /*
+         * a job that ended on its own (its horizon) proves nothing; a
+         * probe that learned nothing (a token fetch was under way) stays
+         * the next probe, after its pause: the next one in line would
+         * learn no more
+         */
+
+        if (probe && b->failures && !fanbase_status_terminal(t->status)) {
+            b->until = ngx_current_msec + ngx_max(u->retry, 100);
+
+            ngx_http_fanbase_txn_unschedule_locked(sh, t);
+            ngx_http_fanbase_txn_park_locked(b, t);
+        }
+
         return;
     }
 
@@ -1147,22 +1150,28 @@ ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
                   "%ui waiting transactions are due, in order",
                   b->failures - 1, b->parked_n);
 
-    if (!ngx_queue_empty(&b->parked)) {
+    if (b->parked.root != b->parked.sentinel) {
 
-        for (q = ngx_queue_head(&b->parked);
-             q != ngx_queue_sentinel(&b->parked);
-             q = ngx_queue_next(q))
+        /* in order, then what was ready after them */
+
+        ngx_queue_init(&first);
+
+        for (node = ngx_rbtree_min(b->parked.root, b->parked.sentinel);
+             node != NULL;
+             node = ngx_rbtree_next(&b->parked, node))
         {
-            p = ngx_queue_data(q, ngx_http_fanbase_txn_t, ready);
+            p = (ngx_http_fanbase_txn_t *)
+                    ((u_char *) node - offsetof(ngx_http_fanbase_txn_t, due));
+            ngx_queue_insert_tail(&first, &p->ready);
             p->scheduled = NGX_HTTP_FANBASE_READY;
         }
 
         if (!ngx_queue_empty(&sh->ready)) {
-            ngx_queue_add(&b->parked, &sh->ready);
+            ngx_queue_add(&first, &sh->ready);
         }
 
         ngx_queue_init(&sh->ready);
-        ngx_queue_add(&sh->ready, &b->parked);
+        ngx_queue_add(&sh->ready, &first);
     }
 
     b->used = 0;
@@ -1431,10 +1440,12 @@ ngx_http_fanbase_txn_unschedule_locked(ngx_http_fanbase_shctx_t *sh,
         ngx_rbtree_delete(&sh->schedule, &t->due);
 
     } else if (t->scheduled == NGX_HTTP_FANBASE_PARKED) {
-        ngx_queue_remove(&t->ready);
-
         b = ngx_http_fanbase_txn_breaker_locked(sh, t->target, 0);
+
+        /* a parked transaction's breaker stays until it is empty */
+
         if (b != NULL) {
+            ngx_rbtree_delete(&b->parked, &t->due);
             b->parked_n--;
         }
     }

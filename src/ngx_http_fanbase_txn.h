@@ -24,13 +24,14 @@ typedef struct {
 #define NGX_HTTP_FANBASE_UNSCHEDULED   0
 #define NGX_HTTP_FANBASE_SCHEDULED     1       /* in sh->schedule */
 #define NGX_HTTP_FANBASE_READY         2       /* in sh->ready */
-#define NGX_HTTP_FANBASE_PARKED        3       /* in a breaker's parked */
+#define NGX_HTTP_FANBASE_PARKED        3       /* in a breaker's parked,
+                                                  by "due" */
 
 struct ngx_http_fanbase_txn_s {
     ngx_http_fanbase_txn_t       *hash_next;   /* sh->txn_hash chain */
     uint64_t                      scope;       /* its credential set */
     ngx_rbtree_node_t             due;         /* sh->schedule: msec */
-    ngx_queue_t                   ready;       /* sh->ready, or parked */
+    ngx_queue_t                   ready;       /* sh->ready */
     ngx_queue_t                   queue;       /* txn_live or txn_done */
     ngx_queue_t                   events;      /* oldest first */
     u_char                       *data;        /* payload, then queue id */

@@ -50,7 +50,8 @@ typedef struct {
 
 typedef struct {
     u_char                        route[NGX_HTTP_FANBASE_ROUTE_LEN];
-    ngx_queue_t                   parked;      /* oldest first */
+    ngx_rbtree_t                  parked;      /* by time of acceptance */
+    ngx_rbtree_node_t             parked_sentinel;
     ngx_uint_t                    parked_n;
     ngx_http_fanbase_txn_t       *probe;
     ngx_msec_t                    until;       /* no probe before */

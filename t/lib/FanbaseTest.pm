@@ -416,6 +416,13 @@ C<main> in the main context, C<http> in C<http {}> after the lines every
 such nginx has.  C<nginx_test(cmd => [nginx, args...], output => FILE,
 env => {...})>: runs it with C<-t>; C<($ok, $output, $exit_code)>.
 
+C<bench_edges(%args)>: for the side-by-side benchmarks under bench/, one
+started instance (C<new(%args)>) per module of C<BENCH_MODULES>
+(C<LABEL=PATH,LABEL=PATH>; without it, C<this=> the module of
+C<TEST_NGINX_MODULE>), as a list of C<< { label => ..., t => ... } >>.
+C<cpu_seconds(@pids)>: the CPU time (user and system) the processes have
+used so far, in seconds.
+
 C<spawn_mock(listen => '127.0.0.1:PORT', log => FILE, pid_file => FILE,
 state => FILE, clients => [...], expires_in => S, processing_after => S,
 completed_after => S, args => [...], stderr => FILE)>: t/mock_fanbase.pl
@@ -466,7 +473,8 @@ our @EXPORT = (@Test::More::EXPORT, qw(json_like new_uuid tx_id edge_http
                  last_event statuses body_for padded error_case error_ok
                  new_msg_id));
 our @EXPORT_OK = qw(free_port spawn wait_pid wait_listen child_pids nginx_conf
-                    nginx_test spawn_mock http_request http_parallel slurp spew);
+                    nginx_test spawn_mock http_request http_parallel slurp spew
+                    bench_edges cpu_seconds);
 
 my $MOCK_SCRIPT = File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
                                       'mock_fanbase.pl');
@@ -1821,6 +1829,32 @@ sub _json_diff {
         return $got == $want ? () : ("$at: expected $want, got $got");
     }
     return $got eq $want ? () : ("$at: expected '$want', got '$got'");
+}
+
+# Side-by-side benchmarks (bench/*.pl)
+
+sub bench_edges {
+    my (%args) = @_;
+    my @edges;
+    for (split /,/, ($ENV{BENCH_MODULES}
+                     // 'this=' . ($ENV{TEST_NGINX_MODULE} // ''))) {
+        my ($label, $so) = split /=/, $_, 2;
+        local $ENV{TEST_NGINX_MODULE} = $so;
+        my $t = FanbaseTest->new(%args);
+        $t->start;
+        push @edges, { label => $label, t => $t };
+    }
+    return @edges;
+}
+
+sub cpu_seconds {
+    my $ticks = 0;
+    for my $pid (@_) {
+        open my $fh, '<', "/proc/$pid/stat" or die "/proc/$pid/stat: $!";
+        my @f = split ' ', (<$fh> =~ s/^.*\) //r);
+        $ticks += $f[11] + $f[12];
+    }
+    return $ticks / (POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100);
 }
 
 1;
