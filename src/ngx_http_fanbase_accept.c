@@ -19,6 +19,7 @@
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_accept.h"
 
 
@@ -164,6 +165,8 @@ ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
 
     return ngx_http_fanbase_accept_send(r, nt->lcf, nt->id);
 }

@@ -13,6 +13,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_token.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_call.h"
 
@@ -102,6 +103,7 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
     }
 
     call->http = h;
+    call->start = ngx_current_msec;
 
     if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         call->done(call, NGX_ERROR);
@@ -139,6 +141,10 @@ ngx_http_fanbase_call_handler(ngx_http_fanbase_curl_t *h)
     ngx_http_fanbase_call_t  *call = h->data;
 
     c = call->request->connection;
+
+    ngx_http_fanbase_variables_call(call->request,
+                                    h->result == CURLE_OK ? h->status : 0,
+                                    call->start);
 
     if (h->result == CURLE_OK && (h->status == 401 || h->status == 403)) {
 

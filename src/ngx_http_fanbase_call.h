@@ -28,6 +28,7 @@ struct ngx_http_fanbase_call_s {
     ngx_http_fanbase_call_done_pt done;
     void                         *data;
     time_t                        retry_after;
+    ngx_msec_t                    start;       /* of the transfer */
     unsigned                      post:1;
     unsigned                      retried:1;
     unsigned                      rejected:1;

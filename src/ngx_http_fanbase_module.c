@@ -28,6 +28,7 @@
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_transaction.h"
 #include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_webhook.h"
 #include "ngx_http_fanbase_zone.h"
@@ -327,7 +328,7 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_fanbase_variables_add,        /* preconfiguration */
     ngx_http_fanbase_postconfiguration,    /* postconfiguration */
 
     ngx_http_fanbase_create_main_conf,     /* create main configuration */

@@ -12,13 +12,8 @@
 #include "ngx_http_fanbase_call.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_response.h"
-
-
-typedef struct {
-    ngx_str_t                     error;
-    unsigned                      sent:1;
-} ngx_http_fanbase_ctx_t;
 
 
 static ngx_int_t ngx_http_fanbase_response_error_json(ngx_pool_t *pool,
@@ -91,13 +86,21 @@ ngx_int_t
 ngx_http_fanbase_response_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    ngx_str_t  json;
+    ngx_str_t                json;
+    ngx_http_fanbase_ctx_t  *ctx;
 
     if (ngx_http_fanbase_response_error_json(r->pool, status, code, message,
                                              &json)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* $fanbase_error: codes are literals */
+
+    ctx = ngx_http_fanbase_variables_ctx(r);
+    if (ctx != NULL) {
+        ctx->error = code;
     }
 
     /* the error page machinery must not replace the JSON body */
@@ -202,22 +205,22 @@ ngx_http_fanbase_response_header_filter(ngx_http_request_t *r)
         break;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_ctx_t));
+    ctx = ngx_http_fanbase_variables_ctx(r);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
 
     if (ngx_http_fanbase_response_error_json(r->pool, status, code, message,
-                                             &ctx->error)
+                                             &ctx->error_page)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_fanbase_module);
+    ctx->error = code;
 
     ngx_http_clear_content_length(r);
-    r->headers_out.content_length_n = ctx->error.len;
+    r->headers_out.content_length_n = ctx->error_page.len;
 
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -238,7 +241,7 @@ ngx_http_fanbase_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_fanbase_module);
 
-    if (ctx == NULL || ctx->error.len == 0) {
+    if (ctx == NULL || ctx->error_page.len == 0) {
         return ngx_http_fanbase_next_body_filter(r, in);
     }
 
@@ -252,19 +255,19 @@ ngx_http_fanbase_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         cl->buf->file_pos = cl->buf->file_last;
     }
 
-    if (!last || ctx->sent) {
+    if (!last || ctx->error_page_sent) {
         return NGX_OK;
     }
 
-    ctx->sent = 1;
+    ctx->error_page_sent = 1;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->pos = ctx->error.data;
-    b->last = ctx->error.data + ctx->error.len;
+    b->pos = ctx->error_page.data;
+    b->last = ctx->error_page.data + ctx->error_page.len;
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;

@@ -18,6 +18,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_status.h"
 
@@ -90,6 +91,8 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
 
     cln->handler = ngx_http_fanbase_status_cleanup;
     cln->data = ctx;
+
+    ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
 
     ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
     ctx->id = id;
@@ -356,12 +359,20 @@ static ngx_int_t
 ngx_http_fanbase_status_send(ngx_http_request_t *r, fanbase_item_t *item,
     ngx_uint_t show_msg, const char *cache)
 {
-    ngx_str_t  json, value;
+    ngx_str_t                json, value;
+    ngx_http_fanbase_ctx_t  *ctx;
 
     if (ngx_http_fanbase_response_render_item(r->pool, item, show_msg, &json)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* $fanbase_cache: "HIT", "MISS" or "STALE" */
+
+    ctx = ngx_http_fanbase_variables_ctx(r);
+    if (ctx != NULL) {
+        ctx->cache = cache;
     }
 
     value.data = (u_char *) cache;

@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_submit.h"
 
 
@@ -282,6 +283,8 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     id.data = (u_char *) item.id.data;
     id.len = item.id.len;
+
+    ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
 
     rc = ngx_http_fanbase_item_update(ctx->mcf, ctx->call.lcf->scope, &item,
                                        ctx->call.lcf->store_payload, 1,

@@ -21,6 +21,7 @@
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_transaction.h"
 
@@ -116,6 +117,8 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         return rc;
     }
+
+    ngx_http_fanbase_variables_id(r, 0, id.data, id.len);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_transaction_ctx_t));
     if (ctx == NULL) {

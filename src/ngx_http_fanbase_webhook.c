@@ -24,6 +24,7 @@
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_webhook.h"
 
 
@@ -343,6 +344,9 @@ ngx_http_fanbase_webhook_apply(ngx_http_fanbase_webhook_ctx_t *ctx,
     }
 
     uuid = (ngx_http_fanbase_id_valid_txn(&hk->id) == NGX_OK);
+
+    ngx_http_fanbase_variables_id(r, !uuid || u->queue_item, hk->id.data,
+                                  hk->id.len);
 
     /* a transaction the edge never saw is created from the second shape */
 
