@@ -12,8 +12,10 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_variables.h"
+#include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_call.h"
 
@@ -145,6 +147,12 @@ ngx_http_fanbase_call_handler(ngx_http_fanbase_curl_t *h)
     ngx_http_fanbase_variables_call(call->request,
                                     h->result == CURLE_OK ? h->status : 0,
                                     call->start);
+
+    /* for fanbase_health: an aligned word, written without the lock */
+
+    if (h->result == CURLE_OK && h->status && h->status < 500) {
+        call->lcf->cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
+    }
 
     if (h->result == CURLE_OK && (h->status == 401 || h->status == 403)) {
 

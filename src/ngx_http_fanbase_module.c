@@ -16,6 +16,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_deliver.h"
+#include "ngx_http_fanbase_health.h"
 #include "ngx_http_fanbase_item.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
@@ -60,6 +61,8 @@ static char *ngx_http_fanbase_set_file_slot(ngx_conf_t *cf,
 static char *ngx_http_fanbase_read_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t *field);
 static char *ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_webhook_secret(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -242,6 +245,13 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
     { ngx_string("fanbase_webhook"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_fanbase_webhook,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_fanbase_health,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -653,6 +663,7 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
     name = (conf->handler == NGX_HTTP_FANBASE_SUBMIT) ? "fanbase_submit"
            : (conf->handler == NGX_HTTP_FANBASE_STATUS) ? "fanbase_status"
            : (conf->handler == NGX_HTTP_FANBASE_WEBHOOK) ? "fanbase_webhook"
+           : (conf->handler == NGX_HTTP_FANBASE_HEALTH) ? "fanbase_health"
            : "fanbase_transaction";
 
     if (mcf->shm_zone == NULL) {
@@ -660,6 +671,12 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
                            "\"%s\" requires \"fanbase_zone\" in the http "
                            "block", name);
         return NGX_CONF_ERROR;
+    }
+
+    /* health reads the zone and every credential set: it needs nothing */
+
+    if (conf->handler == NGX_HTTP_FANBASE_HEALTH) {
+        return NGX_CONF_OK;
     }
 
     /*
@@ -1356,6 +1373,14 @@ ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_WEBHOOK,
                                         ngx_http_fanbase_webhook_handler);
+}
+
+
+static char *
+ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_HEALTH,
+                                        ngx_http_fanbase_health_handler);
 }
 
 

@@ -15,6 +15,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_token.h"
@@ -23,6 +24,7 @@
 
 
 #define NGX_HTTP_FANBASE_BACKOFF_MIN   1000
+#define NGX_HTTP_FANBASE_TOKEN_ERROR_MAX  256
 #define NGX_HTTP_FANBASE_BACKOFF_MAX   60000
 #define NGX_HTTP_FANBASE_SKEW_MAX      30000
 #define NGX_HTTP_FANBASE_LIFETIME_MAX  (30 * 86400)
@@ -41,6 +43,8 @@ typedef struct {
     ngx_uint_t                    failures;
     unsigned                      valid:1;
     unsigned                      leased:1;
+    size_t                        error_len;
+    u_char                        error[NGX_HTTP_FANBASE_TOKEN_ERROR_MAX];
     size_t                        len;
     u_char                        token[NGX_HTTP_FANBASE_TOKEN_MAX];
 } ngx_http_fanbase_token_slot_t;
@@ -403,6 +407,65 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
 }
 
 
+/* a credential set's token as fanbase_health shows it: never the token */
+
+ngx_int_t
+ngx_http_fanbase_token_health(ngx_http_fanbase_cred_t *cred, ngx_pool_t *pool,
+    ngx_http_fanbase_token_health_t *th)
+{
+    ngx_msec_t                      now;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    ngx_memzero(th, sizeof(ngx_http_fanbase_token_health_t));
+
+    if (cred->fixed.len) {
+        th->state = "fixed";
+        return NGX_OK;
+    }
+
+    th->state = "none";
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    if (slot != NULL) {
+        th->failures = slot->failures;
+
+        if (slot->valid && ngx_http_fanbase_before(now, slot->expires)) {
+            th->state = "valid";
+            th->expires_in = slot->expires - now;
+
+        } else if (slot->leased) {
+            th->state = "fetching";
+
+        } else if (slot->failures) {
+            th->state = "failing";
+        }
+
+        if (slot->failures && ngx_http_fanbase_before(now, slot->backoff)) {
+            th->retry_in = slot->backoff - now;
+        }
+
+        if (slot->error_len) {
+            th->error.data = ngx_pnalloc(pool, slot->error_len);
+
+            if (th->error.data != NULL) {
+                ngx_memcpy(th->error.data, slot->error, slot->error_len);
+                th->error.len = slot->error_len;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
 static ngx_http_fanbase_token_slot_t *
 ngx_http_fanbase_token_slot(ngx_http_fanbase_cred_t *cred)
 {
@@ -543,6 +606,9 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
         slot->valid = 1;
         slot->leased = 0;
         slot->failures = 0;
+        slot->error_len = 0;
+
+        cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -583,6 +649,16 @@ ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
         delay = ngx_min(delay, NGX_HTTP_FANBASE_BACKOFF_MAX);
         slot->backoff = now + delay;
         slot->leased = 0;
+
+        /* for fanbase_health: what the log says, no secret in it */
+
+        slot->error_len = (status ? ngx_snprintf(slot->error,
+                                                 sizeof(slot->error),
+                                                 "%s %l", reason, status)
+                                  : ngx_snprintf(slot->error,
+                                                 sizeof(slot->error), "%s",
+                                                 reason))
+                          - slot->error;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

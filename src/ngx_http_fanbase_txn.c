@@ -262,9 +262,12 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     t = ngx_http_fanbase_txn_insert_locked(mcf, lcf->scope, nt->id, hash,
                                            &nt->payload, 0);
     if (t == NULL) {
+        sh->txn_full = 1;
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_BUSY;
     }
+
+    sh->txn_full = 0;
 
     /* the first event is implied: it is rendered from "created" */
 
@@ -940,6 +943,50 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* for fanbase_health: counts, and the open breakers */
+
+void
+ngx_http_fanbase_txn_health(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_health_t *th)
+{
+    ngx_uint_t                              i;
+    ngx_msec_t                              now;
+    ngx_msec_int_t                          left;
+    ngx_http_fanbase_shctx_t               *sh;
+    ngx_http_fanbase_breaker_t             *b;
+    ngx_http_fanbase_txn_breaker_health_t  *bh;
+
+    sh = mcf->sh;
+    now = ngx_current_msec;
+
+    ngx_memzero(th, sizeof(ngx_http_fanbase_txn_health_t));
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    th->transactions = sh->txn_count;
+    th->full = sh->txn_full;
+
+    for (i = 0; i < NGX_HTTP_FANBASE_BREAKERS; i++) {
+        b = &sh->breakers[i];
+
+        if (!b->used || b->failures == 0) {
+            continue;
+        }
+
+        bh = &th->breakers[th->nbreakers++];
+
+        bh->failures = b->failures;
+        bh->waiting = b->parked_n;
+        bh->probing = b->probing;
+
+        left = (ngx_msec_int_t) (b->until - now);
+        bh->probe_in = (left > 0) ? (ngx_msec_t) left : 0;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
 /*
  * The breaker of a route, found by the route's bytes of a target; "add":
  * a free slot is taken for it.  NULL: none (with more routes than slots,
@@ -1087,8 +1134,11 @@ ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_txn_t      *p;
     ngx_http_fanbase_breaker_t  *b;
 
-    b = ngx_http_fanbase_txn_breaker_locked(sh, t->target,
-                                            u->down);
+    if (u->answered) {
+        sh->fanbase_ok = ngx_http_fanbase_time_now();
+    }
+
+    b = ngx_http_fanbase_txn_breaker_locked(sh, t->target, u->down);
     if (b == NULL) {
         return;
     }

@@ -174,6 +174,23 @@ typedef struct {
 } ngx_http_fanbase_txn_update_t;
 
 
+/* the transactions' part of fanbase_health */
+
+typedef struct {
+    ngx_uint_t                    failures;    /* 0: closed */
+    ngx_uint_t                    waiting;     /* parked */
+    ngx_msec_t                    probe_in;    /* 0: due, or out */
+    unsigned                      probing:1;
+} ngx_http_fanbase_txn_breaker_health_t;
+
+typedef struct {
+    ngx_uint_t                    transactions;
+    ngx_uint_t                    full;        /* the last new one failed */
+    ngx_uint_t                    nbreakers;
+    ngx_http_fanbase_txn_breaker_health_t  breakers[NGX_HTTP_FANBASE_BREAKERS];
+} ngx_http_fanbase_txn_health_t;
+
+
 ngx_int_t ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     size_t size, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
@@ -194,6 +211,8 @@ ngx_int_t ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
     const char *message, ngx_uint_t status, ngx_str_t *data,
     ngx_str_t *out);
 ngx_uint_t ngx_http_fanbase_txn_evict(ngx_http_fanbase_main_conf_t *mcf);
+void ngx_http_fanbase_txn_health(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_health_t *th);
 ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
 void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,

@@ -34,7 +34,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   7
+#define NGX_HTTP_FANBASE_ZONE_VERSION   8
 
 /* routes to Fanbase (queue URL and credential set) with a breaker */
 #define NGX_HTTP_FANBASE_BREAKERS       8
@@ -98,6 +98,12 @@ struct ngx_http_fanbase_shctx_s {
     ngx_rbtree_node_t             notices_sentinel;
     ngx_queue_t                   notices_all;
     ngx_uint_t                    notice_count;
+
+    /* for fanbase_health */
+    uint64_t                      fanbase_ok;  /* Fanbase's last answer, ms
+                                                  since the epoch, or 0 */
+    ngx_uint_t                    txn_full;    /* the last new transaction
+                                                  found no room */
 
     ngx_atomic_t                  changes;     /* bumped by every change */
     ngx_atomic_t                 *stamps;      /* per txn_hash bucket: the

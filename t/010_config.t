@@ -57,6 +57,17 @@ my @refused = (
         error  => [qr/"fanbase_status" requires "fanbase_zone"/, $WHERE],
     },
     {
+        name   => 'fanbase_health without fanbase_zone',
+        http   => { zone => undef },
+        server => "location = /health { fanbase_health; }\n",
+        error  => [qr/"fanbase_health" requires "fanbase_zone"/, $WHERE],
+    },
+    {
+        name   => 'fanbase_health with an argument',
+        server => "location = /health { fanbase_health on; }\n",
+        error  => [qr/invalid number of arguments in "fanbase_health"/, $WHERE],
+    },
+    {
         name   => 'fanbase_submit without fanbase_api',
         http   => { api => undef },
         server => "location = $QUEUE { fanbase_submit; }\n",
