@@ -135,6 +135,8 @@ struct ngx_http_fanbase_main_conf_s {
 
     /* outbound webhooks */
     ngx_str_t                     notify_url;  /* "\0" */
+    ngx_str_t                    *notify_file; /* where it was set */
+    ngx_uint_t                    notify_line;
     ngx_str_t                     notify_secret;
     fanbase_secret_t              notify_key;
     time_t                        notify_horizon;

@@ -64,6 +64,8 @@ static char *ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_fanbase_notify(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_fanbase_webhook_secret(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_fanbase_webhook_auth(ngx_conf_t *cf,
@@ -293,7 +295,7 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
 
     { ngx_string("fanbase_notify"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_fanbase_set_url_slot,
+      ngx_http_fanbase_notify,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_fanbase_main_conf_t, notify_url),
       NULL },
@@ -1008,7 +1010,8 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (size < (ssize_t) (8 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small", &value[1]);
+                           "zone \"%V\" is too small, the least is %uzk",
+                           &value[1], 8 * ngx_pagesize / 1024);
         return NGX_CONF_ERROR;
     }
 
@@ -1376,6 +1379,26 @@ ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* a URL, and where it was set: its errors come at the end of the block */
+
+static char *
+ngx_http_fanbase_notify(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanbase_main_conf_t *mcf = conf;
+
+    char  *rv;
+
+    rv = ngx_http_fanbase_set_url_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK) {
+        mcf->notify_file = &cf->conf_file->file.name;
+        mcf->notify_line = cf->conf_file->line;
+    }
+
+    return rv;
+}
+
+
 static char *
 ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1503,7 +1526,8 @@ ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
 
     if (mcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"fanbase_notify\" requires \"fanbase_zone\"");
+                      "\"fanbase_notify\" requires \"fanbase_zone\" in "
+                      "%V:%ui", mcf->notify_file, mcf->notify_line);
         return NGX_ERROR;
     }
 
@@ -1521,7 +1545,8 @@ ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"fanbase_notify\" requires "
                       "\"fanbase_notify_secret_file\" with \"whsec_\" and "
-                      "the base64 of a key");
+                      "the base64 of a key in %V:%ui", mcf->notify_file,
+                      mcf->notify_line);
         return NGX_ERROR;
     }
 

@@ -218,7 +218,7 @@ my @refused = (
     {
         name   => 'fanbase_zone: below eight pages',
         http   => { zone => 'fanbase_zone zone=fb:16k;' },
-        error  => [qr/zone "zone=fb:16k" is too small/],
+        error  => [qr/zone "zone=fb:16k" is too small, the least is 32k/],
     },
     {
         name   => 'fanbase_zone: prefault neither on nor off',

@@ -382,6 +382,14 @@ $t->stop;
         return $st && $st->{ $s->{id} } && $st->{ $more->{id} };
     }, timeout => 10), 'stuck save: the next save has both transactions');
     $f->stop;
+
+    # nginx -t reads the state file, and writes nothing of a running nginx
+    # in the live error log when it is sound
+    my $before = () = $f->error_log =~ /state file .* loaded/g;
+    my ($ok, $out) = $f->test_config;
+    ok($ok, 'nginx -t with a state file: ok') or diag($out);
+    my $after = () = $f->error_log =~ /state file .* loaded/g;
+    is($after, $before, 'nginx -t: no "state file loaded" line in the error log');
 }
 
 done_testing;

@@ -1025,7 +1025,7 @@ my @t_refused = (
     {
         name   => 'fanbase_notify without fanbase_notify_secret_file',
         http   => "fanbase_notify %%MOCK%%/_site/hook;\n",
-        error  => qr/fanbase_notify_secret_file/,
+        error  => qr/fanbase_notify_secret_file.* in \S*nginx\.conf:\d+/,
     },
     {
         name   => 'fanbase_notify with a secret that is not whsec_',
