@@ -64,6 +64,8 @@ static char *ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_fanbase_url_check(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *url);
 static char *ngx_http_fanbase_notify(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_webhook_secret(ngx_conf_t *cf,
@@ -1099,6 +1101,54 @@ ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * What libcurl will make of a URL (url->data ends with a '\0', as every
+ * argument of a directive): a port it can use, and no credentials in it,
+ * which would go to Fanbase with every call and into logs
+ */
+
+static ngx_int_t
+ngx_http_fanbase_url_check(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *url)
+{
+    char       *user;
+    CURLU      *u;
+    CURLUcode   rc;
+
+    u = curl_url();
+    if (u == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = curl_url_set(u, CURLUPART_URL, (char *) url->data, 0);
+
+    if (rc != CURLUE_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": %s", url,
+                           &cmd->name, curl_url_strerror(rc));
+        curl_url_cleanup(u);
+        return NGX_ERROR;
+    }
+
+    user = NULL;
+
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        curl_free(user);
+        curl_url_cleanup(u);
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL in \"%V\": it holds a user name or "
+                           "password; credentials go in "
+                           "\"fanbase_client_id\" and "
+                           "\"fanbase_client_secret_file\"", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    curl_url_cleanup(u);
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_fanbase_set_url_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1149,6 +1199,18 @@ ngx_http_fanbase_set_url_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                "character", &url, &cmd->name);
             return NGX_CONF_ERROR;
         }
+
+        if (*p == '$') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid URL \"%V\" in \"%V\": the "
+                               "directive takes no variables", &url,
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_fanbase_url_check(cf, cmd, &url) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     /* "https://connect.fanbase.com.br/" is the base "...com.br" */

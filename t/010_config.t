@@ -148,6 +148,22 @@ my @refused = (
                    qr{must start with "http://" or "https://"}],
     },
     {
+        name   => 'fanbase_api: a port above 65535',
+        http   => { api => 'fanbase_api http://127.0.0.1:99999;' },
+        error  => [qr{invalid URL "http://127\.0\.0\.1:99999" in "fanbase_api": .*[Pp]ort}, $WHERE],
+    },
+    {
+        name   => 'fanbase_api: a user and password in the URL',
+        http   => { api => 'fanbase_api https://ana:pa55w0rd-XyZ@connect.example.com/;' },
+        error  => [qr{invalid URL in "fanbase_api": it holds a user name or password},
+                   qr/\A(?!.*pa55w0rd-XyZ)/s, $WHERE],
+    },
+    {
+        name   => 'fanbase_token_url: a variable',
+        http   => { token_url => 'fanbase_token_url http://$host/api/token;' },
+        error  => [qr{invalid URL "http://\$host/api/token" in "fanbase_token_url": the directive takes no variables}, $WHERE],
+    },
+    {
         name   => 'fanbase_api: no host',
         http   => { api => 'fanbase_api http://;' },
         error  => [qr{invalid URL "http://" in "fanbase_api": no host}, $WHERE],
