@@ -25,6 +25,7 @@
 
 #define NGX_HTTP_FANBASE_BACKOFF_MIN   1000
 #define NGX_HTTP_FANBASE_TOKEN_ERROR_MAX  256
+#define NGX_HTTP_FANBASE_TOKEN_EXCERPT    160
 #define NGX_HTTP_FANBASE_BACKOFF_MAX   60000
 #define NGX_HTTP_FANBASE_SKEW_MAX      30000
 #define NGX_HTTP_FANBASE_LIFETIME_MAX  (30 * 86400)
@@ -60,6 +61,8 @@ static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
 static ngx_http_fanbase_headers_t *ngx_http_fanbase_token_hdr(
     u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
 static u_char *ngx_http_fanbase_token_escape(u_char *dst, ngx_str_t *src);
+static u_char *ngx_http_fanbase_token_excerpt(ngx_http_fanbase_cred_t *cred,
+    u_char *buf, size_t size, u_char *body, size_t len);
 
 
 ngx_http_fanbase_cred_t *
@@ -142,8 +145,14 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
         p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
         p = ngx_http_fanbase_token_escape(p, &lcf->client_id);
         p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
+
+        cred->secret[0] = lcf->client_secret;
+        cred->secret[1].data = p;
+
         p = ngx_http_fanbase_token_escape(p, &lcf->client_secret);
         *p = '\0';
+
+        cred->secret[1].len = p - cred->secret[1].data;
 
         cred->url.len = p - cred->url.data;
 
@@ -407,6 +416,59 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
 }
 
 
+/*
+ * At most "size" bytes of what the token endpoint answered, for the log:
+ * the secret, as read or as sent, replaced by "***" wherever the answer
+ * echoes it; double quotes as single ones, bytes that are not printable
+ * ASCII as "?".
+ */
+
+static u_char *
+ngx_http_fanbase_token_excerpt(ngx_http_fanbase_cred_t *cred, u_char *buf,
+    size_t size, u_char *body, size_t len)
+{
+    u_char      *p, *last, *end;
+    ngx_uint_t   i, hit;
+
+    p = buf;
+    end = buf + size;
+    last = body + ngx_min(len, NGX_HTTP_FANBASE_TOKEN_EXCERPT);
+
+    while (body < last && p < end) {
+
+        hit = 0;
+
+        for (i = 0; i < 2; i++) {
+            if (cred->secret[i].len
+                && (size_t) (last - body) >= cred->secret[i].len
+                && ngx_memcmp(body, cred->secret[i].data,
+                              cred->secret[i].len)
+                   == 0)
+            {
+                hit = cred->secret[i].len;
+                break;
+            }
+        }
+
+        if (hit) {
+            if (end - p < 3) {
+                break;
+            }
+
+            p = ngx_cpymem(p, "***", 3);
+            body += hit;
+            continue;
+        }
+
+        *p++ = (*body == '"') ? '\''
+               : (*body >= 0x20 && *body < 0x7f) ? *body : '?';
+        body++;
+    }
+
+    return p;
+}
+
+
 /* a credential set's token as fanbase_health shows it: never the token */
 
 ngx_int_t
@@ -546,12 +608,14 @@ ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
 static void
 ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
 {
+    u_char                         *p;
     int64_t                         lifetime;
     ngx_msec_t                      now, skew;
     fanbase_token_t                 token;
     ngx_slab_pool_t                *shpool;
     ngx_http_fanbase_cred_t        *cred;
     ngx_http_fanbase_token_slot_t  *slot;
+    u_char                          reason[NGX_HTTP_FANBASE_TOKEN_ERROR_MAX];
 
     cred = h->data;
     cred->fetch = NULL;
@@ -564,7 +628,23 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
     }
 
     if (h->status != 200) {
-        ngx_http_fanbase_token_failed(cred, "answered", h->status);
+
+        /* what it said, for the operator: an excerpt, secrets redacted */
+
+        p = ngx_snprintf(reason, sizeof(reason) - 1, "answered %l",
+                         h->status);
+
+        if (h->len) {
+            p = ngx_cpymem(p, ": \"", 3);
+            p = ngx_http_fanbase_token_excerpt(cred, p,
+                                               reason + sizeof(reason) - 2 - p,
+                                               h->body, h->len);
+            *p++ = '"';
+        }
+
+        *p = '\0';
+
+        ngx_http_fanbase_token_failed(cred, (char *) reason, 0);
         goto done;
     }
 

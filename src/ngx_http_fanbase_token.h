@@ -18,6 +18,8 @@ struct ngx_http_fanbase_cred_s {
     ngx_str_t                     url;         /* token request, "\0" */
     ngx_str_t                     fixed;       /* fanbase_access_token_file */
     ngx_str_t                     name;        /* for logs: no secret */
+    ngx_str_t                     secret[2];   /* as read, as sent: never
+                                                  logged, even if echoed */
     ngx_http_fanbase_main_conf_t *mcf;
     ngx_http_fanbase_upstream_conf_t *upstream;
 

@@ -33,6 +33,7 @@ my %SETS = (
     rst  => 'reset-Secr3t-F6t',
     ws   => 'whiskey-Secr3t-E1s',
     slow => 'slow-Secr3t-D8r',
+    echo => 'echo-Secr3t-B7q',
 );
 my $WRONG_SECRET = 'wrong-Secr3t-C0q';    # what the file of "ws" holds
 
@@ -440,9 +441,15 @@ my @failures = (
     [ 'answer without a token', nt   => { no_token  => JSON::PP::true } ],
     [ 'connection reset',       rst  => { reset     => JSON::PP::true } ],
     [ 'wrong secret (400)',     ws   => undef ],
+    # what the endpoint said is logged, the secret it echoes is not
+    [ 'a 400 that echoes the secret', echo => {
+          status => 400, content_type => 'application/json',
+          body => '{"error":"invalid_client","client_secret":"echo-Secr3t-B7q",'
+                . '"query":"client_id=echo&client_secret=echo-Secr3t-B7q"}' },
+      qr/answered 400: "\{'error':'invalid_client','client_secret':'\*\*\*','query':'client_id=echo&client_secret=\*\*\*'\}"/ ],
 );
 $t->run_cases(map {
-    my ($name, $via, $fault) = @$_;
+    my ($name, $via, $fault, $said) = @$_;
     my $before;
     +{
         name    => $name,
@@ -452,7 +459,9 @@ $t->run_cases(map {
         },
         request => [POST => path_of($via), sub_opts($via => 1)],
         %UNAVAILABLE,
-        log_like => qr/\[error\] .*fanbase: token request for client "$via" at $MOCK_HOST failed/,
+        log_like => $said
+                    ? qr/\[error\] .*fanbase: token request for client "$via" at $MOCK_HOST failed: $said/
+                    : qr/\[error\] .*fanbase: token request for client "$via" at $MOCK_HOST failed/,
         mock    => sub {
             my ($t, $res) = @_;
             push @client_answers, $res;
