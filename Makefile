@@ -188,7 +188,7 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
-        fuzz fuzz-build fuzz-state fuzz-state-replay bench clean FORCE
+        fuzz fuzz-build fuzz-state fuzz-state-replay bench deb clean FORCE
 
 # "make" installs what is missing first; "make module" only builds
 all:
@@ -390,7 +390,7 @@ $(UBSAN_SUPP): Makefile
 
 # Both runs always happen; the target fails if either failed.
 test: deps
-	@$(MAKE) --no-print-directory module asan
+	@$(MAKE) --no-print-directory module asan deb
 	@ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)" 2>/dev/null \
 	    || true; \
 	rc=0; \
@@ -468,6 +468,62 @@ demo: deps
 
 bench:
 	$(MAKE) -C bench
+
+# --- the Debian package ---------------------------------------------------
+
+# build/libnginx-mod-http-fanbase_VERSION_ARCH.deb, laid out as Debian's own
+# libnginx-mod-* packages: the module in /usr/lib/nginx/modules, its
+# load_module line in /usr/share/nginx/modules-available, enabled by a link
+# in /etc/nginx/modules-enabled that postinst makes and postrm takes away.
+# It depends on the nginx ABI that the nginx it was built against provides
+# (nginx-abi-1.22.1-7 for Debian 12's), so that apt refuses it beside
+# another nginx.  "apt install ./build/libnginx-mod-http-fanbase_*.deb";
+# t/110_deb.t installs it into this machine's nginx and removes it.
+DEB_VERSION = $(shell sed -n 's/^\#define NGX_HTTP_FANBASE_VERSION *"\(.*\)"/\1/p' \
+                  src/ngx_http_fanbase_conf.h)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_ABI     = $(shell dpkg-query -W -f='$${Provides}' nginx 2>/dev/null \
+                  | tr ',' '\n' | sed -n 's/^ *\(nginx-abi-[^ ]*\).*/\1/p')
+DEB_FILE    = $(BUILD)/libnginx-mod-http-fanbase_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_ROOT    = $(BUILD)/deb
+
+deb: $(MODULE_SO)
+	@[ -n "$(DEB_ABI)" ] || { echo "deb: no nginx-abi in nginx's Provides" \
+	    "(is Debian's nginx installed? make deps)" >&2; exit 1; }
+	rm -rf $(DEB_ROOT)
+	install -d $(DEB_ROOT)/DEBIAN $(DEB_ROOT)/usr/lib/nginx/modules \
+	    $(DEB_ROOT)/usr/share/nginx/modules-available \
+	    $(DEB_ROOT)/usr/share/doc/libnginx-mod-http-fanbase
+	install -m 644 $(MODULE_SO) $(DEB_ROOT)/usr/lib/nginx/modules/
+	printf '%s\n' 'load_module modules/ngx_http_fanbase_module.so;' \
+	    > $(DEB_ROOT)/usr/share/nginx/modules-available/mod-http-fanbase.conf
+	install -m 644 LICENSE \
+	    $(DEB_ROOT)/usr/share/doc/libnginx-mod-http-fanbase/copyright
+	printf '%s\n' \
+	    'Package: libnginx-mod-http-fanbase' \
+	    'Version: $(DEB_VERSION)' \
+	    'Architecture: $(DEB_ARCH)' \
+	    'Maintainer: The ngx_http_fanbase_module authors <root@localhost>' \
+	    'Section: httpd' \
+	    'Priority: optional' \
+	    'Depends: $(DEB_ABI), libc6, libcurl4 (>= 7.80), libyajl2' \
+	    'Description: Fanbase edge gateway module for nginx' \
+	    ' Holds the Fanbase credentials and tokens at the edge, proxies and' \
+	    ' queues ticket submissions, tracks them in shared memory and' \
+	    ' terminates and sends signed status webhooks.' \
+	    > $(DEB_ROOT)/DEBIAN/control
+	printf '%s\n' '#!/bin/sh' 'set -e' \
+	    'if [ "$$1" = configure ] && [ -d /etc/nginx/modules-enabled ]; then' \
+	    '    ln -sf /usr/share/nginx/modules-available/mod-http-fanbase.conf \' \
+	    '        /etc/nginx/modules-enabled/50-mod-http-fanbase.conf' \
+	    'fi' 'exit 0' > $(DEB_ROOT)/DEBIAN/postinst
+	printf '%s\n' '#!/bin/sh' 'set -e' \
+	    'if [ "$$1" = remove ] || [ "$$1" = purge ]; then' \
+	    '    rm -f /etc/nginx/modules-enabled/50-mod-http-fanbase.conf' \
+	    'fi' 'exit 0' > $(DEB_ROOT)/DEBIAN/postrm
+	chmod 755 $(DEB_ROOT)/DEBIAN/postinst $(DEB_ROOT)/DEBIAN/postrm
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
+
 
 clean:
 	@if [ -d $(BUILD) ]; then \
