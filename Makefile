@@ -190,10 +190,9 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
         fuzz fuzz-build fuzz-state fuzz-state-replay bench deb clean FORCE
 
-# "make" installs what is missing first; "make module" only builds
-all:
-	@$(MAKE) --no-print-directory deps
-	@$(MAKE) --no-print-directory module
+# "make" only builds; "make deps" installs what is missing (apt-get, npm),
+# and "make test", "make demo", "make fuzz" and "make bench" call it first
+all: module
 
 module: $(MODULE_SO)
 

@@ -114,7 +114,13 @@ static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out,
     size_t len);
 
 
+/* a failing save is said once a minute by each worker, not every second */
+#define NGX_HTTP_FANBASE_STATE_SAY_EVERY  60000
+
+
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_state_mcf;
+static ngx_msec_t                     ngx_http_fanbase_state_said;
+static ngx_uint_t                     ngx_http_fanbase_state_failures;
 static ngx_event_t                    ngx_http_fanbase_state_event;
 static ngx_connection_t               ngx_http_fanbase_state_conn;
 #if (NGX_THREADS)
@@ -298,12 +304,33 @@ ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
     ngx_http_fanbase_shctx_t  *sh;
 
     if (io->failed != NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, io->err,
-                      "fanbase: cannot save the state to \"%V\": %s "
-                      "\"%s\" failed", &io->mcf->state, io->failed,
-                      io->path);
+        ngx_http_fanbase_state_failures++;
+
+        if (ngx_http_fanbase_state_said == 0
+            || ngx_current_msec - ngx_http_fanbase_state_said
+               >= NGX_HTTP_FANBASE_STATE_SAY_EVERY)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, io->err,
+                          "fanbase: cannot save the state to \"%V\": %s "
+                          "\"%s\" failed (%ui failed saves of this worker "
+                          "since it last said so; said once a minute)",
+                          &io->mcf->state, io->failed, io->path,
+                          ngx_http_fanbase_state_failures);
+
+            ngx_http_fanbase_state_said = ngx_max(ngx_current_msec, 1);
+            ngx_http_fanbase_state_failures = 0;
+        }
 
     } else if (io->rc == NGX_OK) {
+        if (ngx_http_fanbase_state_said) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanbase: the state is saved to \"%V\" again",
+                          &io->mcf->state);
+
+            ngx_http_fanbase_state_said = 0;
+            ngx_http_fanbase_state_failures = 0;
+        }
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                        "fanbase: state saved to \"%V\", %uz bytes",
                        &io->mcf->state, io->len);

@@ -1,0 +1,61 @@
+#!/usr/bin/perl
+
+# A state file that cannot be written (its directory went away after the
+# start; nginx -t refuses a directory that is not there): each failing
+# save is
+# said at most once a minute by each worker, with how many failed since,
+# instead of once a second for ever; once the directory exists, the next
+# save writes the file and the log says the state is saved again.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use FanbaseTest;
+
+use Time::HiRes qw(sleep time);
+
+my $t = FanbaseTest->new(
+    mock    => { clients => ['demo-client:demo-secret'] },
+    files   => edge_files(),
+    http    => edge_http(state => '%%DIR%%/nope/fb.state'),
+    server  => <<"CONF",
+location = /dead$QUEUE {
+    fanbase_api %%DEAD%%;
+    fanbase_transaction_path /dead/transactions;
+    fanbase_submit async;
+}
+CONF
+);
+mkdir $t->dir . '/nope' or die "mkdir: $!";
+$t->start;
+rmdir $t->dir . '/nope' or die "rmdir: $!";
+
+# 4.5 s of changes: a save is due every second
+my $end = time + 4.5;
+my $n = 0;
+while (time < $end) {
+    $t->submit(path => "/dead$QUEUE", status => 202,
+               name => 'a submission while the state cannot be saved: 202')
+        if $n++ < 3;
+    $t->submit(path => "/dead$QUEUE") if $n > 3;
+    sleep 0.3;
+}
+
+my @said = grep { /cannot save the state/ } split /\n/, $t->error_log;
+cmp_ok(scalar @said, '>=', 1, 'the failing save is said');
+cmp_ok(scalar @said, '<=', 2, 'at most once by each worker in 4.5 s, not every second')
+    or diag(join "\n", @said);
+like($said[0] // '', qr/\[error\] .*cannot save the state to "\S+nope\/fb\.state": .*failed \(1 failed saves of this worker since it last said so; said once a minute\)/,
+     'it says where, what failed, and how often it is said');
+
+# the directory comes: the next save writes it, and the log says so
+mkdir $t->dir . '/nope' or die "mkdir: $!";
+$t->submit(path => "/dead$QUEUE", status => 202, name => 'one more change: 202');
+ok($t->wait_for(sub { -s $t->dir . '/nope/fb.state' }, timeout => 5),
+   'the state file is written once its directory exists');
+ok($t->wait_for(sub { $t->error_log =~ /\[notice\] .*the state is saved to "\S+fb\.state" again/ },
+                timeout => 5),
+   'the log says the state is saved again');
+
+done_testing;
