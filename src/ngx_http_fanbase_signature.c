@@ -13,7 +13,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#endif
 
 #include "ngx_http_fanbase_signature.h"
 
@@ -279,32 +284,11 @@ fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
 
 
 /*
- * SHA-256, fetched from the provider once: with OpenSSL 3, EVP_sha256()
- * is looked up again (under a lock) by every EVP_DigestInit_ex().  Never
- * freed: it lives as long as the process.
- */
-
-static const EVP_MD *
-fanbase_sig_sha256(void)
-{
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    static EVP_MD  *md;
-
-    if (md == NULL) {
-        md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    }
-
-    return md;
-#else
-    return EVP_sha256();
-#endif
-}
-
-
-/*
- * HMAC-SHA256 of "id.ts.body" without copying the body together with the
- * rest: H((K ^ opad) || H((K ^ ipad) || message)), on EVP digests
- * (OpenSSL 3 deprecates the incremental HMAC_* calls).
+ * HMAC-SHA256 of "id.ts.body" (or of the body alone, without an id) by
+ * OpenSSL's HMAC, fed in pieces so that the body is not copied together
+ * with the rest.  With OpenSSL 3 the HMAC is fetched from its provider
+ * once (a fetch per call takes a lock) and never freed: it lives as long
+ * as the process.
  */
 
 static int
@@ -314,59 +298,67 @@ fanbase_sig_mac(const unsigned char *key, size_t klen,
     unsigned char *mac)
 {
     int            rc;
-    size_t         i;
-    EVP_MD_CTX    *ctx;
-    const EVP_MD  *md;
-    unsigned int   len;
-    unsigned char  k[64], pad[64], inner[SHA256_DIGEST_LENGTH];
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    size_t         len;
+    OSSL_PARAM     params[2];
+    EVP_MAC_CTX   *ctx;
 
-    memset(k, 0, sizeof(k));
+    static EVP_MAC  *hmac;
 
-    if (klen > sizeof(k)) {
-        SHA256(key, klen, k);
-
-    } else if (klen) {
-        memcpy(k, key, klen);
+    if (hmac == NULL) {
+        hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (hmac == NULL) {
+            return -1;
+        }
     }
 
-    md = fanbase_sig_sha256();
-    if (md == NULL) {
-        return -1;
-    }
-
-    ctx = EVP_MD_CTX_new();
+    ctx = EVP_MAC_CTX_new(hmac);
     if (ctx == NULL) {
         return -1;
     }
 
-    for (i = 0; i < sizeof(pad); i++) {
-        pad[i] = k[i] ^ 0x36;
-    }
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
 
-    rc = (EVP_DigestInit_ex(ctx, md, NULL) == 1
-          && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
+    len = 0;
+
+    rc = (EVP_MAC_init(ctx, key, klen, params) == 1
           && (id == NULL
-              || (EVP_DigestUpdate(ctx, id, id_len) == 1
-                  && EVP_DigestUpdate(ctx, ".", 1) == 1
-                  && EVP_DigestUpdate(ctx, ts, ts_len) == 1
-                  && EVP_DigestUpdate(ctx, ".", 1) == 1))
-          && EVP_DigestUpdate(ctx, body, body_len) == 1
-          && EVP_DigestFinal_ex(ctx, inner, &len) == 1);
+              || (EVP_MAC_update(ctx, id, id_len) == 1
+                  && EVP_MAC_update(ctx, (const unsigned char *) ".", 1) == 1
+                  && EVP_MAC_update(ctx, ts, ts_len) == 1
+                  && EVP_MAC_update(ctx, (const unsigned char *) ".", 1)
+                     == 1))
+          && EVP_MAC_update(ctx, body, body_len) == 1
+          && EVP_MAC_final(ctx, mac, &len, FANBASE_SIG_MAC_LEN) == 1
+          && len == FANBASE_SIG_MAC_LEN);
 
-    for (i = 0; i < sizeof(pad); i++) {
-        pad[i] = k[i] ^ 0x5c;
+    EVP_MAC_CTX_free(ctx);
+
+#else
+    unsigned int   len;
+    HMAC_CTX      *ctx;
+
+    ctx = HMAC_CTX_new();
+    if (ctx == NULL) {
+        return -1;
     }
 
-    rc = rc
-         && EVP_DigestInit_ex(ctx, md, NULL) == 1
-         && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1
-         && EVP_DigestUpdate(ctx, inner, sizeof(inner)) == 1
-         && EVP_DigestFinal_ex(ctx, mac, &len) == 1
-         && len == FANBASE_SIG_MAC_LEN;
+    len = 0;
 
-    EVP_MD_CTX_free(ctx);
-    OPENSSL_cleanse(k, sizeof(k));
-    OPENSSL_cleanse(pad, sizeof(pad));
+    rc = (HMAC_Init_ex(ctx, key, (int) klen, EVP_sha256(), NULL) == 1
+          && (id == NULL
+              || (HMAC_Update(ctx, id, id_len) == 1
+                  && HMAC_Update(ctx, (const unsigned char *) ".", 1) == 1
+                  && HMAC_Update(ctx, ts, ts_len) == 1
+                  && HMAC_Update(ctx, (const unsigned char *) ".", 1) == 1))
+          && HMAC_Update(ctx, body, body_len) == 1
+          && HMAC_Final(ctx, mac, &len) == 1
+          && len == FANBASE_SIG_MAC_LEN);
+
+    HMAC_CTX_free(ctx);
+#endif
 
     return rc ? 0 : -1;
 }
