@@ -40,7 +40,8 @@ TESTS     ?= t/
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
-                procps strace nodejs npm clang libclang-rt-14-dev
+                procps strace nodejs npm clang libclang-rt-14-dev \
+                python3 python3-prometheus-client
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the
 # standardwebhooks npm package, an implementation independent of ours

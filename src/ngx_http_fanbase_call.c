@@ -12,6 +12,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_variables.h"
@@ -99,6 +100,7 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
 
     h->handler = ngx_http_fanbase_call_handler;
     h->data = call;
+    h->kind = call->kind;
 
     if (call->post) {
         ngx_http_fanbase_curl_post(h, call->body.data, call->body.len);

@@ -29,6 +29,7 @@ struct ngx_http_fanbase_call_s {
     void                         *data;
     time_t                        retry_after;
     ngx_msec_t                    start;       /* of the transfer */
+    ngx_uint_t                    kind;        /* for metrics */
     unsigned                      post:1;
     unsigned                      retried:1;
     unsigned                      rejected:1;

@@ -12,6 +12,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_metrics.h"
 
 
 #define NGX_HTTP_FANBASE_EASY_CACHE   64
@@ -627,6 +628,7 @@ ngx_http_fanbase_curl_done(void)
     CURL                     *easy;
     CURLMsg                  *msg;
     CURLcode                  result;
+    curl_off_t                usec;
     struct curl_header       *hv;
     ngx_http_fanbase_curl_t  *h;
 
@@ -666,6 +668,13 @@ ngx_http_fanbase_curl_done(void)
         {
             ngx_cpystrn(h->retry_after, (u_char *) hv->value,
                         sizeof(h->retry_after));
+        }
+
+        if (h->kind != NGX_HTTP_FANBASE_CALL_NONE
+            && curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &usec)
+               == CURLE_OK)
+        {
+            ngx_http_fanbase_metrics_call(h->kind, (ngx_msec_t) usec);
         }
 
         curl_multi_remove_handle(ngx_http_fanbase_multi, easy);

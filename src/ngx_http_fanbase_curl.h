@@ -48,6 +48,7 @@ struct ngx_http_fanbase_curl_s {
     char                          error[CURL_ERROR_SIZE];
 
     ngx_uint_t                    attempts;
+    ngx_uint_t                    kind;        /* for metrics: what it is */
 
     unsigned                      running:1;
 };

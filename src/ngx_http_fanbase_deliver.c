@@ -20,6 +20,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
@@ -372,6 +373,8 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
     h->hdr = hdr;
     h->handler = ngx_http_fanbase_deliver_job_done;
     h->data = job;
+    h->kind = (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER)
+              ? NGX_HTTP_FANBASE_CALL_DELIVER : NGX_HTTP_FANBASE_CALL_TRACK;
     job->http = h;
 
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
@@ -560,6 +563,9 @@ ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
         u.status = FANBASE_STATUS_PROCESSING;
         u.delivered = 1;
         u.retry = 1000;
+
+        ngx_http_fanbase_metrics_count(NGX_HTTP_FANBASE_METRICS_DELIVERY,
+                                       NGX_HTTP_FANBASE_DELIVERY_DELIVERED);
 
         ngx_http_fanbase_deliver_job_finish(job, &u);
         return;
@@ -830,6 +836,11 @@ ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
      * taking it: sending it again is safe
      */
 
+    if (deliver) {
+        ngx_http_fanbase_metrics_count(NGX_HTTP_FANBASE_METRICS_DELIVERY,
+                                       NGX_HTTP_FANBASE_DELIVERY_RETRIED);
+    }
+
     ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
     u.retry = delay;
     u.attempt = 1;
@@ -856,6 +867,17 @@ ngx_http_fanbase_deliver_job_fail(ngx_http_fanbase_job_t *job, const char *code,
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                   "fanbase: transaction \"%V\" failed (%s): %V",
                   &job->id_str, code, message);
+
+    if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
+        ngx_http_fanbase_metrics_count(NGX_HTTP_FANBASE_METRICS_DELIVERY,
+            ngx_strcmp(code, "rejected") == 0
+            ? NGX_HTTP_FANBASE_DELIVERY_REJECTED
+            : ngx_strcmp(code, "delivery_unreadable") == 0
+            ? NGX_HTTP_FANBASE_DELIVERY_UNREADABLE
+            : ngx_strcmp(code, "delivery_gave_up") == 0
+            ? NGX_HTTP_FANBASE_DELIVERY_GAVE_UP
+            : NGX_HTTP_FANBASE_DELIVERY_OUTCOME_UNKNOWN);
+    }
 
     ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
     u.status = FANBASE_STATUS_FAILED;

@@ -62,6 +62,7 @@ ngx_http_fanbase_keys_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     k->hash_next = keys->hash[k->hash & keys->mask];
     keys->hash[k->hash & keys->mask] = k;
     ngx_queue_insert_tail(&keys->lru, &k->queue);
+    keys->count++;
 
     return k;
 }
@@ -115,6 +116,7 @@ ngx_http_fanbase_keys_delete_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_queue_remove(&k->queue);
     ngx_slab_free_locked(mcf->shpool, k);
+    keys->count--;
 }
 
 

@@ -17,6 +17,7 @@
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_deliver.h"
 #include "ngx_http_fanbase_health.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_item.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
@@ -61,6 +62,8 @@ static char *ngx_http_fanbase_set_file_slot(ngx_conf_t *cf,
 static char *ngx_http_fanbase_read_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t *field);
 static char *ngx_http_fanbase_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -260,6 +263,13 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       0,
       NULL },
 
+    { ngx_string("fanbase_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_fanbase_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("fanbase_webhook_secret_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_fanbase_webhook_secret,
@@ -447,6 +457,8 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
     if (mcf->prefault) {
         (void) ngx_http_fanbase_zone_prefault(mcf->shm_zone, cycle->log);
     }
+
+    ngx_http_fanbase_metrics_init_process(mcf);
 
     if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
@@ -668,6 +680,7 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
            : (conf->handler == NGX_HTTP_FANBASE_STATUS) ? "fanbase_status"
            : (conf->handler == NGX_HTTP_FANBASE_WEBHOOK) ? "fanbase_webhook"
            : (conf->handler == NGX_HTTP_FANBASE_HEALTH) ? "fanbase_health"
+           : (conf->handler == NGX_HTTP_FANBASE_METRICS) ? "fanbase_metrics"
            : "fanbase_transaction";
 
     if (mcf->shm_zone == NULL) {
@@ -677,9 +690,14 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* health reads the zone and every credential set: it needs nothing */
+    /*
+     * health and metrics read the zone and every credential set: they
+     * need nothing
+     */
 
-    if (conf->handler == NGX_HTTP_FANBASE_HEALTH) {
+    if (conf->handler == NGX_HTTP_FANBASE_HEALTH
+        || conf->handler == NGX_HTTP_FANBASE_METRICS)
+    {
         return NGX_CONF_OK;
     }
 
@@ -1462,6 +1480,14 @@ ngx_http_fanbase_notify(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_http_fanbase_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_METRICS,
+                                        ngx_http_fanbase_metrics_handler);
+}
+
+
+static char *
 ngx_http_fanbase_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     return ngx_http_fanbase_set_handler(cf, conf, NGX_HTTP_FANBASE_HEALTH,
@@ -1569,7 +1595,9 @@ ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
     ngx_http_fanbase_loc_conf_t   *http, *lcf;
     ngx_http_fanbase_main_conf_t  *mcf;
 
-    if (ngx_http_fanbase_response_filter_init(cf) != NGX_OK) {
+    if (ngx_http_fanbase_response_filter_init(cf) != NGX_OK
+        || ngx_http_fanbase_metrics_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_sched.h"
@@ -288,6 +289,11 @@ ngx_http_fanbase_notify_finish(ngx_http_fanbase_notice_job_t *job,
     }
 
     mcf->store->notice_finish(mcf, job, drop, delay, why != NULL);
+
+    ngx_http_fanbase_metrics_count(NGX_HTTP_FANBASE_METRICS_NOTIFY,
+                                   sent ? NGX_HTTP_FANBASE_NOTIFY_DELIVERED
+                                   : drop ? NGX_HTTP_FANBASE_NOTIFY_DROPPED
+                                   : NGX_HTTP_FANBASE_NOTIFY_RETRIED);
 
     if (sent) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

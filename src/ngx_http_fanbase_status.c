@@ -11,6 +11,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_call.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_id.h"
@@ -215,6 +216,7 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
     *p = '\0';
 
     ctx->call.done = ngx_http_fanbase_status_done;
+    ctx->call.kind = NGX_HTTP_FANBASE_CALL_STATUS;
     ctx->call.data = ctx;
 
     if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {

@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_accept.h"
 #include "ngx_http_fanbase_call.h"
 #include "ngx_http_fanbase_curl.h"
@@ -191,6 +192,7 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
     ctx->call.body = body;
     ctx->call.post = 1;
     ctx->call.done = ngx_http_fanbase_submit_done;
+    ctx->call.kind = NGX_HTTP_FANBASE_CALL_SUBMIT;
     ctx->call.data = ctx;
 
     if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {

@@ -15,6 +15,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_zone.h"
@@ -42,6 +43,7 @@ typedef struct {
     ngx_msec_t                    lease;
     ngx_msec_t                    backoff;
     ngx_uint_t                    failures;
+    uint64_t                      fetched[2];  /* ok, failed */
     unsigned                      valid:1;
     unsigned                      leased:1;
     size_t                        error_len;
@@ -109,6 +111,8 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
     if (lcf->access_token.len) {
         cred->fixed = lcf->access_token;
         ngx_str_set(&cred->name, "fixed token");
+        ngx_str_set(&cred->client_id, "fixed");
+        cred->host = lcf->access_token_path;
 
     } else {
         /*
@@ -172,6 +176,10 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
 
         ngx_sprintf(cred->name.data, "client \"%V\" at %*s",
                     &lcf->client_id, (size_t) (last - host), host);
+
+        cred->client_id = lcf->client_id;
+        cred->host.data = host;
+        cred->host.len = last - host;
     }
 
     credp = ngx_array_push(&mcf->creds);
@@ -496,6 +504,8 @@ ngx_http_fanbase_token_health(ngx_http_fanbase_cred_t *cred, ngx_pool_t *pool,
 
     if (slot != NULL) {
         th->failures = slot->failures;
+        th->fetched_ok = slot->fetched[0];
+        th->fetched_failed = slot->fetched[1];
 
         if (slot->valid && ngx_http_fanbase_before(now, slot->expires)) {
             th->state = "valid";
@@ -589,6 +599,7 @@ ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
 
     h->handler = ngx_http_fanbase_token_done;
     h->data = cred;
+    h->kind = NGX_HTTP_FANBASE_CALL_TOKEN;
 
     if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
         ngx_http_fanbase_curl_destroy(h);
@@ -686,6 +697,7 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
         slot->valid = 1;
         slot->leased = 0;
         slot->failures = 0;
+        slot->fetched[0]++;
         slot->error_len = 0;
 
         cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
@@ -724,6 +736,7 @@ ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
 
     if (slot != NULL) {
         slot->failures++;
+        slot->fetched[1]++;
         delay = NGX_HTTP_FANBASE_BACKOFF_MIN
                 << ngx_min(slot->failures - 1, 6);
         delay = ngx_min(delay, NGX_HTTP_FANBASE_BACKOFF_MAX);

@@ -18,6 +18,9 @@ struct ngx_http_fanbase_cred_s {
     ngx_str_t                     url;         /* token request, "\0" */
     ngx_str_t                     fixed;       /* fanbase_access_token_file */
     ngx_str_t                     name;        /* for logs: no secret */
+    ngx_str_t                     client_id;   /* for metrics: "fixed" */
+    ngx_str_t                     host;        /* the token endpoint's, or
+                                                  the fixed token's file */
     ngx_str_t                     secret[2];   /* as read, as sent: never
                                                   logged, even if echoed */
     ngx_http_fanbase_main_conf_t *mcf;
@@ -39,6 +42,8 @@ typedef struct {
     ngx_msec_t                    retry_in;    /* the backoff left */
     ngx_uint_t                    failures;    /* in a row */
     ngx_str_t                     error;       /* the last one */
+    uint64_t                      fetched_ok;  /* since the zone's start */
+    uint64_t                      fetched_failed;
 } ngx_http_fanbase_token_health_t;
 
 

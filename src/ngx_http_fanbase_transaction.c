@@ -14,6 +14,7 @@
  */
 
 
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
@@ -58,6 +59,7 @@ struct ngx_http_fanbase_transaction_ctx_s {
     uint32_t                       version;
     unsigned                       cond:1;     /* If-None-Match applies */
     unsigned                       cleanup:1;
+    unsigned                       polling:1;   /* counted a waiter */
 };
 
 
@@ -351,6 +353,11 @@ ngx_http_fanbase_transaction_looked(ngx_http_fanbase_transaction_ctx_t *ctx,
         ctx->cleanup = 1;
     }
 
+    if (!ctx->polling) {
+        ctx->polling = 1;
+        ngx_http_fanbase_metrics_waiters(1);
+    }
+
     ctx->version = ctx->view.version;
     ctx->waiter.handler = ngx_http_fanbase_transaction_wait;
     ctx->waiter.data = ctx;
@@ -481,6 +488,10 @@ ngx_http_fanbase_transaction_cleanup(void *data)
     ngx_http_fanbase_transaction_ctx_t  *ctx = data;
 
     ngx_http_fanbase_wait_remove(&ctx->waiter);
+
+    if (ctx->polling) {
+        ngx_http_fanbase_metrics_waiters(-1);
+    }
 }
 
 

@@ -355,6 +355,7 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_queue_insert_head(&sh->txn_live, &t->queue);
     sh->txn_count++;
+    sh->txn_status[FANBASE_STATUS_PENDING]++;
 
     return t;
 }
@@ -639,7 +640,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
         rc = NGX_BUSY;
 
     } else {
-        t->status = FANBASE_STATUS_CANCELLED;
+        ngx_http_fanbase_txn_set_status(mcf->sh, t, FANBASE_STATUS_CANCELLED);
 
         if (ngx_http_fanbase_txn_add_event_locked(mcf, t, &event) != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -895,7 +896,7 @@ ngx_http_fanbase_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     if (u->status && fanbase_status_advances(t->status, u->status)) {
-        t->status = (u_char) u->status;
+        ngx_http_fanbase_txn_set_status(mcf->sh, t, u->status);
         changed = 1;
         moved = 1;
     }
@@ -965,6 +966,8 @@ ngx_http_fanbase_txn_health(ngx_http_fanbase_main_conf_t *mcf,
 
     th->transactions = sh->txn_count;
     th->full = sh->txn_full;
+    th->idempotency_keys = sh->idem.count;
+    ngx_memcpy(th->by_status, sh->txn_status, sizeof(th->by_status));
 
     for (i = 0; i < NGX_HTTP_FANBASE_BREAKERS; i++) {
         b = &sh->breakers[i];
@@ -1334,7 +1337,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
         ngx_queue_insert_head(&sh->txn_live, &t->queue);
     }
 
-    t->status = (u_char) hk->status;
+    ngx_http_fanbase_txn_set_status(sh, t, hk->status);
 
     if (hk->event.len
         && ngx_http_fanbase_txn_add_event_locked(mcf, t, &hk->event)
@@ -1709,6 +1712,7 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
 
     *p = t->hash_next;
 
+    mcf->sh->txn_status[t->status]--;
     ngx_slab_free_locked(mcf->shpool, t);
 
     mcf->sh->txn_count--;
@@ -1759,7 +1763,7 @@ ngx_http_fanbase_txn_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_memcpy(t->target, s->target, NGX_HTTP_FANBASE_TARGET_LEN);
-    t->status = (u_char) s->status;
+    ngx_http_fanbase_txn_set_status(mcf->sh, t, s->status);
     t->created = s->created;
     t->updated = s->updated;
     t->deliver_by = s->deliver_by;

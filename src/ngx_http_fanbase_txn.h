@@ -21,6 +21,15 @@ typedef struct {
 } ngx_http_fanbase_event_t;
 
 
+/* a transaction's status, and the zone's count of each, under the lock */
+#define ngx_http_fanbase_txn_set_status(sh, t, s)                            \
+    do {                                                                     \
+        (sh)->txn_status[(t)->status]--;                                     \
+        (t)->status = (u_char) (s);                                          \
+        (sh)->txn_status[(t)->status]++;                                     \
+    } while (0)
+
+
 #define NGX_HTTP_FANBASE_UNSCHEDULED   0
 #define NGX_HTTP_FANBASE_SCHEDULED     1       /* in sh->schedule */
 #define NGX_HTTP_FANBASE_READY         2       /* in sh->ready */
@@ -186,6 +195,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                    transactions;
     ngx_uint_t                    full;        /* the last new one failed */
+    ngx_uint_t                    by_status[6]; /* FANBASE_STATUS_* */
+    ngx_uint_t                    idempotency_keys;
     ngx_uint_t                    nbreakers;
     ngx_http_fanbase_txn_breaker_health_t  breakers[NGX_HTTP_FANBASE_BREAKERS];
 } ngx_http_fanbase_txn_health_t;

@@ -25,6 +25,7 @@ typedef struct {
     ngx_str_t                     queue_id;
     const char                   *error;       /* the code we answered */
     const char                   *cache;       /* HIT, MISS, STALE */
+    ngx_uint_t                    outcome;     /* a webhook's, + 1 */
 
     /* the calls to Fanbase made for it, at most CALLS_MAX */
     ngx_uint_t                    calls;

@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_item.h"
 #include "ngx_http_fanbase_json.h"
@@ -59,6 +60,8 @@ static ngx_int_t ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, fanbase_update_t *u);
 static ngx_int_t ngx_http_fanbase_webhook_event(ngx_http_request_t *r,
     fanbase_update_t *u, ngx_uint_t queue_id, ngx_str_t *event);
+static void ngx_http_fanbase_webhook_outcome(ngx_http_request_t *r,
+    ngx_uint_t outcome);
 
 
 ngx_int_t
@@ -401,6 +404,12 @@ ngx_http_fanbase_webhook_applied(ngx_http_fanbase_webhook_ctx_t *ctx,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
 
+    ngx_http_fanbase_webhook_outcome(r, rc == NGX_OK
+                                        ? NGX_HTTP_FANBASE_WEBHOOK_APPLIED
+                                        : rc == NGX_DONE
+                                        ? NGX_HTTP_FANBASE_WEBHOOK_DUPLICATE
+                                        : NGX_HTTP_FANBASE_WEBHOOK_STALE);
+
     switch (rc) {
 
     case NGX_OK:
@@ -482,6 +491,7 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "fanbase: webhook for unknown \"%V\" ignored", &id);
+        ngx_http_fanbase_webhook_outcome(r, NGX_HTTP_FANBASE_WEBHOOK_UNKNOWN);
         return NGX_OK;
     }
 
@@ -501,6 +511,10 @@ ngx_http_fanbase_webhook_item(ngx_http_request_t *r,
     if (rc == NGX_DECLINED) {
         return NGX_BUSY;
     }
+
+    ngx_http_fanbase_webhook_outcome(r, rc == NGX_DONE
+                                        ? NGX_HTTP_FANBASE_WEBHOOK_STALE
+                                        : NGX_HTTP_FANBASE_WEBHOOK_APPLIED);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "fanbase: webhook: queue item \"%V\" %s %s", &id,
@@ -582,4 +596,19 @@ ngx_http_fanbase_webhook_event(ngx_http_request_t *r, fanbase_update_t *u,
                       u->status == FANBASE_STATUS_FAILED
                       ? "failure" : "transition",
                       "updated by webhook", u->status, &data, event);
+}
+
+
+/* what became of the webhook, for fanbase_metrics (counted at the log phase) */
+
+static void
+ngx_http_fanbase_webhook_outcome(ngx_http_request_t *r, ngx_uint_t outcome)
+{
+    ngx_http_fanbase_ctx_t  *ctx;
+
+    ctx = ngx_http_fanbase_variables_ctx(r);
+
+    if (ctx != NULL) {
+        ctx->outcome = outcome + 1;
+    }
 }

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_metrics.h"
 
 
 /* the shared zone */
@@ -22,6 +23,7 @@ typedef struct {
     ngx_http_fanbase_idem_t     **hash;        /* chained buckets */
     ngx_uint_t                    mask;
     ngx_queue_t                   lru;         /* oldest claim first */
+    ngx_uint_t                    count;
 } ngx_http_fanbase_keys_t;
 
 
@@ -34,7 +36,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   8
+#define NGX_HTTP_FANBASE_ZONE_VERSION   9
 
 /* routes to Fanbase (queue URL and credential set) with a breaker */
 #define NGX_HTTP_FANBASE_BREAKERS       8
@@ -90,6 +92,7 @@ struct ngx_http_fanbase_shctx_s {
     ngx_queue_t                   txn_done;    /* terminal: LRU, evictable */
     ngx_http_fanbase_keys_t       idem;        /* Idempotency-Keys */
     ngx_uint_t                    txn_count;
+    ngx_uint_t                    txn_status[6]; /* by FANBASE_STATUS_* */
     ngx_http_fanbase_breaker_t    breakers[NGX_HTTP_FANBASE_BREAKERS];
 
     ngx_http_fanbase_qid_t      **qid_hash;    /* Fanbase's id -> txn */
@@ -104,6 +107,9 @@ struct ngx_http_fanbase_shctx_s {
                                                   since the epoch, or 0 */
     ngx_uint_t                    txn_full;    /* the last new transaction
                                                   found no room */
+
+    /* for fanbase_metrics: counted without the lock */
+    ngx_http_fanbase_metrics_t    metrics;
 
     ngx_atomic_t                  changes;     /* bumped by every change */
     ngx_atomic_t                 *stamps;      /* per txn_hash bucket: the
