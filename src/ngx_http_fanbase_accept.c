@@ -34,6 +34,8 @@ typedef struct {
 
 
 static void ngx_http_fanbase_accept_created(ngx_http_fanbase_store_op_t *op);
+static ngx_int_t ngx_http_fanbase_accept_not_durable(ngx_http_request_t *r,
+    ngx_http_fanbase_txn_new_t *nt);
 static ngx_int_t ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
     ngx_http_fanbase_txn_new_t *nt, ngx_int_t rc);
 static ngx_int_t ngx_http_fanbase_accept_key(ngx_http_request_t *r,
@@ -162,6 +164,9 @@ ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
                                                      "the transaction store is "
                                                      "full", 5);
 
+    case NGX_HTTP_FANBASE_NOT_DURABLE:
+        return ngx_http_fanbase_accept_not_durable(r, nt);
+
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -285,4 +290,55 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     }
 
     return ngx_http_fanbase_response_json(r, NGX_HTTP_ACCEPTED, &json);
+}
+
+
+/*
+ * fanbase_state_sync on, and the journal could not be written: the
+ * transaction is taken and will be delivered, but a 202 would promise a
+ * disk that does not have it.  The answer says which transaction it is,
+ * so that the site looks before it submits again.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_accept_not_durable(ngx_http_request_t *r,
+    ngx_http_fanbase_txn_new_t *nt)
+{
+    u_char     *p;
+    ngx_str_t   location;
+    u_char      msg[256];
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanbase: transaction \"%*s\" accepted but its journal "
+                  "record is not on disk: answered 503 not_durable",
+                  (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
+
+    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+    location.len = nt->lcf->transaction_path.len + 1
+                   + NGX_HTTP_FANBASE_TXN_ID_LEN;
+    location.data = ngx_pnalloc(r->pool, location.len);
+    if (location.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(location.data, nt->lcf->transaction_path.data,
+                   nt->lcf->transaction_path.len);
+    *p++ = '/';
+    ngx_memcpy(p, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+
+    if (ngx_http_fanbase_response_add_header(r, "Location", &location)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_snprintf(msg, sizeof(msg) - 1, "taken as transaction %*s and "
+                     "it will be delivered, but it is not on disk yet: "
+                     "look at it before submitting again",
+                     (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
+    *p = '\0';
+
+    return ngx_http_fanbase_response_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "not_durable", (char *) msg);
 }

@@ -104,9 +104,16 @@ struct ngx_http_fanbase_store_op_s {
     ngx_msec_t                    next;        /* claims: ms until one */
     ngx_event_t                   event;       /* the engine's */
     const ngx_http_fanbase_store_t *store;     /* holds it while pending */
+    ngx_queue_t                   queue;       /* waiting for the journal */
+    uint64_t                      seq;         /* ... for this record */
     unsigned                      pending:1;   /* NGX_AGAIN, not done yet */
     unsigned                      cleanup:1;   /* a request's, set */
+    unsigned                      journal:1;   /* in the journal's queue */
 };
+
+
+/* a store operation's answer: done, but its journal record is not on disk */
+#define NGX_HTTP_FANBASE_NOT_DURABLE    -100
 
 
 /* settings of outbound transfers */
@@ -129,6 +136,7 @@ struct ngx_http_fanbase_main_conf_s {
     ngx_array_t                   targets;     /* async locations: lcf * */
     ngx_str_t                     state;       /* state file, "\0" */
     ngx_uint_t                    prefault;    /* map the zone at start */
+    ngx_flag_t                    state_sync;  /* a 202 waits for the disk */
 #if (NGX_THREADS)
     ngx_thread_pool_t            *state_pool;  /* writes the state file */
 #endif

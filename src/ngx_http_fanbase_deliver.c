@@ -408,7 +408,11 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
 static void
 ngx_http_fanbase_deliver_job_sending(ngx_http_fanbase_store_op_t *op)
 {
-    ngx_http_fanbase_deliver_job_post(op->data, op->rc);
+    /* a journal that cannot be written holds no delivery back */
+
+    ngx_http_fanbase_deliver_job_post(op->data,
+                                      op->rc == NGX_HTTP_FANBASE_NOT_DURABLE
+                                      ? NGX_OK : op->rc);
 }
 
 

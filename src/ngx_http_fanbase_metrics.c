@@ -79,6 +79,7 @@ static const char  *ngx_http_fanbase_metrics_codes[] = {
     "token_rejected",
     "zone_full",
     "unavailable",
+    "not_durable",
     "error",
     NULL
 };

@@ -24,7 +24,7 @@
 #define NGX_HTTP_FANBASE_METRICS_BUCKETS 13
 
 /* the answers a submission is counted by: metrics.c's table */
-#define NGX_HTTP_FANBASE_METRICS_CODES   24
+#define NGX_HTTP_FANBASE_METRICS_CODES   25
 
 /* what became of a delivery attempt */
 #define NGX_HTTP_FANBASE_DELIVERY_DELIVERED        0

@@ -17,6 +17,7 @@
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_deliver.h"
 #include "ngx_http_fanbase_health.h"
+#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_item.h"
 #include "ngx_http_fanbase_notice.h"
@@ -333,6 +334,13 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       offsetof(ngx_http_fanbase_main_conf_t, notify_concurrency),
       &ngx_http_fanbase_concurrency_bounds },
 
+    { ngx_string("fanbase_state_sync"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, state_sync),
+      NULL },
+
     { ngx_string("fanbase_deliver_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -462,6 +470,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 
     if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
+        || ngx_http_fanbase_journal_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_deliver_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_notify_init_process(cycle, mcf) != NGX_OK
@@ -481,6 +490,7 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
     ngx_http_fanbase_deliver_exit_process(cycle);
     ngx_http_fanbase_notify_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
+    ngx_http_fanbase_journal_exit_process(cycle);
 }
 
 
@@ -531,6 +541,7 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
     mcf->store = &ngx_http_fanbase_store_zone;
 
     mcf->deliver_concurrency = NGX_CONF_UNSET_UINT;
+    mcf->state_sync = NGX_CONF_UNSET;
     mcf->notify_horizon = NGX_CONF_UNSET;
     mcf->notify_concurrency = NGX_CONF_UNSET_UINT;
 
@@ -546,6 +557,15 @@ ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->deliver_concurrency, 16);
     ngx_conf_init_value(mcf->notify_horizon, 24 * 3600);
     ngx_conf_init_uint_value(mcf->notify_concurrency, 8);
+
+    if (mcf->state_sync == 1 && mcf->state.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanbase_state_sync on\" requires \"state=\" "
+                           "in \"fanbase_zone\"");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_value(mcf->state_sync, 0);
 
     return NGX_CONF_OK;
 }

@@ -23,6 +23,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_time.h"
@@ -32,7 +33,6 @@
 
 
 #define NGX_HTTP_FANBASE_STATE_VERSION   2
-#define NGX_HTTP_FANBASE_STATE_HEADER    "{\"version\":2}\n"
 #define NGX_HTTP_FANBASE_SAVE_INTERVAL   1000
 #define NGX_HTTP_FANBASE_SAVE_LEASE      10000
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
@@ -51,6 +51,10 @@ typedef struct {
     ngx_uint_t                     full;      /* not loaded for want of room */
     ngx_uint_t                     lost;      /* events, for want of room */
     ngx_uint_t                     line;      /* the record being loaded */
+    ngx_uint_t                     replayed;  /* journal records applied */
+    ngx_uint_t                     torn;      /* journal files cut short */
+    ngx_str_t                      file;      /* the file being loaded */
+    unsigned                       journal:1; /* newest version wins */
 } ngx_http_fanbase_state_load_t;
 
 
@@ -61,6 +65,7 @@ typedef struct {
     u_char                        *buf;
     size_t                         len;
     ngx_atomic_uint_t              changes;
+    uint64_t                       gen;        /* journals below: in it */
     ngx_int_t                      rc;
     ngx_err_t                      err;
     const char                    *failed;     /* the call that failed */
@@ -72,10 +77,11 @@ typedef struct {
 
 static ngx_int_t ngx_http_fanbase_state_load(
     ngx_http_fanbase_main_conf_t *mcf, ngx_log_t *log);
+static ngx_int_t ngx_http_fanbase_state_load_file(
+    ngx_http_fanbase_state_load_t *ld, u_char **bufp, size_t *sizep);
+static void ngx_http_fanbase_state_replay(ngx_http_fanbase_state_load_t *ld);
 static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
-static u_char *ngx_http_fanbase_state_txn(u_char *p,
-    ngx_http_fanbase_txn_t *t);
 static u_char *ngx_http_fanbase_state_keys(u_char *p,
     ngx_http_fanbase_keys_t *keys, ngx_uint_t full, ngx_uint_t *records);
 static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
@@ -86,6 +92,7 @@ static void ngx_http_fanbase_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_fanbase_state_thread_done(ngx_event_t *ev);
 #endif
 static void ngx_http_fanbase_state_timer(ngx_event_t *ev);
+static ngx_msec_t ngx_http_fanbase_state_clock(void);
 static ngx_int_t ngx_http_fanbase_state_lines(
     ngx_http_fanbase_state_load_t *ld, u_char *buf, size_t size);
 static ngx_int_t ngx_http_fanbase_state_legacy(
@@ -190,6 +197,7 @@ void
 ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     ngx_uint_t force, ngx_log_t *log)
 {
+    ngx_msec_t                    start;
     ngx_http_fanbase_shctx_t     *sh;
     ngx_http_fanbase_state_io_t  *io, local;
 
@@ -200,6 +208,12 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     sh = mcf->sh;
 
     if (sh->changes == sh->saved) {
+        return;
+    }
+
+    /* the journal has every change: a snapshot only compacts it */
+
+    if (!force && (ngx_msec_int_t) (sh->save_next - ngx_current_msec) > 0) {
         return;
     }
 
@@ -243,7 +257,26 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     sh->saving = 1;
     sh->save_lease = ngx_current_msec + NGX_HTTP_FANBASE_SAVE_LEASE;
 
+    /*
+     * records made from now on go to journal files of a newer generation;
+     * the older ones hold nothing this snapshot does not
+     */
+
+    io->gen = ++sh->journal_gen;
+
+    start = ngx_http_fanbase_state_clock();
+
     io->buf = ngx_http_fanbase_state_render(mcf, &io->len, log);
+
+    /*
+     * the next snapshot no sooner than 50 times this one's rendering under
+     * the lock: a large zone is rendered less often, and the lock is
+     * held for at most 2% of the time
+     */
+
+    sh->save_next = ngx_current_msec
+                    + ngx_max(NGX_HTTP_FANBASE_SAVE_INTERVAL,
+                              50 * (ngx_http_fanbase_state_clock() - start));
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
@@ -270,6 +303,19 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_http_fanbase_state_write(io);
     ngx_http_fanbase_state_written(io, log);
+}
+
+
+/* a monotonic clock in ms, read afresh (nginx's is cached per event) */
+
+static ngx_msec_t
+ngx_http_fanbase_state_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 
@@ -374,11 +420,10 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     u_char                     *buf, *p;
     size_t                      size;
     ngx_uint_t                  i, records;
-    ngx_queue_t                *q, *e, *queues[2];
+    ngx_queue_t                *q, *queues[2];
     ngx_http_fanbase_txn_t     *t;
     ngx_http_fanbase_idem_t    *k;
     ngx_http_fanbase_keys_t    *keys;
-    ngx_http_fanbase_event_t   *ev;
     ngx_http_fanbase_notice_t  *n;
     ngx_http_fanbase_shctx_t   *sh;
 
@@ -394,19 +439,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q = ngx_queue_next(q))
         {
             t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
-
-            size += 544
-                    + FANBASE_JSON_ESCAPE_MAX
-                      * (NGX_HTTP_FANBASE_ACCEPTED_LEN
-                         + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX));
-
-            for (e = ngx_queue_head(&t->events);
-                 e != ngx_queue_sentinel(&t->events);
-                 e = ngx_queue_next(e))
-            {
-                ev = ngx_queue_data(e, ngx_http_fanbase_event_t, queue);
-                size += 3 + FANBASE_JSON_ESCAPE_MAX * ev->len;
-            }
+            size += ngx_http_fanbase_state_txn_size(t);
         }
     }
 
@@ -418,7 +451,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q = ngx_queue_next(q))
         {
             k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-            size += 224 + FANBASE_JSON_ESCAPE_MAX * k->len;
+            size += ngx_http_fanbase_state_key_size(k);
         }
     }
 
@@ -483,32 +516,15 @@ static u_char *
 ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
     ngx_uint_t full, ngx_uint_t *records)
 {
-    ngx_queue_t              *q;
-    ngx_http_fanbase_idem_t  *k;
+    ngx_queue_t  *q;
 
     for (q = ngx_queue_head(&keys->lru);
          q != ngx_queue_sentinel(&keys->lru);
          q = ngx_queue_next(q))
     {
-        k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-
-        p = full ? ngx_cpymem(p, "{\"type\":\"idempotency\",\"key\":\"",
-                        sizeof("{\"type\":\"idempotency\",\"key\":\"") - 1)
-                 : ngx_cpymem(p, "{\"type\":\"webhook\",\"key\":\"",
-                        sizeof("{\"type\":\"webhook\",\"key\":\"") - 1);
-        p = fanbase_json_escape(p, k->key, k->len);
-        p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
-        p = ngx_hex_dump(p, (u_char *) &k->scope, sizeof(uint64_t));
-
-        if (full) {
-            p = ngx_cpymem(p, "\",\"digest\":\"",
-                           sizeof("\",\"digest\":\"") - 1);
-            p = ngx_hex_dump(p, k->digest, 16);
-            p = ngx_sprintf(p, "\",\"id\":\"%*s",
-                            (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id);
-        }
-
-        p = ngx_sprintf(p, "\",\"expires\":%uL}\n", k->expires);
+        p = ngx_http_fanbase_state_key(p,
+                              ngx_queue_data(q, ngx_http_fanbase_idem_t, queue),
+                              full);
         (*records)++;
     }
 
@@ -516,7 +532,64 @@ ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
 }
 
 
-static u_char *
+/* the most a key's record takes */
+
+size_t
+ngx_http_fanbase_state_key_size(ngx_http_fanbase_idem_t *k)
+{
+    return 224 + FANBASE_JSON_ESCAPE_MAX * k->len;
+}
+
+
+u_char *
+ngx_http_fanbase_state_key(u_char *p, ngx_http_fanbase_idem_t *k,
+    ngx_uint_t full)
+{
+    p = full ? ngx_cpymem(p, "{\"type\":\"idempotency\",\"key\":\"",
+                    sizeof("{\"type\":\"idempotency\",\"key\":\"") - 1)
+             : ngx_cpymem(p, "{\"type\":\"webhook\",\"key\":\"",
+                    sizeof("{\"type\":\"webhook\",\"key\":\"") - 1);
+    p = fanbase_json_escape(p, k->key, k->len);
+    p = ngx_cpymem(p, "\",\"scope\":\"", sizeof("\",\"scope\":\"") - 1);
+    p = ngx_hex_dump(p, (u_char *) &k->scope, sizeof(uint64_t));
+
+    if (full) {
+        p = ngx_cpymem(p, "\",\"digest\":\"", sizeof("\",\"digest\":\"") - 1);
+        p = ngx_hex_dump(p, k->digest, 16);
+        p = ngx_sprintf(p, "\",\"id\":\"%*s",
+                        (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, k->txn_id);
+    }
+
+    return ngx_sprintf(p, "\",\"expires\":%uL}\n", k->expires);
+}
+
+
+/* the most a transaction's record takes */
+
+size_t
+ngx_http_fanbase_state_txn_size(ngx_http_fanbase_txn_t *t)
+{
+    size_t                     size;
+    ngx_queue_t               *e;
+    ngx_http_fanbase_event_t  *ev;
+
+    size = 544 + FANBASE_JSON_ESCAPE_MAX
+                 * (NGX_HTTP_FANBASE_ACCEPTED_LEN
+                    + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX));
+
+    for (e = ngx_queue_head(&t->events);
+         e != ngx_queue_sentinel(&t->events);
+         e = ngx_queue_next(e))
+    {
+        ev = ngx_queue_data(e, ngx_http_fanbase_event_t, queue);
+        size += 3 + FANBASE_JSON_ESCAPE_MAX * ev->len;
+    }
+
+    return size;
+}
+
+
+u_char *
 ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
 {
     ngx_uint_t                 first;
@@ -594,10 +667,9 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
 static void
 ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
 {
-    u_char    *p;
-    size_t     len;
     ssize_t    n;
     ngx_fd_t   fd;
+    ngx_str_t  base;
 
     io->rc = NGX_ERROR;
     io->path = io->tmp;
@@ -645,21 +717,13 @@ ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
 
     io->path = io->dir;
 
-    for (p = io->mcf->state.data + io->mcf->state.len;
-         p > io->mcf->state.data && p[-1] != '/';
-         p--)
+    if (ngx_http_fanbase_state_dir(&io->mcf->state, io->dir, sizeof(io->dir),
+                                   &base)
+        != NGX_OK)
     {
-        /* void */
-    }
-
-    if (p == io->mcf->state.data) {
-        ngx_memcpy(io->dir, ".", sizeof("."));
-
-    } else {
-        /* "/fb.state" is in "/" */
-        len = ngx_max((size_t) (p - 1 - io->mcf->state.data), 1);
-        ngx_memcpy(io->dir, io->mcf->state.data, len);
-        io->dir[len] = '\0';
+        io->err = NGX_ENAMETOOLONG;
+        io->failed = ngx_open_file_n;
+        return;
     }
 
     fd = ngx_open_file(io->dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
@@ -680,12 +744,54 @@ ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
     (void) ngx_close_file(fd);
 
     io->rc = NGX_OK;
+
+    /* what the journal files before this snapshot hold, it holds */
+
+    if (io->gen) {
+        ngx_http_fanbase_journal_prune(&io->mcf->state, io->gen);
+    }
+
     return;
 
 failed:
 
     (void) ngx_close_file(fd);
     (void) ngx_delete_file(io->tmp);
+}
+
+
+/* the directory of a state file, "\0"-terminated ("/fb.state" is in "/"), and
+ * the file's name in it */
+
+ngx_int_t
+ngx_http_fanbase_state_dir(ngx_str_t *state, u_char *dir, size_t size,
+    ngx_str_t *base)
+{
+    u_char  *p;
+    size_t   len;
+
+    for (p = state->data + state->len; p > state->data && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    base->data = p;
+    base->len = state->data + state->len - p;
+
+    if (p == state->data) {
+        ngx_memcpy(dir, ".", sizeof("."));
+        return NGX_OK;
+    }
+
+    len = ngx_max((size_t) (p - 1 - state->data), 1);
+
+    if (len + 1 > size) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dir, state->data, len);
+    dir[len] = '\0';
+
+    return NGX_OK;
 }
 
 
@@ -715,51 +821,146 @@ static ngx_int_t
 ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     ngx_log_t *log)
 {
-    u_char                       *buf;
-    size_t                        size;
-    ssize_t                       n;
-    ngx_fd_t                      fd;
-    ngx_int_t                     rc;
-    ngx_uint_t                    level;
-    ngx_file_info_t               fi;
+    u_char                        *buf;
+    size_t                         size;
+    ngx_int_t                      rc;
+    ngx_uint_t                     level, found;
     ngx_http_fanbase_state_load_t  ld;
-    u_char                        bad[NGX_MAX_PATH];
+    u_char                         bad[NGX_MAX_PATH];
 
-    fd = ngx_open_file(mcf->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    ngx_memzero(&ld, sizeof(ngx_http_fanbase_state_load_t));
+    ld.mcf = mcf;
+    ld.log = log;
+    ld.now = ngx_http_fanbase_time_now();
+    ld.file = mcf->state;
 
-    if (fd == NGX_INVALID_FILE) {
-        if (ngx_errno == NGX_ENOENT) {
+    rc = ngx_http_fanbase_state_load_file(&ld, &buf, &size);
 
-            /* nginx -t writes no line of a running nginx in its log */
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
-            if (!ngx_test_config) {
-                ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                              "fanbase: no state file \"%V\" yet, the zone "
-                              "starts empty", &mcf->state);
-            }
+    found = (rc == NGX_OK);
 
+    if (rc == NGX_DECLINED) {
+
+        /* nginx -t writes no line of a running nginx in its log */
+
+        if (!ngx_test_config) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "fanbase: no state file \"%V\" yet, the zone "
+                          "starts empty", &mcf->state);
+        }
+
+        rc = NGX_OK;
+
+    } else {
+        if (size >= sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1
+            && ngx_strncmp(buf, NGX_HTTP_FANBASE_STATE_HEADER,
+                           sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1)
+               == 0)
+        {
+            rc = ngx_http_fanbase_state_lines(&ld, buf, size);
+
+        } else {
+            rc = ngx_http_fanbase_state_legacy(&ld, buf, size);
+        }
+
+        ngx_free(buf);
+    }
+
+    if (rc != NGX_OK) {
+        (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
+
+        if (ngx_test_config) {
+            /* nginx -t says so, and changes nothing */
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "fanbase: \"%V\" is not a state file; nginx "
+                          "would keep it as \"%s\" and start with an empty "
+                          "zone", &mcf->state, bad);
             return NGX_OK;
         }
 
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "fanbase: \"%V\" is not a state file; it is kept as "
+                      "\"%s\" and the zone starts empty", &mcf->state, bad);
+
+        (void) ngx_rename_file(mcf->state.data, bad);
+    }
+
+    /* then what the journals hold that the snapshot does not */
+
+    ngx_http_fanbase_state_replay(&ld);
+
+    /* what was loaded is saved as it is: nothing to write yet */
+    mcf->sh->saved = mcf->sh->changes;
+
+    if (!found && ld.replayed + ld.skipped == 0) {
+        return NGX_OK;
+    }
+
+    level = (ld.skipped || ld.full || ld.lost) ? NGX_LOG_WARN
+                                               : NGX_LOG_NOTICE;
+
+    /* nginx -t checks the file, but reports only what is wrong */
+
+    if (level == NGX_LOG_NOTICE && ngx_test_config) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(level, log, 0,
+                  "fanbase: state file \"%V\": %ui transactions, %ui "
+                  "Idempotency-Keys and %ui notifications loaded, %ui "
+                  "records of the journal replayed, %ui records skipped, "
+                  "%ui records and %ui events not loaded for want of room",
+                  &mcf->state, ld.txns, ld.keys, ld.notices, ld.replayed,
+                  ld.skipped, ld.full, ld.lost);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The whole of ld->file into *bufp ("\0"-terminated): NGX_OK, NGX_DECLINED
+ * when it does not exist, NGX_ERROR (said) when it cannot be read.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_load_file(ngx_http_fanbase_state_load_t *ld,
+    u_char **bufp, size_t *sizep)
+{
+    u_char           *buf;
+    size_t            size;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_file_info_t   fi;
+
+    fd = ngx_open_file(ld->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        if (ngx_errno == NGX_ENOENT) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, ld->log, ngx_errno,
                       "fanbase: cannot open the state file \"%V\"",
-                      &mcf->state);
+                      &ld->file);
         return NGX_ERROR;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
         || ngx_file_size(&fi) > NGX_HTTP_FANBASE_STATE_MAX)
     {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+        ngx_log_error(NGX_LOG_EMERG, ld->log, ngx_errno,
                       "fanbase: cannot read the state file \"%V\"",
-                      &mcf->state);
+                      &ld->file);
         (void) ngx_close_file(fd);
         return NGX_ERROR;
     }
 
     size = (size_t) ngx_file_size(&fi);
 
-    buf = ngx_alloc(size + 1, log);
+    buf = ngx_alloc(size + 1, ld->log);
     if (buf == NULL) {
         (void) ngx_close_file(fd);
         return NGX_ERROR;
@@ -769,74 +970,88 @@ ngx_http_fanbase_state_load(ngx_http_fanbase_main_conf_t *mcf,
     (void) ngx_close_file(fd);
 
     if (n == -1 || (size_t) n != size) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+        ngx_log_error(NGX_LOG_EMERG, ld->log, ngx_errno,
                       "fanbase: cannot read the state file \"%V\"",
-                      &mcf->state);
+                      &ld->file);
         ngx_free(buf);
         return NGX_ERROR;
     }
 
     buf[size] = '\0';
 
-    ngx_memzero(&ld, sizeof(ngx_http_fanbase_state_load_t));
-    ld.mcf = mcf;
-    ld.log = log;
-    ld.now = ngx_http_fanbase_time_now();
-
-    if (size >= sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1
-        && ngx_strncmp(buf, NGX_HTTP_FANBASE_STATE_HEADER,
-                       sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1)
-           == 0)
-    {
-        rc = ngx_http_fanbase_state_lines(&ld, buf, size);
-
-    } else {
-        rc = ngx_http_fanbase_state_legacy(&ld, buf, size);
-    }
-
-    ngx_free(buf);
-
-    if (rc == NGX_OK) {
-        /* what was loaded is saved as it is: nothing to write yet */
-        mcf->sh->saved = mcf->sh->changes;
-
-        level = (ld.skipped || ld.full || ld.lost) ? NGX_LOG_WARN
-                                                   : NGX_LOG_NOTICE;
-
-        /* nginx -t checks the file, but reports only what is wrong */
-
-        if (level == NGX_LOG_NOTICE && ngx_test_config) {
-            return NGX_OK;
-        }
-
-        ngx_log_error(level, log, 0,
-                      "fanbase: state file \"%V\": %ui transactions, %ui "
-                      "Idempotency-Keys and %ui notifications loaded, %ui "
-                      "records skipped, %ui records and %ui events not "
-                      "loaded for want of room",
-                      &mcf->state, ld.txns, ld.keys, ld.notices, ld.skipped,
-                      ld.full, ld.lost);
-        return NGX_OK;
-    }
-
-    (void) ngx_snprintf(bad, sizeof(bad), "%V.bad%Z", &mcf->state);
-
-    if (ngx_test_config) {
-        /* nginx -t says so, and changes nothing */
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "fanbase: \"%V\" is not a state file; nginx would "
-                      "keep it as \"%s\" and start with an empty zone",
-                      &mcf->state, bad);
-        return NGX_OK;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "fanbase: \"%V\" is not a state file; it is kept as "
-                  "\"%s\" and the zone starts empty", &mcf->state, bad);
-
-    (void) ngx_rename_file(mcf->state.data, bad);
+    *bufp = buf;
+    *sizep = size;
 
     return NGX_OK;
+}
+
+
+/*
+ * Every journal file of the state file, after it: each transaction ends
+ * at its newest version, whichever file holds it.  A file whose last
+ * record was cut short by a crash loses that record (it never counted:
+ * its sync had not returned).  The next journal generation is above all
+ * of theirs.
+ */
+
+static void
+ngx_http_fanbase_state_replay(ngx_http_fanbase_state_load_t *ld)
+{
+    u_char       *buf;
+    size_t        size;
+    uint64_t      gen;
+    ngx_str_t    *files;
+    ngx_uint_t    i;
+    ngx_pool_t   *pool;
+    ngx_array_t   list;
+
+    pool = ngx_create_pool(4096, ld->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_array_init(&list, pool, 8, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_fanbase_journal_files(&ld->mcf->state, pool, &list, &gen)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, ld->log, ngx_errno,
+                      "fanbase: cannot read the journal files of \"%V\"",
+                      &ld->mcf->state);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ld->mcf->sh->journal_gen = gen + 1;
+    ld->journal = 1;
+    files = list.elts;
+
+    for (i = 0; i < list.nelts; i++) {
+        ld->file = files[i];
+
+        if (ngx_http_fanbase_state_load_file(ld, &buf, &size) != NGX_OK) {
+            continue;
+        }
+
+        if (size >= sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1
+            && ngx_strncmp(buf, NGX_HTTP_FANBASE_STATE_HEADER,
+                           sizeof(NGX_HTTP_FANBASE_STATE_HEADER) - 1)
+               == 0)
+        {
+            (void) ngx_http_fanbase_state_lines(ld, buf, size);
+
+        } else if (size) {
+            ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                          "fanbase: \"%V\" is not a journal file: it is "
+                          "not replayed", &ld->file);
+        }
+
+        ngx_free(buf);
+    }
+
+    ld->journal = 0;
+    ld->file = ld->mcf->state;
+
+    ngx_destroy_pool(pool);
 }
 
 
@@ -861,6 +1076,14 @@ ngx_http_fanbase_state_lines(ngx_http_fanbase_state_load_t *ld, u_char *buf,
     for ( /* void */ ; p < last; p = eol + 1) {
         eol = ngx_strlchr(p, last, '\n');
         if (eol == NULL) {
+
+            /* a journal's last record cut short by a crash: never synced */
+
+            if (ld->journal) {
+                ld->torn++;
+                break;
+            }
+
             eol = last;
         }
 
@@ -908,16 +1131,19 @@ ngx_http_fanbase_state_lines(ngx_http_fanbase_state_load_t *ld, u_char *buf,
         yajl_tree_free(v);
     }
 
-    if (end == -1) {
+    if (ld->journal) {
+        /* a journal has no end: it is whole up to its last line */
+
+    } else if (end == -1) {
         ngx_log_error(NGX_LOG_WARN, ld->log, 0,
                       "fanbase: the state file \"%V\" ends early, after "
-                      "%ui records: the rest is lost", &ld->mcf->state,
+                      "%ui records: the rest is lost", &ld->file,
                       records);
 
     } else if ((ngx_uint_t) end != records) {
         ngx_log_error(NGX_LOG_WARN, ld->log, 0,
                       "fanbase: the state file \"%V\" holds %ui records, "
-                      "its end says %i", &ld->mcf->state, records, end);
+                      "its end says %i", &ld->file, records, end);
     }
 
     return NGX_OK;
@@ -1004,7 +1230,7 @@ ngx_http_fanbase_state_record(ngx_http_fanbase_state_load_t *ld,
 
     if (ngx_strcmp(type, "transaction") == 0) {
         rc = ngx_http_fanbase_state_load_txn(ld, v, &why);
-        ld->txns += (rc == NGX_OK);
+        ld->txns += (rc == NGX_OK && !ld->journal);
 
     } else if (ngx_strcmp(type, "idempotency") == 0) {
         rc = ngx_http_fanbase_state_load_key(ld, &ld->mcf->sh->idem, v, &why);
@@ -1051,7 +1277,7 @@ ngx_http_fanbase_state_skip(ngx_http_fanbase_state_load_t *ld,
 
     ngx_log_error(NGX_LOG_WARN, ld->log, 0,
                   "fanbase: state file \"%V\", line %ui: the record is "
-                  "skipped: %s", &ld->mcf->state, line, why);
+                  "skipped: %s", &ld->file, line, why);
 }
 
 
@@ -1174,6 +1400,26 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
                                                               "max_events"),
                                         255);
     s.sent = (ngx_http_fanbase_state_get(v, "sent", yajl_t_true) != NULL);
+
+    /* a journal's record replaces an older version of its transaction */
+
+    if (ld->journal) {
+        t = ngx_http_fanbase_txn_find_locked(ld->mcf->sh, s.scope, s.id.data,
+                                             s.id.len);
+        if (t != NULL) {
+            /* "sent" changes no version: at a tie, a record with it wins */
+
+            if (t->version > s.version
+                || (t->version == s.version && (t->sent || !s.sent)))
+            {
+                return NGX_DONE;
+            }
+
+            ngx_http_fanbase_txn_forget_locked(ld->mcf, t);
+        }
+
+        ld->replayed++;
+    }
 
     rc = ngx_http_fanbase_txn_restore_locked(ld->mcf, &s, &t);
 
@@ -1315,6 +1561,11 @@ ngx_http_fanbase_state_load_key(ngx_http_fanbase_state_load_t *ld,
                                               id.data, expires, ld->now);
 
     if (rc == NGX_DECLINED) {
+        if (ld->journal) {
+            /* the snapshot, or another journal, has it already */
+            return NGX_DONE;
+        }
+
         *why = "a key that is taken";
     }
 

@@ -13,6 +13,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_store.h"
@@ -69,8 +70,18 @@ static ngx_int_t
 ngx_http_fanbase_store_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_http_fanbase_store_op_t *op)
 {
-    return ngx_http_fanbase_store_answer(op,
-               ngx_http_fanbase_txn_create(mcf, nt, op->log));
+    ngx_int_t  rc;
+
+    rc = ngx_http_fanbase_txn_create(mcf, nt, op->log);
+
+    /* fanbase_state_sync: a new transaction is answered once on disk */
+
+    if (rc == NGX_OK && mcf->state_sync) {
+        op->store = &ngx_http_fanbase_store_zone;
+        return ngx_http_fanbase_journal_wait(op, nt->seq, rc);
+    }
+
+    return ngx_http_fanbase_store_answer(op, rc);
 }
 
 
@@ -122,8 +133,24 @@ static ngx_int_t
 ngx_http_fanbase_store_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_http_fanbase_store_op_t *op)
 {
-    return ngx_http_fanbase_store_answer(op,
-               ngx_http_fanbase_txn_sending(mcf, job));
+    ngx_int_t  rc;
+
+    rc = ngx_http_fanbase_txn_sending(mcf, job);
+
+    /*
+     * fanbase_state_sync: "sent" is on disk before the POST, so that a
+     * crash cannot make a restart send it again
+     */
+
+    if (rc == NGX_OK && mcf->state_sync) {
+        op->store = &ngx_http_fanbase_store_zone;
+        rc = ngx_http_fanbase_journal_wait(op, job->seq, rc);
+
+        /* a journal that cannot be written holds no delivery back */
+        return (rc == NGX_HTTP_FANBASE_NOT_DURABLE) ? NGX_OK : rc;
+    }
+
+    return ngx_http_fanbase_store_answer(op, rc);
 }
 
 
@@ -188,6 +215,8 @@ ngx_http_fanbase_store_cancel(ngx_http_fanbase_store_op_t *op)
     if (op->event.posted) {
         ngx_delete_posted_event(&op->event);
     }
+
+    ngx_http_fanbase_journal_cancel(op);
 
     op->pending = 0;
 }

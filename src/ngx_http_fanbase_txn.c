@@ -23,6 +23,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_time.h"
@@ -294,6 +295,12 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_http_fanbase_txn_changed(sh, t);
+
+    if (nt->idem_key.len) {
+        ngx_http_fanbase_journal_key_locked(k);
+    }
+
+    nt->seq = ngx_http_fanbase_journal_seq();
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
@@ -828,6 +835,7 @@ ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     if (t != NULL && t->claim == job->claim && t->owner == ngx_pid) {
         t->sent = 1;
         (void) ngx_atomic_fetch_add(&mcf->sh->changes, 1);
+        job->seq = ngx_http_fanbase_journal_txn_locked(t);
         rc = NGX_OK;
     }
 
@@ -1599,6 +1607,18 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
 
     sh->stamps[t->hash & sh->txn_hash_mask]++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
+
+    (void) ngx_http_fanbase_journal_txn_locked(t);
+}
+
+
+/* a record the journal's replay replaces with a newer version */
+
+void
+ngx_http_fanbase_txn_forget_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    ngx_http_fanbase_txn_free_locked(mcf, t);
 }
 
 

@@ -97,6 +97,7 @@ typedef struct {
     ngx_str_t                     idem_key;    /* empty: none */
     u_char                        digest[16];  /* MD5 of the payload */
     ngx_http_fanbase_loc_conf_t  *lcf;
+    uint64_t                      seq;         /* its journal record */
 } ngx_http_fanbase_txn_new_t;
 
 
@@ -122,6 +123,7 @@ typedef struct {
     ngx_http_fanbase_loc_conf_t  *lcf;
     ngx_http_fanbase_curl_t      *http;
     ngx_http_fanbase_store_op_t   op;          /* "sending" */
+    uint64_t                      seq;         /* "sent"'s journal record */
     ngx_pool_t                   *pool;
     char                         *url;
     unsigned                      sent:1;      /* an earlier owner sent it */
@@ -228,6 +230,8 @@ ngx_int_t ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_log_t *log);
 void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *msg_id);
+void ngx_http_fanbase_txn_forget_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t);
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);

@@ -117,6 +117,11 @@ struct ngx_http_fanbase_shctx_s {
     ngx_atomic_uint_t             saved;       /* "changes" last saved */
     ngx_msec_t                    save_lease;
     ngx_uint_t                    saving;
+    ngx_msec_t                    save_next;   /* no snapshot before */
+
+    /* the journal (ngx_http_fanbase_journal.c) */
+    uint64_t                      journal_gen; /* of records made now */
+    ngx_atomic_t                  journal_bytes; /* written, ever */
 };
 
 
