@@ -18,6 +18,7 @@
 #include "ngx_http_fanbase_deliver.h"
 #include "ngx_http_fanbase_health.h"
 #include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
 #include "ngx_http_fanbase_response.h"
@@ -469,6 +470,9 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
     ngx_http_fanbase_deliver_exit_process(cycle);
     ngx_http_fanbase_notify_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
+
+    /* what was counted and not said yet */
+    ngx_http_fanbase_logsum_exit_process(cycle);
 }
 
 
