@@ -21,6 +21,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_logsum.h"
 
 
@@ -47,12 +48,8 @@ ngx_http_fanbase_logsum_init(ngx_http_fanbase_logsum_t *ls, const char *one,
     ls->level = level;
     ls->every = every;
 
-    ls->conn.fd = (ngx_socket_t) -1;
-    ls->conn.data = ls;
-    ls->event.data = &ls->conn;
-    ls->event.handler = ngx_http_fanbase_logsum_timer;
-    ls->event.log = log;
-    ls->event.cancelable = 1;
+    ngx_http_fanbase_time_timer(&ls->event, &ls->conn, ls,
+                                ngx_http_fanbase_logsum_timer, log);
 
     ngx_queue_insert_tail(&ngx_http_fanbase_logsum_all, &ls->queue);
 }

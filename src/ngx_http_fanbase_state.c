@@ -160,11 +160,9 @@ ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
                                  "failed saves of the state", NGX_LOG_ERR,
                                  NGX_HTTP_FANBASE_STATE_SAY_EVERY, cycle->log);
 
-    ngx_http_fanbase_state_conn.fd = (ngx_socket_t) -1;
-    ngx_http_fanbase_state_event.data = &ngx_http_fanbase_state_conn;
-    ngx_http_fanbase_state_event.handler = ngx_http_fanbase_state_timer;
-    ngx_http_fanbase_state_event.log = cycle->log;
-    ngx_http_fanbase_state_event.cancelable = 1;
+    ngx_http_fanbase_time_timer(&ngx_http_fanbase_state_event,
+                                &ngx_http_fanbase_state_conn, NULL,
+                                ngx_http_fanbase_state_timer, cycle->log);
 
     ngx_add_timer(&ngx_http_fanbase_state_event,
                   NGX_HTTP_FANBASE_SAVE_INTERVAL);
