@@ -24,6 +24,7 @@
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_sched.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
@@ -70,6 +71,7 @@ static ngx_msec_t ngx_http_fanbase_deliver_retry_after(
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_deliver_mcf;
 static ngx_http_fanbase_sched_t       ngx_http_fanbase_deliver_sched;
 static ngx_msec_t                     ngx_http_fanbase_deliver_lease;
+static ngx_http_fanbase_logsum_t      ngx_http_fanbase_deliver_failures;
 
 
 ngx_int_t
@@ -105,6 +107,11 @@ ngx_http_fanbase_deliver_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_deliver_sched.start = ngx_http_fanbase_deliver_start;
     ngx_http_fanbase_deliver_sched.concurrency = mcf->deliver_concurrency;
     ngx_http_fanbase_deliver_sched.tick = NGX_HTTP_FANBASE_TICK;
+
+    ngx_http_fanbase_logsum_init(&ngx_http_fanbase_deliver_failures,
+                                 "transaction not delivered",
+                                 "transactions not delivered", NGX_LOG_WARN,
+                                 NGX_HTTP_FANBASE_LOGSUM_EVERY, cycle->log);
 
     /* a leaving worker finishes its transfers, but claims nothing new */
     ngx_http_fanbase_sched_start(&ngx_http_fanbase_deliver_sched, cycle->log);
@@ -780,7 +787,7 @@ ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
     uint64_t                       now;
     ngx_str_t                      msg;
     ngx_msec_t                     delay;
-    ngx_uint_t                     deliver;
+    ngx_uint_t                     deliver, said;
     ngx_http_fanbase_txn_update_t  u;
 
     deliver = (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER);
@@ -819,17 +826,24 @@ ngx_http_fanbase_deliver_job_retry(ngx_http_fanbase_job_t *job, const char *why,
         delay = (ngx_msec_t) (job->deadline - now);
     }
 
-    if (deliver && down) {
+    /* the first of an interval is said; the others, counted, at its end */
+
+    said = deliver
+           && ngx_http_fanbase_logsum_count(&ngx_http_fanbase_deliver_failures,
+                                            &job->id_str, why)
+              == NGX_OK;
+
+    if (said && down) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "fanbase: transaction \"%V\" not delivered: %s; it "
                       "waits for Fanbase with the others", &job->id_str, why);
 
-    } else if (deliver) {
+    } else if (said) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "fanbase: transaction \"%V\" not delivered: %s; "
                       "next attempt in %M ms", &job->id_str, why, delay);
 
-    } else {
+    } else if (!deliver) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "fanbase: transaction \"%V\": %s; next poll in %M ms",
                        &job->id_str, why, delay);

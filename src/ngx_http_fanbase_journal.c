@@ -27,12 +27,15 @@
 #include <dirent.h>
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_state.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_journal.h"
 
 
 #define NGX_HTTP_FANBASE_JOURNAL_MIN       65536
+
+/* a failing write is said at once, then counted and said once a minute */
 #define NGX_HTTP_FANBASE_JOURNAL_SAY_EVERY 60000
 
 
@@ -64,8 +67,7 @@ typedef struct {
     const char                    *failed;     /* the call that failed */
     u_char                         path[NGX_MAX_PATH];
 
-    ngx_uint_t                     failures;
-    ngx_msec_t                     said;
+    ngx_http_fanbase_logsum_t      failures;
     unsigned                       busy:1;
 } ngx_http_fanbase_journal_t;
 
@@ -108,6 +110,11 @@ ngx_http_fanbase_journal_init_process(ngx_cycle_t *cycle,
 
     j->pending = &j->bufs[0];
     j->writing = &j->bufs[1];
+
+    ngx_http_fanbase_logsum_init(&j->failures, "failed write of the journal",
+                                 "failed writes of the journal", NGX_LOG_ERR,
+                                 NGX_HTTP_FANBASE_JOURNAL_SAY_EVERY,
+                                 cycle->log);
 
     j->dummy.fd = (ngx_socket_t) -1;
     j->flush.data = &j->dummy;
@@ -552,6 +559,7 @@ static void
 ngx_http_fanbase_journal_written(ngx_log_t *log)
 {
     ngx_int_t                        rc;
+    ngx_str_t                        path;
     ngx_queue_t                     *q, *next;
     ngx_http_fanbase_journal_t      *j;
     ngx_http_fanbase_journal_buf_t  *b;
@@ -568,20 +576,18 @@ ngx_http_fanbase_journal_written(ngx_log_t *log)
     }
 
     if (j->failed != NULL) {
-        j->failures++;
+        path.data = j->path;
+        path.len = ngx_strlen(j->path);
 
-        if (j->said == 0
-            || ngx_current_msec - j->said >= NGX_HTTP_FANBASE_JOURNAL_SAY_EVERY)
+        if (ngx_http_fanbase_logsum_count(&j->failures, &path, j->failed)
+            == NGX_OK)
         {
             ngx_log_error(NGX_LOG_ERR, log, j->err,
                           "fanbase: cannot write the journal \"%s\": %s "
-                          "failed (%ui failed writes of this worker since "
-                          "it last said so; said once a minute); the "
-                          "changes stay in the zone for the next snapshot",
-                          j->path, j->failed, j->failures);
-
-            j->said = ngx_max(ngx_current_msec, 1);
-            j->failures = 0;
+                          "failed; the changes stay in the zone for the "
+                          "next snapshot (the failed writes that follow are "
+                          "counted, and said once a minute)",
+                          j->path, j->failed);
         }
 
         /* opened again next time */
@@ -594,12 +600,10 @@ ngx_http_fanbase_journal_written(ngx_log_t *log)
         rc = NGX_HTTP_FANBASE_NOT_DURABLE;
 
     } else {
-        if (j->said) {
+        if (ngx_http_fanbase_logsum_end(&j->failures)) {
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
                           "fanbase: the journal \"%s\" is written again",
                           j->path);
-            j->said = 0;
-            j->failures = 0;
         }
 
         j->durable = b->last;

@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
 #include "ngx_http_fanbase_response.h"
@@ -491,6 +492,9 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
     ngx_http_fanbase_notify_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
     ngx_http_fanbase_journal_exit_process(cycle);
+
+    /* what was counted and not said yet */
+    ngx_http_fanbase_logsum_exit_process(cycle);
 }
 
 

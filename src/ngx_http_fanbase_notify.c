@@ -17,6 +17,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_curl.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_sched.h"
 #include "ngx_http_fanbase_signature.h"
@@ -44,6 +45,7 @@ static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_notify_mcf;
 static ngx_http_fanbase_sched_t       ngx_http_fanbase_notify_sched;
 static ngx_msec_t                     ngx_http_fanbase_notify_lease;
 static ngx_http_fanbase_notice_job_t *ngx_http_fanbase_notify_claim_job;
+static ngx_http_fanbase_logsum_t      ngx_http_fanbase_notify_failures;
 
 
 ngx_int_t
@@ -63,6 +65,11 @@ ngx_http_fanbase_notify_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_notify_sched.start = ngx_http_fanbase_notify_start;
     ngx_http_fanbase_notify_sched.concurrency = mcf->notify_concurrency;
     ngx_http_fanbase_notify_sched.tick = NGX_HTTP_FANBASE_NOTIFY_TICK;
+
+    ngx_http_fanbase_logsum_init(&ngx_http_fanbase_notify_failures,
+                                 "notification not delivered",
+                                 "notifications not delivered", NGX_LOG_WARN,
+                                 NGX_HTTP_FANBASE_LOGSUM_EVERY, cycle->log);
 
     ngx_http_fanbase_sched_start(&ngx_http_fanbase_notify_sched, cycle->log);
 
@@ -306,7 +313,13 @@ ngx_http_fanbase_notify_finish(ngx_http_fanbase_notice_job_t *job,
                       "attempts over fanbase_notify_horizon; last: %s",
                       &job->id, job->attempts + 1, why);
 
-    } else if (why != NULL) {
+    } else if (why != NULL
+               && ngx_http_fanbase_logsum_count(
+                                      &ngx_http_fanbase_notify_failures,
+                                      &job->id, why)
+                  == NGX_OK)
+    {
+        /* the first of an interval; the others, counted, at its end */
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "fanbase: notification \"%V\" not delivered: %s; "
                       "next attempt in %M ms", &job->id, why, delay);

@@ -16,6 +16,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_sched.h"
 
 
@@ -32,12 +33,8 @@ ngx_http_fanbase_sched_start(ngx_http_fanbase_sched_t *s, ngx_log_t *log)
     ngx_queue_init(&s->jobs);
     s->running = 0;
 
-    s->conn.fd = (ngx_socket_t) -1;
-    s->conn.data = s;
-    s->event.data = &s->conn;
-    s->event.handler = ngx_http_fanbase_sched_tick;
-    s->event.log = log;
-    s->event.cancelable = 1;
+    ngx_http_fanbase_time_timer(&s->event, &s->conn, s,
+                                ngx_http_fanbase_sched_tick, log);
     s->op.log = log;
     s->active = 1;
 

@@ -25,6 +25,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_keys.h"
+#include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
@@ -126,8 +127,7 @@ static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out,
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_state_mcf;
-static ngx_msec_t                     ngx_http_fanbase_state_said;
-static ngx_uint_t                     ngx_http_fanbase_state_failures;
+static ngx_http_fanbase_logsum_t      ngx_http_fanbase_state_failures;
 static ngx_event_t                    ngx_http_fanbase_state_event;
 static ngx_connection_t               ngx_http_fanbase_state_conn;
 #if (NGX_THREADS)
@@ -162,11 +162,14 @@ ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
     }
 #endif
 
-    ngx_http_fanbase_state_conn.fd = (ngx_socket_t) -1;
-    ngx_http_fanbase_state_event.data = &ngx_http_fanbase_state_conn;
-    ngx_http_fanbase_state_event.handler = ngx_http_fanbase_state_timer;
-    ngx_http_fanbase_state_event.log = cycle->log;
-    ngx_http_fanbase_state_event.cancelable = 1;
+    ngx_http_fanbase_logsum_init(&ngx_http_fanbase_state_failures,
+                                 "failed save of the state",
+                                 "failed saves of the state", NGX_LOG_ERR,
+                                 NGX_HTTP_FANBASE_STATE_SAY_EVERY, cycle->log);
+
+    ngx_http_fanbase_time_timer(&ngx_http_fanbase_state_event,
+                                &ngx_http_fanbase_state_conn, NULL,
+                                ngx_http_fanbase_state_timer, cycle->log);
 
     ngx_add_timer(&ngx_http_fanbase_state_event,
                   NGX_HTTP_FANBASE_SAVE_INTERVAL);
@@ -347,34 +350,40 @@ static void
 ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
     ngx_log_t *log)
 {
+    u_char                    *p, *last;
+    u_char                     why[NGX_MAX_PATH + 256];
     ngx_http_fanbase_shctx_t  *sh;
 
     if (io->failed != NULL) {
-        ngx_http_fanbase_state_failures++;
+        last = why + sizeof(why) - 1;
+        p = ngx_slprintf(why, last, "%s \"%s\" failed", io->failed,
+                         io->path);
 
-        if (ngx_http_fanbase_state_said == 0
-            || ngx_current_msec - ngx_http_fanbase_state_said
-               >= NGX_HTTP_FANBASE_STATE_SAY_EVERY)
+        if (io->err && last - p > 8) {
+            p = ngx_slprintf(p, last, " (%d: ", io->err);
+            p = ngx_strerror(io->err, p, last - p - 1);
+            *p++ = ')';
+        }
+
+        *p = '\0';
+
+        /* said at once, then once a minute with how many */
+
+        if (ngx_http_fanbase_logsum_count(&ngx_http_fanbase_state_failures,
+                                          &io->mcf->state, (char *) why)
+            == NGX_OK)
         {
-            ngx_log_error(NGX_LOG_ERR, log, io->err,
+            ngx_log_error(NGX_LOG_ERR, log, 0,
                           "fanbase: cannot save the state to \"%V\": %s "
-                          "\"%s\" failed (%ui failed saves of this worker "
-                          "since it last said so; said once a minute)",
-                          &io->mcf->state, io->failed, io->path,
-                          ngx_http_fanbase_state_failures);
-
-            ngx_http_fanbase_state_said = ngx_max(ngx_current_msec, 1);
-            ngx_http_fanbase_state_failures = 0;
+                          "(the failed saves that follow are counted, and "
+                          "said once a minute)", &io->mcf->state, why);
         }
 
     } else if (io->rc == NGX_OK) {
-        if (ngx_http_fanbase_state_said) {
+        if (ngx_http_fanbase_logsum_end(&ngx_http_fanbase_state_failures)) {
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
                           "fanbase: the state is saved to \"%V\" again",
                           &io->mcf->state);
-
-            ngx_http_fanbase_state_said = 0;
-            ngx_http_fanbase_state_failures = 0;
         }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,

@@ -4,7 +4,7 @@
  *
  * Time in the zone: wall-clock milliseconds since the epoch (records
  * outlive a process, and other hosts read them), and how the answers
- * print it.
+ * print it; and the set-up of a worker's timer that is no connection's.
  */
 
 
@@ -36,4 +36,23 @@ ngx_http_fanbase_time_iso(u_char *p, uint64_t ms)
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                        (int) (ms % 1000));
+}
+
+
+/*
+ * A worker's timer that belongs to no connection: "c" stands in for one
+ * in the event's debug lines, and holds "data".  Cancelable: it never
+ * holds up a worker that stops.
+ */
+
+void
+ngx_http_fanbase_time_timer(ngx_event_t *ev, ngx_connection_t *c, void *data,
+    ngx_event_handler_pt handler, ngx_log_t *log)
+{
+    c->fd = (ngx_socket_t) -1;
+    c->data = data;
+    ev->data = c;
+    ev->handler = handler;
+    ev->log = log;
+    ev->cancelable = 1;
 }

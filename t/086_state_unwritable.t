@@ -1,11 +1,12 @@
 #!/usr/bin/perl
 
 # A state file that cannot be written (its directory went away after the
-# start; nginx -t refuses a directory that is not there): each failing
-# save is
-# said at most once a minute by each worker, with how many failed since,
-# instead of once a second for ever; once the directory exists, the next
-# save writes the file and the log says the state is saved again.
+# start; nginx -t refuses a directory that is not there): each worker says
+# its first failing save at once, and counts the ones that follow, said
+# once a minute with how many (ngx_http_fanbase_logsum.c), instead of once
+# a second for ever; once the directory exists, the next save writes the
+# file, and the log says how many failed until then and that the state is
+# saved again.
 
 use strict;
 use warnings;
@@ -46,8 +47,8 @@ my @said = grep { /cannot save the state/ } split /\n/, $t->error_log;
 cmp_ok(scalar @said, '>=', 1, 'the failing save is said');
 cmp_ok(scalar @said, '<=', 2, 'at most once by each worker in 4.5 s, not every second')
     or diag(join "\n", @said);
-like($said[0] // '', qr/\[error\] .*cannot save the state to "\S+nope\/fb\.state": .*failed \(1 failed saves of this worker since it last said so; said once a minute\)/,
-     'it says where, what failed, and how often it is said');
+like($said[0] // '', qr/\[error\] .*cannot save the state to "\S+nope\/fb\.state": \S+ "\S+nope\/[^"]+" failed \(\d+: [^)]+\) \(the failed saves that follow are counted, and said once a minute\)$/,
+     'it says where, what failed, why, and how the next ones are said');
 
 # the directory comes: the next save writes it, and the log says so
 mkdir $t->dir . '/nope' or die "mkdir: $!";
@@ -57,5 +58,15 @@ ok($t->wait_for(sub { -s $t->dir . '/nope/fb.state' }, timeout => 5),
 ok($t->wait_for(sub { $t->error_log =~ /\[notice\] .*the state is saved to "\S+fb\.state" again/ },
                 timeout => 5),
    'the log says the state is saved again');
+
+# the worker that saved said first how many failed since its first line
+my ($again) = $t->error_log =~ /\[notice\] (\d+)#\d+: .*the state is saved to "\S+fb\.state" again/;
+my @counted = grep { /\[error\] \Q$again\E#\d+: .*fanbase: \d+ more failed saves? of the state in the last \d+ s \(/ }
+              split /\n/, $t->error_log;
+my @first = grep { /\[error\] \Q$again\E#/ } @said;
+ok(@first == 1, 'the worker that saved again said its first failure once');
+like($counted[0] // '', qr/fanbase: \d+ more failed saves? of the state in the last \d+ s \((?:first )?"\S+nope\/fb\.state": \S+ "\S+nope\/[^"]+" failed \(\d+: [^)]+\)/,
+     'and the ones that followed, counted, before the state was saved again')
+    or diag(join "\n", grep { /\Q$again\E#/ } split /\n/, $t->error_log);
 
 done_testing;
