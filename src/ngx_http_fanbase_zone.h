@@ -34,7 +34,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   8
+#define NGX_HTTP_FANBASE_ZONE_VERSION   9
 
 /* routes to Fanbase (queue URL and credential set) with a breaker */
 #define NGX_HTTP_FANBASE_BREAKERS       8
