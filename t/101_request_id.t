@@ -26,10 +26,7 @@ my $SERVER = <<"CONF";
 access_log %%DIR%%/rid.log rid;
 location = $QUEUE { fanbase_submit; }
 location $QUEUE/ { fanbase_status; }
-location = /async$QUEUE {
-    fanbase_transaction_path /transactions;
-    fanbase_submit async;
-}
+location = /async$QUEUE { fanbase_submit async; }
 location /transactions/ { fanbase_transaction; }
 location = /dead$QUEUE { fanbase_api %%DEAD%%; fanbase_submit; }
 CONF
@@ -76,6 +73,20 @@ sub logged_rid {
         return $rid;
     }, timeout => 3);
     return $rid // '(no line)';
+}
+
+# waits until the transaction is completed (one test); its queue id, and
+# the X-Request-ID of the queue POST that delivered it
+sub completed {
+    my ($id, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $tx = $t->wait_status($id, 'completed', timeout => 20);
+    is($tx && $tx->{status}, 'completed', "$name: completed");
+    my ($qid) = grep { defined } map { $_->{data}{queue_id} }
+                @{ $tx ? $tx->{events} : [] };
+    $qid //= 'none';
+    my ($post) = grep { ($_->{queue_id} // '') eq $qid } @{ $t->queue_posts };
+    return ($qid, $post ? hdr($post, 'x-request-id') // '(none)' : '(no POST)');
 }
 
 # the lines of the state file with this transaction id, decoded
@@ -210,13 +221,8 @@ for my $c (['client', 'async-accept-1'], ['generated', undef]) {
 
 for my $name (sort keys %async) {
     my ($id, $rid) = @{ $async{$name} }{qw(id rid)};
-    my $tx = $t->wait_status($id, 'completed');
-    is($tx && $tx->{status}, 'completed', "async ($name): completed");
-    my $qid = $tx ? (grep { defined } map { $_->{data}{queue_id} }
-                     @{ $tx->{events} })[0] // 'none' : 'none';
-    my ($post) = grep { $_->{queue_id} && $_->{queue_id} eq $qid }
-                 @{ $t->queue_posts };
-    is($post ? hdr($post, 'x-request-id') // '(none)' : '(no POST)', $rid,
+    my ($qid, $sent) = completed($id, "async ($name)");
+    is($sent, $rid,
        "async ($name): the delivery carries the accepting request's id");
     my @gets = @{ $t->mock_requests(method => 'GET', path => "$QUEUE/$qid") };
     ok(@gets && !(grep { (hdr($_, 'x-request-id') // '') ne $rid } @gets),
@@ -279,13 +285,8 @@ for my $name (sort keys %async) {
 
     for ([A => $a, 'restart-A'], [B => $b, $b_rid]) {
         my ($name, $id, $rid) = @$_;
-        my $tx = $t->wait_status($id, 'completed', timeout => 20);
-        is($tx && $tx->{status}, 'completed', "restart, $name: completed");
-        my $qid = $tx ? (grep { defined } map { $_->{data}{queue_id} }
-                         @{ $tx->{events} })[0] // 'none' : 'none';
-        my ($post) = grep { $_->{queue_id} && $_->{queue_id} eq $qid }
-                     @{ $t->queue_posts };
-        is($post ? hdr($post, 'x-request-id') // '(none)' : '(no POST)', $rid,
+        my (undef, $sent) = completed($id, "restart, $name");
+        is($sent, $rid,
            "restart, $name: delivered with the accepting request's id");
     }
 
