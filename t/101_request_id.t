@@ -39,8 +39,7 @@ my $t = FanbaseTest->new(
                         extra => "fanbase_notify %%MOCK%%/_site/hook;\n"
                                . "fanbase_notify_secret_file "
                                . "%%DIR%%/notify.secret;\n")
-              . "log_format rid '\$request_method \$request_uri \$status "
-              . "rid=\$request_id';\n",
+              . "log_format rid 'tag=\$http_x_tag rid=\$request_id';\n",
     server => $SERVER,
 );
 $t->start;
@@ -62,16 +61,22 @@ sub rids_for_body {
            grep { $_->{body} eq $body } @{ $t->queue_posts };
 }
 
-# the $request_id of the last access log line of "$method $uri $status"
+# a new tag, and the header that sends it: the request's access log line
+# (written after its answer) is found by it
+sub tag {
+    my $tag = 'tag-' . ++$serial;
+    return ($tag, 'X-Tag' => $tag);
+}
+
+# the $request_id of the access log line of the request tagged $tag
 sub logged_rid {
-    my ($method, $uri, $status) = @_;
+    my $tag = shift;
     my $rid;
     $t->wait_for(sub {
-        my @l = grep { /^\Q$method $uri $status \E/ }
-                split /\n/, FanbaseTest::slurp($t->dir . '/rid.log');
-        ($rid) = @l ? $l[-1] =~ / rid=(\S+)$/ : ();
+        ($rid) = FanbaseTest::slurp($t->dir . '/rid.log')
+                 =~ /^tag=\Q$tag\E rid=(\S+)$/m;
         return $rid;
-    }, timeout => 3);
+    }, timeout => 5);
     return $rid // '(no line)';
 }
 
@@ -130,13 +135,14 @@ my @cases = (
 for my $c (@cases) {
     my ($name, $id, $kept) = @$c;
     my $body = unique_body();
+    my ($tag, @tag) = tag();
     my $res = $t->submit(body => $body, status => 201,
-                         headers => [defined $id ? ('X-Request-ID' => $id)
-                                                 : ()],
+                         headers => [@tag, defined $id ? ('X-Request-ID' => $id)
+                                                       : ()],
                          name => "submission, X-Request-ID $name: 201");
     my @got = rids_for_body($body);
     is(scalar @got, 1, "submission, X-Request-ID $name: one POST at Fanbase");
-    my $logged = logged_rid(POST => $QUEUE, 201);
+    my $logged = logged_rid($tag);
     if ($kept) {
         is($got[0], $id, "submission, X-Request-ID $name: Fanbase got it");
     } else {
@@ -177,9 +183,10 @@ $t->log_unlike(qr/has space|quo"te|caf\xc3\xa9|x", upstream: "evil|a{200}/,
        'status-read-1', 'status read-through: Fanbase got the client\'s id');
 
     $qid = new_uuid();
-    $t->request(GET => "$QUEUE/$qid");
+    my ($tag, @tag) = tag();
+    $t->request(GET => "$QUEUE/$qid", headers => [@tag]);
     @gets = @{ $t->mock_requests(method => 'GET', path => "$QUEUE/$qid") };
-    my $logged = logged_rid(GET => "$QUEUE/$qid", 404);
+    my $logged = logged_rid($tag);
     like($logged, $HEX32, 'status read-through without an id: $request_id logged');
     is(join(',', map { hdr($_, 'x-request-id') // '(none)' } @gets), $logged,
        'status read-through without an id: Fanbase got $request_id');
@@ -196,8 +203,9 @@ $t->log_unlike(qr/has space|quo"te|caf\xc3\xa9|x", upstream: "evil|a{200}/,
     $t->log_like(qr/\[error\] .*fanbase: submission: .*, request: "POST \/dead\Q$QUEUE\E HTTP\/1\.1".*, request_id: "dead-end-1"$/m,
                  'Fanbase down: the [error] line ends with the client\'s id');
 
-    $res = $t->submit(path => "/dead$QUEUE", body => unique_body());
-    my $logged = logged_rid(POST => "/dead$QUEUE", $res->{status});
+    my ($tag, @tag) = tag();
+    $t->submit(path => "/dead$QUEUE", body => unique_body(), headers => [@tag]);
+    my $logged = logged_rid($tag);
     like($logged, $HEX32, 'Fanbase down, no id: $request_id logged');
     $t->log_like(qr/\[error\] .*fanbase: submission: .*, request_id: "\Q$logged\E"$/m,
                  'Fanbase down, no id: the [error] line ends with $request_id');
@@ -212,10 +220,12 @@ my %async;    # name => { id, rid }
 
 for my $c (['client', 'async-accept-1'], ['generated', undef]) {
     my ($name, $rid) = @$c;
+    my ($tag, @tag) = tag();
     my $res = $t->submit(path => "/async$QUEUE", body => unique_body(),
-                         headers => [defined $rid ? ('X-Request-ID' => $rid) : ()],
+                         headers => [@tag, defined $rid ? ('X-Request-ID' => $rid)
+                                                        : ()],
                          status => 202, name => "async ($name): 202");
-    $rid //= logged_rid(POST => "/async$QUEUE", 202);
+    $rid //= logged_rid($tag);
     $async{$name} = { id => tx_id($res), rid => $rid };
 }
 
@@ -264,10 +274,12 @@ for my $name (sort keys %async) {
                       headers => ['X-Request-ID' => 'restart-A'],
                       status => 202, name => 'restart, A: 202');
     my $a = tx_id($res);
+    my ($tag, @tag) = tag();
     $res = $t->submit(path => "/async$QUEUE", body => unique_body(),
-                      status => 202, name => 'restart, B: 202');
+                      headers => [@tag], status => 202,
+                      name => 'restart, B: 202');
     my $b = tx_id($res);
-    my $b_rid = logged_rid(POST => "/async$QUEUE", 202);
+    my $b_rid = logged_rid($tag);
 
     $t->stop_nginx;
 
