@@ -17,6 +17,7 @@
 #include "ngx_http_fanbase_deliver.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_variables.h"
@@ -80,6 +81,9 @@ ngx_http_fanbase_accept(ngx_http_request_t *r, ngx_str_t *body)
 
     nt->payload = *body;
     nt->lcf = lcf;
+
+    /* its deliveries and notifications carry this request's id */
+    ngx_http_fanbase_rid_get(r, &nt->request_id);
 
     /* a repeat is recognised by its body's digest */
 

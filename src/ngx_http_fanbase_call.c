@@ -4,15 +4,16 @@
  *
  * One authenticated call to Fanbase Connect on behalf of a request: get
  * the edge's token (waiting for a fetch under way if need be), send the
- * call with it, and on a token rejection (401 or 403) drop that token,
- * get a new one and send the call once more.  The request's cleanup
- * cancels whatever is under way.
+ * call with it and the request's id, and on a token rejection (401 or
+ * 403) drop that token, get a new one and send the call once more.  The
+ * request's cleanup cancels whatever is under way.
  */
 
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_metrics.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_variables.h"
@@ -67,6 +68,7 @@ static ngx_int_t
 ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
 {
     ngx_int_t                     rc;
+    ngx_str_t                     rid;
     ngx_http_request_t           *r;
     ngx_http_fanbase_curl_t      *h;
     ngx_http_fanbase_loc_conf_t  *lcf;
@@ -97,6 +99,9 @@ ngx_http_fanbase_call_send(ngx_http_fanbase_call_t *call)
 
     h->hdr = call->hdr;
     call->hdr = NULL;
+
+    ngx_http_fanbase_rid_get(r, &rid);
+    ngx_http_fanbase_curl_request_id(h, &rid);
 
     h->handler = ngx_http_fanbase_call_handler;
     h->data = call;

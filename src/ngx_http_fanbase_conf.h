@@ -46,6 +46,7 @@
 
 #define NGX_HTTP_FANBASE_TXN_ID_LEN     36         /* a UUID */
 #define NGX_HTTP_FANBASE_IDEM_KEY_MAX   255
+#define NGX_HTTP_FANBASE_REQUEST_ID_MAX 64         /* X-Request-ID */
 
 /*
  * Which "fanbase_submit async" location delivers a transaction: the MD5

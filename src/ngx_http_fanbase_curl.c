@@ -11,6 +11,7 @@
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_metrics.h"
 
@@ -238,16 +239,46 @@ ngx_http_fanbase_curl_post(ngx_http_fanbase_curl_t *h, u_char *body,
 }
 
 
+/*
+ * X-Request-ID on this transfer: a list node of its own in front of its
+ * other headers, so that a shared list (a token's) stays shared.  An id
+ * that is not a valid request id is not sent; an empty one means none.
+ */
+
+void
+ngx_http_fanbase_curl_request_id(ngx_http_fanbase_curl_t *h, ngx_str_t *id)
+{
+    u_char  *p;
+
+    if (ngx_http_fanbase_id_valid_request(id) != NGX_OK) {
+        return;
+    }
+
+    p = ngx_cpymem(h->request_id_line, "X-Request-ID: ",
+                   sizeof("X-Request-ID: ") - 1);
+    p = ngx_cpymem(p, id->data, id->len);
+    *p = '\0';
+
+    h->request_id.data = (char *) h->request_id_line;
+}
+
+
 ngx_int_t
 ngx_http_fanbase_curl_start(ngx_http_fanbase_curl_t *h)
 {
-    CURLMcode  rc;
+    CURLMcode           rc;
+    struct curl_slist  *list;
 
-    if (h->headers != NULL) {
-        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
+    list = (h->headers != NULL) ? h->headers
+           : (h->hdr != NULL) ? h->hdr->headers : NULL;
 
-    } else if (h->hdr != NULL) {
-        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->hdr->headers);
+    if (h->request_id.data != NULL) {
+        h->request_id.next = list;
+        list = &h->request_id;
+    }
+
+    if (list != NULL) {
+        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, list);
     }
 
     h->len = 0;

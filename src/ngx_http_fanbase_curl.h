@@ -37,6 +37,9 @@ struct ngx_http_fanbase_curl_s {
     ngx_http_fanbase_upstream_conf_t  *conf;
     ngx_http_fanbase_headers_t *hdr;
     struct curl_slist            *headers;     /* its own, freed with it */
+    struct curl_slist             request_id;  /* X-Request-ID, or none */
+    u_char                        request_id_line[sizeof("X-Request-ID: ")
+                                      + NGX_HTTP_FANBASE_REQUEST_ID_MAX];
 
     CURLcode                      result;
     long                          status;
@@ -60,6 +63,8 @@ ngx_http_fanbase_curl_t *ngx_http_fanbase_curl_create(ngx_log_t *log,
     ngx_http_fanbase_upstream_conf_t *conf, const char *url);
 void ngx_http_fanbase_curl_post(ngx_http_fanbase_curl_t *h, u_char *body,
     size_t len);
+void ngx_http_fanbase_curl_request_id(ngx_http_fanbase_curl_t *h,
+    ngx_str_t *id);
 ngx_int_t ngx_http_fanbase_curl_start(ngx_http_fanbase_curl_t *h);
 void ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h);
 void ngx_http_fanbase_curl_headers_release(ngx_http_fanbase_headers_t *hdr);

@@ -384,6 +384,8 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
               ? NGX_HTTP_FANBASE_CALL_DELIVER : NGX_HTTP_FANBASE_CALL_TRACK;
     job->http = h;
 
+    ngx_http_fanbase_curl_request_id(h, &job->request_id_str);
+
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
         ngx_http_fanbase_curl_post(h, job->payload, job->payload_len);
 
@@ -568,8 +570,9 @@ ngx_http_fanbase_deliver_job_delivered(ngx_http_fanbase_job_t *job,
         }
 
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "fanbase: transaction \"%V\" delivered to Fanbase as "
-                      "\"%V\"", &job->id_str, &u.queue_id);
+                      "fanbase: transaction \"%V\" (request \"%V\") "
+                      "delivered to Fanbase as \"%V\"", &job->id_str,
+                      &job->request_id_str, &u.queue_id);
 
         u.status = FANBASE_STATUS_PROCESSING;
         u.delivered = 1;
@@ -883,8 +886,9 @@ ngx_http_fanbase_deliver_job_fail(ngx_http_fanbase_job_t *job, const char *code,
     ngx_http_fanbase_txn_update_t  u;
 
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "fanbase: transaction \"%V\" failed (%s): %V",
-                  &job->id_str, code, message);
+                  "fanbase: transaction \"%V\" (request \"%V\") failed "
+                  "(%s): %V", &job->id_str, &job->request_id_str, code,
+                  message);
 
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
         ngx_http_fanbase_metrics_count(NGX_HTTP_FANBASE_METRICS_DELIVERY,

@@ -14,6 +14,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_txn.h"
@@ -45,6 +46,10 @@ ngx_http_fanbase_health_handler(ngx_http_request_t *r)
     ngx_http_fanbase_shctx_t       *sh;
     ngx_http_fanbase_main_conf_t   *mcf;
     ngx_http_fanbase_txn_health_t   th;
+
+    if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD",

@@ -2,9 +2,9 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * Ids: what a Fanbase queue id and an edge transaction id may look like,
- * and the hash of an id in the scope of a credential set, by which every
- * table of the zone finds its records.
+ * Ids: what a Fanbase queue id, an edge transaction id and a request id
+ * may look like, and the hash of an id in the scope of a credential set,
+ * by which every table of the zone finds its records.
  */
 
 
@@ -65,6 +65,35 @@ ngx_http_fanbase_id_valid_txn(ngx_str_t *id)
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
               || (c >= 'A' && c <= 'F')))
         {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Request ids (X-Request-ID): 1 to 64 visible ASCII characters but the
+ * double quote and the backslash.  Nothing that could end or split a
+ * header (CR, LF, NUL, other controls), nor a quoted field of a log line
+ * ('request_id: "..."'), nor a JSON string, nor bytes a log reader could
+ * take for another encoding.
+ */
+
+ngx_int_t
+ngx_http_fanbase_id_valid_request(ngx_str_t *id)
+{
+    u_char  c, *p, *last;
+
+    if (id->len == 0 || id->len > NGX_HTTP_FANBASE_REQUEST_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (p = id->data, last = p + id->len; p < last; p++) {
+        c = *p;
+
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') {
             return NGX_DECLINED;
         }
     }

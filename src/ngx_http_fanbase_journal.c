@@ -221,7 +221,7 @@ ngx_http_fanbase_journal_txn_locked(ngx_http_fanbase_txn_t *t)
         return 0;
     }
 
-    p = ngx_http_fanbase_state_txn(b->data + b->len, t);
+    p = ngx_http_fanbase_state_txn(b->data + b->len, j->mcf, t);
     b->len = p - b->data;
     b->last = ++j->seq;
 

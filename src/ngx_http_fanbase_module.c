@@ -24,6 +24,7 @@
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_signature.h"
 #include "ngx_http_fanbase_state.h"
 #include "ngx_http_fanbase_status.h"
@@ -1607,8 +1608,9 @@ ngx_http_fanbase_webhook_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * After the http block: the response filter, and outbound webhooks, which
- * need their secret and take the http level's timeouts
+ * After the http block: the response filter, $request_id for request ids,
+ * and outbound webhooks, which need their secret and take the http level's
+ * timeouts
  */
 
 static ngx_int_t
@@ -1622,6 +1624,10 @@ ngx_http_fanbase_postconfiguration(ngx_conf_t *cf)
     if (ngx_http_fanbase_response_filter_init(cf) != NGX_OK
         || ngx_http_fanbase_metrics_init(cf) != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_fanbase_rid_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -40,6 +40,8 @@ ngx_http_fanbase_notice_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
+/* "size": room for the body and the request id after the header */
+
 ngx_http_fanbase_notice_t *
 ngx_http_fanbase_notice_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
     size_t size)
@@ -50,13 +52,22 @@ ngx_http_fanbase_notice_alloc_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-/* due now; n->body and n->len are set */
+/*
+ * Due now; n->body and n->len are set, and the request id (empty: none)
+ * goes after the body, in the room allocated for it
+ */
 
 void
 ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_notice_t *n, ngx_str_t *id, uint64_t created,
-    uint32_t attempts)
+    ngx_http_fanbase_notice_t *n, ngx_str_t *id, ngx_str_t *request_id,
+    uint64_t created, uint32_t attempts)
 {
+    n->request_id_len = (u_char) request_id->len;
+
+    if (request_id->len) {
+        ngx_memcpy(n->body + n->len, request_id->data, request_id->len);
+    }
+
     n->created = created;
     n->attempts = attempts;
     n->claim = 0;
@@ -81,11 +92,13 @@ ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
 
 ngx_int_t
 ngx_http_fanbase_notice_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_str_t *id, ngx_str_t *body, uint64_t created, uint32_t attempts)
+    ngx_str_t *id, ngx_str_t *body, ngx_str_t *request_id, uint64_t created,
+    uint32_t attempts)
 {
     ngx_http_fanbase_notice_t  *n;
 
-    n = ngx_http_fanbase_notice_alloc_locked(mcf, body->len);
+    n = ngx_http_fanbase_notice_alloc_locked(mcf,
+                                             body->len + request_id->len);
     if (n == NULL) {
         return NGX_ERROR;
     }
@@ -93,7 +106,8 @@ ngx_http_fanbase_notice_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memcpy(n->body, body->data, body->len);
     n->len = (uint32_t) body->len;
 
-    ngx_http_fanbase_notice_queue_locked(mcf, n, id, created, attempts);
+    ngx_http_fanbase_notice_queue_locked(mcf, n, id, request_id, created,
+                                         attempts);
 
     return NGX_OK;
 }
@@ -137,7 +151,7 @@ ngx_http_fanbase_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
     n = (ngx_http_fanbase_notice_t *) node;
 
     job = ngx_alloc(offsetof(ngx_http_fanbase_notice_job_t, data)
-                    + n->id_len + n->len, ngx_cycle->log);
+                    + n->id_len + n->len + n->request_id_len, ngx_cycle->log);
     if (job == NULL) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         *next = 1000;
@@ -162,7 +176,10 @@ ngx_http_fanbase_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
     p = ngx_cpymem(p, n->id, n->id_len);
     job->body.data = p;
     job->body.len = n->len;
-    ngx_memcpy(p, n->body, n->len);
+    p = ngx_cpymem(p, n->body, n->len);
+    job->request_id.data = p;
+    job->request_id.len = n->request_id_len;
+    ngx_memcpy(p, n->body + n->len, n->request_id_len);
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 

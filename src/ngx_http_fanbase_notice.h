@@ -22,8 +22,10 @@ typedef struct {
     uint32_t                      len;
     ngx_pid_t                     owner;
     u_char                        id_len;
+    u_char                        request_id_len;
     u_char                        id[NGX_HTTP_FANBASE_NOTICE_ID_MAX];
-    u_char                        body[1];     /* the transaction, JSON */
+    u_char                        body[1];     /* the transaction, JSON,
+                                                  then its request's id */
 } ngx_http_fanbase_notice_t;
 
 
@@ -36,8 +38,9 @@ typedef struct {
     uint64_t                      created;
     ngx_str_t                     id;
     ngx_str_t                     body;
+    ngx_str_t                     request_id;  /* empty: none */
     ngx_http_fanbase_curl_t      *http;
-    u_char                        data[1];     /* id, then body */
+    u_char                        data[1];     /* id, body, request id */
 } ngx_http_fanbase_notice_job_t;
 
 
@@ -46,11 +49,11 @@ ngx_int_t ngx_http_fanbase_notice_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 ngx_http_fanbase_notice_t *ngx_http_fanbase_notice_alloc_locked(
     ngx_http_fanbase_main_conf_t *mcf, size_t size);
 void ngx_http_fanbase_notice_queue_locked(ngx_http_fanbase_main_conf_t *mcf,
-    ngx_http_fanbase_notice_t *n, ngx_str_t *id, uint64_t created,
-    uint32_t attempts);
+    ngx_http_fanbase_notice_t *n, ngx_str_t *id, ngx_str_t *request_id,
+    uint64_t created, uint32_t attempts);
 ngx_int_t ngx_http_fanbase_notice_restore_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_str_t *id, ngx_str_t *body,
-    uint64_t created, uint32_t attempts);
+    ngx_str_t *request_id, uint64_t created, uint32_t attempts);
 ngx_http_fanbase_notice_job_t *ngx_http_fanbase_notice_claim(
     ngx_http_fanbase_main_conf_t *mcf, ngx_msec_t lease, ngx_msec_t *next);
 void ngx_http_fanbase_notice_finish(ngx_http_fanbase_main_conf_t *mcf,

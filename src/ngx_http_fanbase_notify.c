@@ -231,6 +231,9 @@ ngx_http_fanbase_notify_send(ngx_http_fanbase_notice_job_t *job)
 
     h->headers = list;
 
+    /* the id of the request that accepted the transaction; not signed */
+    ngx_http_fanbase_curl_request_id(h, &job->request_id);
+
     ngx_http_fanbase_curl_post(h, job->body.data, job->body.len);
 
     if (ngx_http_fanbase_curl_start(h) != NGX_OK) {
@@ -309,9 +312,10 @@ ngx_http_fanbase_notify_finish(ngx_http_fanbase_notice_job_t *job,
 
     } else if (drop) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "fanbase: notification \"%V\" dropped after %uD "
-                      "attempts over fanbase_notify_horizon; last: %s",
-                      &job->id, job->attempts + 1, why);
+                      "fanbase: notification \"%V\" (request \"%V\") "
+                      "dropped after %uD attempts over "
+                      "fanbase_notify_horizon; last: %s",
+                      &job->id, &job->request_id, job->attempts + 1, why);
 
     } else if (why != NULL
                && ngx_http_fanbase_logsum_count(

@@ -83,6 +83,7 @@ static ngx_int_t ngx_http_fanbase_state_load_file(
 static void ngx_http_fanbase_state_replay(ngx_http_fanbase_state_load_t *ld);
 static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
+static u_char *ngx_http_fanbase_state_rid(u_char *p, ngx_str_t *id);
 static u_char *ngx_http_fanbase_state_keys(u_char *p,
     ngx_http_fanbase_keys_t *keys, ngx_uint_t full, ngx_uint_t *records);
 static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
@@ -118,6 +119,7 @@ static yajl_val ngx_http_fanbase_state_get(yajl_val obj, const char *name,
 static uint64_t ngx_http_fanbase_state_uint(yajl_val obj, const char *name);
 static ngx_int_t ngx_http_fanbase_state_str(yajl_val obj, const char *name,
     ngx_str_t *s);
+static ngx_int_t ngx_http_fanbase_state_load_rid(yajl_val obj, ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out,
     size_t len);
 
@@ -428,6 +430,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
 {
     u_char                     *buf, *p;
     size_t                      size;
+    ngx_str_t                   rid;
     ngx_uint_t                  i, records;
     ngx_queue_t                *q, *queues[2];
     ngx_http_fanbase_txn_t     *t;
@@ -469,7 +472,9 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
          q = ngx_queue_next(q))
     {
         n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
-        size += 192 + FANBASE_JSON_ESCAPE_MAX * (n->id_len + n->len);
+        size += 192 + sizeof(",\"request_id\":\"\"")
+                + FANBASE_JSON_ESCAPE_MAX
+                  * (n->id_len + n->len + n->request_id_len);
     }
 
     buf = ngx_alloc(size, log);
@@ -485,7 +490,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              q != ngx_queue_sentinel(queues[i]);
              q = ngx_queue_next(q))
         {
-            p = ngx_http_fanbase_state_txn(p,
+            p = ngx_http_fanbase_state_txn(p, mcf,
                               ngx_queue_data(q, ngx_http_fanbase_txn_t,
                                              queue));
             records++;
@@ -507,7 +512,13 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
         p = ngx_sprintf(p, "\",\"created\":%uL,\"attempts\":%uD,\"body\":\"",
                         n->created, n->attempts);
         p = fanbase_json_escape(p, n->body, n->len);
-        p = ngx_cpymem(p, "\"}\n", 3);
+        *p++ = '"';
+
+        rid.data = n->body + n->len;
+        rid.len = n->request_id_len;
+        p = ngx_http_fanbase_state_rid(p, &rid);
+
+        p = ngx_cpymem(p, "}\n", 2);
         records++;
     }
 
@@ -584,7 +595,9 @@ ngx_http_fanbase_state_txn_size(ngx_http_fanbase_txn_t *t)
 
     size = 544 + FANBASE_JSON_ESCAPE_MAX
                  * (NGX_HTTP_FANBASE_ACCEPTED_LEN
-                    + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX));
+                    + ngx_max(t->payload_len, NGX_HTTP_FANBASE_ID_MAX))
+           + sizeof(",\"request_id\":\"\"")
+           + FANBASE_JSON_ESCAPE_MAX * t->request_id_len;
 
     for (e = ngx_queue_head(&t->events);
          e != ngx_queue_sentinel(&t->events);
@@ -599,8 +612,10 @@ ngx_http_fanbase_state_txn_size(ngx_http_fanbase_txn_t *t)
 
 
 u_char *
-ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
+ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
 {
+    ngx_str_t                  rid;
     ngx_uint_t                 first;
     ngx_queue_t               *q;
     ngx_http_fanbase_event_t  *ev;
@@ -631,6 +646,9 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
         p = fanbase_json_escape(p, t->data, t->payload_len);
         *p++ = '"';
     }
+
+    ngx_http_fanbase_txn_request_id(mcf, t, &rid);
+    p = ngx_http_fanbase_state_rid(p, &rid);
 
     p = ngx_cpymem(p, ",\"events\":[", sizeof(",\"events\":[") - 1);
 
@@ -663,6 +681,23 @@ ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t)
     }
 
     return ngx_cpymem(p, "]}\n", 3);
+}
+
+
+/* a record's "request_id" field, when it has one */
+
+static u_char *
+ngx_http_fanbase_state_rid(u_char *p, ngx_str_t *id)
+{
+    if (id->len == 0) {
+        return p;
+    }
+
+    p = ngx_cpymem(p, ",\"request_id\":\"", sizeof(",\"request_id\":\"") - 1);
+    p = fanbase_json_escape(p, id->data, id->len);
+    *p++ = '"';
+
+    return p;
 }
 
 
@@ -1379,6 +1414,11 @@ ngx_http_fanbase_state_load_txn(ngx_http_fanbase_state_load_t *ld,
         return NGX_DECLINED;
     }
 
+    if (ngx_http_fanbase_state_load_rid(v, &s.request_id) != NGX_OK) {
+        *why = "a transaction with an invalid request_id";
+        return NGX_DECLINED;
+    }
+
     if (ngx_http_fanbase_state_get(v, "payload", yajl_t_string) != NULL) {
         (void) ngx_http_fanbase_state_str(v, "payload", &s.payload);
 
@@ -1588,7 +1628,7 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
 {
     int                         too_deep;
     yajl_val                    obj;
-    ngx_str_t                   id, body;
+    ngx_str_t                   id, body, rid;
 
     if (ngx_http_fanbase_state_str(v, "id", &id) != NGX_OK
         || ngx_http_fanbase_id_valid(&id) != NGX_OK
@@ -1600,6 +1640,11 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
 
     if (ngx_http_fanbase_state_str(v, "body", &body) != NGX_OK) {
         *why = "a notification without a body";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_fanbase_state_load_rid(v, &rid) != NGX_OK) {
+        *why = "a notification with an invalid request_id";
         return NGX_DECLINED;
     }
 
@@ -1618,7 +1663,7 @@ ngx_http_fanbase_state_load_notice(ngx_http_fanbase_state_load_t *ld,
 
     yajl_tree_free(obj);
 
-    return ngx_http_fanbase_notice_restore_locked(ld->mcf, &id, &body,
+    return ngx_http_fanbase_notice_restore_locked(ld->mcf, &id, &body, &rid,
                               ngx_http_fanbase_state_uint(v, "created"),
                               (uint32_t) ngx_http_fanbase_state_uint(v,
                                                                 "attempts"));
@@ -1730,6 +1775,37 @@ ngx_http_fanbase_state_str(yajl_val obj, const char *name, ngx_str_t *s)
 
     s->data = (u_char *) YAJL_GET_STRING(v);
     s->len = ngx_strlen(s->data);
+
+    return NGX_OK;
+}
+
+
+/*
+ * "request_id", optional (files written before request ids have none):
+ * absent, or a string that is a valid request id; NGX_DECLINED otherwise
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_load_rid(yajl_val obj, ngx_str_t *id)
+{
+    size_t  i;
+
+    ngx_str_null(id);
+
+    for (i = 0; i < obj->u.object.len; i++) {
+        if (ngx_strcmp(obj->u.object.keys[i], "request_id") != 0) {
+            continue;
+        }
+
+        if (!YAJL_IS_STRING(obj->u.object.values[i])) {
+            return NGX_DECLINED;
+        }
+
+        id->data = (u_char *) YAJL_GET_STRING(obj->u.object.values[i]);
+        id->len = ngx_strlen(id->data);
+
+        return ngx_http_fanbase_id_valid_request(id);
+    }
 
     return NGX_OK;
 }

@@ -22,7 +22,8 @@ ngx_int_t ngx_http_fanbase_state_init_process(ngx_cycle_t *cycle,
 void ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     ngx_uint_t force, ngx_log_t *log);
 size_t ngx_http_fanbase_state_txn_size(ngx_http_fanbase_txn_t *t);
-u_char *ngx_http_fanbase_state_txn(u_char *p, ngx_http_fanbase_txn_t *t);
+u_char *ngx_http_fanbase_state_txn(u_char *p,
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 size_t ngx_http_fanbase_state_key_size(ngx_http_fanbase_idem_t *k);
 u_char *ngx_http_fanbase_state_key(u_char *p, ngx_http_fanbase_idem_t *k,
     ngx_uint_t full);

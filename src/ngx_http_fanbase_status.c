@@ -19,6 +19,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_status.h"
@@ -61,6 +62,10 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
     ngx_str_t                       id;
     ngx_http_cleanup_t             *cln;
     ngx_http_fanbase_status_ctx_t  *ctx;
+
+    if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD",

@@ -21,6 +21,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_submit.h"
 
@@ -46,6 +47,10 @@ ngx_int_t
 ngx_http_fanbase_submit_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
+
+    if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (!(r->method & NGX_HTTP_POST)) {
         return ngx_http_fanbase_response_not_allowed(r, "POST",

@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_variables.h"
@@ -96,6 +97,10 @@ ngx_http_fanbase_transaction_handler(ngx_http_request_t *r)
     ngx_str_t                            id;
     ngx_http_fanbase_loc_conf_t         *lcf;
     ngx_http_fanbase_transaction_ctx_t  *ctx;
+
+    if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
         return ngx_http_fanbase_response_not_allowed(r, "GET, HEAD, DELETE",

@@ -42,7 +42,10 @@ static void ngx_http_fanbase_txn_unschedule_locked(
     ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t);
 static ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_insert_locked(
     ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, u_char *id,
-    uint32_t hash, ngx_str_t *payload, ngx_msec_t due);
+    uint32_t hash, ngx_str_t *payload, ngx_str_t *request_id,
+    ngx_msec_t due);
+static void ngx_http_fanbase_txn_request_id_free_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t);
 static ngx_int_t ngx_http_fanbase_txn_add_event_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_t *t,
     ngx_str_t *event);
@@ -211,6 +214,30 @@ ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created)
 }
 
 
+/* the id of the request that accepted "t", in the zone; empty: none */
+
+void
+ngx_http_fanbase_txn_request_id(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_str_t *id)
+{
+    id->len = t->request_id_len;
+    id->data = t->request_id ? (u_char *) mcf->shpool + t->request_id : NULL;
+}
+
+
+static void
+ngx_http_fanbase_txn_request_id_free_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t)
+{
+    if (t->request_id) {
+        ngx_slab_free_locked(mcf->shpool,
+                             (u_char *) mcf->shpool + t->request_id);
+        t->request_id = 0;
+        t->request_id_len = 0;
+    }
+}
+
+
 /*
  * NGX_OK: created; NGX_DONE: an earlier transaction with the same
  * Idempotency-Key and body, its id in nt->id; NGX_DECLINED: the key was
@@ -261,7 +288,7 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     t = ngx_http_fanbase_txn_insert_locked(mcf, lcf->scope, nt->id, hash,
-                                           &nt->payload, 0);
+                                           &nt->payload, &nt->request_id, 0);
     if (t == NULL) {
         sh->txn_full = 1;
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -310,15 +337,17 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
 /*
  * A new pending transaction of "scope", due after "delay" ms (0: now):
- * the record and a copy of the payload, or NULL and nothing when the zone
- * has no room for them.  "hash" is that of the scope and the id.
+ * the record and copies of the payload and of the accepting request's id,
+ * or NULL and nothing when the zone has no room for them.  "hash" is that
+ * of the scope and the id.
  */
 
 static ngx_http_fanbase_txn_t *
 ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, u_char *id, uint32_t hash, ngx_str_t *payload,
-    ngx_msec_t delay)
+    ngx_str_t *request_id, ngx_msec_t delay)
 {
+    u_char                    *p;
     ngx_http_fanbase_txn_t    *t;
     ngx_http_fanbase_shctx_t  *sh;
 
@@ -352,6 +381,27 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
 
         ngx_memcpy(t->data, payload->data, payload->len);
         t->payload_len = (uint32_t) payload->len;
+    }
+
+    /*
+     * the request id has a chunk of its own (32 bytes for nginx's), found
+     * by its offset in the zone: the record has no room for a pointer
+     */
+
+    if (request_id->len) {
+        p = ngx_http_fanbase_zone_alloc_locked(mcf, request_id->len);
+        if (p == NULL) {
+            if (t->data != NULL) {
+                ngx_slab_free_locked(mcf->shpool, t->data);
+            }
+
+            ngx_slab_free_locked(mcf->shpool, t);
+            return NULL;
+        }
+
+        ngx_memcpy(p, request_id->data, request_id->len);
+        t->request_id = (uint32_t) (p - (u_char *) mcf->shpool);
+        t->request_id_len = (unsigned) request_id->len;
     }
 
     t->hash = hash;
@@ -687,6 +737,7 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_msec_t lease, ngx_msec_t *next)
 {
     ngx_msec_t                   now;
+    ngx_str_t                    rid;
     ngx_pid_t                    owner;
     ngx_uint_t                   parked;
     ngx_rbtree_node_t           *node, *root, *sentinel;
@@ -791,6 +842,12 @@ ngx_http_fanbase_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_memcpy(job->id, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     job->id_str.data = job->id;
     job->id_str.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    ngx_http_fanbase_txn_request_id(mcf, t, &rid);
+    if (rid.len) {
+        ngx_memcpy(job->request_id, rid.data, rid.len);
+    }
+    job->request_id_str.data = job->request_id;
+    job->request_id_str.len = rid.len;
     if (job->kind == NGX_HTTP_FANBASE_JOB_TRACK) {
         ngx_memcpy(job->queue_id, t->data, t->queue_id_len);
         job->queue_id_len = t->queue_id_len;
@@ -1324,7 +1381,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
         /* a transaction the edge did not accept: nothing to deliver */
 
         t = ngx_http_fanbase_txn_insert_locked(mcf, hk->scope, hk->id.data,
-                                               hid, &empty, 0);
+                                               hid, &empty, &empty, 0);
         if (t == NULL) {
             ngx_http_fanbase_keys_delete_locked(mcf, &sh->hooks, k);
             ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1534,7 +1591,10 @@ ngx_http_fanbase_txn_unowned_locked(ngx_http_fanbase_main_conf_t *mcf,
 }
 
 
-/* out of the schedule, into the evictable LRU; its payload is not needed */
+/*
+ * out of the schedule, into the evictable LRU; its payload and request id
+ * are not needed
+ */
 
 static void
 ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
@@ -1551,6 +1611,9 @@ ngx_http_fanbase_txn_terminal_locked(ngx_http_fanbase_main_conf_t *mcf,
         t->payload_len = 0;
     }
 
+    /* it ended: no call nor notification will carry its request's id */
+    ngx_http_fanbase_txn_request_id_free_locked(mcf, t);
+
     t->owner = 0;
 }
 
@@ -1565,13 +1628,15 @@ ngx_http_fanbase_txn_notice_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, ngx_log_t *log)
 {
     u_char                     *p;
-    ngx_str_t                   id;
+    ngx_str_t                   id, rid;
     ngx_http_fanbase_notice_t  *n;
     u_char                      buf[NGX_HTTP_FANBASE_NOTICE_ID_MAX];
 
     if (mcf->notify_url.len == 0) {
         return;
     }
+
+    ngx_http_fanbase_txn_request_id(mcf, t, &rid);
 
     /* the same id for every attempt, another for every status */
 
@@ -1582,7 +1647,8 @@ ngx_http_fanbase_txn_notice_locked(ngx_http_fanbase_main_conf_t *mcf,
              - buf;
 
     n = ngx_http_fanbase_notice_alloc_locked(mcf,
-                                       ngx_http_fanbase_txn_json_size(t));
+                                       ngx_http_fanbase_txn_json_size(t)
+                                       + rid.len);
     if (n == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "fanbase: zone \"%V\" is full, the notification "
@@ -1593,7 +1659,7 @@ ngx_http_fanbase_txn_notice_locked(ngx_http_fanbase_main_conf_t *mcf,
     p = ngx_http_fanbase_txn_json(n->body, t);
     n->len = (uint32_t) (p - n->body);
 
-    ngx_http_fanbase_notice_queue_locked(mcf, n, &id,
+    ngx_http_fanbase_notice_queue_locked(mcf, n, &id, &rid,
                                          ngx_http_fanbase_time_now(), 0);
 }
 
@@ -1710,6 +1776,8 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
         ngx_slab_free_locked(mcf->shpool, t->data);
     }
 
+    ngx_http_fanbase_txn_request_id_free_locked(mcf, t);
+
     if (t->qid != NULL) {
         *t->qid->hash_prev = t->qid->hash_next;
 
@@ -1751,16 +1819,18 @@ ngx_http_fanbase_txn_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_saved_t *s, ngx_http_fanbase_txn_t **tp)
 {
     uint32_t                 hash;
-    ngx_str_t                payload, queue_id;
+    ngx_str_t                payload, queue_id, request_id;
     ngx_http_fanbase_txn_t  *t;
 
     payload = s->payload;
     queue_id = s->queue_id;
+    request_id = s->request_id;
 
     if (fanbase_status_terminal(s->status)) {
-        /* an ended transaction keeps neither: its events tell the rest */
+        /* an ended transaction keeps none: its events tell the rest */
         ngx_str_null(&payload);
         ngx_str_null(&queue_id);
+        ngx_str_null(&request_id);
 
     } else if (queue_id.len) {
         /* delivered: the queue id takes the payload's place */
@@ -1777,7 +1847,7 @@ ngx_http_fanbase_txn_restore_locked(ngx_http_fanbase_main_conf_t *mcf,
     hash = ngx_http_fanbase_id_hash(s->scope, s->id.data, s->id.len);
 
     t = ngx_http_fanbase_txn_insert_locked(mcf, s->scope, s->id.data, hash,
-                                           &payload, 0);
+                                           &payload, &request_id, 0);
     if (t == NULL) {
         return NGX_ERROR;
     }

@@ -63,6 +63,10 @@ struct ngx_http_fanbase_txn_s {
     unsigned                      sent:1;      /* a POST may have left */
     unsigned                      scheduled:2; /* NGX_HTTP_FANBASE_... */
     unsigned                      accepted:1;  /* the first event, implied */
+    unsigned                      request_id_len:7;
+    uint32_t                      request_id;  /* the accepting request's
+                                                  id: its chunk's offset in
+                                                  the zone, 0: none */
     ngx_http_fanbase_qid_t       *qid;         /* its queue id's index */
 };
 
@@ -95,6 +99,7 @@ typedef struct {
     u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
     ngx_str_t                     payload;
     ngx_str_t                     idem_key;    /* empty: none */
+    ngx_str_t                     request_id;  /* empty: none */
     u_char                        digest[16];  /* MD5 of the payload */
     ngx_http_fanbase_loc_conf_t  *lcf;
     uint64_t                      seq;         /* its journal record */
@@ -111,6 +116,8 @@ typedef struct {
     ngx_uint_t                    kind;
     u_char                        id[NGX_HTTP_FANBASE_TXN_ID_LEN];
     ngx_str_t                     id_str;
+    u_char                        request_id[NGX_HTTP_FANBASE_REQUEST_ID_MAX];
+    ngx_str_t                     request_id_str; /* empty: none */
     u_char                        queue_id[NGX_HTTP_FANBASE_ID_MAX];
     size_t                        queue_id_len;
     uint32_t                      claim;
@@ -154,6 +161,7 @@ typedef struct {
     ngx_uint_t                    status;
     ngx_str_t                     payload;     /* empty: none */
     ngx_str_t                     queue_id;    /* empty: not delivered */
+    ngx_str_t                     request_id;  /* empty: none */
     uint64_t                      created;
     uint64_t                      updated;
     uint64_t                      deliver_by;
@@ -235,6 +243,8 @@ void ngx_http_fanbase_txn_forget_locked(ngx_http_fanbase_main_conf_t *mcf,
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
+void ngx_http_fanbase_txn_request_id(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_txn_t *t, ngx_str_t *id);
 ngx_int_t ngx_http_fanbase_txn_restore_locked(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_saved_t *s,
     ngx_http_fanbase_txn_t **tp);

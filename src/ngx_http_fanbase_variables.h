@@ -21,6 +21,7 @@
  */
 
 typedef struct {
+    ngx_str_t                     request_id;  /* ngx_http_fanbase_rid.c */
     ngx_str_t                     transaction_id;
     ngx_str_t                     queue_id;
     const char                   *error;       /* the code we answered */

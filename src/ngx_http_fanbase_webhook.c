@@ -21,6 +21,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
+#include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_signature.h"
 #include "ngx_http_fanbase_store.h"
 #include "ngx_http_fanbase_time.h"
@@ -70,6 +71,10 @@ ngx_http_fanbase_webhook_handler(ngx_http_request_t *r)
     ngx_int_t                     rc;
     const char                   *reason;
     ngx_http_fanbase_loc_conf_t  *lcf;
+
+    if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_fanbase_response_not_allowed(r, "POST",

@@ -211,7 +211,8 @@ my $fit64;
 
 
 # (4) how many asynchronous transactions a megabyte holds while Fanbase is
-# down (pending, never evicted): record, payload and first event
+# down (pending, never evicted): record, payload, the id of the request
+# that accepted it (nginx's $request_id: 32 bytes) and first event
 
 {
     my $t = FanbaseTest->new(
@@ -236,8 +237,8 @@ CONF
     my $each = $n ? sprintf('%.0f', 1048576 / $n) : 'n/a';
     diag("MEASURE: zone 1m holds $n pending asynchronous transactions "
          . "(a " . length($SUBMIT[3]) . "-byte body): $each bytes each");
-    cmp_ok($n, '>=', 3000,
-           'a 1m zone holds at least 3000 pending asynchronous transactions');
+    cmp_ok($n, '>=', 2700,
+           'a 1m zone holds at least 2700 pending asynchronous transactions');
 
     $t->stop;
 }

@@ -6,7 +6,8 @@
 # webhook-id of other bytes than visible ASCII, a signed webhook nested
 # 300,000 levels deep, an error text that takes six times its length once
 # escaped, and state files with bad, deep, inconsistent or truncated
-# records.  Whatever comes in, every answer is valid JSON in valid UTF-8,
+# records, and request ids that are not what X-Request-ID may be.
+# Whatever comes in, every answer is valid JSON in valid UTF-8,
 # the state file stays readable record by record, a restart keeps every
 # transaction, and no worker dies.  The state file is fsynced before its
 # rename and its directory after.
@@ -316,6 +317,64 @@ sub txn_line {
                                        return scalar(<$fh>) eq qq({"version":2}\n) },
                                  timeout => 5) },
        'version 1 state: the next save is version 2');
+    $t->stop;
+}
+
+# Request ids (optional: older files have none) are checked as the doors
+# check X-Request-ID: a transaction or notification with a bad one is
+# skipped; a good one is loaded and its delivery carries it.
+{
+    my $note = sub {
+        my ($n, %f) = @_;
+        JSON::PP->new->canonical->ascii->encode({ type => 'notification',
+            id => "msg_$n", created => 1764842400000, attempts => 0,
+            body => '{"id":"' . $UUID->($n) . '","status":"processing"}', %f });
+    };
+    my $t = up(edge(files => { 'notify.secret' => webhook_secret() . "\n" },
+                    args => { http => edge_http(timeout => '3s', state => $STATE,
+                        extra => "fanbase_notify %%MOCK%%/_site/hook;\n"
+                            . "fanbase_notify_secret_file %%DIR%%/notify.secret;\n") },
+                    state => sub { join("\n",
+        '{"version":2}',
+        txn_line(41, request_id => 'kept-41'),
+        txn_line(42, request_id => 'bad id'),
+        txn_line(43, request_id => 'x' x 65),
+        txn_line(44, request_id => 44),
+        txn_line(45, request_id => ''),
+        txn_line(46, request_id => 'bad"46'),
+        txn_line(47),
+        $note->(48, request_id => 'kept-48'),
+        $note->(49, request_id => "caf\x{e9}"),
+        '{"end":9}') . "\n" }));
+
+    ok(strict_tx($t, $UUID->(41)), 'request ids: a valid one is loaded');
+    ok(strict_tx($t, $UUID->(47)), 'request ids: a record without one is loaded');
+    is(scalar(grep { strict_tx($t, $UUID->($_)) } 42 .. 46), 0,
+       'request ids: records with invalid ones are not');
+    for my $l (3 .. 7) {
+        $t->log_like(qr/\[warn\].*line $l: the record is skipped: a transaction with an invalid request_id/,
+                     "request ids: line $l skipped at warn");
+    }
+    $t->log_like(qr/\[warn\].*line 10: the record is skipped: a notification with an invalid request_id/,
+                 'request ids: the notification with an invalid one skipped at warn');
+    $t->log_unlike(qr/bad id|bad"46|x{65}/, 'request ids: never written to the log');
+
+    my %rid;
+    $t->wait_for(sub {
+        %rid = map { (JSON::PP->new->decode($_->{body})->{data}{n} // '')
+                     => ($_->{headers}{'x-request-id'} || ['(none)'])->[0] }
+               @{ $t->queue_posts };
+        return exists $rid{41} && exists $rid{47};
+    }, timeout => 10);
+    is($rid{41}, 'kept-41', 'request ids: the loaded one goes with the delivery');
+    is($rid{47}, '(none)', 'request ids: none for a record that had none');
+
+    my $hooks = $t->wait_for(sub {
+        my $r = $t->mock_site_requests(id => 'msg_48');
+        return @$r ? $r : undef;
+    }, timeout => 10) || [];
+    is(join(',', map { ($_->{headers}{'x-request-id'} || ['(none)'])->[0] } @$hooks),
+       'kept-48', 'request ids: the loaded notification is sent with its id');
     $t->stop;
 }
 

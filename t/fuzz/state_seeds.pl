@@ -202,6 +202,27 @@ seed('v2-events', v2(
         events => [map { event('completed', "e$_") } 1 .. 3]),
     '{"end":2}'));
 
+# request ids (optional): valid ones at both ends of the length, and each
+# way of being invalid, on transactions and notifications
+seed('v2-request-id', v2(
+    txn(80, request_id => 'r'),
+    txn(81, request_id => 'k' x 64, status => 'processing', payload => undef,
+        queue_id => 'q-81'),
+    txn(82, request_id => '0123456789abcdef0123456789abcdef',
+        status => 'completed', payload => undef),
+    txn(83, request_id => 'k' x 65),
+    txn(84, request_id => ''),
+    txn(85, request_id => 'a b'),
+    txn(86, request_id => 'a"b'),
+    txn(87, request_id => "a\\b"),
+    txn(88, request_id => "caf\x{e9}"),
+    txn(89, request_id => 89),
+    txn(90, request_id => undef),
+    notice('msg_80', request_id => 'r-80'),
+    notice('msg_81', request_id => "a\tb"),
+    notice('msg_82', request_id => JSON::PP::true),
+    '{"end":14}'));
+
 # a zone that fills up: transactions of 255 tiny events (a 32-byte chunk
 # each for 5 bytes of file), then keys and a notification
 my @full = map { txn(100 + $_, max_events => 255,
