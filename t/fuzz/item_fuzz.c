@@ -10,15 +10,20 @@
  * JSON object; on failure an item with nothing left to free; the same
  * input parsed twice gives the same item; an input is invalid exactly when
  * the submission check finds it invalid (the same JSON grammar).  The free
- * function is always called, and called twice.
+ * function is always called, and called twice.  An item rendered back (as
+ * the edge answers a status, with and without "msg") fits in its size and
+ * is an object that yajl reads, with the item's id.
  */
 
+
+#include <yajl/yajl_tree.h>
 
 #include "ngx_http_fanbase_json.h"
 #include "fuzz.h"
 
 
 static void fuzz_item_str(const fanbase_item_t *item, const fanbase_str_t *s);
+static void fuzz_item_render(const fanbase_item_t *item, int show_msg);
 static void fuzz_item_same(const fanbase_item_t *a, const fanbase_item_t *b);
 
 
@@ -58,6 +63,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                      item.msg.len, &err)
                        != FANBASE_JSON_INVALID);
         }
+
+        fuzz_item_render(&item, 0);
+        fuzz_item_render(&item, 1);
 
     } else {
         fuzz_check(item.pool == NULL && item.id.data == NULL);
@@ -106,4 +114,40 @@ fuzz_item_same(const fanbase_item_t *a, const fanbase_item_t *b)
     fuzz_check(a->msg.data == b->msg.data && a->msg.len == b->msg.len);
     fuzz_check(a->icode_set == b->icode_set && a->icode == b->icode);
     fuzz_check(a->status == b->status);
+}
+
+
+static void
+fuzz_item_render(const fanbase_item_t *item, int show_msg)
+{
+    size_t       size, len;
+    uint8_t     *doc;
+    yajl_val     v, id;
+    const char  *s;
+
+    static const char  *id_path[] = { "id", NULL };
+
+    size = fanbase_json_item_size(item, show_msg);
+    doc = malloc(size + 1);
+    fuzz_check(doc != NULL);
+
+    len = fanbase_json_render_item(doc, item, show_msg) - doc;
+    fuzz_check(len <= size);
+    fuzz_check(memchr(doc, '\0', len) == NULL);
+    doc[len] = '\0';
+
+    v = yajl_tree_parse((const char *) doc, NULL, 0);
+    fuzz_check(v != NULL && YAJL_IS_OBJECT(v));
+
+    id = yajl_tree_get(v, id_path, yajl_t_string);
+    fuzz_check(id != NULL);
+    s = YAJL_GET_STRING(id);
+
+    if (memchr(item->id.data, '\0', item->id.len) == NULL) {
+        fuzz_check(strlen(s) == item->id.len
+                   && memcmp(s, item->id.data, item->id.len) == 0);
+    }
+
+    yajl_tree_free(v);
+    free(doc);
 }
