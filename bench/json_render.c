@@ -90,6 +90,11 @@ static yajl_gen_status gen_accepted(yajl_gen g);
 static yajl_gen_status gen_event(yajl_gen g);
 static yajl_gen_status gen_transaction(yajl_gen g);
 static yajl_gen_status gen_strings(yajl_gen g);
+static yajl_gen_status gen_key(yajl_gen g, const char *key);
+static yajl_gen_status gen_field(yajl_gen g, const char *key,
+    const fanbase_str_t *s);
+static yajl_gen_status gen_cfield(yajl_gen g, const char *key,
+    const char *s);
 static yajl_gen_status gen_str(yajl_gen g, const fanbase_str_t *s);
 static yajl_gen_status gen_raw(yajl_gen g, const fanbase_str_t *s);
 static size_t yajl_new(unsigned char *buf);
@@ -446,13 +451,6 @@ hand_strings(unsigned char *buf)
  * are evaluated in no set order); the statuses or'ed, ok is 0
  */
 
-#define gen_key(g, k)                                                        \
-    yajl_gen_string(g, (const unsigned char *) k, sizeof(k) - 1)
-
-#define gen_cstr(g, s)                                                       \
-    yajl_gen_string(g, (const unsigned char *) s, strlen(s))
-
-
 static yajl_gen_status
 gen_error(yajl_gen g)
 {
@@ -463,14 +461,11 @@ gen_error(yajl_gen g)
     rc |= yajl_gen_map_open(g);
     rc |= gen_key(g, "status");
     rc |= yajl_gen_integer(g, 503);
-    rc |= gen_key(g, "code");
-    rc |= gen_cstr(g, err_code);
-    rc |= gen_key(g, "message");
-    rc |= gen_cstr(g, err_message);
-    rc |= yajl_gen_map_close(g);
+    rc |= gen_cfield(g, "code", err_code);
+    rc |= gen_cfield(g, "message", err_message);
     rc |= yajl_gen_map_close(g);
 
-    return rc;
+    return rc | yajl_gen_map_close(g);
 }
 
 
@@ -480,26 +475,20 @@ gen_item(yajl_gen g)
     int  rc;
 
     rc = yajl_gen_map_open(g);
-    rc |= gen_key(g, "id");
-    rc |= gen_str(g, &item.id);
-    rc |= gen_key(g, "created");
-    rc |= gen_str(g, &item.created);
+    rc |= gen_field(g, "id", &item.id);
+    rc |= gen_field(g, "created", &item.created);
     rc |= gen_key(g, "iCode");
     rc |= item.icode_set ? yajl_gen_integer(g, item.icode)
                          : yajl_gen_null(g);
-    rc |= gen_key(g, "iMsg");
-    rc |= gen_str(g, &item.imsg);
-    rc |= gen_key(g, "processDate");
-    rc |= gen_str(g, &item.process_date);
-    rc |= gen_key(g, "processStatus");
-    rc |= gen_cstr(g, fanbase_json_status_name(item.status));
-    rc |= gen_key(g, "processMsg");
-    rc |= gen_str(g, &item.process_msg);
+    rc |= gen_field(g, "iMsg", &item.imsg);
+    rc |= gen_field(g, "processDate", &item.process_date);
+    rc |= gen_cfield(g, "processStatus",
+                     fanbase_json_status_name(item.status));
+    rc |= gen_field(g, "processMsg", &item.process_msg);
     rc |= gen_key(g, "msg");
     rc |= yajl_gen_null(g);
-    rc |= yajl_gen_map_close(g);
 
-    return rc;
+    return rc | yajl_gen_map_close(g);
 }
 
 
@@ -509,18 +498,15 @@ gen_accepted(yajl_gen g)
     int  rc;
 
     rc = yajl_gen_map_open(g);
-    rc |= gen_key(g, "transaction_id");
-    rc |= gen_str(g, &txn_id);
+    rc |= gen_field(g, "transaction_id", &txn_id);
     rc |= gen_key(g, "links");
     rc |= yajl_gen_array_open(g);
     rc |= yajl_gen_map_open(g);
-    rc |= gen_key(g, "path");
-    rc |= gen_str(g, &txn_path);
+    rc |= gen_field(g, "path", &txn_path);
     rc |= yajl_gen_map_close(g);
     rc |= yajl_gen_array_close(g);
-    rc |= yajl_gen_map_close(g);
 
-    return rc;
+    return rc | yajl_gen_map_close(g);
 }
 
 
@@ -532,19 +518,14 @@ gen_event(yajl_gen g)
     static fanbase_str_t  empty = S("{}");
 
     rc = yajl_gen_map_open(g);
-    rc |= gen_key(g, "event");
-    rc |= gen_cstr(g, event.kind);
-    rc |= gen_key(g, "message");
-    rc |= gen_str(g, &event.message);
+    rc |= gen_cfield(g, "event", event.kind);
+    rc |= gen_field(g, "message", &event.message);
     rc |= gen_key(g, "data");
     rc |= gen_raw(g, event.data.len ? &event.data : &empty);
-    rc |= gen_key(g, "status");
-    rc |= gen_cstr(g, fanbase_json_status_name(event.status));
-    rc |= gen_key(g, "created_at");
-    rc |= gen_str(g, &event.created_at);
-    rc |= yajl_gen_map_close(g);
+    rc |= gen_cfield(g, "status", fanbase_json_status_name(event.status));
+    rc |= gen_field(g, "created_at", &event.created_at);
 
-    return rc;
+    return rc | yajl_gen_map_close(g);
 }
 
 
@@ -553,6 +534,7 @@ gen_transaction(yajl_gen g)
 {
     int            i, rc;
     unsigned char  code[8];
+    fanbase_str_t  c;
 
     static fanbase_str_t  trigger = S(FANBASE_JSON_TRIGGER);
 
@@ -564,21 +546,17 @@ gen_transaction(yajl_gen g)
         }
     }
 
+    c.data = code;
+    c.len = 8;
+
     rc = yajl_gen_map_open(g);
-    rc |= gen_key(g, "created_at");
-    rc |= gen_str(g, &head.created_at);
-    rc |= gen_key(g, "updated_at");
-    rc |= gen_str(g, &head.updated_at);
-    rc |= gen_key(g, "id");
-    rc |= gen_str(g, &head.id);
-    rc |= gen_key(g, "code");
-    rc |= yajl_gen_string(g, code, 8);
-    rc |= gen_key(g, "operation");
-    rc |= gen_key(g, "create");
-    rc |= gen_key(g, "trigger_endpoint");
-    rc |= gen_str(g, &trigger);
-    rc |= gen_key(g, "status");
-    rc |= gen_cstr(g, fanbase_json_status_name(head.status));
+    rc |= gen_field(g, "created_at", &head.created_at);
+    rc |= gen_field(g, "updated_at", &head.updated_at);
+    rc |= gen_field(g, "id", &head.id);
+    rc |= gen_field(g, "code", &c);
+    rc |= gen_cfield(g, "operation", "create");
+    rc |= gen_field(g, "trigger_endpoint", &trigger);
+    rc |= gen_cfield(g, "status", fanbase_json_status_name(head.status));
     rc |= gen_key(g, "events");
     rc |= yajl_gen_array_open(g);
 
@@ -587,9 +565,8 @@ gen_transaction(yajl_gen g)
     }
 
     rc |= yajl_gen_array_close(g);
-    rc |= yajl_gen_map_close(g);
 
-    return rc;
+    return rc | yajl_gen_map_close(g);
 }
 
 
@@ -605,9 +582,37 @@ gen_strings(yajl_gen g)
     rc |= gen_str(g, &item.process_date);
     rc |= gen_str(g, &status_name);
     rc |= gen_str(g, &item.process_msg);
-    rc |= yajl_gen_array_close(g);
 
-    return rc;
+    return rc | yajl_gen_array_close(g);
+}
+
+
+static yajl_gen_status
+gen_key(yajl_gen g, const char *key)
+{
+    return yajl_gen_string(g, (const unsigned char *) key, strlen(key));
+}
+
+
+static yajl_gen_status
+gen_field(yajl_gen g, const char *key, const fanbase_str_t *s)
+{
+    int  rc;
+
+    rc = gen_key(g, key);
+
+    return rc | gen_str(g, s);
+}
+
+
+static yajl_gen_status
+gen_cfield(yajl_gen g, const char *key, const char *s)
+{
+    int  rc;
+
+    rc = gen_key(g, key);
+
+    return rc | yajl_gen_string(g, (const unsigned char *) s, strlen(s));
 }
 
 
