@@ -16,6 +16,10 @@
 #            the libcurl work of a submission alone, against the fast mock
 #            (the row "libcurl floor"); with valgrind, the same and the
 #            edge's paths under callgrind (instructions per request)
+#   - build/bench/json_render (bench/json_render.c, built by
+#            bench/Makefile): the module's hand-written JSON documents
+#            against yajl_gen's, at the end, once every server is stopped
+#            (the row "JSON rendering")
 #
 # wrk posts the body of bench/post.lua; in the row "webhooks" it sends, with
 # bench/webhook.lua, a list of signed messages generated right before each
@@ -45,6 +49,7 @@ use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
 use FindBin;
 use JSON::PP;
+use List::Util qw(min);
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
@@ -88,6 +93,7 @@ my $WH_LUA = "$BENCH/webhook.lua";
 my $DOC    = "$TOP/docs/performance.md";
 my $WRK    = 'wrk';
 my $FLOOR  = $ENV{BENCH_FLOOR} // "$TOP/build/bench/curl_floor";
+my $RENDER = $ENV{BENCH_RENDER} // "$TOP/build/bench/json_render";
 my $HZ     = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 
 # callgrind (instruction counts) unless BENCH_CALLGRIND=0 or no valgrind
@@ -592,6 +598,35 @@ sub floor_run {
 }
 
 
+# --- json_render ----------------------------------------------------------
+
+# The documents of build/bench/json_render, in its order: name, bytes, how
+# the outputs compare, ns per render by hand, by yajl_gen with a new
+# generator each and with one reused, the faster yajl_gen over hand, and
+# that ratio's lowest and highest in a single round.
+sub json_row {
+    phase('JSON rendering');
+    print "\n== JSON rendering: the module's hand-written documents against yajl_gen\n";
+    my $text = `$RENDER 2>&1`;
+    my $st = $? >> 8;
+    print $text =~ s/^json_render: .*\n//mgr =~ s/^/   /mgr;
+    my (@docs, @errors);
+    for ($text =~ /^json_render: (\w+ \d+ \S+ .*)$/mg) {
+        my %d;
+        @d{qw(name bytes outputs hand yajl_new yajl_reused ratio low high)}
+            = split ' ';
+        push @docs, \%d;
+        push @errors, "$d{name}: the outputs are $d{outputs}"
+            unless $d{outputs} =~ /^(byte-identical|semantically-equal)$/;
+    }
+    push @errors, 'json_render printed no document' unless @docs;
+    push @errors, "json_render exit status $st" if $st;
+    my @r = sort { $a->{ratio} <=> $b->{ratio} } @docs;
+    return { docs => \@docs, errors => \@errors, low => $r[0], high => $r[-1],
+             met => @docs && !@errors && $r[0]{ratio} > 1 };
+}
+
+
 # --- statistics and rows --------------------------------------------------
 
 sub median {
@@ -1067,6 +1102,7 @@ sub preflight {
     -f $MODULE or fail("$MODULE not found: run 'make'");
     system("command -v $WRK >/dev/null") == 0 or fail("wrk not found: run 'make deps'");
     -x $FLOOR or fail("$FLOOR not found: run 'make bench'");
+    -x $RENDER or fail("$RENDER not found: run 'make bench'");
     if ($CALLGRIND && system('command -v valgrind >/dev/null') != 0) {
         print STDERR "bench: no valgrind: no instruction counts (make bench installs it)\n";
         $CALLGRIND = 0;
@@ -1487,6 +1523,8 @@ sub main {
     $row{cg} = callgrind_counts($run->{port}{mock}) if $CALLGRIND;
     $row{mem} = memory_row($run);
     stop($run->{mock}, 'QUIT', 15);
+    # (7) JSON rendering, on a machine the servers have left
+    $row{json} = json_row();
 
     my @bad_log = (log_summary('edge', $edge_log),
                    log_summary('memory nginx', slurp("$DIR/mem.error.log")),
@@ -1599,7 +1637,25 @@ sub report {
                       : !defined $fl->{bound} ? '-'
                       : $fl->{bound} < 0.80 ? 'informative: proved' : 'informative: not proved',
                   1 ];     # informative: never fails the run
-    @rows = ($st, $sb, $floor, $ah, $as, $wh, $cold, $bl, $mem);
+    my $js = $row->{json};
+    my $ns = sub {
+        my $f = shift;
+        join ', ', map { sprintf '%s %.0f', $_->{name}, $f->($_) } @{ $js->{docs} };
+    };
+    my $json = [ 'JSON rendering: hand / yajl_gen (ns of CPU per document)',
+                 @{ $js->{docs} } ? 'hand: ' . $ns->(sub { $_[0]{hand} }) : '-',
+                 @{ $js->{docs} }
+                     ? 'yajl_gen, its faster way: '
+                       . $ns->(sub { min($_[0]{yajl_new}, $_[0]{yajl_reused}) })
+                     : '-',
+                 $js->{low}
+                     ? sprintf('%.2f-%.2f (lowest: %s)', $js->{low}{ratio},
+                               $js->{high}{ratio}, $js->{low}{name})
+                     : '-',
+                 '> 1.00 for each document (else it is rendered by yajl_gen)',
+                 @{ $js->{errors} } ? 'FAILED (errors)' : $js->{met} ? 'yes' : 'no',
+                 $js->{met} ];
+    @rows = ($st, $sb, $floor, $ah, $as, $wh, $cold, $bl, $mem, $json);
 
     my @head = ('row', 'ours', 'reference', "ratio (median of $N, min-max)",
                 'target', 'met');
@@ -1619,6 +1675,7 @@ sub report {
     push @errors, map { "token cold start: $_" } @{ $c->{errors} };
     push @errors, map { "no blocking: $_" } @{ $row->{block}{errors} };
     push @errors, map { "memory: $_" } @{ $mm->{errors} };
+    push @errors, map { "JSON rendering: $_" } @{ $js->{errors} };
     push @errors, map { "error.log: $_" } @$bad_log;
 
     my $all_met = !grep { !$_->[6] } @rows;
@@ -1800,6 +1857,26 @@ sub cpu_section {
     return $t;
 }
 
+# The documents of the row "JSON rendering", one a line.
+sub json_section {
+    my $js = shift;
+    my $t = "### JSON rendering\n\n"
+          . "`build/bench/json_render` (`bench/json_render.c`; alone: `make -C bench"
+          . " render`): each document the module renders on a hot path, by its own"
+          . " functions (`src/ngx_http_fanbase_json.c`, linked in, `-O2`) and by yajl_gen"
+          . " with a new generator each time or one generator reused (`yajl_gen_clear`,"
+          . " `yajl_gen_reset`), its buffer copied out. ns of CPU time of the thread per"
+          . " document, median of 9 rounds of 20 ms each; ratio: the faster yajl_gen over"
+          . " hand (in brackets its lowest and highest in a single round). The outputs"
+          . " are compared first.\n\n"
+          . "| document | bytes | outputs | hand | yajl_gen, new | yajl_gen, reused | ratio |\n"
+          . "|---|---|---|---|---|---|---|\n";
+    $t .= sprintf "| %s | %d | %s | %.1f | %.1f | %.1f | %.2f (%.2f-%.2f) |\n",
+        @{$_}{qw(name bytes outputs hand yajl_new yajl_reused ratio low high)}
+        for @{ $js->{docs} };
+    return $t;
+}
+
 sub rounds_table {
     my ($r, $ours, $ref) = @_;
     my $t = "| round | first | $ours | $ref | ratio |\n|---|---|---|---|---|\n";
@@ -1884,6 +1961,7 @@ sub write_doc {
     $res .= "Token requests by the edge's credential set over the whole run"
           . " (cold start and every later row): $row->{cold}{tokens_total}.\n\n";
     $res .= $cpu . "\n";
+    $res .= json_section($row->{json}) . "\n";
     $res .= "### Rounds\n\nStatus, terminal transaction:\n\n"
           . rounds_table($row->{status}, 'ours', 'return 200') . "\n"
           . "Submission:\n\n"

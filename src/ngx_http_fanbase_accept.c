@@ -257,8 +257,9 @@ static ngx_int_t
 ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, u_char *id)
 {
-    u_char     *p;
-    ngx_str_t   json, location;
+    u_char         *p;
+    ngx_str_t       json, location;
+    fanbase_str_t   tid, path;
 
     location.len = lcf->transaction_path.len + 1
                    + NGX_HTTP_FANBASE_TXN_ID_LEN;
@@ -272,20 +273,18 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     *p++ = '/';
     ngx_memcpy(p, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
 
-    json.len = sizeof("{\"transaction_id\":\"\",\"links\":[{\"path\":\"\"}]}")
-               - 1 + NGX_HTTP_FANBASE_TXN_ID_LEN + 6 * location.len;
-    json.data = ngx_pnalloc(r->pool, json.len);
+    tid.data = id;
+    tid.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    path.data = location.data;
+    path.len = location.len;
+
+    json.data = ngx_pnalloc(r->pool, fanbase_json_accepted_size(&tid, &path));
     if (json.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(json.data, "{\"transaction_id\":\"%*s\",\"links\":"
-                    "[{\"path\":\"", (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN,
-                    id);
-    p = (u_char *) ngx_escape_json(p, location.data, location.len);
-    p = ngx_cpymem(p, "\"}]}", 4);
-
-    json.len = p - json.data;
+    json.len = fanbase_json_render_accepted(json.data, &tid, &path)
+               - json.data;
 
     if (ngx_http_fanbase_response_add_header(r, "Location", &location)
         != NGX_OK)

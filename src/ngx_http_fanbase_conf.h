@@ -27,8 +27,6 @@
 #define NGX_HTTP_FANBASE_RESPONSE_MAX   (1024 * 1024)
 #define NGX_HTTP_FANBASE_QUEUE_PATH     "/api/v1/integration/queue"
 
-#define NGX_HTTP_FANBASE_TRIGGER        "api/v1/integration/queue"
-
 #define NGX_HTTP_FANBASE_SUBMIT         1
 #define NGX_HTTP_FANBASE_STATUS         2
 #define NGX_HTTP_FANBASE_TRANSACTION    3

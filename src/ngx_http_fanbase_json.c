@@ -10,9 +10,11 @@
  */
 
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
@@ -44,6 +46,16 @@ typedef struct {
     fanbase_item_t       *item;
     fanbase_token_t      *token;
 } fanbase_doc_ctx_t;
+
+
+/* "-9223372036854775808" */
+#define FANBASE_JSON_INT_LEN   20
+
+/* a transaction's "code": the first characters of its id */
+#define FANBASE_JSON_CODE_LEN  8
+
+#define fanbase_json_literal(p, s)                                           \
+    ((unsigned char *) memcpy(p, s, sizeof(s) - 1) + sizeof(s) - 1)
 
 
 /*
@@ -113,6 +125,11 @@ static size_t fanbase_json_escaped(const unsigned char *p, size_t len,
     size_t *in);
 static void fanbase_tree_str(yajl_val obj, const char *name,
     fanbase_str_t *s);
+static unsigned char *fanbase_json_str(unsigned char *p,
+    const unsigned char *s, size_t len);
+static unsigned char *fanbase_json_raw(unsigned char *p, const void *s,
+    size_t len);
+static unsigned char *fanbase_json_int(unsigned char *p, int64_t n);
 
 
 static const fanbase_key_t  fanbase_submission_keys[] = {
@@ -1139,20 +1156,46 @@ fanbase_json_escaped(const unsigned char *p, size_t len, size_t *in)
 }
 
 
+/*
+ * Runs of characters that stand for themselves (ASCII from the space up
+ * but '"' and '\\', valid UTF-8) are copied at once: text is mostly such
+ * runs, and a copy a character took most of the time of a document.
+ */
+
 unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
-    size_t                i, n, in;
+    size_t                i, n, in, run;
     static const char     hex[] = "0123456789abcdef";
 
     for (i = 0; i < len; i += in) {
-        n = fanbase_json_escaped(p + i, len - i, &in);
 
-        if (n == in) {
-            memcpy(dst, p + i, n);
-            dst += n;
+        for (run = i; run < len; run += n) {
+            if (p[run] >= 0x80) {
+                n = fanbase_utf8_char(p + run, len - run);
+
+                if (n == 0) {
+                    break;
+                }
+
+            } else if (p[run] < 0x20 || p[run] == '"' || p[run] == '\\') {
+                break;
+
+            } else {
+                n = 1;
+            }
+        }
+
+        if (run > i) {
+            memcpy(dst, p + i, run - i);
+            dst += run - i;
+            in = run - i;
             continue;
         }
+
+        /* a byte to escape, or one of invalid UTF-8 */
+
+        in = 1;
 
         if (p[i] >= 0x80) {
             *dst++ = 0xef;
@@ -1214,4 +1257,251 @@ fanbase_json_escape_cut(const unsigned char *p, size_t len, size_t max)
     }
 
     return i;
+}
+
+
+
+size_t
+fanbase_json_error_size(const char *code, const char *message)
+{
+    return sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\"}}")
+           - 1 + FANBASE_JSON_INT_LEN + strlen(code)
+           + FANBASE_JSON_ESCAPE_MAX * strlen(message);
+}
+
+
+unsigned char *
+fanbase_json_render_error(unsigned char *p, unsigned status, const char *code,
+    const char *message)
+{
+    p = fanbase_json_literal(p, "{\"error\":{\"status\":");
+    p = fanbase_json_int(p, status);
+    p = fanbase_json_literal(p, ",\"code\":\"");
+    p = fanbase_json_raw(p, code, strlen(code));
+    p = fanbase_json_literal(p, "\",\"message\":");
+    p = fanbase_json_str(p, (const unsigned char *) message, strlen(message));
+
+    return fanbase_json_literal(p, "}}");
+}
+
+
+size_t
+fanbase_json_item_size(const fanbase_item_t *item, int show_msg)
+{
+    const char  *status;
+
+    status = fanbase_json_status_name(item->status);
+
+    /* each string: "" or null around it */
+
+    return sizeof("{\"id\":,\"created\":,\"iCode\":,\"iMsg\":,"
+                  "\"processDate\":,\"processStatus\":,\"processMsg\":,"
+                  "\"msg\":}") - 1
+           + FANBASE_JSON_INT_LEN + 7 * (sizeof("null") - 1)
+           + FANBASE_JSON_ESCAPE_MAX
+             * (item->id.len + item->created.len + item->imsg.len
+                + item->process_date.len + item->process_msg.len
+                + (status ? strlen(status) : 0))
+           + (show_msg ? item->msg.len : 0);
+}
+
+
+unsigned char *
+fanbase_json_render_item(unsigned char *p, const fanbase_item_t *item,
+    int show_msg)
+{
+    const char  *status;
+
+    status = fanbase_json_status_name(item->status);
+
+    p = fanbase_json_literal(p, "{\"id\":");
+    p = fanbase_json_str(p, item->id.data, item->id.len);
+    p = fanbase_json_literal(p, ",\"created\":");
+    p = fanbase_json_str(p, item->created.data, item->created.len);
+    p = fanbase_json_literal(p, ",\"iCode\":");
+
+    if (item->icode_set) {
+        p = fanbase_json_int(p, item->icode);
+
+    } else {
+        p = fanbase_json_literal(p, "null");
+    }
+
+    p = fanbase_json_literal(p, ",\"iMsg\":");
+    p = fanbase_json_str(p, item->imsg.data, item->imsg.len);
+    p = fanbase_json_literal(p, ",\"processDate\":");
+    p = fanbase_json_str(p, item->process_date.data, item->process_date.len);
+    p = fanbase_json_literal(p, ",\"processStatus\":");
+    p = fanbase_json_str(p, (const unsigned char *) status,
+                         status ? strlen(status) : 0);
+    p = fanbase_json_literal(p, ",\"processMsg\":");
+    p = fanbase_json_str(p, item->process_msg.data, item->process_msg.len);
+
+    /* the original payload holds buyer data: shown only when kept */
+
+    p = fanbase_json_literal(p, ",\"msg\":");
+
+    if (show_msg && item->msg.data != NULL) {
+        p = fanbase_json_raw(p, item->msg.data, item->msg.len);
+
+    } else {
+        p = fanbase_json_literal(p, "null");
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+size_t
+fanbase_json_accepted_size(const fanbase_str_t *id, const fanbase_str_t *path)
+{
+    return sizeof("{\"transaction_id\":\"\",\"links\":[{\"path\":\"\"}]}") - 1
+           + id->len + FANBASE_JSON_ESCAPE_MAX * path->len;
+}
+
+
+unsigned char *
+fanbase_json_render_accepted(unsigned char *p, const fanbase_str_t *id,
+    const fanbase_str_t *path)
+{
+    p = fanbase_json_literal(p, "{\"transaction_id\":\"");
+    p = fanbase_json_raw(p, id->data, id->len);
+    p = fanbase_json_literal(p, "\",\"links\":[{\"path\":");
+    p = fanbase_json_str(p, path->data, path->len);
+
+    return fanbase_json_literal(p, "}]}");
+}
+
+
+size_t
+fanbase_json_event_size(const fanbase_event_t *ev)
+{
+    const char  *status;
+
+    status = fanbase_json_status_name(ev->status);
+
+    return sizeof("{\"event\":\"\",\"message\":\"\",\"data\":,\"status\":\"\","
+                  "\"created_at\":\"\"}") - 1
+           + strlen(ev->kind) + FANBASE_JSON_ESCAPE_MAX * ev->message.len
+           + (ev->data.len ? ev->data.len : sizeof("{}") - 1)
+           + (status ? strlen(status) : 0) + ev->created_at.len;
+}
+
+
+unsigned char *
+fanbase_json_render_event(unsigned char *p, const fanbase_event_t *ev)
+{
+    const char  *status;
+
+    status = fanbase_json_status_name(ev->status);
+
+    p = fanbase_json_literal(p, "{\"event\":\"");
+    p = fanbase_json_raw(p, ev->kind, strlen(ev->kind));
+    p = fanbase_json_literal(p, "\",\"message\":\"");
+    p = fanbase_json_escape(p, ev->message.data, ev->message.len);
+    p = fanbase_json_literal(p, "\",\"data\":");
+
+    if (ev->data.len) {
+        p = fanbase_json_raw(p, ev->data.data, ev->data.len);
+
+    } else {
+        p = fanbase_json_literal(p, "{}");
+    }
+
+    p = fanbase_json_literal(p, ",\"status\":\"");
+    p = fanbase_json_raw(p, status ? status : "", status ? strlen(status) : 0);
+    p = fanbase_json_literal(p, "\",\"created_at\":\"");
+    p = fanbase_json_raw(p, ev->created_at.data, ev->created_at.len);
+
+    return fanbase_json_literal(p, "\"}");
+}
+
+
+/* "processing" is the longest status name */
+
+size_t
+fanbase_json_txn_head_size(const fanbase_txn_head_t *head)
+{
+    return sizeof("{\"created_at\":\"\",\"updated_at\":\"\",\"id\":\"\","
+                  "\"code\":\"\",\"operation\":\"create\","
+                  "\"trigger_endpoint\":\"" FANBASE_JSON_TRIGGER "\","
+                  "\"status\":\"processing\",\"events\":[") - 1
+           + head->created_at.len + head->updated_at.len + head->id.len
+           + FANBASE_JSON_CODE_LEN;
+}
+
+
+unsigned char *
+fanbase_json_render_txn_head(unsigned char *p, const fanbase_txn_head_t *head)
+{
+    size_t          i, n;
+    const char     *status;
+    unsigned char   c;
+
+    status = fanbase_json_status_name(head->status);
+
+    p = fanbase_json_literal(p, "{\"created_at\":\"");
+    p = fanbase_json_raw(p, head->created_at.data, head->created_at.len);
+    p = fanbase_json_literal(p, "\",\"updated_at\":\"");
+    p = fanbase_json_raw(p, head->updated_at.data, head->updated_at.len);
+    p = fanbase_json_literal(p, "\",\"id\":\"");
+    p = fanbase_json_raw(p, head->id.data, head->id.len);
+    p = fanbase_json_literal(p, "\",\"code\":\"");
+
+    /* the first characters of the id, upper case whatever the locale */
+
+    n = (head->id.len < FANBASE_JSON_CODE_LEN) ? head->id.len
+                                               : FANBASE_JSON_CODE_LEN;
+
+    for (i = 0; i < n; i++) {
+        c = head->id.data[i];
+        *p++ = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
+    }
+
+    p = fanbase_json_literal(p, "\",\"operation\":\"create\","
+                                "\"trigger_endpoint\":\"" FANBASE_JSON_TRIGGER
+                                "\",\"status\":\"");
+    p = fanbase_json_raw(p, status ? status : "", status ? strlen(status) : 0);
+
+    return fanbase_json_literal(p, "\",\"events\":[");
+}
+
+
+/* a JSON string, or null for a string that is absent */
+
+static unsigned char *
+fanbase_json_str(unsigned char *p, const unsigned char *s, size_t len)
+{
+    if (s == NULL) {
+        return fanbase_json_literal(p, "null");
+    }
+
+    *p++ = '"';
+    p = fanbase_json_escape(p, s, len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+static unsigned char *
+fanbase_json_raw(unsigned char *p, const void *s, size_t len)
+{
+    memcpy(p, s, len);
+
+    return p + len;
+}
+
+
+static unsigned char *
+fanbase_json_int(unsigned char *p, int64_t n)
+{
+    int   len;
+    char  buf[FANBASE_JSON_INT_LEN + 1];
+
+    len = snprintf(buf, sizeof(buf), "%" PRId64, n);
+
+    return fanbase_json_raw(p, buf, len);
 }

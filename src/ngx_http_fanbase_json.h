@@ -29,6 +29,12 @@
 /* the most bytes fanbase_json_escape() writes for one byte it reads */
 #define FANBASE_JSON_ESCAPE_MAX  6
 
+/* an ISO 8601 time as the edge writes it: 2026-01-01T00:00:00.000Z */
+#define FANBASE_JSON_TIME_LEN    24
+
+/* what a transaction names as its "trigger_endpoint" */
+#define FANBASE_JSON_TRIGGER     "api/v1/integration/queue"
+
 
 /* processStatus of a queue item */
 
@@ -170,6 +176,78 @@ size_t fanbase_json_escape_cut(const unsigned char *p, size_t len,
 
 int fanbase_json_status_code(const unsigned char *p, size_t len);
 const char *fanbase_json_status_name(int status);
+
+
+/*
+ * The documents the edge writes on its hot paths, rendered by hand: the
+ * literal parts copied, the strings from outside (Fanbase's, a sender's, a
+ * client's, the configuration's) through fanbase_json_escape().  The
+ * edge's own (error codes, event kinds, status names, times, and ids, all
+ * of [A-Za-z0-9_-]) are copied as they are.  Each fanbase_json_render_*()
+ * writes at p and returns the end; the matching fanbase_json_*_size() is
+ * the most it can write.  docs/decisions.md ("JSON output: by hand or
+ * yajl_gen") says why these are not yajl_gen's, with the numbers of
+ * bench/json_render.c.
+ */
+
+/* {"error":{"status":N,"code":"...","message":"..."}} */
+size_t fanbase_json_error_size(const char *code, const char *message);
+unsigned char *fanbase_json_render_error(unsigned char *p, unsigned status,
+    const char *code, const char *message);
+
+/*
+ * Fanbase's queue item, with the fields, types and nulls of its GET
+ * answer; "msg" (raw JSON) is null unless show_msg.
+ */
+size_t fanbase_json_item_size(const fanbase_item_t *item, int show_msg);
+unsigned char *fanbase_json_render_item(unsigned char *p,
+    const fanbase_item_t *item, int show_msg);
+
+/*
+ * The 202 of an async submission:
+ * {"transaction_id":"...","links":[{"path":"..."}]}
+ */
+size_t fanbase_json_accepted_size(const fanbase_str_t *id,
+    const fanbase_str_t *path);
+unsigned char *fanbase_json_render_accepted(unsigned char *p,
+    const fanbase_str_t *id, const fanbase_str_t *path);
+
+
+/*
+ * A transaction's event: {"event":..,"message":..,"data":{..},"status":..,
+ * "created_at":..}; data is a JSON object as it is, or empty for {}.
+ */
+
+typedef struct {
+    const char           *kind;
+    fanbase_str_t         message;
+    fanbase_str_t         data;
+    int                   status;
+    fanbase_str_t         created_at;
+} fanbase_event_t;
+
+size_t fanbase_json_event_size(const fanbase_event_t *ev);
+unsigned char *fanbase_json_render_event(unsigned char *p,
+    const fanbase_event_t *ev);
+
+
+/*
+ * A transaction, up to its events: {"created_at":..,"updated_at":..,
+ * "id":..,"code":..,"operation":"create","trigger_endpoint":..,"status":..,
+ * "events":[ ; the events (JSON, joined by ',') and "]}" follow.  Its size
+ * reads the lengths alone, and counts the longest status name.
+ */
+
+typedef struct {
+    fanbase_str_t         id;
+    fanbase_str_t         created_at;
+    fanbase_str_t         updated_at;
+    int                   status;
+} fanbase_txn_head_t;
+
+size_t fanbase_json_txn_head_size(const fanbase_txn_head_t *head);
+unsigned char *fanbase_json_render_txn_head(unsigned char *p,
+    const fanbase_txn_head_t *head);
 
 
 #endif /* _NGX_HTTP_FANBASE_JSON_H_INCLUDED_ */

@@ -26,8 +26,6 @@ static ngx_int_t ngx_http_fanbase_response_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_fanbase_response_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
-static u_char *ngx_http_fanbase_response_json_string(u_char *p, const u_char *s,
-    size_t len);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_fanbase_next_header_filter;
@@ -114,25 +112,13 @@ static ngx_int_t
 ngx_http_fanbase_response_error_json(ngx_pool_t *pool, ngx_uint_t status,
     const char *code, const char *message, ngx_str_t *json)
 {
-    u_char  *p;
-    size_t   len;
-
-    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\"}}")
-          - 1 + NGX_INT_T_LEN + ngx_strlen(code) + 6 * ngx_strlen(message);
-
-    json->data = ngx_pnalloc(pool, len);
+    json->data = ngx_pnalloc(pool, fanbase_json_error_size(code, message));
     if (json->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(json->data,
-                    "{\"error\":{\"status\":%ui,\"code\":\"%s\",\"message\":",
-                    status, code);
-    p = ngx_http_fanbase_response_json_string(p, (u_char *) message,
-                                              ngx_strlen(message));
-    p = ngx_cpymem(p, "}}", 2);
-
-    json->len = p - json->data;
+    json->len = fanbase_json_render_error(json->data, status, code, message)
+                - json->data;
 
     return NGX_OK;
 }
@@ -488,101 +474,13 @@ ngx_int_t
 ngx_http_fanbase_response_render_item(ngx_pool_t *pool, fanbase_item_t *item,
     ngx_uint_t show_msg, ngx_str_t *out)
 {
-    u_char        *p;
-    size_t         len;
-    const char    *status;
-
-    static const char  lit_id[] = "{\"id\":";
-    static const char  lit_created[] = ",\"created\":";
-    static const char  lit_icode[] = ",\"iCode\":";
-    static const char  lit_imsg[] = ",\"iMsg\":";
-    static const char  lit_pdate[] = ",\"processDate\":";
-    static const char  lit_status[] = ",\"processStatus\":";
-    static const char  lit_pmsg[] = ",\"processMsg\":";
-    static const char  lit_msg[] = ",\"msg\":";
-
-    status = fanbase_json_status_name(item->status);
-
-    len = sizeof(lit_id) + sizeof(lit_created) + sizeof(lit_icode)
-          + sizeof(lit_imsg) + sizeof(lit_pdate) + sizeof(lit_status)
-          + sizeof(lit_pmsg) + sizeof(lit_msg) + NGX_INT64_LEN + 1
-          + 6 * (sizeof("null") + 2)
-          + 6 * (item->id.len + item->created.len + item->imsg.len
-                 + item->process_date.len + item->process_msg.len)
-          + (status ? ngx_strlen(status) : 0)
-          + (show_msg ? item->msg.len : 0);
-
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
+    out->data = ngx_pnalloc(pool, fanbase_json_item_size(item, show_msg));
+    if (out->data == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = p;
-
-    p = ngx_cpymem(p, lit_id, sizeof(lit_id) - 1);
-    p = ngx_http_fanbase_response_json_string(p, item->id.data, item->id.len);
-
-    p = ngx_cpymem(p, lit_created, sizeof(lit_created) - 1);
-    p = ngx_http_fanbase_response_json_string(p, item->created.data,
-                                              item->created.len);
-
-    p = ngx_cpymem(p, lit_icode, sizeof(lit_icode) - 1);
-
-    if (item->icode_set) {
-        p = ngx_sprintf(p, "%L", item->icode);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    p = ngx_cpymem(p, lit_imsg, sizeof(lit_imsg) - 1);
-    p = ngx_http_fanbase_response_json_string(p, item->imsg.data,
-                                              item->imsg.len);
-
-    p = ngx_cpymem(p, lit_pdate, sizeof(lit_pdate) - 1);
-    p = ngx_http_fanbase_response_json_string(p, item->process_date.data,
-                                              item->process_date.len);
-
-    p = ngx_cpymem(p, lit_status, sizeof(lit_status) - 1);
-    p = ngx_http_fanbase_response_json_string(p, (u_char *) status,
-                                              status ? ngx_strlen(status) : 0);
-
-    p = ngx_cpymem(p, lit_pmsg, sizeof(lit_pmsg) - 1);
-    p = ngx_http_fanbase_response_json_string(p, item->process_msg.data,
-                                              item->process_msg.len);
-
-    /* the original payload holds buyer data: shown only when kept */
-
-    p = ngx_cpymem(p, lit_msg, sizeof(lit_msg) - 1);
-
-    if (show_msg && item->msg.data != NULL) {
-        p = ngx_cpymem(p, item->msg.data, item->msg.len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    *p++ = '}';
-
-    out->len = p - out->data;
+    out->len = fanbase_json_render_item(out->data, item, show_msg)
+               - out->data;
 
     return NGX_OK;
 }
-
-
-/* a JSON string, or null for a string that is absent */
-
-static u_char *
-ngx_http_fanbase_response_json_string(u_char *p, const u_char *s, size_t len)
-{
-    if (s == NULL) {
-        return ngx_cpymem(p, "null", 4);
-    }
-
-    *p++ = '"';
-    p = fanbase_json_escape(p, s, len);
-    *p++ = '"';
-
-    return p;
-}
-

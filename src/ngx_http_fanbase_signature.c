@@ -9,9 +9,11 @@
  */
 
 
+#include <ctype.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -265,21 +267,51 @@ fanbase_sig_token_verify(const fanbase_secret_t *keys, size_t nkeys,
 }
 
 
-void
+/*
+ * OpenSSL writes hex in upper case (and, before 3.0, with ':' between the
+ * bytes): the digits are taken in lower case, as the message ids that a
+ * state file keeps were written.
+ */
+
+int
 fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
     unsigned char *out)
 {
-    size_t         i;
-    unsigned char  md[SHA256_DIGEST_LENGTH];
-
-    static const char  hex[] = "0123456789abcdef";
+    char           *hex, *s;
+    unsigned char   md[SHA256_DIGEST_LENGTH];
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    char            buf[2 * SHA256_DIGEST_LENGTH + 1];
+#endif
 
     SHA256(data, len, md);
 
-    for (i = 0; i < sizeof(md); i++) {
-        *out++ = hex[md[i] >> 4];
-        *out++ = hex[md[i] & 0xf];
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    hex = buf;
+
+    if (OPENSSL_buf2hexstr_ex(buf, sizeof(buf), NULL, md, sizeof(md), '\0')
+        != 1)
+    {
+        return -1;
     }
+
+#else
+    hex = OPENSSL_buf2hexstr(md, sizeof(md));
+    if (hex == NULL) {
+        return -1;
+    }
+#endif
+
+    for (s = hex; *s != '\0'; s++) {
+        if (*s != ':') {
+            *out++ = (unsigned char) tolower((unsigned char) *s);
+        }
+    }
+
+#if (OPENSSL_VERSION_NUMBER < 0x30000000L)
+    OPENSSL_free(hex);
+#endif
+
+    return 0;
 }
 
 
@@ -409,37 +441,64 @@ fanbase_sig_base64_decode(const unsigned char *s, size_t len,
 }
 
 
+/*
+ * Hex digits, either case, no separators: the decoded length, or -1.
+ * OpenSSL's decoders read a C string, so the digits are copied with a NUL
+ * after them: a NUL among them ends the string early, and the decoded
+ * length then falls short.  What they refuse they also push on the
+ * thread's OpenSSL error queue, where nginx would find it at its next TLS
+ * operation and log it as a stale error: that is taken off again.
+ */
+
 static int
 fanbase_sig_hex_decode(const unsigned char *s, size_t len,
     unsigned char *out, size_t size)
 {
-    size_t         i;
-    unsigned char  c, v;
+    char            str[2 * (FANBASE_SIG_MAC_LEN + 8) + 1];
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    size_t          n;
+#else
+    long            n;
+    unsigned char  *buf;
+#endif
 
-    if (len % 2 != 0 || len / 2 > size) {
+    if (len % 2 != 0 || len / 2 > size || len >= sizeof(str)) {
         return -1;
     }
 
-    for (i = 0; i < len; i++) {
-        c = s[i];
-
-        if (c >= '0' && c <= '9') {
-            v = c - '0';
-
-        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-            v = (c | 0x20) - 'a' + 10;
-
-        } else {
-            return -1;
-        }
-
-        if (i % 2 == 0) {
-            out[i / 2] = v << 4;
-
-        } else {
-            out[i / 2] |= v;
-        }
+    if (len == 0) {
+        return 0;
     }
 
-    return (int) (len / 2);
+    memcpy(str, s, len);
+    str[len] = '\0';
+
+    ERR_set_mark();
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    if (OPENSSL_hexstr2buf_ex(out, size, &n, str, '\0') != 1) {
+        ERR_pop_to_mark();
+        return -1;
+    }
+#else
+    /* before 3.0 a ':' may stand between the bytes: not in a signature */
+
+    if (memchr(str, ':', len) != NULL) {
+        ERR_pop_to_mark();
+        return -1;
+    }
+
+    buf = OPENSSL_hexstr2buf(str, &n);
+    if (buf == NULL) {
+        ERR_pop_to_mark();
+        return -1;
+    }
+
+    memcpy(out, buf, n);
+    OPENSSL_free(buf);
+#endif
+
+    ERR_clear_last_mark();
+
+    return ((size_t) n == len / 2) ? (int) n : -1;
 }

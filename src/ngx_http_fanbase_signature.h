@@ -80,8 +80,8 @@ int fanbase_sig_body_wellformed(const unsigned char *value, size_t value_len,
 int fanbase_sig_token_verify(const fanbase_secret_t *keys, size_t nkeys,
     const unsigned char *value, size_t value_len);
 
-/* SHA-256 of data, as 64 lower-case hex digits */
-void fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
+/* SHA-256 of data, as 64 lower-case hex digits: 0, or -1 */
+int fanbase_sig_sha256_hex(const unsigned char *data, size_t len,
     unsigned char *out);
 
 

@@ -62,7 +62,8 @@ static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     const char *reason, long status);
 static ngx_http_fanbase_headers_t *ngx_http_fanbase_token_hdr(
     u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
-static u_char *ngx_http_fanbase_token_escape(u_char *dst, ngx_str_t *src);
+static u_char *ngx_http_fanbase_token_escape(ngx_conf_t *cf, u_char *dst,
+    ngx_str_t *src);
 static u_char *ngx_http_fanbase_token_excerpt(ngx_http_fanbase_cred_t *cred,
     u_char *buf, size_t size, u_char *body, size_t len);
 
@@ -147,13 +148,22 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
         p = ngx_cpymem(p, "grant_type=client_credentials",
                        sizeof("grant_type=client_credentials") - 1);
         p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
-        p = ngx_http_fanbase_token_escape(p, &lcf->client_id);
+
+        p = ngx_http_fanbase_token_escape(cf, p, &lcf->client_id);
+        if (p == NULL) {
+            return NULL;
+        }
+
         p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
 
         cred->secret[0] = lcf->client_secret;
         cred->secret[1].data = p;
 
-        p = ngx_http_fanbase_token_escape(p, &lcf->client_secret);
+        p = ngx_http_fanbase_token_escape(cf, p, &lcf->client_secret);
+        if (p == NULL) {
+            return NULL;
+        }
+
         *p = '\0';
 
         cred->secret[1].len = p - cred->secret[1].data;
@@ -829,31 +839,36 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
 }
 
 
+/*
+ * curl_easy_escape(): RFC 3986 unreserved characters pass, every other
+ * byte is %XX in upper case.  It needs no curl_global_init() (not called
+ * yet while the configuration is read), takes a length of 0 for "up to
+ * the NUL", and allocates: the copy that may hold the secret is wiped
+ * before it is freed.  NULL when it fails (out of memory).
+ */
+
 static u_char *
-ngx_http_fanbase_token_escape(u_char *dst, ngx_str_t *src)
+ngx_http_fanbase_token_escape(ngx_conf_t *cf, u_char *dst, ngx_str_t *src)
 {
-    u_char      c;
-    size_t      i;
+    char    *escaped;
+    size_t   len;
 
-    static u_char  hex[] = "0123456789ABCDEF";
-
-    /* RFC 3986 unreserved characters pass, everything else is encoded */
-
-    for (i = 0; i < src->len; i++) {
-        c = src->data[i];
-
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-            || c == '~')
-        {
-            *dst++ = c;
-            continue;
-        }
-
-        *dst++ = '%';
-        *dst++ = hex[c >> 4];
-        *dst++ = hex[c & 0xf];
+    if (src->len == 0) {
+        return dst;
     }
+
+    escaped = curl_easy_escape(NULL, (char *) src->data, (int) src->len);
+    if (escaped == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "curl_easy_escape() failed");
+        return NULL;
+    }
+
+    len = ngx_strlen(escaped);
+    dst = ngx_cpymem(dst, escaped, len);
+
+    ngx_explicit_memzero(escaped, len);
+    curl_free(escaped);
 
     return dst;
 }

@@ -148,47 +148,33 @@ ngx_int_t
 ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
     const char *message, ngx_uint_t status, ngx_str_t *data, ngx_str_t *out)
 {
-    u_char      *p;
-    size_t       len, mlen;
-    const char  *name;
+    size_t           len;
+    u_char           created[FANBASE_JSON_TIME_LEN];
+    fanbase_event_t  ev;
 
-    name = fanbase_json_status_name(status);
-    mlen = ngx_strlen(message);
+    ev.kind = kind;
+    ev.message.data = (u_char *) message;
+    ev.message.len = ngx_strlen(message);
+    ev.data.data = data->data;
+    ev.data.len = data->len;
+    ev.status = status;
+    ev.created_at.data = created;
+    ev.created_at.len = ngx_http_fanbase_time_iso(created,
+                                                  ngx_http_fanbase_time_now())
+                        - created;
 
-    len = sizeof("{\"event\":\"\",\"message\":\"\",\"data\":,\"status\":\"\","
-                 "\"created_at\":\"\"}")
-          + ngx_strlen(kind) + FANBASE_JSON_ESCAPE_MAX * mlen
-          + (data->len ? data->len : 2)
-          + (name ? ngx_strlen(name) : 0) + 24;
+    len = fanbase_json_event_size(&ev);
 
-    if (len > NGX_HTTP_FANBASE_EVENT_MAX + 256) {
+    if (len >= NGX_HTTP_FANBASE_EVENT_MAX + 256) {
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = p;
-
-    p = ngx_sprintf(p, "{\"event\":\"%s\",\"message\":\"", kind);
-    p = fanbase_json_escape(p, (u_char *) message, mlen);
-    p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
-
-    if (data->len) {
-        p = ngx_cpymem(p, data->data, data->len);
-
-    } else {
-        p = ngx_cpymem(p, "{}", 2);
-    }
-
-    p = ngx_sprintf(p, ",\"status\":\"%s\",\"created_at\":\"",
-                    name ? name : "");
-    p = ngx_http_fanbase_time_iso(p, ngx_http_fanbase_time_now());
-    p = ngx_cpymem(p, "\"}", 2);
-
-    out->len = p - out->data;
+    out->len = fanbase_json_render_event(out->data, &ev) - out->data;
 
     return NGX_OK;
 }
@@ -578,13 +564,14 @@ ngx_http_fanbase_txn_json_size(ngx_http_fanbase_txn_t *t)
 {
     size_t                     len;
     ngx_queue_t               *q;
+    fanbase_txn_head_t         head;
     ngx_http_fanbase_event_t  *ev;
 
-    len = sizeof("{\"created_at\":\"\",\"updated_at\":\"\",\"id\":\"\","
-                 "\"code\":\"\",\"operation\":\"create\","
-                 "\"trigger_endpoint\":\"" NGX_HTTP_FANBASE_TRIGGER "\","
-                 "\"status\":\"processing\",\"events\":[]}")
-          + 2 * 24 + NGX_HTTP_FANBASE_TXN_ID_LEN + 8
+    head.id.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    head.created_at.len = FANBASE_JSON_TIME_LEN;
+    head.updated_at.len = FANBASE_JSON_TIME_LEN;
+
+    len = fanbase_json_txn_head_size(&head) + sizeof("]}")
           + (t->accepted ? NGX_HTTP_FANBASE_ACCEPTED_LEN + 1 : 0);
 
     for (q = ngx_queue_head(&t->events);
@@ -603,28 +590,23 @@ static u_char *
 ngx_http_fanbase_txn_json(u_char *p, ngx_http_fanbase_txn_t *t)
 {
     u_char                    *start;
-    ngx_uint_t                 i;
     ngx_queue_t               *q;
+    fanbase_txn_head_t         head;
     ngx_http_fanbase_event_t  *ev;
+    u_char                     created[FANBASE_JSON_TIME_LEN];
+    u_char                     updated[FANBASE_JSON_TIME_LEN];
 
-    p = ngx_cpymem(p, "{\"created_at\":\"", sizeof("{\"created_at\":\"") - 1);
-    p = ngx_http_fanbase_time_iso(p, t->created);
-    p = ngx_cpymem(p, "\",\"updated_at\":\"",
-                   sizeof("\",\"updated_at\":\"") - 1);
-    p = ngx_http_fanbase_time_iso(p, t->updated);
-    p = ngx_cpymem(p, "\",\"id\":\"", sizeof("\",\"id\":\"") - 1);
-    p = ngx_cpymem(p, t->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    p = ngx_cpymem(p, "\",\"code\":\"", sizeof("\",\"code\":\"") - 1);
+    head.id.data = t->id;
+    head.id.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    head.created_at.data = created;
+    head.created_at.len = ngx_http_fanbase_time_iso(created, t->created)
+                          - created;
+    head.updated_at.data = updated;
+    head.updated_at.len = ngx_http_fanbase_time_iso(updated, t->updated)
+                          - updated;
+    head.status = t->status;
 
-    /* the first 8 hex digits of the id, upper case */
-
-    for (i = 0; i < 8; i++) {
-        *p++ = ngx_toupper(t->id[i]);
-    }
-
-    p = ngx_sprintf(p, "\",\"operation\":\"create\",\"trigger_endpoint\":\""
-                    NGX_HTTP_FANBASE_TRIGGER "\",\"status\":\"%s\","
-                    "\"events\":[", fanbase_json_status_name(t->status));
+    p = fanbase_json_render_txn_head(p, &head);
 
     start = p;
 

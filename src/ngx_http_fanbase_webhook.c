@@ -308,7 +308,10 @@ ngx_http_fanbase_webhook_verify(ngx_http_request_t *r,
         return "out of memory";
     }
 
-    fanbase_sig_sha256_hex(body->data, body->len, msg_id->data);
+    if (fanbase_sig_sha256_hex(body->data, body->len, msg_id->data) != 0) {
+        return "the body's digest failed";
+    }
+
     msg_id->len = 2 * 32;
 
     return NULL;

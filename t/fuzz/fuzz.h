@@ -4,8 +4,8 @@
  *
  * What the fuzz harnesses of t/fuzz/ share: a check that aborts (so that
  * libFuzzer and the replay of t/007_fuzz_corpus.t both see it), the
- * splitting of an input into fields, and the checks of strings that a
- * parser returns.
+ * splitting of an input into fields, the checks of strings that a parser
+ * returns, and of documents the module renders.
  */
 
 
@@ -217,6 +217,43 @@ fuzz_copy(const uint8_t *data, size_t size)
 
     return p;
 }
+
+
+/*
+ * A document the module rendered into doc[0, len), with "size" bytes of
+ * room and one more for a NUL (for harnesses that include yajl_tree.h):
+ * it fits, has no NUL, and yajl reads it as an object; the string at
+ * "path" is there and, when it was valid UTF-8 without a NUL, is "text".
+ */
+
+#ifdef YAJL_TREE_H
+
+static inline void
+fuzz_rendered(uint8_t *doc, size_t len, size_t size, const char **path,
+    const uint8_t *text, size_t text_len)
+{
+    const char  *s;
+    yajl_val     v, x;
+
+    fuzz_check(len <= size);
+    fuzz_check(memchr(doc, '\0', len) == NULL);
+    doc[len] = '\0';
+
+    v = yajl_tree_parse((const char *) doc, NULL, 0);
+    fuzz_check(v != NULL && YAJL_IS_OBJECT(v));
+
+    x = yajl_tree_get(v, path, yajl_t_string);
+    fuzz_check(x != NULL);
+    s = YAJL_GET_STRING(x);
+
+    if (fuzz_utf8(text, text_len) && memchr(text, '\0', text_len) == NULL) {
+        fuzz_check(strlen(s) == text_len && memcmp(s, text, text_len) == 0);
+    }
+
+    yajl_tree_free(v);
+}
+
+#endif
 
 
 #endif /* _FANBASE_FUZZ_H_INCLUDED_ */

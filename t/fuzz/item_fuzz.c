@@ -10,15 +10,20 @@
  * JSON object; on failure an item with nothing left to free; the same
  * input parsed twice gives the same item; an input is invalid exactly when
  * the submission check finds it invalid (the same JSON grammar).  The free
- * function is always called, and called twice.
+ * function is always called, and called twice.  An item rendered back (as
+ * the edge answers a status, with and without "msg") fits in its size and
+ * is an object that yajl reads, with the item's id.
  */
 
+
+#include <yajl/yajl_tree.h>
 
 #include "ngx_http_fanbase_json.h"
 #include "fuzz.h"
 
 
 static void fuzz_item_str(const fanbase_item_t *item, const fanbase_str_t *s);
+static void fuzz_item_render(const fanbase_item_t *item, int show_msg);
 static void fuzz_item_same(const fanbase_item_t *a, const fanbase_item_t *b);
 
 
@@ -58,6 +63,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                      item.msg.len, &err)
                        != FANBASE_JSON_INVALID);
         }
+
+        fuzz_item_render(&item, 0);
+        fuzz_item_render(&item, 1);
 
     } else {
         fuzz_check(item.pool == NULL && item.id.data == NULL);
@@ -106,4 +114,23 @@ fuzz_item_same(const fanbase_item_t *a, const fanbase_item_t *b)
     fuzz_check(a->msg.data == b->msg.data && a->msg.len == b->msg.len);
     fuzz_check(a->icode_set == b->icode_set && a->icode == b->icode);
     fuzz_check(a->status == b->status);
+}
+
+
+static void
+fuzz_item_render(const fanbase_item_t *item, int show_msg)
+{
+    size_t    size;
+    uint8_t  *doc, *e;
+
+    static const char  *id_path[] = { "id", NULL };
+
+    size = fanbase_json_item_size(item, show_msg);
+    doc = malloc(size + 1);
+    fuzz_check(doc != NULL);
+
+    e = fanbase_json_render_item(doc, item, show_msg);
+    fuzz_rendered(doc, e - doc, size, id_path, item->id.data, item->id.len);
+
+    free(doc);
 }

@@ -15,6 +15,10 @@
  * fits and one more character would not; a repair leaves valid text as it
  * is and makes any text valid; the tree is refused exactly when the text
  * nests deeper than FANBASE_JSON_DEPTH_MAX, and freed without trouble.
+ * The documents the edge renders by hand with the text in them (an error's
+ * message, a 202's path, an event's message; a transaction's head around
+ * one event) fit in their size and are JSON objects that yajl reads back,
+ * the text (or the id) itself in its place when that was valid.
  *
  * The input: a byte that sets the cut's maximum, then the text.
  */
@@ -28,6 +32,7 @@
 
 static void fuzz_text_cut(const uint8_t *p, size_t len, size_t max);
 static void fuzz_text_escape(const uint8_t *p, size_t len, size_t max);
+static void fuzz_text_render(const uint8_t *p, size_t len);
 
 
 int
@@ -53,6 +58,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_text_cut(p, size, max);
     fuzz_text_escape(p, size, max);
+    fuzz_text_render(p, size);
 
     q = malloc(size);
     fuzz_check(q != NULL);
@@ -150,4 +156,84 @@ fuzz_text_escape(const uint8_t *p, size_t len, size_t max)
     }
 
     free(buf);
+}
+
+
+static void
+fuzz_text_render(const uint8_t *p, size_t len)
+{
+    char                *message;
+    size_t               size, n;
+    uint8_t             *doc, *txn, *e;
+    fanbase_str_t        id, path;
+    fanbase_event_t      ev;
+    fanbase_txn_head_t   head;
+
+    static const char  *error_path[] = { "error", "message", NULL };
+    static const char  *accepted_path[] = { "transaction_id", NULL };
+    static const char  *event_path[] = { "message", NULL };
+    static const char  *txn_path[] = { "id", NULL };
+
+    /* an error's message is a C string: up to a NUL */
+
+    message = malloc(len + 1);
+    fuzz_check(message != NULL);
+    memcpy(message, p, len);
+    message[len] = '\0';
+
+    size = fanbase_json_error_size("bad_request", message);
+    doc = malloc(size + 1);
+    fuzz_check(doc != NULL);
+    e = fanbase_json_render_error(doc, 400, "bad_request", message);
+    n = strlen(message);
+    fuzz_rendered(doc, e - doc, size, error_path, p, n);
+    free(doc);
+    free(message);
+
+    id.data = (const uint8_t *) "0f8fad5b-d9cb-469f-a165-70867728950e";
+    id.len = 36;
+    path.data = p;
+    path.len = len;
+
+    size = fanbase_json_accepted_size(&id, &path);
+    doc = malloc(size + 1);
+    fuzz_check(doc != NULL);
+    e = fanbase_json_render_accepted(doc, &id, &path);
+    fuzz_rendered(doc, e - doc, size, accepted_path, id.data, id.len);
+    free(doc);
+
+    ev.kind = "failure";
+    ev.message.data = p;
+    ev.message.len = len;
+    ev.data.data = (const uint8_t *) "{\"queue_id\":\"q1\"}";
+    ev.data.len = len % 2 ? sizeof("{\"queue_id\":\"q1\"}") - 1 : 0;
+    ev.status = (int) (len % 7);
+    ev.created_at.data = (const uint8_t *) "2026-01-01T00:00:00.000Z";
+    ev.created_at.len = FANBASE_JSON_TIME_LEN;
+
+    size = fanbase_json_event_size(&ev);
+    doc = malloc(size + 1);
+    fuzz_check(doc != NULL);
+    e = fanbase_json_render_event(doc, &ev);
+    n = e - doc;
+    fuzz_rendered(doc, n, size, event_path, p, len);
+
+    /* the transaction around that event */
+
+    head.id = id;
+    head.created_at = ev.created_at;
+    head.updated_at = ev.created_at;
+    head.status = ev.status;
+
+    size = fanbase_json_txn_head_size(&head) + n + 2;
+    txn = malloc(size + 1);
+    fuzz_check(txn != NULL);
+    e = fanbase_json_render_txn_head(txn, &head);
+    memcpy(e, doc, n);
+    e += n;
+    *e++ = ']';
+    *e++ = '}';
+    fuzz_rendered(txn, e - txn, size, txn_path, id.data, id.len);
+    free(txn);
+    free(doc);
 }

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include <openssl/err.h>
+
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_signature.h"
 
@@ -124,6 +126,17 @@ main(void)
        "64 hex digits after sha256= are a well-formed body HMAC");
     ok(!fanbase_sig_body_wellformed(U("sha256=zz"), FANBASE_SIG_HEX),
        "anything else is not");
+    ok(!fanbase_sig_body_wellformed(U("0123456789abcdef0123456789abcdef"
+                                      "0123456789abcdef0123456789abcdeg"),
+                                    FANBASE_SIG_HEX)
+       && !fanbase_sig_body_wellformed((const unsigned char *)
+                                       "0123456789abcdef0123456789abcdef"
+                                       "0123456789abcdef\0"
+                                       "123456789abcdef", 64,
+                                       FANBASE_SIG_HEX),
+       "nor 64 characters with one that is not a hex digit, or a NUL");
+    ok(ERR_peek_error() == 0,
+       "what OpenSSL's hex decoder refused is not left on its error queue");
 
     /* rotation: any of the secrets */
 
