@@ -555,6 +555,13 @@ ngx_http_fanbase_metrics_series(u_char *p, ngx_http_fanbase_metrics_t *m,
 
     ok = sh->fanbase_ok;
 
+    p = ngx_http_fanbase_metrics_head(p, "fanbase_journal_written_bytes_total",
+                                      "counter", "Bytes of transaction "
+                                      "records written to the journal and "
+                                      "synced (since the zone's start).");
+    p = ngx_sprintf(p, "fanbase_journal_written_bytes_total %uA\n",
+                    sh->journal_bytes);
+
     p = ngx_http_fanbase_metrics_head(p,
                                       "fanbase_last_answer_timestamp_seconds",
                                       "gauge", "When Fanbase last answered "

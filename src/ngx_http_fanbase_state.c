@@ -36,6 +36,9 @@
 #define NGX_HTTP_FANBASE_STATE_VERSION   2
 #define NGX_HTTP_FANBASE_SAVE_INTERVAL   1000
 #define NGX_HTTP_FANBASE_SAVE_LEASE      10000
+
+/* a snapshot this small is taken whenever due, however little changed */
+#define NGX_HTTP_FANBASE_SNAPSHOT_SMALL  (1024 * 1024)
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
 
 
@@ -222,6 +225,17 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
         return;
     }
 
+    /*
+     * nor before the journal has grown by a quarter of a large snapshot:
+     * a backlog that only waits (a probe now and then) is not rewritten
+     */
+
+    if (!force && sh->snap_bytes > NGX_HTTP_FANBASE_SNAPSHOT_SMALL
+        && sh->journal_bytes - sh->snap_journal < sh->snap_bytes / 4)
+    {
+        return;
+    }
+
     io = &local;
 
 #if (NGX_THREADS)
@@ -268,6 +282,7 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
      */
 
     io->gen = ++sh->journal_gen;
+    sh->snap_journal = sh->journal_bytes;
 
     start = ngx_http_fanbase_state_clock();
 
@@ -282,6 +297,7 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     sh->save_next = ngx_current_msec
                     + ngx_max(NGX_HTTP_FANBASE_SAVE_INTERVAL,
                               50 * (ngx_http_fanbase_state_clock() - start));
+    sh->snap_bytes = io->len;
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 

@@ -118,6 +118,8 @@ struct ngx_http_fanbase_shctx_s {
     ngx_msec_t                    save_lease;
     ngx_uint_t                    saving;
     ngx_msec_t                    save_next;   /* no snapshot before */
+    size_t                        snap_bytes;  /* the last one's size */
+    ngx_atomic_uint_t             snap_journal; /* journal_bytes then */
 
     /* the journal (ngx_http_fanbase_journal.c) */
     uint64_t                      journal_gen; /* of records made now */

@@ -22,6 +22,24 @@ use Time::HiRes qw(time sleep);
 
 my $STATE = '%%DIR%%/fanbase.state';
 
+# an edge whose transactions are kept in STATE (and its journal); %o: the
+# mock's settings, the state path, fanbase_state_sync, log_allow
+sub journaled {
+    my (%o) = @_;
+    my $t = FanbaseTest->new(
+        mock   => { clients => ['demo-client:demo-secret'], %{ $o{mock} || {} } },
+        files  => edge_files(),
+        http   => edge_http(state => $o{state} // $STATE,
+                            extra => "fanbase_state_sync " . ($o{sync} // 'on') . ";\n"),
+        server => "location = $QUEUE { fanbase_submit async; }\n"
+                . "location /transactions/ { fanbase_transaction; }\n",
+        log_allow => $o{log_allow} // qr/exited on signal 9/,
+    );
+    mkdir $t->dir . '/st';
+    $t->start;
+    return $t;
+}
+
 sub journals { my $t = shift; return glob($t->dir . '/fanbase.state.journal.*') }
 
 # kill -9 of the master and its workers at once, and wait for all to go
@@ -42,17 +60,7 @@ sub kill_all {
 # kill -9 under a stream, fanbase_state_sync on: every 202 survives.
 
 {
-    my $t = FanbaseTest->new(
-        mock   => { clients => ['demo-client:demo-secret'] },
-        files  => edge_files(),
-        http   => edge_http(state => $STATE, extra => "fanbase_state_sync on;\n"),
-        server => <<"CONF",
-location = $QUEUE { fanbase_submit async; }
-location /transactions/ { fanbase_transaction; }
-CONF
-        log_allow => qr/exited on signal 9/,
-    );
-    $t->start;
+    my $t = journaled();
     $t->mock_faults({ queue_post => { status => 503 } });    # Fanbase down
 
     # four clients, each writing the id of every 202 the moment it has it
@@ -101,18 +109,7 @@ CONF
 # Delivered before the kill: back delivered (newest version), not resent.
 
 {
-    my $t = FanbaseTest->new(
-        mock   => { clients => ['demo-client:demo-secret'],
-                    processing_after => 60, completed_after => 120 },
-        files  => edge_files(),
-        http   => edge_http(state => $STATE, extra => "fanbase_state_sync on;\n"),
-        server => <<"CONF",
-location = $QUEUE { fanbase_submit async; }
-location /transactions/ { fanbase_transaction; }
-CONF
-        log_allow => qr/exited on signal 9/,
-    );
-    $t->start;
+    my $t = journaled(mock => { processing_after => 60, completed_after => 120 });
 
     my @ids = map { tx_id($t->submit(data => { delivered => $_ }, status => 202,
                                      name => "delivered $_: 202")) } 1 .. 3;
@@ -137,17 +134,7 @@ CONF
 # generations are removed once a snapshot holds them.
 
 {
-    my $t = FanbaseTest->new(
-        mock   => { clients => ['demo-client:demo-secret'] },
-        files  => edge_files(),
-        http   => edge_http(state => $STATE),
-        server => <<"CONF",
-location = $QUEUE { fanbase_submit async; }
-location /transactions/ { fanbase_transaction; }
-CONF
-        log_allow => qr/exited on signal 9/,
-    );
-    $t->start;
+    my $t = journaled(sync => 'off');
 
     my @ids = map { tx_id($t->submit(path => $QUEUE, data => { torn => $_ },
                                      status => 202, name => "torn $_: 202")) } 1 .. 5;
@@ -189,19 +176,8 @@ CONF
 # A journal that cannot be written: 503 not_durable, naming the transaction.
 
 {
-    my $t = FanbaseTest->new(
-        mock   => { clients => ['demo-client:demo-secret'] },
-        files  => edge_files(),
-        http   => edge_http(state => '%%DIR%%/st/fanbase.state',
-                            extra => "fanbase_state_sync on;\n"),
-        server => <<"CONF",
-location = $QUEUE { fanbase_submit async; }
-location /transactions/ { fanbase_transaction; }
-CONF
-        log_allow => qr/cannot (?:write the journal|save the state)/,
-    );
-    mkdir $t->dir . '/st';
-    $t->start;
+    my $t = journaled(state => '%%DIR%%/st/fanbase.state',
+                      log_allow => qr/cannot (?:write the journal|save the state)/);
     $t->mock_faults({ queue_post => { status => 503 } });
     $t->submit(path => $QUEUE, status => 202, name => 'on disk: 202');
 
