@@ -39,6 +39,10 @@
 
 /* a snapshot this small is taken whenever due, however little changed */
 #define NGX_HTTP_FANBASE_SNAPSHOT_SMALL  (1024 * 1024)
+
+/* a snapshot holds the zone's lock for this many hash buckets at a time */
+#define NGX_HTTP_FANBASE_STATE_BUCKETS   512
+#define NGX_HTTP_FANBASE_STATE_CHUNK_MIN 65536
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
 
 
@@ -62,6 +66,16 @@ typedef struct {
 } ngx_http_fanbase_state_load_t;
 
 
+/* a snapshot being rendered: a buffer that grows */
+
+typedef struct {
+    u_char                        *data;
+    u_char                        *last;
+    size_t                         size;
+    ngx_log_t                     *log;
+} ngx_http_fanbase_state_buf_t;
+
+
 /* one save's writing: it may run in a thread, so it logs nothing itself */
 
 typedef struct {
@@ -70,6 +84,8 @@ typedef struct {
     size_t                         len;
     ngx_atomic_uint_t              changes;
     uint64_t                       gen;        /* journals below: in it */
+    ngx_msec_t                     cost;       /* of the rendering */
+    ngx_log_t                     *log;
     ngx_int_t                      rc;
     ngx_err_t                      err;
     const char                    *failed;     /* the call that failed */
@@ -87,8 +103,9 @@ static void ngx_http_fanbase_state_replay(ngx_http_fanbase_state_load_t *ld);
 static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
     size_t *len, ngx_log_t *log);
 static u_char *ngx_http_fanbase_state_rid(u_char *p, ngx_str_t *id);
-static u_char *ngx_http_fanbase_state_keys(u_char *p,
-    ngx_http_fanbase_keys_t *keys, ngx_uint_t full, ngx_uint_t *records);
+static ngx_int_t ngx_http_fanbase_state_room(ngx_http_fanbase_state_buf_t *b,
+    size_t size);
+static void ngx_http_fanbase_state_make(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
     ngx_log_t *log);
@@ -205,7 +222,6 @@ void
 ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     ngx_uint_t force, ngx_log_t *log)
 {
-    ngx_msec_t                    start;
     ngx_http_fanbase_shctx_t     *sh;
     ngx_http_fanbase_state_io_t  *io, local;
 
@@ -284,28 +300,9 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
     io->gen = ++sh->journal_gen;
     sh->snap_journal = sh->journal_bytes;
 
-    start = ngx_http_fanbase_state_clock();
-
-    io->buf = ngx_http_fanbase_state_render(mcf, &io->len, log);
-
-    /*
-     * the next snapshot no sooner than 50 times this one's rendering under
-     * the lock: a large zone is rendered less often, and the lock is
-     * held for at most 2% of the time
-     */
-
-    sh->save_next = ngx_current_msec
-                    + ngx_max(NGX_HTTP_FANBASE_SAVE_INTERVAL,
-                              50 * (ngx_http_fanbase_state_clock() - start));
-    sh->snap_bytes = io->len;
-
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
-    if (io->buf == NULL) {
-        io->rc = NGX_ERROR;
-        ngx_http_fanbase_state_written(io, log);
-        return;
-    }
+    io->log = log;
 
 #if (NGX_THREADS)
 
@@ -322,8 +319,35 @@ ngx_http_fanbase_state_save(ngx_http_fanbase_main_conf_t *mcf,
 
 #endif
 
-    ngx_http_fanbase_state_write(io);
+    ngx_http_fanbase_state_make(io);
     ngx_http_fanbase_state_written(io, log);
+}
+
+
+/*
+ * The snapshot's making, in a thread of the pool when there is one (so
+ * that a large zone's rendering never holds up the worker's event loop):
+ * rendered a few records at a time under the lock, never all at once,
+ * then written.
+ */
+
+static void
+ngx_http_fanbase_state_make(ngx_http_fanbase_state_io_t *io)
+{
+    ngx_msec_t  start;
+
+    start = ngx_http_fanbase_state_clock();
+
+    io->buf = ngx_http_fanbase_state_render(io->mcf, &io->len, io->log);
+
+    io->cost = ngx_http_fanbase_state_clock() - start;
+
+    if (io->buf == NULL) {
+        io->rc = NGX_ERROR;
+        return;
+    }
+
+    ngx_http_fanbase_state_write(io);
 }
 
 
@@ -345,7 +369,7 @@ ngx_http_fanbase_state_clock(void)
 static void
 ngx_http_fanbase_state_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_fanbase_state_write(data);
+    ngx_http_fanbase_state_make(data);
 }
 
 
@@ -422,6 +446,15 @@ ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
         sh->saved = io->changes;
     }
 
+    /*
+     * the next snapshot no sooner than 50 times this one's rendering: a
+     * large zone is rendered less often, and a worker spends at most 2% of
+     * its time on it
+     */
+
+    sh->save_next = ngx_current_msec
+                    + ngx_max(NGX_HTTP_FANBASE_SAVE_INTERVAL, 50 * io->cost);
+    sh->snap_bytes = io->len;
     sh->saving = 0;
 
     ngx_shmtx_unlock(&io->mcf->shpool->mutex);
@@ -429,8 +462,9 @@ ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
 
 
 /*
- * Called with the zone locked.  One record a line, so that a record the
- * loader cannot read costs that record alone:
+ * Takes the zone's lock for a few hash buckets at a time, so that a large
+ * zone never holds up the workers for long.  One record a line, so that a
+ * record the loader cannot read costs that record alone:
  *
  *     {"version":2}
  *     {"type":"transaction","id":...}
@@ -444,44 +478,122 @@ static u_char *
 ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     ngx_log_t *log)
 {
-    u_char                     *buf, *p;
-    size_t                      size;
-    ngx_str_t                   rid;
-    ngx_uint_t                  i, records;
-    ngx_queue_t                *q, *queues[2];
-    ngx_http_fanbase_txn_t     *t;
-    ngx_http_fanbase_idem_t    *k;
-    ngx_http_fanbase_keys_t    *keys;
-    ngx_http_fanbase_notice_t  *n;
-    ngx_http_fanbase_shctx_t   *sh;
+    size_t                          size;
+    ngx_str_t                       rid;
+    ngx_uint_t                      i, j, records;
+    ngx_queue_t                    *q;
+    ngx_http_fanbase_txn_t         *t;
+    ngx_http_fanbase_idem_t        *k;
+    ngx_http_fanbase_keys_t        *keys;
+    ngx_http_fanbase_notice_t      *n;
+    ngx_http_fanbase_shctx_t       *sh;
+    ngx_http_fanbase_state_buf_t    b;
 
     sh = mcf->sh;
-    queues[0] = &sh->txn_live;
-    queues[1] = &sh->txn_done;
+    records = 0;
 
-    size = sizeof("{\"version\":}\n{\"end\":}\n") + 2 * NGX_INT_T_LEN;
+    ngx_memzero(&b, sizeof(ngx_http_fanbase_state_buf_t));
+    b.log = log;
 
-    for (i = 0; i < 2; i++) {
-        for (q = ngx_queue_head(queues[i]);
-             q != ngx_queue_sentinel(queues[i]);
-             q = ngx_queue_next(q))
+    if (ngx_http_fanbase_state_room(&b, NGX_HTTP_FANBASE_STATE_CHUNK_MIN)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    b.last = ngx_sprintf(b.last, "{\"version\":%d}\n",
+                         NGX_HTTP_FANBASE_STATE_VERSION);
+
+    /*
+     * the transactions, a few hash buckets at a time, each run under the
+     * lock: a change between two runs is in the journal, of a newer
+     * generation than this snapshot
+     */
+
+    for (i = 0; i <= sh->txn_hash_mask; /* void */) {
+
+        ngx_shmtx_lock(&mcf->shpool->mutex);
+
+        size = 0;
+
+        for (j = i;
+             j <= sh->txn_hash_mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
+             j++)
         {
-            t = ngx_queue_data(q, ngx_http_fanbase_txn_t, queue);
-            size += ngx_http_fanbase_state_txn_size(t);
+            for (t = sh->txn_hash[j]; t; t = t->hash_next) {
+                size += ngx_http_fanbase_state_txn_size(t);
+            }
+        }
+
+        if (ngx_http_fanbase_state_room(&b, size) != NGX_OK) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            ngx_free(b.data);
+            return NULL;
+        }
+
+        for (j = i;
+             j <= sh->txn_hash_mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
+             j++)
+        {
+            for (t = sh->txn_hash[j]; t; t = t->hash_next) {
+                b.last = ngx_http_fanbase_state_txn(b.last, mcf, t);
+                records++;
+            }
+        }
+
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+        i = j;
+    }
+
+    /* the claimed keys, the same way */
+
+    for (keys = &sh->idem; keys; keys = (keys == &sh->idem) ? &sh->hooks
+                                                            : NULL)
+    {
+        for (i = 0; i <= keys->mask; /* void */) {
+
+            ngx_shmtx_lock(&mcf->shpool->mutex);
+
+            size = 0;
+
+            for (j = i;
+                 j <= keys->mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
+                 j++)
+            {
+                for (k = keys->hash[j]; k; k = k->hash_next) {
+                    size += ngx_http_fanbase_state_key_size(k);
+                }
+            }
+
+            if (ngx_http_fanbase_state_room(&b, size) != NGX_OK) {
+                ngx_shmtx_unlock(&mcf->shpool->mutex);
+                ngx_free(b.data);
+                return NULL;
+            }
+
+            for (j = i;
+                 j <= keys->mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
+                 j++)
+            {
+                for (k = keys->hash[j]; k; k = k->hash_next) {
+                    b.last = ngx_http_fanbase_state_key(b.last, k,
+                                                        keys == &sh->idem);
+                    records++;
+                }
+            }
+
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+            i = j;
         }
     }
 
-    for (i = 0; i < 2; i++) {
-        keys = i ? &sh->hooks : &sh->idem;
+    /* the notices waiting, few, in one run */
 
-        for (q = ngx_queue_head(&keys->lru);
-             q != ngx_queue_sentinel(&keys->lru);
-             q = ngx_queue_next(q))
-        {
-            k = ngx_queue_data(q, ngx_http_fanbase_idem_t, queue);
-            size += ngx_http_fanbase_state_key_size(k);
-        }
-    }
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    size = sizeof("{\"end\":}\n") + NGX_INT_T_LEN;
 
     for (q = ngx_queue_head(&sh->notices_all);
          q != ngx_queue_sentinel(&sh->notices_all);
@@ -493,28 +605,11 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
                   * (n->id_len + n->len + n->request_id_len);
     }
 
-    buf = ngx_alloc(size, log);
-    if (buf == NULL) {
+    if (ngx_http_fanbase_state_room(&b, size) != NGX_OK) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        ngx_free(b.data);
         return NULL;
     }
-
-    p = ngx_sprintf(buf, "{\"version\":%d}\n", NGX_HTTP_FANBASE_STATE_VERSION);
-    records = 0;
-
-    for (i = 0; i < 2; i++) {
-        for (q = ngx_queue_head(queues[i]);
-             q != ngx_queue_sentinel(queues[i]);
-             q = ngx_queue_next(q))
-        {
-            p = ngx_http_fanbase_state_txn(p, mcf,
-                              ngx_queue_data(q, ngx_http_fanbase_txn_t,
-                                             queue));
-            records++;
-        }
-    }
-
-    p = ngx_http_fanbase_state_keys(p, &sh->idem, 1, &records);
-    p = ngx_http_fanbase_state_keys(p, &sh->hooks, 0, &records);
 
     for (q = ngx_queue_head(&sh->notices_all);
          q != ngx_queue_sentinel(&sh->notices_all);
@@ -522,49 +617,63 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
     {
         n = ngx_queue_data(q, ngx_http_fanbase_notice_t, queue);
 
-        p = ngx_cpymem(p, "{\"type\":\"notification\",\"id\":\"",
-                       sizeof("{\"type\":\"notification\",\"id\":\"") - 1);
-        p = fanbase_json_escape(p, n->id, n->id_len);
-        p = ngx_sprintf(p, "\",\"created\":%uL,\"attempts\":%uD,\"body\":\"",
-                        n->created, n->attempts);
-        p = fanbase_json_escape(p, n->body, n->len);
-        *p++ = '"';
+        b.last = ngx_cpymem(b.last, "{\"type\":\"notification\",\"id\":\"",
+                         sizeof("{\"type\":\"notification\",\"id\":\"") - 1);
+        b.last = fanbase_json_escape(b.last, n->id, n->id_len);
+        b.last = ngx_sprintf(b.last, "\",\"created\":%uL,\"attempts\":%uD,"
+                             "\"body\":\"", n->created, n->attempts);
+        b.last = fanbase_json_escape(b.last, n->body, n->len);
+        *b.last++ = '"';
 
         rid.data = n->body + n->len;
         rid.len = n->request_id_len;
-        p = ngx_http_fanbase_state_rid(p, &rid);
+        b.last = ngx_http_fanbase_state_rid(b.last, &rid);
 
-        p = ngx_cpymem(p, "}\n", 2);
+        b.last = ngx_cpymem(b.last, "}\n", 2);
         records++;
     }
 
-    p = ngx_sprintf(p, "{\"end\":%ui}\n", records);
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
 
-    *len = p - buf;
+    b.last = ngx_sprintf(b.last, "{\"end\":%ui}\n", records);
 
-    return buf;
+    *len = b.last - b.data;
+
+    return b.data;
 }
 
 
-/* claimed keys: Idempotency-Keys ("full": with digest and id), webhooks */
+/* room for "size" more bytes in a snapshot's buffer, which grows */
 
-static u_char *
-ngx_http_fanbase_state_keys(u_char *p, ngx_http_fanbase_keys_t *keys,
-    ngx_uint_t full, ngx_uint_t *records)
+static ngx_int_t
+ngx_http_fanbase_state_room(ngx_http_fanbase_state_buf_t *b, size_t size)
 {
-    ngx_queue_t  *q;
+    u_char  *data;
+    size_t   want, used;
 
-    for (q = ngx_queue_head(&keys->lru);
-         q != ngx_queue_sentinel(&keys->lru);
-         q = ngx_queue_next(q))
-    {
-        p = ngx_http_fanbase_state_key(p,
-                              ngx_queue_data(q, ngx_http_fanbase_idem_t, queue),
-                              full);
-        (*records)++;
+    used = b->last - b->data;
+
+    if (used + size <= b->size) {
+        return NGX_OK;
     }
 
-    return p;
+    want = ngx_max(2 * b->size, used + size);
+
+    data = ngx_alloc(want, b->log);
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (b->data != NULL) {
+        ngx_memcpy(data, b->data, used);
+        ngx_free(b->data);
+    }
+
+    b->data = data;
+    b->last = data + used;
+    b->size = want;
+
+    return NGX_OK;
 }
 
 
