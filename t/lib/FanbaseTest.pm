@@ -102,9 +102,10 @@ it is stopped and the same Fanbase when it is back.
 Stops the mock (TERM; it saves its state).  Its port and C<%%MOCK%%> stay
 as they were; nothing listens there until C<start_mock>.
 
-=item start_nginx
+=item start_nginx(timeout => 10)
 
-Starts nginx only.  After C<stop_nginx>: nginx again in the same
+Starts nginx only, and waits up to C<timeout> seconds for it to listen
+(a zone loading a million transactions takes longer).  After C<stop_nginx>: nginx again in the same
 directory, with the same (rewritten) configuration, its state files and an
 error.log that goes on (the "error log clean" test at the end reads all of
 it).
@@ -839,8 +840,9 @@ sub stop_mock {
 }
 
 sub start_nginx {
-    my $self = shift;
+    my ($self, %o) = @_;
     croak 'start_nginx: nginx is running' if $self->{nginx_pid};
+    my $wait = $o{timeout} // 10;
     my $d = $self->{dir};
     $self->{nginx_started} = 1;
     $self->_write_files;
@@ -851,8 +853,8 @@ sub start_nginx {
         cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/nginx.conf",
                 '-e', "$d/error.log"]);
 
-    my $end = time + 10;
-    my ($state, $status) = wait_listen($self->{port}, $self->{nginx_pid}, 10);
+    my $end = time + $wait;
+    my ($state, $status) = wait_listen($self->{port}, $self->{nginx_pid}, $wait);
     if ($state eq 'exited') {
         delete $self->{nginx_pid};
         die "nginx exited at start (status $status):\n"
