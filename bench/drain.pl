@@ -6,7 +6,8 @@
 #   make module && TEST_NGINX_MODULE=$PWD/build/ngx_http_fanbase_module.so \
 #       nice perl bench/drain.pl
 #
-# The edge: 2 workers, a 512m zone without a state file, the default
+# The edge: 2 workers, a 512m zone without a state file (BENCH_STATE=1:
+# with one, and its journal), the default
 # fanbase_deliver_concurrency, its token endpoint up (a "return 200"
 # nginx) and its queue where nothing listens yet.  wrk posts to
 # "fanbase_submit async" for BENCH_FILL seconds (2); every 202 is a
@@ -43,7 +44,8 @@ my $t = FanbaseTest->new(
     mock    => undef,
     workers => 2,
     files   => edge_files(),
-    http    => (edge_http(zone => '512m', timeout => '10s')
+    http    => (edge_http(zone => '512m', timeout => '10s',
+                          $ENV{BENCH_STATE} ? (state => '%%DIR%%/fb.state') : ())
                 =~ s{fanbase_api %%MOCK%%;}{fanbase_api http://127.0.0.1:$fb_port;}r
                 =~ s{fanbase_token_url %%MOCK%%/api/token;}
                     {fanbase_token_url http://127.0.0.1:$tok_port/api/token;}r),
