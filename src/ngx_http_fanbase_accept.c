@@ -11,10 +11,9 @@
  */
 
 
-#include <sys/random.h>
-
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_deliver.h"
+#include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_rid.h"
@@ -211,30 +210,16 @@ ngx_http_fanbase_accept_key(ngx_http_request_t *r, ngx_str_t *key)
 }
 
 
-/*
- * A random (version 4) UUID, lower case, from the kernel's generator: a
- * system call fills a worker's supply for 64 ids at a time.
- */
+/* a random (version 4) UUID, lower case */
 
 static ngx_int_t
 ngx_http_fanbase_accept_id(u_char *id)
 {
-    u_char  *b;
+    u_char  b[16];
 
-    static u_char      supply[64 * 16];
-    static ngx_uint_t  left;
-
-    if (left == 0) {
-        if (getrandom(supply, sizeof(supply), GRND_NONBLOCK)
-            != (ssize_t) sizeof(supply))
-        {
-            return NGX_ERROR;
-        }
-
-        left = sizeof(supply) / 16;
+    if (ngx_http_fanbase_id_random(b) != NGX_OK) {
+        return NGX_ERROR;
     }
-
-    b = &supply[--left * 16];
 
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -243,9 +228,6 @@ ngx_http_fanbase_accept_id(u_char *id)
                        "%02xd%02xd-%02xd%02xd%02xd%02xd%02xd%02xd",
                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
                        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-
-    /* an id is never handed out twice */
-    ngx_memzero(b, 16);
 
     return NGX_OK;
 }

@@ -8,6 +8,8 @@
  */
 
 
+#include <sys/random.h>
+
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 
@@ -118,4 +120,39 @@ ngx_http_fanbase_id_hash(uint64_t scope, u_char *id, size_t len)
     ngx_crc32_final(crc);
 
     return crc;
+}
+
+
+/*
+ * 16 random bytes into b, from the kernel's generator: a system call fills
+ * a worker's supply for 64 of them at a time (transaction and request
+ * ids: a system call or OpenSSL's RAND_bytes() for each costs more than
+ * the rest of an accept's id work together).
+ */
+
+ngx_int_t
+ngx_http_fanbase_id_random(u_char *b)
+{
+    u_char  *p;
+
+    static u_char      supply[64 * 16];
+    static ngx_uint_t  left;
+
+    if (left == 0) {
+        if (getrandom(supply, sizeof(supply), GRND_NONBLOCK)
+            != (ssize_t) sizeof(supply))
+        {
+            return NGX_ERROR;
+        }
+
+        left = sizeof(supply) / 16;
+    }
+
+    p = &supply[--left * 16];
+    ngx_memcpy(b, p, 16);
+
+    /* never handed out twice */
+    ngx_memzero(p, 16);
+
+    return NGX_OK;
 }
