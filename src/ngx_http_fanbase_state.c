@@ -40,8 +40,12 @@
 /* a snapshot this small is taken whenever due, however little changed */
 #define NGX_HTTP_FANBASE_SNAPSHOT_SMALL  (1024 * 1024)
 
-/* a snapshot holds the zone's lock for this many hash buckets at a time */
-#define NGX_HTTP_FANBASE_STATE_BUCKETS   512
+/*
+ * a snapshot holds the zone's lock for this many hash buckets at a time:
+ * with no more transactions than buckets (the zone's sizing), a few
+ * records each time
+ */
+#define NGX_HTTP_FANBASE_STATE_BUCKETS   8
 #define NGX_HTTP_FANBASE_STATE_CHUNK_MIN 65536
 #define NGX_HTTP_FANBASE_STATE_MAX       (1024 * 1024 * 1024)
 
