@@ -24,11 +24,10 @@
  */
 
 
-#include <dirent.h>
-
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_state.h"
+#include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_journal.h"
 
@@ -82,8 +81,8 @@ static void ngx_http_fanbase_journal_thread(void *data, ngx_log_t *log);
 static void ngx_http_fanbase_journal_thread_done(ngx_event_t *ev);
 #endif
 static ngx_int_t ngx_http_fanbase_journal_open(void);
-static ngx_int_t ngx_http_fanbase_journal_gen(ngx_str_t *base, u_char *name,
-    uint64_t *gen);
+static uint64_t ngx_http_fanbase_journal_append_locked(
+    ngx_http_fanbase_txn_t *t, ngx_http_fanbase_idem_t *k);
 
 
 static ngx_http_fanbase_journal_t  ngx_http_fanbase_journal;
@@ -141,6 +140,7 @@ ngx_http_fanbase_journal_init_process(ngx_cycle_t *cycle,
     /* set last: from now on, changes are journaled */
 
     j->mcf = mcf;
+    ngx_http_fanbase_txn_journal = ngx_http_fanbase_journal_append_locked;
 
     return NGX_OK;
 }
@@ -193,18 +193,22 @@ ngx_http_fanbase_journal_exit_process(ngx_cycle_t *cycle)
         }
     }
 
+    ngx_http_fanbase_txn_journal = NULL;
     j->mcf = NULL;
 }
 
 
 /*
- * A transaction changed (the zone is locked): its record is appended.
- * Returns the record's number, or 0 when it is not journaled (no state
- * file, the master, or no memory for it).
+ * ngx_http_fanbase_txn_journal (the zone is locked): the records of "t"
+ * and of "k" (an Idempotency-Key claimed with a new transaction), each if
+ * not NULL, appended; the number of the last record.  A record that finds
+ * no memory is lost to the journal, not to the zone: the next snapshot
+ * has it.
  */
 
-uint64_t
-ngx_http_fanbase_journal_txn_locked(ngx_http_fanbase_txn_t *t)
+static uint64_t
+ngx_http_fanbase_journal_append_locked(ngx_http_fanbase_txn_t *t,
+    ngx_http_fanbase_idem_t *k)
 {
     u_char                          *p;
     ngx_http_fanbase_journal_t      *j;
@@ -212,55 +216,27 @@ ngx_http_fanbase_journal_txn_locked(ngx_http_fanbase_txn_t *t)
 
     j = &ngx_http_fanbase_journal;
 
-    if (j->mcf == NULL) {
-        return 0;
+    if (t != NULL) {
+        b = ngx_http_fanbase_journal_room(ngx_http_fanbase_state_txn_size(t));
+
+        if (b != NULL) {
+            p = ngx_http_fanbase_state_txn(b->data + b->len, j->mcf, t);
+            b->len = p - b->data;
+            b->last = ++j->seq;
+        }
     }
 
-    b = ngx_http_fanbase_journal_room(ngx_http_fanbase_state_txn_size(t));
-    if (b == NULL) {
-        return 0;
-    }
+    if (k != NULL) {
+        b = ngx_http_fanbase_journal_room(ngx_http_fanbase_state_key_size(k));
 
-    p = ngx_http_fanbase_state_txn(b->data + b->len, j->mcf, t);
-    b->len = p - b->data;
-    b->last = ++j->seq;
+        if (b != NULL) {
+            p = ngx_http_fanbase_state_key(b->data + b->len, k, 1);
+            b->len = p - b->data;
+            b->last = ++j->seq;
+        }
+    }
 
     return j->seq;
-}
-
-
-/* an Idempotency-Key claimed with a new transaction */
-
-void
-ngx_http_fanbase_journal_key_locked(ngx_http_fanbase_idem_t *k)
-{
-    u_char                          *p;
-    ngx_http_fanbase_journal_t      *j;
-    ngx_http_fanbase_journal_buf_t  *b;
-
-    j = &ngx_http_fanbase_journal;
-
-    if (j->mcf == NULL) {
-        return;
-    }
-
-    b = ngx_http_fanbase_journal_room(ngx_http_fanbase_state_key_size(k));
-    if (b == NULL) {
-        return;
-    }
-
-    p = ngx_http_fanbase_state_key(b->data + b->len, k, 1);
-    b->len = p - b->data;
-    b->last = ++j->seq;
-}
-
-
-/* the number of this worker's last record */
-
-uint64_t
-ngx_http_fanbase_journal_seq(void)
-{
-    return ngx_http_fanbase_journal.seq;
 }
 
 
@@ -480,7 +456,7 @@ ngx_http_fanbase_journal_open(void)
         j->fd = NGX_INVALID_FILE;
     }
 
-    if (j->mcf->state.len + sizeof(NGX_HTTP_FANBASE_JOURNAL_INFIX)
+    if (j->mcf->state.len + sizeof(NGX_HTTP_FANBASE_STATE_JOURNAL)
         + 2 * NGX_INT64_LEN + 2 > NGX_MAX_PATH)
     {
         j->err = NGX_ENAMETOOLONG;
@@ -488,7 +464,7 @@ ngx_http_fanbase_journal_open(void)
         return NGX_ERROR;
     }
 
-    (void) ngx_sprintf(j->path, "%V" NGX_HTTP_FANBASE_JOURNAL_INFIX "%uL.%P%Z",
+    (void) ngx_sprintf(j->path, "%V" NGX_HTTP_FANBASE_STATE_JOURNAL "%uL.%P%Z",
                        &j->mcf->state, b->gen, ngx_pid);
 
     /* payloads hold buyer data: the file is for nginx's user alone */
@@ -645,147 +621,4 @@ ngx_http_fanbase_journal_written(ngx_log_t *log)
     if (j->pending->len && !j->flush.posted) {
         ngx_post_event(&j->flush, &ngx_posted_events);
     }
-}
-
-
-/*
- * The journal files of a state path (into "files", ngx_str_t paths, if
- * not NULL) and the newest generation among them.
- */
-
-ngx_int_t
-ngx_http_fanbase_journal_files(ngx_str_t *state, ngx_pool_t *pool,
-    ngx_array_t *files, uint64_t *max_gen)
-{
-    DIR            *d;
-    uint64_t        gen;
-    ngx_str_t       base, *path;
-    struct dirent  *de;
-    u_char          dir[NGX_MAX_PATH];
-
-    *max_gen = 0;
-
-    if (ngx_http_fanbase_state_dir(state, dir, sizeof(dir), &base) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    d = opendir((char *) dir);
-    if (d == NULL) {
-        return (ngx_errno == NGX_ENOENT) ? NGX_OK : NGX_ERROR;
-    }
-
-    while ((de = readdir(d)) != NULL) {
-        if (ngx_http_fanbase_journal_gen(&base, (u_char *) de->d_name, &gen)
-            != NGX_OK)
-        {
-            continue;
-        }
-
-        *max_gen = ngx_max(*max_gen, gen);
-
-        if (files == NULL) {
-            continue;
-        }
-
-        path = ngx_array_push(files);
-        if (path == NULL) {
-            closedir(d);
-            return NGX_ERROR;
-        }
-
-        path->len = ngx_strlen(dir) + 1 + ngx_strlen(de->d_name);
-        path->data = ngx_pnalloc(pool, path->len + 1);
-        if (path->data == NULL) {
-            closedir(d);
-            return NGX_ERROR;
-        }
-
-        (void) ngx_sprintf(path->data, "%s/%s%Z", dir, de->d_name);
-    }
-
-    closedir(d);
-
-    return NGX_OK;
-}
-
-
-/*
- * Removes the journal files of generations below "below": the snapshot
- * that moved the generation on is on disk and holds what they hold.  In
- * the thread that wrote the snapshot, or the master at its exit.
- */
-
-void
-ngx_http_fanbase_journal_prune(ngx_str_t *state, uint64_t below)
-{
-    DIR            *d;
-    uint64_t        gen;
-    ngx_str_t       base;
-    struct dirent  *de;
-    u_char          dir[NGX_MAX_PATH], path[NGX_MAX_PATH];
-
-    if (ngx_http_fanbase_state_dir(state, dir, sizeof(dir), &base) != NGX_OK) {
-        return;
-    }
-
-    d = opendir((char *) dir);
-    if (d == NULL) {
-        return;
-    }
-
-    while ((de = readdir(d)) != NULL) {
-        if (ngx_http_fanbase_journal_gen(&base, (u_char *) de->d_name, &gen)
-            != NGX_OK
-            || gen >= below
-            || ngx_strlen(dir) + 1 + ngx_strlen(de->d_name) + 1 > sizeof(path))
-        {
-            continue;
-        }
-
-        (void) ngx_sprintf(path, "%s/%s%Z", dir, de->d_name);
-        (void) ngx_delete_file(path);
-    }
-
-    closedir(d);
-}
-
-
-/* "<base>.journal.<generation>.<pid>": NGX_OK and its generation */
-
-static ngx_int_t
-ngx_http_fanbase_journal_gen(ngx_str_t *base, u_char *name, uint64_t *gen)
-{
-    u_char  *p;
-
-    if (ngx_strncmp(name, base->data, base->len) != 0
-        || ngx_strncmp(name + base->len, NGX_HTTP_FANBASE_JOURNAL_INFIX,
-                       sizeof(NGX_HTTP_FANBASE_JOURNAL_INFIX) - 1)
-           != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    p = name + base->len + sizeof(NGX_HTTP_FANBASE_JOURNAL_INFIX) - 1;
-
-    if (*p < '0' || *p > '9') {
-        return NGX_DECLINED;
-    }
-
-    for (*gen = 0; *p >= '0' && *p <= '9'; p++) {
-        if (*gen >= ((uint64_t) 1 << 59)) {
-            return NGX_DECLINED;
-        }
-
-        *gen = *gen * 10 + (*p - '0');
-    }
-
-    if (*p++ != '.' || *p < '0' || *p > '9') {
-        return NGX_DECLINED;
-    }
-
-    while (*p >= '0' && *p <= '9') {
-        p++;
-    }
-
-    return (*p == '\0') ? NGX_OK : NGX_DECLINED;
 }

@@ -23,8 +23,16 @@
 /* upper bounds of the duration histogram's buckets, and +Inf */
 #define NGX_HTTP_FANBASE_METRICS_BUCKETS 13
 
-/* the answers a submission is counted by: metrics.c's table */
+/*
+ * the answers a submission is counted by: metrics.c's table, whose first
+ * ones are these
+ */
 #define NGX_HTTP_FANBASE_METRICS_CODES   25
+#define NGX_HTTP_FANBASE_CODE_CREATED        0
+#define NGX_HTTP_FANBASE_CODE_ACCEPTED       1
+#define NGX_HTTP_FANBASE_CODE_REJECTED       2
+#define NGX_HTTP_FANBASE_CODE_CLIENT_CLOSED  3
+#define NGX_HTTP_FANBASE_CODE_OTHER          4
 
 /* what became of a delivery attempt */
 #define NGX_HTTP_FANBASE_DELIVERY_DELIVERED        0
@@ -81,6 +89,16 @@ ngx_int_t ngx_http_fanbase_metrics_handler(ngx_http_request_t *r);
 void ngx_http_fanbase_metrics_call(ngx_uint_t kind, ngx_msec_t usec);
 void ngx_http_fanbase_metrics_count(ngx_uint_t what, ngx_uint_t result);
 void ngx_http_fanbase_metrics_waiters(ngx_int_t n);
+
+
+/* the labels, in the counters' order (ngx_http_fanbase_metrics.c) */
+extern const char  *ngx_http_fanbase_metrics_codes[];
+extern const char  *ngx_http_fanbase_metrics_kinds[];
+extern const char  *ngx_http_fanbase_metrics_le[];
+extern const char  *ngx_http_fanbase_metrics_deliveries[];
+extern const char  *ngx_http_fanbase_metrics_webhooks[];
+extern const char  *ngx_http_fanbase_metrics_notifications[];
+extern const char  *ngx_http_fanbase_metrics_statuses[];
 
 
 /* ngx_http_fanbase_metrics_count()'s "what" */

@@ -18,12 +18,12 @@
  */
 
 
+#include <dirent.h>
 #include <yajl/yajl_tree.h>
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
-#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
@@ -109,6 +109,11 @@ static u_char *ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf,
 static u_char *ngx_http_fanbase_state_rid(u_char *p, ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_state_room(ngx_http_fanbase_state_buf_t *b,
     size_t size);
+static ngx_int_t ngx_http_fanbase_state_journals(ngx_str_t *state,
+    ngx_pool_t *pool, ngx_array_t *files, uint64_t *max_gen);
+static void ngx_http_fanbase_state_prune(ngx_str_t *state, uint64_t below);
+static ngx_int_t ngx_http_fanbase_state_generation(ngx_str_t *base,
+    u_char *name, uint64_t *gen);
 static void ngx_http_fanbase_state_make(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io);
 static void ngx_http_fanbase_state_written(ngx_http_fanbase_state_io_t *io,
@@ -921,7 +926,7 @@ ngx_http_fanbase_state_write(ngx_http_fanbase_state_io_t *io)
     /* what the journal files before this snapshot hold, it holds */
 
     if (io->gen) {
-        ngx_http_fanbase_journal_prune(&io->mcf->state, io->gen);
+        ngx_http_fanbase_state_prune(&io->mcf->state, io->gen);
     }
 
     return;
@@ -1184,7 +1189,7 @@ ngx_http_fanbase_state_replay(ngx_http_fanbase_state_load_t *ld)
     }
 
     if (ngx_array_init(&list, pool, 8, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_fanbase_journal_files(&ld->mcf->state, pool, &list, &gen)
+        || ngx_http_fanbase_state_journals(&ld->mcf->state, pool, &list, &gen)
            != NGX_OK)
     {
         ngx_log_error(NGX_LOG_EMERG, ld->log, ngx_errno,
@@ -1961,4 +1966,147 @@ ngx_http_fanbase_state_hex(ngx_str_t *hex, u_char *out, size_t len)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The journal files of a state path (into "files", ngx_str_t paths, if
+ * not NULL) and the newest generation among them.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_state_journals(ngx_str_t *state, ngx_pool_t *pool,
+    ngx_array_t *files, uint64_t *max_gen)
+{
+    DIR            *d;
+    uint64_t        gen;
+    ngx_str_t       base, *path;
+    struct dirent  *de;
+    u_char          dir[NGX_MAX_PATH];
+
+    *max_gen = 0;
+
+    if (ngx_http_fanbase_state_dir(state, dir, sizeof(dir), &base) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    d = opendir((char *) dir);
+    if (d == NULL) {
+        return (ngx_errno == NGX_ENOENT) ? NGX_OK : NGX_ERROR;
+    }
+
+    while ((de = readdir(d)) != NULL) {
+        if (ngx_http_fanbase_state_generation(&base, (u_char *) de->d_name, &gen)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        *max_gen = ngx_max(*max_gen, gen);
+
+        if (files == NULL) {
+            continue;
+        }
+
+        path = ngx_array_push(files);
+        if (path == NULL) {
+            closedir(d);
+            return NGX_ERROR;
+        }
+
+        path->len = ngx_strlen(dir) + 1 + ngx_strlen(de->d_name);
+        path->data = ngx_pnalloc(pool, path->len + 1);
+        if (path->data == NULL) {
+            closedir(d);
+            return NGX_ERROR;
+        }
+
+        (void) ngx_sprintf(path->data, "%s/%s%Z", dir, de->d_name);
+    }
+
+    closedir(d);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Removes the journal files of generations below "below": the snapshot
+ * that moved the generation on is on disk and holds what they hold.  In
+ * the thread that wrote the snapshot, or the master at its exit.
+ */
+
+static void
+ngx_http_fanbase_state_prune(ngx_str_t *state, uint64_t below)
+{
+    DIR            *d;
+    uint64_t        gen;
+    ngx_str_t       base;
+    struct dirent  *de;
+    u_char          dir[NGX_MAX_PATH], path[NGX_MAX_PATH];
+
+    if (ngx_http_fanbase_state_dir(state, dir, sizeof(dir), &base) != NGX_OK) {
+        return;
+    }
+
+    d = opendir((char *) dir);
+    if (d == NULL) {
+        return;
+    }
+
+    while ((de = readdir(d)) != NULL) {
+        if (ngx_http_fanbase_state_generation(&base, (u_char *) de->d_name, &gen)
+            != NGX_OK
+            || gen >= below
+            || ngx_strlen(dir) + 1 + ngx_strlen(de->d_name) + 1 > sizeof(path))
+        {
+            continue;
+        }
+
+        (void) ngx_sprintf(path, "%s/%s%Z", dir, de->d_name);
+        (void) ngx_delete_file(path);
+    }
+
+    closedir(d);
+}
+
+
+/* "<base>.journal.<generation>.<pid>": NGX_OK and its generation */
+
+static ngx_int_t
+ngx_http_fanbase_state_generation(ngx_str_t *base, u_char *name, uint64_t *gen)
+{
+    u_char  *p;
+
+    if (ngx_strncmp(name, base->data, base->len) != 0
+        || ngx_strncmp(name + base->len, NGX_HTTP_FANBASE_STATE_JOURNAL,
+                       sizeof(NGX_HTTP_FANBASE_STATE_JOURNAL) - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = name + base->len + sizeof(NGX_HTTP_FANBASE_STATE_JOURNAL) - 1;
+
+    if (*p < '0' || *p > '9') {
+        return NGX_DECLINED;
+    }
+
+    for (*gen = 0; *p >= '0' && *p <= '9'; p++) {
+        if (*gen >= ((uint64_t) 1 << 59)) {
+            return NGX_DECLINED;
+        }
+
+        *gen = *gen * 10 + (*p - '0');
+    }
+
+    if (*p++ != '.' || *p < '0' || *p > '9') {
+        return NGX_DECLINED;
+    }
+
+    while (*p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    return (*p == '\0') ? NGX_OK : NGX_DECLINED;
 }

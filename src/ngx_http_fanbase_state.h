@@ -14,6 +14,9 @@
 /* the first line of the state file and of each journal file */
 #define NGX_HTTP_FANBASE_STATE_HEADER    "{\"version\":2}\n"
 
+/* the journal's files: "<state>.journal.<generation>.<pid>" */
+#define NGX_HTTP_FANBASE_STATE_JOURNAL   ".journal."
+
 
 ngx_int_t ngx_http_fanbase_state_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     size_t size, ngx_log_t *log);

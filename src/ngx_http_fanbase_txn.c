@@ -23,7 +23,6 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
-#include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_keys.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_time.h"
@@ -85,6 +84,9 @@ static void ngx_http_fanbase_txn_breaker_end_locked(
     ngx_http_fanbase_shctx_t *sh, ngx_http_fanbase_txn_t *t,
     ngx_http_fanbase_txn_update_t *u, ngx_http_fanbase_job_t *job,
     ngx_log_t *log);
+
+
+ngx_http_fanbase_txn_journal_pt  ngx_http_fanbase_txn_journal;
 
 
 ngx_int_t
@@ -309,11 +311,10 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     ngx_http_fanbase_txn_changed(sh, t);
 
-    if (nt->idem_key.len) {
-        ngx_http_fanbase_journal_key_locked(k);
+    if (ngx_http_fanbase_txn_journal != NULL) {
+        nt->seq = ngx_http_fanbase_txn_journal(NULL,
+                                               nt->idem_key.len ? k : NULL);
     }
-
-    nt->seq = ngx_http_fanbase_journal_seq();
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
@@ -874,7 +875,8 @@ ngx_http_fanbase_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     if (t != NULL && t->claim == job->claim && t->owner == ngx_pid) {
         t->sent = 1;
         (void) ngx_atomic_fetch_add(&mcf->sh->changes, 1);
-        job->seq = ngx_http_fanbase_journal_txn_locked(t);
+        job->seq = (ngx_http_fanbase_txn_journal != NULL)
+                   ? ngx_http_fanbase_txn_journal(t, NULL) : 0;
         rc = NGX_OK;
     }
 
@@ -1656,7 +1658,9 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     sh->stamps[t->hash & sh->txn_hash_mask]++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
 
-    (void) ngx_http_fanbase_journal_txn_locked(t);
+    if (ngx_http_fanbase_txn_journal != NULL) {
+        (void) ngx_http_fanbase_txn_journal(t, NULL);
+    }
 }
 
 

@@ -240,6 +240,18 @@ void ngx_http_fanbase_txn_hook_release(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *msg_id);
 void ngx_http_fanbase_txn_forget_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t);
+
+
+/*
+ * Where the changes go (the zone locked): the journal's, set by it in a
+ * worker with a state file; appends "t" and "k" if not NULL and returns
+ * the number of the last record it holds.  NULL: nowhere.
+ */
+
+typedef uint64_t (*ngx_http_fanbase_txn_journal_pt)(ngx_http_fanbase_txn_t *t,
+    ngx_http_fanbase_idem_t *k);
+
+extern ngx_http_fanbase_txn_journal_pt  ngx_http_fanbase_txn_journal;
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
