@@ -161,7 +161,7 @@ sub kill_all {
     my $gone = $t->wait_for(sub { !grep { -e $_ } @before }, timeout => 5);
     ok($gone, 'the journal files of older generations are removed after a snapshot')
         or diag(join ' ', grep { -e $_ } @before);
-    $t->stop;
+    $t->stop_nginx;
 
     # a graceful stop: the master's snapshot holds everything
     my @left = journals($t);
