@@ -141,6 +141,12 @@ struct ngx_http_fanbase_main_conf_s {
 #endif
     ngx_uint_t                    deliver_concurrency;
 
+    /* connections to Fanbase, per worker */
+    ngx_uint_t                    max_connections;
+    ngx_uint_t                    keepalive;
+    ngx_array_t                   pools;       /* synchronous locations':
+                                                  peer_pool_t * */
+
     /* outbound webhooks */
     ngx_str_t                     notify_url;  /* "\0" */
     ngx_str_t                    *notify_file; /* where it was set */
@@ -165,6 +171,7 @@ struct ngx_http_fanbase_loc_conf_s {
     ngx_http_fanbase_cred_t      *cred;
     uint64_t                      scope;       /* whose records it sees */
     ngx_http_fanbase_upstream_conf_t  upstream;
+    struct ngx_http_fanbase_proxy_conf_s  *proxy; /* nginx's upstream */
     ngx_msec_t                    status_refresh;
     ngx_flag_t                    store_payload;
     ngx_http_complex_value_t     *status_id;

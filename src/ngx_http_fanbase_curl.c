@@ -75,7 +75,8 @@ static ngx_uint_t         ngx_http_fanbase_socks_n;
 
 
 ngx_int_t
-ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
+ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf)
 {
     struct rlimit  rlmt;
 
@@ -90,8 +91,16 @@ ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle)
                       ngx_http_fanbase_curl_socket);
     curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_TIMERFUNCTION,
                       ngx_http_fanbase_curl_timer);
-    /* idle connections to Fanbase kept by a worker */
-    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAXCONNECTS, 256L);
+    /*
+     * the cap of fanbase_max_connections holds for libcurl's transfers
+     * too (per host: Fanbase's API, its token endpoint, the site); more
+     * wait in libcurl's queue.  Idle connections kept: fanbase_keepalive,
+     * and a few for the token endpoint and the site.
+     */
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) mcf->max_connections);
+    curl_multi_setopt(ngx_http_fanbase_multi, CURLMOPT_MAXCONNECTS,
+                      (long) mcf->keepalive + 8);
 
     /* a slot for every descriptor the worker may open */
 

@@ -57,7 +57,8 @@ struct ngx_http_fanbase_curl_s {
 };
 
 
-ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_fanbase_curl_init_process(ngx_cycle_t *cycle,
+    ngx_http_fanbase_main_conf_t *mcf);
 void ngx_http_fanbase_curl_exit_process(ngx_cycle_t *cycle);
 ngx_http_fanbase_curl_t *ngx_http_fanbase_curl_create(ngx_log_t *log,
     ngx_http_fanbase_upstream_conf_t *conf, const char *url);

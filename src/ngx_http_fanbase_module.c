@@ -23,6 +23,8 @@
 #include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
+#include "ngx_http_fanbase_peer.h"
+#include "ngx_http_fanbase_proxy.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_signature.h"
@@ -107,6 +109,14 @@ static ngx_conf_num_bounds_t  ngx_http_fanbase_events_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_fanbase_concurrency_bounds = {
     ngx_conf_check_num_bounds, 1, 4096
+};
+
+static ngx_conf_num_bounds_t  ngx_http_fanbase_connections_bounds = {
+    ngx_conf_check_num_bounds, 1, 4096
+};
+
+static ngx_conf_num_bounds_t  ngx_http_fanbase_keepalive_bounds = {
+    ngx_conf_check_num_bounds, 0, 4096
 };
 
 
@@ -350,6 +360,20 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       offsetof(ngx_http_fanbase_main_conf_t, deliver_concurrency),
       &ngx_http_fanbase_concurrency_bounds },
 
+    { ngx_string("fanbase_max_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, max_connections),
+      &ngx_http_fanbase_connections_bounds },
+
+    { ngx_string("fanbase_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, keepalive),
+      &ngx_http_fanbase_keepalive_bounds },
+
     { ngx_string("fanbase_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_fanbase_status,
@@ -470,7 +494,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 
     ngx_http_fanbase_metrics_init_process(mcf);
 
-    if (ngx_http_fanbase_curl_init_process(cycle) != NGX_OK
+    if (ngx_http_fanbase_curl_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_journal_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK
@@ -537,6 +561,9 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&mcf->targets, cf->pool, 4,
                           sizeof(ngx_http_fanbase_loc_conf_t *))
+           != NGX_OK
+        || ngx_array_init(&mcf->pools, cf->pool, 2,
+                          sizeof(ngx_http_fanbase_peer_pool_t *))
            != NGX_OK)
     {
         return NULL;
@@ -546,6 +573,8 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
     mcf->store = &ngx_http_fanbase_store_zone;
 
     mcf->deliver_concurrency = NGX_CONF_UNSET_UINT;
+    mcf->max_connections = NGX_CONF_UNSET_UINT;
+    mcf->keepalive = NGX_CONF_UNSET_UINT;
     mcf->state_sync = NGX_CONF_UNSET;
     mcf->notify_horizon = NGX_CONF_UNSET;
     mcf->notify_concurrency = NGX_CONF_UNSET_UINT;
@@ -560,8 +589,45 @@ ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_fanbase_main_conf_t *mcf = conf;
 
     ngx_conf_init_uint_value(mcf->deliver_concurrency, 16);
+    ngx_conf_init_uint_value(mcf->max_connections, 32);
+
+    if (mcf->keepalive == NGX_CONF_UNSET_UINT) {
+        mcf->keepalive = ngx_min(mcf->max_connections, 32);
+
+    } else if (mcf->keepalive > mcf->max_connections) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"fanbase_keepalive %ui\" keeps more idle "
+                           "connections than \"fanbase_max_connections "
+                           "%ui\" lets a worker open",
+                           mcf->keepalive, mcf->max_connections);
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_init_value(mcf->notify_horizon, 24 * 3600);
     ngx_conf_init_uint_value(mcf->notify_concurrency, 8);
+
+    /*
+     * libcurl holds transfers beyond fanbase_max_connections in a queue
+     * where their timeout runs: more at once than that would fail
+     * deliveries that only waited
+     */
+
+    if (mcf->deliver_concurrency > mcf->max_connections) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"fanbase_deliver_concurrency %ui\" is more "
+                           "than \"fanbase_max_connections %ui\": %ui "
+                           "deliveries at once", mcf->deliver_concurrency,
+                           mcf->max_connections, mcf->max_connections);
+        mcf->deliver_concurrency = mcf->max_connections;
+    }
+
+    if (mcf->notify_concurrency > mcf->max_connections) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"fanbase_notify_concurrency %ui\" is more "
+                           "than \"fanbase_max_connections %ui\": %ui "
+                           "notifications at once", mcf->notify_concurrency,
+                           mcf->max_connections, mcf->max_connections);
+        mcf->notify_concurrency = mcf->max_connections;
+    }
 
     if (mcf->state_sync == 1 && mcf->state.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -808,6 +874,14 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
     }
 
     if (conf->async && ngx_http_fanbase_add_target(cf, mcf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the synchronous submission goes through nginx's upstream */
+
+    if (conf->handler == NGX_HTTP_FANBASE_SUBMIT && !conf->async
+        && ngx_http_fanbase_proxy_conf(cf, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -16,9 +16,6 @@
 #include "ngx_http_fanbase_response.h"
 
 
-static ngx_int_t ngx_http_fanbase_response_error_json(ngx_pool_t *pool,
-    ngx_uint_t status, const char *code, const char *message,
-    ngx_str_t *json);
 static ngx_int_t ngx_http_fanbase_response_upstream_failure(
     ngx_http_request_t *r, ngx_http_fanbase_curl_t *h, const char *what);
 static ngx_int_t ngx_http_fanbase_response_header_filter(ngx_http_request_t *r);
@@ -108,7 +105,7 @@ ngx_http_fanbase_response_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_fanbase_response_error_json(ngx_pool_t *pool, ngx_uint_t status,
     const char *code, const char *message, ngx_str_t *json)
 {
@@ -154,6 +151,16 @@ ngx_http_fanbase_response_header_filter(ngx_http_request_t *r)
     status = r->headers_out.status;
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
 
+    if (lcf->handler == NGX_HTTP_FANBASE_SUBMIT) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_fanbase_module);
+
+        /* a token rejection, sent again: not for the client */
+
+        if (ctx != NULL && ctx->swallow) {
+            return NGX_OK;
+        }
+    }
+
     if (lcf->handler == 0
         || r != r->main
         || status < NGX_HTTP_BAD_REQUEST
@@ -162,7 +169,27 @@ ngx_http_fanbase_response_header_filter(ngx_http_request_t *r)
         return ngx_http_fanbase_next_header_filter(r);
     }
 
+    ctx = ngx_http_fanbase_variables_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
     switch (status) {
+
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+
+        /* nginx's upstream failed: ngx_http_fanbase_proxy.c said how */
+
+        if (ctx->failure != NULL) {
+            code = ctx->failure;
+            message = ctx->failure_message;
+            break;
+        }
+
+        code = "error";
+        message = "the request cannot be processed";
+        break;
 
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
         code = "body_too_large";
@@ -189,11 +216,6 @@ ngx_http_fanbase_response_header_filter(ngx_http_request_t *r)
                                                          : "error";
         message = "the request cannot be processed";
         break;
-    }
-
-    ctx = ngx_http_fanbase_variables_ctx(r);
-    if (ctx == NULL) {
-        return NGX_ERROR;
     }
 
     if (ngx_http_fanbase_response_error_json(r->pool, status, code, message,
@@ -227,7 +249,20 @@ ngx_http_fanbase_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_fanbase_module);
 
-    if (ctx == NULL || ctx->error_page.len == 0) {
+    if (ctx == NULL) {
+        return ngx_http_fanbase_next_body_filter(r, in);
+    }
+
+    if (ctx->swallow) {
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->error_page.len == 0) {
         return ngx_http_fanbase_next_body_filter(r, in);
     }
 

@@ -24,6 +24,9 @@ ngx_int_t ngx_http_fanbase_response_call_failure(ngx_http_request_t *r,
     ngx_http_fanbase_call_t *call, ngx_int_t rc, const char *what);
 ngx_int_t ngx_http_fanbase_response_relay(ngx_http_request_t *r,
     ngx_http_fanbase_curl_t *h);
+ngx_int_t ngx_http_fanbase_response_error_json(ngx_pool_t *pool,
+    ngx_uint_t status, const char *code, const char *message,
+    ngx_str_t *json);
 ngx_int_t ngx_http_fanbase_response_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_fanbase_response_filter_init(ngx_conf_t *cf);

@@ -14,11 +14,10 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_accept.h"
-#include "ngx_http_fanbase_call.h"
-#include "ngx_http_fanbase_curl.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_item.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_proxy.h"
 #include "ngx_http_fanbase_request.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_rid.h"
@@ -27,20 +26,23 @@
 
 
 typedef struct {
-    ngx_http_fanbase_call_t        call;
+    ngx_http_fanbase_proxy_t       proxy;
     ngx_http_fanbase_main_conf_t  *mcf;
     void                          *reserved;
-    unsigned                       finished:1;
 } ngx_http_fanbase_submit_ctx_t;
 
 
 static ngx_int_t ngx_http_fanbase_submit_content_type(ngx_http_request_t *r);
 static void ngx_http_fanbase_submit_body(ngx_http_request_t *r);
-static void ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call,
-    ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_submit_answer(ngx_http_fanbase_proxy_t *p);
 static ngx_int_t ngx_http_fanbase_submit_accepted(
     ngx_http_fanbase_submit_ctx_t *ctx);
 static void ngx_http_fanbase_submit_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_fanbase_submit_method = ngx_string("POST");
+static ngx_str_t  ngx_http_fanbase_submit_path =
+    ngx_string(NGX_HTTP_FANBASE_QUEUE_PATH);
 
 
 ngx_int_t
@@ -191,59 +193,50 @@ ngx_http_fanbase_submit_body(ngx_http_request_t *r)
         return;
     }
 
-    ctx->call.request = r;
-    ctx->call.lcf = lcf;
-    ctx->call.url = lcf->queue_url;
-    ctx->call.body = body;
-    ctx->call.post = 1;
-    ctx->call.done = ngx_http_fanbase_submit_done;
-    ctx->call.kind = NGX_HTTP_FANBASE_CALL_SUBMIT;
-    ctx->call.data = ctx;
+    ctx->proxy.request = r;
+    ctx->proxy.lcf = lcf;
+    ctx->proxy.method = ngx_http_fanbase_submit_method;
+    ctx->proxy.path = ngx_http_fanbase_submit_path;
+    ctx->proxy.body = body;
+    ctx->proxy.kind = NGX_HTTP_FANBASE_CALL_SUBMIT;
+    ctx->proxy.answer = ngx_http_fanbase_submit_answer;
+    ctx->proxy.data = ctx;
+    ctx->proxy.what = "submission";
 
-    if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (!ctx->finished) {
-        /* a client that goes away cancels the transfer */
-        r->read_event_handler = ngx_http_test_reading;
-        r->write_event_handler = ngx_http_request_empty_handler;
-    }
+    ngx_http_fanbase_proxy_start(&ctx->proxy);
 }
 
 
-static void
-ngx_http_fanbase_submit_done(ngx_http_fanbase_call_t *call, ngx_int_t rc)
+/* Fanbase answered: what the client gets */
+
+static ngx_int_t
+ngx_http_fanbase_submit_answer(ngx_http_fanbase_proxy_t *p)
 {
     ngx_http_request_t             *r;
-    ngx_http_fanbase_curl_t        *h;
     ngx_http_fanbase_submit_ctx_t  *ctx;
 
-    ctx = call->data;
-    ctx->finished = 1;
+    ctx = p->data;
+    r = p->request;
 
-    r = call->request;
-    h = call->http;
-
-    if (rc != NGX_OK || call->rejected) {
-        rc = ngx_http_fanbase_response_call_failure(r, call, rc, "submission");
-
-    } else if (h->result == CURLE_OK && h->status >= 200 && h->status < 300) {
-        rc = ngx_http_fanbase_submit_accepted(ctx);
-
-    } else if (h->result == CURLE_OK && h->status >= 400 && h->status < 500) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "fanbase: Fanbase refused the submission with %l",
-                      h->status);
-
-        rc = ngx_http_fanbase_response_relay(r, h);
-
-    } else {
-        rc = ngx_http_fanbase_response_call_failure(r, call, rc, "submission");
+    if (p->status >= 200 && p->status < 300) {
+        return ngx_http_fanbase_submit_accepted(ctx);
     }
 
-    ngx_http_finalize_request(r, rc);
+    if (p->status >= 400 && p->status < 500) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: Fanbase refused the submission with %ui",
+                      p->status);
+
+        return ngx_http_fanbase_proxy_relay(p);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "fanbase: submission: Fanbase answered %ui", p->status);
+
+    return ngx_http_fanbase_proxy_error(p, NGX_HTTP_BAD_GATEWAY,
+                                        "upstream_error",
+                                        "Fanbase failed to process the "
+                                        "request");
 }
 
 
@@ -257,24 +250,26 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     ngx_str_t                 id, location;
     fanbase_item_t            item;
     ngx_http_request_t       *r;
-    ngx_http_fanbase_curl_t  *h;
 
-    r = ctx->call.request;
-    h = ctx->call.http;
+    r = ctx->proxy.request;
 
-    if (fanbase_json_parse_item(h->body, h->len, &item) != FANBASE_JSON_OK) {
+    if (fanbase_json_parse_item(ctx->proxy.response.data,
+                                ctx->proxy.response.len, &item)
+        != FANBASE_JSON_OK)
+    {
         /* it reached Fanbase: say so, and never send it again */
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "fanbase: Fanbase answered the submission with %l "
-                      "and a body that is not a queue item", h->status);
+                      "fanbase: Fanbase answered the submission with %ui "
+                      "and a body that is not a queue item",
+                      ctx->proxy.status);
 
-        return ngx_http_fanbase_response_error(r, NGX_HTTP_BAD_GATEWAY,
-                                               "upstream_invalid_response",
-                                               "Fanbase accepted the "
-                                               "submission with an answer "
-                                               "that cannot be read; "
-                                               "do not resend it");
+        return ngx_http_fanbase_proxy_error(&ctx->proxy, NGX_HTTP_BAD_GATEWAY,
+                                            "upstream_invalid_response",
+                                            "Fanbase accepted the "
+                                            "submission with an answer "
+                                            "that cannot be read; "
+                                            "do not resend it");
     }
 
     if (item.icode_set && item.icode != 0) {
@@ -285,16 +280,16 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     /* the original payload is the queue item's "msg" */
 
-    item.msg.data = ctx->call.body.data;
-    item.msg.len = ctx->call.body.len;
+    item.msg.data = ctx->proxy.body.data;
+    item.msg.len = ctx->proxy.body.len;
 
     id.data = (u_char *) item.id.data;
     id.len = item.id.len;
 
     ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
 
-    rc = ngx_http_fanbase_item_update(ctx->mcf, ctx->call.lcf->scope, &item,
-                                       ctx->call.lcf->store_payload, 1,
+    rc = ngx_http_fanbase_item_update(ctx->mcf, ctx->proxy.lcf->scope, &item,
+                                       ctx->proxy.lcf->store_payload, 1,
                                        ctx->reserved, r->connection->log);
     ctx->reserved = NULL;
 
@@ -318,7 +313,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
         if (location.data == NULL) {
             fanbase_json_item_free(&item);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         p = (u_char *) ngx_escape_uri(location.data, r->uri.data, len,
@@ -330,7 +325,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
             != NGX_OK)
         {
             fanbase_json_item_free(&item);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -340,7 +335,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     fanbase_json_item_free(&item);
 
-    return ngx_http_fanbase_response_relay(r, h);
+    return ngx_http_fanbase_proxy_relay(&ctx->proxy);
 }
 
 

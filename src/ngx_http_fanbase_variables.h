@@ -34,7 +34,11 @@ typedef struct {
     ngx_msec_t                    time[NGX_HTTP_FANBASE_CALLS_MAX];
 
     ngx_str_t                     error_page;
+    const char                   *failure;     /* the code of an error */
+    const char                   *failure_message; /* page nginx sends */
+    void                         *proxy;       /* ngx_http_fanbase_proxy_t */
     unsigned                      error_page_sent:1;
+    unsigned                      swallow:1;   /* an answer not sent */
 } ngx_http_fanbase_ctx_t;
 
 

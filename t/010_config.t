@@ -153,6 +153,16 @@ my @refused = (
         error  => [qr{invalid URL "http://127\.0\.0\.1:99999" in "fanbase_api": .*[Pp]ort}, $WHERE],
     },
     {
+        name   => 'fanbase_api: a host that does not resolve, synchronous',
+        http   => { api => 'fanbase_api https://connect.fanbase.invalid;' },
+        error  => [qr{host not found in "fanbase_api" "https://connect\.fanbase\.invalid": a synchronous "fanbase_submit" resolves it when the configuration is loaded}, $WHERE],
+    },
+    {
+        name   => 'fanbase_api: https by address, verified, synchronous',
+        http   => { api => 'fanbase_api https://127.0.0.1:8443;' },
+        error  => [qr{"fanbase_api" "https://127\.0\.0\.1:8443" names Fanbase by its address: a synchronous "fanbase_submit" checks Fanbase's certificate against a host name}, $WHERE],
+    },
+    {
         name   => 'fanbase_api: a user and password in the URL',
         http   => { api => 'fanbase_api https://ana:pa55w0rd-XyZ@connect.example.com/;' },
         error  => [qr{invalid URL in "fanbase_api": it holds a user name or password},
@@ -314,7 +324,7 @@ my @accepted = (
     },
     {
         name   => 'https URLs, trailing slash on fanbase_api',
-        http   => { api       => 'fanbase_api https://connect.fantest.com.br/;',
+        http   => { api       => 'fanbase_api https://localhost/;',
                     token_url => 'fanbase_token_url '
                                . 'https://security.fantest.com.br/api/token;' },
     },

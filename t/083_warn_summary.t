@@ -32,6 +32,7 @@ my $t = FanbaseTest->new(
     files   => edge_files(),
     workers => 1,
     http    => edge_http(timeout => '10s', extra => <<"CONF"),
+fanbase_max_connections 320;
 fanbase_deliver_concurrency 256;
 fanbase_notify %%MOCK%%/_site/hook;
 fanbase_notify_secret_file %%DIR%%/notify.secret;
