@@ -36,11 +36,12 @@ MODULE_SO := $(BUILD)/$(MODULE).so
 TESTS     ?= t/
 
 # Debian packages that building, testing and the demo need (EXTRA_PACKAGES:
-# more, from a caller such as bench/Makefile).
+# more, from a caller such as bench/Makefile).  openssl: the command line
+# that t/024 makes its CA and certificates with.
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
-                procps strace nodejs npm clang libclang-rt-14-dev \
+                openssl procps strace nodejs npm clang libclang-rt-14-dev \
                 python3 python3-prometheus-client
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the

@@ -236,6 +236,12 @@ C<($t, $res)>).  Returns the responses.
 
 =item log_like(qr//, $name), log_unlike(qr//, $name), error_log
 
+=item log_mark, log_since($mark)
+
+C<log_mark>: where error.log ends now (its size); C<log_since($mark)>:
+what was written to it after that mark, to check the lines one case
+caused.
+
 =item log_lines($file)
 
 How many lines DIR/$file has now (0 when it does not exist).
@@ -298,6 +304,44 @@ Writes DIR/$name now (C<files> are written when nginx starts or reloads).
 
 Generates a C<whsec_> secret (C<webhook_secret>), writes it with a newline
 to DIR/$name (mode 0600) and returns it.
+
+=item tls_ca($name)
+
+A throwaway certificate authority made with the C<openssl> command line
+(P-256 key, valid two days): DIR/$name.key and DIR/$name.crt, the path of
+which it returns (for C<fanbase_ssl_trusted_certificate>).  Dies with
+openssl's output (DIR/openssl.log) when openssl fails or is missing.
+
+=item tls_cert($name, ca => $ca, cn => CN, san => SAN)
+
+A server certificate (C<serverAuth>, valid two days) signed by the CA
+that C<tls_ca($ca)> made, for the subject C<cn> (default C<localhost>)
+with the C<subjectAltName> C<san> (default
+C<DNS:localhost,IP:127.0.0.1>): DIR/$name.key and DIR/$name.crt.
+Returns the certificate's path.
+
+=item start_tls_front($name, cert => $cert, to => PORT, port => PORT)
+
+Starts a TLS "Fanbase": a second nginx, the same binary (without the
+module loaded and without any C<fanbase_*> directive), with one worker,
+that listens C<ssl> on 127.0.0.1:C<port> (default a free port) with the
+certificate C<tls_cert($cert)> made and proxies every request to
+127.0.0.1:C<to> (default the mock's: call C<start_mock> first).  It adds
+the header C<X-TLS-Front: NAME PROTOCOL> (C<$ssl_protocol>), so that the
+mock's request log tells what came through it.  Its files are
+DIR/front-$name.* (C<.conf>, C<.error.log> at C<info>, C<.access.log>
+without query strings, C<.out>).  It offers TLS 1.2 and 1.3.  Returns its
+port, once it accepts connections.  C<stop> (and so C<done_testing>)
+stops it after nginx and before the mock, with two tests of its own:
+"TLS front NAME stopped gracefully" and "TLS front NAME: error log clean"
+(the same checks as nginx's, on its error log, output and sanitizer
+reports, DIR/front-$name.asan.* and .ubsan.*).
+
+=item stop_tls_front($name)
+
+Stops that front now (its two tests).  Nothing listens on its port until
+C<start_tls_front> starts it again (the same name: the same port and
+certificate unless told others).
 
 =item dir, port, nginx_pid, worker_pids
 
@@ -688,16 +732,19 @@ sub spawn {
     exec { $cmd[0] } @cmd or POSIX::_exit(127);
 }
 
-# Sanitizer reports go to DIR/asan.* and DIR/ubsan.*; UBSan in this build
+# Sanitizer reports go to DIR/asan.* and DIR/ubsan.* (DIR/PREFIXasan.*
+# and DIR/PREFIXubsan.* with a prefix: a TLS front's); UBSan in this build
 # may still write to stderr, which is nginx.out or error.log: both are
 # searched too.  Reports from nginx itself are suppressed by the file that
 # "make asan" writes (TEST_NGINX_UBSAN_SUPPRESSIONS).
 sub _sanitizer_env {
-    my $d = shift;
+    my ($d, $prefix) = @_;
+    $prefix //= '';
     my $supp = $ENV{TEST_NGINX_UBSAN_SUPPRESSIONS};
     return {
-        ASAN_OPTIONS  => "detect_leaks=0:abort_on_error=0:log_path=$d/asan",
-        UBSAN_OPTIONS => "print_stacktrace=1:log_path=$d/ubsan"
+        ASAN_OPTIONS  => "detect_leaks=0:abort_on_error=0:"
+                         . "log_path=$d/${prefix}asan",
+        UBSAN_OPTIONS => "print_stacktrace=1:log_path=$d/${prefix}ubsan"
                          . ($supp ? ":suppressions=$supp" : ''),
     };
 }
@@ -923,6 +970,8 @@ sub stop {
     $self->{stopped} = 1;
 
     $self->stop_nginx;
+    $self->stop_tls_front($_)
+        for sort grep { $self->{fronts}{$_}{pid} } keys %{ $self->{fronts} };
     $self->stop_mock;
 
     $self->_check_error_log if $self->{nginx_started};
@@ -938,9 +987,20 @@ sub stop_nginx {
     my $pid = $self->{nginx_pid} or return;
     my @workers = $self->worker_pids;
     delete $self->{nginx_pid};
+    my $stopped = _stop_master('nginx', $pid, $sig, @workers);
+    my $name = $sig eq 'QUIT' ? 'nginx stopped gracefully'
+             :                  "nginx stopped on $sig within 10 s";
+    ok($stopped, $name) or diag("nginx did not stop on $sig");
+    return $stopped;
+}
+
+# Signal an nginx master and wait 10 s for it to end; past that, TERM,
+# then KILL, and its workers killed.  True when it ended on $sig in time.
+sub _stop_master {
+    my ($what, $pid, $sig, @workers) = @_;
     my $stopped = 0;
     if (waitpid($pid, WNOHANG) == $pid) {
-        diag("nginx master exited before stop (wait status $?)");
+        diag("$what master exited before stop (wait status $?)");
     } else {
         kill $sig => $pid;
         $stopped = defined wait_pid($pid, 10);
@@ -951,9 +1011,6 @@ sub stop_nginx {
         waitpid $pid, 0;
         kill KILL => grep { kill 0 => $_ } @workers;
     }
-    my $name = $sig eq 'QUIT' ? 'nginx stopped gracefully'
-             :                  "nginx stopped on $sig within 10 s";
-    ok($stopped, $name) or diag("nginx did not stop on $sig");
     return $stopped;
 }
 
@@ -1002,18 +1059,28 @@ sub background {
 
 sub _check_error_log {
     my $self = shift;
-    my $allow = $self->{args}{log_allow};
+    my $d = $self->{dir};
+    _log_clean('error log clean', "$d/error.log", "$d/nginx.out",
+               [glob("$d/asan.* $d/ubsan.*")], $self->{args}{log_allow});
+}
+
+# The test $name: no [alert], [crit], [emerg] or "exited on signal" in the
+# error log $log (but lines matching $allow), no sanitizer report in it,
+# in the output $out or in the files @$reports.
+sub _log_clean {
+    my ($name, $log, $out, $reports, $allow) = @_;
+    my $text = slurp($log);
     my @bad = grep { /\[(?:alert|crit|emerg)\]|exited on signal/
                      && !(defined $allow && /$allow/) }
-              split /\n/, $self->error_log;
+              split /\n/, $text;
     push @bad, grep { /runtime error:|AddressSanitizer|LeakSanitizer/ }
-               split /\n/, $self->error_log
-                           . slurp("$self->{dir}/nginx.out");
-    my @reports = glob("$self->{dir}/asan.* $self->{dir}/ubsan.*");
+               split /\n/, $text . slurp($out);
 
-    ok(!@bad && !@reports, 'error log clean') and return;
-    diag("error.log: $_") for @bad;
-    diag("$_:\n" . slurp($_)) for @reports;
+    ok(!@bad && !@$reports, $name) and return 1;
+    my $file = (File::Spec->splitpath($log))[2];
+    diag("$file: $_") for @bad;
+    diag("$_:\n" . slurp($_)) for @$reports;
+    return 0;
 }
 
 sub DESTROY { $_[0]->stop }
@@ -1023,6 +1090,165 @@ sub _stop_all { $_->stop for grep { defined } @LIVE }
 
 test2_add_callback_testing_done(\&_stop_all);
 END { _stop_all() }
+
+
+# TLS: a throwaway CA, certificates it signs, and TLS fronts for the mock
+
+sub tls_ca {
+    my ($self, $name) = @_;
+    my $d = $self->{dir};
+    spew("$d/$name.cnf", <<"CNF");
+[req]
+distinguished_name = dn
+prompt = no
+x509_extensions = ext
+
+[dn]
+CN = fanbase test CA $name
+
+[ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+CNF
+    $self->_openssl('req', '-x509', '-config', "$d/$name.cnf", _tls_newkey(),
+                    '-keyout', "$d/$name.key", '-out', "$d/$name.crt",
+                    '-days', 2);
+    return "$d/$name.crt";
+}
+
+sub tls_cert {
+    my ($self, $name, %o) = @_;
+    my $d = $self->{dir};
+    my $ca = $o{ca} // croak 'tls_cert: no ca';
+    croak "tls_cert: no CA $ca (tls_ca)" unless -f "$d/$ca.key";
+    my $cn = $o{cn} // 'localhost';
+    my $san = $o{san} // 'DNS:localhost,IP:127.0.0.1';
+    spew("$d/$name.cnf", <<"CNF");
+[req]
+distinguished_name = dn
+prompt = no
+
+[dn]
+CN = $cn
+
+[ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = $san
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+    $self->_openssl('req', '-new', '-config', "$d/$name.cnf", _tls_newkey(),
+                    '-keyout', "$d/$name.key", '-out', "$d/$name.csr");
+    $self->_openssl('x509', '-req', '-in', "$d/$name.csr",
+                    '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
+                    '-set_serial', sprintf('0x%07x%08x', int rand 2**28,
+                                           int rand 2**32),
+                    '-days', 2, '-extfile', "$d/$name.cnf",
+                    '-extensions', 'ext', '-out', "$d/$name.crt");
+    return "$d/$name.crt";
+}
+
+# a new P-256 key, not encrypted
+sub _tls_newkey { ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                   '-nodes') }
+
+# The openssl command line, its output appended to DIR/openssl.log.
+sub _openssl {
+    my ($self, @args) = @_;
+    my $log = "$self->{dir}/openssl.log";
+    my $pid = spawn(output => $log, stdin => '/dev/null',
+                    cmd => ['openssl', @args]);
+    my $status = wait_pid($pid, 60);
+    return if defined $status && $status == 0;
+    unless (defined $status) {
+        kill KILL => $pid;
+        waitpid $pid, 0;
+    }
+    die "openssl @args failed (wait status " . ($status // 'timeout')
+      . '; "make deps" installs openssl):' . "\n" . slurp($log);
+}
+
+sub start_tls_front {
+    my ($self, $name, %o) = @_;
+    croak 'start_tls_front: a name of letters, digits, "-" and "_"'
+        unless ($name // '') =~ /^[\w-]+$/;
+    my $f = $self->{fronts}{$name} //= {};
+    croak "start_tls_front: $name is running" if $f->{pid};
+    $f->{$_} = $o{$_} // $f->{$_} for qw(cert to port);
+    $f->{to} //= $self->{mock_port}
+        // croak 'start_tls_front: no "to" and no mock (start_mock first)';
+    $f->{port} //= free_port();
+    my $cert = $f->{cert} // croak 'start_tls_front: no cert';
+
+    my $d = $self->{dir};
+    my $base = "front-$name";
+    croak "start_tls_front: no certificate $cert (tls_cert)"
+        unless -f "$d/$cert.crt" && -f "$d/$cert.key";
+    make_path("$d/$base.$_") for qw(client_body proxy fastcgi uwsgi scgi);
+    # no query strings in its access log: the token endpoint's has the secret
+    spew("$d/$base.conf", nginx_conf(dir => $d, name => $base, workers => 1,
+        worker_connections => 1024, error_log_level => 'info',
+        access_log => 'off', http => <<"CONF"));
+    log_format front '\$remote_addr [\$time_local] "\$request_method \$uri" '
+                     '\$status \$ssl_protocol \$request_time';
+
+    server {
+        listen 127.0.0.1:$f->{port} ssl;
+        access_log $d/$base.access.log front;
+        ssl_certificate $d/$cert.crt;
+        ssl_certificate_key $d/$cert.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location / {
+            proxy_pass http://127.0.0.1:$f->{to};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-TLS-Front "$name \$ssl_protocol";
+            proxy_read_timeout 300s;
+        }
+    }
+CONF
+
+    $f->{pid} = spawn(output => "$d/$base.out",
+        env => _sanitizer_env($d, "$base."),
+        cmd => [_nginx_binary(), '-p', "$d/", '-c', "$d/$base.conf",
+                '-e', "$d/$base.error.log"]);
+
+    my $end = time + 10;
+    my ($state, $status) = wait_listen($f->{port}, $f->{pid}, 10);
+    if ($state eq 'exited') {
+        delete $f->{pid};
+        die "TLS front $name exited at start (status $status):\n"
+            . slurp("$d/$base.out") . slurp("$d/$base.error.log");
+    }
+    if ($state eq 'listening') {
+        while (time < $end) {
+            my @workers = child_pids($f->{pid});
+            return $f->{port} if @workers;
+            sleep 0.01;
+        }
+    }
+    die "TLS front $name does not accept connections on port $f->{port}, "
+      . "or has not started its worker:\n"
+      . slurp("$d/$base.out") . slurp("$d/$base.error.log");
+}
+
+sub stop_tls_front {
+    my ($self, $name) = @_;
+    return if $$ != $self->{owner};
+    my $f = $self->{fronts}{$name}
+        or croak "stop_tls_front: no TLS front $name";
+    my $pid = delete $f->{pid} or return;
+    my $d = $self->{dir};
+    my $base = "front-$name";
+    ok(_stop_master("TLS front $name", $pid, 'QUIT', child_pids($pid)),
+       "TLS front $name stopped gracefully");
+    _log_clean("TLS front $name: error log clean", "$d/$base.error.log",
+               "$d/$base.out", [glob("$d/$base.asan.* $d/$base.ubsan.*")]);
+}
 
 
 # The error log
@@ -1039,6 +1265,14 @@ sub log_unlike {
     my ($self, $re, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     unlike($self->error_log, $re, $name // "error log does not match $re");
+}
+
+sub log_mark { -s "$_[0]{dir}/error.log" // 0 }
+
+sub log_since {
+    my ($self, $mark) = @_;
+    my $text = $self->error_log;
+    return $mark < length $text ? substr($text, $mark) : '';
 }
 
 sub log_lines {
