@@ -33,8 +33,9 @@
 #     zone when that is fewer (a pending transaction takes about 1 KiB
 #     and is never evicted), counted by fanbase_metrics read every 10 ms,
 #     then is stopped (SIGINT): the 202s per second, wrk's p50, p99 and
-#     max latency, and the workers' CPU time (user, system) and minor
-#     page faults per accepted submission.
+#     max latency, the workers' CPU time (user, system) and minor page
+#     faults per accepted submission, and the zone's bytes per accepted
+#     submission (fanbase_zone_used_bytes).
 # At the end, per zone size, the median of each measurement, and the
 # median of the per-round ratios off / on.  Any answer that is not a 202
 # stops the run.  With --doc FILE, the table replaces the section between
@@ -136,11 +137,17 @@ sub median {
     return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
 }
 
-sub accepted {
-    my $body = $_[0]->request(GET => '/metrics')->{body} // '';
-    return $body =~ /^fanbase_submissions_total\{mode="async",code="accepted"\} (\d+)/m
-           ? $1 : die "no count of accepted submissions: $body";
+sub metric {
+    my ($t, $name) = @_;
+    my $body = $t->request(GET => '/metrics')->{body} // '';
+    return $body =~ /^\Q$name\E (\d+)/m ? $1 : die "no $name: $body";
 }
+
+sub accepted {
+    metric($_[0], 'fanbase_submissions_total{mode="async",code="accepted"}');
+}
+
+sub zone_used { metric($_[0], 'fanbase_zone_used_bytes') }
 
 sub ms {
     my ($v, $unit) = @_;
@@ -200,6 +207,7 @@ sub measure {
     my $n = int($mb * 1024 * 0.6);
     $n = $RUSH if $n > $RUSH;
     my $c0 = accepted($t);
+    my $u0 = zone_used($t);
     my @before = proc_stat(@workers);
     my $w0 = time;
     my $wpid = open(my $wrk, '-|', 'wrk', '-t2', '-c64', '-d120s', '--latency',
@@ -217,6 +225,7 @@ sub measure {
     die "wrk: $out" if $out =~ /Non-2xx|Socket errors/
                        || $out !~ /requests in/;
     $m{n} = $c - $c0;
+    $m{bytes} = (zone_used($t) - $u0) / (accepted($t) - $c0);
     $m{rate} = $m{n} / ($w1 - $w0);
     $m{rp50} = ms($out =~ /^\s+50%\s+([\d.]+)(us|ms|s)\b/m);
     $m{rp99} = ms($out =~ /^\s+99%\s+([\d.]+)(us|ms|s)\b/m);
@@ -229,9 +238,9 @@ sub measure {
     printf "%-6s %-3s start %6.3f s | first %d: p50 %.3f p99 %.3f max %.2f ms"
            . " | worker RSS %.0f MB (zone %.0f), PSS %.0f MB | rush %d:"
            . " %.0f/s p50 %.2f p99 %.2f max %.1f ms, %.1f+%.1f us CPU,"
-           . " %.2f faults per 202\n", $zone, $prefault, $m{start}, $FIRST,
-           @m{qw(p50 p99 max rss shmem pss n rate rp50 rp99 rmax user sys
-                 faults)};
+           . " %.2f faults, %.0f zone bytes per 202\n", $zone, $prefault,
+           $m{start}, $FIRST, @m{qw(p50 p99 max rss shmem pss n rate rp50 rp99
+                                    rmax user sys faults bytes)};
     return \%m;
 }
 
@@ -259,6 +268,7 @@ my @COLS = (
     [user  => 'rush: worker CPU, user', '%.1f us'],
     [sys   => 'rush: worker CPU, system', '%.1f us'],
     [faults => 'rush: minor faults per 202', '%.2f'],
+    [bytes => 'rush: zone bytes per 202', '%.0f'],
 );
 
 push @lines, '| zone | ' . join(' | ', map { $_->[1] } @COLS) . ' |',
