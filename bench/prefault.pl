@@ -254,44 +254,57 @@ for my $zone (@ZONES) {
     }
 }
 
+# key, heading, format, and whether off / on means anything (on takes
+# no fault: a ratio to about zero says nothing)
 my @COLS = (
-    [start => 'start to the first answer', '%.3f s'],
-    [p50   => "first $FIRST, one by one: p50", '%.3f ms'],
-    [p99   => 'p99', '%.3f ms'],
-    [max   => 'max', '%.2f ms'],
-    [rss   => 'RSS of a worker (of it, the zone)', '%.0f MB'],
-    [pss   => 'PSS of master and workers', '%.0f MB'],
-    [rate  => 'rush: 202s per second', '%.0f/s'],
-    [rp50  => 'rush p50', '%.2f ms'],
-    [rp99  => 'rush p99', '%.2f ms'],
-    [rmax  => 'rush max', '%.1f ms'],
-    [user  => 'rush: worker CPU, user', '%.1f us'],
-    [sys   => 'rush: worker CPU, system', '%.1f us'],
-    [faults => 'rush: minor faults per 202', '%.2f'],
-    [bytes => 'rush: zone bytes per 202', '%.0f'],
+    [start  => 'start to the first answer', '%.3f s', 1],
+    [p50    => "first $FIRST, one by one: p50", '%.3f ms', 1],
+    [p99    => 'p99', '%.3f ms', 1],
+    [max    => 'max', '%.2f ms', 1],
+    [rss    => 'RSS of a worker (of it, the zone)', '%.0f MB', 1],
+    [pss    => 'PSS of master and workers', '%.0f MB', 1],
+    [rate   => 'rush: 202s per second', '%.0f/s', 1],
+    [rp50   => 'rush p50', '%.2f ms', 1],
+    [rp99   => 'rush p99', '%.2f ms', 1],
+    [rmax   => 'rush max', '%.1f ms', 1],
+    [user   => 'rush: worker CPU, user', '%.1f us', 1],
+    [sys    => 'rush: worker CPU, system', '%.1f us', 1],
+    [faults => 'rush: minor faults per 202', '%.2f', 0],
+    [bytes  => 'rush: zone bytes per 202', '%.0f', 1],
 );
+
+sub cell {
+    my ($r, $col) = @_;
+    my ($k, undef, $f) = @$col;
+    my $v = sprintf $f, median(map { $_->{$k} } @$r);
+    return $k ne 'rss' ? $v
+         : $v . sprintf(' (%.0f)', median(map { $_->{shmem} } @$r));
+}
+
+# the median of the rounds' ratios off / on, and their range
+sub ratio {
+    my ($on, $off, $col) = @_;
+    my ($k, undef, undef, $meaningful) = @$col;
+    return '-' unless $meaningful;
+    my @r = grep { defined }
+            map { $on->[$_]{$k} ? $off->[$_]{$k} / $on->[$_]{$k} : undef }
+            0 .. $#$on;
+    return '-' unless @r;
+    my @s = sort { $a <=> $b } @r;
+    return sprintf '%.2f (%.2f-%.2f)', median(@r), $s[0], $s[-1];
+}
 
 push @lines, '| zone | ' . join(' | ', map { $_->[1] } @COLS) . ' |',
              '|---' x (@COLS + 1) . '|';
 for my $zone (@ZONES) {
-    for my $prefault (qw(on off)) {
-        my $r = $res{$zone}{$prefault};
-        push @lines, "| $zone prefault=$prefault | " . join(' | ', map {
-            my ($k, undef, $f) = @$_;
-            my $v = sprintf $f, median(map { $_->{$k} } @$r);
-            $k eq 'rss' ? $v . sprintf(' (%.0f)',
-                                       median(map { $_->{shmem} } @$r))
-                        : $v;
-        } @COLS) . ' |';
-    }
     my ($on, $off) = @{ $res{$zone} }{qw(on off)};
-    push @lines, "| $zone off / on, median of the rounds' ratios | " . join(' | ', map {
-        my $k = $_->[0];
-        my @r = map { $on->[$_]{$k} ? $off->[$_]{$k} / $on->[$_]{$k} : undef }
-                0 .. $#$on;
-        my ($lo, $hi) = (sort { $a <=> $b } grep { defined } @r)[0, -1];
-        defined $lo ? sprintf('%.2f (%.2f-%.2f)', median(@r), $lo, $hi) : '-';
-    } @COLS) . ' |';
+    push @lines,
+        "| $zone prefault=on | " . join(' | ', map { cell($on, $_) } @COLS)
+            . ' |',
+        "| $zone prefault=off | " . join(' | ', map { cell($off, $_) } @COLS)
+            . ' |',
+        "| $zone off / on, median of the rounds' ratios | "
+            . join(' | ', map { ratio($on, $off, $_) } @COLS) . ' |';
 }
 
 print "\n", join("\n", @lines), "\n";
