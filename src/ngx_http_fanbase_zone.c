@@ -136,10 +136,14 @@ ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data)
  * when a request first touches them: a page fault costs microseconds (far
  * more in a virtual machine), is taken again by every worker that maps the
  * page, and would be taken under the zone's lock, stalling the other
- * workers.  The master populates a new zone, so a host short of memory
- * fails at start (a shared page that cannot be had at first touch kills
- * the worker with SIGBUS); each worker then maps the pages, which costs
- * about 0.1 s per gigabyte and blocks nothing but its own start.
+ * workers (bench/prefault.pl: 13 to 31% of the accept rate while a rush
+ * fills a zone that was not prefaulted).  The master populates a new
+ * zone, so a host short of memory meets the OOM killer at start rather
+ * than in a worker in the middle of a rush (a shared page that cannot be
+ * had is the OOM killer's business, not a SIGBUS; the ENOMEM below is
+ * what is left when it cannot help); each worker then maps the pages,
+ * which costs about 0.13 s per gigabyte and blocks nothing but its own
+ * start.  See "prefault=on stays the default" in docs/decisions.md.
  */
 
 ngx_int_t
