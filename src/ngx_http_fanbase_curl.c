@@ -48,6 +48,7 @@ static int ngx_http_fanbase_curl_timer(CURLM *multi, long timeout_ms,
     void *userp);
 static void ngx_http_fanbase_curl_event_handler(ngx_event_t *ev);
 static void ngx_http_fanbase_curl_timer_handler(ngx_event_t *ev);
+static ngx_inline void ngx_http_fanbase_curl_clear_ssl(void);
 static void ngx_http_fanbase_curl_action(curl_socket_t s, int action);
 static void ngx_http_fanbase_curl_done(void);
 static ngx_int_t ngx_http_fanbase_curl_watch(ngx_event_t *ev,
@@ -322,6 +323,8 @@ ngx_http_fanbase_curl_destroy(ngx_http_fanbase_curl_t *h)
                        "fanbase: transfer cancelled");
 
         curl_multi_remove_handle(ngx_http_fanbase_multi, h->easy);
+
+        ngx_http_fanbase_curl_clear_ssl();
         ngx_queue_remove(&h->queue);
         h->running = 0;
     }
@@ -638,6 +641,22 @@ ngx_http_fanbase_curl_timer_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * libcurl and nginx share this thread's OpenSSL error queue: what libcurl
+ * leaves there (SSL_shutdown() of a handshake it gave up, say) would be
+ * found by nginx's next TLS operation, for the upstream of a synchronous
+ * submission, and logged as "ignoring stale global SSL error" [alert]
+ */
+
+static ngx_inline void
+ngx_http_fanbase_curl_clear_ssl(void)
+{
+#if (NGX_OPENSSL)
+    ERR_clear_error();
+#endif
+}
+
+
 static void
 ngx_http_fanbase_curl_action(curl_socket_t s, int action)
 {
@@ -655,6 +674,8 @@ ngx_http_fanbase_curl_action(curl_socket_t s, int action)
                       "fanbase: curl_multi_socket_action() failed: %s",
                       curl_multi_strerror(rc));
     }
+
+    ngx_http_fanbase_curl_clear_ssl();
 
     ngx_http_fanbase_curl_done();
 }
@@ -690,6 +711,7 @@ ngx_http_fanbase_curl_done(void)
 
         if (h == NULL) {
             curl_multi_remove_handle(ngx_http_fanbase_multi, easy);
+            ngx_http_fanbase_curl_clear_ssl();
             continue;
         }
 
@@ -718,6 +740,8 @@ ngx_http_fanbase_curl_done(void)
         }
 
         curl_multi_remove_handle(ngx_http_fanbase_multi, easy);
+
+        ngx_http_fanbase_curl_clear_ssl();
         ngx_queue_remove(&h->queue);
         h->running = 0;
 
@@ -889,6 +913,7 @@ ngx_http_fanbase_curl_easy_put(CURL *easy,
     }
 
     curl_easy_cleanup(easy);
+    ngx_http_fanbase_curl_clear_ssl();
 }
 
 
