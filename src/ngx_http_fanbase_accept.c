@@ -224,10 +224,17 @@ ngx_http_fanbase_accept_id(u_char *id)
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
 
-    (void) ngx_sprintf(id, "%02xd%02xd%02xd%02xd-%02xd%02xd-%02xd%02xd-"
-                       "%02xd%02xd-%02xd%02xd%02xd%02xd%02xd%02xd",
-                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-                       b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    /* ngx_sprintf() took a tenth of an acceptance's instructions */
+
+    id = ngx_hex_dump(id, b, 4);
+    *id++ = '-';
+    id = ngx_hex_dump(id, b + 4, 2);
+    *id++ = '-';
+    id = ngx_hex_dump(id, b + 6, 2);
+    *id++ = '-';
+    id = ngx_hex_dump(id, b + 8, 2);
+    *id++ = '-';
+    (void) ngx_hex_dump(id, b + 10, 6);
 
     return NGX_OK;
 }

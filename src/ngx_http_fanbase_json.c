@@ -89,21 +89,30 @@ typedef struct {
 } fanbase_key_t;
 
 
+typedef struct {
+    unsigned char        *last;
+    unsigned char        *end;
+    _Alignas(16) unsigned char  buf[1024];
+} fanbase_arena_t;
+
+
 static int fanbase_key_lookup(const fanbase_key_t *keys,
     const unsigned char *k, size_t len);
 static int fanbase_parse(const unsigned char *p, size_t len,
-    const yajl_callbacks *cb, void *ctx, yajl_handle *out);
+    const yajl_callbacks *cb, void *ctx, yajl_handle *out, int utf8_checked);
+static void *fanbase_arena_malloc(void *ctx, size_t size);
+static void *fanbase_arena_realloc(void *ctx, void *ptr, size_t size);
+static void fanbase_arena_free(void *ctx, void *ptr);
 
-static int fanbase_sub_null(void *ctx);
-static int fanbase_sub_boolean(void *ctx, int v);
-static int fanbase_sub_number(void *ctx, const char *s, size_t len);
-static int fanbase_sub_string(void *ctx, const unsigned char *s, size_t len);
-static int fanbase_sub_start_map(void *ctx);
-static int fanbase_sub_map_key(void *ctx, const unsigned char *k, size_t len);
-static int fanbase_sub_end_map(void *ctx);
-static int fanbase_sub_start_array(void *ctx);
-static int fanbase_sub_end_array(void *ctx);
-static int fanbase_sub_scalar(fanbase_submission_ctx_t *ctx, int is_string);
+static void fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind);
+static const unsigned char *fanbase_sub_string(const unsigned char *p,
+    const unsigned char *last, int *key);
+static const unsigned char *fanbase_sub_number(const unsigned char *p,
+    const unsigned char *last);
+static int fanbase_sub_open_string(const unsigned char *p,
+    const unsigned char *last);
+static const unsigned char *fanbase_sub_escaped(const unsigned char *p,
+    const unsigned char *last, int *key);
 
 static int fanbase_doc_null(void *ctx);
 static int fanbase_doc_boolean(void *ctx, int v);
@@ -155,21 +164,6 @@ static const fanbase_key_t  fanbase_doc_keys[] = {
 };
 
 
-static const yajl_callbacks  fanbase_submission_callbacks = {
-    fanbase_sub_null,
-    fanbase_sub_boolean,
-    NULL,
-    NULL,
-    fanbase_sub_number,
-    fanbase_sub_string,
-    fanbase_sub_start_map,
-    fanbase_sub_map_key,
-    fanbase_sub_end_map,
-    fanbase_sub_start_array,
-    fanbase_sub_end_array
-};
-
-
 static const yajl_callbacks  fanbase_doc_callbacks = {
     fanbase_doc_null,
     fanbase_doc_boolean,
@@ -190,34 +184,216 @@ static const char  *fanbase_status_names[] = {
 };
 
 
+/*
+ * The submission check reads the body once, by hand, with the grammar of
+ * yajl's lexer and parser (whitespace includes \v and \f; a number is
+ * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), which is the oracle of
+ * t/fuzz/submission_fuzz.c: yajl's lexer and callbacks were two thirds of
+ * the instructions of an asynchronous acceptance.
+ */
+
+#define FANBASE_SUB_VALUE          0       /* a value is due */
+#define FANBASE_SUB_VALUE_OR_END   1       /* after '[' */
+#define FANBASE_SUB_KEY_OR_END     2       /* after '{' */
+#define FANBASE_SUB_KEY            3       /* after ',' in an object */
+#define FANBASE_SUB_COLON          4
+#define FANBASE_SUB_AFTER          5       /* after a value */
+
+#define FANBASE_SUB_SCALAR         0
+#define FANBASE_SUB_STRING         1
+#define FANBASE_SUB_MAP            2
+#define FANBASE_SUB_ARRAY          3
+
+
 int
 fanbase_json_check_submission(const unsigned char *p, size_t len,
     const char **err)
 {
-    int                       rc;
-    fanbase_submission_ctx_t  ctx;
+    int                        state, key;
+    uint64_t                   maps;       /* bit d-1: level d is a map */
+    const unsigned char       *start, *last;
+    fanbase_submission_ctx_t   ctx;
 
     memset(&ctx, 0, sizeof(fanbase_submission_ctx_t));
 
-    rc = fanbase_parse(p, len, &fanbase_submission_callbacks, &ctx, NULL);
+    start = p;
+    last = p + len;
+    state = FANBASE_SUB_VALUE;
+    maps = 0;
 
-    if (ctx.too_deep) {
-        *err = "the body is nested more than 64 levels deep";
-        return FANBASE_JSON_INVALID;
+    for ( ;; ) {
+
+        while (p < last
+               && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'
+                   || *p == '\v' || *p == '\f'))
+        {
+            p++;
+        }
+
+        if (p == last) {
+            break;
+        }
+
+        switch (state) {
+
+        case FANBASE_SUB_VALUE_OR_END:
+
+            if (*p == ']') {
+                p++;
+                ctx.depth--;
+                state = FANBASE_SUB_AFTER;
+                continue;
+            }
+
+            /* fall through */
+
+        case FANBASE_SUB_VALUE:
+
+            switch (*p) {
+
+            case '{':
+            case '[':
+                fanbase_sub_value(&ctx, *p == '{' ? FANBASE_SUB_MAP
+                                                  : FANBASE_SUB_ARRAY);
+
+                if (++ctx.depth > FANBASE_JSON_DEPTH_MAX) {
+                    *err = "the body is nested more than 64 levels deep";
+                    return FANBASE_JSON_INVALID;
+                }
+
+                if (*p == '{') {
+                    maps |= (uint64_t) 1 << (ctx.depth - 1);
+                    state = FANBASE_SUB_KEY_OR_END;
+
+                } else {
+                    maps &= ~((uint64_t) 1 << (ctx.depth - 1));
+                    state = FANBASE_SUB_VALUE_OR_END;
+                }
+
+                p++;
+                continue;
+
+            case '"':
+                p = fanbase_sub_string(p + 1, last, NULL);
+                fanbase_sub_value(&ctx, FANBASE_SUB_STRING);
+                break;
+
+            case 't':
+                p = ((size_t) (last - p) >= 4 && memcmp(p, "true", 4) == 0)
+                    ? p + 4 : NULL;
+                fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
+                break;
+
+            case 'f':
+                p = ((size_t) (last - p) >= 5 && memcmp(p, "false", 5) == 0)
+                    ? p + 5 : NULL;
+                fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
+                break;
+
+            case 'n':
+                p = ((size_t) (last - p) >= 4 && memcmp(p, "null", 4) == 0)
+                    ? p + 4 : NULL;
+                fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
+                break;
+
+            default:
+                p = fanbase_sub_number(p, last);
+                fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
+                break;
+            }
+
+            if (p == NULL) {
+                goto invalid;
+            }
+
+            state = FANBASE_SUB_AFTER;
+            continue;
+
+        case FANBASE_SUB_AFTER:
+
+            if (ctx.depth == 0) {
+
+                /*
+                 * yajl's way: after the document, a string that the end of
+                 * the body leaves open is an unfinished token, not a second
+                 * document (yajl_complete_parse() feeds one space more)
+                 */
+
+                if (*p == '"' && fanbase_sub_open_string(p + 1, last)) {
+                    p = last;
+                    continue;
+                }
+
+                goto invalid;                   /* a second document */
+            }
+
+            if (*p == ',') {
+                state = (maps >> (ctx.depth - 1)) & 1 ? FANBASE_SUB_KEY
+                                                       : FANBASE_SUB_VALUE;
+                p++;
+                continue;
+            }
+
+            if (*p != ((maps >> (ctx.depth - 1)) & 1 ? '}' : ']')) {
+                goto invalid;
+            }
+
+            p++;
+            ctx.depth--;
+            continue;
+
+        case FANBASE_SUB_KEY_OR_END:
+
+            if (*p == '}') {
+                p++;
+                ctx.depth--;
+                state = FANBASE_SUB_AFTER;
+                continue;
+            }
+
+            /* fall through */
+
+        case FANBASE_SUB_KEY:
+
+            if (*p != '"') {
+                goto invalid;
+            }
+
+            p = fanbase_sub_string(p + 1, last,
+                                   ctx.depth == 1 ? &key : NULL);
+            if (p == NULL) {
+                goto invalid;
+            }
+
+            if (ctx.depth == 1) {
+                ctx.key = key;
+            }
+
+            state = FANBASE_SUB_COLON;
+            continue;
+
+        default: /* FANBASE_SUB_COLON */
+
+            if (*p != ':') {
+                goto invalid;
+            }
+
+            p++;
+            state = FANBASE_SUB_VALUE;
+            continue;
+        }
     }
 
-    if (rc != FANBASE_JSON_OK) {
-        *err = "the body is not valid JSON";
-        return rc;
+    if (state != FANBASE_SUB_AFTER || ctx.depth != 0) {
+        goto invalid;
     }
 
     /*
-     * yajl checks only the shape of UTF-8 sequences: overlong forms,
-     * surrogates and code points above U+10FFFF would reach Fanbase and the
-     * zone
+     * the UTF-8 of the whole body: overlong forms, surrogates and code
+     * points above U+10FFFF would reach Fanbase and the zone
      */
 
-    if (!fanbase_utf8_valid(p, len)) {
+    if (!fanbase_utf8_valid(start, len)) {
         *err = "the body is not valid UTF-8";
         return FANBASE_JSON_INVALID;
     }
@@ -238,6 +414,11 @@ fanbase_json_check_submission(const unsigned char *p, size_t len,
     }
 
     return FANBASE_JSON_OK;
+
+invalid:
+
+    *err = "the body is not valid JSON";
+    return FANBASE_JSON_INVALID;
 }
 
 
@@ -261,7 +442,7 @@ fanbase_json_parse_item(const unsigned char *p, size_t len,
     ctx.pool_len = &item->pool_len;
     ctx.item = item;
 
-    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle);
+    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle, 0);
 
     if (rc == FANBASE_JSON_OK && !ctx.root_map) {
         rc = FANBASE_JSON_SHAPE;
@@ -320,7 +501,7 @@ fanbase_json_parse_token(const unsigned char *p, size_t len,
     ctx.pool_len = &token->pool_len;
     ctx.token = token;
 
-    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle);
+    rc = fanbase_parse(p, len, &fanbase_doc_callbacks, &ctx, &ctx.handle, 0);
 
     if (rc == FANBASE_JSON_OK
         && (!ctx.root_map
@@ -406,14 +587,34 @@ fanbase_key_lookup(const fanbase_key_t *keys, const unsigned char *k,
 
 static int
 fanbase_parse(const unsigned char *p, size_t len, const yajl_callbacks *cb,
-    void *ctx, yajl_handle *out)
+    void *ctx, yajl_handle *out, int utf8_checked)
 {
-    yajl_handle  h;
-    yajl_status  st;
+    yajl_handle       h;
+    yajl_status       st;
+    fanbase_arena_t   arena;
+    yajl_alloc_funcs  funcs;
 
-    h = yajl_alloc(cb, NULL, ctx);
+    /*
+     * yajl's handle, lexer and stacks come from an arena on this stack
+     * (malloc() once it is used up): five malloc() and free() a parse
+     * were a fifth of the submission check
+     */
+
+    arena.last = arena.buf;
+    arena.end = arena.buf + sizeof(arena.buf);
+
+    funcs.malloc = fanbase_arena_malloc;
+    funcs.realloc = fanbase_arena_realloc;
+    funcs.free = fanbase_arena_free;
+    funcs.ctx = &arena;
+
+    h = yajl_alloc(cb, &funcs, ctx);
     if (h == NULL) {
         return FANBASE_JSON_INVALID;
+    }
+
+    if (utf8_checked) {
+        yajl_config(h, yajl_dont_validate_strings, 1);
     }
 
     if (out != NULL) {
@@ -437,22 +638,342 @@ fanbase_parse(const unsigned char *p, size_t len, const yajl_callbacks *cb,
 }
 
 
-/* the submission check */
+/*
+ * The arena: blocks of 16-byte multiples, each after a header with its
+ * size (realloc() must know what to copy); a block outside the arena came
+ * from malloc().
+ */
+
+#define FANBASE_ARENA_ALIGN  16
 
 static int
-fanbase_sub_scalar(fanbase_submission_ctx_t *ctx, int is_string)
+fanbase_arena_has(fanbase_arena_t *a, void *ptr)
+{
+    return (unsigned char *) ptr >= a->buf
+           && (unsigned char *) ptr < a->buf + sizeof(a->buf);
+}
+
+
+static void *
+fanbase_arena_malloc(void *ctx, size_t size)
+{
+    size_t            need;
+    unsigned char    *p;
+    fanbase_arena_t  *a = ctx;
+
+    need = FANBASE_ARENA_ALIGN
+           + ((size + FANBASE_ARENA_ALIGN - 1) & ~(FANBASE_ARENA_ALIGN - 1));
+
+    if ((size_t) (a->end - a->last) < need) {
+        return malloc(size);
+    }
+
+    p = a->last;
+    a->last += need;
+
+    memcpy(p, &size, sizeof(size_t));
+
+    return p + FANBASE_ARENA_ALIGN;
+}
+
+
+static void *
+fanbase_arena_realloc(void *ctx, void *ptr, size_t size)
+{
+    size_t            old;
+    void             *p;
+    fanbase_arena_t  *a = ctx;
+
+    if (ptr == NULL) {
+        return fanbase_arena_malloc(ctx, size);
+    }
+
+    if (!fanbase_arena_has(a, ptr)) {
+        return realloc(ptr, size);
+    }
+
+    memcpy(&old, (unsigned char *) ptr - FANBASE_ARENA_ALIGN, sizeof(size_t));
+
+    if (size <= old) {
+        return ptr;
+    }
+
+    p = fanbase_arena_malloc(ctx, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    memcpy(p, ptr, old);
+
+    return p;
+}
+
+
+static void
+fanbase_arena_free(void *ctx, void *ptr)
+{
+    fanbase_arena_t  *a = ctx;
+
+    if (ptr != NULL && !fanbase_arena_has(a, ptr)) {
+        free(ptr);
+    }
+}
+
+
+/* the submission check */
+
+/* what stands for itself inside a JSON string: not '"', '\\', controls */
+
+static const unsigned char  fanbase_json_strchar[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x20 '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,        /* 0x50 '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x70 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x80 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1         /* 0xf0 */
+};
+
+
+/* a value at the current depth: what it says of the root and its keys */
+
+static void
+fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind)
 {
     if (ctx->depth == 0) {
         ctx->root_seen = 1;
-        return 1;
+        ctx->root_map = (kind == FANBASE_SUB_MAP);
+        return;
     }
 
-    if (ctx->depth == 1) {
-        if (ctx->key == FANBASE_KEY_ACTION) {
-            ctx->action = is_string ? 1 : -1;
+    if (ctx->depth != 1) {
+        return;
+    }
 
-        } else if (ctx->key == FANBASE_KEY_DATA) {
-            ctx->data = -1;
+    /* later duplicates win */
+
+    if (ctx->key == FANBASE_KEY_ACTION) {
+        ctx->action = (kind == FANBASE_SUB_STRING) ? 1 : -1;
+
+    } else if (ctx->key == FANBASE_KEY_DATA) {
+        ctx->data = (kind == FANBASE_SUB_MAP) ? 1 : -1;
+    }
+}
+
+
+/*
+ * A string after its opening quote: the end of it, or NULL.  With key,
+ * the key it is among the submission's ("action", "data"), compared as
+ * yajl hands it over, its escapes decoded: only escapes of ASCII can
+ * make one of them.
+ */
+
+static const unsigned char *
+fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
+{
+    const unsigned char  *start;
+
+    /* the common case: no escape, read at the pace of a table lookup */
+
+    start = p;
+
+    while (p < last && fanbase_json_strchar[*p]) {
+        p++;
+    }
+
+    if (p == last || *p < 0x20) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        if (key != NULL) {
+            *key = fanbase_key_lookup(fanbase_submission_keys, start,
+                                      p - start);
+        }
+
+        return p + 1;
+    }
+
+    return fanbase_sub_escaped(start, last, key);
+}
+
+
+/* a string with escapes, read again from its start */
+
+static const unsigned char *
+fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
+    int *key)
+{
+    int                   i, ascii;
+    size_t                n;
+    unsigned int          c, u;
+    unsigned char         buf[8];
+
+    n = 0;
+    ascii = 1;
+
+    for ( ;; ) {
+
+        if (p == last) {
+            return NULL;
+        }
+
+        c = *p++;
+
+        if (c == '"') {
+            break;
+        }
+
+        if (c < 0x20) {
+            return NULL;
+        }
+
+        if (c != '\\') {
+            if (n < sizeof(buf)) {
+                buf[n] = (unsigned char) c;
+            }
+
+            n++;
+            continue;
+        }
+
+        if (p == last) {
+            return NULL;
+        }
+
+        c = *p++;
+
+        switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+            break;
+        case 'b':
+            c = '\b';
+            break;
+        case 'f':
+            c = '\f';
+            break;
+        case 'n':
+            c = '\n';
+            break;
+        case 'r':
+            c = '\r';
+            break;
+        case 't':
+            c = '\t';
+            break;
+
+        case 'u':
+            u = 0;
+
+            for (i = 0; i < 4; i++) {
+                if (p == last) {
+                    return NULL;
+                }
+
+                c = *p++;
+
+                if (c >= '0' && c <= '9') {
+                    u = u * 16 + (c - '0');
+
+                } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                    u = u * 16 + ((c | 0x20) - 'a' + 10);
+
+                } else {
+                    return NULL;
+                }
+            }
+
+            if (u >= 0x80) {
+                ascii = 0;
+            }
+
+            c = u;
+            break;
+
+        default:
+            return NULL;
+        }
+
+        if (n < sizeof(buf)) {
+            buf[n] = (unsigned char) c;
+        }
+
+        n++;
+    }
+
+    if (key != NULL) {
+        *key = (ascii && n <= sizeof(buf))
+               ? fanbase_key_lookup(fanbase_submission_keys, buf, n)
+               : FANBASE_KEY_NONE;
+    }
+
+    return p;
+}
+
+
+/*
+ * A string that runs to the end of the body: none of its characters
+ * refused, no escape left unfinished (the space yajl adds would make it
+ * an invalid one)
+ */
+
+static int
+fanbase_sub_open_string(const unsigned char *p, const unsigned char *last)
+{
+    int  i;
+
+    while (p < last) {
+
+        if (*p == '"' || *p < 0x20) {
+            return 0;
+        }
+
+        if (*p++ != '\\') {
+            continue;
+        }
+
+        if (p == last) {
+            return 0;
+        }
+
+        switch (*p++) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            break;
+
+        case 'u':
+            for (i = 0; i < 4; i++) {
+                if (p == last
+                    || !((*p >= '0' && *p <= '9')
+                         || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'f')))
+                {
+                    return 0;
+                }
+
+                p++;
+            }
+
+            break;
+
+        default:
+            return 0;
         }
     }
 
@@ -460,112 +981,64 @@ fanbase_sub_scalar(fanbase_submission_ctx_t *ctx, int is_string)
 }
 
 
-static int
-fanbase_sub_null(void *ctx)
+/* a number: its end, or NULL */
+
+static const unsigned char *
+fanbase_sub_number(const unsigned char *p, const unsigned char *last)
 {
-    return fanbase_sub_scalar(ctx, 0);
-}
+    const unsigned char  *q;
 
-
-static int
-fanbase_sub_boolean(void *ctx, int v)
-{
-    (void) v;
-    return fanbase_sub_scalar(ctx, 0);
-}
-
-
-static int
-fanbase_sub_number(void *ctx, const char *s, size_t len)
-{
-    (void) s;
-    (void) len;
-    return fanbase_sub_scalar(ctx, 0);
-}
-
-
-static int
-fanbase_sub_string(void *ctx, const unsigned char *s, size_t len)
-{
-    (void) s;
-    (void) len;
-    return fanbase_sub_scalar(ctx, 1);
-}
-
-
-static int
-fanbase_sub_start_map(void *data)
-{
-    fanbase_submission_ctx_t  *ctx = data;
-
-    if (ctx->depth == 0) {
-        ctx->root_seen = 1;
-        ctx->root_map = 1;
-
-    } else if (ctx->depth == 1 && ctx->key == FANBASE_KEY_DATA) {
-        ctx->data = 1;
-
-    } else if (ctx->depth == 1 && ctx->key == FANBASE_KEY_ACTION) {
-        ctx->action = -1;
+    if (p < last && *p == '-') {
+        p++;
     }
 
-    if (++ctx->depth > FANBASE_JSON_DEPTH_MAX) {
-        ctx->too_deep = 1;
-        return 0;
+    if (p == last) {
+        return NULL;
     }
 
-    return 1;
-}
+    if (*p == '0') {
+        p++;
 
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
 
-static int
-fanbase_sub_map_key(void *data, const unsigned char *k, size_t len)
-{
-    fanbase_submission_ctx_t  *ctx = data;
-
-    if (ctx->depth == 1) {
-        ctx->key = fanbase_key_lookup(fanbase_submission_keys, k, len);
+    } else {
+        return NULL;
     }
 
-    return 1;
-}
+    if (p < last && *p == '.') {
+        q = ++p;
 
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
 
-static int
-fanbase_sub_end_map(void *data)
-{
-    fanbase_submission_ctx_t  *ctx = data;
-
-    ctx->depth--;
-
-    return 1;
-}
-
-
-static int
-fanbase_sub_start_array(void *data)
-{
-    fanbase_submission_ctx_t  *ctx = data;
-
-    fanbase_sub_scalar(ctx, 0);
-
-    if (++ctx->depth > FANBASE_JSON_DEPTH_MAX) {
-        ctx->too_deep = 1;
-        return 0;
+        if (p == q) {
+            return NULL;
+        }
     }
 
-    return 1;
-}
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        p++;
 
+        if (p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
 
-static int
-fanbase_sub_end_array(void *data)
-{
-    fanbase_submission_ctx_t  *ctx = data;
+        q = p;
 
-    ctx->depth--;
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
 
-    return 1;
+        if (p == q) {
+            return NULL;
+        }
+    }
+
+    return p;
 }
 
 
@@ -1065,9 +1538,22 @@ fanbase_utf8_char(const unsigned char *p, size_t len)
 int
 fanbase_utf8_valid(const unsigned char *p, size_t len)
 {
-    size_t  i, n;
+    size_t    i, n;
+    uint64_t  w;
 
     for (i = 0; i < len; i += n) {
+
+        /* ASCII eight bytes at a time */
+
+        if (len - i >= 8) {
+            memcpy(&w, p + i, 8);
+
+            if ((w & 0x8080808080808080ULL) == 0) {
+                n = 8;
+                continue;
+            }
+        }
+
         n = (p[i] < 0x80) ? 1 : fanbase_utf8_char(p + i, len - i);
 
         if (n == 0) {
@@ -1162,6 +1648,20 @@ fanbase_json_escaped(const unsigned char *p, size_t len, size_t *in)
  * runs, and a copy a character took most of the time of a document.
  */
 
+/* ASCII that stands for itself in a JSON string */
+
+static const unsigned char  fanbase_json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x20 '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,        /* 0x50 '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1         /* 0x70 */
+};
+
+
 unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
@@ -1170,20 +1670,24 @@ fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 
     for (i = 0; i < len; i += in) {
 
-        for (run = i; run < len; run += n) {
-            if (p[run] >= 0x80) {
-                n = fanbase_utf8_char(p + run, len - run);
+        run = i;
 
-                if (n == 0) {
-                    break;
-                }
-
-            } else if (p[run] < 0x20 || p[run] == '"' || p[run] == '\\') {
-                break;
-
-            } else {
-                n = 1;
+        for ( ;; ) {
+            while (run < len && fanbase_json_plain[p[run]]) {
+                run++;
             }
+
+            if (run == len || p[run] < 0x80) {
+                break;
+            }
+
+            n = fanbase_utf8_char(p + run, len - run);
+
+            if (n == 0) {
+                break;
+            }
+
+            run += n;
         }
 
         if (run > i) {

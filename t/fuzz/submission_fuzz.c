@@ -2,7 +2,9 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * fanbase_json_check_submission(): a client's request body.
+ * fanbase_json_check_submission(): a client's request body, read by the
+ * module's own one-pass reader (the hot path of every submission), which
+ * must answer what yajl would.
  *
  * Checks: the answer is one of FANBASE_JSON_*, with a message exactly when
  * it refuses; the same body gets the same answer twice; and the answer is
