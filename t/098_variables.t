@@ -40,13 +40,15 @@ CONF
 $t->start;
 
 # the log line of the request to $uri (the last one)
+# the last line for METHOD URI (holding WITH, when given: the log line of
+# a request is written after its answer reached the client)
 sub line_for {
-    my ($method, $uri) = @_;
+    my ($method, $uri, $with) = @_;
     my $line;
     $t->wait_for(sub {
         open my $fh, '<', $t->dir . '/vars.log' or return;
         ($line) = reverse grep { /^\Q$method $uri \E/ } <$fh>;
-        return $line;
+        return $line && (!defined $with || index($line, $with) >= 0);
     }, timeout => 3);
     chomp $line if defined $line;
     return $line // '';
@@ -88,15 +90,15 @@ like(line_for(GET => "$QUEUE/$unknown"),
 
 # a token rejected by Fanbase: two calls
 $t->mock_expire_tokens;
-$t->submit(status => 201, name => 'submission after a token rejection: 201');
-like(line_for(POST => $QUEUE),
+$res = $t->submit(status => 201, name => 'submission after a token rejection: 201');
+like(line_for(POST => $QUEUE, "qid=" . ($res->{json}{id} // 'none') . " "),
      qr/ 201 txn=- qid=\S+ err=- cache=- ups=\[401, 201\] t=\[\d+\.\d{3}, \d+\.\d{3}\]$/,
      'token rejected, then taken: ups=[401, 201], two times');
 
 # our errors, and nginx's own turned JSON
 $t->request(POST => $QUEUE, body => '{"action":',
             headers => ['Content-Type' => 'application/json']);
-like(line_for(POST => $QUEUE), qr/ 400 txn=- qid=- err=invalid_json /,
+like(line_for(POST => $QUEUE, " 400 "), qr/ 400 txn=- qid=- err=invalid_json /,
      'malformed JSON: err=invalid_json');
 
 $t->request(PUT => $QUEUE, body => '{}',
