@@ -1,6 +1,8 @@
 # The mock of Fanbase itself, without nginx: the harness's client talks to
 # the mock's port directly.  Also the site it plays for notifications
 # (/_site/*): recorded apart, answered as steered, kept across a restart.
+# Client connections open at once, a short listen queue (--backlog) and a
+# burst of 1024 pipelined POSTs on 64 connections.
 
 use strict;
 use warnings;
@@ -8,7 +10,7 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-use IO::Poll qw(POLLIN);
+use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
 use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
@@ -216,6 +218,21 @@ sub raw_conn {
     return $s;
 }
 
+# The statuses of the whole responses (Content-Length bodies) at the start
+# of $$buf, taken out of it.
+sub take_responses {
+    my $buf = shift;
+    my @statuses;
+    while ($$buf =~ m{^HTTP/1\.1 (\d+)[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n}) {
+        my ($status, $head, $head_len) = ($1, $2, $+[0]);
+        my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+        last if length $$buf < $head_len + ($len // 0);
+        substr $$buf, 0, $head_len + ($len // 0), '';
+        push @statuses, $status;
+    }
+    return @statuses;
+}
+
 # Statuses of the next $count responses (Content-Length bodies).
 sub read_responses {
     my ($sock, $count) = @_;
@@ -224,15 +241,8 @@ sub read_responses {
     $poll->mask($sock, POLLIN);
     my $end = time + 5;
     while (@statuses < $count) {
-        if ($buf =~ m{^HTTP/1\.1 (\d+)[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n}) {
-            my ($status, $head, $head_len) = ($1, $2, $+[0]);
-            my ($len) = $head =~ /^Content-Length: (\d+)/mi;
-            if (length $buf >= $head_len + ($len // 0)) {
-                substr $buf, 0, $head_len + ($len // 0), '';
-                push @statuses, $status;
-                next;
-            }
-        }
+        push @statuses, take_responses(\$buf);
+        last if @statuses >= $count;
         last if time > $end || $poll->poll($end - time) <= 0;
         sysread($sock, $buf, 65536, length $buf) or last;
     }
@@ -496,6 +506,41 @@ json_like($t->mock_stats, { queue_posts_in_flight_max => 3, queue_requests_in_fl
           'in flight: a held GET is not a POST');
 
 
+# Client connections open at once: from their first request line on; the
+# harness's own /_mock/* calls are not counted
+
+$t->mock_reset;
+ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 0 }),
+   'connections: none open before');
+$t->mock_reset;
+is($t->mock_stats->{connections_open_max}, 0, 'connections: none at most after reset');
+{
+    my @clients = map { raw_conn() } 1 .. 3;
+    my $silent = raw_conn();
+    for my $i (0 .. $#clients) {
+        my $s = $clients[$i];
+        print $s "GET /no/$i HTTP/1.1\r\nHost: x\r\n\r\n";
+        read_responses($s, 1);
+    }
+    ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 4 }),
+       'connections: three clients and a silent one open');
+    json_like($t->mock_stats, { connections_open_max => 3 },
+              'connections: the three that asked, not the silent one, not the admin');
+    close $_ for splice @clients, 0, 2;
+    ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 2 }),
+       'connections: two of them closed');
+    is($t->mock_stats->{connections_open_max}, 3, 'connections: the most is kept');
+    $t->mock_reset;
+    is($t->mock_stats->{connections_open_max}, 1,
+       'connections: reset starts again from the client still open');
+    close $_ for @clients, $silent;
+}
+ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 0 }),
+   'connections: all closed');
+$t->mock_reset;
+is($t->mock_stats->{connections_open_max}, 0, 'connections: none open, none at most');
+
+
 # Stopped and started again on the same port: the same Fanbase
 
 $t->mock_reset;
@@ -629,5 +674,110 @@ like($file, qr{^\S+ POST /api/token 400$}m, 'log: failed token request line');
 like($file, qr{^\S+ POST /api/v1/integration/queue reset$}m, 'log: reset line');
 unlike($file, qr/secret|grant_type|s3c/, 'log: no query strings');
 ok(!-e $t->dir . '/mock.pid', 'mock exited cleanly on SIGTERM');
+
+
+# A short listen queue (--backlog 16), then a burst: 1024 queue POSTs
+# pipelined on 64 keep-alive connections, all sent at once
+
+my $b = FanbaseTest->new(mock => { backlog => 16 });
+$b->start_mock;
+my $b_token = $b->request(POST => $TOKEN_PATH)->{json}{access_token};
+
+# Non-blocking connects to the mock: the sockets.
+sub connect_many {
+    my ($port, $n) = @_;
+    return map {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                              Proto => 'tcp', Blocking => 0)
+            // die "connect: $!"
+    } 1 .. $n;
+}
+
+# How many of the sockets are connected after $wait seconds.
+sub connected {
+    my ($wait, @socks) = @_;
+    my $poll = IO::Poll->new;
+    $poll->mask($_, POLLOUT) for @socks;
+    my $end = time + $wait;
+    while ((my $left = $end - time) > 0) {
+        $poll->poll($left);
+    }
+    $poll->poll(0);
+    return scalar grep { $poll->events($_) & POLLOUT } @socks;
+}
+
+{
+    # the mock stopped: the kernel completes as many handshakes as the queue
+    # holds (Linux: backlog + 1) and drops the other SYNs
+    my $pid = $b->mock_pid;
+    kill STOP => $pid;
+    my @socks = connect_many($b->mock_port, 40);
+    my $n = connected(0.5, @socks);
+    kill CONT => $pid;
+    ok($n >= 16 && $n <= 17, "backlog 16: $n of 40 connections queued while "
+                             . 'the mock does not accept');
+    ok($b->wait_for(sub { $b->mock_stats->{connections_accepted} >= 41 },
+                    timeout => 10),
+       'backlog 16: every connection accepted once the mock goes on');
+    close $_ for @socks;
+    ok($b->wait_for(sub { $b->mock_stats->{open_connections} == 0 }),
+       'backlog 16: all closed again');
+}
+
+$b->mock_reset;
+{
+    my ($conns, $each) = (64, 16);
+    my @socks = connect_many($b->mock_port, $conns);
+    my (%out, %in, %got, %answers);
+    for my $i (0 .. $#socks) {
+        for my $k (0 .. $each - 1) {
+            my $body = encode_json({ action => 'create',
+                                     data => { n => $i * $each + $k } });
+            $out{ $socks[$i] } .= "POST $QUEUE HTTP/1.1\r\nHost: x\r\n"
+                . "AccessToken: $b_token\r\nContent-Type: application/json\r\n"
+                . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+        }
+        $in{ $socks[$i] } = '';
+    }
+
+    # write and read on all of them until every answer is in
+    my $poll = IO::Poll->new;
+    $poll->mask($_, POLLOUT | POLLIN) for @socks;
+    my $end = time + 30;
+    my $done = 0;
+    while ($done < @socks && time < $end) {
+        $poll->poll(1) > 0 or next;
+        for my $s (@socks) {
+            my $ev = $poll->events($s) or next;
+            if ($ev & POLLOUT && length $out{$s}) {
+                my $w = syswrite $s, $out{$s};
+                substr $out{$s}, 0, $w, '' if $w;
+            }
+            if ($ev & (POLLIN | POLLHUP | POLLERR)) {
+                sysread $s, $in{$s}, 65536, length $in{$s};
+            }
+            push @{ $got{$s} }, take_responses(\$in{$s});
+            if (@{ $got{$s} || [] } >= $each) {
+                $answers{$_}++ for @{ $got{$s} };
+                $poll->remove($s);
+                $done++;
+            } else {
+                $poll->mask($s, length $out{$s} ? POLLOUT | POLLIN : POLLIN);
+            }
+        }
+    }
+    is(join(',', map { "$_:$answers{$_}" } sort keys %answers),
+       '201:' . $conns * $each,
+       "burst: $conns connections x $each pipelined POSTs, each answered 201");
+    my %bodies;
+    $bodies{ $_->{body} }++ for @{ $b->mock_requests(method => 'POST', path => $QUEUE) };
+    is(scalar keys %bodies, $conns * $each, 'burst: every body received');
+    ok(!grep({ $_ != 1 } values %bodies), 'burst: each once');
+    json_like($b->mock_stats, { queue_posts => $conns * $each,
+                                connections_open_max => $conns },
+              "burst: counted, $conns connections open at most");
+    close $_ for @socks;
+}
+$b->stop;
 
 done_testing;

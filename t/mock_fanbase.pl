@@ -6,13 +6,19 @@
 #     perl t/mock_fanbase.pl --listen 127.0.0.1:PORT [--client ID:SECRET]...
 #         [--expires-in SECONDS] [--processing-after SECONDS]
 #         [--completed-after SECONDS] [--pid-file FILE] [--log FILE]
-#         [--keep-requests N] [--state FILE]
+#         [--keep-requests N] [--state FILE] [--backlog N]
 #
 # One process, one IO::Poll event loop: HTTP/1.1 keep-alive, pipelining,
 # Content-Length and chunked request bodies, "Expect: 100-continue".  Delays
 # are timers in the loop, so a delayed answer never holds up other
 # connections.  PORT 0 picks a free port; the line printed on stdout when
 # ready ("mock fanbase listening on 127.0.0.1:PORT") tells which.
+#
+# --backlog N: the length of the listening socket's accept queue (listen()'s
+# backlog, 4096 by default; the kernel caps it at net.core.somaxconn).  A
+# small one makes a burst of connections wait in SYN retransmits, as a busy
+# Fanbase would.  The mock accepts every queued connection each time the
+# socket is readable, until accept() says there is none left.
 #
 # --state FILE: the mock's state (issued tokens, submissions, request log,
 # counters, faults) is loaded from FILE at start when it exists and saved to
@@ -35,7 +41,12 @@
 #                                 full, not yet answered, e.g. held by
 #                                 delay_ms), the same for POSTs and GETs of
 #                                 the queue together
-#                                 (queue_requests_in_flight[_max])
+#                                 (queue_requests_in_flight[_max]),
+#                                 connections_open_max: the most client
+#                                 connections open at once (a connection
+#                                 counts from its first request line until
+#                                 it closes; one whose first request is
+#                                 /_mock/* never counts)
 #     GET  /_mock/requests        every Fanbase request received, oldest
 #                                 first (the last --keep-requests, 100000),
 #                                 with the status it was answered (or
@@ -47,7 +58,9 @@
 #     POST /_mock/expire_tokens   every issued token stops being accepted
 #     POST /_mock/reset           clears counters, request log, faults and
 #                                 submissions (issued tokens stay valid), and
-#                                 the site's requests and behaviour
+#                                 the site's requests and behaviour;
+#                                 connections_open_max starts again from the
+#                                 client connections open now
 #     GET  /_mock/site            the site's behaviour in force
 #     POST /_mock/site            {"status":503,"count":N,"delay_ms":..}:
 #                                 how the site answers (below); {} or null:
@@ -88,7 +101,8 @@ use strict;
 use warnings;
 use utf8;
 
-use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS ECONNABORTED EMFILE ENFILE
+             ENOBUFS ENOMEM);
 use Getopt::Long;
 use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP POLLNVAL);
 use IO::Socket::INET;
@@ -109,6 +123,7 @@ my %opt = (
     processing_after => 1,
     completed_after  => 2,
     keep_requests    => 100_000,
+    backlog          => 4096,
 );
 
 GetOptions(
@@ -121,6 +136,7 @@ GetOptions(
     'log=s'              => \$opt{log},
     'keep-requests=i'    => \$opt{keep_requests},
     'state=s'            => \$opt{state},
+    'backlog=i'          => \$opt{backlog},
 ) or die "usage: $0 --listen 127.0.0.1:PORT [--client ID:SECRET]...\n";
 
 @{ $opt{client} } = ('demo-client:demo-secret') unless @{ $opt{client} };
@@ -138,6 +154,7 @@ for my $c (@{ $opt{client} }) {
 
 my ($listen_host, $listen_port) = $opt{listen} =~ /^(.+):(\d+)$/
     or die "--listen wants HOST:PORT\n";
+die "--backlog wants a number of connections, 1 or more\n" if $opt{backlog} < 1;
 
 
 # State
@@ -162,11 +179,14 @@ my %TOKEN_FAULT_FIELDS = map { $_ => 1 } qw(expires_in ttl_ms no_token);
 my %in_flight;      # serial => route, for queue requests not yet answered
 my $in_flight_serial = 0;
 
+my $clients_open = 0;   # client connections open now (connections_open_max)
+
 sub reset_state {
     %stats = (token_requests => 0, queue_posts => 0, queue_gets => 0,
               gets_by_id => {}, connections_accepted => 0,
               queue_posts_in_flight_max => 0,
-              queue_requests_in_flight_max => 0);
+              queue_requests_in_flight_max => 0,
+              connections_open_max => $clients_open);
     %faults      = ();
     @requests    = ();
     %submissions = ();
@@ -360,13 +380,29 @@ sub close_conn {
     $c->{closed} = 1;
     $poll->remove($c->{sock});
     delete $conns{ $c->{sock} };
+    $clients_open-- if $c->{client};
     # SO_LINGER 0: close() sends a RST instead of a FIN
     setsockopt $c->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0) if $abort;
     close $c->{sock};
 }
 
+# Every connection the listen queue holds, until accept() says EAGAIN.  Out
+# of descriptors, the listener rests for a while rather than wake the loop
+# at once again.
 sub accept_all {
-    while (my $sock = $listener->accept) {
+    for (;;) {
+        my $sock = $listener->accept;
+        if (!$sock) {
+            my $err = $! + 0;
+            next if $err == EINTR || $err == ECONNABORTED;
+            last if $err == EAGAIN || $err == EWOULDBLOCK;
+            warn "mock fanbase: accept: $!\n";
+            if (grep { $err == $_ } EMFILE, ENFILE, ENOBUFS, ENOMEM) {
+                $poll->mask($listener, 0);
+                add_timer(0.1, sub { $poll->mask($listener, POLLIN) });
+            }
+            last;
+        }
         $sock->blocking(0);
         setsockopt $sock, IPPROTO_TCP, TCP_NODELAY, 1;
         my $c = { sock => $sock, in => '', out => '' };
@@ -374,6 +410,18 @@ sub accept_all {
         $stats{connections_accepted}++;
         update_mask($c);
     }
+}
+
+# A connection's first request line: a client's (counted in
+# connections_open_max while it is open) or the admin's.
+sub classify {
+    my ($c, $path) = @_;
+    return if defined $c->{client};
+    $c->{client} = $path !~ m{^/_mock/};
+    return unless $c->{client};
+    $clients_open++;
+    $stats{connections_open_max} = $clients_open
+        if $clients_open > ($stats{connections_open_max} // 0);
 }
 
 sub on_readable {
@@ -452,6 +500,7 @@ sub parse_request {
         }
 
         my ($path, $query) = split /\?/, $target, 2;
+        classify($c, $path);
         my $conn_hdr = lc join ',', @{ $headers{connection} || [] };
         my $http11 = $major == 1 && $minor >= 1;
 
@@ -998,7 +1047,7 @@ $listener = IO::Socket::INET->new(
     LocalAddr => $listen_host,
     LocalPort => $listen_port,
     Proto     => 'tcp',
-    Listen    => 4096,
+    Listen    => $opt{backlog},
     ReuseAddr => 1,
     Blocking  => 0,
 ) or die "cannot listen on $opt{listen}: $@\n";

@@ -35,7 +35,8 @@ Every started nginx adds two tests at the end ("nginx stopped gracefully",
 =item new(%args)
 
 C<mock>: hashref of C<clients> (arrayref of "ID:SECRET"), C<expires_in>,
-C<processing_after>, C<completed_after> (seconds, fractions allowed) and
+C<processing_after>, C<completed_after> (seconds, fractions allowed),
+C<backlog> (the length of the mock's listen queue, C<--backlog>) and
 C<args> (arrayref of extra command line arguments).  Absent: a mock with
 the defaults; C<< mock => undef >>: no mock.
 
@@ -275,8 +276,10 @@ C<queue_posts>: C<mock_requests> of the POSTs to C<$QUEUE>;
 C<posts_with($body)>: how many of them carried exactly C<$body>.
 C<mock_stats> also has C<queue_posts_in_flight> and
 C<queue_posts_in_flight_max> (queue POSTs received and not yet answered,
-now and at most at once), and C<queue_requests_in_flight[_max]> (POSTs and
-GETs of the queue).  See the header of t/mock_fanbase.pl for the faults
+now and at most at once), C<queue_requests_in_flight[_max]> (POSTs and
+GETs of the queue) and C<connections_open_max> (the most client
+connections open at once; the harness's own calls to C</_mock/*> are not
+counted).  See the header of t/mock_fanbase.pl for the faults
 (C<close> answers nothing and closes with a FIN, C<reset> with a RST).
 
 =item mock_site(\%behaviour), mock_site_requests(%filter), mock_site_stats,
@@ -343,9 +346,10 @@ Stops that front now (its two tests).  Nothing listens on its port until
 C<start_tls_front> starts it again (the same name: the same port and
 certificate unless told others).
 
-=item dir, port, nginx_pid, worker_pids
+=item dir, port, nginx_pid, worker_pids, mock_pid
 
-The test directory, nginx's port, the master's pid, the workers' pids.
+The test directory, nginx's port, the master's pid, the workers' pids,
+the mock's pid (undef while it is stopped).
 
 =back
 
@@ -470,7 +474,7 @@ used so far, in seconds.
 
 C<spawn_mock(listen => '127.0.0.1:PORT', log => FILE, pid_file => FILE,
 state => FILE, clients => [...], expires_in => S, processing_after => S,
-completed_after => S, args => [...], stderr => FILE)>: t/mock_fanbase.pl
+completed_after => S, backlog => N, args => [...], stderr => FILE)>: t/mock_fanbase.pl
 in a process of its own (C<listen> defaults to a port of its choosing);
 returns its pid, its port and the read end of its standard output (keep
 it open while the mock runs); dies when the mock does not start.
@@ -596,6 +600,7 @@ sub edge_files { return { secret => "demo-secret\n" } }
 sub dir        { $_[0]{dir} }
 sub port       { $_[0]{port} }
 sub nginx_pid  { $_[0]{nginx_pid} }
+sub mock_pid   { $_[0]{mock_pid} }
 sub mock_port  { $_[0]{mock_port} }
 sub mock_url {
     my $port = $_[0]{mock_port};
@@ -846,7 +851,8 @@ sub spawn_mock {
     for ([log => '--log'], [pid_file => '--pid-file'], [state => '--state'],
          [clients => '--client'], [expires_in => '--expires-in'],
          [processing_after => '--processing-after'],
-         [completed_after => '--completed-after']) {
+         [completed_after => '--completed-after'],
+         [backlog => '--backlog']) {
         my ($key, $flag) = @$_;
         push @cmd, map { ($flag, $_) } grep { defined }
                    ref $o{$key} ? @{ $o{$key} } : $o{$key};
