@@ -17,6 +17,14 @@
 # The edge uses a fixed token the mock issued (fanbase_access_token_file),
 # so that every connection the mock counts is a submission's, none a token
 # request's.
+#
+# Before the cap, the edge opened a connection per submission: some 500 at
+# once (512 open at the mock at most) overflow the mock's queue of 16, the
+# kernel answers with SYN cookies, and the connections it then cannot queue
+# are completed by the edge's retransmits, in waves of about 17 at doubling
+# intervals.  In 3 of 11 runs on 2026-12-04, 10 to 16 submissions were
+# still waiting when fanbase_timeout (30s, then 60s) ran out: 504, never
+# sent.
 
 use strict;
 use warnings;
@@ -40,7 +48,7 @@ $open_files //= 0;
 $open_files = 1e9 if $open_files eq 'unlimited';
 if (!cmp_ok($open_files, '>=', $N + 100,
             "open files limit (ulimit -n) for $N client sockets")) {
-    diag('"make test" raises it; by hand: ulimit -n 65536');
+    diag('"make test" raises it (up to 65536); by hand: ulimit -n 65536');
     done_testing;
     exit;
 }
@@ -48,8 +56,9 @@ if (!cmp_ok($open_files, '>=', $N + 100,
 # The body of submission $i: a distinct valid one each.
 sub body_n { sprintf '{"action":"create","data":{"n":%d}}', $_[0] }
 
-# An edge in front of the mock with a token the mock issued; $conf: more
-# http{} lines.  Started, the mock's counters at zero.
+# An edge in front of the mock (listen queue 16) with a token the mock
+# issued: workers, timeout (fanbase_timeout), http (more http{} lines).
+# Started, the mock's counters at zero.
 sub edge {
     my (%o) = @_;
     my $t = FanbaseTest->new(
@@ -125,17 +134,14 @@ is(scalar keys %ids, $N, "burst: $N distinct queue items");
 
 {
     my $s = $t->mock_stats;
-    note(sprintf 'burst: %d submissions in %.1f s; at the mock: '
+    diag(sprintf 'burst: %d submissions in %.1f s; at the mock: '
          . 'connections_open_max %d, connections_accepted %d, '
          . 'queue_posts_in_flight_max %d', $N, $took,
          $s->{connections_open_max}, $s->{connections_accepted},
          $s->{queue_posts_in_flight_max});
     cmp_ok($s->{connections_open_max}, '<=', $WORKERS * $MAX_CONN,
            "burst: at most $WORKERS x fanbase_max_connections $MAX_CONN "
-           . 'connections open at once at Fanbase')
-        or diag("measured: connections_open_max $s->{connections_open_max}, "
-                . "connections_accepted $s->{connections_accepted}, "
-                . "queue_posts_in_flight_max $s->{queue_posts_in_flight_max}");
+           . 'connections open at once at Fanbase');
 }
 
 $t->stop;
@@ -162,7 +168,7 @@ SKIP: {
 
     my @r = $c->parallel($WAITING, POST => $QUEUE, headers => [@CT],
                          body => sub { body_n(10_000 + $_[0]) }, timeout => 15);
-    note('cap 1: ' . by_status(@r) . sprintf(', the slowest in %.1f s',
+    diag('cap 1: ' . by_status(@r) . sprintf(', the slowest in %.1f s',
                                              (sort { $b <=> $a } map { $_->{time} } @r)[0]));
 
     ok(!grep({ $_->{status} == 0 } @r), 'cap 1: every submission answered')
@@ -206,12 +212,10 @@ SKIP: {
                 . scalar(keys %at_mock) . ' bodies at the mock');
 
     my $s = $c->mock_stats;
-    note("cap 1: at the mock: connections_open_max $s->{connections_open_max}, "
+    diag("cap 1: at the mock: connections_open_max $s->{connections_open_max}, "
          . "queue_posts_in_flight_max $s->{queue_posts_in_flight_max}");
     ok($s->{connections_open_max} <= 1 && $s->{queue_posts_in_flight_max} <= 1,
-       'cap 1: one connection, one POST at a time at Fanbase')
-        or diag("connections_open_max $s->{connections_open_max}, "
-                . "queue_posts_in_flight_max $s->{queue_posts_in_flight_max}");
+       'cap 1: one connection, one POST at a time at Fanbase');
 
     $c->mock_faults({ queue_post => undef });
     $c->submit(body => body_n(20_000), status => 201,
