@@ -22,9 +22,9 @@
 # once (512 open at the mock at most) overflow the mock's queue of 16, the
 # kernel answers with SYN cookies, and the connections it then cannot queue
 # are completed by the edge's retransmits, in waves of about 17 at doubling
-# intervals.  In 3 of 11 runs on 2026-12-04, 10 to 16 submissions were
-# still waiting when fanbase_timeout (30s, then 60s) ran out: 504, never
-# sent.
+# intervals.  In 4 of 18 runs on 2026-12-04 (2 of 12 with fanbase_timeout
+# 30s, 2 of 6 with 60s), a few submissions (10 to 16 in the runs looked
+# at) were still waiting when it ran out: 504, never sent.
 
 use strict;
 use warnings;
