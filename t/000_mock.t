@@ -540,6 +540,26 @@ ok($t->wait_for(sub { $t->mock_stats->{open_connections} == 0 }),
 $t->mock_reset;
 is($t->mock_stats->{connections_open_max}, 0, 'connections: none open, none at most');
 
+# a client that goes away while its POST is held, then comes back on a new
+# connection: one connection at a time, two POSTs in the mock's hands
+$t->mock_faults({ queue_post => { delay_ms => 800, count => 1 } });
+{
+    my $s = raw_conn();
+    my $body = '{"action":"held","data":{}}';
+    print $s "POST $QUEUE HTTP/1.1\r\nHost: x\r\nAccessToken: $token\r\n"
+           . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    ok($t->wait_for(sub { $t->mock_stats->{queue_posts_in_flight} == 1 }),
+       'connections: a POST held');
+    close $s;
+}
+is($t->submit(with_token($token), action => 'after')->{status}, 201,
+   'connections: the client again, on a new connection');
+json_like($t->mock_stats, { connections_open_max => 1, queue_posts_in_flight => 1,
+                            queue_posts_in_flight_max => 2 },
+          'connections: the one it left no longer counts, its POST still held');
+ok($t->wait_for(sub { $t->mock_stats->{queue_posts_in_flight} == 0 }),
+   'connections: the held POST answered to no one');
+
 
 # Stopped and started again on the same port: the same Fanbase
 

@@ -45,8 +45,10 @@
 #                                 connections_open_max: the most client
 #                                 connections open at once (a connection
 #                                 counts from its first request line until
-#                                 it closes; one whose first request is
-#                                 /_mock/* never counts)
+#                                 either side closes it: a client that
+#                                 went away no longer counts while the
+#                                 mock still holds its request; one whose
+#                                 first request is /_mock/* never counts)
 #     GET  /_mock/requests        every Fanbase request received, oldest
 #                                 first (the last --keep-requests, 100000),
 #                                 with the status it was answered (or
@@ -360,6 +362,7 @@ sub run_timers {
 
 my $poll = IO::Poll->new;
 my %conns;          # "$sock" => connection
+my $accepted = 0;   # connections accepted since start: their serials
 my $listener;
 
 use constant MAX_HEADER => 64 * 1024;
@@ -380,7 +383,7 @@ sub close_conn {
     $c->{closed} = 1;
     $poll->remove($c->{sock});
     delete $conns{ $c->{sock} };
-    $clients_open-- if $c->{client};
+    uncount($c);
     # SO_LINGER 0: close() sends a RST instead of a FIN
     setsockopt $c->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0) if $abort;
     close $c->{sock};
@@ -405,7 +408,7 @@ sub accept_all {
         }
         $sock->blocking(0);
         setsockopt $sock, IPPROTO_TCP, TCP_NODELAY, 1;
-        my $c = { sock => $sock, in => '', out => '' };
+        my $c = { sock => $sock, in => '', out => '', serial => ++$accepted };
         $conns{$sock} = $c;
         $stats{connections_accepted}++;
         update_mask($c);
@@ -419,9 +422,19 @@ sub classify {
     return if defined $c->{client};
     $c->{client} = $path !~ m{^/_mock/};
     return unless $c->{client};
+    $c->{counted} = 1;
     $clients_open++;
     $stats{connections_open_max} = $clients_open
         if $clients_open > ($stats{connections_open_max} // 0);
+}
+
+# A client connection that closed, or whose client closed its side: no
+# longer open for connections_open_max.
+sub uncount {
+    my $c = shift;
+    return unless $c->{counted};
+    $c->{counted} = 0;
+    $clients_open--;
 }
 
 sub on_readable {
@@ -431,7 +444,10 @@ sub on_readable {
         return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
         return close_conn($c);
     }
-    $c->{eof} = 1 if $n == 0;
+    if ($n == 0) {
+        $c->{eof} = 1;
+        uncount($c);
+    }
     process($c);
 }
 
@@ -1083,7 +1099,12 @@ while (!$stop) {
     }
 
     if ($n > 0) {
-        my @ready = $poll->handles;
+        # the oldest connections first: a client that closes one connection
+        # and opens another has its FIN seen before the new one's request
+        my @ready = sort {
+            ($conns{$a} ? $conns{$a}{serial} : 0)
+                <=> ($conns{$b} ? $conns{$b}{serial} : 0)
+        } grep { $poll->events($_) } $poll->handles;
         for my $h (@ready) {
             my $ev = $poll->events($h) or next;
             if ($h == $listener) {
