@@ -30,13 +30,13 @@
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_txn.h"
+#include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_deliver.h"
 
 
 #define NGX_HTTP_FANBASE_TICK          1000
 #define NGX_HTTP_FANBASE_BACKOFF_MAX   (300 * 1000)
 #define NGX_HTTP_FANBASE_POLL_MAX      (60 * 1000)
-#define NGX_HTTP_FANBASE_TOKEN_WAIT    100
 #define NGX_HTTP_FANBASE_ERROR_BODY    1024
 
 
@@ -45,7 +45,10 @@ static ngx_queue_t *ngx_http_fanbase_deliver_claim(
 static void ngx_http_fanbase_deliver_claimed(ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_deliver_start(ngx_queue_t *q);
 static void ngx_http_fanbase_deliver_job_start(ngx_http_fanbase_job_t *job);
-static void ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job);
+static ngx_int_t ngx_http_fanbase_deliver_job_send(
+    ngx_http_fanbase_job_t *job);
+static ngx_int_t ngx_http_fanbase_deliver_job_wait(
+    ngx_http_fanbase_waiter_t *w);
 static void ngx_http_fanbase_deliver_job_sending(
     ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_deliver_job_post(ngx_http_fanbase_job_t *job,
@@ -315,20 +318,38 @@ ngx_http_fanbase_deliver_job_start(ngx_http_fanbase_job_t *job)
         }
     }
 
-    ngx_http_fanbase_deliver_job_send(job);
+    if (ngx_http_fanbase_deliver_job_send(job) == NGX_AGAIN) {
+        ngx_http_fanbase_wait_add(&job->waiter);
+    }
 }
 
 
-static void
+/*
+ * A token fetch under way: the job keeps its place and waits for it, as
+ * a request does; giving the place back and coming back in a moment made
+ * the worker cycle through the whole backlog while a slow token endpoint
+ * took its time.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_deliver_job_wait(ngx_http_fanbase_waiter_t *w)
+{
+    return ngx_http_fanbase_deliver_job_send(w->data) == NGX_AGAIN
+           ? NGX_AGAIN : NGX_OK;
+}
+
+
+/* NGX_AGAIN: waiting for a token; NGX_OK: sent, or finished */
+
+static ngx_int_t
 ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
 {
-    u_char                        *p;
-    time_t                         retry_after;
-    ngx_int_t                      rc;
-    ngx_http_fanbase_curl_t       *h;
-    ngx_http_fanbase_loc_conf_t   *lcf;
-    ngx_http_fanbase_headers_t    *hdr;
-    ngx_http_fanbase_txn_update_t  u;
+    u_char                       *p;
+    time_t                        retry_after;
+    ngx_int_t                     rc;
+    ngx_http_fanbase_curl_t      *h;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+    ngx_http_fanbase_headers_t   *hdr;
 
     lcf = job->lcf;
     retry_after = 1;
@@ -337,18 +358,15 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
                                     &retry_after);
 
     if (rc == NGX_AGAIN) {
-        /* a token fetch is under way: back in a moment, no attempt */
-        ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
-        u.retry = NGX_HTTP_FANBASE_TOKEN_WAIT;
-        u.not_sent = 1;
-        ngx_http_fanbase_deliver_job_finish(job, &u);
-        return;
+        job->waiter.handler = ngx_http_fanbase_deliver_job_wait;
+        job->waiter.data = job;
+        return NGX_AGAIN;
     }
 
     if (rc != NGX_OK) {
         ngx_http_fanbase_deliver_job_retry(job, "no Fanbase token can be had",
                                            (ngx_msec_t) retry_after * 1000, 1);
-        return;
+        return NGX_OK;
     }
 
     if (job->kind == NGX_HTTP_FANBASE_JOB_DELIVER) {
@@ -359,7 +377,7 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
         if (p == NULL) {
             ngx_http_fanbase_curl_headers_release(hdr);
             ngx_http_fanbase_deliver_job_retry(job, "out of memory", 0, 0);
-            return;
+            return NGX_OK;
         }
 
         job->url = (char *) p;
@@ -374,7 +392,7 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
         ngx_http_fanbase_curl_headers_release(hdr);
         ngx_http_fanbase_deliver_job_retry(job, "the transfer was not created",
                                            0, 0);
-        return;
+        return NGX_OK;
     }
 
     h->hdr = hdr;
@@ -403,14 +421,16 @@ ngx_http_fanbase_deliver_job_send(ngx_http_fanbase_job_t *job)
                                            ngx_http_fanbase_deliver_mcf, job,
                                            &job->op);
         if (rc == NGX_AGAIN) {
-            return;
+            return NGX_OK;
         }
 
         ngx_http_fanbase_deliver_job_post(job, rc);
-        return;
+        return NGX_OK;
     }
 
     ngx_http_fanbase_deliver_job_post(job, NGX_OK);
+
+    return NGX_OK;
 }
 
 
@@ -471,7 +491,10 @@ ngx_http_fanbase_deliver_job_done(ngx_http_fanbase_curl_t *h)
         job->http = NULL;
         ngx_http_fanbase_curl_destroy(h);
 
-        ngx_http_fanbase_deliver_job_send(job);
+        if (ngx_http_fanbase_deliver_job_send(job) == NGX_AGAIN) {
+            ngx_http_fanbase_wait_add(&job->waiter);
+        }
+
         return;
     }
 
@@ -961,6 +984,8 @@ ngx_http_fanbase_deliver_job_finish(ngx_http_fanbase_job_t *job,
 static void
 ngx_http_fanbase_deliver_job_free(ngx_http_fanbase_job_t *job)
 {
+    ngx_http_fanbase_wait_remove(&job->waiter);
+
     if (job->http != NULL) {
         ngx_http_fanbase_curl_destroy(job->http);
     }

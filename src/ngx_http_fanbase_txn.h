@@ -10,6 +10,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_zone.h"
+#include "ngx_http_fanbase_wait.h"
 
 
 /* an asynchronous transaction in the zone */
@@ -133,6 +134,7 @@ typedef struct {
     uint64_t                      seq;         /* "sent"'s journal record */
     ngx_pool_t                   *pool;
     char                         *url;
+    ngx_http_fanbase_waiter_t     waiter;      /* for a token */
     unsigned                      sent:1;      /* an earlier owner sent it */
     unsigned                      token_retried:1;
 } ngx_http_fanbase_job_t;

@@ -1,0 +1,143 @@
+#!/bin/bash
+# bench/instructions.sh: user-space instructions per request (callgrind,
+# Ir) of the module's hot paths against plain nginx answering the same
+# shape, one nginx process (master_process off) under valgrind, wrk with 16
+# connections; the counters are zeroed after a warm-up and dumped after the
+# measurement, divided by the requests wrk counted.
+#
+#   make -C bench instructions        (or: bash bench/instructions.sh)
+#
+#   - async accept: POST bench/post.lua's body to "fanbase_submit async"
+#     (Fanbase a listener that never answers: deliveries stay parked)
+#     against "return 202";
+#   - webhook: signed Standard Webhooks status callbacks, every one a new
+#     message and transaction, to "fanbase_webhook" against "return 204".
+#
+# Needs valgrind, wrk, perl; the module built (make module).  Ports 18871
+# to 18873 on 127.0.0.1.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+MODULE=${BENCH_MODULE:-$TOP/build/ngx_http_fanbase_module.so}
+D=$(mktemp -d /tmp/fanbase-instr.XXXXXX)
+Q=/api/v1/integration/queue
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "${BENCH_KEEP:-}" ] && echo "kept $D" >&2 || rm -rf "$D"
+}
+trap cleanup EXIT
+
+# a "Fanbase" that takes connections and never answers
+perl -MIO::Socket::INET -e '
+    my $l = IO::Socket::INET->new(Listen => 1024, LocalAddr => "127.0.0.1",
+                                  LocalPort => 18873, ReuseAddr => 1) or die;
+    my @c; while (my $c = $l->accept) { push @c, $c }' &
+PIDS+=($!)
+
+KEY=$(head -c 24 /dev/urandom | base64)
+echo "whsec_$KEY" > "$D/hook.secret"
+echo bench-secret > "$D/secret"
+
+cat > "$D/nginx.conf" <<CONF
+load_module $MODULE;
+master_process off; daemon off; worker_processes 1;
+error_log $D/error.log warn; pid $D/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+    fanbase_zone zone=fb:256m;
+    server {
+        listen 127.0.0.1:18871 backlog=4096;
+        fanbase_api http://127.0.0.1:18873;
+        fanbase_token_url http://127.0.0.1:18873/api/token;
+        fanbase_client_id bench;
+        fanbase_client_secret_file $D/secret;
+        fanbase_timeout 600s;
+        client_body_buffer_size 16k;
+        location = $Q { fanbase_submit async; }
+        location = /webhook {
+            fanbase_webhook;
+            fanbase_webhook_secret_file $D/hook.secret;
+        }
+        location = /ref/202 {
+            default_type application/json;
+            add_header Location /transactions/0f8fad5b-d9cb-469f-a165-70867728950e always;
+            return 202 '{"transaction_id":"0f8fad5b-d9cb-469f-a165-70867728950e","links":[{"path":"/transactions/0f8fad5b-d9cb-469f-a165-70867728950e"}]}';
+        }
+        location = /ref/204 { return 204; }
+    }
+}
+CONF
+
+# signed webhooks, each LEN bytes from the first header: prints LEN
+cat > "$D/gen.pl" <<'PERL'
+use strict; use Digest::SHA qw(hmac_sha256); use MIME::Base64;
+my ($file, $n, $key, $tag) = @ARGV; my $k = decode_base64($key); my $ts = time;
+open my $fh, '>', $file or die; my $len;
+for my $seq (1 .. $n) {
+    my $id = sprintf 'msg_bench_%s_%012d', $tag, $seq;
+    my $body = '{"id":"' . sprintf('%08x-0000-4000-8000-%012x', hex($tag), $seq)
+             . '","status":"completed"}';
+    my $sig = encode_base64(hmac_sha256("$id.$ts.$body", $k), '');
+    my $r = "Content-Type: application/json\r\nwebhook-id: $id\r\n"
+          . "webhook-timestamp: $ts\r\nwebhook-signature: v1,$sig\r\n"
+          . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    $len //= length $r; print $fh $r;
+}
+print "$len\n";
+PERL
+
+valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" \
+    /usr/sbin/nginx -p "$D" -c "$D/nginx.conf" > "$D/valgrind.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null http://127.0.0.1:18871/ref/204 && break
+    sleep 0.1
+done
+
+# measure NAME URL WRK-ARGS...: instructions per request
+measure() {
+    local name=$1 url=$2; shift 2
+    local n ir
+    callgrind_control -z "$VG" > /dev/null 2>&1
+    n=$(wrk -t1 -c16 -d4s "$@" 2>&1 | awk '/requests in/ {print $1}')
+    callgrind_control -d "$VG" > /dev/null 2>&1
+    sleep 0.5
+    ir=$(callgrind_annotate "$(ls -t "$D"/cg.out* | head -1)" 2>/dev/null \
+         | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    printf "%-22s %8d requests %12d instructions %8d per request\n" \
+        "$name" "$n" "$ir" $(( ir / n )) >&2
+    echo $(( ir / n ))
+}
+
+POST="-s $TOP/bench/post.lua"
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18871$Q" > /dev/null
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18871/ref/202" > /dev/null
+a=$(measure 'fanbase_submit async' "$Q" $POST "http://127.0.0.1:18871$Q" | tail -1)
+r=$(measure 'return 202' /ref/202 $POST "http://127.0.0.1:18871/ref/202" | tail -1)
+
+LEN=$(perl "$D/gen.pl" "$D/warm.bin" 6000 "$KEY" 0000aaaa)
+wrk -t1 -c16 -d2s -s "$TOP/bench/webhook.lua" "http://127.0.0.1:18871/webhook" \
+    -- "$D/warm.bin" "$LEN" 6000 > /dev/null
+LEN=$(perl "$D/gen.pl" "$D/run.bin" 40000 "$KEY" 0000bbbb)
+w=$(measure 'fanbase_webhook' /webhook -s "$TOP/bench/webhook.lua" \
+        "http://127.0.0.1:18871/webhook" -- "$D/run.bin" "$LEN" 40000 | tail -1)
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18871/ref/204" > /dev/null
+f=$(measure 'return 204' /ref/204 $POST "http://127.0.0.1:18871/ref/204" | tail -1)
+
+echo
+echo "| path | instructions per request | reference | ratio |"
+echo "|---|---|---|---|"
+echo "| fanbase_submit async | $a | return 202: $r | $(awk "BEGIN {printf \"%.2f\", $a / $r}") |"
+echo "| fanbase_webhook | $w | return 204: $f | $(awk "BEGIN {printf \"%.2f\", $w / $f}") |"
+
+if grep -qE '\[(alert|crit|emerg)\]' "$D/error.log"; then
+    grep -E '\[(alert|crit|emerg)\]' "$D/error.log" | head -5
+    exit 1
+fi
