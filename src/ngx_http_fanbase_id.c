@@ -16,6 +16,20 @@
 
 /* Fanbase's queue ids: 1 to 64 of [0-9A-Za-z_-] */
 
+/* what a queue id is made of: letters, digits, '-', '_' */
+
+static const u_char  ngx_http_fanbase_id_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x10 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,        /* 0x20 '-' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,        /* 0x30 */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,        /* 0x50 '_' */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0         /* 0x70 */
+};
+
+
 ngx_int_t
 ngx_http_fanbase_id_valid(ngx_str_t *id)
 {
@@ -25,16 +39,14 @@ ngx_http_fanbase_id_valid(ngx_str_t *id)
         return NGX_DECLINED;
     }
 
+    /* a lookup a character: a queue id is checked on every submission */
+
     for (p = id->data, last = p + id->len; p < last; p++) {
         c = *p;
 
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-            || (c >= 'A' && c <= 'Z') || c == '-' || c == '_')
-        {
-            continue;
+        if (!ngx_http_fanbase_id_chars[c]) {
+            return NGX_DECLINED;
         }
-
-        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -92,7 +92,7 @@ typedef struct {
 typedef struct {
     unsigned char        *last;
     unsigned char        *end;
-    _Alignas(16) unsigned char  buf[1024];
+    _Alignas(16) unsigned char  buf[4096];
 } fanbase_arena_t;
 
 
@@ -223,7 +223,7 @@ fanbase_json_check_submission(const unsigned char *p, size_t len,
 
     for ( ;; ) {
 
-        while (p < last
+        while (p < last && *p <= ' '
                && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'
                    || *p == '\v' || *p == '\f'))
         {
@@ -234,19 +234,20 @@ fanbase_json_check_submission(const unsigned char *p, size_t len,
             break;
         }
 
+        /* an empty array or object */
+
+        if ((state == FANBASE_SUB_VALUE_OR_END && *p == ']')
+            || (state == FANBASE_SUB_KEY_OR_END && *p == '}'))
+        {
+            p++;
+            ctx.depth--;
+            state = FANBASE_SUB_AFTER;
+            continue;
+        }
+
         switch (state) {
 
         case FANBASE_SUB_VALUE_OR_END:
-
-            if (*p == ']') {
-                p++;
-                ctx.depth--;
-                state = FANBASE_SUB_AFTER;
-                continue;
-            }
-
-            /* fall through */
-
         case FANBASE_SUB_VALUE:
 
             switch (*p) {
@@ -343,16 +344,6 @@ fanbase_json_check_submission(const unsigned char *p, size_t len,
             continue;
 
         case FANBASE_SUB_KEY_OR_END:
-
-            if (*p == '}') {
-                p++;
-                ctx.depth--;
-                state = FANBASE_SUB_AFTER;
-                continue;
-            }
-
-            /* fall through */
-
         case FANBASE_SUB_KEY:
 
             if (*p != '"') {
@@ -1666,16 +1657,23 @@ unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
     size_t                i, n, in, run;
+    const unsigned char  *q, *last;
     static const char     hex[] = "0123456789abcdef";
+
+    last = p + len;
 
     for (i = 0; i < len; i += in) {
 
         run = i;
 
         for ( ;; ) {
-            while (run < len && fanbase_json_plain[p[run]]) {
-                run++;
+            q = p + run;
+
+            while (q < last && fanbase_json_plain[*q]) {
+                q++;
             }
+
+            run = q - p;
 
             if (run == len || p[run] < 0x80) {
                 break;

@@ -104,10 +104,14 @@ ngx_http_fanbase_submit_content_type(ngx_http_request_t *r)
     p = h->value.data;
     last = p + h->value.len;
 
+    /* as clients send it, at once; in other cases, case-insensitively */
+
     if (h->value.len < sizeof("application/json") - 1
-        || ngx_strncasecmp(p, (u_char *) "application/json",
-                           sizeof("application/json") - 1)
-           != 0)
+        || (ngx_memcmp(p, "application/json", sizeof("application/json") - 1)
+            != 0
+            && ngx_strncasecmp(p, (u_char *) "application/json",
+                               sizeof("application/json") - 1)
+               != 0))
     {
         return NGX_DECLINED;
     }
