@@ -935,6 +935,10 @@ sub edge_conf {
                      http => <<"CONF");
     fanbase_zone zone=fb:$EDGE_ZONE;
 
+    # the no-blocking row holds $P{inflight} submissions at the slow mock
+    # at once: more than the default cap of 32 connections a worker
+    fanbase_max_connections 128;
+
     upstream mock {
         server 127.0.0.1:$o{mock};
         keepalive 64;

@@ -46,6 +46,7 @@ static void ngx_http_fanbase_proxy_fail(ngx_http_fanbase_proxy_t *p,
     ngx_int_t rc);
 static void ngx_http_fanbase_proxy_upstream(ngx_http_fanbase_proxy_t *p);
 static ngx_int_t ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r);
+static u_char *ngx_http_fanbase_proxy_number(u_char *p, size_t n);
 static ngx_int_t ngx_http_fanbase_proxy_reinit_request(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fanbase_proxy_process_header(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
@@ -542,11 +543,9 @@ ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
     p = ngx_http_fanbase_proxy_get(r);
     pcf = p->lcf->proxy;
 
-    ngx_http_fanbase_rid_get(r, &rid);
+    /* valid: nginx's, or the client's as rid.c checked it */
 
-    if (ngx_http_fanbase_id_valid_request(&rid) != NGX_OK) {
-        rid.len = 0;
-    }
+    ngx_http_fanbase_rid_get(r, &rid);
 
     len = p->method.len + 1 + pcf->prefix.len + p->path.len
           + sizeof(" HTTP/1.1" CRLF) - 1
@@ -597,7 +596,9 @@ ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
         *q++ = CR; *q++ = LF;
     }
 
-    q = ngx_sprintf(q, "Content-Length: %uz" CRLF CRLF, p->body.len);
+    q = ngx_cpymem(q, "Content-Length: ", sizeof("Content-Length: ") - 1);
+    q = ngx_http_fanbase_proxy_number(q, p->body.len);
+    *q++ = CR; *q++ = LF; *q++ = CR; *q++ = LF;
 
     b->last = q;
 
@@ -641,6 +642,24 @@ ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
     cl->buf->flush = 1;
 
     return ngx_http_fanbase_proxy_reinit_request(r);
+}
+
+
+/* a length in decimal, without ngx_sprintf()'s cost on every call */
+
+static u_char *
+ngx_http_fanbase_proxy_number(u_char *p, size_t n)
+{
+    u_char  *q, buf[NGX_SIZE_T_LEN];
+
+    q = buf + sizeof(buf);
+
+    do {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, q, buf + sizeof(buf) - q);
 }
 
 
