@@ -11,10 +11,16 @@
 #     (Fanbase a listener that never answers: deliveries stay parked)
 #     against "return 202";
 #   - webhook: signed Standard Webhooks status callbacks, every one a new
-#     message and transaction, to "fanbase_webhook" against "return 204".
+#     message and transaction, to "fanbase_webhook" against "return 204";
+#   - submission: POST to "fanbase_submit" against "proxy_pass" with the
+#     AccessToken set and upstream keepalive, both to a plain nginx (its
+#     own process, not counted) answering 201 with a queue item.
+#
+# Then, for each path of the module, its functions that cost the most per
+# request, inclusive (callgrind_annotate --inclusive=yes).
 #
 # Needs valgrind, wrk, perl; the module built (make module).  Ports 18871
-# to 18873 on 127.0.0.1.
+# to 18874 on 127.0.0.1.
 
 set -euo pipefail
 
@@ -36,6 +42,27 @@ perl -MIO::Socket::INET -e '
     my $l = IO::Socket::INET->new(Listen => 1024, LocalAddr => "127.0.0.1",
                                   LocalPort => 18873, ReuseAddr => 1) or die;
     my @c; while (my $c = $l->accept) { push @c, $c }' &
+PIDS+=($!)
+
+# a plain nginx answering the queue POST and the token request
+mkdir -p "$D/mock"
+cat > "$D/mock/nginx.conf" <<CONF
+worker_processes 1; daemon off; error_log $D/mock/error.log warn;
+pid $D/mock/nginx.pid; events { worker_connections 4096; }
+http {
+    access_log off; keepalive_requests 1000000; default_type application/json;
+    server {
+        listen 127.0.0.1:18874 backlog=4096;
+        location = /api/token {
+            return 200 '{"access_token":"bench.token.x","token_type":"Bearer","expires_in":3600}';
+        }
+        location = $Q {
+            return 201 '{"id":"0f8fad5b-d9cb-469f-a165-70867728950e","created":"2026-01-01T00:00:00Z","iCode":0,"iMsg":"Objeto criado com sucesso","processDate":null,"processStatus":"pending","processMsg":null}';
+        }
+    }
+}
+CONF
+/usr/sbin/nginx -p "$D/mock" -c "$D/mock/nginx.conf" &
 PIDS+=($!)
 
 KEY=$(head -c 24 /dev/urandom | base64)
@@ -69,6 +96,25 @@ http {
             return 202 '{"transaction_id":"0f8fad5b-d9cb-469f-a165-70867728950e","links":[{"path":"/transactions/0f8fad5b-d9cb-469f-a165-70867728950e"}]}';
         }
         location = /ref/204 { return 204; }
+    }
+    upstream mock {
+        server 127.0.0.1:18874;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:18872 backlog=4096;
+        fanbase_api http://127.0.0.1:18874;
+        fanbase_token_url http://127.0.0.1:18874/api/token;
+        fanbase_client_id bench;
+        fanbase_client_secret_file $D/secret;
+        client_body_buffer_size 16k;
+        location = $Q { fanbase_submit; }
+        location = /ref/queue {
+            proxy_pass http://mock$Q;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header AccessToken "bench.token.x";
+        }
     }
 }
 CONF
@@ -113,6 +159,8 @@ measure() {
          | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     printf "%-22s %8d requests %12d instructions %8d per request\n" \
         "$name" "$n" "$ir" $(( ir / n )) >&2
+    cp "$(ls -t "$D"/cg.out* | head -1)" "$D/$name.out"
+    echo "$n" > "$D/$name.n"
     echo $(( ir / n ))
 }
 
@@ -131,11 +179,34 @@ w=$(measure 'fanbase_webhook' /webhook -s "$TOP/bench/webhook.lua" \
 wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18871/ref/204" > /dev/null
 f=$(measure 'return 204' /ref/204 $POST "http://127.0.0.1:18871/ref/204" | tail -1)
 
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18872$Q" > /dev/null
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18872/ref/queue" > /dev/null
+u=$(measure 'fanbase_submit' "$Q" $POST "http://127.0.0.1:18872$Q" | tail -1)
+x=$(measure 'proxy_pass' /ref/queue $POST "http://127.0.0.1:18872/ref/queue" \
+    | tail -1)
+
 echo
 echo "| path | instructions per request | reference | ratio |"
 echo "|---|---|---|---|"
 echo "| fanbase_submit async | $a | return 202: $r | $(awk "BEGIN {printf \"%.2f\", $a / $r}") |"
 echo "| fanbase_webhook | $w | return 204: $f | $(awk "BEGIN {printf \"%.2f\", $w / $f}") |"
+echo "| fanbase_submit | $u | proxy_pass: $x | $(awk "BEGIN {printf \"%.2f\", $u / $x}") |"
+
+# where each path of the module spends them
+for name in 'fanbase_submit async' fanbase_webhook fanbase_submit; do
+    n=$(cat "$D/$name.n")
+    echo
+    echo "$name: the module's and yajl's functions, inclusive, per request"
+    callgrind_annotate --inclusive=yes --threshold=99 "$D/$name.out" \
+        2>/dev/null \
+    | awk -v n="$n" '/^ *[0-9,]+ \(/ && /fanbase|yajl_parse|yajl_tree_parse|HMAC|EVP_MAC/ {
+            x = $1; gsub(",", "", x);
+            f = $NF == "" ? $(NF-1) : $NF;
+            if (f ~ /^\[/) f = $(NF-1);
+            sub(/^.*:/, "", f);
+            if (!seen[f]++ && x / n >= 200) printf "  %7d  %s\n", x / n, f
+        }' | head -14
+done
 
 if grep -qE '\[(alert|crit|emerg)\]' "$D/error.log"; then
     grep -E '\[(alert|crit|emerg)\]' "$D/error.log" | head -5
