@@ -305,7 +305,9 @@ sub txn_line {
     up($t);
     my $tx = strict_tx($t, $UUID->(21));
     ok($tx, 'version 1 state: the record with a cut character is loaded');
-    like($tx ? $tx->{events}[-1]{message} : '', qr/^a\?$/, 'its cut byte is a "?"');
+    # (it may be delivered already: the event is looked for among all)
+    is(scalar(grep { ($_->{message} // '') =~ /^a\?$/ }
+                   @{ $tx ? $tx->{events} : [] }), 1, 'its cut byte is a "?"');
     ok(strict_tx($t, $UUID->(23)), 'version 1 state: the rest is loaded');
     $t->log_like(qr/\[warn\].*line 2: the record is skipped: a transaction with a missing/,
                  'version 1 state: the corrupted record is skipped at warn');
