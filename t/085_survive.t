@@ -189,7 +189,8 @@ ok($t->reload(http => edge_http(zone => '2m', timeout => '3s', state => $STATE))
 
 {
     my @wrong = grep { $t->tx_status($_->{id}) ne 'pending' } @resize;
-    is(scalar @wrong, 0, 'after the resize: the 10 read back, pending');
+    is(scalar @wrong, 0, 'after the resize: the 10 read back, pending')
+        or diag(join ', ', map { "$_->{id}: " . $t->tx_status($_->{id}) } @wrong);
     my @lost = grep { $t->tx_status($_->{id}) !~ $DELIVERED } @all, $warm;
     is(scalar @lost, 0, 'after the resize: the delivered ones read back as delivered');
 }
