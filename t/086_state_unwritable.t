@@ -32,20 +32,27 @@ mkdir $t->dir . '/nope' or die "mkdir: $!";
 $t->start;
 rmdir $t->dir . '/nope' or die "rmdir: $!";
 
-# 4.5 s of changes: a save is due every second
+# 4.5 s of changes: a save is due every second; and 3 s more after the
+# first failing save was said (a slower machine, or the sanitizer build,
+# takes its first snapshot later), so that failures follow it
 my $end = time + 4.5;
+my $first;
 my $n = 0;
-while (time < $end) {
+while (time < ($first ? ngx_max($end, $first + 3) : $end + 10)) {
     $t->submit(path => "/dead$QUEUE", status => 202,
                name => 'a submission while the state cannot be saved: 202')
         if $n++ < 3;
     $t->submit(path => "/dead$QUEUE") if $n > 3;
     sleep 0.3;
+    $first //= time if $t->error_log =~ /cannot save the state/;
+    last if !$first && time > $end + 10;
 }
+
+sub ngx_max { $_[0] > $_[1] ? $_[0] : $_[1] }
 
 my @said = grep { /cannot save the state/ } split /\n/, $t->error_log;
 cmp_ok(scalar @said, '>=', 1, 'the failing save is said');
-cmp_ok(scalar @said, '<=', 2, 'at most once by each worker in 4.5 s, not every second')
+cmp_ok(scalar @said, '<=', 2, 'at most once by each worker, not every second')
     or diag(join "\n", @said);
 like($said[0] // '', qr/\[error\] .*cannot save the state to "\S+nope\/fb\.state": \S+ "\S+nope\/[^"]+" failed \(\d+: [^)]+\) \(the failed saves that follow are counted, and said once a minute\)$/,
      'it says where, what failed, why, and how the next ones are said');
