@@ -42,7 +42,7 @@ DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
                 openssl procps strace nodejs npm clang libclang-rt-14-dev \
-                python3 python3-prometheus-client
+                python3 python3-prometheus-client libhiredis-dev redis-server
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the
 # standardwebhooks npm package, an implementation independent of ours
