@@ -26,6 +26,7 @@ use Digest::MD5 qw(md5_hex);
 use File::Temp qw(tempdir);
 use POSIX qw(floor);
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
 
@@ -740,5 +741,35 @@ sub clean {
 $c->close;
 $sub->close;
 $r->stop;
+ok !$r->running, 'FanbaseRedis: stopped';
+
+
+# --- FanbaseRedis itself: AOF across a kill -9, unix socket, password --------
+
+{
+    my $p = FanbaseRedis->new(dir => $dir, name => 'aof', unix => 1,
+                              appendfsync => 'always', password => 'pw x');
+    $p->start;
+    is $p->url, 'unix:' . $p->socket, 'FanbaseRedis: a unix url';
+    is $p->tcp_url, 'redis://127.0.0.1:' . $p->port . '/0',
+       'FanbaseRedis: the tcp url';
+    is $p->cli('SET', 'kept', 'yes'), 'OK', 'FanbaseRedis: cli, with AUTH';
+    my $u = $p->connect(unix => 1);
+    is $u->cmd('GET', 'kept'), 'yes', 'FanbaseRedis: over the unix socket';
+    $u->close;
+    my $pid = $p->pid;
+    $p->kill9;
+    ok !kill(0, $pid), 'FanbaseRedis: killed';
+    $p->restart;
+    is $p->cli('GET', 'kept'), 'yes', 'FanbaseRedis: the AOF kept it';
+    my $nopw = FanbaseRedis::Conn->new(
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p->port)
+            or die $!);
+    like $nopw->cmd('GET', 'kept'), qr/^NOAUTH/,
+         'FanbaseRedis: no password, no answer';
+    $pid = $p->pid;
+    $p->stop;
+    ok !kill(0, $pid) && !$p->running, 'FanbaseRedis: stopped';
+}
 
 done_testing;
