@@ -767,6 +767,14 @@ ngx_http_fanbase_store_redis_claimed(ngx_http_fanbase_redis_cmd_t *cmd,
     /* the next claim starts with the next credential set */
     ngx_http_fanbase_store_redis_rr++;
 
+    if (ngx_http_fanbase_store_redis_string(reply, 10, &data) == NGX_OK
+        && data.len)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\": the claim of %V ran "
+                      "out, taken over", &job->id_str, &data);
+    }
+
     ngx_http_fanbase_store_redis_answer(call, NGX_OK);
 }
 
@@ -891,6 +899,7 @@ static void
 ngx_http_fanbase_store_redis_finished(ngx_http_fanbase_redis_cmd_t *cmd,
     redisReply *reply)
 {
+    int64_t                                 pause, probes, waiting;
     ngx_int_t                               rc;
     ngx_http_fanbase_store_redis_finish_t  *f = cmd->data;
 
@@ -908,7 +917,29 @@ ngx_http_fanbase_store_redis_finished(ngx_http_fanbase_redis_cmd_t *cmd,
 
     rc = ngx_http_fanbase_store_redis_code(reply);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_OK
+        && ngx_http_fanbase_store_redis_int(reply, 1, &pause) == NGX_OK
+        && ngx_http_fanbase_store_redis_int(reply, 2, &probes) == NGX_OK
+        && ngx_http_fanbase_store_redis_int(reply, 3, &waiting) == NGX_OK)
+    {
+        /* what the route's breaker did, in the words of the zone's */
+
+        if (pause > 0) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "fanbase: Fanbase did not answer the delivery of "
+                          "transaction \"%*s\": deliveries on its route "
+                          "wait, in order; next probe in %L ms",
+                          f->len[1], f->arg[1], pause);
+        }
+
+        if (probes >= 0) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "fanbase: Fanbase answers again after %L failed "
+                          "probes: %L waiting transactions are due, in "
+                          "order", probes, waiting);
+        }
+
+    } else if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "fanbase: transaction \"%*s\" was taken over while "
                       "this worker worked on it", f->len[1], f->arg[1]);
