@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_l1.h"
 #include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
@@ -435,6 +436,11 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
  */
 
 ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[] = {
+
+    { "cache of the shared engine", 0,
+      ngx_http_fanbase_l1_init_zone,
+      NULL,
+      ngx_http_fanbase_l1_evict },
 
     { "queue items", 0,
       ngx_http_fanbase_item_init_zone,

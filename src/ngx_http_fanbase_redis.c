@@ -163,6 +163,16 @@ ngx_http_fanbase_redis_up(void)
 }
 
 
+/* this worker hears every change: what it read is good until one comes */
+
+ngx_uint_t
+ngx_http_fanbase_redis_listening(void)
+{
+    return ngx_http_fanbase_redis_conf != NULL
+           && ngx_http_fanbase_redis_sub.up;
+}
+
+
 ngx_http_fanbase_redis_cmd_t *
 ngx_http_fanbase_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_fanbase_redis_pt handler, void *data)

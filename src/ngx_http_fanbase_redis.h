@@ -83,6 +83,7 @@ ngx_http_fanbase_redis_cmd_t *ngx_http_fanbase_redis_script(ngx_uint_t n,
     ngx_http_fanbase_redis_pt handler, void *data);
 void ngx_http_fanbase_redis_cancel(ngx_http_fanbase_redis_cmd_t *cmd);
 ngx_uint_t ngx_http_fanbase_redis_up(void);
+ngx_uint_t ngx_http_fanbase_redis_listening(void);
 
 char *ngx_http_fanbase_redis_parse_url(ngx_conf_t *cf,
     ngx_http_fanbase_redis_conf_t *rcf, ngx_str_t *url);

@@ -17,6 +17,7 @@
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_l1.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_time.h"
@@ -52,6 +53,7 @@ typedef struct {
     ngx_msec_t                      next;
     ngx_uint_t                      tried;      /* claims: scopes asked */
     uint64_t                        scope;
+    ngx_atomic_uint_t               stamp;      /* txn_get's: of the L1 */
     size_t                          id_len;     /* txn_get's */
     u_char                          id[NGX_HTTP_FANBASE_ID_MAX];
 } ngx_http_fanbase_store_redis_call_t;
@@ -98,6 +100,8 @@ static ngx_int_t ngx_http_fanbase_store_redis_txn_cancel(
 static ngx_int_t ngx_http_fanbase_store_redis_txn_hook(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_hook_t *hk,
     ngx_http_fanbase_store_op_t *op);
+static void ngx_http_fanbase_store_redis_hooked(
+    ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_http_fanbase_store_redis_coded(
     ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_http_fanbase_store_redis_txn_hook_release(
@@ -132,6 +136,8 @@ static void ngx_http_fanbase_store_redis_notice_finish(
 static void ngx_http_fanbase_store_redis_cancel(
     ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_store_redis_push(ngx_str_t *message);
+static ngx_uint_t ngx_http_fanbase_store_redis_local(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_int_t rc);
 
 static ngx_int_t ngx_http_fanbase_store_redis_call(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_store_op_t *op,
@@ -291,6 +297,7 @@ static ngx_int_t
 ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_http_fanbase_store_op_t *op)
 {
+    ngx_int_t                             rc;
     ngx_http_fanbase_loc_conf_t          *lcf;
     ngx_http_fanbase_store_redis_args_t   a;
 
@@ -315,10 +322,21 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
                                          * 1000);
     ngx_http_fanbase_store_redis_num(&a, mcf->redis->retain);
 
-    return ngx_http_fanbase_store_redis_call(mcf, op,
+    rc = ngx_http_fanbase_store_redis_call(mcf, op,
                                      NGX_HTTP_FANBASE_REDIS_CREATE, &a,
                                      ngx_http_fanbase_store_redis_created, nt,
                                      NULL);
+
+    /*
+     * only a command that never left may fall back: one that left and
+     * got no answer may have made the transaction in Redis
+     */
+
+    if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
+        return ngx_http_fanbase_store_zone.txn_create(mcf, nt, op);
+    }
+
+    return rc;
 }
 
 
@@ -355,8 +373,22 @@ ngx_http_fanbase_store_redis_txn_get(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_view_t *v, ngx_http_fanbase_store_op_t *op)
 {
     ngx_int_t                             rc;
+    ngx_atomic_uint_t                     stamp;
     ngx_http_fanbase_store_redis_args_t   a;
     ngx_http_fanbase_store_redis_call_t  *call;
+
+    /*
+     * the zone's copy, while this worker hears of every change; the stamp
+     * first, so that a change while Redis is asked is not missed
+     */
+
+    stamp = ngx_http_fanbase_l1_stamp(mcf, scope, id);
+
+    if (ngx_http_fanbase_redis_listening()
+        && ngx_http_fanbase_l1_get(mcf, scope, id, 0, pool, v) == NGX_OK)
+    {
+        return NGX_OK;
+    }
 
     ngx_http_fanbase_store_redis_args(&a, scope);
     ngx_http_fanbase_store_redis_str(&a, id->data, id->len);
@@ -364,8 +396,26 @@ ngx_http_fanbase_store_redis_txn_get(ngx_http_fanbase_main_conf_t *mcf,
     rc = ngx_http_fanbase_store_redis_call(mcf, op, NGX_HTTP_FANBASE_REDIS_GET,
                                            &a, ngx_http_fanbase_store_redis_got,
                                            v, &call);
+
+    if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
+        rc = ngx_http_fanbase_txn_get(mcf, scope, id, pool, v);
+
+        /* not here: it may be in Redis */
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    if (rc == NGX_HTTP_FANBASE_ENGINE_DOWN) {
+        /* as last read, said to be so; else nothing can be said */
+        return (ngx_http_fanbase_l1_get(mcf, scope, id, 1, pool, v) == NGX_OK)
+               ? NGX_OK : NGX_HTTP_FANBASE_ENGINE_DOWN;
+    }
+
     if (rc == NGX_AGAIN) {
+        call->stamp = stamp;
         call->pool = pool;
+        call->scope = scope;
         call->id_len = ngx_min(id->len, NGX_HTTP_FANBASE_ID_MAX);
         ngx_memcpy(call->id, id->data, call->id_len);
     }
@@ -384,7 +434,7 @@ ngx_http_fanbase_store_redis_got(ngx_http_fanbase_redis_cmd_t *cmd,
     size_t                                len, i;
     int64_t                               st, ver, cr, up, acc;
     ngx_int_t                             rc;
-    ngx_str_t                             ev;
+    ngx_str_t                             ev, id;
     fanbase_txn_head_t                    head;
     ngx_http_fanbase_txn_view_t          *v;
     ngx_http_fanbase_store_redis_call_t  *call = cmd->data;
@@ -394,7 +444,33 @@ ngx_http_fanbase_store_redis_got(ngx_http_fanbase_redis_cmd_t *cmd,
     v = call->out;
     rc = ngx_http_fanbase_store_redis_code(reply);
 
-    if (rc != NGX_OK) {
+    if (rc == NGX_DECLINED
+        && call->mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL)
+    {
+        /* accepted by this host alone while Redis was away */
+
+        id.data = call->id;
+        id.len = call->id_len;
+
+        rc = ngx_http_fanbase_txn_get(call->mcf, call->scope, &id, call->pool,
+                                      v);
+    }
+
+    if (rc == NGX_HTTP_FANBASE_ENGINE_DOWN) {
+        id.data = call->id;
+        id.len = call->id_len;
+
+        if (ngx_http_fanbase_l1_get(call->mcf, call->scope, &id, 1,
+                                    call->pool, v)
+            == NGX_OK)
+        {
+            rc = NGX_OK;
+        }
+    }
+
+    if (rc != NGX_OK || reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 6)
+    {
         ngx_http_fanbase_store_redis_answer(call, rc);
         return;
     }
@@ -413,6 +489,7 @@ ngx_http_fanbase_store_redis_got(ngx_http_fanbase_redis_cmd_t *cmd,
     v->status = (ngx_uint_t) st;
     v->version = (uint32_t) ver;
     v->updated = (uint64_t) up;
+    v->stale = 0;
     ngx_str_null(&v->json);
 
     if (call->pool == NULL) {
@@ -470,6 +547,13 @@ ngx_http_fanbase_store_redis_got(ngx_http_fanbase_redis_cmd_t *cmd,
     p = ngx_cpymem(p, "]}", 2);
     v->json.len = p - v->json.data;
 
+    if (ngx_http_fanbase_redis_listening()) {
+        id.data = call->id;
+        id.len = call->id_len;
+
+        ngx_http_fanbase_l1_put(call->mcf, call->scope, &id, call->stamp, v);
+    }
+
     ngx_http_fanbase_store_redis_answer(call, NGX_OK);
 }
 
@@ -514,6 +598,11 @@ ngx_http_fanbase_store_redis_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
                                            NULL, NULL);
     ngx_destroy_pool(pool);
 
+    if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
+        rc = ngx_http_fanbase_txn_cancel(mcf, scope, id, op->log);
+        return (rc == NGX_DECLINED) ? NGX_HTTP_FANBASE_ENGINE_DOWN : rc;
+    }
+
     return rc;
 }
 
@@ -526,6 +615,7 @@ ngx_http_fanbase_store_redis_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_hook_t *hk, ngx_http_fanbase_store_op_t *op)
 {
     int64_t                               ttl;
+    ngx_int_t                             rc;
     ngx_http_fanbase_store_redis_args_t   a;
 
     ttl = (int64_t) (hk->expires - ngx_http_fanbase_time_now());
@@ -544,10 +634,37 @@ ngx_http_fanbase_store_redis_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_redis_num(&a, mcf->notify_url.len ? 1 : 0);
     ngx_http_fanbase_store_redis_num(&a, mcf->redis->retain);
 
-    return ngx_http_fanbase_store_redis_call(mcf, op,
+    rc = ngx_http_fanbase_store_redis_call(mcf, op,
                                            NGX_HTTP_FANBASE_REDIS_HOOK, &a,
-                                           ngx_http_fanbase_store_redis_coded,
-                                           NULL, NULL);
+                                           ngx_http_fanbase_store_redis_hooked,
+                                           hk, NULL);
+
+    if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
+        return ngx_http_fanbase_store_zone.txn_hook(mcf, hk, op);
+    }
+
+    return rc;
+}
+
+
+/* a webhook for none of Redis' transactions may be for a local one */
+
+static void
+ngx_http_fanbase_store_redis_hooked(ngx_http_fanbase_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    ngx_int_t                             rc;
+    ngx_http_fanbase_store_redis_call_t  *call = cmd->data;
+
+    rc = ngx_http_fanbase_store_redis_code(reply);
+
+    if (rc == NGX_ABORT
+        && call->mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL)
+    {
+        rc = ngx_http_fanbase_txn_hook(call->mcf, call->out, call->op->log);
+    }
+
+    ngx_http_fanbase_store_redis_answer(call, rc);
 }
 
 
@@ -571,6 +688,10 @@ ngx_http_fanbase_store_redis_txn_hook_release(
     ngx_http_fanbase_store_redis_args(&a, scope);
     ngx_http_fanbase_store_redis_str(&a, msg_id->data, msg_id->len);
 
+    if (mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL) {
+        ngx_http_fanbase_txn_hook_release(mcf, scope, msg_id);
+    }
+
     /* nobody waits: a release that is lost leaves the id until it expires */
 
     (void) ngx_http_fanbase_redis_script(NGX_HTTP_FANBASE_REDIS_HOOK_RELEASE,
@@ -591,9 +712,19 @@ ngx_http_fanbase_store_redis_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_op_t *op)
 {
     ngx_int_t                             rc;
+    ngx_msec_t                            next;
     ngx_http_fanbase_store_redis_call_t  *call;
 
     op->next = NGX_HTTP_FANBASE_REDIS_POLL;
+
+    /* what this host accepted alone, while Redis was away, goes first */
+
+    if (mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL
+        && ngx_http_fanbase_txn_claim(mcf, job, lease, &next) == NGX_OK)
+    {
+        job->local = 1;
+        return NGX_OK;
+    }
 
     if (ngx_http_fanbase_store_redis_scopes.nelts == 0) {
         return NGX_DECLINED;
@@ -788,6 +919,10 @@ ngx_http_fanbase_store_redis_txn_sending(ngx_http_fanbase_main_conf_t *mcf,
     ngx_int_t                            rc;
     ngx_http_fanbase_store_redis_args_t  a;
 
+    if (job->local) {
+        return ngx_http_fanbase_store_zone.txn_sending(mcf, job, op);
+    }
+
     ngx_http_fanbase_store_redis_args(&a, job->scope);
     ngx_http_fanbase_store_redis_str(&a, job->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     ngx_http_fanbase_store_redis_num(&a, job->claim);
@@ -825,6 +960,11 @@ ngx_http_fanbase_store_redis_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
     ngx_uint_t                              i, flags, max_events;
     ngx_http_fanbase_store_redis_args_t     a;
     ngx_http_fanbase_store_redis_finish_t  *f;
+
+    if (job->local) {
+        ngx_http_fanbase_txn_finish(mcf, job, u, log);
+        return;
+    }
 
     flags = (u->delivered ? NGX_HTTP_FANBASE_REDIS_DELIVERED : 0)
             | (u->not_sent ? NGX_HTTP_FANBASE_REDIS_NOT_SENT : 0)
@@ -986,9 +1126,20 @@ ngx_http_fanbase_store_redis_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_op_t *op)
 {
     ngx_int_t                             rc;
+    ngx_msec_t                            next;
     ngx_http_fanbase_store_redis_call_t  *call;
 
     op->next = NGX_HTTP_FANBASE_REDIS_POLL;
+
+    if (mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL) {
+        *job = ngx_http_fanbase_notice_claim(mcf, lease, &next);
+
+        if (*job != NULL) {
+            (*job)->local = 1;
+            return NGX_OK;
+        }
+    }
+
     *job = NULL;
 
     if (ngx_http_fanbase_store_redis_scopes.nelts == 0) {
@@ -1111,6 +1262,11 @@ ngx_http_fanbase_store_redis_notice_finish(ngx_http_fanbase_main_conf_t *mcf,
 {
     ngx_http_fanbase_store_redis_args_t  a;
 
+    if (job->local) {
+        ngx_http_fanbase_notice_finish(mcf, job, drop, delay, failed);
+        return;
+    }
+
     ngx_http_fanbase_store_redis_args(&a, job->scope);
     ngx_http_fanbase_store_redis_str(&a, job->id.data, job->id.len);
     ngx_http_fanbase_store_redis_num(&a, job->claim);
@@ -1200,6 +1356,36 @@ ngx_http_fanbase_store_redis_push(ngx_str_t *message)
     hash = ngx_http_fanbase_id_hash(scope, id, p - id);
 
     (void) ngx_atomic_fetch_add(&sh->stamps[hash & sh->txn_hash_mask], 1);
+}
+
+
+/*
+ * fallback=local: Redis did not take the command ("rc", NGX_HTTP_FANBASE_
+ * ENGINE_DOWN at once: it never left), and the zone engine answers it
+ */
+
+static ngx_uint_t
+ngx_http_fanbase_store_redis_local(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_int_t rc)
+{
+    static ngx_msec_t  said;
+
+    if (rc != NGX_HTTP_FANBASE_ENGINE_DOWN
+        || mcf->redis->fallback != NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL)
+    {
+        return 0;
+    }
+
+    if (said == 0 || ngx_current_msec - said > 60000) {
+        said = ngx_current_msec;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: redis \"%V\" does not answer: this host "
+                      "works alone (fallback=local); what it accepts now "
+                      "stays on it", &mcf->redis->url);
+    }
+
+    return 1;
 }
 
 

@@ -462,7 +462,7 @@ static ngx_int_t
 ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
     ngx_int_t rc)
 {
-    ngx_str_t            etag;
+    ngx_str_t            etag, stale;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -490,6 +490,19 @@ ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
 
     if (ngx_http_fanbase_response_add_header(r, "ETag", &etag) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the shared engine is away: this is the transaction as last read */
+
+    if (ctx->view.stale) {
+        ngx_str_set(&stale, "STALE");
+
+        if (ngx_http_fanbase_response_add_header(r, "X-Fanbase-Cache",
+                                                 &stale)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (ctx->cond && r->headers_in.if_none_match
