@@ -72,12 +72,18 @@ C<http://127.0.0.1:PORT> where nothing listens, C<%%NAME%%> the C<name>.
 
 Several nginx hosts in one test: C<$n> instances (not started) named A,
 B, C, ... (C<name>), each with its own directory, port, error log, pid
-and checks at the end; all take C<%args> (as for C<new>); the first runs
-the mock and the others use it (C<mock_of>).  Start the first one first:
+and checks at the end; all take C<%args> (as for C<new>).  The mock
+(C<mock>) runs in an instance of its own, without nginx and in a
+directory of its own (a host's may be removed), that all of them use
+(C<mock_of>): the first host started starts it, and it stops them all
+before the mock at the end.  C<per_host>: a code ref called with the
+host's name and index (0 for A) that returns arguments of that host
+replacing those of C<%args> (a port of its own in C<http>, say).
 
     my @h = FanbaseTest->cluster(3, mock => {...}, files => ..., http => ...);
     $_->start for @h;
-    $h[1]->get_tx($id);    # B, its own port; the mock is A's
+    $h[1]->get_tx($id);    # B, at its own port
+    $h[2]->queue_posts;    # the one mock's log
 
 =item FanbaseTest->skip_unless_directive($directive, %args)
 
@@ -167,8 +173,8 @@ afterwards starts a new host in a new, empty directory of the same name.
 
 =item stop_with(@objects)
 
-Objects (a C<FanbaseRedis>) whose C<stop> this instance's C<stop> calls
-once its nginx, the instances that use its mock (C<mock_of>) and the
+Objects (a C<FanbaseRedis>) whose C<stop> is called at the end once this
+instance, every instance that uses the same mock (C<mock_of>) and the
 mock have stopped: the hosts never see their Redis go away at the end.
 
 =item kill_workers(signal => 'KILL', pids => [...])
@@ -631,6 +637,8 @@ sub new {
         # another instance's mock: none of its own; that instance stops
         # this one's nginx before it stops the mock
         croak 'FanbaseTest->new: mock and mock_of together' if $args{mock};
+        croak 'FanbaseTest->new: mock_of an instance without a mock'
+            unless $of->{args}{mock};
         croak 'FanbaseTest->new: mock_of is not a FanbaseTest'
             unless blessed $of && $of->isa(__PACKAGE__);
         $self->{args}{mock} = undef;
@@ -645,17 +653,26 @@ sub new {
 
 # Several edges in front of one mock: $n instances named A, B, C, ... (in
 # test names and %%NAME%%), each with its own directory, port, error log
-# and pid; the first one runs the mock (%args' mock), the others use it
-# (mock_of).  None is started.
+# and pid, none started.  The mock (%args' mock) belongs to an instance of
+# its own that runs no nginx, in a directory of its own (a host's can be
+# removed), and the hosts use it (mock_of); the first host started starts
+# it.  per_host: a code ref called with (NAME, INDEX from 0) that returns
+# more arguments for that host, replacing those of %args.
 sub cluster {
     my ($class, $n, %args) = @_;
     croak 'cluster: 1 to 26 instances' unless $n && $n >= 1 && $n <= 26;
     croak 'cluster: name and mock_of are given by cluster'
         if exists $args{name} || exists $args{mock_of};
-    my $first = $class->new(%args, name => 'A');
-    delete $args{mock};
-    return ($first, map { $class->new(%args, name => chr(ord('A') + $_),
-                                      mock_of => $first) } 1 .. $n - 1);
+    my $per_host = delete $args{per_host} // sub { () };
+    my $no_mock = exists $args{mock} && !defined $args{mock};
+    my $mock = delete $args{mock};
+    my @of = $no_mock ? ()
+           : (mock_of => $class->new(mock => $mock // {}, name => 'mock'));
+    return map {
+        my $name = chr(ord('A') + $_);
+        $class->new(%args, mock => undef, @of, name => $name,
+                    $per_host->($name, $_));
+    } 0 .. $n - 1;
 }
 
 # A directory of the test's own for what is not an nginx's (a redis-server
@@ -936,8 +953,9 @@ sub wait_listen {
 
 sub start {
     my $self = shift;
-    croak 'start: the instance named in mock_of has no mock yet (start it first)'
-        if $self->{args}{mock_of} && !$self->mock_port;
+    # the first host that starts starts the mock it shares
+    $self->_mock->start_mock
+        if $self->{args}{mock_of} && !defined $self->mock_port;
     $self->start_mock if $self->{args}{mock};
     $self->start_nginx;
     return $self;
@@ -1107,10 +1125,11 @@ sub stop {
 }
 
 # Objects (a FanbaseRedis) whose stop is called once this instance, the
-# instances that use its mock and the mock have stopped.
+# instances that use its mock and the mock have stopped; on an instance
+# that uses another's mock, once that one and all of them have.
 sub stop_with {
     my ($self, @objects) = @_;
-    push @{ $self->{stop_with} }, @objects;
+    push @{ $self->_mock->{stop_with} }, @objects;
     return $self;
 }
 
