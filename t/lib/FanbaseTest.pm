@@ -229,8 +229,9 @@ C<error> says why when no complete response came.
 
 =item parallel($n, $method, $path, %opts)
 
-C<$n> such requests at once, each on its own connection; C<headers> and
-C<body> may be code refs called with the index (0 .. n-1).  Returns the
+C<$n> such requests at once, each on its own connection; C<headers>,
+C<body> and C<port> may be code refs called with the index (0 .. n-1): a
+port each, the same request on several hosts at the same moment.  Returns the
 list of responses, in index order.
 
 =item submit(%opts)
@@ -1538,7 +1539,8 @@ sub http_parallel {
         push @conns, $c;
         $c->{out} = _build_request($method, $path, $i, %o);
         $c->{sock} = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => $port, Proto => 'tcp', Blocking => 0);
+            PeerPort => ref $port eq 'CODE' ? $port->($i) : $port,
+            Proto => 'tcp', Blocking => 0);
         if (!$c->{sock}) {
             $c->{res} = _failed("connect: $!", $c);
             next;
