@@ -194,7 +194,8 @@ drop_stale_objects = if printf '%s\n' $? | grep -q -v -e '\.c$$'; then \
 	rm -f $(1)/objs/addon/src/*.o; fi
 
 .PHONY: all module asan deps deps-packages deps-source deps-node test demo \
-        fuzz fuzz-build fuzz-state fuzz-state-replay bench deb clean FORCE
+        fuzz fuzz-build fuzz-state fuzz-state-replay bench deb clean FORCE \
+        scripts
 
 # "make" only builds; "make deps" installs what is missing (apt-get, npm),
 # and "make test", "make demo", "make fuzz" and "make bench" call it first
@@ -285,6 +286,15 @@ $(ORIG_TARBALL):
 	fi; \
 	rm -f $(BUILD)/nginx_*.dsc $(BUILD)/nginx_*.debian.tar.*; \
 	echo "deps: $@ OK"
+
+
+# --- the Redis engine's Lua scripts ----------------------------------------
+
+# src/ngx_http_fanbase_redis_scripts.h is checked in, so that building
+# needs no Perl step; after an edit of src/lua/*.lua, "make scripts"
+# writes it again (t/121_redis_scripts.t fails while it is out of date).
+scripts:
+	perl src/lua/embed.pl
 
 
 # --- the dynamic module, against Debian's nginx-dev -----------------------

@@ -170,6 +170,16 @@ ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
     case NGX_HTTP_FANBASE_NOT_DURABLE:
         return ngx_http_fanbase_accept_not_durable(r, nt);
 
+    case NGX_HTTP_FANBASE_ENGINE_DOWN:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: submission refused: the shared store "
+                      "(redis) does not answer");
+
+        return ngx_http_fanbase_response_unavailable(r, "engine_unavailable",
+                                                     "the shared transaction "
+                                                     "store cannot be "
+                                                     "reached", 1);
+
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -114,6 +114,9 @@ struct ngx_http_fanbase_store_op_s {
 /* a store operation's answer: done, but its journal record is not on disk */
 #define NGX_HTTP_FANBASE_NOT_DURABLE    -100
 
+/* a store operation's answer: the engine (Redis) cannot be reached */
+#define NGX_HTTP_FANBASE_ENGINE_DOWN    -101
+
 
 /* settings of outbound transfers */
 
@@ -129,6 +132,9 @@ struct ngx_http_fanbase_main_conf_s {
     ngx_shm_zone_t               *shm_zone;
     ngx_http_fanbase_zone_part_t *parts;       /* the zone's, in order */
     const ngx_http_fanbase_store_t *store;     /* the records' engine */
+    struct ngx_http_fanbase_redis_conf_s *redis; /* fanbase_redis, or NULL */
+    ngx_str_t                     redis_password;
+    ngx_msec_t                    redis_timeout;
     ngx_http_fanbase_shctx_t     *sh;
     ngx_slab_pool_t              *shpool;
     ngx_array_t                   creds;       /* ngx_http_fanbase_cred_t * */

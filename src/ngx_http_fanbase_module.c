@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_journal.h"
 #include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_item.h"
+#include "ngx_http_fanbase_l1.h"
 #include "ngx_http_fanbase_logsum.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_notify.h"
@@ -30,7 +31,9 @@
 #include "ngx_http_fanbase_signature.h"
 #include "ngx_http_fanbase_state.h"
 #include "ngx_http_fanbase_status.h"
+#include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_store.h"
+#include "ngx_http_fanbase_store_redis.h"
 #include "ngx_http_fanbase_submit.h"
 #include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_transaction.h"
@@ -61,6 +64,10 @@ static void ngx_http_fanbase_handler_error(ngx_conf_t *cf,
 static char *ngx_http_fanbase_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fanbase_set_url_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_fanbase_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_fanbase_redis_password(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_fanbase_set_file_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -360,6 +367,27 @@ static ngx_command_t  ngx_http_fanbase_commands[] = {
       offsetof(ngx_http_fanbase_main_conf_t, deliver_concurrency),
       &ngx_http_fanbase_concurrency_bounds },
 
+    { ngx_string("fanbase_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_fanbase_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_redis_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_fanbase_redis_password,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("fanbase_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fanbase_main_conf_t, redis_timeout),
+      NULL },
+
     { ngx_string("fanbase_max_connections"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -408,6 +436,11 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
  */
 
 ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[] = {
+
+    { "cache of the shared engine", 0,
+      ngx_http_fanbase_l1_init_zone,
+      NULL,
+      ngx_http_fanbase_l1_evict },
 
     { "queue items", 0,
       ngx_http_fanbase_item_init_zone,
@@ -498,6 +531,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
         || ngx_http_fanbase_wait_init_process(cycle) != NGX_OK
         || ngx_http_fanbase_journal_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_token_init_process(cycle, mcf) != NGX_OK
+        || ngx_http_fanbase_store_redis_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_deliver_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_notify_init_process(cycle, mcf) != NGX_OK
         || ngx_http_fanbase_state_init_process(cycle, mcf) != NGX_OK)
@@ -515,6 +549,7 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
     /* deliveries give back their claims before their transfers go */
     ngx_http_fanbase_deliver_exit_process(cycle);
     ngx_http_fanbase_notify_exit_process(cycle);
+    ngx_http_fanbase_store_redis_exit_process(cycle);
     ngx_http_fanbase_curl_exit_process(cycle);
     ngx_http_fanbase_journal_exit_process(cycle);
 
@@ -578,6 +613,7 @@ ngx_http_fanbase_create_main_conf(ngx_conf_t *cf)
     mcf->state_sync = NGX_CONF_UNSET;
     mcf->notify_horizon = NGX_CONF_UNSET;
     mcf->notify_concurrency = NGX_CONF_UNSET_UINT;
+    mcf->redis_timeout = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -637,6 +673,30 @@ ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_value(mcf->state_sync, 0);
+
+    ngx_conf_init_msec_value(mcf->redis_timeout, 1000);
+
+    if (mcf->redis == NULL) {
+        if (mcf->redis_password.data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"fanbase_redis_password_file\" is set but "
+                               "\"fanbase_redis\" is not");
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        if (mcf->shm_zone == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"fanbase_redis\" requires \"fanbase_zone\": "
+                               "the zone holds the tokens and the cache in "
+                               "front of Redis");
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->redis->password = mcf->redis_password;
+        mcf->redis->timeout = mcf->redis_timeout;
+        mcf->store = &ngx_http_fanbase_store_redis;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1343,6 +1403,136 @@ ngx_http_fanbase_set_url_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *field = url;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * fanbase_redis URL [prefix=NAME] [fallback=off|local] [retain=TIME]: the
+ * shared engine (ngx_http_fanbase_store_redis.c)
+ */
+
+static char *
+ngx_http_fanbase_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fanbase_main_conf_t *mcf = conf;
+
+    char                           *rv;
+    u_char                         *p;
+    ngx_str_t                      *value, s;
+    ngx_uint_t                      i;
+    ngx_msec_t                      retain;
+    ngx_http_fanbase_redis_conf_t  *rcf;
+
+    if (mcf->redis != NULL) {
+        return "is duplicate";
+    }
+
+    if (cf->args->nelts > 5) {
+        return "takes an URL and at most \"prefix=\", \"fallback=\" and "
+               "\"retain=\"";
+    }
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fanbase_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    rv = ngx_http_fanbase_redis_parse_url(cf, rcf, &value[1]);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    ngx_str_set(&rcf->prefix, "fanbase");
+    rcf->fallback = NGX_HTTP_FANBASE_REDIS_FALLBACK_OFF;
+    rcf->retain = 86400000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            if (s.len == 0 || s.len > 64) {
+                goto invalid;
+            }
+
+            /* within a hash tag: no braces, no blanks, no colons */
+
+            for (p = s.data; p < s.data + s.len; p++) {
+                if (*p <= ' ' || *p >= 0x7f || *p == '{' || *p == '}'
+                    || *p == ':')
+                {
+                    goto invalid;
+                }
+            }
+
+            rcf->prefix = s;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "fallback=off") == 0) {
+            rcf->fallback = NGX_HTTP_FANBASE_REDIS_FALLBACK_OFF;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "fallback=local") == 0) {
+            rcf->fallback = NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "retain=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            retain = ngx_parse_time(&s, 0);
+            if (retain == (ngx_msec_t) NGX_ERROR || retain < 1000) {
+                goto invalid;
+            }
+
+            rcf->retain = retain;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    rcf->channel.len = rcf->prefix.len + sizeof(":changes") - 1;
+    rcf->channel.data = ngx_pnalloc(cf->pool, rcf->channel.len + 1);
+    if (rcf->channel.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ngx_sprintf(rcf->channel.data, "%V:changes", &rcf->prefix) = '\0';
+
+    mcf->redis = rcf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"fanbase_redis\": invalid parameter \"%V\" (known: "
+                       "prefix=NAME without \"{}:\" nor blanks, at most 64 "
+                       "characters; fallback=off|local; retain=TIME, at "
+                       "least 1s)", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_fanbase_redis_password(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_fanbase_main_conf_t *mcf = conf;
+
+    if (mcf->redis_password.data) {
+        return "is duplicate";
+    }
+
+    return ngx_http_fanbase_read_secret(cf, cmd, &mcf->redis_password);
 }
 
 

@@ -169,6 +169,8 @@ ngx_http_fanbase_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
     job->attempts = n->attempts;
     job->created = n->created;
     job->http = NULL;
+    job->scope = 0;
+    job->local = 0;
 
     p = job->data;
     job->id.data = p;

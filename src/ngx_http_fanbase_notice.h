@@ -36,6 +36,8 @@ typedef struct {
     uint32_t                      claim;
     uint32_t                      attempts;
     uint64_t                      created;
+    uint64_t                      scope;       /* a shared engine's */
+    ngx_uint_t                    local;       /* its fallback's */
     ngx_str_t                     id;
     ngx_str_t                     body;
     ngx_str_t                     request_id;  /* empty: none */

@@ -83,6 +83,7 @@ static ngx_int_t ngx_http_fanbase_transaction_checked(
     ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_fanbase_transaction_send(
     ngx_http_fanbase_transaction_ctx_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_http_fanbase_transaction_down(ngx_http_request_t *r);
 static void ngx_http_fanbase_transaction_cleanup(void *data);
 static ngx_uint_t ngx_http_fanbase_transaction_etag_match(ngx_table_elt_t *h,
     ngx_str_t *etag);
@@ -258,6 +259,9 @@ ngx_http_fanbase_transaction_cancelled(
         return ngx_http_fanbase_response_error(r, NGX_HTTP_CONFLICT,
                                                "terminal",
                                                "the transaction has ended");
+
+    case NGX_HTTP_FANBASE_ENGINE_DOWN:
+        return ngx_http_fanbase_transaction_down(r);
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -440,13 +444,25 @@ ngx_http_fanbase_transaction_checked(
 }
 
 
+/* the shared store (Redis) does not answer: nothing to say of it */
+
+static ngx_int_t
+ngx_http_fanbase_transaction_down(ngx_http_request_t *r)
+{
+    return ngx_http_fanbase_response_unavailable(r, "engine_unavailable",
+                                                 "the shared transaction "
+                                                 "store cannot be reached",
+                                                 1);
+}
+
+
 /* the transaction as the store answered it: ctx->view */
 
 static ngx_int_t
 ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
     ngx_int_t rc)
 {
-    ngx_str_t            etag;
+    ngx_str_t            etag, stale;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -455,6 +471,10 @@ ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
         return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
                                                "not_found",
                                                "no such transaction");
+    }
+
+    if (rc == NGX_HTTP_FANBASE_ENGINE_DOWN) {
+        return ngx_http_fanbase_transaction_down(r);
     }
 
     if (rc != NGX_OK) {
@@ -470,6 +490,19 @@ ngx_http_fanbase_transaction_send(ngx_http_fanbase_transaction_ctx_t *ctx,
 
     if (ngx_http_fanbase_response_add_header(r, "ETag", &etag) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the shared engine is away: this is the transaction as last read */
+
+    if (ctx->view.stale) {
+        ngx_str_set(&stale, "STALE");
+
+        if (ngx_http_fanbase_response_add_header(r, "X-Fanbase-Cache",
+                                                 &stale)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (ctx->cond && r->headers_in.if_none_match

@@ -551,6 +551,7 @@ ngx_http_fanbase_txn_get(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
     v->updated = t->updated;
     v->version = t->version;
     v->status = t->status;
+    v->stale = 0;
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 

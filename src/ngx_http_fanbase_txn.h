@@ -91,6 +91,8 @@ typedef struct {
     uint64_t                      updated;     /* ms since the epoch */
     uint32_t                      version;
     ngx_uint_t                    status;
+    ngx_uint_t                    stale;       /* the shared engine was
+                                                  away: as last read */
 } ngx_http_fanbase_txn_view_t;
 
 
@@ -137,6 +139,8 @@ typedef struct {
     ngx_http_fanbase_waiter_t     waiter;      /* for a token */
     unsigned                      sent:1;      /* an earlier owner sent it */
     unsigned                      token_retried:1;
+    unsigned                      local:1;     /* a shared engine's
+                                                  fallback claimed it */
 } ngx_http_fanbase_job_t;
 
 

@@ -452,6 +452,16 @@ ngx_http_fanbase_webhook_applied(ngx_http_fanbase_webhook_ctx_t *ctx,
     case NGX_BUSY:
         goto full;
 
+    case NGX_HTTP_FANBASE_ENGINE_DOWN:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "fanbase: webhook \"%V\" refused: the shared store "
+                      "(redis) does not answer", msg_id);
+
+        return ngx_http_fanbase_response_unavailable(r, "engine_unavailable",
+                                                     "the shared transaction "
+                                                     "store cannot be "
+                                                     "reached", 1);
+
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

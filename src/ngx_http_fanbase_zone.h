@@ -36,7 +36,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   9
+#define NGX_HTTP_FANBASE_ZONE_VERSION   10
 
 /* routes to Fanbase (queue URL and credential set) with a breaker */
 #define NGX_HTTP_FANBASE_BREAKERS       8
@@ -101,6 +101,12 @@ struct ngx_http_fanbase_shctx_s {
     ngx_rbtree_node_t             notices_sentinel;
     ngx_queue_t                   notices_all;
     ngx_uint_t                    notice_count;
+
+    /* a shared engine's transactions, as read (ngx_http_fanbase_l1.c) */
+    ngx_rbtree_t                  l1;
+    ngx_rbtree_node_t             l1_sentinel;
+    ngx_queue_t                   l1_lru;
+    ngx_uint_t                    l1_count;
 
     /* for fanbase_health */
     uint64_t                      fanbase_ok;  /* Fanbase's last answer, ms

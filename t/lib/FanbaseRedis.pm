@@ -65,8 +65,8 @@ C<kill9>: SIGKILL and waits for its exit.  C<stop>: C<SHUTDOWN NOSAVE>,
 then TERM and KILL if it does not exit within 5 s.  C<restart>: starts it
 again (after C<kill9> or C<stop>, or stops it first) with the same
 configuration, port and files.  C<running>: true while its process lives.
-The object stops the server when it goes away (in the process that
-started it only).
+The object stops the server when it goes away, or at END (in the
+process that started it only).
 
 =head1 FanbaseRedis::Conn
 
@@ -92,12 +92,14 @@ use File::Spec;
 use IO::Socket::INET;
 use IO::Socket::UNIX;
 use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
 use Time::HiRes qw(time sleep);
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(dir port appendfsync unix password db name server cli extra);
 
 my %GIVEN;
+my @LIVE;    # weak references to every instance, stopped at END
 
 # A port nothing listens on, below the ephemeral range (see FanbaseTest).
 sub free_port {
@@ -133,7 +135,7 @@ sub new {
     my $dir = File::Spec->rel2abs($args{dir});
     -d $dir or croak "FanbaseRedis->new: $dir is not a directory";
     my $name = $args{name} // 'redis';
-    return bless {
+    my $self = bless {
         %args,
         dir    => $dir,
         name   => $name,
@@ -145,6 +147,9 @@ sub new {
         clibin => $args{cli} // $ENV{TEST_REDIS_CLI} // '/usr/bin/redis-cli',
         owner  => $$,
     }, $class;
+    push @LIVE, $self;
+    weaken $LIVE[-1];
+    return $self;
 }
 
 sub port     { $_[0]{port} }
@@ -355,6 +360,15 @@ sub DESTROY {
     return unless $self->{owner} == $$;
     local ($@, $!, $?);
     eval { $self->stop };
+}
+
+# also those that a reference cycle or a die keeps alive to the end
+END {
+    for my $self (grep { defined } @LIVE) {
+        next unless $self->{owner} == $$;
+        local ($@, $!, $?);
+        eval { $self->stop };
+    }
 }
 
 
