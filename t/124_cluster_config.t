@@ -95,8 +95,8 @@ my @refused = (
     { name => 'fanbase_redis_password_file without fanbase_redis',
       http => "fanbase_redis_password_file %%DIR%%/redis.password;\n",
       files => { 'redis.password' => "$PASSWORD\n" },
-      error => [qr/"fanbase_redis_password_file"/, qr/fanbase_redis/,
-                qr/requires|without|needs|only with/i] },
+      error => [qr/"fanbase_redis_password_file"/, qr/"fanbase_redis"/,
+                qr/requires|without|needs|only with|is not/i] },
 );
 
 for my $case (@refused) {
