@@ -37,12 +37,16 @@ TESTS     ?= t/
 
 # Debian packages that building, testing and the demo need (EXTRA_PACKAGES:
 # more, from a caller such as bench/Makefile).  openssl: the command line
-# that t/024 makes its CA and certificates with.
+# that t/024 makes its CA and certificates with.  libhiredis-dev: the Redis
+# engine's command formatting and reply parsing; redis-server and
+# redis-tools (redis-cli): the cluster tests start a Redis of their own
+# (t/lib/FanbaseRedis.pm), never the system service.
 DEB_PACKAGES := nginx nginx-dev libcurl4-openssl-dev libyajl-dev \
                 libpcre2-dev libssl-dev zlib1g-dev gcc make perl \
                 libjson-pp-perl libhttp-tiny-perl wrk curl ca-certificates \
                 openssl procps strace nodejs npm clang libclang-rt-14-dev \
-                python3 python3-prometheus-client libhiredis-dev redis-server
+                python3 python3-prometheus-client libhiredis-dev \
+                redis-server redis-tools
 
 # The tests verify the edge's outbound webhooks (fanbase_notify) with the
 # standardwebhooks npm package, an implementation independent of ours

@@ -42,19 +42,6 @@ sub journaled {
 
 sub journals { my $t = shift; return glob($t->dir . '/fanbase.state.journal.*') }
 
-# kill -9 of the master and its workers at once, and wait for all to go
-sub kill_all {
-    my $t = shift;
-    my $master = $t->nginx_pid;
-    my @pids = ($master, $t->worker_pids);
-    kill KILL => @pids;
-    waitpid $master, 0;
-    delete $t->{nginx_pid};
-    my $end = time + 10;
-    sleep 0.05 while time < $end && grep { kill 0 => $_ } @pids;
-    return !grep { kill 0 => $_ } @pids;
-}
-
 
 ###########################################################################
 # kill -9 under a stream, fanbase_state_sync on: every 202 survives.
@@ -86,7 +73,7 @@ sub kill_all {
     # an id and its newline: 37 bytes
     my $acked = sub { my $s = 0; $s += (-s $t->dir . "/acked.$_") // 0 for 1 .. 4; $s / 37 };
     ok($t->wait_for(sub { $acked->() > 300 }, timeout => 20), 'a stream of 202s');
-    ok(kill_all($t), 'kill -9 of the master and every worker');
+    ok($t->kill9, 'kill -9 of the master and every worker');
     my $sent = 0;
     $sent += $_->() for @streams;
 
@@ -116,7 +103,7 @@ sub kill_all {
     ok(!grep({ !$t->wait_status($_, 'processing') } @ids), 'all three delivered');
     is(scalar @{ $t->queue_posts }, 3, 'three POSTs at Fanbase');
 
-    ok(kill_all($t), 'kill -9 of everything');
+    ok($t->kill9, 'kill -9 of everything');
     $t->start_nginx;
 
     for my $id (@ids) {
@@ -139,7 +126,7 @@ sub kill_all {
     my @ids = map { tx_id($t->submit(path => $QUEUE, data => { torn => $_ },
                                      status => 202, name => "torn $_: 202")) } 1 .. 5;
     sleep 0.5;    # the journal is written within a turn of the event loop
-    ok(kill_all($t), 'kill -9 of everything');
+    ok($t->kill9, 'kill -9 of everything');
 
     # the state file may be older than the last submissions: remove it, so
     # that the journal alone brings them back

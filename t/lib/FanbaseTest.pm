@@ -55,10 +55,48 @@ the "error log clean" check fail.
 
 C<hook_secret>: the secret C<hook> signs with when it is not told one.
 
+C<name>: the instance's name (one of several nginx hosts in a test): its
+tests at the end are then "NAME: nginx stopped gracefully" and "NAME:
+error log clean", and C<%%NAME%%> stands for it.  C<mock_of>: another
+instance whose mock this one uses (no mock of its own; C<mock> must not be
+given): C<%%MOCK%%>, C<mock_url> and the C<mock_*> methods are that mock's;
+that instance must be started first, and its C<stop> stops this one before
+its mock.
+
 In C<main>, C<http>, C<server> and C<files>: C<%%MOCK%%> becomes
 C<http://127.0.0.1:MOCKPORT>, C<%%MOCKPORT%%> the mock's port alone,
 C<%%DIR%%> the test directory, C<%%PORT%%> nginx's port, C<%%DEAD%%>
-C<http://127.0.0.1:PORT> where nothing listens.
+C<http://127.0.0.1:PORT> where nothing listens, C<%%NAME%%> the C<name>.
+
+=item FanbaseTest->cluster($n, %args)
+
+Several nginx hosts in one test: C<$n> instances (not started) named A,
+B, C, ... (C<name>), each with its own directory, port, error log, pid
+and checks at the end; all take C<%args> (as for C<new>).  The mock
+(C<mock>) runs in an instance of its own, without nginx and in a
+directory of its own (a host's may be removed), that all of them use
+(C<mock_of>): the first host started starts it, and it stops them all
+before the mock at the end.  C<per_host>: a code ref called with the
+host's name and index (0 for A) that returns arguments of that host
+replacing those of C<%args> (a port of its own in C<http>, say).
+
+    my @h = FanbaseTest->cluster(3, mock => {...}, files => ..., http => ...);
+    $_->start for @h;
+    $h[1]->get_tx($id);    # B, at its own port
+    $h[2]->queue_posts;    # the one mock's log
+
+=item FanbaseTest->skip_unless_directive($directive, %args)
+
+Runs C<nginx -t> on C<new(%args)>'s configuration, and skips the whole
+test file (C<plan skip_all>, saying why) when nginx says C<unknown
+directive "$directive">: the module was built without it.  Any other
+outcome, an error included, does not skip.
+
+=item FanbaseTest::new_dir()
+
+A new temporary directory for what is not an nginx's (a redis-server
+that outlives a host's directory), removed at exit (kept with
+TEST_NGINX_KEEP=1).
 
 =back
 
@@ -117,6 +155,28 @@ Stops nginx only, with C<QUIT> (graceful; the test "nginx stopped
 gracefully") or C<TERM> (fast, what C<nginx -s stop> sends; the test
 "nginx stopped on TERM within 10 s").  The mock keeps running.
 
+=item kill9
+
+C<kill -9> of the master and every worker at once, as a host that dies;
+waits (10 s) until all are gone and returns true when they are.  No
+"nginx stopped" test follows, and no "exited on signal" line (the master
+is gone too); "error log clean" still reads the error log at the end.
+C<start_nginx> starts it again in its directory.
+
+=item remove_dir
+
+A host that loses its disk: once nginx has stopped (C<kill9> or
+C<stop_nginx>), runs the test "error log clean" on its error log as it
+is now, then removes its directory (with TEST_NGINX_KEEP=1, renames it
+C<DIR.removed>).  True when the directory is gone.  C<start_nginx>
+afterwards starts a new host in a new, empty directory of the same name.
+
+=item stop_with(@objects)
+
+Objects (a C<FanbaseRedis>) whose C<stop> is called at the end once this
+instance, every instance that uses the same mock (C<mock_of>) and the
+mock have stopped: the hosts never see their Redis go away at the end.
+
 =item kill_workers(signal => 'KILL', pids => [...])
 
 Sends the signal to the given workers (default: all) and waits until the
@@ -135,7 +195,8 @@ The child runs no tests.
 =item stop
 
 Stops nginx gracefully (QUIT; a forced stop fails the test "nginx stopped
-gracefully") and the mock, then runs the test "error log clean": no
+gracefully"), the instances that use its mock (C<mock_of>), the mock and
+the objects of C<stop_with>, then runs the test "error log clean": no
 C<[alert]>, C<[crit]>, C<[emerg]>, C<exited on signal>, no sanitizer report
 (DIR/asan.*, DIR/ubsan.*).  Runs by itself at C<done_testing>, at END, or
 when the object goes away.
@@ -168,8 +229,9 @@ C<error> says why when no complete response came.
 
 =item parallel($n, $method, $path, %opts)
 
-C<$n> such requests at once, each on its own connection; C<headers> and
-C<body> may be code refs called with the index (0 .. n-1).  Returns the
+C<$n> such requests at once, each on its own connection; C<headers>,
+C<body> and C<port> may be code refs called with the index (0 .. n-1): a
+port each, the same request on several hosts at the same moment.  Returns the
 list of responses, in index order.
 
 =item submit(%opts)
@@ -543,7 +605,7 @@ our @CT     = ('Content-Type' => 'application/json');
 
 my %NEW_ARGS = map { $_ => 1 }
     qw(mock files main http server error_log_level workers log_allow
-       hook_secret worker_connections);
+       hook_secret worker_connections name mock_of);
 my %RELOAD_ARGS = map { $_ => 1 }
     qw(files main http server error_log_level workers worker_connections);
 
@@ -569,12 +631,72 @@ sub new {
         port  => free_port(),
         dead  => free_port(),
         owner => $$,
+        name  => $args{name},
     }, $class;
 
-    $self->{args}{mock} = {} unless exists $args{mock};
+    if (my $of = $args{mock_of}) {
+        # another instance's mock: none of its own; that instance stops
+        # this one's nginx before it stops the mock
+        croak 'FanbaseTest->new: mock and mock_of together' if $args{mock};
+        croak 'FanbaseTest->new: mock_of an instance without a mock'
+            unless $of->{args}{mock};
+        croak 'FanbaseTest->new: mock_of is not a FanbaseTest'
+            unless blessed $of && $of->isa(__PACKAGE__);
+        $self->{args}{mock} = undef;
+        push @{ $of->{sharers} }, $self;
+        weaken $of->{sharers}[-1];
+    }
+    $self->{args}{mock} = {} unless exists $self->{args}{mock};
     push @LIVE, $self;
     weaken $LIVE[-1];
     return $self;
+}
+
+# Several edges in front of one mock: $n instances named A, B, C, ... (in
+# test names and %%NAME%%), each with its own directory, port, error log
+# and pid, none started.  The mock (%args' mock) belongs to an instance of
+# its own that runs no nginx, in a directory of its own (a host's can be
+# removed), and the hosts use it (mock_of); the first host started starts
+# it.  per_host: a code ref called with (NAME, INDEX from 0) that returns
+# more arguments for that host, replacing those of %args.
+sub cluster {
+    my ($class, $n, %args) = @_;
+    croak 'cluster: 1 to 26 instances' unless $n && $n >= 1 && $n <= 26;
+    croak 'cluster: name and mock_of are given by cluster'
+        if exists $args{name} || exists $args{mock_of};
+    my $per_host = delete $args{per_host} // sub { () };
+    my $no_mock = exists $args{mock} && !defined $args{mock};
+    my $mock = delete $args{mock};
+    my @of = $no_mock ? ()
+           : (mock_of => $class->new(mock => $mock // {}, name => 'mock'));
+    return map {
+        my $name = chr(ord('A') + $_);
+        $class->new(%args, mock => undef, @of, name => $name,
+                    $per_host->($name, $_));
+    } 0 .. $n - 1;
+}
+
+# A directory of the test's own for what is not an nginx's (a redis-server
+# that outlives a host's directory): removed at exit, kept with
+# TEST_NGINX_KEEP=1.
+sub new_dir {
+    my $keep = $ENV{TEST_NGINX_KEEP};
+    my $dir = tempdir('fanbase-test-' . 'X' x 6, TMPDIR => 1, CLEANUP => !$keep);
+    chmod 0755, $dir;
+    diag("directory: $dir") if $keep;
+    return $dir;
+}
+
+# Skips the whole test file (plan skip_all) when nginx -t with %args (as
+# for new) says that $directive is unknown: the module was built without
+# it.  Any other outcome of nginx -t runs the tests.
+sub skip_unless_directive {
+    my ($class, $directive, %args) = @_;
+    my ($ok, $out) = $class->nginx_t(%args);
+    plan(skip_all => "the module was built without $directive "
+                   . "(nginx -t: unknown directive \"$directive\")")
+        if !$ok && $out =~ /unknown directive "\Q$directive\E"/;
+    return 1;
 }
 
 # The configuration most tests share: an edge in front of the mock, with
@@ -599,13 +721,20 @@ sub edge_files { return { secret => "demo-secret\n" } }
 
 sub dir        { $_[0]{dir} }
 sub port       { $_[0]{port} }
+sub name       { $_[0]{name} }
 sub nginx_pid  { $_[0]{nginx_pid} }
-sub mock_pid   { $_[0]{mock_pid} }
-sub mock_port  { $_[0]{mock_port} }
+sub mock_pid   { $_[0]->_mock->{mock_pid} }
+sub mock_port  { $_[0]->_mock->{mock_port} }
 sub mock_url {
-    my $port = $_[0]{mock_port};
+    my $port = $_[0]->mock_port;
     return defined $port ? "http://127.0.0.1:$port" : undef;
 }
+
+# The instance whose mock this one uses: itself, or its mock_of.
+sub _mock { $_[0]{args}{mock_of} // $_[0] }
+
+# A test's name, after the instance's name when it has one ("B: ...").
+sub _label { defined $_[0]{name} ? "$_[0]{name}: $_[1]" : $_[1] }
 
 # A port that nothing listens on (at the time of asking), below the
 # kernel's ephemeral range: a port from that range (what binding port 0
@@ -640,7 +769,9 @@ sub _subst {
     $text =~ s/%%MOCK%%/$mock/g;
     $text =~ s/%%DIR%%/$self->{dir}/g;
     $text =~ s/%%PORT%%/$self->{port}/g;
-    $text =~ s/%%MOCKPORT%%/$self->{mock_port}/g if $self->{mock_port};
+    my $mock_port = $self->mock_port;
+    $text =~ s/%%MOCKPORT%%/$mock_port/g if $mock_port;
+    $text =~ s/%%NAME%%/$self->{name}/g if defined $self->{name};
     $text =~ s/%%DEAD%%/http:\/\/127.0.0.1:$self->{dead}/g;
     return $text;
 }
@@ -823,6 +954,9 @@ sub wait_listen {
 
 sub start {
     my $self = shift;
+    # the first host that starts starts the mock it shares
+    $self->_mock->start_mock
+        if $self->{args}{mock_of} && !defined $self->mock_port;
     $self->start_mock if $self->{args}{mock};
     $self->start_nginx;
     return $self;
@@ -898,6 +1032,8 @@ sub start_nginx {
     my $wait = $o{timeout} // 10;
     my $d = $self->{dir};
     $self->{nginx_started} = 1;
+    delete $self->{removed};    # a new host where remove_dir left none
+    make_path($d);
     $self->_write_files;
     make_path("$d/$_") for qw(client_body proxy fastcgi uwsgi scgi);
 
@@ -976,12 +1112,69 @@ sub stop {
     $self->{stopped} = 1;
 
     $self->stop_nginx;
+    # the instances that use this one's mock go first, then the mock and
+    # what stop_with named
+    $_->stop for grep { defined } @{ $self->{sharers} || [] };
     $self->stop_tls_front($_)
         for sort grep { $self->{fronts}{$_}{pid} } keys %{ $self->{fronts} };
     $self->stop_mock;
+    $_->stop for @{ $self->{stop_with} || [] };
 
-    $self->_check_error_log if $self->{nginx_started};
-    diag("test directory kept: $self->{dir}") if $ENV{TEST_NGINX_KEEP};
+    $self->_check_error_log if $self->{nginx_started} && !$self->{removed};
+    diag("test directory kept: $self->{dir}")
+        if $ENV{TEST_NGINX_KEEP} && !$self->{removed};
+}
+
+# Objects (a FanbaseRedis) whose stop is called once this instance, the
+# instances that use its mock and the mock have stopped; on an instance
+# that uses another's mock, once that one and all of them have.
+sub stop_with {
+    my ($self, @objects) = @_;
+    push @{ $self->_mock->{stop_with} }, @objects;
+    return $self;
+}
+
+# kill -9 of the master and every worker at once, as a host that dies;
+# waits until all are gone (10 s).  True when they are.  Neither "nginx
+# stopped" nor an "exited on signal" line follows: the master goes too.
+sub kill9 {
+    my $self = shift;
+    my $master = delete $self->{nginx_pid}
+        or croak 'kill9: nginx is not running';
+    my @pids = ($master, child_pids($master));
+    kill KILL => @pids;
+    waitpid $master, 0;
+    my $end = time + 10;
+    sleep 0.02 while time < $end && grep { _alive($_) } @pids;
+    return !grep { _alive($_) } @pids;
+}
+
+# The process lives (and is not a zombie).
+sub _alive {
+    my $stat = slurp("/proc/$_[0]/stat") or return 0;
+    my ($state) = substr($stat, rindex($stat, ')') + 2) =~ /^(\S)/;
+    return defined $state && $state ne 'Z';
+}
+
+# A host that loses its disk: runs the test "error log clean" on what its
+# error log says now, then removes its directory (with TEST_NGINX_KEEP=1,
+# renames it DIR.removed).  nginx must not run (stop_nginx or kill9
+# first).  start_nginx afterwards starts a new host in a new, empty DIR.
+sub remove_dir {
+    my $self = shift;
+    croak 'remove_dir: nginx is running' if $self->{nginx_pid};
+    my $d = $self->{dir};
+    $self->_check_error_log if $self->{nginx_started} && !$self->{removed};
+    $self->{removed} = 1;
+    if ($ENV{TEST_NGINX_KEEP}) {
+        rename $d, "$d.removed" or die "rename $d: $!";
+        diag("removed directory kept: $d.removed");
+    } else {
+        File::Path::remove_tree($d, { error => \my $err });
+        die "remove_tree $d: " . join(', ', map { values %$_ } @$err) . "\n"
+            if $err && @$err;
+    }
+    return !-e $d;
 }
 
 # Stop nginx only: QUIT (graceful) or TERM (fast, as nginx -s stop), and
@@ -994,8 +1187,8 @@ sub stop_nginx {
     my @workers = $self->worker_pids;
     delete $self->{nginx_pid};
     my $stopped = _stop_master('nginx', $pid, $sig, @workers);
-    my $name = $sig eq 'QUIT' ? 'nginx stopped gracefully'
-             :                  "nginx stopped on $sig within 10 s";
+    my $name = $self->_label($sig eq 'QUIT' ? 'nginx stopped gracefully'
+                             : "nginx stopped on $sig within 10 s");
     ok($stopped, $name) or diag("nginx did not stop on $sig");
     return $stopped;
 }
@@ -1066,8 +1259,9 @@ sub background {
 sub _check_error_log {
     my $self = shift;
     my $d = $self->{dir};
-    _log_clean('error log clean', "$d/error.log", "$d/nginx.out",
-               [glob("$d/asan.* $d/ubsan.*")], $self->{args}{log_allow});
+    _log_clean($self->_label('error log clean'), "$d/error.log",
+               "$d/nginx.out", [glob("$d/asan.* $d/ubsan.*")],
+               $self->{args}{log_allow});
 }
 
 # The test $name: no [alert], [crit], [emerg] or "exited on signal" in the
@@ -1184,7 +1378,7 @@ sub start_tls_front {
     my $f = $self->{fronts}{$name} //= {};
     croak "start_tls_front: $name is running" if $f->{pid};
     $f->{$_} = $o{$_} // $f->{$_} for qw(cert to port);
-    $f->{to} //= $self->{mock_port}
+    $f->{to} //= $self->mock_port
         // croak 'start_tls_front: no "to" and no mock (start_mock first)';
     $f->{port} //= free_port();
     my $cert = $f->{cert} // croak 'start_tls_front: no cert';
@@ -1345,7 +1539,8 @@ sub http_parallel {
         push @conns, $c;
         $c->{out} = _build_request($method, $path, $i, %o);
         $c->{sock} = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => $port, Proto => 'tcp', Blocking => 0);
+            PeerPort => ref $port eq 'CODE' ? $port->($i) : $port,
+            Proto => 'tcp', Blocking => 0);
         if (!$c->{sock}) {
             $c->{res} = _failed("connect: $!", $c);
             next;
@@ -1572,8 +1767,8 @@ sub _dechunk {
 
 sub _mock_call {
     my ($self, $method, $path, $body) = @_;
-    croak 'no mock running' unless $self->{mock_pid};
-    my $res = $self->request($method, $path, port => $self->{mock_port},
+    croak 'no mock running' unless $self->mock_pid;
+    my $res = $self->request($method, $path, port => $self->mock_port,
         defined $body ? (body => $JSON->encode($body),
                          headers => ['Content-Type' => 'application/json'])
                       : ());
