@@ -776,6 +776,21 @@ sub _subst {
     return $text;
 }
 
+# TEST_FANBASE_ENGINE=redis: a configuration with a zone and no engine of
+# its own gets "fanbase_redis" and a Redis of its own in the test's
+# directory, so that a test of the embedded engine runs on the shared one
+# (docs/testing.md says which checks cannot hold there)
+sub _engine {
+    my ($self, $http) = @_;
+    return $http unless ($ENV{TEST_FANBASE_ENGINE} // '') eq 'redis'
+                        && $http =~ /^\s*fanbase_zone\s/m
+                        && $http !~ /fanbase_redis/;
+    require FanbaseRedis;
+    $self->{engine} //= FanbaseRedis->new(dir => $self->{dir},
+                                          name => 'engine')->start;
+    return "fanbase_redis " . $self->{engine}->url . ";\n" . $http;
+}
+
 sub _nginx_conf {
     my $self = shift;
     my $args = $self->{args};
@@ -788,7 +803,7 @@ sub _nginx_conf {
         main => $self->_subst($args->{main}),
         http => "log_format fb_pid '\$pid \$request_method \$request_uri "
               . "\$status';\n\n"
-              . $self->_subst($args->{http})
+              . $self->_engine($self->_subst($args->{http}))
               . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
               . $self->_subst($args->{server})
               . "\n    }\n");
