@@ -140,7 +140,7 @@ ngx_http_fanbase_l1_get(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
     v->version = e->version;
     v->updated = e->updated;
     v->status = e->status;
-    v->stale = (e->stamp != stamp);
+    v->stale = stale;
 
     ngx_queue_remove(&e->queue);
     ngx_queue_insert_head(&sh->l1_lru, &e->queue);
