@@ -63,6 +63,7 @@ typedef struct {
 
 typedef struct {
     ngx_queue_t                     queue;
+    ngx_uint_t                      journalled; /* in the outcomes file */
     ngx_uint_t                      argc;
     size_t                          len[NGX_HTTP_FANBASE_REDIS_ARGS];
     u_char                         *arg[NGX_HTTP_FANBASE_REDIS_ARGS];
@@ -125,6 +126,16 @@ static void ngx_http_fanbase_store_redis_finish_send(
 static void ngx_http_fanbase_store_redis_finished(
     ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_http_fanbase_store_redis_finish_retry(ngx_event_t *ev);
+static void ngx_http_fanbase_store_redis_finish_wait(
+    ngx_http_fanbase_store_redis_finish_t *f);
+static void ngx_http_fanbase_store_redis_journal(
+    ngx_http_fanbase_store_redis_finish_t *f);
+static void ngx_http_fanbase_store_redis_replay(ngx_cycle_t *cycle);
+static void ngx_http_fanbase_store_redis_unjournal(
+    ngx_http_fanbase_store_redis_finish_t *f);
+static ngx_http_fanbase_store_redis_finish_t *
+    ngx_http_fanbase_store_redis_finish_alloc(ngx_uint_t argc, size_t *len,
+    u_char **arg, ngx_log_t *log);
 static ngx_int_t ngx_http_fanbase_store_redis_notice_claim(
     ngx_http_fanbase_main_conf_t *mcf, ngx_msec_t lease,
     ngx_http_fanbase_notice_job_t **job, ngx_http_fanbase_store_op_t *op);
@@ -180,6 +191,11 @@ const ngx_http_fanbase_store_t  ngx_http_fanbase_store_redis = {
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_store_redis_mcf;
+static ngx_fd_t                       ngx_http_fanbase_store_redis_fd =
+                                          NGX_INVALID_FILE;
+static ngx_uint_t                     ngx_http_fanbase_store_redis_unsure;
+static u_char                         ngx_http_fanbase_store_redis_path[
+                                          NGX_MAX_PATH];
 static ngx_array_t                    ngx_http_fanbase_store_redis_scopes;
 static ngx_uint_t                     ngx_http_fanbase_store_redis_rr;
 static ngx_queue_t                    ngx_http_fanbase_store_redis_finishes;
@@ -251,6 +267,38 @@ ngx_http_fanbase_store_redis_init_process(ngx_cycle_t *cycle,
     /* the outcomes in flight are not for a timer that may be cancelled */
     ngx_http_fanbase_store_redis_retry_ev.cancelable = 0;
 
+    /* with a state file, outcomes waiting for Redis survive the worker */
+
+    ngx_http_fanbase_store_redis_fd = NGX_INVALID_FILE;
+    ngx_http_fanbase_store_redis_unsure = 0;
+
+    if (mcf->state.len) {
+        ngx_snprintf(ngx_http_fanbase_store_redis_path,
+                     sizeof(ngx_http_fanbase_store_redis_path),
+                     "%V.redis.%P%Z", &mcf->state, ngx_pid);
+
+        ngx_http_fanbase_store_redis_fd = ngx_open_file(
+                                           ngx_http_fanbase_store_redis_path,
+                                           NGX_FILE_RDWR,
+                                           NGX_FILE_TRUNCATE,
+                                           NGX_FILE_DEFAULT_ACCESS);
+
+        if (ngx_http_fanbase_store_redis_fd == NGX_INVALID_FILE) {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                          "fanbase: cannot open \"%s\": outcomes waiting "
+                          "for redis will be kept in memory only",
+                          ngx_http_fanbase_store_redis_path);
+
+        } else if (ngx_trylock_fd(ngx_http_fanbase_store_redis_fd) != 0) {
+            /* held for the worker's life: it says the file is in use */
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          ngx_trylock_fd_n " \"%s\" failed",
+                          ngx_http_fanbase_store_redis_path);
+        }
+
+        ngx_http_fanbase_store_redis_replay(cycle);
+    }
+
     return ngx_http_fanbase_redis_init_process(cycle, mcf->redis,
                                            ngx_http_fanbase_store_redis_scripts,
                                            NGX_HTTP_FANBASE_REDIS_NSCRIPTS,
@@ -275,11 +323,29 @@ ngx_http_fanbase_store_redis_exit_process(ngx_cycle_t *cycle)
         ngx_queue_remove(q);
         f = ngx_queue_data(q, ngx_http_fanbase_store_redis_finish_t, queue);
 
-        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                      "fanbase: the outcome of transaction \"%*s\" never "
-                      "reached redis; its claim will run out and another "
-                      "host will end it", f->len[1], f->arg[1]);
+        if (f->journalled) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "fanbase: the outcome of transaction \"%*s\" has "
+                          "not reached redis yet; the next worker to start "
+                          "sends it", f->len[1], f->arg[1]);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                          "fanbase: the outcome of transaction \"%*s\" "
+                          "never reached redis; its claim will run out and "
+                          "another host will end it", f->len[1], f->arg[1]);
+        }
+
         ngx_free(f);
+    }
+
+    if (ngx_http_fanbase_store_redis_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(ngx_http_fanbase_store_redis_fd);
+        ngx_http_fanbase_store_redis_fd = NGX_INVALID_FILE;
+
+        if (ngx_http_fanbase_store_redis_unsure == 0) {
+            (void) ngx_delete_file(ngx_http_fanbase_store_redis_path);
+        }
     }
 
     if (ngx_http_fanbase_store_redis_retry_ev.timer_set) {
@@ -955,9 +1021,7 @@ ngx_http_fanbase_store_redis_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_http_fanbase_txn_update_t *u,
     ngx_log_t *log)
 {
-    u_char                                 *p;
-    size_t                                  size;
-    ngx_uint_t                              i, flags, max_events;
+    ngx_uint_t                              flags, max_events;
     ngx_http_fanbase_store_redis_args_t     a;
     ngx_http_fanbase_store_redis_finish_t  *f;
 
@@ -989,25 +1053,10 @@ ngx_http_fanbase_store_redis_txn_finish(ngx_http_fanbase_main_conf_t *mcf,
 
     /* a copy of its own: the caller frees the job when this returns */
 
-    size = 0;
-
-    for (i = 0; i < a.argc; i++) {
-        size += a.argvlen[i];
-    }
-
-    f = ngx_alloc(offsetof(ngx_http_fanbase_store_redis_finish_t, data)
-                  + size + 1, log);
+    f = ngx_http_fanbase_store_redis_finish_alloc(a.argc, a.argvlen,
+                                                  (u_char **) a.argv, log);
     if (f == NULL) {
         return;
-    }
-
-    f->argc = a.argc;
-    p = f->data;
-
-    for (i = 0; i < a.argc; i++) {
-        f->arg[i] = p;
-        f->len[i] = a.argvlen[i];
-        p = ngx_cpymem(p, a.argv[i], a.argvlen[i]);
     }
 
     ngx_http_fanbase_store_redis_finish_send(f);
@@ -1027,10 +1076,312 @@ ngx_http_fanbase_store_redis_finish_send(
         return;
     }
 
+    ngx_http_fanbase_store_redis_finish_wait(f);
+}
+
+
+/*
+ * An outcome Redis did not take: kept, in memory and (with a state file)
+ * in this worker's outcomes file, and sent again every second.  The file
+ * is what a restart replays if the worker dies before Redis answers.
+ */
+
+static void
+ngx_http_fanbase_store_redis_finish_wait(
+    ngx_http_fanbase_store_redis_finish_t *f)
+{
+    if (!f->journalled) {
+        ngx_http_fanbase_store_redis_journal(f);
+    }
+
     ngx_queue_insert_tail(&ngx_http_fanbase_store_redis_finishes, &f->queue);
 
     if (!ngx_http_fanbase_store_redis_retry_ev.timer_set) {
         ngx_add_timer(&ngx_http_fanbase_store_redis_retry_ev, 1000);
+    }
+}
+
+
+static ngx_http_fanbase_store_redis_finish_t *
+ngx_http_fanbase_store_redis_finish_alloc(ngx_uint_t argc, size_t *len,
+    u_char **arg, ngx_log_t *log)
+{
+    u_char                                 *p;
+    size_t                                  size;
+    ngx_uint_t                              i;
+    ngx_http_fanbase_store_redis_finish_t  *f;
+
+    size = 0;
+
+    for (i = 0; i < argc; i++) {
+        size += len[i];
+    }
+
+    f = ngx_alloc(offsetof(ngx_http_fanbase_store_redis_finish_t, data)
+                  + size + 1, log);
+    if (f == NULL) {
+        return NULL;
+    }
+
+    f->argc = argc;
+    f->journalled = 0;
+    p = f->data;
+
+    for (i = 0; i < argc; i++) {
+        f->arg[i] = p;
+        f->len[i] = len[i];
+        p = ngx_cpymem(p, arg[i], len[i]);
+    }
+
+    return f;
+}
+
+
+/*
+ * "ARGC\n" then "LEN\n" and the bytes of each argument: appended with
+ * write(2), no sync (a worker's death, not the machine's, is what it
+ * covers; rare: only while Redis does not answer)
+ */
+
+static void
+ngx_http_fanbase_store_redis_journal(ngx_http_fanbase_store_redis_finish_t *f)
+{
+    u_char      *p, *buf;
+    size_t       size;
+    ngx_uint_t   i;
+
+    if (ngx_http_fanbase_store_redis_fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    size = NGX_INT_T_LEN + 1;
+
+    for (i = 0; i < f->argc; i++) {
+        size += NGX_SIZE_T_LEN + 1 + f->len[i];
+    }
+
+    buf = ngx_alloc(size, ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(buf, "%ui\n", f->argc);
+
+    for (i = 0; i < f->argc; i++) {
+        p = ngx_sprintf(p, "%uz\n", f->len[i]);
+        p = ngx_cpymem(p, f->arg[i], f->len[i]);
+    }
+
+    if (ngx_write_fd(ngx_http_fanbase_store_redis_fd, buf, p - buf)
+        == p - buf)
+    {
+        f->journalled = 1;
+        ngx_http_fanbase_store_redis_unsure++;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
+                      "fanbase: cannot write \"%s\": an outcome waiting for "
+                      "redis is kept in memory only",
+                      ngx_http_fanbase_store_redis_path);
+    }
+
+    ngx_free(buf);
+}
+
+
+/* Redis took a journalled outcome; none left: the file starts again */
+
+static void
+ngx_http_fanbase_store_redis_unjournal(
+    ngx_http_fanbase_store_redis_finish_t *f)
+{
+    if (!f->journalled || ngx_http_fanbase_store_redis_unsure == 0) {
+        return;
+    }
+
+    if (--ngx_http_fanbase_store_redis_unsure == 0
+        && ngx_http_fanbase_store_redis_fd != NGX_INVALID_FILE)
+    {
+        if (ftruncate(ngx_http_fanbase_store_redis_fd, 0) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                          "ftruncate(\"%s\") failed",
+                          ngx_http_fanbase_store_redis_path);
+        }
+    }
+}
+
+
+/*
+ * At a worker's start: the outcomes files of workers that are gone (a
+ * kill -9, a crash) are taken, one worker each, and their outcomes sent
+ * again.  An outcome Redis already took is refused by its claim's fence
+ * and changes nothing.
+ */
+
+static void
+ngx_http_fanbase_store_redis_replay(ngx_cycle_t *cycle)
+{
+    u_char                                 *p, *last, *buf, *arg[16];
+    size_t                                  len[16];
+    ssize_t                                 n;
+    ngx_fd_t                                fd;
+    ngx_pid_t                               pid;
+    ngx_str_t                               dir, base;
+    ngx_uint_t                              i, argc, replayed;
+    ngx_dir_t                               d;
+    ngx_file_info_t                         fi, fi2;
+    ngx_http_fanbase_store_redis_finish_t  *f;
+    u_char                                  from[NGX_MAX_PATH];
+
+    /* the directory of the outcomes files, and their common start */
+
+    p = ngx_http_fanbase_store_redis_path
+        + ngx_strlen(ngx_http_fanbase_store_redis_path);
+
+    while (p > ngx_http_fanbase_store_redis_path && p[-1] != '/') {
+        p--;
+    }
+
+    dir.data = ngx_pnalloc(cycle->pool, p - ngx_http_fanbase_store_redis_path
+                                        + 2);
+    if (dir.data == NULL) {
+        return;
+    }
+
+    dir.len = p - ngx_http_fanbase_store_redis_path;
+    ngx_memcpy(dir.data, ngx_http_fanbase_store_redis_path, dir.len);
+
+    if (dir.len == 0) {
+        dir.data[dir.len++] = '.';
+    }
+
+    dir.data[dir.len] = '\0';
+
+    /* "STATE.redis." without the pid */
+
+    base.data = p;
+    base.len = ngx_strlen(p);
+
+    while (base.len && base.data[base.len - 1] != '.') {
+        base.len--;
+    }
+
+    if (ngx_open_dir(&dir, &d) == NGX_ERROR) {
+        return;
+    }
+
+    replayed = 0;
+
+    while (ngx_read_dir(&d) == NGX_OK) {
+        p = ngx_de_name(&d);
+
+        if (ngx_de_namelen(&d) <= base.len
+            || ngx_strncmp(p, base.data, base.len) != 0)
+        {
+            continue;
+        }
+
+        pid = ngx_atoi(p + base.len, ngx_de_namelen(&d) - base.len);
+
+        if (pid == NGX_ERROR || pid == ngx_pid) {
+            continue;
+        }
+
+        ngx_snprintf(from, sizeof(from), "%V%*s%Z", &dir, ngx_de_namelen(&d),
+                     p);
+
+        fd = ngx_open_file(from, NGX_FILE_RDWR, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            continue;
+        }
+
+        /*
+         * its worker holds a lock on it for as long as it lives (an old
+         * worker after a reload keeps its own); the lock is free once it
+         * is gone, even as a zombie.  Still there once locked: no other
+         * worker took it first.
+         */
+
+        if (ngx_trylock_fd(fd) != 0
+            || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+            || ngx_file_info(from, &fi2) == NGX_FILE_ERROR
+            || ngx_file_uniq(&fi) != ngx_file_uniq(&fi2)
+            || ngx_file_size(&fi) > 64 * 1024 * 1024)
+        {
+            ngx_close_file(fd);
+            continue;
+        }
+
+        buf = ngx_alloc((size_t) ngx_file_size(&fi) + 1, cycle->log);
+        n = buf ? ngx_read_fd(fd, buf, (size_t) ngx_file_size(&fi)) : -1;
+
+        if (n < 0) {
+            ngx_free(buf);
+            ngx_close_file(fd);
+            continue;
+        }
+
+        p = buf;
+        last = buf + n;
+
+        /* whole records only: the last one may have been cut short */
+
+        while (p < last) {
+            argc = 0;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                argc = argc * 10 + (*p++ - '0');
+            }
+
+            if (p == last || *p++ != '\n' || argc == 0 || argc > 16) {
+                break;
+            }
+
+            for (i = 0; i < argc; i++) {
+                len[i] = 0;
+
+                while (p < last && *p >= '0' && *p <= '9') {
+                    len[i] = len[i] * 10 + (*p++ - '0');
+                }
+
+                if (p == last || *p++ != '\n' || (size_t) (last - p) < len[i])
+                {
+                    break;
+                }
+
+                arg[i] = p;
+                p += len[i];
+            }
+
+            if (i < argc) {
+                break;
+            }
+
+            f = ngx_http_fanbase_store_redis_finish_alloc(argc, len, arg,
+                                                          cycle->log);
+            if (f == NULL) {
+                break;
+            }
+
+            /* into this worker's own file until Redis takes it */
+            ngx_http_fanbase_store_redis_finish_wait(f);
+            replayed++;
+        }
+
+        ngx_free(buf);
+
+        /* deleted before the lock goes: nobody else reads it again */
+        (void) ngx_delete_file(from);
+        ngx_close_file(fd);
+    }
+
+    ngx_close_dir(&d);
+
+    if (replayed) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "fanbase: %ui outcomes of deliveries that a stopped "
+                      "worker could not give to redis are sent again",
+                      replayed);
     }
 }
 
@@ -1045,15 +1396,11 @@ ngx_http_fanbase_store_redis_finished(ngx_http_fanbase_redis_cmd_t *cmd,
 
     if (reply == NULL) {
         /* again later; nothing said yet, Redis' client said why */
-        ngx_queue_insert_tail(&ngx_http_fanbase_store_redis_finishes,
-                              &f->queue);
-
-        if (!ngx_http_fanbase_store_redis_retry_ev.timer_set) {
-            ngx_add_timer(&ngx_http_fanbase_store_redis_retry_ev, 1000);
-        }
-
+        ngx_http_fanbase_store_redis_finish_wait(f);
         return;
     }
+
+    ngx_http_fanbase_store_redis_unjournal(f);
 
     rc = ngx_http_fanbase_store_redis_code(reply);
 
