@@ -490,6 +490,11 @@ TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_NGINX_MODULE (a dynamic
 module to load_module), TEST_NGINX_KEEP=1 (keep the test directory),
 TEST_NODE (the Node.js binary; default C<node>, else C<nodejs>, in PATH).
 
+TEST_FANBASE_ENGINE=redis: an nginx whose C<http> text has C<fanbase_zone>
+(and no C<fanbase_redis> of its own) gets C<fanbase_redis> too, naming a redis-server of its own
+(L<FanbaseRedis>, in the test directory, started before nginx and stopped
+after it): a test of the embedded engine runs on the Redis engine.
+
 =cut
 
 use strict;
@@ -649,6 +654,8 @@ sub _nginx_conf {
     my $self = shift;
     my $args = $self->{args};
     my $module = $ENV{TEST_NGINX_MODULE};
+    my $redis = $self->{redis}
+                ? 'fanbase_redis ' . $self->{redis}->url . ";\n" : '';
     return nginx_conf(
         dir => $self->{dir}, workers => $args->{workers},
         worker_connections => $args->{worker_connections},
@@ -657,7 +664,7 @@ sub _nginx_conf {
         main => $self->_subst($args->{main}),
         http => "log_format fb_pid '\$pid \$request_method \$request_uri "
               . "\$status';\n\n"
-              . $self->_subst($args->{http})
+              . $self->_subst($args->{http}) . "\n$redis"
               . "\n    server {\n        listen 127.0.0.1:$self->{port};\n\n"
               . $self->_subst($args->{server})
               . "\n    }\n");
@@ -898,6 +905,7 @@ sub start_nginx {
     my $wait = $o{timeout} // 10;
     my $d = $self->{dir};
     $self->{nginx_started} = 1;
+    $self->_start_engine;
     $self->_write_files;
     make_path("$d/$_") for qw(client_body proxy fastcgi uwsgi scgi);
 
@@ -926,6 +934,17 @@ sub start_nginx {
     die "nginx does not accept connections on port $self->{port}, or has "
       . "not started its workers:\n"
         . slurp("$d/nginx.out") . $self->error_log;
+}
+
+# TEST_FANBASE_ENGINE=redis: a redis-server for an nginx with a zone
+sub _start_engine {
+    my $self = shift;
+    my $http = $self->{args}{http} // '';
+    return if $self->{redis} || ($ENV{TEST_FANBASE_ENGINE} // '') ne 'redis'
+              || $http !~ /\bfanbase_zone\b/ || $http =~ /\bfanbase_redis\b/;
+    require FanbaseRedis;
+    $self->{redis} = FanbaseRedis->new(dir => $self->{dir}, name => 'engine');
+    $self->{redis}->start;
 }
 
 sub worker_pids {
@@ -979,6 +998,7 @@ sub stop {
     $self->stop_tls_front($_)
         for sort grep { $self->{fronts}{$_}{pid} } keys %{ $self->{fronts} };
     $self->stop_mock;
+    $self->{redis}->stop if $self->{redis};
 
     $self->_check_error_log if $self->{nginx_started};
     diag("test directory kept: $self->{dir}") if $ENV{TEST_NGINX_KEEP};
