@@ -885,7 +885,7 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
 
     /* for the other hosts, until its end; the cluster's lease released */
 
-    if (cred->mcf->redis != NULL && lifetime > 0) {
+    if (cred->mcf->redis != NULL) {
         ngx_http_fanbase_token_redis_put(cred, token.access_token.data,
                                          token.access_token.len,
                                          (ngx_msec_t) lifetime);
