@@ -278,6 +278,7 @@ ngx_http_fanbase_redis_alloc(int argc, const char **argv,
     cmd->data = data;
     cmd->script = -1;
     cmd->retried = 0;
+    cmd->wipe = 0;
 
     return cmd;
 }
@@ -286,6 +287,10 @@ ngx_http_fanbase_redis_alloc(int argc, const char **argv,
 static void
 ngx_http_fanbase_redis_free(ngx_http_fanbase_redis_cmd_t *cmd)
 {
+    if (cmd->wipe) {
+        ngx_explicit_memzero(cmd->resp, cmd->buf.end - cmd->buf.start);
+    }
+
     redisFreeCommand(cmd->resp);
     ngx_free(cmd);
 }

@@ -57,6 +57,8 @@ struct ngx_http_fanbase_redis_cmd_s {
     char                         *resp;        /* hiredis' allocation */
     ngx_int_t                     script;      /* -1: not EVALSHA */
     unsigned                      retried:1;   /* after NOSCRIPT */
+    unsigned                      wipe:1;      /* holds a secret: zeroed
+                                                  before it is freed */
 };
 
 

@@ -30,6 +30,7 @@ enum {
     NGX_HTTP_FANBASE_REDIS_FINISH,
     NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,
     NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH,
+    NGX_HTTP_FANBASE_REDIS_TOKEN,
     NGX_HTTP_FANBASE_REDIS_NSCRIPTS
 };
 
@@ -2875,6 +2876,326 @@ enum {
     "return { OK }\n"
 
 
+/* token.lua, SHA1 9cd1c34a136cf3a45257fc0080e19ad716aa469f */
+
+#define NGX_HTTP_FANBASE_REDIS_TOKEN_TEXT \
+    "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
+    "-- puts it before each one (EVALSHA scripts cannot include each other)." \
+    "\n" \
+    "-- It mirrors the helpers of the embedded engine (ngx_http_fanbase_txn.c" \
+    ")\n" \
+    "-- on the Redis keys of the design (issue 15).  Every script gets\n" \
+    "-- KEYS[1] = T, the scope's hash tag \"{PREFIX:SCOPEHEX}\", and makes th" \
+    "e\n" \
+    "-- other key names from it: all of them are in one slot.\n" \
+    "--\n" \
+    "-- Answers: arrays whose first element is 0 OK, 1 DONE (a repeat or a\n" \
+    "-- duplicate), 2 DECLINED, 3 BUSY, 4 ABORT.  Numbers go out as integers," \
+    "\n" \
+    "-- ids, payloads and JSON as bulk strings.\n" \
+    "\n" \
+    "local T = KEYS[1]\n" \
+    "local PREFIX, SCOPE = string.match(T, '^{(.*):([0-9a-f]+)}$')\n" \
+    "if PREFIX == nil then\n" \
+    "    return redis.error_reply('fanbase: KEYS[1] is not a scope tag: ' .. " \
+    "T)\n" \
+    "end\n" \
+    "\n" \
+    "local OK, DONE, DECLINED, BUSY, ABORT = 0, 1, 2, 3, 4\n" \
+    "\n" \
+    "local PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED = 1, 2, 3, 4, 5" \
+    "\n" \
+    "local STATUS_NAME = { 'pending', 'processing', 'completed', 'failed',\n" \
+    "                      'cancelled' }\n" \
+    "\n" \
+    "-- A parked transaction (its route's breaker is open) waits in its route" \
+    "'s\n" \
+    "-- due zset with the score created - PARKED: below every due time, in th" \
+    "e\n" \
+    "-- order of acceptance, so that when the breaker closes the parked ones" \
+    "\n" \
+    "-- are due at once and first, in order.  Scores >= 0 are due times.\n" \
+    "local PARKED = 1e15\n" \
+    "\n" \
+    "-- Redis' clock, never a host's: ms since the epoch\n" \
+    "local function now_ms()\n" \
+    "    local t = redis.call('TIME')\n" \
+    "    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "end\n" \
+    "\n" \
+    "-- an integer as Redis and C read it (tostring() would say 1.7e+12)\n" \
+    "local function int(n)\n" \
+    "    return string.format('%d', n)\n" \
+    "end\n" \
+    "\n" \
+    "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_e(id) return T .. ':e:' .. id end\n" \
+    "local function key_due(route) return T .. ':due:' .. route end\n" \
+    "local function key_b(route) return T .. ':b:' .. route end\n" \
+    "local function key_k(k) return T .. ':k:' .. k end\n" \
+    "local function key_h(msg) return T .. ':h:' .. msg end\n" \
+    "local function key_q(qid) return T .. ':q:' .. qid end\n" \
+    "local function key_n(nid) return T .. ':n:' .. nid end\n" \
+    "local KEY_ROUTES = T .. ':routes'\n" \
+    "local KEY_NOTICES = T .. ':n'\n" \
+    "local KEY_CLAIMS = T .. ':c'\n" \
+    "local CHANNEL = PREFIX .. ':changes'\n" \
+    "\n" \
+    "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- fanbase_status_advances(): forward only, a terminal status never chan" \
+    "ges\n" \
+    "local function advances(from, to)\n" \
+    "    local rank_from = math.min(from, COMPLETED)\n" \
+    "    local rank_to = math.min(to, COMPLETED)\n" \
+    "    return not terminal(from) and rank_to > rank_from\n" \
+    "end\n" \
+    "\n" \
+    "-- a number field of a hash (absent: 0)\n" \
+    "local function num(v)\n" \
+    "    if v == false or v == nil or v == '' then\n" \
+    "        return 0\n" \
+    "    end\n" \
+    "    return tonumber(v)\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_time_iso(): YYYY-MM-DDTHH:MM:SS.mmmZ, UTC (days to a" \
+    "\n" \
+    "-- civil date: H. Hinnant's algorithm; the sandbox has no os.date)\n" \
+    "local function iso(ms)\n" \
+    "    local days = math.floor(ms / 86400000)\n" \
+    "    local rest = ms - days * 86400000\n" \
+    "    local z = days + 719468\n" \
+    "    local era = math.floor(z / 146097)\n" \
+    "    local doe = z - era * 146097\n" \
+    "    local yoe = math.floor((doe - math.floor(doe / 1460)\n" \
+    "                            + math.floor(doe / 36524)\n" \
+    "                            - math.floor(doe / 146096)) / 365)\n" \
+    "    local y = yoe + era * 400\n" \
+    "    local doy = doe - (365 * yoe + math.floor(yoe / 4)\n" \
+    "                       - math.floor(yoe / 100))\n" \
+    "    local mp = math.floor((5 * doy + 2) / 153)\n" \
+    "    local d = doy - math.floor((153 * mp + 2) / 5) + 1\n" \
+    "    local m = (mp < 10) and (mp + 3) or (mp - 9)\n" \
+    "    if m <= 2 then\n" \
+    "        y = y + 1\n" \
+    "    end\n" \
+    "    local sec = math.floor(rest / 1000)\n" \
+    "    return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d," \
+    "\n" \
+    "                         math.floor(sec / 3600), math.floor(sec / 60) % " \
+    "60,\n" \
+    "                         sec % 60, rest % 1000)\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_accepted(): the implied first event\n" \
+    "local function accepted_event(created)\n" \
+    "    return '{\"event\":\"transition\",\"message\":\"accepted by the edge" \
+    "\",'\n" \
+    "           .. '\"data\":{},\"status\":\"pending\",\"created_at\":\"'\n" \
+    "           .. iso(created) .. '\"}'\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_json(): the downstream shape, byte for byte\n" \
+    "local function txn_json(id, st, cr, up, acc)\n" \
+    "    local parts = {}\n" \
+    "    if acc == 1 then\n" \
+    "        parts[1] = accepted_event(cr)\n" \
+    "    end\n" \
+    "    for _, ev in ipairs(redis.call('LRANGE', key_e(id), 0, -1)) do\n" \
+    "        parts[#parts + 1] = ev\n" \
+    "    end\n" \
+    "    local code = string.upper(string.sub(id, 1, 8))\n" \
+    "    return '{\"created_at\":\"' .. iso(cr) .. '\",\"updated_at\":\"' .. " \
+    "iso(up)\n" \
+    "           .. '\",\"id\":\"' .. id .. '\",\"code\":\"' .. code\n" \
+    "           .. '\",\"operation\":\"create\",'\n" \
+    "           .. '\"trigger_endpoint\":\"api/v1/integration/queue\",\"statu" \
+    "s\":\"'\n" \
+    "           .. (STATUS_NAME[st] or '') .. '\",\"events\":['\n" \
+    "           .. table.concat(parts, ',') .. ']}'\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_add_event_locked(): the newest max_events are ke" \
+    "pt,\n" \
+    "-- the implied accepted event counts and goes first\n" \
+    "local function add_event(id, event, me, acc)\n" \
+    "    local n = redis.call('LLEN', key_e(id)) + acc\n" \
+    "    local cap = math.max(me, 1)\n" \
+    "    while n >= cap do\n" \
+    "        n = n - 1\n" \
+    "        if acc == 1 then\n" \
+    "            acc = 0\n" \
+    "            redis.call('HSET', key_t(id), 'acc', '0')\n" \
+    "        else\n" \
+    "            redis.call('LPOP', key_e(id))\n" \
+    "        end\n" \
+    "    end\n" \
+    "    redis.call('RPUSH', key_e(id), event)\n" \
+    "    return acc\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_changed(): a new version, and the long polls tol" \
+    "d\n" \
+    "local function changed(id, now)\n" \
+    "    local v = redis.call('HINCRBY', key_t(id), 'v', 1)\n" \
+    "    redis.call('HSET', key_t(id), 'up', int(now))\n" \
+    "    return v\n" \
+    "end\n" \
+    "\n" \
+    "local function publish(id, v)\n" \
+    "    redis.call('PUBLISH', CHANNEL, SCOPE .. ' ' .. id .. ' ' .. int(v))" \
+    "\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_notice_locked(): the transaction as it is now, d" \
+    "ue\n" \
+    "-- now; its id is the same for every attempt and another for every statu" \
+    "s\n" \
+    "local function notice(id, now)\n" \
+    "    local r = redis.call('HMGET', key_t(id), 'st', 'cr', 'up', 'acc', 'r" \
+    "id')\n" \
+    "    local st = num(r[1])\n" \
+    "    local nid = 'msg_' .. id .. '_' .. (STATUS_NAME[st] or '')\n" \
+    "    local body = txn_json(id, st, num(r[2]), num(r[3]), num(r[4]))\n" \
+    "    redis.call('DEL', key_n(nid))\n" \
+    "    redis.call('HSET', key_n(nid), 'b', body, 'rid', r[5] or '',\n" \
+    "               'cr', int(now), 'att', '0', 'cl', '0')\n" \
+    "    redis.call('ZADD', KEY_NOTICES, int(now), nid)\n" \
+    "    return nid\n" \
+    "end\n" \
+    "\n" \
+    "-- ngx_http_fanbase_txn_terminal_locked(): out of the schedule, its payl" \
+    "oad,\n" \
+    "-- request id and claim gone, kept for \"retain\" ms\n" \
+    "local function txn_terminal(id, retain)\n" \
+    "    local r = redis.call('HMGET', key_t(id), 'rt', 'q')\n" \
+    "    if r[1] then\n" \
+    "        redis.call('ZREM', key_due(r[1]), id)\n" \
+    "    end\n" \
+    "    redis.call('HDEL', key_t(id), 'pl', 'rid', 'ow')\n" \
+    "    retain = math.max(retain, 1)\n" \
+    "    redis.call('PEXPIRE', key_t(id), int(retain))\n" \
+    "    redis.call('PEXPIRE', key_e(id), int(retain))\n" \
+    "    if r[2] and r[2] ~= '' then\n" \
+    "        redis.call('PEXPIRE', key_q(r[2]), int(retain))\n" \
+    "    end\n" \
+    "end\n" \
+    "\n" \
+    "-- a transaction parked in its route's order of acceptance\n" \
+    "local function park(route, id, cr)\n" \
+    "    redis.call('ZADD', key_due(route), int(cr - PARKED), id)\n" \
+    "end\n" \
+    "\n" \
+    "-- ---------------------------------------------------------------------" \
+    "\n" \
+    "-- token: the Fanbase token of a credential set, shared by every host\n" \
+    "-- (ngx_http_fanbase_token_redis.c), with a cluster-wide fetch lease, so" \
+    "\n" \
+    "-- that one host fetches for all.  The token is a secret: no answer of\n" \
+    "-- this script but \"get\"'s carries it, and no error names it.\n" \
+    "--\n" \
+    "-- T:tok        hash: tk the token, exp its end (Redis ms), life its\n" \
+    "--              lifetime (ms); PX until its end\n" \
+    "-- T:tok:lease  string: the owner (\"host pid\") of the fetch under way;" \
+    " PX\n" \
+    "--\n" \
+    "-- KEYS[1] T\n" \
+    "-- ARGV[1] op: get, put, release or drop\n" \
+    "--\n" \
+    "-- get: ARGV[2] the token this host has (or had: expired, rejected) or " \
+    "\"\";\n" \
+    "--      ARGV[3] ms it can still use it (0: none); ARGV[4] lease ms;\n" \
+    "--      ARGV[5] owner\n" \
+    "-- {0, token, left_ms, life_ms}  a token other than ARGV[2] that is stil" \
+    "l\n" \
+    "--                               good (usable longer than ARGV[3] and 1 " \
+    "s):\n" \
+    "--                               use it\n" \
+    "-- {2}                           none: the lease is the owner's, fetch\n" \
+    "-- {3}                           another owner fetches: look again short" \
+    "ly\n" \
+    "--\n" \
+    "-- put: ARGV[2] token, ARGV[3] lifetime ms, ARGV[4] owner: kept until it" \
+    "s\n" \
+    "--      end (unless Redis holds one that ends later), the owner's lease" \
+    "\n" \
+    "--      released -> {0}, or {1} when the one held ends later\n" \
+    "-- release: ARGV[2] owner: the owner's lease released (a failed fetch) -" \
+    "> {0}\n" \
+    "-- drop: ARGV[2] token: removed if it is the one held (Fanbase rejected" \
+    "\n" \
+    "--       it) -> {0}, else {2}\n" \
+    "\n" \
+    "local KEY_TOK = T .. ':tok'\n" \
+    "local KEY_LEASE = T .. ':tok:lease'\n" \
+    "\n" \
+    "-- as the edge reckons a token's end (ngx_http_fanbase_token_done)\n" \
+    "local SKEW_MAX = 30000\n" \
+    "\n" \
+    "local function release(owner)\n" \
+    "    if redis.call('GET', KEY_LEASE) == owner then\n" \
+    "        redis.call('DEL', KEY_LEASE)\n" \
+    "    end\n" \
+    "end\n" \
+    "\n" \
+    "local op = ARGV[1]\n" \
+    "local now = now_ms()\n" \
+    "\n" \
+    "if op == 'get' then\n" \
+    "    local have, have_left = ARGV[2], tonumber(ARGV[3])\n" \
+    "    local lease, owner = tonumber(ARGV[4]), ARGV[5]\n" \
+    "\n" \
+    "    local r = redis.call('HMGET', KEY_TOK, 'tk', 'exp', 'life')\n" \
+    "    if r[1] and r[1] ~= have then\n" \
+    "        local left, life = num(r[2]) - now, num(r[3])\n" \
+    "        local usable = left - math.min(math.floor(life / 10), SKEW_MAX)" \
+    "\n" \
+    "        if usable > math.max(have_left, 1000) then\n" \
+    "            return { OK, r[1], left, life }\n" \
+    "        end\n" \
+    "    end\n" \
+    "\n" \
+    "    local held = redis.call('GET', KEY_LEASE)\n" \
+    "    if held and held ~= owner then\n" \
+    "        return { BUSY }\n" \
+    "    end\n" \
+    "\n" \
+    "    redis.call('SET', KEY_LEASE, owner, 'PX', lease)\n" \
+    "    return { DECLINED }\n" \
+    "end\n" \
+    "\n" \
+    "if op == 'put' then\n" \
+    "    local token, life, owner = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n" \
+    "    release(owner)\n" \
+    "\n" \
+    "    local exp = num(redis.call('HGET', KEY_TOK, 'exp'))\n" \
+    "    if exp > now + life then\n" \
+    "        return { DONE }\n" \
+    "    end\n" \
+    "\n" \
+    "    redis.call('HSET', KEY_TOK, 'tk', token, 'exp', int(now + life),\n" \
+    "               'life', int(life))\n" \
+    "    redis.call('PEXPIRE', KEY_TOK, int(life))\n" \
+    "    return { OK }\n" \
+    "end\n" \
+    "\n" \
+    "if op == 'release' then\n" \
+    "    release(ARGV[2])\n" \
+    "    return { OK }\n" \
+    "end\n" \
+    "\n" \
+    "if op == 'drop' then\n" \
+    "    if redis.call('HGET', KEY_TOK, 'tk') == ARGV[2] then\n" \
+    "        redis.call('DEL', KEY_TOK)\n" \
+    "        return { OK }\n" \
+    "    end\n" \
+    "    return { DECLINED }\n" \
+    "end\n" \
+    "\n" \
+    "return redis.error_reply('fanbase: token: unknown operation')\n"
+
+
 static const ngx_http_fanbase_redis_script_t
     ngx_http_fanbase_store_redis_scripts[] =
 {
@@ -2908,6 +3229,9 @@ static const ngx_http_fanbase_redis_script_t
     { ngx_string(NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH_TEXT),
       "387a2ed4cda141564ce15713910e1e2eeba4fbfc",
       "notice_finish" },
+    { ngx_string(NGX_HTTP_FANBASE_REDIS_TOKEN_TEXT),
+      "9cd1c34a136cf3a45257fc0080e19ad716aa469f",
+      "token" },
 };
 
 

@@ -20,6 +20,7 @@
 #include "ngx_http_fanbase_wait.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_token.h"
+#include "ngx_http_fanbase_token_redis.h"
 
 #include <ngx_md5.h>
 
@@ -30,6 +31,9 @@
 #define NGX_HTTP_FANBASE_BACKOFF_MAX   60000
 #define NGX_HTTP_FANBASE_SKEW_MAX      30000
 #define NGX_HTTP_FANBASE_LIFETIME_MAX  (30 * 86400)
+
+/* another host fetches the token: this host looks in Redis again after */
+#define NGX_HTTP_FANBASE_TOKEN_PAUSE   100
 
 #define ngx_http_fanbase_before(a, b)  ((ngx_msec_int_t) ((a) - (b)) < 0)
 
@@ -42,6 +46,7 @@ typedef struct {
     ngx_msec_t                    refresh;
     ngx_msec_t                    lease;
     ngx_msec_t                    backoff;
+    ngx_msec_t                    pause;       /* another host fetches */
     ngx_uint_t                    failures;
     uint64_t                      fetched[2];  /* ok, failed */
     unsigned                      valid:1;
@@ -55,8 +60,15 @@ typedef struct {
 
 static ngx_http_fanbase_token_slot_t *ngx_http_fanbase_token_slot(
     ngx_http_fanbase_cred_t *cred);
+static ngx_int_t ngx_http_fanbase_token_start(ngx_http_fanbase_cred_t *cred,
+    u_char *have, size_t len, ngx_msec_t have_left, ngx_log_t *log);
+static void ngx_http_fanbase_token_asked(ngx_http_fanbase_cred_t *cred,
+    ngx_http_fanbase_token_redis_answer_t *a);
 static ngx_int_t ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred,
     ngx_log_t *log);
+static void ngx_http_fanbase_token_install(ngx_http_fanbase_cred_t *cred,
+    const u_char *token, size_t len, ngx_msec_t left, ngx_msec_t life,
+    ngx_uint_t fetched);
 static void ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     const char *reason, long status);
@@ -210,6 +222,12 @@ ngx_http_fanbase_token_init_process(ngx_cycle_t *cycle,
     ngx_uint_t                i;
     ngx_http_fanbase_cred_t **credp;
 
+    if (mcf->redis != NULL
+        && ngx_http_fanbase_token_redis_init_process(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     credp = mcf->creds.elts;
 
     for (i = 0; i < mcf->creds.nelts; i++) {
@@ -289,14 +307,16 @@ ngx_int_t
 ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
     ngx_http_fanbase_headers_t **hdr, time_t *retry_after)
 {
-    size_t                          len;
+    size_t                          len, have_len;
     uint64_t                        generation;
-    ngx_msec_t                      now;
+    ngx_int_t                       rc;
+    ngx_msec_t                      now, have_left;
     ngx_uint_t                      refresh;
     ngx_slab_pool_t                *shpool;
     ngx_http_fanbase_headers_t   *h;
     ngx_http_fanbase_token_slot_t  *slot;
     u_char                          token[NGX_HTTP_FANBASE_TOKEN_MAX];
+    u_char                          have[NGX_HTTP_FANBASE_TOKEN_MAX];
 
     if (cred->fixed.len) {
         cred->hdr->refs++;
@@ -334,11 +354,23 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
         refresh = !ngx_http_fanbase_before(now, slot->refresh)
                   && !slot->leased
                   && !(slot->failures
-                       && ngx_http_fanbase_before(now, slot->backoff));
+                       && ngx_http_fanbase_before(now, slot->backoff))
+                  && !ngx_http_fanbase_before(now, slot->pause);
+
+        have_len = 0;
+        have_left = 0;
 
         if (refresh) {
             slot->leased = 1;
             slot->lease = now + cred->upstream->timeout + 1000;
+
+            /* Redis may hold a later one: not this one */
+
+            if (cred->mcf->redis != NULL) {
+                have_len = slot->len;
+                ngx_memcpy(have, slot->token, have_len);
+                have_left = slot->expires - now;
+            }
         }
 
         ngx_shmtx_unlock(&shpool->mutex);
@@ -363,7 +395,9 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
                           "fanbase: refreshing the token of %V ahead of "
                           "expiry", &cred->name);
 
-            (void) ngx_http_fanbase_token_fetch(cred, log);
+            (void) ngx_http_fanbase_token_start(cred, have, have_len,
+                                                have_left, log);
+            ngx_explicit_memzero(have, have_len);
         }
 
         cred->hdr->refs++;
@@ -372,7 +406,9 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
         return NGX_OK;
     }
 
-    if (slot->leased) {
+    /* a fetch under way, on this host or (Redis says) on another */
+
+    if (slot->leased || ngx_http_fanbase_before(now, slot->pause)) {
         ngx_shmtx_unlock(&shpool->mutex);
         return NGX_AGAIN;
     }
@@ -386,9 +422,21 @@ ngx_http_fanbase_token_get(ngx_http_fanbase_cred_t *cred, ngx_log_t *log,
     slot->leased = 1;
     slot->lease = now + cred->upstream->timeout + 1000;
 
+    /* the token that expired or was rejected: not that one from Redis */
+
+    have_len = 0;
+
+    if (cred->mcf->redis != NULL) {
+        have_len = slot->len;
+        ngx_memcpy(have, slot->token, have_len);
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (ngx_http_fanbase_token_fetch(cred, log) != NGX_OK) {
+    rc = ngx_http_fanbase_token_start(cred, have, have_len, 0, log);
+    ngx_explicit_memzero(have, have_len);
+
+    if (rc != NGX_OK) {
         *retry_after = 1;
         return NGX_DECLINED;
     }
@@ -401,9 +449,11 @@ void
 ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
     ngx_http_fanbase_headers_t *hdr, ngx_log_t *log)
 {
+    size_t                          len;
     ngx_uint_t                      dropped;
     ngx_slab_pool_t                *shpool;
     ngx_http_fanbase_token_slot_t  *slot;
+    u_char                          token[NGX_HTTP_FANBASE_TOKEN_MAX];
 
     if (cred->fixed.len) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -414,6 +464,7 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
 
     shpool = cred->mcf->shpool;
     dropped = 0;
+    len = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -424,9 +475,21 @@ ngx_http_fanbase_token_reject(ngx_http_fanbase_cred_t *cred,
     if (slot != NULL && slot->valid && slot->generation == hdr->tag) {
         slot->valid = 0;
         dropped = 1;
+
+        if (cred->mcf->redis != NULL) {
+            len = slot->len;
+            ngx_memcpy(token, slot->token, len);
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    /* nor do the other hosts use it, if Redis still holds that one */
+
+    if (len) {
+        ngx_http_fanbase_token_redis_drop(cred, token, len);
+        ngx_explicit_memzero(token, len);
+    }
 
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "fanbase: Fanbase rejected the token of %V%s", &cred->name,
@@ -521,7 +584,9 @@ ngx_http_fanbase_token_health(ngx_http_fanbase_cred_t *cred, ngx_pool_t *pool,
             th->state = "valid";
             th->expires_in = slot->expires - now;
 
-        } else if (slot->leased) {
+        } else if (slot->leased
+                   || ngx_http_fanbase_before(now, slot->pause))
+        {
             th->state = "fetching";
 
         } else if (slot->failures) {
@@ -589,6 +654,134 @@ ngx_http_fanbase_token_slot(ngx_http_fanbase_cred_t *cred)
 }
 
 
+/*
+ * This worker holds the zone's lease: with Redis, a token another host
+ * fetched, or the cluster's lease first; without it (or Redis down), the
+ * fetch.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_token_start(ngx_http_fanbase_cred_t *cred, u_char *have,
+    size_t len, ngx_msec_t have_left, ngx_log_t *log)
+{
+    if (cred->mcf->redis != NULL
+        && ngx_http_fanbase_token_redis_ask(cred, have, len, have_left,
+                                            cred->upstream->timeout + 1000,
+                                            ngx_http_fanbase_token_asked)
+           == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_fanbase_token_fetch(cred, log);
+}
+
+
+static void
+ngx_http_fanbase_token_asked(ngx_http_fanbase_cred_t *cred,
+    ngx_http_fanbase_token_redis_answer_t *a)
+{
+    ngx_msec_t                      now;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    if (a->rc == NGX_OK) {
+
+        /* as if fetched: the waiters of this worker go at once */
+
+        ngx_http_fanbase_token_install(cred, a->token, a->len, a->left,
+                                       a->life, 0);
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "fanbase: token for %V from redis, fetched by another "
+                      "host, valid for %M s more", &cred->name,
+                      a->left / 1000);
+
+        ngx_http_fanbase_wait_kick();
+        return;
+    }
+
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    if (slot != NULL) {
+        if (a->rc == NGX_BUSY) {
+            /* the requests wait as for a fetch, this host looks again */
+            slot->leased = 0;
+            slot->pause = now + NGX_HTTP_FANBASE_TOKEN_PAUSE;
+
+        } else {
+            /* the time Redis took is not the fetch's */
+            slot->lease = now + cred->upstream->timeout + 1000;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (a->rc == NGX_BUSY) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "fanbase: another host fetches the token of %V",
+                       &cred->name);
+        return;
+    }
+
+    /* the cluster's lease is this worker's, or Redis did not answer */
+
+    (void) ngx_http_fanbase_token_fetch(cred, ngx_cycle->log);
+}
+
+
+/*
+ * A token in the slot, "left" ms of its "life" to go: used until a skew
+ * before its end, refreshed around 80% of its life, spread over the last
+ * tenth.  "fetched" by this host, or taken from Redis.
+ */
+
+static void
+ngx_http_fanbase_token_install(ngx_http_fanbase_cred_t *cred,
+    const u_char *token, size_t len, ngx_msec_t left, ngx_msec_t life,
+    ngx_uint_t fetched)
+{
+    ngx_msec_t                      now, skew;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_fanbase_token_slot_t  *slot;
+
+    skew = ngx_min(life / 10, NGX_HTTP_FANBASE_SKEW_MAX);
+
+    shpool = cred->mcf->shpool;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_http_fanbase_token_slot(cred);
+
+    if (slot != NULL) {
+        slot->generation++;
+        slot->len = len;
+        ngx_memcpy(slot->token, token, len);
+        slot->expires = now + left - skew;
+        slot->refresh = now + left - life * 2 / 10
+                        - ngx_random() % (life / 10 + 1);
+        slot->valid = 1;
+        slot->leased = 0;
+        slot->pause = now;
+        slot->failures = 0;
+        slot->error_len = 0;
+
+        if (fetched) {
+            slot->fetched[0]++;
+            cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
 static ngx_int_t
 ngx_http_fanbase_token_fetch(ngx_http_fanbase_cred_t *cred, ngx_log_t *log)
 {
@@ -631,11 +824,8 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
 {
     u_char                         *p;
     int64_t                         lifetime;
-    ngx_msec_t                      now, skew;
     fanbase_token_t                 token;
-    ngx_slab_pool_t                *shpool;
     ngx_http_fanbase_cred_t        *cred;
-    ngx_http_fanbase_token_slot_t  *slot;
     u_char                          reason[NGX_HTTP_FANBASE_TOKEN_ERROR_MAX];
 
     cred = h->data;
@@ -684,40 +874,22 @@ ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h)
     lifetime = ngx_min(token.expires_in, NGX_HTTP_FANBASE_LIFETIME_MAX)
                * 1000;
 
-    skew = ngx_min((ngx_msec_t) lifetime / 10, NGX_HTTP_FANBASE_SKEW_MAX);
-
-    shpool = cred->mcf->shpool;
-    now = ngx_current_msec;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    slot = ngx_http_fanbase_token_slot(cred);
-
-    if (slot != NULL) {
-        slot->generation++;
-        slot->len = token.access_token.len;
-        ngx_memcpy(slot->token, token.access_token.data, slot->len);
-        slot->expires = now + lifetime - skew;
-
-        /* around 80% of the lifetime, spread over the last tenth */
-
-        slot->refresh = now + lifetime * 8 / 10
-                        - ngx_random() % ((ngx_msec_t) lifetime / 10 + 1);
-
-        slot->valid = 1;
-        slot->leased = 0;
-        slot->failures = 0;
-        slot->fetched[0]++;
-        slot->error_len = 0;
-
-        cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_fanbase_token_install(cred, token.access_token.data,
+                                   token.access_token.len,
+                                   (ngx_msec_t) lifetime,
+                                   (ngx_msec_t) lifetime, 1);
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "fanbase: new token for %V, valid for %L s",
                   &cred->name, token.expires_in);
+
+    /* for the other hosts, until its end; the cluster's lease released */
+
+    if (cred->mcf->redis != NULL) {
+        ngx_http_fanbase_token_redis_put(cred, token.access_token.data,
+                                         token.access_token.len,
+                                         (ngx_msec_t) lifetime);
+    }
 
     fanbase_json_token_free(&token);
 
@@ -765,6 +937,12 @@ ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    /* another host may try while this one backs off */
+
+    if (cred->mcf->redis != NULL) {
+        ngx_http_fanbase_token_redis_release(cred);
+    }
 
     if (status) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,

@@ -13,8 +13,10 @@
 # transactions out of the schedule and expiring, retries), hook and
 # hook_release, the notice body byte for byte against a rendering made
 # here (the site verifies its signature over those bytes) with ISO times
-# of chosen dates, notice_claim and notice_finish, and a PUBLISH on
-# PREFIX:changes after every change.
+# of chosen dates, notice_claim and notice_finish, a PUBLISH on
+# PREFIX:changes after every change, and token (the shared token, its end
+# in Redis' time, the fetch lease: busy for another host, released by its
+# holder only, dropped only if it is the token held).
 
 use strict;
 use warnings;
@@ -31,7 +33,7 @@ use Time::HiRes qw(sleep);
 
 
 my @NAMES = qw(create get cancel hook hook_release claim sending finish
-               notice_claim notice_finish);
+               notice_claim notice_finish token);
 my %ST = (pending => 1, processing => 2, completed => 3, failed => 4,
           cancelled => 5);
 my @ST_NAME = (undef, qw(pending processing completed failed cancelled));
@@ -60,7 +62,7 @@ while (my ($enum, $sha, $name) = splice @table, 0, 3) {
     push @order, $name;
 }
 is_deeply \@order, \@NAMES, 'the table in the order of the enum';
-like $header, qr/NGX_HTTP_FANBASE_REDIS_CREATE = 0,\s+NGX_HTTP_FANBASE_REDIS_GET,\s+NGX_HTTP_FANBASE_REDIS_CANCEL,\s+NGX_HTTP_FANBASE_REDIS_HOOK,\s+NGX_HTTP_FANBASE_REDIS_HOOK_RELEASE,\s+NGX_HTTP_FANBASE_REDIS_CLAIM,\s+NGX_HTTP_FANBASE_REDIS_SENDING,\s+NGX_HTTP_FANBASE_REDIS_FINISH,\s+NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,\s+NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH,\s+NGX_HTTP_FANBASE_REDIS_NSCRIPTS/,
+like $header, qr/NGX_HTTP_FANBASE_REDIS_CREATE = 0,\s+NGX_HTTP_FANBASE_REDIS_GET,\s+NGX_HTTP_FANBASE_REDIS_CANCEL,\s+NGX_HTTP_FANBASE_REDIS_HOOK,\s+NGX_HTTP_FANBASE_REDIS_HOOK_RELEASE,\s+NGX_HTTP_FANBASE_REDIS_CLAIM,\s+NGX_HTTP_FANBASE_REDIS_SENDING,\s+NGX_HTTP_FANBASE_REDIS_FINISH,\s+NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,\s+NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH,\s+NGX_HTTP_FANBASE_REDIS_TOKEN,\s+NGX_HTTP_FANBASE_REDIS_NSCRIPTS/,
      'the enum';
 
 my $r = FanbaseRedis->new(dir => $dir);
@@ -737,6 +739,58 @@ sub clean {
     my $err = $c->cmd('EVALSHA', $SHA{get}, 1, 'fanbase:nope', $id);
     like "$err", qr/not a scope tag/, 'a key that is no tag: an error';
 }
+
+# --- token: one fetch for every host ------------------------------------------
+
+{
+    my $lease = "$T:tok:lease";
+    is_deeply run('token', 'get', '', 0, 3000, 'A 1'), [2],
+              'token get: none: the lease is the asker\'s';
+    my $pttl = $c->cmd('PTTL', $lease);
+    ok $pttl > 2500 && $pttl <= 3000, "token get: the lease for 3 s ($pttl)";
+    is_deeply run('token', 'get', '', 0, 3000, 'B 1'), [3],
+              'token get: another host holds the lease: busy';
+    is_deeply run('token', 'get', '', 0, 3000, 'A 1'), [2],
+              'token get: the holder asks again: still its lease';
+    is_deeply run('token', 'release', 'B 1'), [0], 'token release: not B\'s';
+    is $c->cmd('GET', $lease), 'A 1', 'token release: A\'s lease kept';
+
+    my $before = redis_ms();
+    is_deeply run('token', 'put', 'TOK1', 60000, 'A 1'), [0],
+              'token put';
+    is $c->cmd('EXISTS', $lease), 0, 'token put: the lease released';
+    my $exp = $c->cmd('HGET', "$T:tok", 'exp');
+    ok $exp >= $before + 60000 && $exp <= redis_ms() + 60000,
+       'token put: its end in Redis\' time';
+    $pttl = $c->cmd('PTTL', "$T:tok");
+    ok $pttl > 59000 && $pttl <= 60000, "token put: kept until its end";
+
+    my $x = run('token', 'get', '', 0, 3000, 'B 1');
+    is_deeply [@$x[0, 1, 3]], [0, 'TOK1', 60000],
+              'token get: another host gets the token and its lifetime';
+    ok $x->[2] > 59000 && $x->[2] <= 60000, "token get: ms left ($x->[2])";
+    is_deeply run('token', 'get', 'TOK1', 0, 3000, 'B 1'), [2],
+              'token get: the one the host has: the lease, to fetch another';
+    is_deeply run('token', 'get', 'TOK0', 58000, 3000, 'C 1'), [3],
+              'token get: not usable longer than the host\'s own: busy';
+    run('token', 'release', 'B 1');
+    is_deeply run('token', 'get', 'TOK0', 40000, 3000, 'C 1')->[1], 'TOK1',
+              'token get: usable longer than the host\'s own';
+    run('token', 'release', 'C 1');
+
+    is_deeply run('token', 'put', 'TOK2', 1000, 'A 1'), [1],
+              'token put: one that ends sooner does not replace it';
+    is_deeply run('token', 'drop', 'TOKX'), [2],
+              'token drop: another token: kept';
+    is_deeply run('token', 'drop', 'TOK1'), [0], 'token drop: that token';
+    is $c->cmd('EXISTS', "$T:tok"), 0, 'token drop: gone';
+
+    run('token', 'put', 'TOK3', 1100, 'A 1');
+    is_deeply run('token', 'get', '', 0, 3000, 'B 1'), [2],
+              'token get: less than a skew and 1 s left: fetch';
+    clean();
+}
+
 
 $c->close;
 $sub->close;

@@ -24,7 +24,7 @@ my $HEADER = File::Spec->catfile($DIR, '..',
 
 # the order of the enum
 my @SCRIPTS = qw(create get cancel hook hook_release claim sending finish
-                 notice_claim notice_finish);
+                 notice_claim notice_finish token);
 
 sub slurp {
     my $path = shift;

@@ -552,6 +552,11 @@ TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_NGINX_MODULE (a dynamic
 module to load_module), TEST_NGINX_KEEP=1 (keep the test directory),
 TEST_NODE (the Node.js binary; default C<node>, else C<nodejs>, in PATH).
 
+TEST_FANBASE_ENGINE=redis: an nginx whose C<http> text has C<fanbase_zone>
+(and no C<fanbase_redis> of its own) gets C<fanbase_redis> too, naming a redis-server of its own
+(L<FanbaseRedis>, in the test directory, started before nginx and stopped
+after it): a test of the embedded engine runs on the Redis engine.
+
 =cut
 
 use strict;
