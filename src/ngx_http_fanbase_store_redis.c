@@ -110,9 +110,16 @@ static void ngx_http_fanbase_store_redis_txn_hook_release(
 static ngx_int_t ngx_http_fanbase_store_redis_txn_claim(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_job_t *job,
     ngx_msec_t lease, ngx_http_fanbase_store_op_t *op);
+static ngx_int_t ngx_http_fanbase_store_redis_claim_start(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_store_op_t *op,
+    void *out, ngx_msec_t lease, ngx_uint_t script,
+    ngx_http_fanbase_redis_pt handler);
 static ngx_int_t ngx_http_fanbase_store_redis_claim_next(
     ngx_http_fanbase_store_redis_call_t *call, ngx_uint_t script,
     ngx_http_fanbase_redis_pt handler);
+static void ngx_http_fanbase_store_redis_claim_none(
+    ngx_http_fanbase_store_redis_call_t *call, redisReply *reply,
+    ngx_uint_t script, ngx_http_fanbase_redis_pt handler);
 static void ngx_http_fanbase_store_redis_claimed(
     ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
 static ngx_int_t ngx_http_fanbase_store_redis_txn_sending(
@@ -631,7 +638,7 @@ ngx_http_fanbase_store_redis_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_http_fanbase_store_op_t *op)
 {
     ngx_int_t                             rc;
-    ngx_str_t                             event, empty;
+    ngx_str_t                             event;
     ngx_pool_t                           *pool;
     ngx_http_fanbase_store_redis_args_t   a;
 
@@ -640,12 +647,7 @@ ngx_http_fanbase_store_redis_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_ERROR;
     }
 
-    ngx_str_null(&empty);
-
-    if (ngx_http_fanbase_txn_event(pool, "transition", "cancelled at the edge",
-                                   FANBASE_STATUS_CANCELLED, &empty, &event)
-        != NGX_OK)
-    {
+    if (ngx_http_fanbase_txn_cancel_event(pool, &event) != NGX_OK) {
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
@@ -777,9 +779,7 @@ ngx_http_fanbase_store_redis_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_job_t *job, ngx_msec_t lease,
     ngx_http_fanbase_store_op_t *op)
 {
-    ngx_int_t                             rc;
     ngx_msec_t                            next;
-    ngx_http_fanbase_store_redis_call_t  *call;
 
     op->next = NGX_HTTP_FANBASE_REDIS_POLL;
 
@@ -792,6 +792,21 @@ ngx_http_fanbase_store_redis_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_OK;
     }
 
+    return ngx_http_fanbase_store_redis_claim_start(mcf, op, job, lease,
+                                      NGX_HTTP_FANBASE_REDIS_CLAIM,
+                                      ngx_http_fanbase_store_redis_claimed);
+}
+
+
+/* a claim (txn_claim, notice_claim) asks the credential sets in turn */
+
+static ngx_int_t
+ngx_http_fanbase_store_redis_claim_start(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_store_op_t *op, void *out, ngx_msec_t lease,
+    ngx_uint_t script, ngx_http_fanbase_redis_pt handler)
+{
+    ngx_http_fanbase_store_redis_call_t  *call;
+
     if (ngx_http_fanbase_store_redis_scopes.nelts == 0) {
         return NGX_DECLINED;
     }
@@ -803,19 +818,45 @@ ngx_http_fanbase_store_redis_txn_claim(ngx_http_fanbase_main_conf_t *mcf,
 
     call->op = op;
     call->mcf = mcf;
-    call->out = job;
+    call->out = out;
     call->lease = lease;
     call->next = NGX_HTTP_FANBASE_REDIS_POLL;
 
-    rc = ngx_http_fanbase_store_redis_claim_next(call,
-                                      NGX_HTTP_FANBASE_REDIS_CLAIM,
-                                      ngx_http_fanbase_store_redis_claimed);
-    if (rc != NGX_AGAIN) {
+    if (ngx_http_fanbase_store_redis_claim_next(call, script, handler)
+        != NGX_AGAIN)
+    {
         ngx_free(call);
         return NGX_DECLINED;
     }
 
     return NGX_AGAIN;
+}
+
+
+/* nothing due in this set: the next one, or the answer "none" */
+
+static void
+ngx_http_fanbase_store_redis_claim_none(
+    ngx_http_fanbase_store_redis_call_t *call, redisReply *reply,
+    ngx_uint_t script, ngx_http_fanbase_redis_pt handler)
+{
+    int64_t  next;
+
+    if (ngx_http_fanbase_store_redis_int(reply, 1, &next) == NGX_OK
+        && next >= 0)
+    {
+        call->next = ngx_min(call->next, (ngx_msec_t) next);
+    }
+
+    if (call->tried < ngx_http_fanbase_store_redis_scopes.nelts
+        && ngx_http_fanbase_store_redis_claim_next(call, script, handler)
+           == NGX_AGAIN)
+    {
+        return;
+    }
+
+    call->op->next = call->next;
+    ngx_http_fanbase_store_redis_answer(call, NGX_DECLINED);
 }
 
 
@@ -868,7 +909,7 @@ static void
 ngx_http_fanbase_store_redis_claimed(ngx_http_fanbase_redis_cmd_t *cmd,
     redisReply *reply)
 {
-    int64_t                               kind, cl, att, sent, deadline, next;
+    int64_t                               kind, cl, att, sent, deadline;
     ngx_int_t                             rc;
     ngx_str_t                             id, data, rid, target;
     ngx_http_fanbase_job_t               *job;
@@ -878,23 +919,8 @@ ngx_http_fanbase_store_redis_claimed(ngx_http_fanbase_redis_cmd_t *cmd,
     rc = ngx_http_fanbase_store_redis_code(reply);
 
     if (rc == NGX_DECLINED) {
-        if (ngx_http_fanbase_store_redis_int(reply, 1, &next) == NGX_OK
-            && next >= 0)
-        {
-            call->next = ngx_min(call->next, (ngx_msec_t) next);
-        }
-
-        if (call->tried < ngx_http_fanbase_store_redis_scopes.nelts
-            && ngx_http_fanbase_store_redis_claim_next(call,
-                                      NGX_HTTP_FANBASE_REDIS_CLAIM,
-                                      ngx_http_fanbase_store_redis_claimed)
-               == NGX_AGAIN)
-        {
-            return;
-        }
-
-        call->op->next = call->next;
-        ngx_http_fanbase_store_redis_answer(call, NGX_DECLINED);
+        ngx_http_fanbase_store_redis_claim_none(call, reply, NGX_HTTP_FANBASE_REDIS_CLAIM,
+                                   ngx_http_fanbase_store_redis_claimed);
         return;
     }
 
@@ -1472,9 +1498,7 @@ ngx_http_fanbase_store_redis_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
     ngx_msec_t lease, ngx_http_fanbase_notice_job_t **job,
     ngx_http_fanbase_store_op_t *op)
 {
-    ngx_int_t                             rc;
     ngx_msec_t                            next;
-    ngx_http_fanbase_store_redis_call_t  *call;
 
     op->next = NGX_HTTP_FANBASE_REDIS_POLL;
 
@@ -1489,30 +1513,9 @@ ngx_http_fanbase_store_redis_notice_claim(ngx_http_fanbase_main_conf_t *mcf,
 
     *job = NULL;
 
-    if (ngx_http_fanbase_store_redis_scopes.nelts == 0) {
-        return NGX_DECLINED;
-    }
-
-    call = ngx_calloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
-    if (call == NULL) {
-        return NGX_DECLINED;
-    }
-
-    call->op = op;
-    call->mcf = mcf;
-    call->out = job;
-    call->lease = lease;
-    call->next = NGX_HTTP_FANBASE_REDIS_POLL;
-
-    rc = ngx_http_fanbase_store_redis_claim_next(call,
+    return ngx_http_fanbase_store_redis_claim_start(mcf, op, job, lease,
                                   NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,
                                   ngx_http_fanbase_store_redis_notice_claimed);
-    if (rc != NGX_AGAIN) {
-        ngx_free(call);
-        return NGX_DECLINED;
-    }
-
-    return NGX_AGAIN;
 }
 
 
@@ -1521,7 +1524,7 @@ ngx_http_fanbase_store_redis_notice_claimed(ngx_http_fanbase_redis_cmd_t *cmd,
     redisReply *reply)
 {
     u_char                               *p;
-    int64_t                               created, att, cl, next;
+    int64_t                               created, att, cl;
     ngx_int_t                             rc;
     ngx_str_t                             id, body, rid;
     ngx_http_fanbase_notice_job_t        *job;
@@ -1530,23 +1533,8 @@ ngx_http_fanbase_store_redis_notice_claimed(ngx_http_fanbase_redis_cmd_t *cmd,
     rc = ngx_http_fanbase_store_redis_code(reply);
 
     if (rc == NGX_DECLINED) {
-        if (ngx_http_fanbase_store_redis_int(reply, 1, &next) == NGX_OK
-            && next >= 0)
-        {
-            call->next = ngx_min(call->next, (ngx_msec_t) next);
-        }
-
-        if (call->tried < ngx_http_fanbase_store_redis_scopes.nelts
-            && ngx_http_fanbase_store_redis_claim_next(call,
-                                  NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,
-                                  ngx_http_fanbase_store_redis_notice_claimed)
-               == NGX_AGAIN)
-        {
-            return;
-        }
-
-        call->op->next = call->next;
-        ngx_http_fanbase_store_redis_answer(call, NGX_DECLINED);
+        ngx_http_fanbase_store_redis_claim_none(call, reply, NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM,
+                                   ngx_http_fanbase_store_redis_notice_claimed);
         return;
     }
 

@@ -182,6 +182,21 @@ ngx_http_fanbase_txn_event(ngx_pool_t *pool, const char *kind,
 }
 
 
+/* the event of a cancellation, whichever engine keeps it */
+
+ngx_int_t
+ngx_http_fanbase_txn_cancel_event(ngx_pool_t *pool, ngx_str_t *event)
+{
+    ngx_str_t  empty;
+
+    ngx_str_null(&empty);
+
+    return ngx_http_fanbase_txn_event(pool, "transition",
+                                      "cancelled at the edge",
+                                      FANBASE_STATUS_CANCELLED, &empty, event);
+}
+
+
 /*
  * The first event of every transaction, kept implied in the zone while it
  * is among the newest events: it takes no memory of its own.
@@ -643,7 +658,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id, ngx_log_t *log)
 {
     ngx_int_t                rc;
-    ngx_str_t                event, empty;
+    ngx_str_t                event;
     ngx_pool_t              *pool;
     ngx_http_fanbase_txn_t  *t;
 
@@ -652,12 +667,7 @@ ngx_http_fanbase_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_ERROR;
     }
 
-    ngx_str_null(&empty);
-
-    if (ngx_http_fanbase_txn_event(pool, "transition", "cancelled at the edge",
-                                   FANBASE_STATUS_CANCELLED, &empty, &event)
-        != NGX_OK)
-    {
+    if (ngx_http_fanbase_txn_cancel_event(pool, &event) != NGX_OK) {
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }

@@ -261,6 +261,8 @@ extern ngx_http_fanbase_txn_journal_pt  ngx_http_fanbase_txn_journal;
 ngx_http_fanbase_txn_t *ngx_http_fanbase_txn_find_locked(
     ngx_http_fanbase_shctx_t *sh, uint64_t scope, u_char *id, size_t len);
 u_char *ngx_http_fanbase_txn_accepted(u_char *p, uint64_t created);
+ngx_int_t ngx_http_fanbase_txn_cancel_event(ngx_pool_t *pool,
+    ngx_str_t *event);
 void ngx_http_fanbase_txn_request_id(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_t *t, ngx_str_t *id);
 ngx_int_t ngx_http_fanbase_txn_restore_locked(

@@ -101,25 +101,11 @@ my %NEW_ARGS = map { $_ => 1 }
 my %GIVEN;
 my @LIVE;    # weak references to every instance, stopped at END
 
-# A port nothing listens on, below the ephemeral range (see FanbaseTest).
+# A port nothing listens on: FanbaseTest's, so that no test gives the same
+# one to two servers
 sub free_port {
-    my $low = 32768;
-    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
-        ($low) = (<$fh> // '') =~ /^\s*(\d+)/;
-        $low = 32768 unless $low && $low > 11000;
-    }
-    for (1 .. 200) {
-        my $port = 10000 + int rand($low - 10000);
-        next if $GIVEN{$port};
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => $port, Proto => 'tcp',
-                                      ReuseAddr => 1, Listen => 1)
-            or next;
-        close $s;
-        $GIVEN{$port} = 1;
-        return $port;
-    }
-    die "cannot find a free port below $low";
+    require FanbaseTest;
+    return FanbaseTest::free_port();
 }
 
 sub new {
