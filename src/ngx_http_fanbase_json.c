@@ -60,6 +60,26 @@ typedef struct {
 
 
 /*
+ * 8 bytes of a string at once (w: their 64 bits).  fanbase_json_special():
+ * nonzero when one of them is a '"', a '\\' or a control, the bytes a JSON
+ * string cannot hold as they are; fanbase_json_stop(): or above 0x7f.
+ * Exact whether any byte is such (the borrows that could flag a byte
+ * falsely start at a byte that is one).  Strings of a few bytes, as a
+ * submission's are, read faster a byte at a time: not used there.
+ */
+#define FANBASE_JSON_ONES   0x0101010101010101ULL
+#define FANBASE_JSON_HIGHS  0x8080808080808080ULL
+#define fanbase_json_zero(v)  (((v) - FANBASE_JSON_ONES) & ~(v))
+#define fanbase_json_special(w)                                              \
+    ((fanbase_json_zero((w) ^ (FANBASE_JSON_ONES * '"'))                     \
+      | fanbase_json_zero((w) ^ (FANBASE_JSON_ONES * '\\'))                  \
+      | (((w) - FANBASE_JSON_ONES * 0x20) & ~(w)))                           \
+     & FANBASE_JSON_HIGHS)
+#define fanbase_json_stop(w)                                                 \
+    (fanbase_json_special(w) | ((w) & FANBASE_JSON_HIGHS))
+
+
+/*
  * Fanbase's queue item echoes the submission in "msg", one level down: a
  * submission as deep as we accept must not make its answer unreadable
  */
@@ -1114,15 +1134,6 @@ fanbase_sub_number(const unsigned char *p, const unsigned char *last)
 #define FANBASE_ITEM_ESCAPES  1
 #define FANBASE_ITEM_UTF8     2            /* bytes above 0x7f */
 
-/* 8 bytes at once: a '"', a '\\', a control or a byte above 0x7f */
-#define FANBASE_ITEM_ONES     0x0101010101010101ULL
-#define FANBASE_ITEM_HIGHS    0x8080808080808080ULL
-#define fanbase_item_zero(w)  (((w) - FANBASE_ITEM_ONES) & ~(w))
-#define fanbase_item_stop(w)                                                 \
-    (((w) | fanbase_item_zero((w) ^ (FANBASE_ITEM_ONES * '"'))               \
-      | fanbase_item_zero((w) ^ (FANBASE_ITEM_ONES * '\\'))                  \
-      | ((w) - FANBASE_ITEM_ONES * 0x20)) & FANBASE_ITEM_HIGHS)
-
 
 /*
  * The reading itself: FANBASE_JSON_INVALID where yajl finds an error,
@@ -1380,7 +1391,7 @@ fanbase_item_string(const unsigned char **pp, const unsigned char *last,
         while (last - p >= 8) {
             memcpy(&w, p, 8);
 
-            if (fanbase_item_stop(w)) {
+            if (fanbase_json_stop(w)) {
                 break;
             }
 
@@ -2272,6 +2283,7 @@ unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
     size_t                i, n, in, run;
+    uint64_t              w;
     const unsigned char  *q, *last;
     static const char     hex[] = "0123456789abcdef";
 
@@ -2283,6 +2295,16 @@ fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 
         for ( ;; ) {
             q = p + run;
+
+            while (last - q >= 8) {
+                memcpy(&w, q, 8);
+
+                if (fanbase_json_stop(w)) {
+                    break;
+                }
+
+                q += 8;
+            }
 
             while (q < last && fanbase_json_plain[*q]) {
                 q++;
