@@ -126,7 +126,7 @@ static void *fanbase_arena_realloc(void *ctx, void *ptr, size_t size);
 static void fanbase_arena_free(void *ctx, void *ptr);
 
 static void fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind);
-static const unsigned char *fanbase_sub_string(const unsigned char *p,
+static inline const unsigned char *fanbase_sub_string(const unsigned char *p,
     const unsigned char *last, int *key);
 static const unsigned char *fanbase_sub_number(const unsigned char *p,
     const unsigned char *last);
@@ -134,11 +134,14 @@ static int fanbase_sub_open_string(const unsigned char *p,
     const unsigned char *last);
 static const unsigned char *fanbase_sub_escaped(const unsigned char *p,
     const unsigned char *last, int *key);
+static int fanbase_sub_key(const unsigned char *k, size_t len);
 
 static int fanbase_item_read(const unsigned char *p, size_t len,
     fanbase_item_t *item, size_t *msg_start, size_t *msg_end);
-static int fanbase_item_string(const unsigned char **pp,
-    const unsigned char *last, int *escaped);
+static inline int fanbase_item_string(const unsigned char **pp,
+    const unsigned char *last, int *flags);
+static int fanbase_item_string_rest(const unsigned char **pp,
+    const unsigned char *p, const unsigned char *last, int *flags);
 static void fanbase_item_string_value(fanbase_item_t *item, int key,
     const unsigned char *s, size_t len, int flags);
 static int fanbase_item_key(fanbase_item_t *item, const unsigned char *s,
@@ -173,13 +176,6 @@ static unsigned char *fanbase_json_str(unsigned char *p,
 static unsigned char *fanbase_json_raw(unsigned char *p, const void *s,
     size_t len);
 static unsigned char *fanbase_json_int(unsigned char *p, int64_t n);
-
-
-static const fanbase_key_t  fanbase_submission_keys[] = {
-    { "action", sizeof("action") - 1, FANBASE_KEY_ACTION },
-    { "data", sizeof("data") - 1, FANBASE_KEY_DATA },
-    { NULL, 0, FANBASE_KEY_NONE }
-};
 
 
 static const fanbase_key_t  fanbase_doc_keys[] = {
@@ -856,10 +852,11 @@ fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind)
  * A string after its opening quote: the end of it, or NULL.  With key,
  * the key it is among the submission's ("action", "data"), compared as
  * yajl hands it over, its escapes decoded: only escapes of ASCII can
- * make one of them.
+ * make one of them.  Inline, and the escapes apart: a call that saved
+ * the registers of both for every string was a seventh of the check.
  */
 
-static const unsigned char *
+static inline const unsigned char *
 fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
 {
     const unsigned char  *start;
@@ -878,8 +875,7 @@ fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
 
     if (*p == '"') {
         if (key != NULL) {
-            *key = fanbase_key_lookup(fanbase_submission_keys, start,
-                                      p - start);
+            *key = fanbase_sub_key(start, p - start);
         }
 
         return p + 1;
@@ -996,11 +992,32 @@ fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
 
     if (key != NULL) {
         *key = (ascii && n <= sizeof(buf))
-               ? fanbase_key_lookup(fanbase_submission_keys, buf, n)
+               ? fanbase_sub_key(buf, n)
                : FANBASE_KEY_NONE;
     }
 
     return p;
+}
+
+
+/* a key of the submission, "action" or "data" (memcmp() inline) */
+
+static int
+fanbase_sub_key(const unsigned char *k, size_t len)
+{
+    if (len == sizeof("action") - 1
+        && memcmp(k, "action", sizeof("action") - 1) == 0)
+    {
+        return FANBASE_KEY_ACTION;
+    }
+
+    if (len == sizeof("data") - 1
+        && memcmp(k, "data", sizeof("data") - 1) == 0)
+    {
+        return FANBASE_KEY_DATA;
+    }
+
+    return FANBASE_KEY_NONE;
 }
 
 
@@ -1371,20 +1388,52 @@ invalid:
  * the closing quote.  At the end of the input the string is open unless
  * an escape or a sequence is cut there: yajl_complete_parse() feeds one
  * space more, which makes them invalid.  *flags: FANBASE_ITEM_ESCAPES,
- * FANBASE_ITEM_UTF8.
+ * FANBASE_ITEM_UTF8.  Inline for plain ASCII, the rest apart, as the
+ * submission's.
  */
 
-static int
+static inline int
 fanbase_item_string(const unsigned char **pp, const unsigned char *last,
     int *flags)
 {
-    int                   i, n;
     uint64_t              w;
-    unsigned int          c;
     const unsigned char  *p;
 
     p = *pp;
     *flags = 0;
+
+    while (last - p >= 8) {
+        memcpy(&w, p, 8);
+
+        if (fanbase_json_stop(w)) {
+            break;
+        }
+
+        p += 8;
+    }
+
+    while (p < last && fanbase_json_strchar[*p] == 1) {
+        p++;
+    }
+
+    if (p < last && *p == '"') {
+        *pp = p + 1;
+        return FANBASE_ITEM_CLOSED;
+    }
+
+    return fanbase_item_string_rest(pp, p, last, flags);
+}
+
+
+/* the rest of a string from p, where plain ASCII stops */
+
+static int
+fanbase_item_string_rest(const unsigned char **pp, const unsigned char *p,
+    const unsigned char *last, int *flags)
+{
+    int            i, n;
+    uint64_t       w;
+    unsigned int   c;
 
     for ( ;; ) {
 
@@ -1537,7 +1586,40 @@ fanbase_item_key(fanbase_item_t *item, const unsigned char *s, size_t len,
         s = item->pool + item->pool_len;
     }
 
-    return fanbase_key_lookup(fanbase_doc_keys, s, len);
+    /*
+     * the keys of fanbase_doc_keys that a queue item reads, by length:
+     * memcmp() of a constant length is a comparison or two inline
+     */
+
+#define fanbase_item_is(k)  (memcmp(s, k, sizeof(k) - 1) == 0)
+
+    switch (len) {
+    case sizeof("id") - 1:
+        return fanbase_item_is("id") ? FANBASE_KEY_ID : FANBASE_KEY_NONE;
+    case sizeof("msg") - 1:
+        return fanbase_item_is("msg") ? FANBASE_KEY_MSG : FANBASE_KEY_NONE;
+    case sizeof("iMsg") - 1:
+        return fanbase_item_is("iMsg") ? FANBASE_KEY_IMSG : FANBASE_KEY_NONE;
+    case sizeof("iCode") - 1:
+        return fanbase_item_is("iCode") ? FANBASE_KEY_ICODE
+                                        : FANBASE_KEY_NONE;
+    case sizeof("created") - 1:
+        return fanbase_item_is("created") ? FANBASE_KEY_CREATED
+                                          : FANBASE_KEY_NONE;
+    case sizeof("processMsg") - 1:
+        return fanbase_item_is("processMsg") ? FANBASE_KEY_PROCESS_MSG
+                                             : FANBASE_KEY_NONE;
+    case sizeof("processDate") - 1:
+        return fanbase_item_is("processDate") ? FANBASE_KEY_PROCESS_DATE
+                                              : FANBASE_KEY_NONE;
+    case sizeof("processStatus") - 1:
+        return fanbase_item_is("processStatus") ? FANBASE_KEY_PROCESS_STATUS
+                                                : FANBASE_KEY_NONE;
+    default:
+        return FANBASE_KEY_NONE;
+    }
+
+#undef fanbase_item_is
 }
 
 
