@@ -70,9 +70,24 @@ ngx_http_fanbase_id_valid(ngx_str_t *id)
         return NGX_DECLINED;
     }
 
-    /* a lookup a character: a queue id is checked on every submission */
+    /*
+     * a lookup a character, four at a time: a queue id is checked twice on
+     * every submission
+     */
 
-    for (p = id->data, last = p + id->len; p < last; p++) {
+    p = id->data;
+    last = p + id->len;
+
+    for ( /* void */ ; last - p >= 4; p += 4) {
+        if (!(ngx_http_fanbase_id_chars[p[0]] & ngx_http_fanbase_id_chars[p[1]]
+              & ngx_http_fanbase_id_chars[p[2]]
+              & ngx_http_fanbase_id_chars[p[3]]))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    for ( /* void */ ; p < last; p++) {
         c = *p;
 
         if (!ngx_http_fanbase_id_chars[c]) {
