@@ -8,15 +8,16 @@
  *
  * Checks: the answer and every field are those of
  * fanbase_json_parse_item_yajl(), the same reading on yajl's event parser
- * (the oracle: the same code, the same decoded bytes, null and "" told
- * apart, "msg" the same bytes of the input); on FANBASE_JSON_OK an id and a known status, every string inside
- * the item's pool (and valid UTF-8), "msg" inside the input and one whole
- * JSON object; on failure an item with nothing left to free; the same
- * input parsed twice gives the same item; an input is invalid exactly when
- * the submission check finds it invalid (the same JSON grammar).  The free
- * function is always called, and called twice.  An item rendered back (as
- * the edge answers a status, with and without "msg") fits in its size and
- * is an object that yajl reads, with the item's id.
+ * (the oracle: the same answer, the same decoded bytes, null and "" told
+ * apart, "msg" the same bytes of the input); on FANBASE_JSON_OK an id and
+ * a known status, every string inside the item's pool (and valid UTF-8),
+ * "msg" inside the input and one whole JSON object; on failure an item
+ * with nothing left to free; the same input parsed twice gives the same
+ * item; an input is invalid exactly when the submission check finds it
+ * invalid (the same JSON grammar).  The free function is always called,
+ * and called twice.  An item rendered back (as the edge answers a status,
+ * with and without "msg") fits in its size and is an object that yajl
+ * reads, with the item's id.
  */
 
 
