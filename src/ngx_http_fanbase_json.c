@@ -2,11 +2,12 @@
 /*
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
- * JSON shapes of the Fanbase wire contracts: the submission check, the
- * queue item and the token answer on yajl's event parser (one pass, no
- * tree, decoded strings copied into one buffer per document), the webhook
- * update on a depth-checked tree; and the UTF-8 and escaping rules of every
- * string the module keeps or writes as JSON.
+ * JSON shapes of the Fanbase wire contracts: the submission check and the
+ * queue item read once by hand with yajl's grammar, the token answer (and
+ * the queue item, as the oracle of the fuzzer) on yajl's event parser (one
+ * pass, no tree, decoded strings copied into one buffer per document), the
+ * webhook update on a depth-checked tree; and the UTF-8 and escaping rules
+ * of every string the module keeps or writes as JSON.
  */
 
 
@@ -59,6 +60,26 @@ typedef struct {
 
 
 /*
+ * 8 bytes of a string at once (w: their 64 bits).  fanbase_json_special():
+ * nonzero when one of them is a '"', a '\\' or a control, the bytes a JSON
+ * string cannot hold as they are; fanbase_json_stop(): or above 0x7f.
+ * Exact whether any byte is such (the borrows that could flag a byte
+ * falsely start at a byte that is one).  Strings of a few bytes, as a
+ * submission's are, read faster a byte at a time: not used there.
+ */
+#define FANBASE_JSON_ONES   0x0101010101010101ULL
+#define FANBASE_JSON_HIGHS  0x8080808080808080ULL
+#define fanbase_json_zero(v)  (((v) - FANBASE_JSON_ONES) & ~(v))
+#define fanbase_json_special(w)                                              \
+    ((fanbase_json_zero((w) ^ (FANBASE_JSON_ONES * '"'))                     \
+      | fanbase_json_zero((w) ^ (FANBASE_JSON_ONES * '\\'))                  \
+      | (((w) - FANBASE_JSON_ONES * 0x20) & ~(w)))                           \
+     & FANBASE_JSON_HIGHS)
+#define fanbase_json_stop(w)                                                 \
+    (fanbase_json_special(w) | ((w) & FANBASE_JSON_HIGHS))
+
+
+/*
  * Fanbase's queue item echoes the submission in "msg", one level down: a
  * submission as deep as we accept must not make its answer unreadable
  */
@@ -105,7 +126,7 @@ static void *fanbase_arena_realloc(void *ctx, void *ptr, size_t size);
 static void fanbase_arena_free(void *ctx, void *ptr);
 
 static void fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind);
-static const unsigned char *fanbase_sub_string(const unsigned char *p,
+static inline const unsigned char *fanbase_sub_string(const unsigned char *p,
     const unsigned char *last, int *key);
 static const unsigned char *fanbase_sub_number(const unsigned char *p,
     const unsigned char *last);
@@ -113,6 +134,22 @@ static int fanbase_sub_open_string(const unsigned char *p,
     const unsigned char *last);
 static const unsigned char *fanbase_sub_escaped(const unsigned char *p,
     const unsigned char *last, int *key);
+static int fanbase_sub_key(const unsigned char *k, size_t len);
+
+static int fanbase_item_read(const unsigned char *p, size_t len,
+    fanbase_item_t *item, size_t *msg_start, size_t *msg_end);
+static inline int fanbase_item_string(const unsigned char **pp,
+    const unsigned char *last, int *flags);
+static int fanbase_item_string_rest(const unsigned char **pp,
+    const unsigned char *p, const unsigned char *last, int *flags);
+static void fanbase_item_string_value(fanbase_item_t *item, int key,
+    const unsigned char *s, size_t len, int flags);
+static int fanbase_item_key(fanbase_item_t *item, const unsigned char *s,
+    size_t len, int flags);
+static size_t fanbase_item_decode(unsigned char *dst, const unsigned char *s,
+    size_t len);
+static unsigned int fanbase_item_hex(const unsigned char *p);
+static fanbase_str_t *fanbase_item_field(fanbase_item_t *item, int key);
 
 static int fanbase_doc_null(void *ctx);
 static int fanbase_doc_boolean(void *ctx, int v);
@@ -139,13 +176,6 @@ static unsigned char *fanbase_json_str(unsigned char *p,
 static unsigned char *fanbase_json_raw(unsigned char *p, const void *s,
     size_t len);
 static unsigned char *fanbase_json_int(unsigned char *p, int64_t n);
-
-
-static const fanbase_key_t  fanbase_submission_keys[] = {
-    { "action", sizeof("action") - 1, FANBASE_KEY_ACTION },
-    { "data", sizeof("data") - 1, FANBASE_KEY_DATA },
-    { NULL, 0, FANBASE_KEY_NONE }
-};
 
 
 static const fanbase_key_t  fanbase_doc_keys[] = {
@@ -413,8 +443,61 @@ invalid:
 }
 
 
+/*
+ * Fanbase's queue item, read once by hand with the grammar of yajl's lexer
+ * and parser, as the submission check is, yajl's UTF-8 rule (the shape of
+ * each sequence alone, in strings) and yajl's decoding of escapes
+ * (fanbase_item_decode()); the string fields decoded into the item's pool.
+ * Its oracle is fanbase_json_parse_item_yajl(), the same reading on yajl's
+ * event parser, in t/fuzz/item_fuzz.c: yajl's lexer and callbacks were a
+ * fifth of the instructions of a synchronous submission.
+ */
+
 int
 fanbase_json_parse_item(const unsigned char *p, size_t len,
+    fanbase_item_t *item)
+{
+    int     rc;
+    size_t  msg_start, msg_end;
+
+    memset(item, 0, sizeof(fanbase_item_t));
+
+    item->pool = malloc(len + 1);
+    if (item->pool == NULL) {
+        return FANBASE_JSON_INVALID;
+    }
+
+    item->pool_size = len + 1;
+    msg_start = 0;
+    msg_end = 0;
+
+    rc = fanbase_item_read(p, len, item, &msg_start, &msg_end);
+
+    if (rc == FANBASE_JSON_OK
+        && (item->id.data == NULL || item->id.len == 0
+            || item->status == FANBASE_STATUS_UNKNOWN))
+    {
+        rc = FANBASE_JSON_SHAPE;
+    }
+
+    if (rc == FANBASE_JSON_OK && msg_end > msg_start
+        && fanbase_utf8_valid(p + msg_start, msg_end - msg_start))
+    {
+        /* "msg" is kept as the raw bytes it arrived as, if valid UTF-8 */
+        item->msg.data = p + msg_start;
+        item->msg.len = msg_end - msg_start;
+    }
+
+    if (rc != FANBASE_JSON_OK) {
+        fanbase_json_item_free(item);
+    }
+
+    return rc;
+}
+
+
+int
+fanbase_json_parse_item_yajl(const unsigned char *p, size_t len,
     fanbase_item_t *item)
 {
     int                rc;
@@ -713,7 +796,11 @@ fanbase_arena_free(void *ctx, void *ptr)
 
 /* the submission check */
 
-/* what stands for itself inside a JSON string: not '"', '\\', controls */
+/*
+ * What stands for itself inside a JSON string: not '"', '\\', controls;
+ * 1 for ASCII, 2 for the bytes of UTF-8 sequences, whose shape the queue
+ * item's reader checks
+ */
 
 static const unsigned char  fanbase_json_strchar[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x00 */
@@ -724,14 +811,14 @@ static const unsigned char  fanbase_json_strchar[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,        /* 0x50 '\\' */
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x60 */
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x70 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x80 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1         /* 0xf0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,        /* 0x80 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2         /* 0xf0 */
 };
 
 
@@ -765,10 +852,11 @@ fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind)
  * A string after its opening quote: the end of it, or NULL.  With key,
  * the key it is among the submission's ("action", "data"), compared as
  * yajl hands it over, its escapes decoded: only escapes of ASCII can
- * make one of them.
+ * make one of them.  Inline, and the escapes apart: a call that saved
+ * the registers of both for every string was a seventh of the check.
  */
 
-static const unsigned char *
+static inline const unsigned char *
 fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
 {
     const unsigned char  *start;
@@ -787,8 +875,7 @@ fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
 
     if (*p == '"') {
         if (key != NULL) {
-            *key = fanbase_key_lookup(fanbase_submission_keys, start,
-                                      p - start);
+            *key = fanbase_sub_key(start, p - start);
         }
 
         return p + 1;
@@ -905,11 +992,32 @@ fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
 
     if (key != NULL) {
         *key = (ascii && n <= sizeof(buf))
-               ? fanbase_key_lookup(fanbase_submission_keys, buf, n)
+               ? fanbase_sub_key(buf, n)
                : FANBASE_KEY_NONE;
     }
 
     return p;
+}
+
+
+/* a key of the submission, "action" or "data" (memcmp() inline) */
+
+static int
+fanbase_sub_key(const unsigned char *k, size_t len)
+{
+    if (len == sizeof("action") - 1
+        && memcmp(k, "action", sizeof("action") - 1) == 0)
+    {
+        return FANBASE_KEY_ACTION;
+    }
+
+    if (len == sizeof("data") - 1
+        && memcmp(k, "data", sizeof("data") - 1) == 0)
+    {
+        return FANBASE_KEY_DATA;
+    }
+
+    return FANBASE_KEY_NONE;
 }
 
 
@@ -1033,6 +1141,619 @@ fanbase_sub_number(const unsigned char *p, const unsigned char *last)
 }
 
 
+/* the queue item */
+
+#define FANBASE_ITEM_CLOSED   0            /* a string and its quote */
+#define FANBASE_ITEM_OPEN     1            /* a string the end leaves open */
+#define FANBASE_ITEM_BAD      2
+
+/* what a string holds */
+#define FANBASE_ITEM_ESCAPES  1
+#define FANBASE_ITEM_UTF8     2            /* bytes above 0x7f */
+
+
+/*
+ * The reading itself: FANBASE_JSON_INVALID where yajl finds an error,
+ * FANBASE_JSON_SHAPE where the event parser cancels (nesting deeper than
+ * FANBASE_JSON_DOC_DEPTH_MAX; what came before must have been valid) or
+ * for a document that is not an object; the fields as the event parser
+ * sets them: the root's keys alone, later duplicates win, null clears a
+ * string field, a value of another type leaves it as it was, "iCode" an
+ * integer of at most 18 characters, "msg" the bytes of its last object.
+ */
+
+static int
+fanbase_item_read(const unsigned char *p, size_t len, fanbase_item_t *item,
+    size_t *msg_start, size_t *msg_end)
+{
+    int                   state, key, depth, root_map, flags;
+    int64_t               n;
+    fanbase_str_t        *f;
+    const unsigned char  *start, *last, *s;
+    unsigned char         maps[FANBASE_JSON_DOC_DEPTH_MAX];
+
+    start = p;
+    last = p + len;
+    state = FANBASE_SUB_VALUE;
+    key = FANBASE_KEY_NONE;
+    depth = 0;
+    root_map = 0;
+
+    for ( ;; ) {
+
+        while (p < last && *p <= ' '
+               && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'
+                   || *p == '\v' || *p == '\f'))
+        {
+            p++;
+        }
+
+        if (p == last) {
+            break;
+        }
+
+        /* an empty array or object */
+
+        if ((state == FANBASE_SUB_VALUE_OR_END && *p == ']')
+            || (state == FANBASE_SUB_KEY_OR_END && *p == '}'))
+        {
+            if (--depth == 1 && *p == '}' && key == FANBASE_KEY_MSG) {
+                *msg_end = p + 1 - start;
+            }
+
+            p++;
+            state = FANBASE_SUB_AFTER;
+            continue;
+        }
+
+        switch (state) {
+
+        case FANBASE_SUB_VALUE_OR_END:
+        case FANBASE_SUB_VALUE:
+
+            s = p;
+
+            switch (*p) {
+
+            case '{':
+            case '[':
+                if (depth == 0) {
+                    root_map = (*p == '{');
+
+                } else if (depth == 1 && *p == '{'
+                           && key == FANBASE_KEY_MSG)
+                {
+                    *msg_start = p - start;
+                }
+
+                if (++depth > FANBASE_JSON_DOC_DEPTH_MAX) {
+                    return FANBASE_JSON_SHAPE;
+                }
+
+                maps[depth - 1] = (*p == '{');
+                state = (*p == '{') ? FANBASE_SUB_KEY_OR_END
+                                    : FANBASE_SUB_VALUE_OR_END;
+                p++;
+                continue;
+
+            case '"':
+                p++;
+
+                if (fanbase_item_string(&p, last, &flags)
+                    != FANBASE_ITEM_CLOSED)
+                {
+                    goto invalid;
+                }
+
+                if (depth == 1) {
+                    fanbase_item_string_value(item, key, s + 1,
+                                              p - 1 - (s + 1), flags);
+                }
+
+                break;
+
+            case 't':
+                p = ((size_t) (last - p) >= 4 && memcmp(p, "true", 4) == 0)
+                    ? p + 4 : NULL;
+                break;
+
+            case 'f':
+                p = ((size_t) (last - p) >= 5 && memcmp(p, "false", 5) == 0)
+                    ? p + 5 : NULL;
+                break;
+
+            case 'n':
+                p = ((size_t) (last - p) >= 4 && memcmp(p, "null", 4) == 0)
+                    ? p + 4 : NULL;
+
+                if (p != NULL && depth == 1) {
+                    f = fanbase_item_field(item, key);
+
+                    if (f != NULL) {
+                        f->data = NULL;
+                        f->len = 0;
+                    }
+                }
+
+                break;
+
+            default:
+                p = fanbase_sub_number(p, last);
+
+                if (p != NULL && depth == 1 && key == FANBASE_KEY_ICODE
+                    && fanbase_parse_int((const char *) s, p - s, &n) == 0)
+                {
+                    item->icode = n;
+                    item->icode_set = 1;
+                }
+
+                break;
+            }
+
+            if (p == NULL) {
+                goto invalid;
+            }
+
+            state = FANBASE_SUB_AFTER;
+            continue;
+
+        case FANBASE_SUB_AFTER:
+
+            if (depth == 0) {
+
+                /* as the submission check: an open string is no garbage */
+
+                if (*p == '"') {
+                    p++;
+
+                    if (fanbase_item_string(&p, last, &flags)
+                        == FANBASE_ITEM_OPEN)
+                    {
+                        p = last;
+                        continue;
+                    }
+                }
+
+                goto invalid;
+            }
+
+            if (*p == ',') {
+                state = maps[depth - 1] ? FANBASE_SUB_KEY : FANBASE_SUB_VALUE;
+                p++;
+                continue;
+            }
+
+            if (*p != (maps[depth - 1] ? '}' : ']')) {
+                goto invalid;
+            }
+
+            if (--depth == 1 && *p == '}' && key == FANBASE_KEY_MSG) {
+                *msg_end = p + 1 - start;
+            }
+
+            p++;
+            continue;
+
+        case FANBASE_SUB_KEY_OR_END:
+        case FANBASE_SUB_KEY:
+
+            if (*p != '"') {
+                goto invalid;
+            }
+
+            s = ++p;
+
+            if (fanbase_item_string(&p, last, &flags)
+                != FANBASE_ITEM_CLOSED)
+            {
+                goto invalid;
+            }
+
+            if (depth == 1) {
+                key = fanbase_item_key(item, s, p - 1 - s, flags);
+            }
+
+            state = FANBASE_SUB_COLON;
+            continue;
+
+        default: /* FANBASE_SUB_COLON */
+
+            if (*p != ':') {
+                goto invalid;
+            }
+
+            p++;
+            state = FANBASE_SUB_VALUE;
+            continue;
+        }
+    }
+
+    if (state != FANBASE_SUB_AFTER || depth != 0) {
+        goto invalid;
+    }
+
+    return root_map ? FANBASE_JSON_OK : FANBASE_JSON_SHAPE;
+
+invalid:
+
+    return FANBASE_JSON_INVALID;
+}
+
+
+/*
+ * A string after its opening quote, as yajl's lexer reads it: escapes
+ * complete and known, no control character, and for a byte above 0x7f the
+ * shape of a UTF-8 sequence (a lead byte of 2 to 4 bytes, then that many
+ * continuation bytes: overlong forms and surrogates pass).  *pp moves past
+ * the closing quote.  At the end of the input the string is open unless
+ * an escape or a sequence is cut there: yajl_complete_parse() feeds one
+ * space more, which makes them invalid.  *flags: FANBASE_ITEM_ESCAPES,
+ * FANBASE_ITEM_UTF8.  Inline for plain ASCII, the rest apart, as the
+ * submission's.
+ */
+
+static inline int
+fanbase_item_string(const unsigned char **pp, const unsigned char *last,
+    int *flags)
+{
+    uint64_t              w;
+    const unsigned char  *p;
+
+    p = *pp;
+    *flags = 0;
+
+    while (last - p >= 8) {
+        memcpy(&w, p, 8);
+
+        if (fanbase_json_stop(w)) {
+            break;
+        }
+
+        p += 8;
+    }
+
+    while (p < last && fanbase_json_strchar[*p] == 1) {
+        p++;
+    }
+
+    if (p < last && *p == '"') {
+        *pp = p + 1;
+        return FANBASE_ITEM_CLOSED;
+    }
+
+    return fanbase_item_string_rest(pp, p, last, flags);
+}
+
+
+/* the rest of a string from p, where plain ASCII stops */
+
+static int
+fanbase_item_string_rest(const unsigned char **pp, const unsigned char *p,
+    const unsigned char *last, int *flags)
+{
+    int            i, n;
+    uint64_t       w;
+    unsigned int   c;
+
+    for ( ;; ) {
+
+        while (last - p >= 8) {
+            memcpy(&w, p, 8);
+
+            if (fanbase_json_stop(w)) {
+                break;
+            }
+
+            p += 8;
+        }
+
+        while (p < last && fanbase_json_strchar[*p] == 1) {
+            p++;
+        }
+
+        if (p == last) {
+            return FANBASE_ITEM_OPEN;
+        }
+
+        c = *p++;
+
+        if (c == '"') {
+            *pp = p;
+            return FANBASE_ITEM_CLOSED;
+        }
+
+        if (c < 0x20) {
+            return FANBASE_ITEM_BAD;
+        }
+
+        if (c == '\\') {
+            *flags |= FANBASE_ITEM_ESCAPES;
+
+            if (p == last) {
+                return FANBASE_ITEM_BAD;
+            }
+
+            switch (*p++) {
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
+                continue;
+
+            case 'u':
+                for (i = 0; i < 4; i++) {
+                    if (p == last
+                        || !((*p >= '0' && *p <= '9')
+                             || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'f')))
+                    {
+                        return FANBASE_ITEM_BAD;
+                    }
+
+                    p++;
+                }
+
+                continue;
+
+            default:
+                return FANBASE_ITEM_BAD;
+            }
+        }
+
+        *flags |= FANBASE_ITEM_UTF8;
+
+        if ((c >> 5) == 0x06) {
+            n = 1;
+
+        } else if ((c >> 4) == 0x0e) {
+            n = 2;
+
+        } else if ((c >> 3) == 0x1e) {
+            n = 3;
+
+        } else {
+            return FANBASE_ITEM_BAD;
+        }
+
+        while (n--) {
+            if (p == last || (*p >> 6) != 0x02) {
+                return FANBASE_ITEM_BAD;
+            }
+
+            p++;
+        }
+    }
+}
+
+
+/* a string value of the root object: as fanbase_doc_string() takes it */
+
+static void
+fanbase_item_string_value(fanbase_item_t *item, int key,
+    const unsigned char *s, size_t len, int flags)
+{
+    unsigned char  *d;
+    fanbase_str_t  *f;
+
+    /* the pool has room: what it holds was at least as long in the input */
+
+    d = item->pool + item->pool_len;
+
+    if (key == FANBASE_KEY_PROCESS_STATUS) {
+        if (flags & FANBASE_ITEM_ESCAPES) {
+            len = fanbase_item_decode(d, s, len);
+            s = d;
+        }
+
+        item->status = fanbase_json_status_code(s, len);
+        return;
+    }
+
+    f = fanbase_item_field(item, key);
+    if (f == NULL) {
+        return;
+    }
+
+    if (flags & FANBASE_ITEM_ESCAPES) {
+        len = fanbase_item_decode(d, s, len);
+
+    } else {
+        memcpy(d, s, len);
+    }
+
+    if (flags != 0) {
+        /* what yajl lets through: overlong forms, surrogates, > U+10FFFF */
+        fanbase_utf8_repair(d, len);
+    }
+
+    f->data = d;
+    f->len = len;
+    item->pool_len += len;
+}
+
+
+/* a key of the root object, decoded (in the pool, for a moment) */
+
+static int
+fanbase_item_key(fanbase_item_t *item, const unsigned char *s, size_t len,
+    int flags)
+{
+    if (flags & FANBASE_ITEM_ESCAPES) {
+        len = fanbase_item_decode(item->pool + item->pool_len, s, len);
+        s = item->pool + item->pool_len;
+    }
+
+    /*
+     * the keys of fanbase_doc_keys that a queue item reads, by length:
+     * memcmp() of a constant length is a comparison or two inline
+     */
+
+#define fanbase_item_is(k)  (memcmp(s, k, sizeof(k) - 1) == 0)
+
+    switch (len) {
+    case sizeof("id") - 1:
+        return fanbase_item_is("id") ? FANBASE_KEY_ID : FANBASE_KEY_NONE;
+    case sizeof("msg") - 1:
+        return fanbase_item_is("msg") ? FANBASE_KEY_MSG : FANBASE_KEY_NONE;
+    case sizeof("iMsg") - 1:
+        return fanbase_item_is("iMsg") ? FANBASE_KEY_IMSG : FANBASE_KEY_NONE;
+    case sizeof("iCode") - 1:
+        return fanbase_item_is("iCode") ? FANBASE_KEY_ICODE
+                                        : FANBASE_KEY_NONE;
+    case sizeof("created") - 1:
+        return fanbase_item_is("created") ? FANBASE_KEY_CREATED
+                                          : FANBASE_KEY_NONE;
+    case sizeof("processMsg") - 1:
+        return fanbase_item_is("processMsg") ? FANBASE_KEY_PROCESS_MSG
+                                             : FANBASE_KEY_NONE;
+    case sizeof("processDate") - 1:
+        return fanbase_item_is("processDate") ? FANBASE_KEY_PROCESS_DATE
+                                              : FANBASE_KEY_NONE;
+    case sizeof("processStatus") - 1:
+        return fanbase_item_is("processStatus") ? FANBASE_KEY_PROCESS_STATUS
+                                                : FANBASE_KEY_NONE;
+    default:
+        return FANBASE_KEY_NONE;
+    }
+
+#undef fanbase_item_is
+}
+
+
+/*
+ * A string's escapes decoded as yajl_string_decode() of Debian's yajl
+ * 2.1.0 does: "\u0000" a NUL byte; "\ud800" to "\udbff" followed by
+ * another "\u" escape, whatever it is, one code point of 4 bytes from the
+ * two; not followed by one, "?"; "\udc00" to "\udfff" alone, 3 bytes (the
+ * caller repairs them).  dst has room for len bytes.
+ */
+
+static size_t
+fanbase_item_decode(unsigned char *dst, const unsigned char *s, size_t len)
+{
+    unsigned int          c;
+    unsigned char        *d;
+    const unsigned char  *end;
+
+    d = dst;
+    end = s + len;
+
+    while (s < end) {
+
+        if (*s != '\\') {
+            *d++ = *s++;
+            continue;
+        }
+
+        s++;
+
+        switch (*s++) {
+        case 'b':
+            *d++ = '\b';
+            continue;
+        case 'f':
+            *d++ = '\f';
+            continue;
+        case 'n':
+            *d++ = '\n';
+            continue;
+        case 'r':
+            *d++ = '\r';
+            continue;
+        case 't':
+            *d++ = '\t';
+            continue;
+        case 'u':
+            break;
+        default:                       /* '"', '\\', '/' */
+            *d++ = s[-1];
+            continue;
+        }
+
+        c = fanbase_item_hex(s);
+        s += 4;
+
+        if ((c & 0xfc00) == 0xd800) {
+
+            if (end - s < 2 || s[0] != '\\' || s[1] != 'u') {
+                *d++ = '?';
+                continue;
+            }
+
+            c = ((c & 0x3f) << 10) | ((((c >> 6) & 0xf) + 1) << 16)
+                | (fanbase_item_hex(s + 2) & 0x3ff);
+            s += 6;
+        }
+
+        if (c < 0x80) {
+            *d++ = (unsigned char) c;
+
+        } else if (c < 0x800) {
+            *d++ = (unsigned char) (0xc0 | (c >> 6));
+            *d++ = (unsigned char) (0x80 | (c & 0x3f));
+
+        } else if (c < 0x10000) {
+            *d++ = (unsigned char) (0xe0 | (c >> 12));
+            *d++ = (unsigned char) (0x80 | ((c >> 6) & 0x3f));
+            *d++ = (unsigned char) (0x80 | (c & 0x3f));
+
+        } else {
+            /* at most 0x10ffff */
+            *d++ = (unsigned char) (0xf0 | (c >> 18));
+            *d++ = (unsigned char) (0x80 | ((c >> 12) & 0x3f));
+            *d++ = (unsigned char) (0x80 | ((c >> 6) & 0x3f));
+            *d++ = (unsigned char) (0x80 | (c & 0x3f));
+        }
+    }
+
+    return d - dst;
+}
+
+
+/* four hexadecimal digits, checked by fanbase_item_string() */
+
+static unsigned int
+fanbase_item_hex(const unsigned char *p)
+{
+    int           i;
+    unsigned int  c, v;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+        v = (v << 4) | (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+
+    return v;
+}
+
+
+/* the string field of a key of the root object, or NULL */
+
+static fanbase_str_t *
+fanbase_item_field(fanbase_item_t *item, int key)
+{
+    switch (key) {
+    case FANBASE_KEY_ID:
+        return &item->id;
+    case FANBASE_KEY_CREATED:
+        return &item->created;
+    case FANBASE_KEY_IMSG:
+        return &item->imsg;
+    case FANBASE_KEY_PROCESS_DATE:
+        return &item->process_date;
+    case FANBASE_KEY_PROCESS_MSG:
+        return &item->process_msg;
+    default:
+        return NULL;
+    }
+}
+
+
 /* queue items and token answers */
 
 static fanbase_str_t *
@@ -1043,20 +1764,7 @@ fanbase_doc_field(fanbase_doc_ctx_t *ctx)
     }
 
     if (ctx->item != NULL) {
-        switch (ctx->key) {
-        case FANBASE_KEY_ID:
-            return &ctx->item->id;
-        case FANBASE_KEY_CREATED:
-            return &ctx->item->created;
-        case FANBASE_KEY_IMSG:
-            return &ctx->item->imsg;
-        case FANBASE_KEY_PROCESS_DATE:
-            return &ctx->item->process_date;
-        case FANBASE_KEY_PROCESS_MSG:
-            return &ctx->item->process_msg;
-        default:
-            return NULL;
-        }
+        return fanbase_item_field(ctx->item, ctx->key);
     }
 
     if (ctx->key == FANBASE_KEY_ACCESS_TOKEN) {
@@ -1657,6 +2365,7 @@ unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
     size_t                i, n, in, run;
+    uint64_t              w;
     const unsigned char  *q, *last;
     static const char     hex[] = "0123456789abcdef";
 
@@ -1668,6 +2377,16 @@ fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 
         for ( ;; ) {
             q = p + run;
+
+            while (last - q >= 8) {
+                memcpy(&w, q, 8);
+
+                if (fanbase_json_stop(w)) {
+                    break;
+                }
+
+                q += 8;
+            }
 
             while (q < last && fanbase_json_plain[*q]) {
                 q++;

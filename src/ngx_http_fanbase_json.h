@@ -103,8 +103,15 @@ typedef struct {
 int fanbase_json_check_submission(const unsigned char *p, size_t len,
     const char **err);
 
-/* a Connect queue item (201 of POST, 200 of GET) */
+/*
+ * A Connect queue item (201 of POST, 200 of GET), read by hand;
+ * fanbase_json_parse_item_yajl() reads it on yajl's event parser, the
+ * oracle of the other in t/fuzz/item_fuzz.c: the same answer, the same
+ * fields.
+ */
 int fanbase_json_parse_item(const unsigned char *p, size_t len,
+    fanbase_item_t *item);
+int fanbase_json_parse_item_yajl(const unsigned char *p, size_t len,
     fanbase_item_t *item);
 void fanbase_json_item_free(fanbase_item_t *item);
 

@@ -792,6 +792,7 @@ ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
     size_t                name, len;
     u_char               *value;
     ngx_int_t             rc;
+    ngx_uint_t            lowcase;
     ngx_http_upstream_t  *u;
 
     u = r->upstream;
@@ -843,11 +844,21 @@ ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
     value = r->header_start;
     len = r->header_end - r->header_start;
 
-#define ngx_http_fanbase_proxy_is(h)                                         \
-    (name == sizeof(h) - 1                                                   \
-     && ngx_strncasecmp(r->header_name_start, (u_char *) h, name) == 0)
+    /*
+     * ngx_http_parse_header_line() has written the name in lower case, all
+     * of it unless it is longer than NGX_HTTP_LC_HEADER_LEN or has a
+     * character that it skips (r->invalid_header), none of which the names
+     * below have: compared inline, not by ngx_strncasecmp(), which took a
+     * fifth of the instructions of reading Fanbase's answer
+     */
 
-    if (ngx_http_fanbase_proxy_is("Content-Length")) {
+    lowcase = (!r->invalid_header && r->lowcase_index == name);
+
+#define ngx_http_fanbase_proxy_is(h)                                         \
+    (lowcase && name == sizeof(h) - 1                                        \
+     && ngx_memcmp(r->lowcase_header, h, sizeof(h) - 1) == 0)
+
+    if (ngx_http_fanbase_proxy_is("content-length")) {
         p->length = ngx_atoof(value, len);
 
         if (p->length == NGX_ERROR) {
@@ -857,7 +868,7 @@ ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-    } else if (ngx_http_fanbase_proxy_is("Transfer-Encoding")) {
+    } else if (ngx_http_fanbase_proxy_is("transfer-encoding")) {
         p->chunked_body = (len == sizeof("chunked") - 1
                            && ngx_strncasecmp(value, (u_char *) "chunked",
                                               len) == 0);
@@ -869,12 +880,12 @@ ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-    } else if (ngx_http_fanbase_proxy_is("Connection")) {
+    } else if (ngx_http_fanbase_proxy_is("connection")) {
         p->close = (ngx_strlcasestrn(value, value + len, (u_char *) "close",
                                      sizeof("close") - 2)
                     != NULL);
 
-    } else if (ngx_http_fanbase_proxy_is("Content-Type")) {
+    } else if (ngx_http_fanbase_proxy_is("content-type")) {
         p->content_type.data = ngx_pnalloc(r->pool, len);
         if (p->content_type.data == NULL) {
             return NGX_ERROR;
@@ -883,7 +894,7 @@ ngx_http_fanbase_proxy_header_line(ngx_http_request_t *r,
         ngx_memcpy(p->content_type.data, value, len);
         p->content_type.len = len;
 
-    } else if (ngx_http_fanbase_proxy_is("Retry-After")) {
+    } else if (ngx_http_fanbase_proxy_is("retry-after")) {
         p->retry_after.data = ngx_pnalloc(r->pool, len);
         if (p->retry_after.data == NULL) {
             return NGX_ERROR;

@@ -266,8 +266,12 @@ ngx_http_fanbase_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     hash = ngx_http_fanbase_id_hash(lcf->scope, nt->id,
                                        NGX_HTTP_FANBASE_TXN_ID_LEN);
-    hkey = ngx_http_fanbase_id_hash(lcf->scope, nt->idem_key.data,
-                                       nt->idem_key.len);
+
+    /* most submissions have no Idempotency-Key */
+    hkey = nt->idem_key.len ? ngx_http_fanbase_id_hash(lcf->scope,
+                                                       nt->idem_key.data,
+                                                       nt->idem_key.len)
+                            : 0;
 
     ngx_http_fanbase_prefetch(&sh->txn_hash[hash & sh->txn_hash_mask]);
 

@@ -3,16 +3,21 @@
  * Copyright (C) 2026 The ngx_http_fanbase_module authors.
  *
  * fanbase_json_parse_item(): Fanbase's queue item, the answer to POST and
- * GET /api/v1/integration/queue.
+ * GET /api/v1/integration/queue, read by the module's own one-pass reader,
+ * which must answer what yajl would.
  *
- * Checks: on FANBASE_JSON_OK an id and a known status, every string inside
- * the item's pool (and valid UTF-8), "msg" inside the input and one whole
- * JSON object; on failure an item with nothing left to free; the same
- * input parsed twice gives the same item; an input is invalid exactly when
- * the submission check finds it invalid (the same JSON grammar).  The free
- * function is always called, and called twice.  An item rendered back (as
- * the edge answers a status, with and without "msg") fits in its size and
- * is an object that yajl reads, with the item's id.
+ * Checks: the answer and every field are those of
+ * fanbase_json_parse_item_yajl(), the same reading on yajl's event parser
+ * (the oracle: the same answer, the same decoded bytes, null and "" told
+ * apart, "msg" the same bytes of the input); on FANBASE_JSON_OK an id and
+ * a known status, every string inside the item's pool (and valid UTF-8),
+ * "msg" inside the input and one whole JSON object; on failure an item
+ * with nothing left to free; the same input parsed twice gives the same
+ * item; an input is invalid exactly when the submission check finds it
+ * invalid (the same JSON grammar).  The free function is always called,
+ * and called twice.  An item rendered back (as the edge answers a status,
+ * with and without "msg") fits in its size and is an object that yajl
+ * reads, with the item's id.
  */
 
 
@@ -77,6 +82,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       == FANBASE_JSON_INVALID));
 
     rc2 = fanbase_json_parse_item(p, size, &item2);
+
+    fuzz_check(rc2 == rc);
+    fuzz_item_same(&item, &item2);
+
+    fanbase_json_item_free(&item2);
+
+    /* the oracle */
+
+    rc2 = fanbase_json_parse_item_yajl(p, size, &item2);
+
+    if (rc2 != rc) {
+        fprintf(stderr, "parse_item %d, yajl %d\n", rc, rc2);
+    }
 
     fuzz_check(rc2 == rc);
     fuzz_item_same(&item, &item2);
