@@ -5,7 +5,7 @@
 # open, with what waits behind it; 503 "unavailable" when no token can be
 # had (the token endpoint's last error, never a secret or a token) and when
 # the zone refused the last new transaction; the engine, the zone (the
-# shared engine's health: t/125); 405 for other methods.
+# shared engine's health: t/127); 405 for other methods.
 
 use strict;
 use warnings;
