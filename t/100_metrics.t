@@ -72,7 +72,8 @@ is($type{fanbase_submissions}, 'counter', 'submissions: a counter');
 is($type{fanbase_upstream_request_duration_seconds}, 'histogram', 'durations: a histogram');
 is($type{fanbase_transactions}, 'gauge', 'transactions: a gauge');
 is(scalar(grep { $_->{family} =~ /^fanbase_redis_/ } @{ $samples || [] }), 0,
-   'without fanbase_redis: none of the shared engine\'s families');
+   'without fanbase_redis: none of the shared engine\'s families')
+    unless ($ENV{TEST_FANBASE_ENGINE} // '') eq 'redis';
 
 # what the test does, counted on two workers
 my @sync = $t->parallel(5, POST => $QUEUE, headers => [@CT],
