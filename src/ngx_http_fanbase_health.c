@@ -5,14 +5,17 @@
  * fanbase_health: what a load balancer or an operator asks of the edge.
  * One JSON document from the zone: each credential set's token (its state,
  * never the token), the time of Fanbase's last answer, the zone's fill,
- * the transactions, the notices waiting, and the open breakers.  200 while
- * the edge can take submissions, 503 when it cannot: the zone refused the
- * last new transaction, or no credential set can have a token.
+ * the transactions, the notices waiting, the open breakers, and the
+ * engine of the transactions.  200 while the edge can take submissions,
+ * 503 when it cannot: the zone refused the last new transaction, no
+ * credential set can have a token, or the shared engine (fanbase_redis
+ * without fallback=local) is not connected.
  */
 
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_rid.h"
 #include "ngx_http_fanbase_time.h"
@@ -41,7 +44,7 @@ ngx_http_fanbase_health_handler(ngx_http_request_t *r)
     uint64_t                        ok;
     ngx_int_t                       rc;
     ngx_str_t                       json, value;
-    ngx_uint_t                      i, usable, status;
+    ngx_uint_t                      i, usable, status, up, alone;
     const char                     *state;
     ngx_http_fanbase_shctx_t       *sh;
     ngx_http_fanbase_main_conf_t   *mcf;
@@ -79,11 +82,20 @@ ngx_http_fanbase_health_handler(ngx_http_request_t *r)
 
     last = ngx_http_fanbase_health_creds(creds, mcf, r->pool, &usable);
 
-    if (th.full || (mcf->creds.nelts && usable == 0)) {
+    /*
+     * the shared engine, as this worker's connection sees it: down, the
+     * host answers accepts 503, or works alone with fallback=local
+     */
+
+    up = (mcf->redis == NULL) || ngx_http_fanbase_redis_up();
+    alone = !up
+            && mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL;
+
+    if (th.full || (mcf->creds.nelts && usable == 0) || (!up && !alone)) {
         state = "unavailable";
         status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
-    } else if (th.nbreakers || usable < mcf->creds.nelts) {
+    } else if (th.nbreakers || usable < mcf->creds.nelts || alone) {
         state = "degraded";
         status = NGX_HTTP_OK;
 
@@ -142,7 +154,10 @@ ngx_http_fanbase_health_handler(ngx_http_request_t *r)
                         th.breakers[i].probe_in);
     }
 
-    p = ngx_cpymem(p, "]}", 2);
+    p = ngx_sprintf(p, "],\"engine\":{\"name\":\"%s\",\"connected\":%s,"
+                    "\"fallback\":%s}}",
+                    mcf->redis ? "redis" : "zone", up ? "true" : "false",
+                    alone ? "true" : "false");
 
     json.len = p - json.data;
 

@@ -8,11 +8,13 @@
  * zone's lock for it.  Submissions and inbound webhooks are counted once
  * each, at the log phase, by the answer they got; the calls to Fanbase by
  * the bridge (curl.c), from libcurl's own timing; deliveries and
- * notifications where their attempts end.
+ * notifications where their attempts end; the shared engine's commands by
+ * its client (redis.c), when they are answered or fail.
  */
 
 
 #include "ngx_http_fanbase_conf.h"
+#include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_metrics.h"
@@ -21,6 +23,7 @@
 
 
 static ngx_int_t ngx_http_fanbase_metrics_log(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_fanbase_metrics_bucket(ngx_msec_t usec);
 static ngx_uint_t ngx_http_fanbase_metrics_code(ngx_http_request_t *r,
     ngx_http_fanbase_ctx_t *ctx);
 static ngx_uint_t ngx_http_fanbase_metrics_webhook(ngx_http_request_t *r,
@@ -97,10 +100,18 @@ const char  *ngx_http_fanbase_metrics_statuses[] = {
     "unknown", "pending", "processing", "completed", "failed", "cancelled"
 };
 
+const char  *ngx_http_fanbase_metrics_redis_results[] = {
+    "ok", "error", "no_answer"
+};
+
 
 /* this process's view of the zone's counters; NULL: no zone */
 
-static ngx_http_fanbase_metrics_t  *ngx_http_fanbase_metrics;
+static ngx_http_fanbase_metrics_t        *ngx_http_fanbase_metrics;
+
+/* ... and of the shared engine's; NULL: no fanbase_redis */
+
+static ngx_http_fanbase_metrics_redis_t  *ngx_http_fanbase_metrics_engine;
 
 
 /* the log phase handler that counts submissions and inbound webhooks */
@@ -128,6 +139,63 @@ void
 ngx_http_fanbase_metrics_init_process(ngx_http_fanbase_main_conf_t *mcf)
 {
     ngx_http_fanbase_metrics = (mcf->sh != NULL) ? &mcf->sh->metrics : NULL;
+
+    ngx_http_fanbase_metrics_engine = (mcf->sh != NULL && mcf->redis != NULL)
+                                       ? mcf->sh->metrics.redis : NULL;
+}
+
+
+/*
+ * The shared engine's counters, allocated when a zone is made or kept
+ * over a reload (a reload may add fanbase_redis; one that takes it away
+ * leaves them, unused, for the next that adds it)
+ */
+
+ngx_int_t
+ngx_http_fanbase_metrics_init_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
+{
+    return ngx_http_fanbase_metrics_attach_zone(mcf, size, log);
+}
+
+
+ngx_int_t
+ngx_http_fanbase_metrics_attach_zone(ngx_http_fanbase_main_conf_t *mcf,
+    size_t size, ngx_log_t *log)
+{
+    ngx_http_fanbase_metrics_redis_t  *m;
+
+    if (mcf->redis == NULL || mcf->sh->metrics.redis != NULL) {
+        return NGX_OK;
+    }
+
+    m = ngx_slab_calloc(mcf->shpool, sizeof(ngx_http_fanbase_metrics_redis_t));
+
+    if (m == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "fanbase: zone \"%V\" has no room for the counters "
+                      "of \"fanbase_redis\"", &mcf->shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    mcf->sh->metrics.redis = m;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_fanbase_metrics_bucket(ngx_msec_t usec)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_FANBASE_METRICS_BUCKETS - 1; i++) {
+        if (usec <= ngx_http_fanbase_metrics_le_usec[i]) {
+            break;
+        }
+    }
+
+    return i;
 }
 
 
@@ -145,11 +213,7 @@ ngx_http_fanbase_metrics_call(ngx_uint_t kind, ngx_msec_t usec)
         return;
     }
 
-    for (i = 0; i < NGX_HTTP_FANBASE_METRICS_BUCKETS - 1; i++) {
-        if (usec <= ngx_http_fanbase_metrics_le_usec[i]) {
-            break;
-        }
-    }
+    i = ngx_http_fanbase_metrics_bucket(usec);
 
     /* one bucket each, summed up when scraped */
 
@@ -193,6 +257,64 @@ ngx_http_fanbase_metrics_waiters(ngx_int_t n)
         (void) ngx_atomic_fetch_add(&ngx_http_fanbase_metrics->waiters,
                                     (ngx_atomic_int_t) n);
     }
+}
+
+
+/*
+ * When a command of the shared engine is queued: microseconds of the
+ * monotonic clock, never 0 (0 marks the client's own commands: the
+ * handshake of a connection, not counted)
+ */
+
+uint64_t
+ngx_http_fanbase_metrics_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + 1;
+}
+
+
+/*
+ * A command of the shared engine is done: answered (reply), or failed
+ * without an answer (reply NULL: its connection broke or timed out; cmd
+ * NULL too: there was no connection to queue it on).  An answer is timed
+ * from the command's queueing, an error reply included.
+ */
+
+void
+ngx_http_fanbase_metrics_redis(ngx_http_fanbase_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    uint64_t                           usec;
+    ngx_uint_t                         i;
+    ngx_http_fanbase_metrics_redis_t  *m;
+
+    m = ngx_http_fanbase_metrics_engine;
+
+    if (m == NULL || (cmd != NULL && cmd->queued == 0)) {
+        return;
+    }
+
+    if (reply == NULL) {
+        (void) ngx_atomic_fetch_add(
+                   &m->commands[NGX_HTTP_FANBASE_METRICS_REDIS_NO_ANSWER], 1);
+        return;
+    }
+
+    i = (reply->type == REDIS_REPLY_ERROR)
+        ? NGX_HTTP_FANBASE_METRICS_REDIS_ERROR
+        : NGX_HTTP_FANBASE_METRICS_REDIS_OK;
+
+    (void) ngx_atomic_fetch_add(&m->commands[i], 1);
+
+    usec = ngx_http_fanbase_metrics_clock() - cmd->queued;
+
+    (void) ngx_atomic_fetch_add(
+               &m->duration[ngx_http_fanbase_metrics_bucket(usec)], 1);
+    (void) ngx_atomic_fetch_add(&m->duration_usec, usec);
 }
 
 

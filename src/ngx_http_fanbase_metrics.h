@@ -60,11 +60,33 @@
 #define NGX_HTTP_FANBASE_NOTIFY_DROPPED            2
 #define NGX_HTTP_FANBASE_NOTIFY_RESULTS            3
 
+/* what became of a command of the shared engine's client (redis.c) */
+#define NGX_HTTP_FANBASE_METRICS_REDIS_OK          0
+#define NGX_HTTP_FANBASE_METRICS_REDIS_ERROR       1
+#define NGX_HTTP_FANBASE_METRICS_REDIS_NO_ANSWER   2
+#define NGX_HTTP_FANBASE_METRICS_REDIS_RESULTS     3
+
+
+/*
+ * The shared engine's commands (fanbase_redis), counted by its client: an
+ * allocation of the zone of its own, made only with fanbase_redis, so that
+ * the counters below grow by one pointer.
+ */
+
+typedef struct {
+    ngx_atomic_t                  commands
+                                      [NGX_HTTP_FANBASE_METRICS_REDIS_RESULTS];
+    ngx_atomic_t                  duration[NGX_HTTP_FANBASE_METRICS_BUCKETS];
+    ngx_atomic_t                  duration_usec;
+} ngx_http_fanbase_metrics_redis_t;
+
 
 /*
  * Host-wide counters, in the zone (kept small: the zone's context and its
- * hash buckets share one page in the smallest zone, 32k): every worker adds to them with an
- * atomic add, never under the zone's lock; fanbase_metrics reads them.
+ * hash buckets share one page in the smallest zone, 32k: 64 bytes were
+ * left when the shared engine's came, which got an allocation of their
+ * own): every worker adds to them with an atomic add, never under the
+ * zone's lock; fanbase_metrics reads them.
  * They live as long as the zone: a reload keeps them, a restart starts
  * them again from zero (Prometheus takes that as a counter reset).
  */
@@ -80,7 +102,12 @@ typedef struct {
     ngx_atomic_t                  notifications
                                       [NGX_HTTP_FANBASE_NOTIFY_RESULTS];
     ngx_atomic_t                  waiters;     /* long polls, now */
+    ngx_http_fanbase_metrics_redis_t *redis;   /* NULL: no fanbase_redis */
 } ngx_http_fanbase_metrics_t;
+
+
+struct ngx_http_fanbase_redis_cmd_s;
+struct redisReply;
 
 
 ngx_int_t ngx_http_fanbase_metrics_init(ngx_conf_t *cf);
@@ -89,6 +116,13 @@ ngx_int_t ngx_http_fanbase_metrics_handler(ngx_http_request_t *r);
 void ngx_http_fanbase_metrics_call(ngx_uint_t kind, ngx_msec_t usec);
 void ngx_http_fanbase_metrics_count(ngx_uint_t what, ngx_uint_t result);
 void ngx_http_fanbase_metrics_waiters(ngx_int_t n);
+ngx_int_t ngx_http_fanbase_metrics_init_zone(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_metrics_attach_zone(
+    ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
+uint64_t ngx_http_fanbase_metrics_clock(void);
+void ngx_http_fanbase_metrics_redis(struct ngx_http_fanbase_redis_cmd_s *cmd,
+    struct redisReply *reply);
 
 
 /* the labels, in the counters' order (ngx_http_fanbase_metrics.c) */
@@ -99,6 +133,7 @@ extern const char  *ngx_http_fanbase_metrics_deliveries[];
 extern const char  *ngx_http_fanbase_metrics_webhooks[];
 extern const char  *ngx_http_fanbase_metrics_notifications[];
 extern const char  *ngx_http_fanbase_metrics_statuses[];
+extern const char  *ngx_http_fanbase_metrics_redis_results[];
 
 
 /* ngx_http_fanbase_metrics_count()'s "what" */

@@ -437,6 +437,11 @@ static ngx_http_module_t  ngx_http_fanbase_module_ctx = {
 
 ngx_http_fanbase_zone_part_t  ngx_http_fanbase_zone_parts[] = {
 
+    { "counters of the shared engine", 0,
+      ngx_http_fanbase_metrics_init_zone,
+      ngx_http_fanbase_metrics_attach_zone,
+      NULL },
+
     { "cache of the shared engine", 0,
       ngx_http_fanbase_l1_init_zone,
       NULL,

@@ -5,12 +5,13 @@
  * fanbase_metrics: the host's counters (ngx_http_fanbase_metrics.c) in
  * Prometheus' text exposition format (0.0.4), with the gauges read when
  * scraped: transactions by status, the zone's fill, backlogs, tokens,
- * breakers.
+ * breakers, and the shared engine's connection as this worker sees it.
  */
 
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_json.h"
+#include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_response.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_token.h"
@@ -30,6 +31,8 @@ static u_char *ngx_http_fanbase_metrics_series(u_char *p,
     ngx_http_fanbase_metrics_t *m, ngx_http_fanbase_main_conf_t *mcf);
 static u_char *ngx_http_fanbase_metrics_calls(u_char *p,
     ngx_http_fanbase_metrics_t *m);
+static u_char *ngx_http_fanbase_metrics_redis_series(u_char *p,
+    ngx_http_fanbase_metrics_redis_t *m, ngx_http_fanbase_main_conf_t *mcf);
 static u_char *ngx_http_fanbase_metrics_tokens(u_char *p,
     ngx_http_fanbase_main_conf_t *mcf, ngx_pool_t *pool);
 static u_char *ngx_http_fanbase_metrics_label(u_char *p, u_char *s,
@@ -69,6 +72,12 @@ ngx_http_fanbase_metrics_handler(ngx_http_request_t *r)
     }
 
     p = ngx_http_fanbase_metrics_series(b->pos, &mcf->sh->metrics, mcf);
+
+    if (mcf->redis != NULL && mcf->sh->metrics.redis != NULL) {
+        p = ngx_http_fanbase_metrics_redis_series(p, mcf->sh->metrics.redis,
+                                                  mcf);
+    }
+
     p = ngx_http_fanbase_metrics_tokens(p, mcf, r->pool);
 
     b->last = p;
@@ -314,6 +323,74 @@ ngx_http_fanbase_metrics_calls(u_char *p, ngx_http_fanbase_metrics_t *m)
                         usec % 1000000, ngx_http_fanbase_metrics_kinds[k],
                         sum);
     }
+
+    return p;
+}
+
+
+/*
+ * The shared engine (fanbase_redis): its commands, host-wide, and its
+ * connection as the worker that answers the scrape sees it (every worker
+ * has its own; they reach the same Redis the same way)
+ */
+
+static u_char *
+ngx_http_fanbase_metrics_redis_series(u_char *p,
+    ngx_http_fanbase_metrics_redis_t *m, ngx_http_fanbase_main_conf_t *mcf)
+{
+    ngx_uint_t          i, up, alone;
+    ngx_atomic_uint_t   sum, usec;
+
+    p = ngx_http_fanbase_metrics_head(p, "fanbase_redis_commands_total",
+                                      "counter", "Commands of the shared "
+                                      "engine sent to Redis, by result: "
+                                      "answered, answered with an error, or "
+                                      "failed without an answer.");
+
+    for (i = 0; i < NGX_HTTP_FANBASE_METRICS_REDIS_RESULTS; i++) {
+        p = ngx_sprintf(p, "fanbase_redis_commands_total{result=\"%s\"} "
+                        "%uA\n", ngx_http_fanbase_metrics_redis_results[i],
+                        m->commands[i]);
+    }
+
+    p = ngx_http_fanbase_metrics_head(p,
+                                      "fanbase_redis_command_duration_seconds",
+                                      "histogram", "Commands of the shared "
+                                      "engine answered by Redis, from their "
+                                      "queueing to their answer.");
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_FANBASE_METRICS_BUCKETS; i++) {
+        sum += m->duration[i];
+
+        p = ngx_sprintf(p, "fanbase_redis_command_duration_seconds_bucket"
+                        "{le=\"%s\"} %uA\n", ngx_http_fanbase_metrics_le[i],
+                        sum);
+    }
+
+    usec = m->duration_usec;
+
+    p = ngx_sprintf(p, "fanbase_redis_command_duration_seconds_sum "
+                    "%uA.%06uA\n"
+                    "fanbase_redis_command_duration_seconds_count %uA\n",
+                    usec / 1000000, usec % 1000000, sum);
+
+    up = ngx_http_fanbase_redis_up();
+    alone = !up
+            && mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL;
+
+    p = ngx_http_fanbase_metrics_head(p, "fanbase_redis_connected", "gauge",
+                                      "1 while the command connection to "
+                                      "Redis of the worker that answers is "
+                                      "up.");
+    p = ngx_sprintf(p, "fanbase_redis_connected %ui\n", up);
+
+    p = ngx_http_fanbase_metrics_head(p, "fanbase_redis_fallback", "gauge",
+                                      "1 while this host works alone from its "
+                                      "zone because Redis does not answer "
+                                      "(fallback=local).");
+    p = ngx_sprintf(p, "fanbase_redis_fallback %ui\n", alone);
 
     return p;
 }

@@ -15,6 +15,7 @@
 
 #include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_time.h"
+#include "ngx_http_fanbase_metrics.h"
 
 
 #define NGX_HTTP_FANBASE_REDIS_BACKOFF_MIN   100
@@ -185,6 +186,7 @@ ngx_http_fanbase_redis_command(int argc, const char **argv,
     /* between two attempts to connect, a command fails at once */
 
     if (ngx_http_fanbase_redis_conf == NULL || rc->peer.connection == NULL) {
+        ngx_http_fanbase_metrics_redis(NULL, NULL);
         return NULL;
     }
 
@@ -192,6 +194,8 @@ ngx_http_fanbase_redis_command(int argc, const char **argv,
     if (cmd == NULL) {
         return NULL;
     }
+
+    cmd->queued = ngx_http_fanbase_metrics_clock();
 
     ngx_http_fanbase_redis_queue(rc, cmd);
 
@@ -279,6 +283,7 @@ ngx_http_fanbase_redis_alloc(int argc, const char **argv,
     cmd->script = -1;
     cmd->retried = 0;
     cmd->wipe = 0;
+    cmd->queued = 0;
 
     return cmd;
 }
@@ -790,6 +795,8 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
                                             ngx_http_fanbase_redis_checked)
             != NGX_OK)
         {
+            ngx_http_fanbase_metrics_redis(cmd, NULL);
+
             if (cmd->handler) {
                 cmd->handler(cmd, NULL);
             }
@@ -803,6 +810,8 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
         ngx_http_fanbase_redis_queue(rc, cmd);
         return;
     }
+
+    ngx_http_fanbase_metrics_redis(cmd, reply);
 
     if (cmd->handler) {
         cmd->handler(cmd, reply);
@@ -859,6 +868,8 @@ ngx_http_fanbase_redis_fail(ngx_http_fanbase_redis_conn_t *rc, ngx_err_t err,
         q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
         cmd = ngx_queue_data(q, ngx_http_fanbase_redis_cmd_t, queue);
+
+        ngx_http_fanbase_metrics_redis(cmd, NULL);
 
         if (cmd->handler) {
             cmd->handler(cmd, NULL);

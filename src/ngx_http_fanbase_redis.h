@@ -56,6 +56,8 @@ struct ngx_http_fanbase_redis_cmd_s {
     ngx_chain_t                   chain;
     char                         *resp;        /* hiredis' allocation */
     ngx_int_t                     script;      /* -1: not EVALSHA */
+    uint64_t                      queued;      /* metrics.c's clock; 0: the
+                                                  client's own command */
     unsigned                      retried:1;   /* after NOSCRIPT */
     unsigned                      wipe:1;      /* holds a secret: zeroed
                                                   before it is freed */

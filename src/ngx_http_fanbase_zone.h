@@ -36,7 +36,7 @@ typedef struct {
 
 
 /* bumped whenever the zone's layout changes */
-#define NGX_HTTP_FANBASE_ZONE_VERSION   10
+#define NGX_HTTP_FANBASE_ZONE_VERSION   11
 
 /* routes to Fanbase (queue URL and credential set) with a breaker */
 #define NGX_HTTP_FANBASE_BREAKERS       8

@@ -4,7 +4,8 @@
 # Fanbase's last answer; "degraded" (still 200) while a route's breaker is
 # open, with what waits behind it; 503 "unavailable" when no token can be
 # had (the token endpoint's last error, never a secret or a token) and when
-# the zone refused the last new transaction; 405 for other methods.
+# the zone refused the last new transaction; the engine, the zone (the
+# shared engine's health: t/127); 405 for other methods.
 
 use strict;
 use warnings;
@@ -37,6 +38,12 @@ sub health {
     return ($res, $res->{json} || {});
 }
 
+# on the shared engine, 503 until the workers' connections are up
+if (($ENV{TEST_FANBASE_ENGINE} // '') eq 'redis') {
+    ok($t->wait_for(sub { (health())[1]{engine}{connected} }, timeout => 5),
+       'the engine connected (TEST_FANBASE_ENGINE)');
+}
+
 my ($res, $h) = health();
 is($res->{status}, 200, 'fresh: 200');
 is($h->{status}, 'ok', 'fresh: ok');
@@ -48,6 +55,13 @@ is($h->{zone}{name}, 'fb', 'the zone by name');
 cmp_ok($h->{zone}{used_bytes}, '>', 0, 'the zone used');
 cmp_ok($h->{zone}{used_bytes}, '<=', $h->{zone}{size_bytes}, '... within its size');
 is($h->{fanbase_last_answer}, undef, 'Fanbase never answered yet');
+if (($ENV{TEST_FANBASE_ENGINE} // '') eq 'redis') {
+    is($h->{engine}{name}, 'redis', 'the engine: redis (TEST_FANBASE_ENGINE)');
+} else {
+    is_deeply($h->{engine}, { name => 'zone', connected => JSON::PP::true,
+                             fallback => JSON::PP::false },
+              'the engine: the zone, always there');
+}
 
 $t->submit(status => 201, name => 'a submission: 201');
 ($res, $h) = health();

@@ -16,36 +16,11 @@ use warnings;
 use lib 't/lib';
 use FanbaseTest;
 
-use IPC::Open3;
+use FanbaseMetrics;
 use JSON::PP;
-use Symbol qw(gensym);
 
 my $SECRET = 'metrics-S3cret-Zq9-do-not-log';
 my $HOOK_SECRET = webhook_secret();
-
-# the reference parser: the text on stdin, every sample as JSON on stdout
-my $PARSER = <<'PY';
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = []
-for f in text_string_to_metric_families(sys.stdin.read()):
-    for s in f.samples:
-        out.append({"family": f.name, "type": f.type, "name": s.name,
-                    "labels": s.labels, "value": s.value})
-print(json.dumps(out))
-PY
-
-sub parse_metrics {
-    my ($text) = @_;
-    my $pid = open3(my $in, my $out, my $err = gensym, '/usr/bin/python3', '-c', $PARSER);
-    print $in $text;
-    close $in;
-    my $json = do { local $/; <$out> };
-    my $errors = do { local $/; <$err> };
-    waitpid $pid, 0;
-    return (undef, $errors) if $?;
-    return (decode_json($json), '');
-}
 
 my $t = FanbaseTest->new(
     mock   => { clients => ["demo-client:$SECRET"],
@@ -78,22 +53,8 @@ CONF
 );
 $t->start;
 
-# the samples, by name and labels ("name{k=v,...}" sorted), and the answer
-sub scrape {
-    my $res = $t->request(GET => '/metrics');
-    my ($samples, $errors) = parse_metrics($res->{body} // '');
-    my %by;
-    for my $s (@{ $samples || [] }) {
-        my $l = join ',', map { "$_=$s->{labels}{$_}" } sort keys %{ $s->{labels} };
-        $by{"$s->{name}\{$l}"} = $s->{value};
-    }
-    return ($res, \%by, $samples, $errors);
-}
-
-sub metric { my ($m, $k) = @_; return $m->{$k} // 0 }
-
 # before anything: the families are there, zero
-my ($res, $m, $samples, $errors) = scrape();
+my ($res, $m, $samples, $errors) = scrape($t);
 is($res->{status}, 200, 'GET: 200');
 like($res->{headers}{'content-type'} // '',
      qr{^text/plain; version=0\.0\.4(; charset=utf-8)?$}, 'Prometheus 0.0.4 content type');
@@ -110,6 +71,9 @@ my %type = map { $_->{family} => $_->{type} } @{ $samples || [] };
 is($type{fanbase_submissions}, 'counter', 'submissions: a counter');
 is($type{fanbase_upstream_request_duration_seconds}, 'histogram', 'durations: a histogram');
 is($type{fanbase_transactions}, 'gauge', 'transactions: a gauge');
+is(scalar(grep { $_->{family} =~ /^fanbase_redis_/ } @{ $samples || [] }), 0,
+   'without fanbase_redis: none of the shared engine\'s families')
+    unless ($ENV{TEST_FANBASE_ENGINE} // '') eq 'redis';
 
 # what the test does, counted on two workers
 my @sync = $t->parallel(5, POST => $QUEUE, headers => [@CT],
@@ -128,7 +92,7 @@ is($t->request(GET => "$QUEUE/$qid")->{status}, 200, 'a status read from the zon
 is($t->request(GET => "$QUEUE/not-a-known-id-42")->{status}, 404,
    'a status read through to Fanbase: 404');
 
-ok($t->wait_for(sub { (scrape())[1]{'fanbase_deliveries_total{result=delivered}'} == 3 },
+ok($t->wait_for(sub { (scrape($t))[1]{'fanbase_deliveries_total{result=delivered}'} == 3 },
                 timeout => 10), 'three deliveries counted');
 
 # inbound webhooks: one applied, its duplicate, one forged, one invalid
@@ -144,10 +108,10 @@ is($t->hook('/hooks/status', { nothing => 1 })->{status}, 400, 'an invalid one: 
 
 # a long poll, counted while it waits
 my $poll = $t->background(sub { $t->request(GET => "/transactions/$ids[1]?wait=3") });
-ok($t->wait_for(sub { (scrape())[1]{'fanbase_long_poll_waiters{}'} == 1 }, timeout => 3),
+ok($t->wait_for(sub { (scrape($t))[1]{'fanbase_long_poll_waiters{}'} == 1 }, timeout => 3),
    'a long poll waiting: 1');
 
-($res, $m, $samples, $errors) = scrape();
+($res, $m, $samples, $errors) = scrape($t);
 ok($samples, 'read again by the reference parser') or diag($errors);
 
 is(metric($m, 'fanbase_submissions_total{code=created,mode=sync}'), 5, 'sync created: 5');
@@ -197,13 +161,13 @@ cmp_ok(metric($m, 'fanbase_last_answer_timestamp_seconds{}'), '>', time - 60,
 
 my ($polled) = $poll->();
 is($polled->{status}, 200, 'the long poll ends: 200');
-ok($t->wait_for(sub { (scrape())[1]{'fanbase_long_poll_waiters{}'} == 0 }, timeout => 3),
+ok($t->wait_for(sub { (scrape($t))[1]{'fanbase_long_poll_waiters{}'} == 0 }, timeout => 3),
    'no long poll waiting: 0');
 
 # outbound webhooks: what the site answered 2xx, counted as delivered
-ok($t->wait_for(sub { (scrape())[1]{'fanbase_notification_backlog{}'} == 0 }, timeout => 10),
+ok($t->wait_for(sub { (scrape($t))[1]{'fanbase_notification_backlog{}'} == 0 }, timeout => 10),
    'the notifications sent');
-($res, $m) = scrape();
+($res, $m) = scrape($t);
 my $site = grep { ($_->{status} // 0) =~ /^2/ } @{ $t->mock_site_requests };
 cmp_ok($site, '>=', 4, 'the site received notifications');
 is(metric($m, 'fanbase_notifications_total{result=delivered}'), $site,
@@ -215,7 +179,7 @@ unlike($res->{body}, qr/\Q$HOOK_SECRET\E/, 'no webhook secret in the metrics');
 
 # a reload keeps the counters: they live in the zone
 $t->reload;
-($res, $m) = scrape();
+($res, $m) = scrape($t);
 is(metric($m, 'fanbase_submissions_total{code=created,mode=sync}'), 5,
    'after a reload: still 5');
 
