@@ -63,6 +63,10 @@ sub unavailable_ok {
 my $id = tx_id($A->submit(status => 202, name => 'accepted on A'));
 ok($id, 'a transaction');
 
+# delivered first: the delivery would change it under the reads below
+like(($A->wait_status($id, 'processing', timeout => 20) || {})->{status} // '',
+     qr/^processing$/, 'delivered');
+
 my $first = $A->get_tx($id);
 is($first->{status}, 200, 'read on A');
 ok(!defined $first->{headers}{'x-fanbase-cache'}, 'read on A: not stale');
