@@ -938,13 +938,6 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* Redis shares the token under the scope of the set's first location */
-
-    if (!conf->cred->scoped) {
-        conf->cred->scope = conf->scope;
-        conf->cred->scoped = 1;
-    }
-
     if (conf->async && ngx_http_fanbase_add_target(cf, mcf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }

@@ -103,6 +103,10 @@ static ngx_int_t ngx_http_fanbase_store_redis_txn_hook(
     ngx_http_fanbase_store_op_t *op);
 static void ngx_http_fanbase_store_redis_hooked(
     ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
+static void ngx_http_fanbase_store_redis_cancelled(
+    ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
+static void ngx_http_fanbase_store_redis_touch(
+    ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, ngx_str_t *id);
 static void ngx_http_fanbase_store_redis_coded(
     ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_http_fanbase_store_redis_txn_hook_release(
@@ -641,6 +645,7 @@ ngx_http_fanbase_store_redis_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     ngx_str_t                             event;
     ngx_pool_t                           *pool;
     ngx_http_fanbase_store_redis_args_t   a;
+    ngx_http_fanbase_store_redis_call_t  *call;
 
     pool = ngx_create_pool(1024, op->log);
     if (pool == NULL) {
@@ -661,10 +666,16 @@ ngx_http_fanbase_store_redis_txn_cancel(ngx_http_fanbase_main_conf_t *mcf,
     /* the command holds its own copy of the arguments */
 
     rc = ngx_http_fanbase_store_redis_call(mcf, op,
-                                           NGX_HTTP_FANBASE_REDIS_CANCEL, &a,
-                                           ngx_http_fanbase_store_redis_coded,
-                                           NULL, NULL);
+                                        NGX_HTTP_FANBASE_REDIS_CANCEL, &a,
+                                        ngx_http_fanbase_store_redis_cancelled,
+                                        NULL, &call);
     ngx_destroy_pool(pool);
+
+    if (rc == NGX_AGAIN) {
+        call->scope = scope;
+        call->id_len = ngx_min(id->len, NGX_HTTP_FANBASE_ID_MAX);
+        ngx_memcpy(call->id, id->data, call->id_len);
+    }
 
     if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
         rc = ngx_http_fanbase_txn_cancel(mcf, scope, id, op->log);
@@ -722,6 +733,8 @@ ngx_http_fanbase_store_redis_hooked(ngx_http_fanbase_redis_cmd_t *cmd,
     redisReply *reply)
 {
     ngx_int_t                             rc;
+    ngx_str_t                             id;
+    ngx_http_fanbase_hook_t              *hk;
     ngx_http_fanbase_store_redis_call_t  *call = cmd->data;
 
     rc = ngx_http_fanbase_store_redis_code(reply);
@@ -730,9 +743,54 @@ ngx_http_fanbase_store_redis_hooked(ngx_http_fanbase_redis_cmd_t *cmd,
         && call->mcf->redis->fallback == NGX_HTTP_FANBASE_REDIS_FALLBACK_LOCAL)
     {
         rc = ngx_http_fanbase_txn_hook(call->mcf, call->out, call->op->log);
+
+    } else if (rc == NGX_OK
+               && ngx_http_fanbase_store_redis_string(reply, 1, &id) == NGX_OK)
+    {
+        hk = call->out;
+        ngx_http_fanbase_store_redis_touch(call->mcf, hk->scope, &id);
     }
 
     ngx_http_fanbase_store_redis_answer(call, rc);
+}
+
+
+static void
+ngx_http_fanbase_store_redis_cancelled(ngx_http_fanbase_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    ngx_int_t                             rc;
+    ngx_str_t                             id;
+    ngx_http_fanbase_store_redis_call_t  *call = cmd->data;
+
+    rc = ngx_http_fanbase_store_redis_code(reply);
+
+    if (rc == NGX_OK) {
+        id.data = call->id;
+        id.len = call->id_len;
+        ngx_http_fanbase_store_redis_touch(call->mcf, call->scope, &id);
+    }
+
+    ngx_http_fanbase_store_redis_answer(call, rc);
+}
+
+
+/*
+ * This worker changed a transaction: what its zone holds of it is out of
+ * date now, before Redis' message about it arrives (a cancellation's
+ * answer reads the transaction at once)
+ */
+
+static void
+ngx_http_fanbase_store_redis_touch(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, ngx_str_t *id)
+{
+    uint32_t  hash;
+
+    hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
+
+    (void) ngx_atomic_fetch_add(&mcf->sh->stamps[hash & mcf->sh->txn_hash_mask],
+                                1);
 }
 
 

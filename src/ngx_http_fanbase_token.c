@@ -85,6 +85,7 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_loc_conf_t *lcf)
 {
     u_char                    *p, *host, *last;
+    u_char                     digest[16];
     ngx_md5_t                  md5;
     ngx_uint_t                 i;
     ngx_http_fanbase_cred_t   *cred, **credp;
@@ -109,6 +110,22 @@ ngx_http_fanbase_token_cred(ngx_conf_t *cf, ngx_http_fanbase_main_conf_t *mcf,
     }
 
     ngx_md5_final(cred->key, &md5);
+
+    /*
+     * its name in Redis: the token endpoint and the client id, not the
+     * secret (whose digest stays out of Redis), nor the API: a location
+     * with another token endpoint has a token of its own
+     */
+
+    if (lcf->access_token.len == 0) {
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, "token\0", sizeof("token\0") - 1);
+        ngx_md5_update(&md5, lcf->token_url.data, lcf->token_url.len + 1);
+        ngx_md5_update(&md5, lcf->client_id.data, lcf->client_id.len);
+        ngx_md5_final(digest, &md5);
+
+        ngx_memcpy(&cred->shared, digest, sizeof(uint64_t));
+    }
 
     credp = mcf->creds.elts;
 

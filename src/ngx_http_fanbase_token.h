@@ -25,9 +25,9 @@ struct ngx_http_fanbase_cred_s {
                                                   logged, even if echoed */
     ngx_http_fanbase_main_conf_t *mcf;
     ngx_http_fanbase_upstream_conf_t *upstream;
-    uint64_t                      scope;       /* its first location's:
-                                                  its tag in Redis */
-    unsigned                      scoped:1;
+    uint64_t                      shared;      /* its tag in Redis: of
+                                                  the token endpoint and
+                                                  the client id */
 
     /* this worker's view */
     void                         *slot;

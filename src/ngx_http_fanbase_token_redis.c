@@ -201,7 +201,7 @@ ngx_http_fanbase_token_redis_run(ngx_http_fanbase_cred_t *cred, int argc,
 
     argv[0] = (const char *) tag;
     argvlen[0] = ngx_snprintf(tag, sizeof(tag), "{%V:%016uxL}",
-                              &cred->mcf->redis->prefix, cred->scope)
+                              &cred->mcf->redis->prefix, cred->shared)
                  - tag;
 
     cmd = ngx_http_fanbase_redis_script(NGX_HTTP_FANBASE_REDIS_TOKEN, argc,
