@@ -16,6 +16,13 @@
 #            the libcurl work of a submission alone, against the fast mock
 #            (the row "libcurl floor"); with valgrind, the same and the
 #            edge's paths under callgrind (instructions per request)
+#   - redis  the shared engine's rows (issue 15): a private redis-server
+#            (t/lib/FanbaseRedis.pm) with appendfsync always, an edge with
+#            "fanbase_redis" to it and its references; then the same with
+#            appendfsync everysec (informative); their Fanbase a listener
+#            that never answers.  BENCH_ONLY=redis runs these rows alone
+#            (with the fast mock), and writes their block of
+#            docs/performance.md only
 #   - build/bench/json_render (bench/json_render.c, built by
 #            bench/Makefile): the module's hand-written JSON documents
 #            against yajl_gen's, at the end, once every server is stopped
@@ -1143,8 +1150,9 @@ sub redis_stats {
     my $info = $rd->{conn}->cmd('INFO', 'commandstats');
     fail("redis INFO: $info") if ref $info || !defined $info;
     my %s;
-    $s{$1} = $2 while $info =~ /^cmdstat_(\S+?):calls=(\d+)/mg;
-    return { calls => \%s, cpu => proc_cpu($rd->{server}->pid), time => time };
+    my %u;
+    ($s{$1}, $u{$1}) = ($2, $3) while $info =~ /^cmdstat_(\S+?):calls=(\d+),usec=(\d+)/mg;
+    return { calls => \%s, usec => \%u, cpu => proc_cpu($rd->{server}->pid), time => time };
 }
 
 # from one redis_stats to the next: { client => commands clients sent,
@@ -1166,6 +1174,9 @@ sub redis_delta {
     }
     $d{evalsha} = ($s1->{calls}{evalsha} // 0) - ($s0->{calls}{evalsha} // 0);
     $d{created} = ($s1->{calls}{sadd} // 0) - ($s0->{calls}{sadd} // 0);
+    # the scripts' own time in Redis (EVALSHA's usec: Lua and the commands
+    # it runs), seconds
+    $d{script} = (($s1->{usec}{evalsha} // 0) - ($s0->{usec}{evalsha} // 0)) / 1e6;
     $d{other} = join ', ', @other;
     return \%d;
 }
@@ -1356,10 +1367,12 @@ sub redis_wrk {
         $res->{redis_us} = $rs->{created} ? $rs->{cpu} * 1e6 / $rs->{created} : undef;
         $res->{extra} = sprintf('Redis: %d commands from clients (EVALSHA %d%s) for %d created,'
             . ' %.3f per transaction (%.3f per 202 counted), %.1f run inside the scripts;'
-            . ' redis-server %.1f µs CPU per transaction; edge workers %.1f µs per request',
+            . ' redis-server %.1f µs CPU per transaction (the scripts %.1f); edge workers'
+            . ' %.1f µs per request',
             $rs->{client}, $rs->{evalsha}, $rs->{other} ? "; $rs->{other}" : '',
             $rs->{created}, $res->{trips} // 0, $res->{trips_wrk} // 0,
             $rs->{created} ? $rs->{inside} / $rs->{created} : 0, $res->{redis_us} // 0,
+            $rs->{created} ? $rs->{script} * 1e6 / $rs->{created} : 0,
             $res->{cpu} ? $res->{cpu}{edge} : 0);
     } else {
         $res->{trips} = $n ? $rs->{client} / $n : undef;
@@ -1511,8 +1524,9 @@ sub redis_profile {
     my $t = "Per request, median of the $N rounds: CPU time (utime + stime,"
           . " `/proc/PID/stat`) of the edge's $P{workers} workers and of redis-server,"
           . " and the commands Redis ran (INFO commandstats).\n\n"
-          . "| row | path | req/s | edge workers µs | redis-server µs | commands from clients"
-          . " | commands inside the scripts |\n|---|---|---|---|---|---|---|\n";
+          . "| row | path | req/s | edge workers µs | redis-server µs | of which the scripts"
+          . " (EVALSHA's usec) | commands from clients | commands inside the scripts |\n"
+          . "|---|---|---|---|---|---|---|---|\n";
     for ([always => 'async accept, always'], [everysec => 'async accept, everysec'],
          [status => 'status from L1']) {
         my ($k, $name) = @$_;
@@ -1531,8 +1545,9 @@ sub redis_profile {
             my $rcpu = $per->(sub { $_[0]{redis}{cpu} * 1e6 / $_[0]{requests} });
             my $cl = $per->(sub { $_[0]{redis}{client} / $_[0]{requests} });
             my $in = $per->(sub { $_[0]{redis}{inside} / $_[0]{requests} });
-            $t .= sprintf "| %s | %s | %s | %s | %s | %s | %s |\n", $name, $who->[1],
-                defined $rps ? sprintf('%.0f', $rps) : '-', f1($edge), f1($rcpu),
+            my $sc = $per->(sub { $_[0]{redis}{script} * 1e6 / $_[0]{requests} });
+            $t .= sprintf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $name, $who->[1],
+                defined $rps ? sprintf('%.0f', $rps) : '-', f1($edge), f1($rcpu), f1($sc),
                 defined $cl ? sprintf('%.3f', $cl) : '-', f1($in);
         }
     }
