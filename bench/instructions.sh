@@ -15,12 +15,17 @@
 #   - submission: POST to "fanbase_submit" against "proxy_pass" with the
 #     AccessToken set and upstream keepalive, both to a plain nginx (its
 #     own process, not counted) answering 201 with a queue item.
+#   - async accept with Redis (issue 15): the same POST to "fanbase_submit
+#     async" in a second nginx under callgrind with "fanbase_redis" to a
+#     private redis-server (appendfsync always; its own process, not
+#     counted: its CPU time per accept is in bench/run.pl's profile)
+#     against "return 202" in that nginx.
 #
 # Then, for each path of the module, its functions that cost the most per
 # request, inclusive (callgrind_annotate --inclusive=yes).
 #
-# Needs valgrind, wrk, perl; the module built (make module).  Ports 18871
-# to 18874 on 127.0.0.1.
+# Needs valgrind, wrk, perl, redis-server; the module built (make module).
+# Ports 18871 to 18876 on 127.0.0.1.
 
 set -euo pipefail
 
@@ -185,21 +190,57 @@ u=$(measure 'fanbase_submit' "$Q" $POST "http://127.0.0.1:18872$Q" | tail -1)
 x=$(measure 'proxy_pass' /ref/queue $POST "http://127.0.0.1:18872/ref/queue" \
     | tail -1)
 
+# the shared engine: a second nginx under callgrind, fanbase_redis to a
+# redis-server of its own (appendfsync always, as docs/cluster.md says)
+mkdir -p "$D/redis"
+redis-server --port 18875 --bind 127.0.0.1 --dir "$D/redis" --save '' \
+    --appendonly yes --appendfsync always > "$D/redis/out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    [ "$(redis-cli -p 18875 ping 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+done
+mkdir -p "$D/r"
+sed -e 's|fanbase_zone zone=fb:256m;|fanbase_zone zone=fb:64m; fanbase_redis redis://127.0.0.1:18875/0;|' \
+    -e "s|$D/error.log|$D/r/error.log|; s|$D/nginx.pid|$D/r/nginx.pid|" \
+    -e 's|127.0.0.1:18871|127.0.0.1:18876|' \
+    -e '/^    upstream mock {/,$d' "$D/nginx.conf" > "$D/r/nginx.conf"
+echo '}' >> "$D/r/nginx.conf"
+valgrind --tool=callgrind --callgrind-out-file="$D/r/cg.out" \
+    /usr/sbin/nginx -p "$D/r" -c "$D/r/nginx.conf" > "$D/r/valgrind.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null http://127.0.0.1:18876/ref/204 && break
+    sleep 0.1
+done
+sleep 1     # the worker connects and subscribes
+D0=$D; D=$D/r
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18876$Q" > /dev/null
+wrk -t1 -c16 -d2s $POST "http://127.0.0.1:18876/ref/202" > /dev/null
+ra=$(measure 'fanbase_submit async (Redis)' "$Q" $POST "http://127.0.0.1:18876$Q" | tail -1)
+rr=$(measure 'return 202 (Redis nginx)' /ref/202 $POST "http://127.0.0.1:18876/ref/202" \
+     | tail -1)
+cp "$D/fanbase_submit async (Redis).out" "$D/fanbase_submit async (Redis).n" "$D0/"
+D=$D0
+
 echo
 echo "| path | instructions per request | reference | ratio |"
 echo "|---|---|---|---|"
 echo "| fanbase_submit async | $a | return 202: $r | $(awk "BEGIN {printf \"%.2f\", $a / $r}") |"
 echo "| fanbase_webhook | $w | return 204: $f | $(awk "BEGIN {printf \"%.2f\", $w / $f}") |"
 echo "| fanbase_submit | $u | proxy_pass: $x | $(awk "BEGIN {printf \"%.2f\", $u / $x}") |"
+echo "| fanbase_submit async, fanbase_redis (appendfsync always) | $ra | return 202: $rr | $(awk "BEGIN {printf \"%.2f\", $ra / $rr}") |"
 
 # where each path of the module spends them
-for name in 'fanbase_submit async' fanbase_webhook fanbase_submit; do
+for name in 'fanbase_submit async' fanbase_webhook fanbase_submit \
+            'fanbase_submit async (Redis)'; do
     n=$(cat "$D/$name.n")
     echo
     echo "$name: the module's and yajl's functions, inclusive, per request"
     callgrind_annotate --inclusive=yes --threshold=99 "$D/$name.out" \
         2>/dev/null \
-    | awk -v n="$n" '/^ *[0-9,]+ \(/ && /fanbase|yajl_parse|yajl_tree_parse|HMAC|EVP_MAC/ {
+    | awk -v n="$n" '/^ *[0-9,]+ \(/ && /fanbase|yajl_parse|yajl_tree_parse|HMAC|EVP_MAC|redis[A-Z]|sdscat/ {
             x = $1; gsub(",", "", x);
             f = $NF == "" ? $(NF-1) : $NF;
             if (f ~ /^\[/) f = $(NF-1);
@@ -208,7 +249,7 @@ for name in 'fanbase_submit async' fanbase_webhook fanbase_submit; do
         }' | head -14
 done
 
-if grep -qE '\[(alert|crit|emerg)\]' "$D/error.log"; then
-    grep -E '\[(alert|crit|emerg)\]' "$D/error.log" | head -5
+if grep -qE '\[(alert|crit|emerg)\]' "$D/error.log" "$D/r/error.log"; then
+    grep -E '\[(alert|crit|emerg)\]' "$D/error.log" "$D/r/error.log" | head -5
     exit 1
 fi

@@ -16,6 +16,13 @@
 #            the libcurl work of a submission alone, against the fast mock
 #            (the row "libcurl floor"); with valgrind, the same and the
 #            edge's paths under callgrind (instructions per request)
+#   - redis  the shared engine's rows (issue 15): a private redis-server
+#            (t/lib/FanbaseRedis.pm) with appendfsync always, an edge with
+#            "fanbase_redis" to it and its references; then the same with
+#            appendfsync everysec (informative); their Fanbase a listener
+#            that never answers.  BENCH_ONLY=redis runs these rows alone
+#            (with the fast mock), and writes their block of
+#            docs/performance.md only
 #   - build/bench/json_render (bench/json_render.c, built by
 #            bench/Makefile): the module's hand-written JSON documents
 #            against yajl_gen's, at the end, once every server is stopped
@@ -55,6 +62,7 @@ use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
 
 use lib "$FindBin::Bin/../t/lib";
+use FanbaseRedis;
 use FanbaseTest qw(free_port wait_pid wait_listen child_pids nginx_conf
                    nginx_test spawn_mock http_request http_parallel slurp
                    spew);
@@ -94,7 +102,12 @@ my $DOC    = "$TOP/docs/performance.md";
 my $WRK    = 'wrk';
 my $FLOOR  = $ENV{BENCH_FLOOR} // "$TOP/build/bench/curl_floor";
 my $RENDER = $ENV{BENCH_RENDER} // "$TOP/build/bench/json_render";
+my $REDIS  = $ENV{TEST_REDIS_SERVER} // '/usr/bin/redis-server';
 my $HZ     = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+
+# BENCH_ONLY=redis: the rows of the shared engine alone (issue 15)
+my $ONLY = $ENV{BENCH_ONLY} // '';
+die "BENCH_ONLY must be 'redis' or empty\n" unless $ONLY eq '' || $ONLY eq 'redis';
 
 # callgrind (instruction counts) unless BENCH_CALLGRIND=0 or no valgrind
 my $CALLGRIND = ($ENV{BENCH_CALLGRIND} // '1') ne '0';
@@ -664,6 +677,7 @@ sub alternate {
                         first => $order[0][0],
                         cpu_ours => $r{ours}{cpu}, cpu_ref => $r{reference}{cpu},
                         life => $r{ours}{life},
+                        raw_ours => $r{ours}, raw_reference => $r{reference},
                         extra => $r{ours}{extra} // $r{reference}{extra} };
         printf "   round %d (%s first): ours %s, reference %s, ratio %s%s\n",
             $i, $order[0][0], fmt_rps($o), fmt_rps($f),
@@ -1099,12 +1113,496 @@ CONF
 }
 
 
+# --- the shared engine (issue 15) -------------------------------------------
+#
+# A second edge with "fanbase_redis" to a private redis-server
+# (t/lib/FanbaseRedis.pm) with appendfsync always, as docs/cluster.md
+# recommends, and a third to another one with appendfsync everysec
+# (informative).  Their Fanbase takes connections and never answers
+# (fanbase_timeout 600s): the few deliveries each worker starts wait
+# there, and no delivery, poll or retry talks to Redis while the rows
+# run.  The transaction of the status row is accepted through a location
+# whose Fanbase is the fast mock, delivered and polled until completed
+# (stable from then on); the edge is then restarted with the reference's
+# "return 200" holding that transaction's bytes.
+#
+# Round trips: the commands clients sent to Redis (INFO commandstats
+# counts the commands a script runs too: those named in src/lua/*.lua are
+# left out, and INFO, the bench's own) over each measurement of ours,
+# divided by the transactions created (SADD: create.lua alone calls it,
+# once per transaction), and by the 202s wrk counted (a request in flight
+# when wrk stops is created and not counted: at most one per connection).
+
+# the commands the scripts run inside Redis
+sub redis_script_commands {
+    my %c;
+    for my $f (glob "$TOP/src/lua/*.lua") {
+        my $lua = slurp($f);
+        $c{ lc $1 }++ while $lua =~ /redis\.p?call\(\s*['"](\w+)['"]/g;
+    }
+    fail("no redis.call in $TOP/src/lua/*.lua") unless $c{sadd};
+    return \%c;
+}
+
+# calls per command so far, and redis-server's CPU time
+sub redis_stats {
+    my $rd = shift;
+    my $info = $rd->{conn}->cmd('INFO', 'commandstats');
+    fail("redis INFO: $info") if ref $info || !defined $info;
+    my %s;
+    my %u;
+    ($s{$1}, $u{$1}) = ($2, $3) while $info =~ /^cmdstat_(\S+?):calls=(\d+),usec=(\d+)/mg;
+    return { calls => \%s, usec => \%u, cpu => proc_cpu($rd->{server}->pid), time => time };
+}
+
+# from one redis_stats to the next: { client => commands clients sent,
+# evalsha, other => "name n, ...", created, inside => commands scripts ran,
+# cpu => redis-server's seconds }
+sub redis_delta {
+    my ($rd, $s0, $s1) = @_;
+    my %d = (client => 0, inside => 0, cpu => $s1->{cpu} - $s0->{cpu});
+    my @other;
+    for my $cmd (sort keys %{ $s1->{calls} }) {
+        my $n = $s1->{calls}{$cmd} - ($s0->{calls}{$cmd} // 0);
+        next if !$n || $cmd eq 'info';
+        if ($rd->{inside}{ (split /\|/, $cmd)[0] }) {
+            $d{inside} += $n;
+            next;
+        }
+        $d{client} += $n;
+        push @other, "$cmd $n" unless $cmd eq 'evalsha';
+    }
+    $d{evalsha} = ($s1->{calls}{evalsha} // 0) - ($s0->{calls}{evalsha} // 0);
+    $d{created} = ($s1->{calls}{sadd} // 0) - ($s0->{calls}{sadd} // 0);
+    # the scripts' own time in Redis (EVALSHA's usec: Lua and the commands
+    # it runs), seconds
+    $d{script} = (($s1->{usec}{evalsha} // 0) - ($s0->{usec}{evalsha} // 0)) / 1e6;
+    $d{other} = join ', ', @other;
+    return \%d;
+}
+
+# a Fanbase that takes connections and never answers
+sub start_silent {
+    my $port = shift;
+    my $pid = spawn('silent Fanbase', "$DIR/silent.out", $^X, '-MIO::Socket::INET', '-e',
+        'my $l = IO::Socket::INET->new(Listen => 4096, LocalAddr => "127.0.0.1",'
+        . " LocalPort => $port, ReuseAddr => 1) or die \"listen: \$!\";"
+        . ' my @c; while (my $c = $l->accept) { push @c, $c }');
+    wait_port($port, $pid, 'silent Fanbase', "$DIR/silent.out");
+    return $pid;
+}
+
+sub redis_edge_conf {
+    my (%o) = @_;
+    my $txn = !defined $o{txn} ? ''
+        : sprintf <<'CONF', $o{txn}{etag}, $o{txn}{body};
+        # nginx alone: the transaction's bytes and its ETag
+        location = /ref/txn {
+            default_type application/json;
+            add_header ETag '%s';
+            return 200 '%s';
+        }
+CONF
+    return main_conf(name => $o{name}, workers => $P{workers}, module => 1,
+                     http => <<"CONF");
+    fanbase_zone zone=fb:64m;
+    fanbase_redis $o{url};
+
+    server {
+        listen 127.0.0.1:$o{port} backlog=4096 reuseport;
+
+        # a Fanbase that never answers: deliveries wait there
+        fanbase_api http://127.0.0.1:$o{silent};
+        fanbase_token_url http://127.0.0.1:$o{silent}/api/token;
+        fanbase_client_id bench;
+        fanbase_client_secret_file $DIR/secret;
+        fanbase_timeout 600s;
+        client_max_body_size 16k;
+        client_body_buffer_size 16k;
+
+        # ours: accepted into Redis
+        location = /redis$QUEUE {
+            fanbase_submit async;
+        }
+        # nginx alone: the same status, type, Location and body lengths
+        location = /ref/accepted {
+            default_type application/json;
+            add_header Location $TXN_PATH always;
+            return 202 '$ACCEPTED_BODY';
+        }
+
+        # the status row's transaction: delivered to the fast mock and
+        # polled there until completed
+        location = /settle$QUEUE {
+            fanbase_api http://127.0.0.1:$o{mock}/async;
+            fanbase_token_url http://127.0.0.1:$o{mock}/uniq/api/token;
+            fanbase_timeout 10s;
+            fanbase_submit async;
+        }
+        # its status: the same credential set, so the same scope in Redis
+        location /transactions/ {
+            fanbase_api http://127.0.0.1:$o{mock}/async;
+            fanbase_token_url http://127.0.0.1:$o{mock}/uniq/api/token;
+            fanbase_transaction;
+        }
+$txn    }
+CONF
+}
+
+sub start_redis_edge {
+    my ($rd, %o) = @_;
+    my $name = $rd->{edge_name};
+    my $pid = start_nginx($name, redis_edge_conf(%o, name => $name, url => $rd->{server}->url,
+                                                 port => $rd->{port}));
+    wait_port($rd->{port}, $pid, "$name nginx", "$DIR/$name.error.log", 60);
+    # each worker connects and subscribes: a request before that reads Redis
+    sleep 0.5;
+    return $pid;
+}
+
+# A redis-server, its edge, the connection the bench reads INFO on.
+sub start_redis {
+    my ($run, $fsync) = @_;
+    my $server = FanbaseRedis->new(dir => $DIR, name => "redis-$fsync",
+                                   appendfsync => $fsync)->start;
+    my $rd = { server => $server, fsync => $fsync, conn => $server->connect,
+               inside => $run->{redis_inside}, port => free_port(),
+               edge_name => "edge-redis-$fsync" };
+    $rd->{url} = "http://127.0.0.1:$rd->{port}";
+    $rd->{edge} = start_redis_edge($rd, mock => $run->{port}{mock},
+                                   silent => $run->{silent_port});
+    return $rd;
+}
+
+sub stop_redis {
+    my $rd = shift;
+    # TERM: a graceful stop would wait for the deliveries at the silent
+    # Fanbase
+    stop($rd->{edge}, 'TERM', 15) if $rd->{edge};
+    $rd->{conn}->close;
+    $rd->{server}->stop;
+}
+
+# The status row's transaction: accepted, delivered, polled until
+# completed, read twice; then the edge restarted with its bytes as the
+# reference.  { id, body, etag } and the errors.
+sub redis_settle {
+    my ($run, $rd) = @_;
+    my $port = $rd->{port};
+    my $acc = post_json($port, "/settle$QUEUE", $POST_BODY);
+    my $loc = $acc->{headers}{location} // '';
+    return (undef, "accept to settle: $acc->{status} " . ($acc->{error} // $acc->{body}))
+        unless $acc->{status} == 202 && $loc =~ m{^/transactions/\S+$};
+    my ($g, $end) = (undef, time + 20);
+    while (time < $end) {
+        $g = http($port, GET => $loc);
+        last if $g->{status} == 200 && $g->{body} =~ /"status":"completed"/;
+        sleep 0.2;
+    }
+    return (undef, "$loc not completed after 20 s: $g->{status} $g->{body}")
+        unless $g->{status} == 200 && $g->{body} =~ /"status":"completed"/;
+    my $t = { path => $loc, body => $g->{body}, etag => $g->{headers}{etag} // '' };
+    return (undef, "the transaction's JSON or ETag holds ', \$ or \\: $t->{body}")
+        if "$t->{body}$t->{etag}" =~ /['\$\\]/;
+    stop($rd->{edge}, 'TERM', 15);
+    $rd->{edge} = start_redis_edge($rd, mock => $run->{port}{mock},
+                                   silent => $run->{silent_port}, txn => $t);
+    return ($t);
+}
+
+# The checks of the Redis edge's answers against the references: the
+# accept (as check_async), the status (the same bytes and headers, and
+# answered without asking Redis).
+sub redis_checks {
+    my ($rd, $t) = @_;
+    my $port = $rd->{port};
+    my @errors;
+    my ($x, $y) = map { post_json($port, $_, $POST_BODY) } "/redis$QUEUE", '/ref/accepted';
+    push @errors, "accept: ours $x->{status}, reference $y->{status} (want 202 and 202)"
+        unless $x->{status} == 202 && $y->{status} == 202;
+    for my $h (qw(content-type location)) {
+        my ($o, $f) = map { $_->{headers}{$h} // '' } $x, $y;
+        push @errors, "accept: $h: ours '$o', reference '$f' (want the same length)"
+            unless length($o) == length($f) && ($h ne 'content-type' || $o eq $f);
+    }
+    push @errors, "accept: bodies of different lengths: ours $x->{body}, reference $y->{body}"
+        unless length($x->{body} // '') == length($y->{body} // '');
+    return @errors unless $t;
+    http($port, GET => $t->{path}) for 1 .. 4;     # each worker reads it once
+    my $s0 = redis_stats($rd);
+    my @g = map { http($port, GET => $t->{path}) } 1 .. 20;
+    my $d = redis_delta($rd, $s0, redis_stats($rd));
+    my $r = http($port, GET => '/ref/txn');
+    push @errors, "status: 20 GETs sent $d->{client} commands to Redis (want 0: from L1)"
+        if $d->{client};
+    for my $o (@g[0, -1]) {
+        push @errors, "status: ours $o->{status}, reference $r->{status}, or other bytes:\n"
+            . "     ours:      $o->{body}\n     reference: $r->{body}"
+            unless $o->{status} == 200 && $r->{status} == 200 && $o->{body} eq $r->{body};
+        my ($ho, $hr) = map { my $x = $_; join ' ', map { "$_=" . ($x->{headers}{$_} // '') }
+                               grep { $_ ne 'date' } sort keys %{ $x->{headers} } } $o, $r;
+        push @errors, "status: headers: ours '$ho', reference '$hr'" unless $ho eq $hr;
+    }
+    return @errors;
+}
+
+# one measurement of ours or the reference, with Redis' counters and the
+# edge workers' CPU time over it; for ours, the round trips and Redis'
+# CPU time per transaction created in extra
+sub redis_wrk {
+    my ($rd, $d, $url, %o) = @_;
+    my $s0 = redis_stats($rd);
+    my $res = wrk(duration => $d, url => $url, post => $o{post},
+                  cpu => { edge => $rd->{edge} });
+    my $rs = redis_delta($rd, $s0, redis_stats($rd));
+    $res->{redis} = $rs;
+    return $res unless $o{ours};
+    my $n = $res->{requests} // 0;
+    if ($o{post}) {
+        push @{ $res->{errors} }, "$rs->{created} transactions created for $n 202s"
+            . " (want as many, at most $P{connections} more)"
+            if $n && ($rs->{created} < $n || $rs->{created} > $n + $P{connections});
+        $res->{trips} = $rs->{created} ? $rs->{client} / $rs->{created} : undef;
+        $res->{trips_wrk} = $n ? $rs->{client} / $n : undef;
+        $res->{redis_us} = $rs->{created} ? $rs->{cpu} * 1e6 / $rs->{created} : undef;
+        $res->{extra} = sprintf('Redis: %d commands from clients (EVALSHA %d%s) for %d created,'
+            . ' %.3f per transaction (%.3f per 202 counted), %.1f run inside the scripts;'
+            . ' redis-server %.1f µs CPU per transaction (the scripts %.1f); edge workers'
+            . ' %.1f µs per request',
+            $rs->{client}, $rs->{evalsha}, $rs->{other} ? "; $rs->{other}" : '',
+            $rs->{created}, $res->{trips} // 0, $res->{trips_wrk} // 0,
+            $rs->{created} ? $rs->{inside} / $rs->{created} : 0, $res->{redis_us} // 0,
+            $rs->{created} ? $rs->{script} * 1e6 / $rs->{created} : 0,
+            $res->{cpu} ? $res->{cpu}{edge} : 0);
+    } else {
+        $res->{trips} = $n ? $rs->{client} / $n : undef;
+        push @{ $res->{errors} }, "$rs->{client} commands sent to Redis for $n GETs"
+            . ' (want about none: answered from L1)' if $rs->{client} > 0.01 * $n;
+        $res->{extra} = sprintf('Redis: %d commands from clients%s during %d GETs',
+            $rs->{client}, $rs->{other} || $rs->{evalsha}
+                ? " (EVALSHA $rs->{evalsha}" . ($rs->{other} ? "; $rs->{other}" : '') . ')' : '',
+            $n);
+    }
+    return $res;
+}
+
+sub redis_accept_row {
+    my $rd = shift;
+    my $url = $rd->{url};
+    return alternate(
+        "async accept with Redis (appendfsync $rd->{fsync}): fanbase_submit async"
+        . ' (Fanbase silent) vs return 202, same bytes',
+        sub { redis_wrk($rd, shift, "$url/redis$QUEUE", post => 1, ours => 1) },
+        sub { redis_wrk($rd, shift, "$url/ref/accepted", post => 1) });
+}
+
+sub redis_status_row {
+    my ($rd, $t) = @_;
+    my $url = $rd->{url};
+    return alternate(
+        'status hit from L1 with Redis configured: fanbase_transaction vs return 200,'
+        . ' same bytes',
+        sub { redis_wrk($rd, shift, "$url$t->{path}", ours => 1) },
+        sub { redis_wrk($rd, shift, "$url/ref/txn") });
+}
+
+# The rows of the shared engine: { always, everysec, status, errors,
+# logs (the [alert]s of their nginx) }
+sub redis_rows {
+    my $run = shift;
+    phase('Redis');
+    print "\n== the shared engine (issue 15): redis-server "
+        . (`redis-server --version 2>/dev/null` =~ /v=(\S+)/ ? $1 : '?')
+        . ", appendfsync always (and everysec, informative)\n";
+    my %r = (errors => []);
+    $run->{redis_inside} = redis_script_commands();
+    $run->{silent_port} = free_port();
+    my $silent = start_silent($run->{silent_port});
+    my $rd = start_redis($run, 'always');
+    my ($t, $e) = redis_settle($run, $rd);
+    push @{ $r{errors} }, "status: $e" if $e;
+    printf "   the status row's transaction: %s, %d bytes, ETag %s\n",
+        $t->{path}, length $t->{body}, $t->{etag} if $t;
+    my @checks = redis_checks($rd, $t);
+    print "\nbench: CHECK FAILED: $_\n" for @checks;
+    $r{always} = redis_accept_row($rd);
+    unshift @{ $r{always}{errors} }, grep { /^accept/ } @checks;
+    if ($t) {
+        $r{status} = redis_status_row($rd, $t);
+        unshift @{ $r{status}{errors} }, grep { /^status/ } @checks;
+    }
+    $r{keys} = $rd->{conn}->cmd('DBSIZE');
+    stop_redis($rd);
+    unless ($ENV{BENCH_REDIS_ALWAYS_ONLY}) {
+        my $ev = start_redis($run, 'everysec');
+        my @c = redis_checks($ev);
+        $r{everysec} = redis_accept_row($ev);
+        unshift @{ $r{everysec}{errors} }, @c;
+        stop_redis($ev);
+    }
+    stop($silent, 'TERM', 5);
+    $r{logs} = [ map { log_summary($_, slurp("$DIR/$_.error.log")) }
+                 grep { -f "$DIR/$_.error.log" } map { "edge-redis-$_" } qw(always everysec) ];
+    return \%r;
+}
+
+# The table rows of the shared engine, as report()'s, and the profile
+# under it.
+sub redis_report_rows {
+    my $r = shift;
+    my $ratio_row = \&ratio_row;
+    my @rows;
+    my $ac = $ratio_row->('async accept with Redis (appendfsync always)', $r->{always}, 0.60);
+    $ac->[4] = '>= 0.60';
+    push @rows, $ac;
+    if ($r->{everysec}) {
+        my $e = $ratio_row->('async accept with Redis (appendfsync everysec)',
+                             $r->{everysec}, 0);
+        $e->[4] = 'informative: a 202 no longer means "on disk"';
+        $e->[5] = @{ $r->{everysec}{errors} } ? 'FAILED (errors; informative)' : 'informative';
+        $e->[6] = !@{ $r->{everysec}{errors} };
+        push @rows, $e;
+    }
+    if ($r->{status}) {
+        my $s = $ratio_row->('status hit from L1 with Redis configured', $r->{status}, 0.90);
+        $s->[4] = '>= 0.90';
+        push @rows, $s;
+    } else {
+        push @rows, [ 'status hit from L1 with Redis configured', '-', '-', '-', '>= 0.90',
+                      'FAILED (errors)', 0 ];
+    }
+    my @rounds = @{ $r->{always}{rounds} // [] };
+    my @t = grep { defined } map { $_->{raw_ours}{trips} } @rounds;
+    my @w = grep { defined } map { $_->{raw_ours}{trips_wrk} } @rounds;
+    my $max = (sort { $b <=> $a } @t)[0];
+    my $met = @t == @rounds && @t && $max <= 1 && !@{ $r->{always}{errors} };
+    push @rows, [ 'Redis round trips per async accept (appendfsync always)',
+                  @t ? sprintf('%.3f commands per transaction created (median; highest'
+                               . ' %.3f); per 202 wrk counted: %.3f', median(@t), $max,
+                               median(@w)) : '-',
+                  '-', '-', 'at most 1 (every round)',
+                  @{ $r->{always}{errors} } ? 'FAILED (errors)' : $met ? 'yes' : 'no', $met ];
+    return @rows;
+}
+
+sub redis_errors {
+    my $r = shift;
+    return ((map { "Redis: $_" } @{ $r->{errors} }),
+            (map { "async accept with Redis (always): $_" } @{ $r->{always}{errors} // [] }),
+            (map { "async accept with Redis (everysec, informative): $_" }
+                 @{ $r->{everysec}{errors} // [] }),
+            (map { "status hit from L1 with Redis: $_" } @{ $r->{status}{errors} // [] }),
+            (map { "error.log: $_" } @{ $r->{logs} }));
+}
+
+# BENCH_ONLY=redis: the fast mock and the rows of the shared engine alone
+sub main_redis {
+    my ($m, $t0) = @_;
+    my $run = prepare($m);
+    my $port = $run->{port};
+    $run->{mock} = start_nginx('mock', mock_conf($port->{mock}));
+    wait_port($port->{mock}, $run->{mock}, 'mock nginx', "$DIR/mock.error.log");
+    my $r = redis_rows($run);
+    stop($run->{mock}, 'QUIT', 15);
+    push @{ $r->{logs} }, log_summary('mock nginx', slurp("$DIR/mock.error.log"));
+    my @rows = redis_report_rows($r);
+    my $table = table(@rows);
+    my @errors = redis_errors($r);
+    print "\n$table\n" . redis_profile($r) . "\n";
+    if (@errors) { print "errors:\n"; print "  $_\n" for @errors; print "\n" }
+    my $all_met = !grep { !$_->[6] } @rows;
+    printf "bench: %s%s in %.0f s\n", $all_met ? 'every target met'
+        : 'some targets missed (see "met")',
+        @{ $r->{logs} } ? '; ALERTS OR CRASHES in error.log (see above)' : '', time - $t0;
+    write_redis_doc($m, $table, \@errors, $r) unless $ENV{BENCH_NO_DOC};
+    exit($all_met && !@{ $r->{logs} } ? 0 : 1);
+}
+
+sub redis_profile {
+    my $r = shift;
+    my $N = $P{rounds};
+    my $t = "Per request, median of the $N rounds: CPU time (utime + stime,"
+          . " `/proc/PID/stat`) of the edge's $P{workers} workers and of redis-server,"
+          . " and the commands Redis ran (INFO commandstats).\n\n"
+          . "| row | path | req/s | edge workers µs | redis-server µs | of which the scripts"
+          . " (EVALSHA's usec) | commands from clients | commands inside the scripts |\n"
+          . "|---|---|---|---|---|---|---|---|\n";
+    for ([always => 'async accept, always'], [everysec => 'async accept, everysec'],
+         [status => 'status from L1']) {
+        my ($k, $name) = @$_;
+        my $row = $r->{$k} or next;
+        for my $who ([ours => $k eq 'status' ? '`fanbase_transaction`'
+                                             : '`fanbase_submit async`'],
+                     [reference => $k eq 'status' ? '`return 200`' : '`return 202`']) {
+            my @rr = map { $_->{"raw_$who->[0]"} } @{ $row->{rounds} };
+            my $per = sub {
+                my $f = shift;
+                my $v = median(map { my $x = $_; $x && $x->{requests} ? $f->($x) : undef } @rr);
+                return defined $v ? $v : undef;
+            };
+            my $rps = median(map { $_->{rps} } grep { $_ } @rr);
+            my $edge = $per->(sub { $_[0]{cpu} && $_[0]{cpu}{edge} });
+            my $rcpu = $per->(sub { $_[0]{redis}{cpu} * 1e6 / $_[0]{requests} });
+            my $cl = $per->(sub { $_[0]{redis}{client} / $_[0]{requests} });
+            my $in = $per->(sub { $_[0]{redis}{inside} / $_[0]{requests} });
+            my $sc = $per->(sub { $_[0]{redis}{script} * 1e6 / $_[0]{requests} });
+            $t .= sprintf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $name, $who->[1],
+                defined $rps ? sprintf('%.0f', $rps) : '-', f1($edge), f1($rcpu), f1($sc),
+                defined $cl ? sprintf('%.3f', $cl) : '-', f1($in);
+        }
+    }
+    return $t;
+}
+
+sub redis_rounds {
+    my $r = shift;
+    my $t = '';
+    $t .= "Async accept with Redis, appendfsync always:\n\n"
+        . rounds_table($r->{always}, 'ours', 'return 202') . "\n" if $r->{always};
+    $t .= "Async accept with Redis, appendfsync everysec (informative):\n\n"
+        . rounds_table($r->{everysec}, 'ours', 'return 202') . "\n" if $r->{everysec};
+    $t .= "Status hit from L1 with Redis configured:\n\n"
+        . rounds_table($r->{status}, 'ours', 'return 200') . "\n" if $r->{status};
+    return $t;
+}
+
+# The block of docs/performance.md between its markers (in "The shared
+# engine (issue 15)"): the table, the errors, the profile, the rounds.
+sub write_redis_doc {
+    my ($m, $table, $errors, $r) = @_;
+    my $begin = '<!-- BEGIN REDIS RESULTS: written by bench/run.pl, do not edit -->';
+    my $end   = '<!-- END REDIS RESULTS -->';
+    my $res = "$begin\n\nMeasured on $m->{date} with `"
+        . ($ENV{BENCH_ONLY} ? 'BENCH_ONLY=redis make bench' : 'make bench')
+        . "`, $m->{nproc} CPUs ($m->{cpu}), load average before the run $m->{load};"
+        . " redis-server $m->{redis}, nginx $m->{nginx}, $P{workers} workers; wrk"
+        . " `-t$P{threads} -c$P{connections} -d$P{duration}s`, $P{rounds} rounds per row.\n\n"
+        . $table . "\n";
+    if (@$errors) {
+        $res .= "Errors in this run:\n\n";
+        $res .= "- $_\n" for @$errors;
+        $res .= "\n";
+    }
+    $res .= redis_profile($r) . "\n" . redis_rounds($r) . "$end\n";
+    my $doc = slurp($DOC);
+    if ($doc =~ /\Q$begin\E.*\Q$end\E\n?/s) {
+        $doc =~ s/\Q$begin\E.*\Q$end\E\n?/$res/s;
+    } else {
+        $doc =~ s/\n*\z/\n\n## The shared engine (issue 15)\n\n/;
+        $doc .= $res;
+    }
+    spew($DOC, $doc);
+    print "bench: the shared engine's results written to docs/performance.md\n";
+}
+
 # --- the run --------------------------------------------------------------
 
 sub preflight {
     -x $NGINX or fail("$NGINX not found: run 'make deps'");
     -f $MODULE or fail("$MODULE not found: run 'make'");
     system("command -v $WRK >/dev/null") == 0 or fail("wrk not found: run 'make deps'");
+    -x $REDIS or fail("$REDIS not found: run 'make deps'") if $ONLY eq 'redis';
+    return if $ONLY eq 'redis';
     -x $FLOOR or fail("$FLOOR not found: run 'make bench'");
     -x $RENDER or fail("$RENDER not found: run 'make bench'");
     if ($CALLGRIND && system('command -v valgrind >/dev/null') != 0) {
@@ -1130,6 +1628,8 @@ sub machine {
     $m{libcurl_deb} = $dpkg->('libcurl4');
     $m{yajl_deb}    = $dpkg->('libyajl2');
     $m{wrk_deb}     = $dpkg->('wrk');
+    ($m{redis}) = `$REDIS --version 2>/dev/null` =~ /\bv=(\S+)/;
+    $m{redis} //= '?';
     $m{mem} = sprintf '%.1f GiB', $1 / 1024 / 1024
         if slurp('/proc/meminfo') =~ /^MemTotal:\s+(\d+) kB/m;
     $m{load} = join " ", (split " ", slurp("/proc/loadavg"))[0 .. 2];
@@ -1501,6 +2001,7 @@ sub main {
     preflight();
     my $t0 = time;
     my $m = machine();
+    main_redis($m, $t0) if $ONLY eq 'redis';
     my $run = prepare($m);
 
     my %row = (edge_start => start_servers($run));
@@ -1523,6 +2024,12 @@ sub main {
     $row{cold}{tokens_total} = token_requests();
 
     my $edge_log = stop_edge($run);
+    # the shared engine, the first edge stopped: its own edges and Redis
+    if (-x $REDIS) {
+        $row{redis} = redis_rows($run);
+    } else {
+        print STDERR "bench: no $REDIS: no rows of the shared engine (make deps installs it)\n";
+    }
     # (2c) instructions per request
     $row{cg} = callgrind_counts($run->{port}{mock}) if $CALLGRIND;
     $row{mem} = memory_row($run);
@@ -1565,23 +2072,36 @@ sub log_summary {
     } @order;
 }
 
+# A table row of a row measured by alternate(): [name, ours, reference,
+# ratio, target (filled in by the caller), met, met as a boolean]
+sub ratio_row {
+    my ($name, $r, $target, $ours_note, $ref_note) = @_;
+    my $met = !@{ $r->{errors} } && defined $r->{ratio} && $r->{ratio} >= $target;
+    return [ $name,
+             fmt_rps($r->{ours}) . ($ours_note // ''),
+             fmt_rps($r->{reference}) . ($ref_note // ''),
+             defined $r->{ratio}
+                 ? sprintf('%.2f (%.2f-%.2f)', $r->{ratio}, $r->{min}, $r->{max})
+                 : '-',
+             undef, @{ $r->{errors} } ? 'FAILED (errors)' : $met ? 'yes' : 'no',
+             $met ];
+}
+
+sub table {
+    my @head = ('row', 'ours', 'reference', "ratio (median of $P{rounds}, min-max)",
+                'target', 'met');
+    my $table = '| ' . join(' | ', @head) . " |\n|" . join('|', map { '---' } @head)
+              . "|\n";
+    $table .= '| ' . join(' | ', @{$_}[0 .. 5]) . " |\n" for @_;
+    return $table;
+}
+
 sub report {
     my ($m, $row, $bad_log, $elapsed) = @_;
     my $N = $P{rounds};
     my @rows;
 
-    my $ratio_row = sub {
-        my ($name, $r, $target, $ours_note, $ref_note) = @_;
-        my $met = !@{ $r->{errors} } && defined $r->{ratio} && $r->{ratio} >= $target;
-        return [ $name,
-                 fmt_rps($r->{ours}) . ($ours_note // ''),
-                 fmt_rps($r->{reference}) . ($ref_note // ''),
-                 defined $r->{ratio}
-                     ? sprintf('%.2f (%.2f-%.2f)', $r->{ratio}, $r->{min}, $r->{max})
-                     : '-',
-                 undef, @{ $r->{errors} } ? 'FAILED (errors)' : $met ? 'yes' : 'no',
-                 $met ];
-    };
+    my $ratio_row = \&ratio_row;
 
     my $st = $ratio_row->('status, terminal transaction', $row->{status}, 0.95);
     $st->[4] = '>= 0.95';
@@ -1660,12 +2180,10 @@ sub report {
                  @{ $js->{errors} } ? 'FAILED (errors)' : $js->{met} ? 'yes' : 'no',
                  $js->{met} ];
     @rows = ($st, $sb, $floor, $ah, $as, $wh, $cold, $bl, $mem, $json);
-
-    my @head = ('row', 'ours', 'reference', "ratio (median of $N, min-max)",
-                'target', 'met');
-    my $table = '| ' . join(' | ', @head) . " |\n|" . join('|', map { '---' } @head)
-              . "|\n";
-    $table .= '| ' . join(' | ', @{$_}[0 .. 5]) . " |\n" for @rows;
+    my $table = table(@rows);
+    my @redis = $row->{redis} ? redis_report_rows($row->{redis}) : ();
+    my $redis_table = @redis ? table(@redis) : '';
+    push @rows, @redis;
 
     my @errors;
     push @errors, map { "status: $_" } @{ $row->{status}{errors} };
@@ -1681,12 +2199,16 @@ sub report {
     push @errors, map { "memory: $_" } @{ $mm->{errors} };
     push @errors, map { "JSON rendering: $_" } @{ $js->{errors} };
     push @errors, map { "error.log: $_" } @$bad_log;
+    my @redis_errors = $row->{redis} ? redis_errors($row->{redis}) : ();
+    push @errors, @redis_errors;
 
     my $all_met = !grep { !$_->[6] } @rows;
-    my $clean = !@$bad_log;
+    my $clean = !@$bad_log && !($row->{redis} && @{ $row->{redis}{logs} });
 
     my $cpu = cpu_section($row);
     print "\n$table\n$cpu\n";
+    print "The shared engine (issue 15):\n\n$redis_table\n" . redis_profile($row->{redis})
+        . "\n" if $row->{redis};
     if (@errors) { print "errors:\n"; print "  $_\n" for @errors; print "\n" }
     printf "token requests by the edge's credential set over the whole run: %d\n",
         $c->{tokens_total};
@@ -1694,7 +2216,10 @@ sub report {
         : 'some targets missed (see "met")',
         $clean ? '' : '; ALERTS OR CRASHES in error.log (see above)', $elapsed;
 
-    write_doc($m, $table, \@errors, $row, $cpu) unless $ENV{BENCH_NO_DOC};
+    unless ($ENV{BENCH_NO_DOC}) {
+        write_doc($m, $table, \@errors, $row, $cpu);
+        write_redis_doc($m, $redis_table, \@redis_errors, $row->{redis}) if $row->{redis};
+    }
     exit($all_met && $clean ? 0 : 1);
 }
 
