@@ -54,7 +54,6 @@ struct ngx_http_fanbase_redis_cmd_s {
     void                         *data;
     ngx_buf_t                     buf;         /* the command, RESP */
     ngx_chain_t                   chain;
-    char                         *resp;        /* hiredis' allocation */
     ngx_int_t                     script;      /* -1: not EVALSHA */
     uint64_t                      queued;      /* metrics.c's clock; 0: the
                                                   client's own command */

@@ -35,7 +35,7 @@ enum {
 };
 
 
-/* create.lua, SHA1 0c5d114382fd9ac42787e7d7a71d47189cf25ce2 */
+/* create.lua, SHA1 591bf955200567386940099af40dc2f9c40797bb */
 
 #define NGX_HTTP_FANBASE_REDIS_CREATE_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -289,7 +289,7 @@ enum {
     "    end\n" \
     "end\n" \
     "\n" \
-    "redis.call('DEL', key_t(id), key_e(id))\n" \
+    "-- a new id (a random UUID of the edge): nothing to delete first\n" \
     "redis.call('HSET', key_t(id),\n" \
     "           'st', int(PENDING), 'v', '1', 'cr', int(now), 'up', int(now)," \
     "\n" \
@@ -310,7 +310,8 @@ enum {
     "               int(math.max(tonumber(ARGV[11]), 1)))\n" \
     "end\n" \
     "\n" \
-    "publish(id, 1)\n" \
+    "-- no change message: no host can hold a copy of it yet, and a message\n" \
+    "-- per accept would cost every worker of every host a wake-up\n" \
     "\n" \
     "return { OK, now }\n"
 
@@ -3200,7 +3201,7 @@ static const ngx_http_fanbase_redis_script_t
     ngx_http_fanbase_store_redis_scripts[] =
 {
     { ngx_string(NGX_HTTP_FANBASE_REDIS_CREATE_TEXT),
-      "0c5d114382fd9ac42787e7d7a71d47189cf25ce2",
+      "591bf955200567386940099af40dc2f9c40797bb",
       "create" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_GET_TEXT),
       "2512679287474ffe587234920083b708008106f3",

@@ -35,7 +35,7 @@ if idem ~= '' then
     end
 end
 
-redis.call('DEL', key_t(id), key_e(id))
+-- a new id (a random UUID of the edge): nothing to delete first
 redis.call('HSET', key_t(id),
            'st', int(PENDING), 'v', '1', 'cr', int(now), 'up', int(now),
            'db', int(now + tonumber(ARGV[8])),
@@ -55,6 +55,7 @@ if idem ~= '' then
                int(math.max(tonumber(ARGV[11]), 1)))
 end
 
-publish(id, 1)
+-- no change message: no host can hold a copy of it yet, and a message
+-- per accept would cost every worker of every host a wake-up
 
 return { OK, now }
