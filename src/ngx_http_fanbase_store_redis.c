@@ -19,6 +19,7 @@
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_l1.h"
 #include "ngx_http_fanbase_notice.h"
+#include "ngx_http_fanbase_outcome.h"
 #include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
@@ -38,7 +39,7 @@
 #define NGX_HTTP_FANBASE_REDIS_POLL      1000
 
 #define NGX_HTTP_FANBASE_REDIS_TAG_MAX   128
-#define NGX_HTTP_FANBASE_REDIS_ARGS      16
+#define NGX_HTTP_FANBASE_REDIS_ARGS      FANBASE_OUTCOME_ARGS_MAX
 
 
 /* one operation under way: what its answer fills in */
@@ -1230,31 +1231,21 @@ ngx_http_fanbase_store_redis_finish_alloc(ngx_uint_t argc, size_t *len,
 static void
 ngx_http_fanbase_store_redis_journal(ngx_http_fanbase_store_redis_finish_t *f)
 {
-    u_char      *p, *buf;
-    size_t       size;
-    ngx_uint_t   i;
+    u_char  *p, *buf;
+    size_t   size;
 
     if (ngx_http_fanbase_store_redis_fd == NGX_INVALID_FILE) {
         return;
     }
 
-    size = NGX_INT_T_LEN + 1;
-
-    for (i = 0; i < f->argc; i++) {
-        size += NGX_SIZE_T_LEN + 1 + f->len[i];
-    }
+    size = fanbase_outcome_size(f->argc, f->len);
 
     buf = ngx_alloc(size, ngx_cycle->log);
     if (buf == NULL) {
         return;
     }
 
-    p = ngx_sprintf(buf, "%ui\n", f->argc);
-
-    for (i = 0; i < f->argc; i++) {
-        p = ngx_sprintf(p, "%uz\n", f->len[i]);
-        p = ngx_cpymem(p, f->arg[i], f->len[i]);
-    }
+    p = fanbase_outcome_write(buf, f->argc, f->arg, f->len);
 
     if (ngx_write_fd(ngx_http_fanbase_store_redis_fd, buf, p - buf)
         == p - buf)
@@ -1305,13 +1296,14 @@ ngx_http_fanbase_store_redis_unjournal(
 static void
 ngx_http_fanbase_store_redis_replay(ngx_cycle_t *cycle)
 {
-    u_char                                 *p, *last, *buf, *arg[16];
-    size_t                                  len[16];
+    u_char                                 *p, *buf;
+    size_t                                  argc, len[FANBASE_OUTCOME_ARGS_MAX];
+    const u_char                           *rp, *arg[FANBASE_OUTCOME_ARGS_MAX];
     ssize_t                                 n;
     ngx_fd_t                                fd;
     ngx_pid_t                               pid;
     ngx_str_t                               dir, base;
-    ngx_uint_t                              i, argc, replayed;
+    ngx_uint_t                              replayed;
     ngx_dir_t                               d;
     ngx_file_info_t                         fi, fi2;
     ngx_http_fanbase_store_redis_finish_t  *f;
@@ -1405,43 +1397,14 @@ ngx_http_fanbase_store_redis_replay(ngx_cycle_t *cycle)
             continue;
         }
 
-        p = buf;
-        last = buf + n;
-
         /* whole records only: the last one may have been cut short */
 
-        while (p < last) {
-            argc = 0;
+        rp = buf;
 
-            while (p < last && *p >= '0' && *p <= '9') {
-                argc = argc * 10 + (*p++ - '0');
-            }
+        while (fanbase_outcome_read(&rp, buf + n, &argc, arg, len)) {
 
-            if (p == last || *p++ != '\n' || argc == 0 || argc > 16) {
-                break;
-            }
-
-            for (i = 0; i < argc; i++) {
-                len[i] = 0;
-
-                while (p < last && *p >= '0' && *p <= '9') {
-                    len[i] = len[i] * 10 + (*p++ - '0');
-                }
-
-                if (p == last || *p++ != '\n' || (size_t) (last - p) < len[i])
-                {
-                    break;
-                }
-
-                arg[i] = p;
-                p += len[i];
-            }
-
-            if (i < argc) {
-                break;
-            }
-
-            f = ngx_http_fanbase_store_redis_finish_alloc(argc, len, arg,
+            f = ngx_http_fanbase_store_redis_finish_alloc(argc, len,
+                                                          (u_char **) arg,
                                                           cycle->log);
             if (f == NULL) {
                 break;
