@@ -9,7 +9,8 @@
 #                AddressSanitizer and UBSan: build/asan/sbin/nginx
 #   make test    deps, module and asan, then the tests (prove) twice: Debian's
 #                nginx with the dynamic module, then the sanitizer build;
-#                TESTS=t/010-foo.t selects files (default t/)
+#                TESTS=t/010-foo.t selects files (default t/); with all of
+#                them, REDIS_ENGINE_TESTS a third time on the Redis engine
 #   make fuzz    deps-packages, then build the libFuzzer harnesses of t/fuzz/
 #                (clang, ASan, UBSan) and run each for FUZZ_TIME seconds
 #                (default 60; FUZZ_RUNS=N stops a target after N inputs),
@@ -404,6 +405,14 @@ $(UBSAN_SUPP): Makefile
 # --- tests, demo, benchmarks ----------------------------------------------
 
 # Both runs always happen; the target fails if either failed.
+# The tests of the embedded engine whose every check holds on the Redis
+# engine too (the others read the zone's own records, its state file or
+# its journal): run a third time with TEST_FANBASE_ENGINE=redis, each
+# nginx on a Redis of its own (docs/testing.md)
+REDIS_ENGINE_TESTS := t/030_token.t t/035_token_race.t t/075_transaction.t \
+                      t/080_deliver.t t/082_breaker.t t/084_token_wait.t \
+                      t/095_notify.t t/098_variables.t
+
 test: deps
 	@$(MAKE) --no-print-directory module asan deb
 	@ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)" 2>/dev/null \
@@ -426,6 +435,16 @@ test: deps
 	    TEST_NGINX_UBSAN_SUPPRESSIONS=$(CURDIR)/$(UBSAN_SUPP) \
 	    TEST_NGINX_BINARY=$(CURDIR)/$(ASAN_NGINX) TEST_NGINX_SANITIZER=1 \
 	    prove -r $(TESTS) || rc=1; \
+	if [ "$(TESTS)" = t/ ]; then \
+	echo; \
+	echo "=================================================================="; \
+	echo " tests of the embedded engine on the Redis engine"; \
+	echo " (TEST_FANBASE_ENGINE=redis, Debian's nginx + $(MODULE_SO))"; \
+	echo "=================================================================="; \
+	TEST_FANBASE_ENGINE=redis TEST_NGINX_BINARY=/usr/sbin/nginx \
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE_SO) \
+	    prove $(REDIS_ENGINE_TESTS) || rc=1; \
+	fi; \
 	if [ $$rc -ne 0 ]; then echo; echo "make test: FAILED" >&2; fi; \
 	exit $$rc
 
