@@ -128,6 +128,34 @@ typedef struct {
 } ngx_http_fanbase_upstream_conf_t;
 
 
+/*
+ * A credential set (ngx_http_fanbase_token.c): where and as whom a token
+ * is had, shared by the locations that name the same ones
+ */
+
+struct ngx_http_fanbase_cred_s {
+    u_char                        key[16];     /* MD5 of the credential set */
+    ngx_str_t                     url;         /* token request, "\0" */
+    ngx_str_t                     fixed;       /* fanbase_access_token_file */
+    ngx_str_t                     name;        /* for logs: no secret */
+    ngx_str_t                     client_id;   /* for metrics: "fixed" */
+    ngx_str_t                     host;        /* the token endpoint's, or
+                                                  the fixed token's file */
+    ngx_str_t                     secret[2];   /* as read, as sent: never
+                                                  logged, even if echoed */
+    ngx_http_fanbase_main_conf_t *mcf;
+    ngx_http_fanbase_upstream_conf_t *upstream;
+    uint64_t                      shared;      /* its tag in Redis: of
+                                                  the token endpoint and
+                                                  the client id */
+
+    /* this worker's view */
+    void                         *slot;
+    ngx_http_fanbase_headers_t *hdr;
+    ngx_http_fanbase_curl_t      *fetch;
+};
+
+
 struct ngx_http_fanbase_main_conf_s {
     ngx_shm_zone_t               *shm_zone;
     ngx_http_fanbase_zone_part_t *parts;       /* the zone's, in order */

@@ -15,6 +15,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_redis.h"
+#include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_variables.h"
 #include "ngx_http_fanbase_zone.h"
 #include "ngx_http_fanbase_metrics.h"
@@ -261,23 +262,6 @@ ngx_http_fanbase_metrics_waiters(ngx_int_t n)
 
 
 /*
- * When a command of the shared engine is queued: microseconds of the
- * monotonic clock, never 0 (0 marks the client's own commands: the
- * handshake of a connection, not counted)
- */
-
-uint64_t
-ngx_http_fanbase_metrics_clock(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + 1;
-}
-
-
-/*
  * A command of the shared engine is done: answered (reply), or failed
  * without an answer (reply NULL: its connection broke or timed out; cmd
  * NULL too: there was no connection to queue it on).  An answer is timed
@@ -310,7 +294,7 @@ ngx_http_fanbase_metrics_redis(ngx_http_fanbase_redis_cmd_t *cmd,
 
     (void) ngx_atomic_fetch_add(&m->commands[i], 1);
 
-    usec = ngx_http_fanbase_metrics_clock() - cmd->queued;
+    usec = ngx_http_fanbase_time_usec() - cmd->queued;
 
     (void) ngx_atomic_fetch_add(
                &m->duration[ngx_http_fanbase_metrics_bucket(usec)], 1);

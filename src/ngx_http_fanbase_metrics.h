@@ -120,7 +120,6 @@ ngx_int_t ngx_http_fanbase_metrics_init_zone(
     ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
 ngx_int_t ngx_http_fanbase_metrics_attach_zone(
     ngx_http_fanbase_main_conf_t *mcf, size_t size, ngx_log_t *log);
-uint64_t ngx_http_fanbase_metrics_clock(void);
 void ngx_http_fanbase_metrics_redis(struct ngx_http_fanbase_redis_cmd_s *cmd,
     struct redisReply *reply);
 

@@ -15,7 +15,6 @@
 
 #include "ngx_http_fanbase_redis.h"
 #include "ngx_http_fanbase_time.h"
-#include "ngx_http_fanbase_metrics.h"
 
 
 #define NGX_HTTP_FANBASE_REDIS_BACKOFF_MIN   100
@@ -46,6 +45,8 @@ static ngx_http_fanbase_redis_cmd_t *ngx_http_fanbase_redis_alloc(int argc,
     ngx_http_fanbase_redis_pt handler, void *data);
 static u_char *ngx_http_fanbase_redis_number(u_char *p, size_t n);
 static void ngx_http_fanbase_redis_free(ngx_http_fanbase_redis_cmd_t *cmd);
+static void ngx_http_fanbase_redis_counted(ngx_http_fanbase_redis_cmd_t *cmd,
+    redisReply *reply);
 static void ngx_http_fanbase_redis_queue(ngx_http_fanbase_redis_conn_t *rc,
     ngx_http_fanbase_redis_cmd_t *cmd);
 static ngx_int_t ngx_http_fanbase_redis_internal(
@@ -71,6 +72,7 @@ static ngx_http_fanbase_redis_conf_t          *ngx_http_fanbase_redis_conf;
 static const ngx_http_fanbase_redis_script_t  *ngx_http_fanbase_redis_scripts;
 static ngx_uint_t                              ngx_http_fanbase_redis_nscripts;
 static ngx_http_fanbase_redis_push_pt          ngx_http_fanbase_redis_push;
+static ngx_http_fanbase_redis_count_pt         ngx_http_fanbase_redis_count;
 static ngx_http_fanbase_redis_conn_t           ngx_http_fanbase_redis_cmds;
 static ngx_http_fanbase_redis_conn_t           ngx_http_fanbase_redis_sub;
 
@@ -79,7 +81,8 @@ ngx_int_t
 ngx_http_fanbase_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_redis_conf_t *rcf,
     const ngx_http_fanbase_redis_script_t *scripts, ngx_uint_t nscripts,
-    ngx_http_fanbase_redis_push_pt push)
+    ngx_http_fanbase_redis_push_pt push,
+    ngx_http_fanbase_redis_count_pt count)
 {
     ngx_uint_t                      i;
     ngx_http_fanbase_redis_conn_t  *rc, *conns[2];
@@ -88,6 +91,7 @@ ngx_http_fanbase_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_redis_scripts = scripts;
     ngx_http_fanbase_redis_nscripts = nscripts;
     ngx_http_fanbase_redis_push = push;
+    ngx_http_fanbase_redis_count = count;
 
     conns[0] = &ngx_http_fanbase_redis_cmds;
     conns[1] = &ngx_http_fanbase_redis_sub;
@@ -187,7 +191,7 @@ ngx_http_fanbase_redis_command(int argc, const char **argv,
     /* between two attempts to connect, a command fails at once */
 
     if (ngx_http_fanbase_redis_conf == NULL || rc->peer.connection == NULL) {
-        ngx_http_fanbase_metrics_redis(NULL, NULL);
+        ngx_http_fanbase_redis_counted(NULL, NULL);
         return NULL;
     }
 
@@ -196,7 +200,7 @@ ngx_http_fanbase_redis_command(int argc, const char **argv,
         return NULL;
     }
 
-    cmd->queued = ngx_http_fanbase_metrics_clock();
+    cmd->queued = ngx_http_fanbase_time_usec();
 
     ngx_http_fanbase_redis_queue(rc, cmd);
 
@@ -311,6 +315,18 @@ ngx_http_fanbase_redis_alloc(int argc, const char **argv,
     cmd->queued = 0;
 
     return cmd;
+}
+
+
+/* a command's end, for whoever counts them (metrics), if anyone */
+
+static void
+ngx_http_fanbase_redis_counted(ngx_http_fanbase_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    if (ngx_http_fanbase_redis_count != NULL) {
+        ngx_http_fanbase_redis_count(cmd, reply);
+    }
 }
 
 
@@ -841,7 +857,7 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
                                             ngx_http_fanbase_redis_checked)
             != NGX_OK)
         {
-            ngx_http_fanbase_metrics_redis(cmd, NULL);
+            ngx_http_fanbase_redis_counted(cmd, NULL);
 
             if (cmd->handler) {
                 cmd->handler(cmd, NULL);
@@ -857,7 +873,7 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
         return;
     }
 
-    ngx_http_fanbase_metrics_redis(cmd, reply);
+    ngx_http_fanbase_redis_counted(cmd, reply);
 
     if (cmd->handler) {
         cmd->handler(cmd, reply);
@@ -915,7 +931,7 @@ ngx_http_fanbase_redis_fail(ngx_http_fanbase_redis_conn_t *rc, ngx_err_t err,
         ngx_queue_remove(q);
         cmd = ngx_queue_data(q, ngx_http_fanbase_redis_cmd_t, queue);
 
-        ngx_http_fanbase_metrics_redis(cmd, NULL);
+        ngx_http_fanbase_redis_counted(cmd, NULL);
 
         if (cmd->handler) {
             cmd->handler(cmd, NULL);

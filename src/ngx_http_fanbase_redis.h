@@ -44,6 +44,13 @@ typedef struct ngx_http_fanbase_redis_cmd_s  ngx_http_fanbase_redis_cmd_t;
 typedef void (*ngx_http_fanbase_redis_pt)(ngx_http_fanbase_redis_cmd_t *cmd,
     redisReply *reply);
 
+/*
+ * a command that carries a caller's handler ended: answered (reply), or not
+ * (reply NULL; cmd NULL too: there was no connection to queue it on)
+ */
+typedef void (*ngx_http_fanbase_redis_count_pt)(
+    ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
+
 /* a message on the changes channel; NULL: messages may have been missed */
 typedef void (*ngx_http_fanbase_redis_push_pt)(ngx_str_t *message);
 
@@ -75,7 +82,8 @@ typedef struct {
 ngx_int_t ngx_http_fanbase_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_redis_conf_t *rcf,
     const ngx_http_fanbase_redis_script_t *scripts, ngx_uint_t nscripts,
-    ngx_http_fanbase_redis_push_pt push);
+    ngx_http_fanbase_redis_push_pt push,
+    ngx_http_fanbase_redis_count_pt count);
 void ngx_http_fanbase_redis_exit_process(ngx_cycle_t *cycle);
 
 ngx_http_fanbase_redis_cmd_t *ngx_http_fanbase_redis_command(int argc,

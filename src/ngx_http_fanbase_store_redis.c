@@ -18,6 +18,7 @@
 #include "ngx_http_fanbase_id.h"
 #include "ngx_http_fanbase_json.h"
 #include "ngx_http_fanbase_l1.h"
+#include "ngx_http_fanbase_metrics.h"
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_outcome.h"
 #include "ngx_http_fanbase_redis.h"
@@ -314,7 +315,8 @@ ngx_http_fanbase_store_redis_init_process(ngx_cycle_t *cycle,
     return ngx_http_fanbase_redis_init_process(cycle, mcf->redis,
                                            ngx_http_fanbase_store_redis_scripts,
                                            NGX_HTTP_FANBASE_REDIS_NSCRIPTS,
-                                           ngx_http_fanbase_store_redis_push);
+                                           ngx_http_fanbase_store_redis_push,
+                                           ngx_http_fanbase_metrics_redis);
 }
 
 

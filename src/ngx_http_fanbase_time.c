@@ -83,3 +83,16 @@ ngx_http_fanbase_time_timer(ngx_event_t *ev, ngx_connection_t *c, void *data,
     ev->log = log;
     ev->cancelable = 1;
 }
+
+
+/* a monotonic clock in microseconds, never 0: what a timed step measures */
+
+uint64_t
+ngx_http_fanbase_time_usec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + 1;
+}

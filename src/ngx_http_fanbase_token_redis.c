@@ -18,7 +18,6 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_redis.h"
-#include "ngx_http_fanbase_token.h"
 #include "ngx_http_fanbase_token_redis.h"
 #include "ngx_http_fanbase_redis_scripts.h"
 
