@@ -410,8 +410,7 @@ $(UBSAN_SUPP): Makefile
 # its journal): run a third time with TEST_FANBASE_ENGINE=redis, each
 # nginx on a Redis of its own (docs/testing.md)
 REDIS_ENGINE_TESTS := t/030_token.t t/035_token_race.t t/075_transaction.t \
-                      t/080_deliver.t t/082_breaker.t t/084_token_wait.t \
-                      t/095_notify.t t/098_variables.t
+                      t/084_token_wait.t t/095_notify.t t/098_variables.t
 
 test: deps
 	@$(MAKE) --no-print-directory module asan deb
