@@ -179,6 +179,25 @@ ngx_http_fanbase_redis_listening(void)
 }
 
 
+/*
+ * a command would be queued now (a connection is up or being made); "no"
+ * counts as a failed command, as ngx_http_fanbase_redis_command() does
+ */
+
+ngx_uint_t
+ngx_http_fanbase_redis_can_send(void)
+{
+    if (ngx_http_fanbase_redis_conf == NULL
+        || ngx_http_fanbase_redis_cmds.peer.connection == NULL)
+    {
+        ngx_http_fanbase_redis_counted(NULL, NULL);
+        return 0;
+    }
+
+    return 1;
+}
+
+
 ngx_http_fanbase_redis_cmd_t *
 ngx_http_fanbase_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_fanbase_redis_pt handler, void *data)
@@ -219,12 +238,28 @@ ngx_http_fanbase_redis_script(ngx_uint_t n, int argc, const char **argv,
     const size_t *argvlen, ngx_http_fanbase_redis_pt handler, void *data)
 {
     int                             i;
+    size_t                         *al, ashort[32];
+    const char                    **av, *vshort[32];
     ngx_http_fanbase_redis_cmd_t   *cmd;
-    const char                     *av[32];
-    size_t                          al[32];
 
-    if (argc + 3 > 32 || n >= ngx_http_fanbase_redis_nscripts) {
+    if (n >= ngx_http_fanbase_redis_nscripts) {
         return NULL;
+    }
+
+    /* a batch's (ngx_http_fanbase_redis_batch.c) may be long */
+
+    if (argc + 3 <= 32) {
+        av = vshort;
+        al = ashort;
+
+    } else {
+        av = ngx_alloc((argc + 3) * (sizeof(char *) + sizeof(size_t)),
+                       ngx_cycle->log);
+        if (av == NULL) {
+            return NULL;
+        }
+
+        al = (size_t *) (av + argc + 3);
     }
 
     av[0] = "EVALSHA";
@@ -242,6 +277,10 @@ ngx_http_fanbase_redis_script(ngx_uint_t n, int argc, const char **argv,
     cmd = ngx_http_fanbase_redis_command(argc + 3, av, al, handler, data);
     if (cmd != NULL) {
         cmd->script = n;
+    }
+
+    if (av != vshort) {
+        ngx_free(av);
     }
 
     return cmd;

@@ -86,6 +86,7 @@ ngx_int_t ngx_http_fanbase_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_fanbase_redis_count_pt count);
 void ngx_http_fanbase_redis_exit_process(ngx_cycle_t *cycle);
 
+ngx_uint_t ngx_http_fanbase_redis_can_send(void);
 ngx_http_fanbase_redis_cmd_t *ngx_http_fanbase_redis_command(int argc,
     const char **argv, const size_t *argvlen,
     ngx_http_fanbase_redis_pt handler, void *data);

@@ -35,7 +35,7 @@ enum {
 };
 
 
-/* create.lua, SHA1 591bf955200567386940099af40dc2f9c40797bb */
+/* create.lua, SHA1 9e7b8fbeeb7de58de404fc9adfc7f0413f31a70e */
 
 #define NGX_HTTP_FANBASE_REDIS_CREATE_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -88,6 +88,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -101,6 +102,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -248,75 +290,102 @@ enum {
     "\n" \
     "-- ---------------------------------------------------------------------" \
     "\n" \
-    "-- create: a new transaction, and its Idempotency-Key claimed with it\n" \
-    "-- (ngx_http_fanbase_txn_create).\n" \
+    "-- create: new transactions, each with its Idempotency-Key claimed with " \
+    "it\n" \
+    "-- (ngx_http_fanbase_txn_create), all the accepts of one location that a" \
+    "\n" \
+    "-- worker gathered over a turn of its event loop (ngx_http_fanbase_redis" \
+    "_\n" \
+    "-- batch.c): one script run, one TIME, one MULTI/EXEC in the AOF for all" \
+    " of\n" \
+    "-- them.  Each is one string (the prelude's record()), written by one MS" \
+    "ET,\n" \
+    "-- and one member of its route's due zset, added by one ZADD.\n" \
     "--\n" \
     "-- KEYS[1] T\n" \
-    "-- ARGV[1]  id                  the new transaction's id\n" \
-    "-- ARGV[2]  payload             what to deliver\n" \
-    "-- ARGV[3]  idem_key            the Idempotency-Key, \"\" none\n" \
-    "-- ARGV[4]  digest_hex          MD5 of the payload, 32 hex digits\n" \
-    "-- ARGV[5]  request_id          the accepting request's id, \"\" none\n" \
-    "-- ARGV[6]  target_hex          where and as whom it goes, 64 hex digits" \
+    "-- ARGV[1]  target_hex          where and as whom they go, 64 hex digits" \
     "\n" \
-    "-- ARGV[7]  route_hex           its first 32 hex digits: the breaker's r" \
+    "-- ARGV[2]  route_hex           its first 32 hex digits: the breaker's r" \
     "oute\n" \
-    "-- ARGV[8]  deliver_horizon_ms\n" \
-    "-- ARGV[9]  track_horizon_ms\n" \
-    "-- ARGV[10] max_events\n" \
-    "-- ARGV[11] idem_window_ms      how long the key is kept\n" \
-    "-- ARGV[12] retain_ms           (unused: a new transaction is not termin" \
-    "al)\n" \
+    "-- ARGV[3]  deliver_horizon_ms\n" \
+    "-- ARGV[4]  track_horizon_ms\n" \
+    "-- ARGV[5]  max_events\n" \
+    "-- ARGV[6]  idem_window_ms      how long a key is kept\n" \
+    "-- then five for each transaction, in the order they were accepted:\n" \
+    "--   id          the new transaction's id (a random UUID of the edge)\n" \
+    "--   payload     what to deliver\n" \
+    "--   idem_key    the Idempotency-Key, \"\" none\n" \
+    "--   digest_hex  MD5 of the payload, 32 hex digits\n" \
+    "--   request_id  the accepting request's id, \"\" none\n" \
     "--\n" \
+    "-- one answer for each, in order:\n" \
     "-- {0, created_ms}   created, due now\n" \
-    "-- {1, first_id}     a repeat: the key was used with the same body\n" \
+    "-- {1, first_id}     a repeat: the key was used with the same body (by a" \
+    "n\n" \
+    "--                   earlier one of this batch too)\n" \
     "-- {2}               the key was used with another body\n" \
     "\n" \
-    "local id, payload, idem, digest, rid = ARGV[1], ARGV[2], ARGV[3], ARGV[4" \
-    "],\n" \
-    "                                       ARGV[5]\n" \
-    "local target, route = ARGV[6], ARGV[7]\n" \
+    "local target, route = ARGV[1], ARGV[2]\n" \
     "local now = now_ms()\n" \
+    "local created = int(now)\n" \
+    "local window = int(math.max(tonumber(ARGV[6]), 1))\n" \
     "\n" \
-    "if idem ~= '' then\n" \
-    "    local k = redis.call('GET', key_k(idem))\n" \
-    "    if k then\n" \
-    "        local first_digest, first_id = string.match(k, '^(%S+) (.*)$')\n" \
-    "        if first_digest == digest then\n" \
-    "            return { DONE, first_id }\n" \
+    "-- what every record of this batch starts with\n" \
+    "local head = created .. ' ' .. int(now + tonumber(ARGV[3])) .. ' '\n" \
+    "             .. int(now + tonumber(ARGV[4])) .. ' '\n" \
+    "             .. int(tonumber(ARGV[5])) .. ' ' .. route .. ' ' .. target" \
+    "\n" \
+    "             .. ' '\n" \
+    "\n" \
+    "local out, records, due = {}, {}, {}\n" \
+    "\n" \
+    "for i = 7, #ARGV, 5 do\n" \
+    "    local id, idem = ARGV[i], ARGV[i + 2]\n" \
+    "    local answer\n" \
+    "\n" \
+    "    if idem ~= '' then\n" \
+    "        local k = redis.call('GET', key_k(idem))\n" \
+    "        if k then\n" \
+    "            local first_digest, first_id = string.match(k, '^(%S+) (.*)$" \
+    "')\n" \
+    "            if first_digest == ARGV[i + 3] then\n" \
+    "                answer = { DONE, first_id }\n" \
+    "            else\n" \
+    "                answer = { DECLINED }\n" \
+    "            end\n" \
+    "        else\n" \
+    "            redis.call('SET', key_k(idem), ARGV[i + 3] .. ' ' .. id, 'NX" \
+    "',\n" \
+    "                       'PX', window)\n" \
     "        end\n" \
-    "        return { DECLINED }\n" \
     "    end\n" \
+    "\n" \
+    "    if answer == nil then\n" \
+    "        records[#records + 1] = key_r(id)\n" \
+    "        records[#records + 1] = head .. ARGV[i + 4] .. '\\n' .. ARGV[i +" \
+    " 1]\n" \
+    "        due[#due + 1] = created\n" \
+    "        due[#due + 1] = id\n" \
+    "        answer = { OK, now }\n" \
+    "    end\n" \
+    "\n" \
+    "    out[#out + 1] = answer\n" \
     "end\n" \
     "\n" \
-    "-- a new id (a random UUID of the edge): nothing to delete first\n" \
-    "redis.call('HSET', key_t(id),\n" \
-    "           'st', int(PENDING), 'v', '1', 'cr', int(now), 'up', int(now)," \
-    "\n" \
-    "           'db', int(now + tonumber(ARGV[8])),\n" \
-    "           'tb', int(now + tonumber(ARGV[9])),\n" \
-    "           'rt', route, 'tg', target, 'pl', payload,\n" \
-    "           'cl', '0', 'sent', '0', 'att', '0',\n" \
-    "           'me', int(tonumber(ARGV[10])), 'acc', '1')\n" \
-    "if rid ~= '' then\n" \
-    "    redis.call('HSET', key_t(id), 'rid', rid)\n" \
+    "if #records > 0 then\n" \
+    "    redis.call('MSET', unpack(records))\n" \
+    "    redis.call('ZADD', key_due(route), unpack(due))\n" \
+    "    redis.call('SADD', KEY_ROUTES, route)\n" \
     "end\n" \
     "\n" \
-    "redis.call('SADD', KEY_ROUTES, route)\n" \
-    "redis.call('ZADD', key_due(route), int(now), id)\n" \
+    "-- no change message: no host can hold a copy of them yet, and a message" \
     "\n" \
-    "if idem ~= '' then\n" \
-    "    redis.call('SET', key_k(idem), digest .. ' ' .. id, 'NX', 'PX',\n" \
-    "               int(math.max(tonumber(ARGV[11]), 1)))\n" \
-    "end\n" \
-    "\n" \
-    "-- no change message: no host can hold a copy of it yet, and a message\n" \
     "-- per accept would cost every worker of every host a wake-up\n" \
     "\n" \
-    "return { OK, now }\n"
+    "return out\n"
 
 
-/* get.lua, SHA1 2512679287474ffe587234920083b708008106f3 */
+/* get.lua, SHA1 54549b5a74ff0848072beb3de7303543304f6ed3 */
 
 #define NGX_HTTP_FANBASE_REDIS_GET_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -369,6 +438,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -382,6 +452,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -548,7 +659,13 @@ enum {
     "local id = ARGV[1]\n" \
     "local r = redis.call('HMGET', key_t(id), 'st', 'v', 'cr', 'up', 'acc')\n" \
     "if not r[1] then\n" \
-    "    return { DECLINED }\n" \
+    "    -- as create wrote it, untouched since: read as it is, not rewritten" \
+    "\n" \
+    "    local rec = record(id)\n" \
+    "    if rec == nil then\n" \
+    "        return { DECLINED }\n" \
+    "    end\n" \
+    "    return { OK, PENDING, 1, tonumber(rec.cr), tonumber(rec.cr), 1 }\n" \
     "end\n" \
     "\n" \
     "local out = { OK, num(r[1]), num(r[2]), num(r[3]), num(r[4]), num(r[5]) " \
@@ -559,7 +676,7 @@ enum {
     "return out\n"
 
 
-/* cancel.lua, SHA1 dc5fc04370094b2481cbffbae0769d68f4a0bbd8 */
+/* cancel.lua, SHA1 46170a2271248789ca63ef9871b3f6afc070a354 */
 
 #define NGX_HTTP_FANBASE_REDIS_CANCEL_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -612,6 +729,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -625,6 +743,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -789,6 +948,8 @@ enum {
     "local id, event = ARGV[1], ARGV[2]\n" \
     "local notify, retain = tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
     "\n" \
+    "materialize(id)\n" \
+    "\n" \
     "local r = redis.call('HMGET', key_t(id), 'st', 'ow', 'q', 'sent', 'me'," \
     "\n" \
     "                     'acc')\n" \
@@ -820,7 +981,7 @@ enum {
     "return { OK }\n"
 
 
-/* hook.lua, SHA1 2297dc986748c0e5688f817b45ef5f3d4a9cfbff */
+/* hook.lua, SHA1 b5e0a582844437591e67b7d3fa588b3fe6b1d2f6 */
 
 #define NGX_HTTP_FANBASE_REDIS_HOOK_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -873,6 +1034,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -886,6 +1048,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -1068,10 +1271,10 @@ enum {
     "end\n" \
     "\n" \
     "-- by the edge's id, else by Fanbase's queue id\n" \
-    "local found = redis.call('EXISTS', key_t(id)) == 1\n" \
+    "local found = materialize(id)\n" \
     "if not found then\n" \
     "    local by_queue = redis.call('GET', key_q(id))\n" \
-    "    if by_queue and redis.call('EXISTS', key_t(by_queue)) == 1 then\n" \
+    "    if by_queue and materialize(by_queue) then\n" \
     "        id = by_queue\n" \
     "        found = true\n" \
     "    end\n" \
@@ -1125,7 +1328,7 @@ enum {
     "return { OK, id, v }\n"
 
 
-/* hook_release.lua, SHA1 31db5bac426be12ac98a2e6679f987d7f70c2f0c */
+/* hook_release.lua, SHA1 ee0e80570b612db6010f0e2af970135d05a110d8 */
 
 #define NGX_HTTP_FANBASE_REDIS_HOOK_RELEASE_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -1178,6 +1381,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -1191,6 +1395,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -1352,7 +1597,7 @@ enum {
     "return { OK }\n"
 
 
-/* claim.lua, SHA1 7adcbb211f2664a5f563f1966502e8f2e86f33f5 */
+/* claim.lua, SHA1 2fffedf5dbc205be35e8abc4bcf9444295c094e6 */
 
 #define NGX_HTTP_FANBASE_REDIS_CLAIM_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -1405,6 +1650,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -1418,6 +1664,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -1614,6 +1901,7 @@ enum {
     "t\n" \
     "-- leaves the schedule\n" \
     "local function claimable(route, id)\n" \
+    "    materialize(id)\n" \
     "    local r = redis.call('HMGET', key_t(id), 'pl', 'q')\n" \
     "    if r[1] or r[2] then\n" \
     "        return true\n" \
@@ -1663,6 +1951,7 @@ enum {
     "\n" \
     "                               'LIMIT', 0, budget)\n" \
     "        for _, id in ipairs(due) do\n" \
+    "            materialize(id)\n" \
     "            local cr = redis.call('HGET', key_t(id), 'cr')\n" \
     "            if cr then\n" \
     "                park(route, id, tonumber(cr))\n" \
@@ -1758,7 +2047,7 @@ enum {
     "return { DECLINED, next_ms }\n"
 
 
-/* sending.lua, SHA1 51b34afeab51569cddbc11e1251bfcdeabfdedec */
+/* sending.lua, SHA1 0bf76905ef27597dad66fd0bd152eb64d5307a9e */
 
 #define NGX_HTTP_FANBASE_REDIS_SENDING_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -1811,6 +2100,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -1824,6 +2114,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -1996,7 +2327,7 @@ enum {
     "return { OK }\n"
 
 
-/* finish.lua, SHA1 6c3751d4884f837db79857bcdc8e4ce082508303 */
+/* finish.lua, SHA1 69527aa28739a828aad0e35aa25157b2cfbebbb4 */
 
 #define NGX_HTTP_FANBASE_REDIS_FINISH_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -2049,6 +2380,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -2062,6 +2394,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -2374,7 +2747,7 @@ enum {
     "return { OK, 0, f - 1, waiting }\n"
 
 
-/* notice_claim.lua, SHA1 d19bae3b3e216c649ecc43f87d8c392dd106ae0b */
+/* notice_claim.lua, SHA1 450d8651cc674c0e62d5f865d3c316620acadb94 */
 
 #define NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -2427,6 +2800,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -2440,6 +2814,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -2625,7 +3040,7 @@ enum {
     "end\n"
 
 
-/* notice_finish.lua, SHA1 387a2ed4cda141564ce15713910e1e2eeba4fbfc */
+/* notice_finish.lua, SHA1 b652eb0fbf818826bdf54e27e0ceea163a879dfb */
 
 #define NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -2678,6 +3093,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -2691,6 +3107,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -2877,7 +3334,7 @@ enum {
     "return { OK }\n"
 
 
-/* token.lua, SHA1 9cd1c34a136cf3a45257fc0080e19ad716aa469f */
+/* token.lua, SHA1 f27bbccba231b669af21cd5265eb7b05d1d183ab */
 
 #define NGX_HTTP_FANBASE_REDIS_TOKEN_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -2930,6 +3387,7 @@ enum {
     "end\n" \
     "\n" \
     "local function key_t(id) return T .. ':t:' .. id end\n" \
+    "local function key_r(id) return T .. ':r:' .. id end\n" \
     "local function key_e(id) return T .. ':e:' .. id end\n" \
     "local function key_due(route) return T .. ':due:' .. route end\n" \
     "local function key_b(route) return T .. ':b:' .. route end\n" \
@@ -2943,6 +3401,47 @@ enum {
     "local CHANNEL = PREFIX .. ':changes'\n" \
     "\n" \
     "local function terminal(st) return st >= COMPLETED end\n" \
+    "\n" \
+    "-- A transaction as create wrote it: one string, key_r(id),\n" \
+    "-- \"created deliver_by track_by max_events route target request_id\\n\"" \
+    "\n" \
+    "-- then the payload: a pending transaction nobody has touched yet, whose" \
+    "\n" \
+    "-- other fields are create's (version 1, updated = created, no claim, no" \
+    "t\n" \
+    "-- sent, no attempt, the accepted event implied).  One string is what le" \
+    "ts\n" \
+    "-- a batch of accepts be one MSET (create.lua); the first script that\n" \
+    "-- changes the transaction turns it into the hash key_t(id) first.\n" \
+    "local function record(id)\n" \
+    "    local rec = redis.call('GET', key_r(id))\n" \
+    "    if not rec then\n" \
+    "        return nil\n" \
+    "    end\n" \
+    "    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,\n" \
+    "        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\\n]*)\\n(.*)$')\n" \
+    "    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,\n" \
+    "             rid = rid, pl = pl }\n" \
+    "end\n" \
+    "\n" \
+    "-- the transaction as a hash from here on: true when it exists\n" \
+    "local function materialize(id)\n" \
+    "    local r = record(id)\n" \
+    "    if r == nil then\n" \
+    "        return redis.call('EXISTS', key_t(id)) == 1\n" \
+    "    end\n" \
+    "    redis.call('HSET', key_t(id),\n" \
+    "               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,\n" \
+    "               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.p" \
+    "l,\n" \
+    "               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1" \
+    "')\n" \
+    "    if r.rid ~= '' then\n" \
+    "        redis.call('HSET', key_t(id), 'rid', r.rid)\n" \
+    "    end\n" \
+    "    redis.call('DEL', key_r(id))\n" \
+    "    return true\n" \
+    "end\n" \
     "\n" \
     "-- fanbase_status_advances(): forward only, a terminal status never chan" \
     "ges\n" \
@@ -3201,37 +3700,37 @@ static const ngx_http_fanbase_redis_script_t
     ngx_http_fanbase_store_redis_scripts[] =
 {
     { ngx_string(NGX_HTTP_FANBASE_REDIS_CREATE_TEXT),
-      "591bf955200567386940099af40dc2f9c40797bb",
+      "9e7b8fbeeb7de58de404fc9adfc7f0413f31a70e",
       "create" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_GET_TEXT),
-      "2512679287474ffe587234920083b708008106f3",
+      "54549b5a74ff0848072beb3de7303543304f6ed3",
       "get" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_CANCEL_TEXT),
-      "dc5fc04370094b2481cbffbae0769d68f4a0bbd8",
+      "46170a2271248789ca63ef9871b3f6afc070a354",
       "cancel" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_HOOK_TEXT),
-      "2297dc986748c0e5688f817b45ef5f3d4a9cfbff",
+      "b5e0a582844437591e67b7d3fa588b3fe6b1d2f6",
       "hook" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_HOOK_RELEASE_TEXT),
-      "31db5bac426be12ac98a2e6679f987d7f70c2f0c",
+      "ee0e80570b612db6010f0e2af970135d05a110d8",
       "hook_release" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_CLAIM_TEXT),
-      "7adcbb211f2664a5f563f1966502e8f2e86f33f5",
+      "2fffedf5dbc205be35e8abc4bcf9444295c094e6",
       "claim" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_SENDING_TEXT),
-      "51b34afeab51569cddbc11e1251bfcdeabfdedec",
+      "0bf76905ef27597dad66fd0bd152eb64d5307a9e",
       "sending" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_FINISH_TEXT),
-      "6c3751d4884f837db79857bcdc8e4ce082508303",
+      "69527aa28739a828aad0e35aa25157b2cfbebbb4",
       "finish" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_NOTICE_CLAIM_TEXT),
-      "d19bae3b3e216c649ecc43f87d8c392dd106ae0b",
+      "450d8651cc674c0e62d5f865d3c316620acadb94",
       "notice_claim" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_NOTICE_FINISH_TEXT),
-      "387a2ed4cda141564ce15713910e1e2eeba4fbfc",
+      "b652eb0fbf818826bdf54e27e0ceea163a879dfb",
       "notice_finish" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_TOKEN_TEXT),
-      "9cd1c34a136cf3a45257fc0080e19ad716aa469f",
+      "f27bbccba231b669af21cd5265eb7b05d1d183ab",
       "token" },
 };
 

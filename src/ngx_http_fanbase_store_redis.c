@@ -22,6 +22,7 @@
 #include "ngx_http_fanbase_notice.h"
 #include "ngx_http_fanbase_outcome.h"
 #include "ngx_http_fanbase_redis.h"
+#include "ngx_http_fanbase_redis_batch.h"
 #include "ngx_http_fanbase_time.h"
 #include "ngx_http_fanbase_txn.h"
 #include "ngx_http_fanbase_zone.h"
@@ -48,6 +49,7 @@
 typedef struct {
     ngx_http_fanbase_store_op_t    *op;
     ngx_http_fanbase_redis_cmd_t   *cmd;
+    ngx_http_fanbase_redis_item_t  *item;       /* txn_create's, or NULL */
     ngx_http_fanbase_main_conf_t   *mcf;
     void                           *out;        /* nt, view, job, job ** */
     ngx_pool_t                     *pool;       /* txn_get's JSON */
@@ -89,8 +91,8 @@ typedef struct {
 static ngx_int_t ngx_http_fanbase_store_redis_txn_create(
     ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_txn_new_t *nt,
     ngx_http_fanbase_store_op_t *op);
-static void ngx_http_fanbase_store_redis_created(
-    ngx_http_fanbase_redis_cmd_t *cmd, redisReply *reply);
+static void ngx_http_fanbase_store_redis_created(void *data,
+    redisReply *reply, ngx_uint_t sent);
 static ngx_int_t ngx_http_fanbase_store_redis_txn_get(
     ngx_http_fanbase_main_conf_t *mcf, uint64_t scope, ngx_str_t *id,
     ngx_pool_t *pool, ngx_http_fanbase_txn_view_t *v,
@@ -330,6 +332,7 @@ ngx_http_fanbase_store_redis_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_fanbase_redis_batch_exit();
     ngx_http_fanbase_redis_exit_process(cycle);
 
     while (!ngx_queue_empty(&ngx_http_fanbase_store_redis_finishes)) {
@@ -370,26 +373,26 @@ ngx_http_fanbase_store_redis_exit_process(ngx_cycle_t *cycle)
 }
 
 
-/* txn_create: KEYS {P:S}; id, payload, key, digest, request id, target,
- * route, deliver and track horizons, max events, key window, retain */
+/*
+ * txn_create: KEYS {P:S}; target, route, deliver and track horizons, max
+ * events, key window, shared by the accepts of a location that one turn of
+ * the loop gathers into one call (ngx_http_fanbase_redis_batch.c); then
+ * each one's id, payload, key, digest, request id
+ */
+
+#define NGX_HTTP_FANBASE_REDIS_CREATE_COMMON  7
 
 static ngx_int_t
 ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_txn_new_t *nt, ngx_http_fanbase_store_op_t *op)
 {
-    ngx_int_t                             rc;
     ngx_http_fanbase_loc_conf_t          *lcf;
+    ngx_http_fanbase_store_redis_call_t  *call;
     ngx_http_fanbase_store_redis_args_t   a;
 
     lcf = nt->lcf;
 
     ngx_http_fanbase_store_redis_args(&a, lcf->scope);
-    ngx_http_fanbase_store_redis_str(&a, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
-    ngx_http_fanbase_store_redis_str(&a, nt->payload.data, nt->payload.len);
-    ngx_http_fanbase_store_redis_str(&a, nt->idem_key.data, nt->idem_key.len);
-    ngx_http_fanbase_store_redis_hex(&a, nt->digest, 16);
-    ngx_http_fanbase_store_redis_str(&a, nt->request_id.data,
-                                     nt->request_id.len);
     ngx_http_fanbase_store_redis_hex(&a, lcf->target,
                                      NGX_HTTP_FANBASE_TARGET_LEN);
     ngx_http_fanbase_store_redis_hex(&a, lcf->target,
@@ -400,36 +403,90 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_redis_num(&a, lcf->transaction_events);
     ngx_http_fanbase_store_redis_num(&a, (int64_t) lcf->idempotency_window
                                          * 1000);
-    ngx_http_fanbase_store_redis_num(&a, mcf->redis->retain);
 
-    rc = ngx_http_fanbase_store_redis_call(mcf, op,
-                                     NGX_HTTP_FANBASE_REDIS_CREATE, &a,
-                                     ngx_http_fanbase_store_redis_created, nt,
-                                     NULL);
+    ngx_http_fanbase_store_redis_str(&a, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    ngx_http_fanbase_store_redis_str(&a, nt->payload.data, nt->payload.len);
+    ngx_http_fanbase_store_redis_str(&a, nt->idem_key.data, nt->idem_key.len);
+    ngx_http_fanbase_store_redis_hex(&a, nt->digest, 16);
+    ngx_http_fanbase_store_redis_str(&a, nt->request_id.data,
+                                     nt->request_id.len);
 
-    /*
-     * only a command that never left may fall back: one that left and
-     * got no answer may have made the transaction in Redis
-     */
-
-    if (ngx_http_fanbase_store_redis_local(mcf, rc)) {
-        return ngx_http_fanbase_store_zone.txn_create(mcf, nt, op);
+    call = ngx_alloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
+    if (call == NULL) {
+        return NGX_ERROR;
     }
 
-    return rc;
+    call->op = op;
+    call->mcf = mcf;
+    call->out = nt;
+    call->pool = NULL;
+    call->cmd = NULL;
+
+    call->item = ngx_http_fanbase_redis_batch_add(
+                                     NGX_HTTP_FANBASE_REDIS_CREATE,
+                                     NGX_HTTP_FANBASE_REDIS_CREATE_COMMON,
+                                     a.argc, a.argv, a.argvlen,
+                                     ngx_http_fanbase_store_redis_created,
+                                     call);
+    if (call->item == NULL) {
+        ngx_free(call);
+
+        if (ngx_http_fanbase_store_redis_local(mcf,
+                                           NGX_HTTP_FANBASE_ENGINE_DOWN))
+        {
+            return ngx_http_fanbase_store_zone.txn_create(mcf, nt, op);
+        }
+
+        return NGX_HTTP_FANBASE_ENGINE_DOWN;
+    }
+
+    op->pending = 1;
+    op->store = &ngx_http_fanbase_store_redis;
+    op->event.data = call;
+
+    return NGX_AGAIN;
 }
 
 
 static void
-ngx_http_fanbase_store_redis_created(ngx_http_fanbase_redis_cmd_t *cmd,
-    redisReply *reply)
+ngx_http_fanbase_store_redis_created(void *data, redisReply *reply,
+    ngx_uint_t sent)
 {
     ngx_int_t                             rc;
     ngx_str_t                             id;
     ngx_http_fanbase_txn_new_t           *nt;
-    ngx_http_fanbase_store_redis_call_t  *call = cmd->data;
+    ngx_http_fanbase_store_op_t          *op;
+    ngx_http_fanbase_main_conf_t         *mcf;
+    ngx_http_fanbase_store_redis_call_t  *call = data;
 
     nt = call->out;
+
+    /*
+     * only a call that never left may fall back: one that left and got no
+     * answer may have made the transaction in Redis
+     */
+
+    if (reply == NULL && !sent
+        && ngx_http_fanbase_store_redis_local(call->mcf,
+                                              NGX_HTTP_FANBASE_ENGINE_DOWN))
+    {
+        op = call->op;
+        mcf = call->mcf;
+
+        op->pending = 0;
+        op->event.data = NULL;
+        ngx_free(call);
+
+        rc = ngx_http_fanbase_store_zone.txn_create(mcf, nt, op);
+
+        if (rc != NGX_AGAIN) {
+            op->rc = rc;
+            op->done(op);
+        }
+
+        return;
+    }
+
     rc = ngx_http_fanbase_store_redis_code(reply);
 
     if (rc == NGX_DONE) {
@@ -1646,7 +1703,13 @@ ngx_http_fanbase_store_redis_cancel(ngx_http_fanbase_store_op_t *op)
     call = op->event.data;
 
     if (call != NULL) {
-        ngx_http_fanbase_redis_cancel(call->cmd);
+        if (call->item != NULL) {
+            ngx_http_fanbase_redis_batch_cancel(call->item);
+
+        } else {
+            ngx_http_fanbase_redis_cancel(call->cmd);
+        }
+
         ngx_free(call);
         op->event.data = NULL;
     }
@@ -1769,6 +1832,7 @@ ngx_http_fanbase_store_redis_call(ngx_http_fanbase_main_conf_t *mcf,
     call->mcf = mcf;
     call->out = out;
     call->pool = NULL;
+    call->item = NULL;
 
     call->cmd = ngx_http_fanbase_redis_script(script, a->argc, a->argv,
                                               a->argvlen, handler, call);

@@ -119,16 +119,35 @@ sub new_id { sprintf '%08x-0000-4000-8000-%012x', 0xc0ffee00 + $n, ++$n }
 
 sub hash { my %h = @{ $c->cmd('HGETALL', "$T:t:$_[0]") }; \%h }
 
+# create(T; target, route, deliver, track, max_events, window, then for
+# each: id, payload, key, digest, request id): one answer each
+sub create_batch {
+    my ($o, @items) = @_;
+    my $route = $o->{route} // $ROUTE_A;
+    return run('create', $route . ('0' x 32), $route,
+               $o->{deliver} // 60000, $o->{track} // 120000,
+               $o->{me} // 16, $o->{window} // 60000,
+               map { ($_->{id}, $_->{payload}, $_->{key} // '',
+                      md5_hex($_->{payload}), $_->{rid} // '') } @items);
+}
+
 sub create {
     my (%o) = @_;
     my $id = $o{id} // new_id();
     my $payload = $o{payload} // qq{{"n":$n}};
-    my $reply = run('create', $id, $payload, $o{key} // '',
-                    md5_hex($payload), $o{rid} // '',
-                    ($o{route} // $ROUTE_A) . ('0' x 32), $o{route} // $ROUTE_A,
-                    $o{deliver} // 60000, $o{track} // 120000,
-                    $o{me} // 16, $o{window} // 60000, 86400000);
-    return wantarray ? ($id, $reply) : $id;
+    my $reply = create_batch(\%o, { id => $id, payload => $payload,
+                                    key => $o{key}, rid => $o{rid} });
+    return wantarray ? ($id, $reply->[0]) : $id;
+}
+
+# the hash the first change makes of create's string, by a real script: a
+# hook that moves nothing (pending to pending) turns it into one
+my $touches = 0;
+sub touch {
+    my ($id) = @_;
+    my $x = run('hook', 'touch-' . ++$touches, 60000, $id, 1, '', 16, 0, 0,
+                86400000);
+    die "touch $id: @$x\n" unless $x->[0] == 2;
 }
 
 sub event { qq({"event":"$_[0]","message":"m","data":{},"status":"$_[1]","created_at":"2026-01-01T00:00:00.000Z"}) }
@@ -198,15 +217,15 @@ sub clean {
     my $before = redis_ms();
     my ($id, $x) = create(key => 'k1', rid => 'req-1', deliver => 5000,
                           track => 9000, me => 7);
+    my $pl = qq({"n":$n});
     my $after = redis_ms();
     is $x->[0], 0, 'create: new';
     ok $x->[1] >= $before && $x->[1] <= $after, 'create: answers Redis TIME';
-    my $h = hash($id);
-    is_deeply $h, { st => 1, v => 1, cr => $x->[1], up => $x->[1],
-                    db => $x->[1] + 5000, tb => $x->[1] + 9000,
-                    rt => $ROUTE_A, tg => $ROUTE_A . '0' x 32,
-                    pl => qq({"n":$n}), rid => 'req-1', cl => 0, sent => 0,
-                    att => 0, me => 7, acc => 1 }, 'create: the record';
+    is_deeply hash($id), {}, 'create: no hash yet';
+    is $c->cmd('GET', "$T:r:$id"),
+       join(' ', $x->[1], $x->[1] + 5000, $x->[1] + 9000, 7, $ROUTE_A,
+            $ROUTE_A . '0' x 32, 'req-1') . qq(\n{"n":$n}),
+       'create: the record, one string';
     is $c->cmd('ZSCORE', "$T:due:$ROUTE_A", $id), $x->[1], 'create: due now';
     is_deeply $c->cmd('SMEMBERS', "$T:routes"), [$ROUTE_A], 'create: route';
     is $c->cmd('GET', "$T:k:k1"), md5_hex(qq({"n":$n})) . " $id",
@@ -235,6 +254,60 @@ sub clean {
     is_deeply run('get', 'no-such-id'), [2], 'get: unknown';
     is_deeply run('get', $id), [0, 1, 1, $x->[1], $x->[1], 1],
               'get: changes nothing';
+    ok $c->cmd('EXISTS', "$T:r:$id") && !$c->cmd('EXISTS', "$T:t:$id"),
+       'get: reads the string, makes no hash';
+
+    # the first change makes the hash of it, with all of create's fields
+    touch($id);
+    is_deeply hash($id), { st => 1, v => 1, cr => $x->[1], up => $x->[1],
+                    db => $x->[1] + 5000, tb => $x->[1] + 9000,
+                    rt => $ROUTE_A, tg => $ROUTE_A . '0' x 32,
+                    pl => $pl, rid => 'req-1', cl => 0, sent => 0,
+                    att => 0, me => 7, acc => 1 },
+              'touched: the hash of the record';
+    is $c->cmd('EXISTS', "$T:r:$id"), 0, 'touched: the string is gone';
+    is_deeply run('get', $id), [0, 1, 1, $x->[1], $x->[1], 1],
+              'get: the hash says the same';
+
+    # without a request id, with a payload of several lines and spaces
+    my ($id4, $x4) = create(payload => qq({"a":"b c",\n"d":"\\n"}));
+    touch($id4);
+    my $h4 = hash($id4);
+    is $h4->{pl}, qq({"a":"b c",\n"d":"\\n"}), 'touched: the payload whole';
+    ok !exists $h4->{rid}, 'touched: no request id';
+    clean();
+}
+
+
+# --- create: the accepts of a turn of the loop, one call ----------------------
+
+{
+    my @ids = map { new_id() } 1 .. 4;
+    my $x = create_batch({ deliver => 3000 },
+        { id => $ids[0], payload => '{"b":0}', key => 'kb', rid => 'r0' },
+        { id => $ids[1], payload => '{"b":1}' },
+        { id => $ids[2], payload => '{"b":0}', key => 'kb' },
+        { id => $ids[3], payload => '{"b":3}', key => 'kb' });
+    is scalar @$x, 4, 'batch: one answer each, in order';
+    is $x->[0][0], 0, 'batch: the first, new';
+    is_deeply $x->[1], [0, $x->[0][1]], 'batch: the second, new, same time';
+    is_deeply $x->[2], [1, $ids[0]],
+              'batch: its key again, same body: the first one of the batch';
+    is_deeply $x->[3], [2], 'batch: its key, another body: declined';
+    is_deeply [sort @{ $c->cmd('ZRANGE', "$T:due:$ROUTE_A", 0, -1) }],
+              [sort @ids[0, 1]], 'batch: the new ones due, no other';
+    is $c->cmd('ZSCORE', "$T:due:$ROUTE_A", $ids[1]), $x->[0][1],
+       'batch: due now';
+    ok !$c->cmd('EXISTS', "$T:r:$ids[2]") && !$c->cmd('EXISTS', "$T:r:$ids[3]"),
+       'batch: the repeats made nothing';
+    is_deeply run('get', $ids[1]), [0, 1, 1, $x->[0][1], $x->[0][1], 1],
+              'batch: each readable';
+    touch($ids[0]);
+    is hash($ids[0])->{db}, $x->[0][1] + 3000, 'batch: the horizons';
+    is hash($ids[0])->{rid}, 'r0', "batch: each its request's id";
+    is_deeply run('create', $ROUTE_A . '0' x 32, $ROUTE_A, 1, 1, 1, 1), [],
+              'batch: none, no answer';
+    is_deeply published(), [], 'batch: nothing published';
     clean();
 }
 
@@ -277,6 +350,7 @@ sub clean {
               'cancel: claimed: busy';
 
     my $sent = create();
+    touch($sent);
     $c->cmd('HSET', "$T:t:$sent", 'sent', 1);
     is_deeply run('cancel', $sent, $ev, 0, 5000), [3], 'cancel: sent: busy';
 
@@ -287,6 +361,7 @@ sub clean {
               'cancel: processing: busy';
 
     my $delivered = create();
+    touch($delivered);
     $c->cmd('HSET', "$T:t:$delivered", 'q', 'queue-1');
     is_deeply run('cancel', $delivered, $ev, 0, 5000), [3],
               'cancel: delivered: busy';
@@ -376,6 +451,7 @@ sub clean {
     clean();
     my $empty = create(route => $ROUTE_B);
     my $next = create(route => $ROUTE_B);
+    touch($empty);
     $c->cmd('HDEL', "$T:t:$empty", 'pl');
     is claim()->[1], $next, 'claim: a record without payload skipped';
     is $c->cmd('ZSCORE', "$T:due:$ROUTE_B", $empty), undef,
@@ -463,7 +539,7 @@ sub clean {
     my @ids = map { my $id = create(route => $ROUTE_A); sleep 0.005; $id }
               1 .. 4;
     my $other = create(route => $ROUTE_B);
-    my %cr = map { $_ => hash($_)->{cr} } @ids;
+    my %cr = map { $_ => run('get', $_)->[3] } @ids;
     my $bkey = "$T:b:$ROUTE_A";
 
     my $x = claim(60000);
@@ -636,6 +712,7 @@ sub clean {
         my ($ms, $want) = @$case;
         is iso($ms), $want, "iso here: $want";
         my $id = create();
+        touch($id);
         $c->cmd('HSET', "$T:t:$id", 'cr', $ms);
         hook(msg => "iso-$ms", id => $id, status => 'processing',
              notify => 1);

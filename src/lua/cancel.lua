@@ -14,6 +14,8 @@
 local id, event = ARGV[1], ARGV[2]
 local notify, retain = tonumber(ARGV[3]), tonumber(ARGV[4])
 
+materialize(id)
+
 local r = redis.call('HMGET', key_t(id), 'st', 'ow', 'q', 'sent', 'me',
                      'acc')
 if not r[1] then

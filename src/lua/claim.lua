@@ -36,6 +36,7 @@ end
 -- true when the record can be claimed (a payload or a queue id); else it
 -- leaves the schedule
 local function claimable(route, id)
+    materialize(id)
     local r = redis.call('HMGET', key_t(id), 'pl', 'q')
     if r[1] or r[2] then
         return true
@@ -82,6 +83,7 @@ for _, route in ipairs(routes) do
         local due = redis.call('ZRANGEBYSCORE', key_due(route), 0, now,
                                'LIMIT', 0, budget)
         for _, id in ipairs(due) do
+            materialize(id)
             local cr = redis.call('HGET', key_t(id), 'cr')
             if cr then
                 park(route, id, tonumber(cr))

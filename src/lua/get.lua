@@ -14,7 +14,12 @@
 local id = ARGV[1]
 local r = redis.call('HMGET', key_t(id), 'st', 'v', 'cr', 'up', 'acc')
 if not r[1] then
-    return { DECLINED }
+    -- as create wrote it, untouched since: read as it is, not rewritten
+    local rec = record(id)
+    if rec == nil then
+        return { DECLINED }
+    end
+    return { OK, PENDING, 1, tonumber(rec.cr), tonumber(rec.cr), 1 }
 end
 
 local out = { OK, num(r[1]), num(r[2]), num(r[3]), num(r[4]), num(r[5]) }

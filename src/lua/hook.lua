@@ -27,10 +27,10 @@ if redis.call('EXISTS', key_h(msg)) == 1 then
 end
 
 -- by the edge's id, else by Fanbase's queue id
-local found = redis.call('EXISTS', key_t(id)) == 1
+local found = materialize(id)
 if not found then
     local by_queue = redis.call('GET', key_q(id))
-    if by_queue and redis.call('EXISTS', key_t(by_queue)) == 1 then
+    if by_queue and materialize(by_queue) then
         id = by_queue
         found = true
     end

@@ -39,6 +39,7 @@ local function int(n)
 end
 
 local function key_t(id) return T .. ':t:' .. id end
+local function key_r(id) return T .. ':r:' .. id end
 local function key_e(id) return T .. ':e:' .. id end
 local function key_due(route) return T .. ':due:' .. route end
 local function key_b(route) return T .. ':b:' .. route end
@@ -52,6 +53,41 @@ local KEY_CLAIMS = T .. ':c'
 local CHANNEL = PREFIX .. ':changes'
 
 local function terminal(st) return st >= COMPLETED end
+
+-- A transaction as create wrote it: one string, key_r(id),
+-- "created deliver_by track_by max_events route target request_id\n"
+-- then the payload: a pending transaction nobody has touched yet, whose
+-- other fields are create's (version 1, updated = created, no claim, not
+-- sent, no attempt, the accepted event implied).  One string is what lets
+-- a batch of accepts be one MSET (create.lua); the first script that
+-- changes the transaction turns it into the hash key_t(id) first.
+local function record(id)
+    local rec = redis.call('GET', key_r(id))
+    if not rec then
+        return nil
+    end
+    local cr, db, tb, me, rt, tg, rid, pl = string.match(rec,
+        '^(%d+) (%d+) (%d+) (%d+) (%x+) (%x+) ([^\n]*)\n(.*)$')
+    return { cr = cr, db = db, tb = tb, me = me, rt = rt, tg = tg,
+             rid = rid, pl = pl }
+end
+
+-- the transaction as a hash from here on: true when it exists
+local function materialize(id)
+    local r = record(id)
+    if r == nil then
+        return redis.call('EXISTS', key_t(id)) == 1
+    end
+    redis.call('HSET', key_t(id),
+               'st', int(PENDING), 'v', '1', 'cr', r.cr, 'up', r.cr,
+               'db', r.db, 'tb', r.tb, 'rt', r.rt, 'tg', r.tg, 'pl', r.pl,
+               'cl', '0', 'sent', '0', 'att', '0', 'me', r.me, 'acc', '1')
+    if r.rid ~= '' then
+        redis.call('HSET', key_t(id), 'rid', r.rid)
+    end
+    redis.call('DEL', key_r(id))
+    return true
+end
 
 -- fanbase_status_advances(): forward only, a terminal status never changes
 local function advances(from, to)
