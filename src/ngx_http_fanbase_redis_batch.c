@@ -16,6 +16,13 @@
  * everything the loop read in this turn, or at once when it is full.  The
  * script takes the common arguments, then each call's, the same number
  * each, and answers an array with one element per call, in order.
+ *
+ * While a batch of this worker is in Redis, the next one waits for its
+ * answer and grows meanwhile (a group commit): under a light load every
+ * call leaves at the end of its turn, under a burst the batches grow with
+ * Redis' latency (its fsync, with appendfsync always) instead of each turn
+ * paying a script run of its own.  A call waits one answer of Redis at
+ * most, its batch's timeout being fanbase_redis_timeout.
  */
 
 
@@ -53,6 +60,7 @@ struct ngx_http_fanbase_redis_item_s {
 static ngx_http_fanbase_redis_batch_t *ngx_http_fanbase_redis_batch_open(
     ngx_uint_t script, ngx_uint_t ncommon, ngx_uint_t nargs,
     const char **argv, const size_t *argvlen);
+static void ngx_http_fanbase_redis_batch_post(void);
 static void ngx_http_fanbase_redis_batch_flush(ngx_event_t *ev);
 static void ngx_http_fanbase_redis_batch_send(
     ngx_http_fanbase_redis_batch_t *b);
@@ -64,6 +72,7 @@ static void ngx_http_fanbase_redis_batch_end(ngx_http_fanbase_redis_batch_t *b,
 
 static ngx_queue_t   ngx_http_fanbase_redis_batches;
 static ngx_event_t   ngx_http_fanbase_redis_batch_ev;
+static ngx_uint_t    ngx_http_fanbase_redis_batch_inflight;
 
 /* one batch's arguments: "EVALSHA sha 1" comes in front of them */
 static const char   *ngx_http_fanbase_redis_batch_argv[
@@ -142,16 +151,29 @@ ngx_http_fanbase_redis_batch_add(ngx_uint_t script, ngx_uint_t ncommon,
         return item;
     }
 
-    if (!ngx_http_fanbase_redis_batch_ev.posted) {
-        ngx_http_fanbase_redis_batch_ev.handler =
-                                           ngx_http_fanbase_redis_batch_flush;
-        ngx_http_fanbase_redis_batch_ev.log = ngx_cycle->log;
-        ngx_http_fanbase_redis_batch_ev.data = &ngx_http_fanbase_redis_batches;
-
-        ngx_post_event(&ngx_http_fanbase_redis_batch_ev, &ngx_posted_events);
+    if (ngx_http_fanbase_redis_batch_inflight == 0) {
+        ngx_http_fanbase_redis_batch_post();
     }
 
     return item;
+}
+
+
+/* the open batches leave at the end of this turn of the loop */
+
+static void
+ngx_http_fanbase_redis_batch_post(void)
+{
+    if (ngx_http_fanbase_redis_batch_ev.posted) {
+        return;
+    }
+
+    ngx_http_fanbase_redis_batch_ev.handler =
+                                           ngx_http_fanbase_redis_batch_flush;
+    ngx_http_fanbase_redis_batch_ev.log = ngx_cycle->log;
+    ngx_http_fanbase_redis_batch_ev.data = &ngx_http_fanbase_redis_batches;
+
+    ngx_post_event(&ngx_http_fanbase_redis_batch_ev, &ngx_posted_events);
 }
 
 
@@ -281,7 +303,11 @@ ngx_http_fanbase_redis_batch_flush(ngx_event_t *ev)
     ngx_queue_t                     *q;
     ngx_http_fanbase_redis_batch_t  *b;
 
-    while (!ngx_queue_empty(&ngx_http_fanbase_redis_batches)) {
+    /* one in Redis: these go when it is answered */
+
+    while (ngx_http_fanbase_redis_batch_inflight == 0
+           && !ngx_queue_empty(&ngx_http_fanbase_redis_batches))
+    {
         q = ngx_queue_head(&ngx_http_fanbase_redis_batches);
         ngx_queue_remove(q);
         b = ngx_queue_data(q, ngx_http_fanbase_redis_batch_t, queue);
@@ -328,7 +354,10 @@ ngx_http_fanbase_redis_batch_send(ngx_http_fanbase_redis_batch_t *b)
     {
         /* the connection went in this turn of the loop: nothing left */
         ngx_http_fanbase_redis_batch_end(b, NULL, 0);
+        return;
     }
+
+    ngx_http_fanbase_redis_batch_inflight++;
 }
 
 
@@ -338,7 +367,18 @@ ngx_http_fanbase_redis_batch_answer(ngx_http_fanbase_redis_cmd_t *cmd,
 {
     ngx_http_fanbase_redis_batch_t  *b = cmd->data;
 
+    ngx_http_fanbase_redis_batch_inflight--;
+
     ngx_http_fanbase_redis_batch_end(b, reply, 1);
+
+    /* what gathered while it was in Redis */
+
+    if (ngx_http_fanbase_redis_batch_inflight == 0
+        && ngx_http_fanbase_redis_batches.next != NULL
+        && !ngx_queue_empty(&ngx_http_fanbase_redis_batches))
+    {
+        ngx_http_fanbase_redis_batch_post();
+    }
 }
 
 
