@@ -1270,8 +1270,11 @@ sub start_redis_edge {
 # A redis-server, its edge, the connection the bench reads INFO on.
 sub start_redis {
     my ($run, $fsync) = @_;
+    # docs/cluster.md's recommended configuration, but for its fsync
     my $server = FanbaseRedis->new(dir => $DIR, name => "redis-$fsync",
-                                   appendfsync => $fsync)->start;
+                                   appendfsync => $fsync,
+                                   extra => "auto-aof-rewrite-min-size 1gb\n"
+                                            . "maxmemory-policy noeviction")->start;
     my $rd = { server => $server, fsync => $fsync, conn => $server->connect,
                inside => $run->{redis_inside}, port => free_port(),
                edge_name => "edge-redis-$fsync" };
