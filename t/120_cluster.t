@@ -38,25 +38,6 @@ my $DELIVERED = qr/^(?:processing|completed)$/;
 
 # Helpers
 
-# Every body reaches Fanbase, answered 201, and none a second time.
-sub delivered_once {
-    my ($bodies, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $all = sub {
-        my %n;
-        $n{ $_->{body} }++ for grep { ($_->{status} // '') eq '201' }
-                               @{ $A->queue_posts };
-        return !grep { !$n{$_} } @$bodies;
-    };
-    ok($A->wait_for($all, timeout => 30, interval => 0.2),
-       "$name: every one delivered to Fanbase");
-    sleep 1.5;
-    my %n;
-    $n{ $_->{body} }++ for @{ $A->queue_posts };
-    my @not_once = grep { ($n{$_} // 0) != 1 } @$bodies;
-    is(scalar @not_once, 0, "$name: each POSTed exactly once")
-        or diag(join "\n", map { ($n{$_} // 0) . " x $_" } first_few(@not_once));
-}
 
 sub first_few { @_ > 10 ? @_[0 .. 9] : @_ }
 
@@ -99,7 +80,7 @@ sub n_events {
     my @bad = grep { $res[$_]{status} != 202 } 0 .. $#res;
     is(scalar @bad, 0, 'cold start: 150 submissions on three hosts, all 202')
         or diag(join ' ', map { "$res[$_]{status}" } first_few(@bad));
-    delivered_once([ map { body_for(case => 'cold', n => $_) } 0 .. 149 ],
+    $A->delivered_once([ map { body_for(case => 'cold', n => $_) } 0 .. 149 ],
                    'cold start');
     is($A->mock_stats->{token_requests}, 1,
        'cold start: one token request for the three hosts');
@@ -149,7 +130,7 @@ sub n_events {
     isnt($r[0]{headers}{etag}, undef, 'delivered: an ETag');
     is($C->get_tx($id, inm => $r[0]{headers}{etag})->{status}, 304,
        'delivered: If-None-Match with A\'s ETag on C: 304');
-    delivered_once([$body], 'accepted on A');
+    $A->delivered_once([$body], 'accepted on A');
 }
 
 
@@ -188,7 +169,7 @@ sub n_events {
             or diag(join ' ', keys %ids);
         push @keys, { key => $key, body => $body, id => tx_id($res[0]) };
     }
-    delivered_once([ map { $_->{body} } @keys ], 'idempotency keys');
+    $A->delivered_once([ map { $_->{body} } @keys ], 'idempotency keys');
 
     my $k = $keys[0];
     my $other = body_for(case => 'idempotent', round => 1, other => 1);

@@ -40,23 +40,6 @@ sub batches {
 
 sub first_few { @_ > 10 ? @_[0 .. 9] : @_ }
 
-sub delivered_once {
-    my ($bodies, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $all = sub {
-        my %n;
-        $n{ $_->{body} }++ for @{ $A->queue_posts };
-        return !grep { !$n{$_} } @$bodies;
-    };
-    ok($A->wait_for($all, timeout => 30, interval => 0.2),
-       "$name: every one delivered to Fanbase");
-    sleep 1;
-    my %n;
-    $n{ $_->{body} }++ for @{ $A->queue_posts };
-    my @not_once = grep { ($n{$_} // 0) != 1 } @$bodies;
-    is(scalar @not_once, 0, "$name: each POSTed exactly once")
-        or diag(join "\n", map { ($n{$_} // 0) . " x $_" } first_few(@not_once));
-}
 
 
 ###########################################################################
@@ -87,7 +70,7 @@ sub delivered_once {
        'burst: each one readable');
     is(scalar(grep { $read[$_]{json}{id} eq tx_id($res[$_]) } 0 .. 59), 60,
        'burst: each one under its own id');
-    delivered_once(\@bodies, 'burst');
+    $A->delivered_once(\@bodies, 'burst');
 }
 
 
@@ -103,7 +86,7 @@ sub delivered_once {
     my %ids = map { (tx_id($_) => 1) } @res;
     is(scalar keys %ids, 1, 'one key 12 times: one transaction id')
         or diag(join ' ', keys %ids);
-    delivered_once([$body], 'one key 12 times');
+    $A->delivered_once([$body], 'one key 12 times');
 
     my $res = $A->submit(body => body_for(case => 'batch-key', other => 1),
                          key => $key);

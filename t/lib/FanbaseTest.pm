@@ -2092,6 +2092,28 @@ sub posts_with {
     return scalar grep { $_->{body} eq $body } @{ $self->queue_posts };
 }
 
+# The test "$name": every one of @$bodies reaches Fanbase, answered 201,
+# and (1.5 s later) none was POSTed a second time.
+sub delivered_once {
+    my ($self, $bodies, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $all = sub {
+        my %n;
+        $n{ $_->{body} }++ for grep { ($_->{status} // '') eq '201' }
+                               @{ $self->queue_posts };
+        return !grep { !$n{$_} } @$bodies;
+    };
+    ok($self->wait_for($all, timeout => 30, interval => 0.2),
+       "$name: every one delivered to Fanbase");
+    sleep 1.5;
+    my %n;
+    $n{ $_->{body} }++ for @{ $self->queue_posts };
+    my @not_once = grep { ($n{$_} // 0) != 1 } @$bodies;
+    is(scalar @not_once, 0, "$name: each POSTed exactly once")
+        or diag(join "\n", map { ($n{$_} // 0) . " x $_" }
+                          @not_once[0 .. ($#not_once < 9 ? $#not_once : 9)]);
+}
+
 # Submissions told apart by data.n: the next number of this process.
 my $NUMBERED = 0;
 
