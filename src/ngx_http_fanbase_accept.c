@@ -236,15 +236,7 @@ ngx_http_fanbase_accept_id(u_char *id)
 
     /* ngx_sprintf() took a tenth of an acceptance's instructions */
 
-    id = ngx_http_fanbase_id_hex(id, b, 4);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 4, 2);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 6, 2);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 8, 2);
-    *id++ = '-';
-    (void) ngx_http_fanbase_id_hex(id, b + 10, 6);
+    (void) ngx_http_fanbase_id_uuid(id, b);
 
     return NGX_OK;
 }

@@ -280,17 +280,66 @@ ngx_http_fanbase_id_random(u_char *b)
 
 /*
  * Bytes as lower-case hexadecimal, as ngx_hex_dump() writes them, the two
- * digits of a byte at once: the ids of every acceptance (a transaction's
- * UUID, a request id) took 460 instructions through ngx_hex_dump().
+ * digits of a byte at once and every byte written out, no loop: the ids
+ * of every acceptance (a transaction's UUID, a request id) took 460
+ * instructions through ngx_hex_dump(), 340 through a loop of such copies.
  */
 
-u_char *
-ngx_http_fanbase_id_hex(u_char *dst, u_char *src, size_t len)
-{
-    while (len--) {
-        ngx_memcpy(dst, &ngx_http_fanbase_id_hex_pairs[*src++ * 2], 2);
-        dst += 2;
-    }
+#define ngx_http_fanbase_id_hex2(dst, i, src, j)                              \
+    ngx_memcpy((dst) + (i), &ngx_http_fanbase_id_hex_pairs[(src)[j] * 2], 2)
 
-    return dst;
+
+/* 16 bytes, 32 digits (a request id) */
+
+u_char *
+ngx_http_fanbase_id_hex16(u_char *dst, u_char *src)
+{
+    ngx_http_fanbase_id_hex2(dst, 0, src, 0);
+    ngx_http_fanbase_id_hex2(dst, 2, src, 1);
+    ngx_http_fanbase_id_hex2(dst, 4, src, 2);
+    ngx_http_fanbase_id_hex2(dst, 6, src, 3);
+    ngx_http_fanbase_id_hex2(dst, 8, src, 4);
+    ngx_http_fanbase_id_hex2(dst, 10, src, 5);
+    ngx_http_fanbase_id_hex2(dst, 12, src, 6);
+    ngx_http_fanbase_id_hex2(dst, 14, src, 7);
+    ngx_http_fanbase_id_hex2(dst, 16, src, 8);
+    ngx_http_fanbase_id_hex2(dst, 18, src, 9);
+    ngx_http_fanbase_id_hex2(dst, 20, src, 10);
+    ngx_http_fanbase_id_hex2(dst, 22, src, 11);
+    ngx_http_fanbase_id_hex2(dst, 24, src, 12);
+    ngx_http_fanbase_id_hex2(dst, 26, src, 13);
+    ngx_http_fanbase_id_hex2(dst, 28, src, 14);
+    ngx_http_fanbase_id_hex2(dst, 30, src, 15);
+
+    return dst + 32;
+}
+
+
+/* 16 bytes as a UUID's 8-4-4-4-12 digits, NGX_HTTP_FANBASE_TXN_ID_LEN */
+
+u_char *
+ngx_http_fanbase_id_uuid(u_char *dst, u_char *src)
+{
+    ngx_http_fanbase_id_hex2(dst, 0, src, 0);
+    ngx_http_fanbase_id_hex2(dst, 2, src, 1);
+    ngx_http_fanbase_id_hex2(dst, 4, src, 2);
+    ngx_http_fanbase_id_hex2(dst, 6, src, 3);
+    dst[8] = '-';
+    ngx_http_fanbase_id_hex2(dst, 9, src, 4);
+    ngx_http_fanbase_id_hex2(dst, 11, src, 5);
+    dst[13] = '-';
+    ngx_http_fanbase_id_hex2(dst, 14, src, 6);
+    ngx_http_fanbase_id_hex2(dst, 16, src, 7);
+    dst[18] = '-';
+    ngx_http_fanbase_id_hex2(dst, 19, src, 8);
+    ngx_http_fanbase_id_hex2(dst, 21, src, 9);
+    dst[23] = '-';
+    ngx_http_fanbase_id_hex2(dst, 24, src, 10);
+    ngx_http_fanbase_id_hex2(dst, 26, src, 11);
+    ngx_http_fanbase_id_hex2(dst, 28, src, 12);
+    ngx_http_fanbase_id_hex2(dst, 30, src, 13);
+    ngx_http_fanbase_id_hex2(dst, 32, src, 14);
+    ngx_http_fanbase_id_hex2(dst, 34, src, 15);
+
+    return dst + 36;
 }
