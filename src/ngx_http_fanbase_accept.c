@@ -249,12 +249,27 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, u_char *id)
 {
     u_char         *p;
+    size_t          size;
     ngx_str_t       json, location;
     fanbase_str_t   tid, path;
 
     location.len = lcf->transaction_path.len + 1
                    + NGX_HTTP_FANBASE_TXN_ID_LEN;
-    location.data = ngx_pnalloc(r->pool, location.len);
+
+    tid.data = id;
+    tid.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    path.len = location.len;
+
+    /*
+     * the path and the body in one piece; mostly a path with nothing to
+     * escape (decided when the configuration is read), copied as it is
+     */
+
+    size = lcf->transaction_path_plain
+           ? fanbase_json_accepted_plain_size(&tid, &path)
+           : fanbase_json_accepted_size(&tid, &path);
+
+    location.data = ngx_pnalloc(r->pool, location.len + size);
     if (location.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -264,18 +279,14 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     *p++ = '/';
     ngx_memcpy(p, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
 
-    tid.data = id;
-    tid.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
     path.data = location.data;
-    path.len = location.len;
+    json.data = location.data + location.len;
 
-    json.data = ngx_pnalloc(r->pool, fanbase_json_accepted_size(&tid, &path));
-    if (json.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    p = lcf->transaction_path_plain
+        ? fanbase_json_render_accepted_plain(json.data, &tid, &path)
+        : fanbase_json_render_accepted(json.data, &tid, &path);
 
-    json.len = fanbase_json_render_accepted(json.data, &tid, &path)
-               - json.data;
+    json.len = p - json.data;
 
     if (ngx_http_fanbase_response_add_header(r, "Location", &location)
         != NGX_OK)

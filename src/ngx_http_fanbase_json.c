@@ -2361,6 +2361,21 @@ static const unsigned char  fanbase_json_plain[256] = {
 };
 
 
+int
+fanbase_json_is_plain(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (!fanbase_json_plain[p[i]]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 unsigned char *
 fanbase_json_escape(unsigned char *dst, const unsigned char *p, size_t len)
 {
@@ -2593,6 +2608,28 @@ fanbase_json_render_accepted(unsigned char *p, const fanbase_str_t *id,
     p = fanbase_json_str(p, path->data, path->len);
 
     return fanbase_json_literal(p, "}]}");
+}
+
+
+size_t
+fanbase_json_accepted_plain_size(const fanbase_str_t *id,
+    const fanbase_str_t *path)
+{
+    return sizeof("{\"transaction_id\":\"\",\"links\":[{\"path\":\"\"}]}") - 1
+           + id->len + path->len;
+}
+
+
+unsigned char *
+fanbase_json_render_accepted_plain(unsigned char *p, const fanbase_str_t *id,
+    const fanbase_str_t *path)
+{
+    p = fanbase_json_literal(p, "{\"transaction_id\":\"");
+    p = fanbase_json_raw(p, id->data, id->len);
+    p = fanbase_json_literal(p, "\",\"links\":[{\"path\":\"");
+    p = fanbase_json_raw(p, path->data, path->len);
+
+    return fanbase_json_literal(p, "\"}]}");
 }
 
 
