@@ -184,7 +184,8 @@ ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    /* nt is in the request's pool */
+    ngx_http_fanbase_variables_txn_id(r, nt->id);
 
     return ngx_http_fanbase_accept_send(r, nt->lcf, nt->id);
 }
@@ -318,7 +319,8 @@ ngx_http_fanbase_accept_not_durable(ngx_http_request_t *r,
                   "record is not on disk: answered 503 not_durable",
                   (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
 
-    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    /* nt is in the request's pool */
+    ngx_http_fanbase_variables_txn_id(r, nt->id);
 
     location.len = nt->lcf->transaction_path.len + 1
                    + NGX_HTTP_FANBASE_TXN_ID_LEN;
