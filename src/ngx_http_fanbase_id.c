@@ -14,6 +14,11 @@
 #include "ngx_http_fanbase_id.h"
 
 
+/* the two digits of byte j of src, at dst + i (ngx_http_fanbase_id_hex16()) */
+#define ngx_http_fanbase_id_hex2(dst, i, src, j)                              \
+    ngx_memcpy((dst) + (i), &ngx_http_fanbase_id_hex_pairs[(src)[j] * 2], 2)
+
+
 static ngx_inline uint32_t ngx_http_fanbase_id_crc4(uint32_t crc, u_char *p);
 static ngx_inline uint32_t ngx_http_fanbase_id_crc8(uint32_t crc, u_char *p);
 static void ngx_http_fanbase_id_crc_init(void);
@@ -313,10 +318,6 @@ ngx_http_fanbase_id_random(u_char *b)
  * of every acceptance (a transaction's UUID, a request id) took 460
  * instructions through ngx_hex_dump(), 340 through a loop of such copies.
  */
-
-#define ngx_http_fanbase_id_hex2(dst, i, src, j)                              \
-    ngx_memcpy((dst) + (i), &ngx_http_fanbase_id_hex_pairs[(src)[j] * 2], 2)
-
 
 /* 16 bytes, 32 digits (a request id) */
 
