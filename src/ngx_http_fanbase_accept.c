@@ -184,7 +184,8 @@ ngx_http_fanbase_accept_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    /* nt is in the request's pool */
+    ngx_http_fanbase_variables_txn_id(r, nt->id);
 
     return ngx_http_fanbase_accept_send(r, nt->lcf, nt->id);
 }
@@ -236,15 +237,7 @@ ngx_http_fanbase_accept_id(u_char *id)
 
     /* ngx_sprintf() took a tenth of an acceptance's instructions */
 
-    id = ngx_http_fanbase_id_hex(id, b, 4);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 4, 2);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 6, 2);
-    *id++ = '-';
-    id = ngx_http_fanbase_id_hex(id, b + 8, 2);
-    *id++ = '-';
-    (void) ngx_http_fanbase_id_hex(id, b + 10, 6);
+    (void) ngx_http_fanbase_id_uuid(id, b);
 
     return NGX_OK;
 }
@@ -257,12 +250,27 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     ngx_http_fanbase_loc_conf_t *lcf, u_char *id)
 {
     u_char         *p;
+    size_t          size;
     ngx_str_t       json, location;
     fanbase_str_t   tid, path;
 
     location.len = lcf->transaction_path.len + 1
                    + NGX_HTTP_FANBASE_TXN_ID_LEN;
-    location.data = ngx_pnalloc(r->pool, location.len);
+
+    tid.data = id;
+    tid.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+    path.len = location.len;
+
+    /*
+     * the path and the body in one piece; mostly a path with nothing to
+     * escape (decided when the configuration is read), copied as it is
+     */
+
+    size = lcf->transaction_path_plain
+           ? fanbase_json_accepted_plain_size(&tid, &path)
+           : fanbase_json_accepted_size(&tid, &path);
+
+    location.data = ngx_pnalloc(r->pool, location.len + size);
     if (location.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -272,18 +280,14 @@ ngx_http_fanbase_accept_send(ngx_http_request_t *r,
     *p++ = '/';
     ngx_memcpy(p, id, NGX_HTTP_FANBASE_TXN_ID_LEN);
 
-    tid.data = id;
-    tid.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
     path.data = location.data;
-    path.len = location.len;
+    json.data = location.data + location.len;
 
-    json.data = ngx_pnalloc(r->pool, fanbase_json_accepted_size(&tid, &path));
-    if (json.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    p = lcf->transaction_path_plain
+        ? fanbase_json_render_accepted_plain(json.data, &tid, &path)
+        : fanbase_json_render_accepted(json.data, &tid, &path);
 
-    json.len = fanbase_json_render_accepted(json.data, &tid, &path)
-               - json.data;
+    json.len = p - json.data;
 
     if (ngx_http_fanbase_response_add_header(r, "Location", &location)
         != NGX_OK)
@@ -315,7 +319,8 @@ ngx_http_fanbase_accept_not_durable(ngx_http_request_t *r,
                   "record is not on disk: answered 503 not_durable",
                   (size_t) NGX_HTTP_FANBASE_TXN_ID_LEN, nt->id);
 
-    ngx_http_fanbase_variables_id(r, 0, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
+    /* nt is in the request's pool */
+    ngx_http_fanbase_variables_txn_id(r, nt->id);
 
     location.len = nt->lcf->transaction_path.len + 1
                    + NGX_HTTP_FANBASE_TXN_ID_LEN;

@@ -217,6 +217,8 @@ struct ngx_http_fanbase_loc_conf_s {
     ngx_flag_t                    async;
     u_char                        target[NGX_HTTP_FANBASE_TARGET_LEN];
     ngx_str_t                     transaction_path;
+    ngx_flag_t                    transaction_path_plain; /* no escape in
+                                                  JSON */
     time_t                        idempotency_window;
     time_t                        deliver_horizon;
     time_t                        track_horizon;

@@ -925,5 +925,9 @@ ngx_http_fanbase_curl_headers_release(ngx_http_fanbase_headers_t *hdr)
     }
 
     curl_slist_free_all(hdr->headers);
+
+    /* the token is in them */
+    ngx_explicit_memzero(hdr->lines.data, hdr->lines.len);
+
     ngx_free(hdr);
 }

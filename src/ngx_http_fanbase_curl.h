@@ -24,6 +24,11 @@ struct ngx_http_fanbase_headers_s {
     ngx_uint_t                    refs;
     uint64_t                      tag;
     struct curl_slist            *headers;
+    ngx_str_t                     lines;       /* the same headers but the
+                                                  empty ones ("Expect:"),
+                                                  each with its CRLF, as
+                                                  nginx's upstream sends
+                                                  them; after the struct */
 };
 
 typedef void (*ngx_http_fanbase_curl_handler_pt)(ngx_http_fanbase_curl_t *h);

@@ -216,11 +216,7 @@ ngx_http_fanbase_item_update(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
     ngx_uint_t owned, void *reserved, ngx_log_t *log)
 {
-    size_t                     size;
-    uint32_t                   hash;
-    ngx_str_t                  id;
-    ngx_uint_t                 stale;
-    ngx_http_fanbase_item_t  *e, *n, *r;
+    ngx_str_t  id;
 
     id.data = (u_char *) item->id.data;
     id.len = item->id.len;
@@ -236,6 +232,27 @@ ngx_http_fanbase_item_update(ngx_http_fanbase_main_conf_t *mcf,
 
         return NGX_DECLINED;
     }
+
+    return ngx_http_fanbase_item_store(mcf, scope, item, keep_msg, owned,
+                                       reserved, log);
+}
+
+
+/* the same, for an id ngx_http_fanbase_id_valid() accepted */
+
+ngx_int_t
+ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
+    ngx_uint_t owned, void *reserved, ngx_log_t *log)
+{
+    size_t                     size;
+    uint32_t                   hash;
+    ngx_str_t                  id;
+    ngx_uint_t                 stale;
+    ngx_http_fanbase_item_t  *e, *n, *r;
+
+    id.data = (u_char *) item->id.data;
+    id.len = item->id.len;
 
     size = ngx_http_fanbase_item_entry_size(item, keep_msg);
     hash = ngx_http_fanbase_id_hash(scope, id.data, id.len);

@@ -32,6 +32,9 @@ ngx_int_t ngx_http_fanbase_item_lookup(ngx_http_fanbase_main_conf_t *mcf,
 ngx_int_t ngx_http_fanbase_item_update(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
     ngx_uint_t owned, void *reserved, ngx_log_t *log);
+ngx_int_t ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
+    uint64_t scope, fanbase_item_t *item, ngx_uint_t keep_msg,
+    ngx_uint_t owned, void *reserved, ngx_log_t *log);
 ngx_uint_t ngx_http_fanbase_item_known(ngx_http_fanbase_main_conf_t *mcf,
     uint64_t scope, ngx_str_t *id);
 void ngx_http_fanbase_item_release(ngx_http_fanbase_main_conf_t *mcf,

@@ -219,6 +219,18 @@ size_t fanbase_json_accepted_size(const fanbase_str_t *id,
 unsigned char *fanbase_json_render_accepted(unsigned char *p,
     const fanbase_str_t *id, const fanbase_str_t *path);
 
+/*
+ * The same bytes for a path fanbase_json_is_plain() accepts, copied without
+ * a look at each character; its size is fanbase_json_accepted_plain_size()
+ */
+size_t fanbase_json_accepted_plain_size(const fanbase_str_t *id,
+    const fanbase_str_t *path);
+unsigned char *fanbase_json_render_accepted_plain(unsigned char *p,
+    const fanbase_str_t *id, const fanbase_str_t *path);
+
+/* 1: fanbase_json_escape() would copy these bytes as they are */
+int fanbase_json_is_plain(const unsigned char *p, size_t len);
+
 
 /*
  * A transaction's event: {"event":..,"message":..,"data":{..},"status":..,

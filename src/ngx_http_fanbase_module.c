@@ -783,6 +783,9 @@ ngx_http_fanbase_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->transaction_path, prev->transaction_path,
                              "/transactions");
+    conf->transaction_path_plain =
+        fanbase_json_is_plain(conf->transaction_path.data,
+                              conf->transaction_path.len);
     ngx_conf_merge_sec_value(conf->idempotency_window,
                              prev->idempotency_window, 86400);
     ngx_conf_merge_sec_value(conf->deliver_horizon, prev->deliver_horizon,

@@ -531,12 +531,11 @@ ngx_http_fanbase_proxy_upstream(ngx_http_fanbase_proxy_t *p)
 static ngx_int_t
 ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
 {
-    size_t                          len, n;
+    size_t                          len;
     u_char                         *q;
     ngx_str_t                       rid;
     ngx_buf_t                      *b, *body;
     ngx_chain_t                    *cl;
-    struct curl_slist              *h;
     ngx_http_fanbase_proxy_t       *p;
     ngx_http_fanbase_proxy_conf_t  *pcf;
 
@@ -559,13 +558,7 @@ ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
 
     /* the token's headers: AccessToken, Content-Type, Accept */
 
-    for (h = p->hdr->headers; h; h = h->next) {
-        n = ngx_strlen(h->data);
-
-        if (n && h->data[n - 1] != ':') {
-            len += n + sizeof(CRLF) - 1;
-        }
-    }
+    len += p->hdr->lines.len;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -581,14 +574,7 @@ ngx_http_fanbase_proxy_create_request(ngx_http_request_t *r)
     q = ngx_cpymem(q, pcf->host.data, pcf->host.len);
     *q++ = CR; *q++ = LF;
 
-    for (h = p->hdr->headers; h; h = h->next) {
-        n = ngx_strlen(h->data);
-
-        if (n && h->data[n - 1] != ':') {
-            q = ngx_cpymem(q, h->data, n);
-            *q++ = CR; *q++ = LF;
-        }
-    }
+    q = ngx_cpymem(q, p->hdr->lines.data, p->hdr->lines.len);
 
     if (rid.len) {
         q = ngx_cpymem(q, "X-Request-ID: ", sizeof("X-Request-ID: ") - 1);

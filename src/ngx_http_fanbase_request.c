@@ -109,7 +109,15 @@ ngx_http_fanbase_request_header_in(ngx_http_request_t *r, const char *name,
             i = 0;
         }
 
+        /*
+         * the first characters compared inline first, with the case bit
+         * set (equal for any pair ngx_strncasecmp() takes as equal): no
+         * call for a name of the same length, such as Content-Type for
+         * X-Request-ID (nginx keeps no header with an empty name)
+         */
+
         if (h[i].key.len == len
+            && (h[i].key.data[0] | 0x20) == (u_char) (name[0] | 0x20)
             && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
         {
             return &h[i];

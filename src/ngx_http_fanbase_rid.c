@@ -106,7 +106,7 @@ ngx_http_fanbase_rid_set(ngx_http_request_t *r)
                 return NGX_ERROR;
             }
 
-            (void) ngx_http_fanbase_id_hex(v->data, random, 16);
+            (void) ngx_http_fanbase_id_hex16(v->data, random);
 
             v->len = 32;
             v->valid = 1;

@@ -37,7 +37,25 @@ static void ngx_http_fanbase_submit_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fanbase_submit_answer(ngx_http_fanbase_proxy_t *p);
 static ngx_int_t ngx_http_fanbase_submit_accepted(
     ngx_http_fanbase_submit_ctx_t *ctx);
+static ngx_uint_t ngx_http_fanbase_submit_plain_path(u_char *p, size_t len);
 static void ngx_http_fanbase_submit_cleanup(void *data);
+
+
+/*
+ * what ngx_escape_uri(NGX_ESCAPE_URI) leaves as it is, and more: letters,
+ * digits, '-', '.', '/', '_', '~'
+ */
+
+static const u_char  ngx_http_fanbase_submit_path_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        /* 0x10 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1,        /* 0x20 -./ */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,        /* 0x30 */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,        /* 0x50 _ */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,        /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0         /* 0x70 ~ */
+};
 
 
 static ngx_str_t  ngx_http_fanbase_submit_method = ngx_string("POST");
@@ -251,6 +269,7 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     size_t                    len;
     uintptr_t                 escape;
     ngx_int_t                 rc;
+    ngx_uint_t                valid;
     ngx_str_t                 id, location;
     fanbase_item_t            item;
     ngx_http_request_t       *r;
@@ -292,12 +311,20 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
 
     ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
 
-    rc = ngx_http_fanbase_item_update(ctx->mcf, ctx->proxy.lcf->scope, &item,
+    /* the id is checked once: item_update() would check it again */
+
+    valid = (ngx_http_fanbase_id_valid(&id) == NGX_OK);
+
+    rc = valid
+         ? ngx_http_fanbase_item_store(ctx->mcf, ctx->proxy.lcf->scope, &item,
                                        ctx->proxy.lcf->store_payload, 1,
-                                       ctx->reserved, r->connection->log);
+                                       ctx->reserved, r->connection->log)
+         : ngx_http_fanbase_item_update(ctx->mcf, ctx->proxy.lcf->scope,
+                                        &item, ctx->proxy.lcf->store_payload,
+                                        1, ctx->reserved, r->connection->log);
     ctx->reserved = NULL;
 
-    if (ngx_http_fanbase_id_valid(&id) == NGX_OK) {
+    if (valid) {
         len = r->uri.len;
 
         while (len && r->uri.data[len - 1] == '/') {
@@ -307,10 +334,15 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
         /*
          * r->uri is decoded: what the client sent as %0D%0A is CR LF
          * there.  As nginx's static module does for its redirects, the
-         * path is escaped again before it goes into a header.
+         * path is escaped again before it goes into a header; mostly it
+         * has nothing to escape, and a quick look at its characters,
+         * four at a time, says so without ngx_escape_uri()'s count.
          */
 
-        escape = 2 * ngx_escape_uri(NULL, r->uri.data, len, NGX_ESCAPE_URI);
+        escape = ngx_http_fanbase_submit_plain_path(r->uri.data, len)
+                 ? 0
+                 : 2 * ngx_escape_uri(NULL, r->uri.data, len,
+                                      NGX_ESCAPE_URI);
 
         location.len = len + escape + 1 + id.len;
         location.data = ngx_pnalloc(r->pool, location.len);
@@ -343,6 +375,35 @@ ngx_http_fanbase_submit_accepted(ngx_http_fanbase_submit_ctx_t *ctx)
     fanbase_json_item_free(&item);
 
     return ngx_http_fanbase_proxy_relay(&ctx->proxy);
+}
+
+
+/* 1: a path ngx_escape_uri(NGX_ESCAPE_URI) would leave as it is */
+
+static ngx_uint_t
+ngx_http_fanbase_submit_plain_path(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    for ( /* void */ ; last - p >= 4; p += 4) {
+        if (!(ngx_http_fanbase_submit_path_chars[p[0]]
+              & ngx_http_fanbase_submit_path_chars[p[1]]
+              & ngx_http_fanbase_submit_path_chars[p[2]]
+              & ngx_http_fanbase_submit_path_chars[p[3]]))
+        {
+            return 0;
+        }
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (!ngx_http_fanbase_submit_path_chars[*p]) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -980,8 +980,9 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     ngx_log_t *log)
 {
     u_char                        *line, *p;
+    size_t                         n, size;
     const char                   **f;
-    struct curl_slist             *list, *next;
+    struct curl_slist             *list, *next, *h;
     ngx_http_fanbase_headers_t  *hdr;
 
     static const char  *fixed[] = {
@@ -991,14 +992,8 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
         NULL
     };
 
-    hdr = ngx_alloc(sizeof(ngx_http_fanbase_headers_t), log);
-    if (hdr == NULL) {
-        return NULL;
-    }
-
     line = ngx_alloc(sizeof("AccessToken: ") + len, log);
     if (line == NULL) {
-        ngx_free(hdr);
         return NULL;
     }
 
@@ -1022,10 +1017,44 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     }
 
     if (list == NULL) {
-        ngx_free(hdr);
         return NULL;
     }
 
+    /*
+     * the lines for nginx's upstream (ngx_http_fanbase_proxy.c), joined
+     * once here rather than measured and copied one by one for every
+     * request: an empty header is libcurl's way to leave one out
+     */
+
+    size = 0;
+
+    for (h = list; h; h = h->next) {
+        n = ngx_strlen(h->data);
+
+        if (n && h->data[n - 1] != ':') {
+            size += n + sizeof(CRLF) - 1;
+        }
+    }
+
+    hdr = ngx_alloc(sizeof(ngx_http_fanbase_headers_t) + size, log);
+    if (hdr == NULL) {
+        curl_slist_free_all(list);
+        return NULL;
+    }
+
+    hdr->lines.data = (u_char *) hdr + sizeof(ngx_http_fanbase_headers_t);
+    p = hdr->lines.data;
+
+    for (h = list; h; h = h->next) {
+        n = ngx_strlen(h->data);
+
+        if (n && h->data[n - 1] != ':') {
+            p = ngx_cpymem(p, h->data, n);
+            *p++ = CR; *p++ = LF;
+        }
+    }
+
+    hdr->lines.len = p - hdr->lines.data;
     hdr->refs = 1;
     hdr->tag = generation;
     hdr->headers = list;

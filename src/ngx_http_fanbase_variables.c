@@ -127,6 +127,26 @@ ngx_http_fanbase_variables_id(ngx_http_request_t *r, ngx_uint_t queue,
 }
 
 
+/*
+ * an edge transaction's id (NGX_HTTP_FANBASE_TXN_ID_LEN) that stays where
+ * it is until the request is freed: not copied
+ */
+
+void
+ngx_http_fanbase_variables_txn_id(ngx_http_request_t *r, u_char *id)
+{
+    ngx_http_fanbase_ctx_t  *ctx;
+
+    ctx = ngx_http_fanbase_variables_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
+
+    ctx->transaction_id.data = id;
+    ctx->transaction_id.len = NGX_HTTP_FANBASE_TXN_ID_LEN;
+}
+
+
 /* a call to Fanbase ended: its HTTP status (0: no answer), its start */
 
 void

@@ -46,6 +46,7 @@ ngx_int_t ngx_http_fanbase_variables_add(ngx_conf_t *cf);
 ngx_http_fanbase_ctx_t *ngx_http_fanbase_variables_ctx(ngx_http_request_t *r);
 void ngx_http_fanbase_variables_id(ngx_http_request_t *r, ngx_uint_t queue,
     u_char *id, size_t len);
+void ngx_http_fanbase_variables_txn_id(ngx_http_request_t *r, u_char *id);
 void ngx_http_fanbase_variables_call(ngx_http_request_t *r,
     ngx_uint_t status, ngx_msec_t start);
 

@@ -164,7 +164,7 @@ fuzz_text_render(const uint8_t *p, size_t len)
 {
     char                *message;
     size_t               size, n;
-    uint8_t             *doc, *txn, *e;
+    uint8_t             *doc, *txn, *e, *plain, *pe;
     fanbase_str_t        id, path;
     fanbase_event_t      ev;
     fanbase_txn_head_t   head;
@@ -200,6 +200,20 @@ fuzz_text_render(const uint8_t *p, size_t len)
     fuzz_check(doc != NULL);
     e = fanbase_json_render_accepted(doc, &id, &path);
     fuzz_rendered(doc, e - doc, size, accepted_path, id.data, id.len);
+
+    /* a plain path: the copy without escapes gives the same bytes */
+
+    if (fanbase_json_is_plain(p, len)) {
+        plain = malloc(fanbase_json_accepted_plain_size(&id, &path) + 1);
+        fuzz_check(plain != NULL);
+        pe = fanbase_json_render_accepted_plain(plain, &id, &path);
+        fuzz_check((size_t) (pe - plain)
+                   == fanbase_json_accepted_plain_size(&id, &path));
+        fuzz_check(pe - plain == e - doc
+                   && memcmp(plain, doc, e - doc) == 0);
+        free(plain);
+    }
+
     free(doc);
 
     ev.kind = "failure";
