@@ -140,6 +140,28 @@ my $UNIQ_BODY = $CREATED_BODY =~ s/\Q$SUBMIT_ID\E/\$request_id/r;
 my $ASYNC_DONE = $DONE_FANBASE =~ s/\Q$DONE_ID\E/$SUBMIT_ID/r;
 my $TXN_PATH   = "/transactions/$SUBMIT_ID";
 my $ACCEPTED_BODY = qq({"transaction_id":"$SUBMIT_ID","links":[{"path":"$TXN_PATH"}]});
+
+# Each reference's path has the length of ours' path, as the webhook row's
+# (/webhook, /ref/204) had from the start: nginx reads and matches a
+# request's path byte by byte, and the 21 bytes that /ref/accepted had
+# less than /ref/async/v1/integration/accepted cost return 202 586
+# instructions less of its 9,830 (callgrind, docs/performance.md): a
+# ratio of the handlers' costs, not of their URLs' lengths.
+sub ref_path {
+    my ($name, $ours) = @_;
+    my $p = "/ref/$name-";
+    die "ref_path: $ours is not longer than $p\n" if length $ours <= length $p;
+    return $p . ('x' x (length($ours) - length $p));
+}
+my %REF = (
+    status   => ref_path('status', "$QUEUE/$DONE_ID"),
+    queue    => ref_path('queue', $QUEUE),
+    created  => ref_path('created', $QUEUE),
+    # ours: /async, /stall and /redis before $QUEUE, all three 31 bytes
+    accepted => ref_path('accepted', "/async$QUEUE"),
+    txn      => ref_path('txn', $TXN_PATH),
+    204      => '/ref/204',
+);
 # the edge's zone: room for $P{async_rate} accepted transactions per second
 # (about 1 KiB each, pending or delivered: never evicted) for a whole
 # measurement; the row waits until they are all completed before the next.
@@ -753,9 +775,9 @@ sub floor_row {
     my $r = rotate(
         'libcurl floor: curl_floor alone vs proxy_pass vs return 201 (CPU time per request)',
         [ floor => sub { floor_run(shift, $mock_pid, $mock_port) } ],
-        [ proxy => sub { wrk(duration => shift, post => 1, url => "$edge/ref/queue",
+        [ proxy => sub { wrk(duration => shift, post => 1, url => "$edge$REF{queue}",
                              cpu => $watch) } ],
-        [ alone => sub { wrk(duration => shift, post => 1, url => "$edge/ref/created",
+        [ alone => sub { wrk(duration => shift, post => 1, url => "$edge$REF{created}",
                              cpu => $watch) } ]);
     my $i = 0;
     for my $round (@{ $r->{rounds} }) {
@@ -850,7 +872,7 @@ sub callgrind_counts {
     }
 
     # one nginx worker (master_process off) for each location
-    for my $loc ([proxy => '/ref/queue'], [alone => '/ref/created'], [submit => $QUEUE]) {
+    for my $loc ([proxy => $REF{queue}], [alone => $REF{created}], [submit => $QUEUE]) {
         my ($tag, $path) = @$loc;
         my (@t, @c);
         for my $n (@CG_N) {
@@ -978,19 +1000,19 @@ sub edge_conf {
         }
 
         # references: the same answers, by nginx alone
-        location = /ref/status {
+        location = $REF{status} {
             default_type application/json;
             add_header X-Fanbase-Cache HIT;
             return 200 '$DONE_EDGE';
         }
-        location = /ref/queue {
+        location = $REF{queue} {
             proxy_pass http://mock$QUEUE;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header AccessToken "$TOKEN";
         }
         # nginx alone: the same POST, the same answer, no upstream
-        location = /ref/created {
+        location = $REF{created} {
             default_type application/json;
             return 201 '$CREATED_BODY';
         }
@@ -1002,7 +1024,7 @@ sub edge_conf {
             fanbase_submit async;
         }
         # nginx alone: the same status, type, Location and body lengths
-        location = /ref/accepted {
+        location = $REF{accepted} {
             default_type application/json;
             add_header Location $TXN_PATH always;
             return 202 '$ACCEPTED_BODY';
@@ -1027,7 +1049,7 @@ sub edge_conf {
         # the row "async accept": accepted at once, delivered to the slow
         # mock (2 s each, fanbase_deliver_concurrency at a time), so that
         # deliveries are parked, as when Fanbase is the bottleneck
-        location = /held$QUEUE {
+        location = /stall$QUEUE {
             fanbase_api http://127.0.0.1:$o{slow};
             fanbase_token_url http://127.0.0.1:$o{slow}/api/token;
             fanbase_client_id bench-slow;
@@ -1076,13 +1098,13 @@ sub cg_conf {
         location = $QUEUE {
             fanbase_submit;
         }
-        location = /ref/queue {
+        location = $REF{queue} {
             proxy_pass http://mock$QUEUE;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header AccessToken "$TOKEN";
         }
-        location = /ref/created {
+        location = $REF{created} {
             default_type application/json;
             return 201 '$CREATED_BODY';
         }
@@ -1202,9 +1224,9 @@ sub start_silent {
 sub redis_edge_conf {
     my (%o) = @_;
     my $txn = !defined $o{txn} ? ''
-        : sprintf <<'CONF', $o{txn}{etag}, $o{txn}{body};
+        : sprintf <<'CONF', $REF{txn}, $o{txn}{etag}, $o{txn}{body};
         # nginx alone: the transaction's bytes and its ETag
-        location = /ref/txn {
+        location = %s {
             default_type application/json;
             add_header ETag '%s';
             return 200 '%s';
@@ -1232,7 +1254,7 @@ CONF
             fanbase_submit async;
         }
         # nginx alone: the same status, type, Location and body lengths
-        location = /ref/accepted {
+        location = $REF{accepted} {
             default_type application/json;
             add_header Location $TXN_PATH always;
             return 202 '$ACCEPTED_BODY';
@@ -1327,7 +1349,7 @@ sub redis_checks {
     my ($rd, $t) = @_;
     my $port = $rd->{port};
     my @errors;
-    my ($x, $y) = map { post_json($port, $_, $POST_BODY) } "/redis$QUEUE", '/ref/accepted';
+    my ($x, $y) = map { post_json($port, $_, $POST_BODY) } "/redis$QUEUE", $REF{accepted};
     push @errors, "accept: ours $x->{status}, reference $y->{status} (want 202 and 202)"
         unless $x->{status} == 202 && $y->{status} == 202;
     for my $h (qw(content-type location)) {
@@ -1342,7 +1364,7 @@ sub redis_checks {
     my $s0 = redis_stats($rd);
     my @g = map { http($port, GET => $t->{path}) } 1 .. 20;
     my $d = redis_delta($rd, $s0, redis_stats($rd));
-    my $r = http($port, GET => '/ref/txn');
+    my $r = http($port, GET => $REF{txn});
     push @errors, "status: 20 GETs sent $d->{client} commands to Redis (want 0: from L1)"
         if $d->{client};
     for my $o (@g[0, -1]) {
@@ -1403,7 +1425,7 @@ sub redis_accept_row {
         "async accept with Redis (appendfsync $rd->{fsync}): fanbase_submit async"
         . ' (Fanbase silent) vs return 202, same bytes',
         sub { redis_wrk($rd, shift, "$url/redis$QUEUE", post => 1, ours => 1) },
-        sub { redis_wrk($rd, shift, "$url/ref/accepted", post => 1) });
+        sub { redis_wrk($rd, shift, "$url$REF{accepted}", post => 1) });
 }
 
 sub redis_status_row {
@@ -1413,7 +1435,7 @@ sub redis_status_row {
         'status hit from L1 with Redis configured: fanbase_transaction vs return 200,'
         . ' same bytes',
         sub { redis_wrk($rd, shift, "$url$t->{path}", ours => 1) },
-        sub { redis_wrk($rd, shift, "$url/ref/txn") });
+        sub { redis_wrk($rd, shift, "$url$REF{txn}") });
 }
 
 # The rows of the shared engine: { always, everysec, status, errors,
@@ -1771,7 +1793,7 @@ sub check_status {
     my @errors;
     my $first = http($port, GET => "$QUEUE/$DONE_ID");
     my $second = http($port, GET => "$QUEUE/$DONE_ID");
-    my $ref = http($port, GET => '/ref/status');
+    my $ref = http($port, GET => $REF{status});
     push @errors, "status of the completed id: first GET $first->{status}"
         . " (want 200)" unless $first->{status} == 200;
     push @errors, "status of the completed id: second GET $second->{status} "
@@ -1792,7 +1814,7 @@ sub check_submission {
     my $port = shift;
     my (@submit, @floor);
     my ($s, $r, $a) = map { post_json($port, $_, $SUBMIT_BODY) }
-                          $QUEUE, '/ref/queue', '/ref/created';
+                          $QUEUE, $REF{queue}, $REF{created};
     push @submit, "submission: ours $s->{status}, reference $r->{status}"
         . " (want 201 and 201)" unless $s->{status} == 201 && $r->{status} == 201;
     push @submit, "submission: ours and the reference answer different bodies"
@@ -1807,7 +1829,7 @@ sub check_async {
     my $port = shift;
     my @errors;
     my ($x, $y) = map { post_json($port, $_, $POST_BODY) }
-                      "/async$QUEUE", '/ref/accepted';
+                      "/async$QUEUE", $REF{accepted};
     push @errors, "async end to end: ours $x->{status}, reference $y->{status}"
         . " (want 202 and 202)" unless $x->{status} == 202 && $y->{status} == 202;
     for my $h (qw(content-type location)) {
@@ -1858,7 +1880,7 @@ sub status_row {
     return alternate(
         'status, terminal transaction: fanbase_status from the zone vs return 200',
         sub { wrk(duration => shift, url => "$edge$QUEUE/$DONE_ID") },
-        sub { wrk(duration => shift, url => "$edge/ref/status") });
+        sub { wrk(duration => shift, url => "$edge$REF{status}") });
 }
 
 # (2) submission, with the CPU time per request of every process
@@ -1868,7 +1890,7 @@ sub submit_row {
     return alternate(
         'submission: fanbase_submit vs proxy_pass (AccessToken, keepalive), same mock',
         sub { wrk(duration => shift, post => 1, url => "$edge$QUEUE", cpu => $watch) },
-        sub { wrk(duration => shift, post => 1, url => "$edge/ref/queue", cpu => $watch) });
+        sub { wrk(duration => shift, post => 1, url => "$edge$REF{queue}", cpu => $watch) });
 }
 
 # (2d) async end to end: accepted at once, delivered in the background;
@@ -1898,7 +1920,7 @@ sub async_row {
                 $n, $took, $res->{life} // 0);
             return $res;
         },
-        sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
+        sub { wrk(duration => shift, post => 1, url => "$edge$REF{accepted}",
                   cpu => $watch) });
 }
 
@@ -1931,7 +1953,7 @@ sub webhook_row {
                 . ' those sent checked: completed', $list->{count}, $took, $checked);
             return $res;
         },
-        sub { $send->(shift, '/ref/204') });
+        sub { $send->(shift, $REF{204}) });
 }
 
 # (4) no blocking: the slow credential set gets its token first, then
@@ -1986,9 +2008,9 @@ sub held_row {
     my ($edge, $watch) = @$run{qw(edge watch)};
     return alternate(
         'async accept: fanbase_submit async (Fanbase slow) vs return 202, same bytes',
-        sub { wrk(duration => shift, post => 1, url => "$edge/held$QUEUE",
+        sub { wrk(duration => shift, post => 1, url => "$edge/stall$QUEUE",
                   cpu => $watch) },
-        sub { wrk(duration => shift, post => 1, url => "$edge/ref/accepted",
+        sub { wrk(duration => shift, post => 1, url => "$edge$REF{accepted}",
                   cpu => $watch) });
 }
 
