@@ -170,6 +170,11 @@ static ngx_int_t ngx_http_fanbase_store_redis_call(
     ngx_uint_t script, ngx_http_fanbase_store_redis_args_t *a,
     ngx_http_fanbase_redis_pt handler, void *out,
     ngx_http_fanbase_store_redis_call_t **callp);
+static ngx_http_fanbase_store_redis_call_t *
+    ngx_http_fanbase_store_redis_call_new(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_store_op_t *op, void *out);
+static ngx_int_t ngx_http_fanbase_store_redis_pending(
+    ngx_http_fanbase_store_redis_call_t *call);
 static void ngx_http_fanbase_store_redis_answer(
     ngx_http_fanbase_store_redis_call_t *call, ngx_int_t rc);
 static void ngx_http_fanbase_store_redis_args(
@@ -411,16 +416,10 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_redis_str(&a, nt->request_id.data,
                                      nt->request_id.len);
 
-    call = ngx_alloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
+    call = ngx_http_fanbase_store_redis_call_new(mcf, op, nt);
     if (call == NULL) {
         return NGX_ERROR;
     }
-
-    call->op = op;
-    call->mcf = mcf;
-    call->out = nt;
-    call->pool = NULL;
-    call->cmd = NULL;
 
     call->item = ngx_http_fanbase_redis_batch_add(
                                      NGX_HTTP_FANBASE_REDIS_CREATE,
@@ -440,11 +439,7 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_HTTP_FANBASE_ENGINE_DOWN;
     }
 
-    op->pending = 1;
-    op->store = &ngx_http_fanbase_store_redis;
-    op->event.data = call;
-
-    return NGX_AGAIN;
+    return ngx_http_fanbase_store_redis_pending(call);
 }
 
 
@@ -929,14 +924,11 @@ ngx_http_fanbase_store_redis_claim_start(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_DECLINED;
     }
 
-    call = ngx_calloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
+    call = ngx_http_fanbase_store_redis_call_new(mcf, op, out);
     if (call == NULL) {
         return NGX_DECLINED;
     }
 
-    call->op = op;
-    call->mcf = mcf;
-    call->out = out;
     call->lease = lease;
     call->next = NGX_HTTP_FANBASE_REDIS_POLL;
 
@@ -1823,16 +1815,10 @@ ngx_http_fanbase_store_redis_call(ngx_http_fanbase_main_conf_t *mcf,
 {
     ngx_http_fanbase_store_redis_call_t  *call;
 
-    call = ngx_alloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
+    call = ngx_http_fanbase_store_redis_call_new(mcf, op, out);
     if (call == NULL) {
         return NGX_ERROR;
     }
-
-    call->op = op;
-    call->mcf = mcf;
-    call->out = out;
-    call->pool = NULL;
-    call->item = NULL;
 
     call->cmd = ngx_http_fanbase_redis_script(script, a->argc, a->argv,
                                               a->argvlen, handler, call);
@@ -1841,13 +1827,45 @@ ngx_http_fanbase_store_redis_call(ngx_http_fanbase_main_conf_t *mcf,
         return NGX_HTTP_FANBASE_ENGINE_DOWN;
     }
 
-    op->pending = 1;
-    op->store = &ngx_http_fanbase_store_redis;
-    op->event.data = call;
-
     if (callp) {
         *callp = call;
     }
+
+    return ngx_http_fanbase_store_redis_pending(call);
+}
+
+
+/* an operation's record, before its command or batch call is made */
+
+static ngx_http_fanbase_store_redis_call_t *
+ngx_http_fanbase_store_redis_call_new(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_store_op_t *op, void *out)
+{
+    ngx_http_fanbase_store_redis_call_t  *call;
+
+    call = ngx_calloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
+    if (call == NULL) {
+        return NULL;
+    }
+
+    call->op = op;
+    call->mcf = mcf;
+    call->out = out;
+
+    return call;
+}
+
+
+/* the operation waits for Redis: its answer comes through op->done */
+
+static ngx_int_t
+ngx_http_fanbase_store_redis_pending(ngx_http_fanbase_store_redis_call_t *call)
+{
+    ngx_http_fanbase_store_op_t  *op = call->op;
+
+    op->pending = 1;
+    op->store = &ngx_http_fanbase_store_redis;
+    op->event.data = call;
 
     return NGX_AGAIN;
 }
