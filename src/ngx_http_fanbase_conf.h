@@ -224,6 +224,9 @@ struct ngx_http_fanbase_loc_conf_s {
     time_t                        track_horizon;
     ngx_uint_t                    transaction_events;
     ngx_msec_t                    long_poll;
+    ngx_str_t                    *redis_create; /* with fanbase_redis:
+                                                  create.lua's arguments
+                                                  common to its accepts */
 
     /* inbound webhooks */
     ngx_array_t                  *webhook_secrets; /* ngx_keyval_t */

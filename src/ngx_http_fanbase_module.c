@@ -945,6 +945,12 @@ ngx_http_fanbase_check_handler(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (conf->async && mcf->redis != NULL
+        && ngx_http_fanbase_store_redis_loc_conf(cf, mcf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     /* the synchronous submission goes through nginx's upstream */
 
     if (conf->handler == NGX_HTTP_FANBASE_SUBMIT && !conf->async

@@ -35,7 +35,7 @@ enum {
 };
 
 
-/* create.lua, SHA1 9e7b8fbeeb7de58de404fc9adfc7f0413f31a70e */
+/* create.lua, SHA1 e4371b4f19a9c4e81d9e454876ec15823d2b4f91 */
 
 #define NGX_HTTP_FANBASE_REDIS_CREATE_TEXT \
     "-- The prelude of every script of the Redis engine: src/lua/embed.pl\n" \
@@ -315,7 +315,8 @@ enum {
     "--   id          the new transaction's id (a random UUID of the edge)\n" \
     "--   payload     what to deliver\n" \
     "--   idem_key    the Idempotency-Key, \"\" none\n" \
-    "--   digest_hex  MD5 of the payload, 32 hex digits\n" \
+    "--   digest_hex  MD5 of the payload, 32 hex digits (\"\" without a key)" \
+    "\n" \
     "--   request_id  the accepting request's id, \"\" none\n" \
     "--\n" \
     "-- one answer for each, in order:\n" \
@@ -3700,7 +3701,7 @@ static const ngx_http_fanbase_redis_script_t
     ngx_http_fanbase_store_redis_scripts[] =
 {
     { ngx_string(NGX_HTTP_FANBASE_REDIS_CREATE_TEXT),
-      "9e7b8fbeeb7de58de404fc9adfc7f0413f31a70e",
+      "e4371b4f19a9c4e81d9e454876ec15823d2b4f91",
       "create" },
     { ngx_string(NGX_HTTP_FANBASE_REDIS_GET_TEXT),
       "54549b5a74ff0848072beb3de7303543304f6ed3",

@@ -397,22 +397,27 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
 
     lcf = nt->lcf;
 
-    ngx_http_fanbase_store_redis_args(&a, lcf->scope);
-    ngx_http_fanbase_store_redis_hex(&a, lcf->target,
-                                     NGX_HTTP_FANBASE_TARGET_LEN);
-    ngx_http_fanbase_store_redis_hex(&a, lcf->target,
-                                     NGX_HTTP_FANBASE_ROUTE_LEN);
-    ngx_http_fanbase_store_redis_num(&a, (int64_t) lcf->deliver_horizon
-                                         * 1000);
-    ngx_http_fanbase_store_redis_num(&a, (int64_t) lcf->track_horizon * 1000);
-    ngx_http_fanbase_store_redis_num(&a, lcf->transaction_events);
-    ngx_http_fanbase_store_redis_num(&a, (int64_t) lcf->idempotency_window
-                                         * 1000);
+    a.nnums = 0;
+    a.nhex = 0;
+
+    for (a.argc = 0; a.argc < NGX_HTTP_FANBASE_REDIS_CREATE_COMMON; a.argc++) {
+        a.argv[a.argc] = (const char *) lcf->redis_create[a.argc].data;
+        a.argvlen[a.argc] = lcf->redis_create[a.argc].len;
+    }
 
     ngx_http_fanbase_store_redis_str(&a, nt->id, NGX_HTTP_FANBASE_TXN_ID_LEN);
     ngx_http_fanbase_store_redis_str(&a, nt->payload.data, nt->payload.len);
     ngx_http_fanbase_store_redis_str(&a, nt->idem_key.data, nt->idem_key.len);
-    ngx_http_fanbase_store_redis_hex(&a, nt->digest, 16);
+
+    /* the digest tells a repeat of a key: none without a key */
+
+    if (nt->idem_key.len) {
+        ngx_http_fanbase_store_redis_hex(&a, nt->digest, 16);
+
+    } else {
+        ngx_http_fanbase_store_redis_str(&a, NULL, 0);
+    }
+
     ngx_http_fanbase_store_redis_str(&a, nt->request_id.data,
                                      nt->request_id.len);
 
@@ -440,6 +445,69 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     return ngx_http_fanbase_store_redis_pending(call);
+}
+
+
+/*
+ * create.lua's arguments that every accept of "lcf" shares: its key, where
+ * and as whom they go, the horizons and limits.  Made once here: formatted
+ * for each accept (the tag, 96 hex digits, four numbers), they cost about
+ * 2,300 of an accept's 20,200 instructions.
+ */
+
+ngx_int_t
+ngx_http_fanbase_store_redis_loc_conf(ngx_conf_t *cf,
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_loc_conf_t *lcf)
+{
+    u_char     *p;
+    ngx_str_t  *args;
+
+    args = ngx_palloc(cf->pool, NGX_HTTP_FANBASE_REDIS_CREATE_COMMON
+                                * sizeof(ngx_str_t));
+    if (args == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_HTTP_FANBASE_REDIS_TAG_MAX
+                              + 2 * NGX_HTTP_FANBASE_TARGET_LEN
+                              + 2 * NGX_HTTP_FANBASE_ROUTE_LEN
+                              + 4 * NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    args[0].data = p;
+    p = ngx_snprintf(p, NGX_HTTP_FANBASE_REDIS_TAG_MAX, "{%V:%016uxL}",
+                     &mcf->redis->prefix, lcf->scope);
+    args[0].len = p - args[0].data;
+
+    args[1].data = p;
+    p = ngx_hex_dump(p, lcf->target, NGX_HTTP_FANBASE_TARGET_LEN);
+    args[1].len = p - args[1].data;
+
+    args[2].data = p;
+    p = ngx_hex_dump(p, lcf->target, NGX_HTTP_FANBASE_ROUTE_LEN);
+    args[2].len = p - args[2].data;
+
+    args[3].data = p;
+    p = ngx_sprintf(p, "%L", (int64_t) lcf->deliver_horizon * 1000);
+    args[3].len = p - args[3].data;
+
+    args[4].data = p;
+    p = ngx_sprintf(p, "%L", (int64_t) lcf->track_horizon * 1000);
+    args[4].len = p - args[4].data;
+
+    args[5].data = p;
+    p = ngx_sprintf(p, "%ui", lcf->transaction_events);
+    args[5].len = p - args[5].data;
+
+    args[6].data = p;
+    p = ngx_sprintf(p, "%L", (int64_t) lcf->idempotency_window * 1000);
+    args[6].len = p - args[6].data;
+
+    lcf->redis_create = args;
+
+    return NGX_OK;
 }
 
 

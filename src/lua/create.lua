@@ -16,7 +16,7 @@
 --   id          the new transaction's id (a random UUID of the edge)
 --   payload     what to deliver
 --   idem_key    the Idempotency-Key, "" none
---   digest_hex  MD5 of the payload, 32 hex digits
+--   digest_hex  MD5 of the payload, 32 hex digits ("" without a key)
 --   request_id  the accepting request's id, "" none
 --
 -- one answer for each, in order:
