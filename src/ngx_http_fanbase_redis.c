@@ -14,6 +14,7 @@
 
 
 #include "ngx_http_fanbase_redis.h"
+#include "ngx_http_fanbase_redis_reply.h"
 #include "ngx_http_fanbase_time.h"
 
 
@@ -154,6 +155,8 @@ ngx_http_fanbase_redis_exit_process(ngx_cycle_t *cycle)
             ngx_http_fanbase_redis_free(cmd);
         }
     }
+
+    ngx_http_fanbase_redis_reply_exit();
 
     ngx_http_fanbase_redis_conf = NULL;
 }
@@ -473,7 +476,7 @@ ngx_http_fanbase_redis_connect(ngx_http_fanbase_redis_conn_t *rc)
     c->read->handler = ngx_http_fanbase_redis_read_handler;
     c->write->handler = ngx_http_fanbase_redis_write_handler;
 
-    rc->reader = redisReaderCreate();
+    rc->reader = ngx_http_fanbase_redis_reader_create();
     if (rc->reader == NULL) {
         ngx_http_fanbase_redis_fail(rc, 0, "out of memory");
         return;
@@ -854,12 +857,12 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
             ngx_http_fanbase_redis_push(&message);
         }
 
-        freeReplyObject(reply);
+        ngx_http_fanbase_redis_reply_free(reply);
         return;
     }
 
     if (ngx_queue_empty(&rc->sent)) {
-        freeReplyObject(reply);
+        ngx_http_fanbase_redis_reply_free(reply);
         ngx_http_fanbase_redis_fail(rc, 0, "sent a reply to no command");
         return;
     }
@@ -876,7 +879,7 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
         const char  *av[3];
         size_t       al[3];
 
-        freeReplyObject(reply);
+        ngx_http_fanbase_redis_reply_free(reply);
 
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "fanbase: redis \"%V\" does not know the script "
@@ -918,7 +921,7 @@ ngx_http_fanbase_redis_dispatch(ngx_http_fanbase_redis_conn_t *rc,
         cmd->handler(cmd, reply);
     }
 
-    freeReplyObject(reply);
+    ngx_http_fanbase_redis_reply_free(reply);
     ngx_http_fanbase_redis_free(cmd);
 }
 
