@@ -48,9 +48,10 @@ typedef struct {
 
 
 struct ngx_http_fanbase_redis_item_s {
-    ngx_queue_t                      queue;
+    ngx_queue_t                      queue;    /* its batch's, or the free */
     ngx_http_fanbase_redis_item_pt   handler;  /* NULL: nobody waits */
     void                            *data;
+    size_t                           size;     /* of its bytes */
     size_t                           len[NGX_HTTP_FANBASE_REDIS_BATCH_ARGS];
     u_char                          *arg[NGX_HTTP_FANBASE_REDIS_BATCH_ARGS];
     u_char                           bytes[1];
@@ -60,6 +61,10 @@ struct ngx_http_fanbase_redis_item_s {
 static ngx_http_fanbase_redis_batch_t *ngx_http_fanbase_redis_batch_open(
     ngx_uint_t script, ngx_uint_t ncommon, ngx_uint_t nargs,
     const char **argv, const size_t *argvlen);
+static ngx_http_fanbase_redis_item_t *ngx_http_fanbase_redis_item_alloc(
+    size_t len);
+static void ngx_http_fanbase_redis_item_free(
+    ngx_http_fanbase_redis_item_t *item);
 static void ngx_http_fanbase_redis_batch_post(void);
 static void ngx_http_fanbase_redis_batch_flush(ngx_event_t *ev);
 static void ngx_http_fanbase_redis_batch_send(
@@ -73,6 +78,15 @@ static void ngx_http_fanbase_redis_batch_end(ngx_http_fanbase_redis_batch_t *b,
 static ngx_queue_t   ngx_http_fanbase_redis_batches;
 static ngx_event_t   ngx_http_fanbase_redis_batch_ev;
 static ngx_uint_t    ngx_http_fanbase_redis_batch_inflight;
+
+/*
+ * answered calls kept for the next ones: a batch's answer frees all of
+ * its calls at once, more than malloc's per-thread cache keeps
+ */
+static ngx_queue_t   ngx_http_fanbase_redis_items;
+static ngx_uint_t    ngx_http_fanbase_redis_nitems;
+
+#define NGX_HTTP_FANBASE_REDIS_ITEMS_KEEP  256
 
 /* one batch's arguments: "EVALSHA sha 1" comes in front of them */
 static const char   *ngx_http_fanbase_redis_batch_argv[
@@ -126,8 +140,7 @@ ngx_http_fanbase_redis_batch_add(ngx_uint_t script, ngx_uint_t ncommon,
         len += argvlen[i];
     }
 
-    item = ngx_alloc(sizeof(ngx_http_fanbase_redis_item_t) + len,
-                     ngx_cycle->log);
+    item = ngx_http_fanbase_redis_item_alloc(len);
     if (item == NULL) {
         return NULL;
     }
@@ -156,6 +169,58 @@ ngx_http_fanbase_redis_batch_add(ngx_uint_t script, ngx_uint_t ncommon,
     }
 
     return item;
+}
+
+
+/* a call with room for "len" bytes of arguments: a kept one if it fits */
+
+static ngx_http_fanbase_redis_item_t *
+ngx_http_fanbase_redis_item_alloc(size_t len)
+{
+    ngx_queue_t                    *q;
+    ngx_http_fanbase_redis_item_t  *item;
+
+    if (ngx_http_fanbase_redis_items.next == NULL) {
+        ngx_queue_init(&ngx_http_fanbase_redis_items);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_fanbase_redis_items)) {
+        q = ngx_queue_head(&ngx_http_fanbase_redis_items);
+        item = ngx_queue_data(q, ngx_http_fanbase_redis_item_t, queue);
+
+        if (item->size >= len) {
+            ngx_queue_remove(q);
+            ngx_http_fanbase_redis_nitems--;
+            return item;
+        }
+    }
+
+    /* the bodies of a site have much the same length: a little room more */
+
+    len = ngx_align(len, 256);
+
+    item = ngx_alloc(sizeof(ngx_http_fanbase_redis_item_t) + len,
+                     ngx_cycle->log);
+    if (item == NULL) {
+        return NULL;
+    }
+
+    item->size = len;
+
+    return item;
+}
+
+
+static void
+ngx_http_fanbase_redis_item_free(ngx_http_fanbase_redis_item_t *item)
+{
+    if (ngx_http_fanbase_redis_nitems >= NGX_HTTP_FANBASE_REDIS_ITEMS_KEEP) {
+        ngx_free(item);
+        return;
+    }
+
+    ngx_queue_insert_head(&ngx_http_fanbase_redis_items, &item->queue);
+    ngx_http_fanbase_redis_nitems++;
 }
 
 
@@ -200,6 +265,16 @@ ngx_http_fanbase_redis_batch_exit(void)
 
     if (ngx_http_fanbase_redis_batch_ev.posted) {
         ngx_delete_posted_event(&ngx_http_fanbase_redis_batch_ev);
+    }
+
+    if (ngx_http_fanbase_redis_items.next != NULL) {
+        while (!ngx_queue_empty(&ngx_http_fanbase_redis_items)) {
+            q = ngx_queue_head(&ngx_http_fanbase_redis_items);
+            ngx_queue_remove(q);
+            ngx_free(ngx_queue_data(q, ngx_http_fanbase_redis_item_t, queue));
+        }
+
+        ngx_http_fanbase_redis_nitems = 0;
     }
 
     if (ngx_http_fanbase_redis_batches.next == NULL) {
@@ -422,7 +497,7 @@ ngx_http_fanbase_redis_batch_end(ngx_http_fanbase_redis_batch_t *b,
             item->handler(item->data, r, sent);
         }
 
-        ngx_free(item);
+        ngx_http_fanbase_redis_item_free(item);
     }
 
     ngx_free(b);

@@ -60,7 +60,11 @@ typedef struct {
     ngx_atomic_uint_t               stamp;      /* txn_get's: of the L1 */
     size_t                          id_len;     /* txn_get's */
     u_char                          id[NGX_HTTP_FANBASE_ID_MAX];
+    void                           *free_next;  /* on the free list */
 } ngx_http_fanbase_store_redis_call_t;
+
+/* freed calls kept for the next ones: a batch's answer frees many at once */
+#define NGX_HTTP_FANBASE_REDIS_CALLS_KEEP  256
 
 
 /* the end of a claim that Redis did not take: sent again until it does */
@@ -173,6 +177,8 @@ static ngx_int_t ngx_http_fanbase_store_redis_call(
 static ngx_http_fanbase_store_redis_call_t *
     ngx_http_fanbase_store_redis_call_new(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_store_op_t *op, void *out);
+static void ngx_http_fanbase_store_redis_call_free(
+    ngx_http_fanbase_store_redis_call_t *call);
 static ngx_int_t ngx_http_fanbase_store_redis_pending(
     ngx_http_fanbase_store_redis_call_t *call);
 static void ngx_http_fanbase_store_redis_answer(
@@ -211,6 +217,9 @@ const ngx_http_fanbase_store_t  ngx_http_fanbase_store_redis = {
 
 
 static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_store_redis_mcf;
+static ngx_http_fanbase_store_redis_call_t
+                                     *ngx_http_fanbase_store_redis_calls;
+static ngx_uint_t                     ngx_http_fanbase_store_redis_ncalls;
 static ngx_fd_t                       ngx_http_fanbase_store_redis_fd =
                                           NGX_INVALID_FILE;
 static ngx_uint_t                     ngx_http_fanbase_store_redis_unsure;
@@ -331,6 +340,7 @@ void
 ngx_http_fanbase_store_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t                            *q;
+    ngx_http_fanbase_store_redis_call_t    *call;
     ngx_http_fanbase_store_redis_finish_t  *f;
 
     if (ngx_http_fanbase_store_redis_mcf == NULL) {
@@ -360,6 +370,14 @@ ngx_http_fanbase_store_redis_exit_process(ngx_cycle_t *cycle)
 
         ngx_free(f);
     }
+
+    while (ngx_http_fanbase_store_redis_calls != NULL) {
+        call = ngx_http_fanbase_store_redis_calls;
+        ngx_http_fanbase_store_redis_calls = call->free_next;
+        ngx_free(call);
+    }
+
+    ngx_http_fanbase_store_redis_ncalls = 0;
 
     if (ngx_http_fanbase_store_redis_fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(ngx_http_fanbase_store_redis_fd);
@@ -433,7 +451,7 @@ ngx_http_fanbase_store_redis_txn_create(ngx_http_fanbase_main_conf_t *mcf,
                                      ngx_http_fanbase_store_redis_created,
                                      call);
     if (call->item == NULL) {
-        ngx_free(call);
+        ngx_http_fanbase_store_redis_call_free(call);
 
         if (ngx_http_fanbase_store_redis_local(mcf,
                                            NGX_HTTP_FANBASE_ENGINE_DOWN))
@@ -538,7 +556,7 @@ ngx_http_fanbase_store_redis_created(void *data, redisReply *reply,
 
         op->pending = 0;
         op->event.data = NULL;
-        ngx_free(call);
+        ngx_http_fanbase_store_redis_call_free(call);
 
         rc = ngx_http_fanbase_store_zone.txn_create(mcf, nt, op);
 
@@ -1003,7 +1021,7 @@ ngx_http_fanbase_store_redis_claim_start(ngx_http_fanbase_main_conf_t *mcf,
     if (ngx_http_fanbase_store_redis_claim_next(call, script, handler)
         != NGX_AGAIN)
     {
-        ngx_free(call);
+        ngx_http_fanbase_store_redis_call_free(call);
         return NGX_DECLINED;
     }
 
@@ -1770,7 +1788,7 @@ ngx_http_fanbase_store_redis_cancel(ngx_http_fanbase_store_op_t *op)
             ngx_http_fanbase_redis_cancel(call->cmd);
         }
 
-        ngx_free(call);
+        ngx_http_fanbase_store_redis_call_free(call);
         op->event.data = NULL;
     }
 
@@ -1891,7 +1909,7 @@ ngx_http_fanbase_store_redis_call(ngx_http_fanbase_main_conf_t *mcf,
     call->cmd = ngx_http_fanbase_redis_script(script, a->argc, a->argv,
                                               a->argvlen, handler, call);
     if (call->cmd == NULL) {
-        ngx_free(call);
+        ngx_http_fanbase_store_redis_call_free(call);
         return NGX_HTTP_FANBASE_ENGINE_DOWN;
     }
 
@@ -1911,9 +1929,19 @@ ngx_http_fanbase_store_redis_call_new(ngx_http_fanbase_main_conf_t *mcf,
 {
     ngx_http_fanbase_store_redis_call_t  *call;
 
-    call = ngx_calloc(sizeof(ngx_http_fanbase_store_redis_call_t), op->log);
-    if (call == NULL) {
-        return NULL;
+    call = ngx_http_fanbase_store_redis_calls;
+
+    if (call != NULL) {
+        ngx_http_fanbase_store_redis_calls = call->free_next;
+        ngx_http_fanbase_store_redis_ncalls--;
+        ngx_memzero(call, sizeof(ngx_http_fanbase_store_redis_call_t));
+
+    } else {
+        call = ngx_calloc(sizeof(ngx_http_fanbase_store_redis_call_t),
+                          op->log);
+        if (call == NULL) {
+            return NULL;
+        }
     }
 
     call->op = op;
@@ -1921,6 +1949,23 @@ ngx_http_fanbase_store_redis_call_new(ngx_http_fanbase_main_conf_t *mcf,
     call->out = out;
 
     return call;
+}
+
+
+static void
+ngx_http_fanbase_store_redis_call_free(
+    ngx_http_fanbase_store_redis_call_t *call)
+{
+    if (ngx_http_fanbase_store_redis_ncalls
+        >= NGX_HTTP_FANBASE_REDIS_CALLS_KEEP)
+    {
+        ngx_free(call);
+        return;
+    }
+
+    call->free_next = ngx_http_fanbase_store_redis_calls;
+    ngx_http_fanbase_store_redis_calls = call;
+    ngx_http_fanbase_store_redis_ncalls++;
 }
 
 
@@ -1951,7 +1996,7 @@ ngx_http_fanbase_store_redis_answer(ngx_http_fanbase_store_redis_call_t *call,
     op->pending = 0;
     op->event.data = NULL;
 
-    ngx_free(call);
+    ngx_http_fanbase_store_redis_call_free(call);
 
     op->done(op);
 }
