@@ -138,6 +138,7 @@ static inline const unsigned char *fanbase_sub_string(const unsigned char *p,
 static FANBASE_JSON_COLD const unsigned char *fanbase_sub_string_rest(
     const unsigned char *p, const unsigned char *last);
 static inline int fanbase_sub_key(const unsigned char *k, size_t len);
+static inline int fanbase_sub_key_name(const unsigned char *k, size_t len);
 static FANBASE_JSON_COLD int fanbase_sub_key_escaped(const unsigned char *k,
     size_t len);
 static inline int fanbase_sub_hex(unsigned int c);
@@ -1054,6 +1055,23 @@ fanbase_sub_string_rest(const unsigned char *p, const unsigned char *last)
 static inline int
 fanbase_sub_key(const unsigned char *k, size_t len)
 {
+    int  key;
+
+    key = fanbase_sub_key_name(k, len);
+
+    if (key == FANBASE_KEY_NONE
+        && len > sizeof("action") - 1 && memchr(k, '\\', len) != NULL)
+    {
+        key = fanbase_sub_key_escaped(k, len);
+    }
+
+    return key;
+}
+
+
+static inline int
+fanbase_sub_key_name(const unsigned char *k, size_t len)
+{
     if (len == sizeof("action") - 1
         && memcmp(k, "action", sizeof("action") - 1) == 0)
     {
@@ -1064,10 +1082,6 @@ fanbase_sub_key(const unsigned char *k, size_t len)
         && memcmp(k, "data", sizeof("data") - 1) == 0)
     {
         return FANBASE_KEY_DATA;
-    }
-
-    if (len > sizeof("action") - 1 && memchr(k, '\\', len) != NULL) {
-        return fanbase_sub_key_escaped(k, len);
     }
 
     return FANBASE_KEY_NONE;
@@ -1143,7 +1157,7 @@ fanbase_sub_key_escaped(const unsigned char *k, size_t len)
         buf[n++] = (unsigned char) c;
     }
 
-    return fanbase_sub_key(buf, n);
+    return fanbase_sub_key_name(buf, n);
 }
 
 
