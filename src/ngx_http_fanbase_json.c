@@ -22,16 +22,24 @@
 
 #include "ngx_http_fanbase_json.h"
 
+#if (defined __SSE2__)
+#include <emmintrin.h>
+#define FANBASE_JSON_SSE2  1
+#else
+#define FANBASE_JSON_SSE2  0
+#endif
 
-typedef struct {
-    int                   depth;
-    int                   key;            /* key of the value at depth 1 */
-    int                   action;
-    int                   data;
-    int                   root_seen;
-    int                   root_map;
-    int                   too_deep;
-} fanbase_submission_ctx_t;
+/*
+ * What a plain submission does not need is kept out of the cache lines of
+ * what it does
+ */
+#if (defined __GNUC__)
+#define FANBASE_JSON_COLD      __attribute__((cold, noinline))
+#define FANBASE_JSON_NOINLINE  __attribute__((noinline))
+#else
+#define FANBASE_JSON_COLD
+#define FANBASE_JSON_NOINLINE
+#endif
 
 
 typedef struct {
@@ -125,16 +133,25 @@ static void *fanbase_arena_malloc(void *ctx, size_t size);
 static void *fanbase_arena_realloc(void *ctx, void *ptr, size_t size);
 static void fanbase_arena_free(void *ctx, void *ptr);
 
-static void fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind);
 static inline const unsigned char *fanbase_sub_string(const unsigned char *p,
-    const unsigned char *last, int *key);
+    const unsigned char *last, uintptr_t lim, int *plain);
+static FANBASE_JSON_COLD const unsigned char *fanbase_sub_string_rest(
+    const unsigned char *p, const unsigned char *last);
+static inline int fanbase_sub_key(const unsigned char *k, size_t len);
+static inline int fanbase_sub_key_name(const unsigned char *k, size_t len);
+static FANBASE_JSON_COLD int fanbase_sub_key_escaped(const unsigned char *k,
+    size_t len);
+static inline int fanbase_sub_hex(unsigned int c);
+static FANBASE_JSON_COLD const unsigned char *fanbase_sub_space(
+    const unsigned char *p, const unsigned char *last);
+static FANBASE_JSON_NOINLINE const unsigned char *fanbase_sub_scalar(
+    const unsigned char *p, const unsigned char *last);
 static const unsigned char *fanbase_sub_number(const unsigned char *p,
+    const unsigned char *last);
+static FANBASE_JSON_COLD int fanbase_sub_end(const unsigned char *p,
     const unsigned char *last);
 static int fanbase_sub_open_string(const unsigned char *p,
     const unsigned char *last);
-static const unsigned char *fanbase_sub_escaped(const unsigned char *p,
-    const unsigned char *last, int *key);
-static int fanbase_sub_key(const unsigned char *k, size_t len);
 
 static int fanbase_item_read(const unsigned char *p, size_t len,
     fanbase_item_t *item, size_t *msg_start, size_t *msg_end);
@@ -220,6 +237,16 @@ static const char  *fanbase_status_names[] = {
  * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), which is the oracle of
  * t/fuzz/submission_fuzz.c: yajl's lexer and callbacks were two thirds of
  * the instructions of an asynchronous acceptance.
+ *
+ * A label for each place in the grammar, and the next token read at once
+ * where it follows without whitespace, as it mostly does; what a plain
+ * submission does not hold (whitespace, escapes, bytes above 0x7f,
+ * literals, numbers, anything after the document) is read by functions
+ * apart, so that the common case is a few cache lines.  A value's kind is
+ * its first byte: "action" and "data" of the root are told when their key
+ * is read, and no value asks at what depth it is.  The strict UTF-8 of
+ * the body needs no pass of its own when its strings are plain ASCII, as
+ * the pass over them tells.
  */
 
 #define FANBASE_SUB_VALUE          0       /* a value is due */
@@ -229,294 +256,281 @@ static const char  *fanbase_status_names[] = {
 #define FANBASE_SUB_COLON          4
 #define FANBASE_SUB_AFTER          5       /* after a value */
 
-#define FANBASE_SUB_SCALAR         0
-#define FANBASE_SUB_STRING         1
-#define FANBASE_SUB_MAP            2
-#define FANBASE_SUB_ARRAY          3
-
 
 int
 fanbase_json_check_submission(const unsigned char *p, size_t len,
     const char **err)
 {
-    int                        state, key;
-    uint64_t                   maps;       /* bit d-1: level d is a map */
-    const unsigned char       *start, *last;
-    fanbase_submission_ctx_t   ctx;
-
-    memset(&ctx, 0, sizeof(fanbase_submission_ctx_t));
+    int                   key, action, data, root_map, plain;
+    uint64_t              maps;       /* bit 0: this level is a map, bit 1:
+                                         the level above is, ... */
+    uintptr_t             lim;
+    unsigned int          depth;
+    const unsigned char  *start, *last, *s;
 
     start = p;
     last = p + len;
-    state = FANBASE_SUB_VALUE;
+    lim = (len >= 16) ? (uintptr_t) last - 16 : 0;
+    depth = 0;
     maps = 0;
+    action = 0;
+    data = 0;
+    plain = 1;
 
-    /*
-     * The state after each token; mostly the next token follows at once,
-     * without whitespace (a key's ':', a value's ',' or bracket, a ','
-     * the next key's quote), and is read there, not after a turn of the
-     * loop: the turns were a third of the check.
-     */
+    if (p < last && *p <= ' ') {
+        p = fanbase_sub_space(p, last);
+    }
 
-    for ( ;; ) {
+    if (p == last) {
+        goto invalid;
+    }
 
-        while (p < last && *p <= ' '
-               && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'
-                   || *p == '\v' || *p == '\f'))
-        {
-            p++;
+    root_map = (*p == '{');
+
+    if (*p != '{' && *p != '[') {
+
+        /* refused, but invalid JSON and invalid UTF-8 first */
+
+        plain = 0;
+        p = (*p == '"') ? fanbase_sub_string_rest(p + 1, last)
+                        : fanbase_sub_scalar(p, last);
+        if (p == NULL) {
+            goto invalid;
         }
+
+        goto end;
+    }
+
+value:
+
+    /* p < last */
+
+    if (*p == '"') {
+        p = fanbase_sub_string(p + 1, last, lim, &plain);
+        if (p == NULL) {
+            goto invalid;
+        }
+
+        goto after;
+    }
+
+    if (*p == '{') {
+        if (++depth > FANBASE_JSON_DEPTH_MAX) {
+            goto too_deep;
+        }
+
+        maps = (maps << 1) | 1;
+        p++;
+
+        if (p < last && *p == '"') {
+            goto key;
+        }
+
+        if (p < last && *p <= ' ') {
+            p = fanbase_sub_space(p, last);
+        }
+
+        if (p < last && *p == '"') {
+            goto key;
+        }
+
+        goto close;                        /* an empty object, or invalid */
+    }
+
+    if (*p == '[') {
+        if (++depth > FANBASE_JSON_DEPTH_MAX) {
+            goto too_deep;
+        }
+
+        maps <<= 1;
+        p++;
+
+        if (p < last && *p <= ' ') {
+            p = fanbase_sub_space(p, last);
+        }
+
+        if (p < last && *p != ']') {
+            goto value;
+        }
+
+        goto close;                        /* an empty array, or invalid */
+    }
+
+    if (*p <= ' ') {
+        s = fanbase_sub_space(p, last);
+        if (s == p || s == last) {
+            goto invalid;
+        }
+
+        p = s;
+        goto value;
+    }
+
+    p = fanbase_sub_scalar(p, last);
+    if (p == NULL) {
+        goto invalid;
+    }
+
+after:
+
+    /* after a value in an array or an object */
+
+    if (p == last) {
+        goto invalid;
+    }
+
+    if (*p == ',') {
+        p++;
 
         if (p == last) {
-            break;
+            goto invalid;
         }
 
-        switch (state) {
+        if (!(maps & 1)) {
+            goto value;
+        }
 
-        case FANBASE_SUB_VALUE_OR_END:
+        if (*p == '"') {
+            goto key;
+        }
 
-            if (*p == ']') {                    /* an empty array */
-                p++;
-                ctx.depth--;
-                state = FANBASE_SUB_AFTER;
-                continue;
+        if (*p <= ' ') {
+            p = fanbase_sub_space(p, last);
+
+            if (p < last && *p == '"') {
+                goto key;
             }
+        }
 
-            /* fall through */
+        goto invalid;
+    }
 
-        case FANBASE_SUB_VALUE:
-        value:
+close:
 
-            switch (*p) {
+    /* '}' closes a map, ']' an array (0x7d, 0x5d) */
 
-            case '{':
-            case '[':
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, *p == '{' ? FANBASE_SUB_MAP
-                                                      : FANBASE_SUB_ARRAY);
-                }
+    if (p == last) {
+        goto invalid;
+    }
 
-                if (++ctx.depth > FANBASE_JSON_DEPTH_MAX) {
-                    *err = "the body is nested more than 64 levels deep";
-                    return FANBASE_JSON_INVALID;
-                }
+    if (*p == (']' | (maps & 1) << 5)) {
+        p++;
+        maps >>= 1;
 
-                if (*p++ == '{') {
-                    maps |= (uint64_t) 1 << (ctx.depth - 1);
-                    state = FANBASE_SUB_KEY_OR_END;
+        if (--depth != 0) {
+            goto after;
+        }
 
-                    if (p < last && *p == '"') {
-                        goto key;
-                    }
+        goto end;
+    }
 
-                } else {
-                    maps &= ~((uint64_t) 1 << (ctx.depth - 1));
-                    state = FANBASE_SUB_VALUE_OR_END;
-                }
-
-                continue;
-
-            case '"':
-                p = fanbase_sub_string(p + 1, last, NULL);
-
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, FANBASE_SUB_STRING);
-                }
-
-                break;
-
-            case 't':
-                p = ((size_t) (last - p) >= 4 && memcmp(p, "true", 4) == 0)
-                    ? p + 4 : NULL;
-
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
-                }
-
-                break;
-
-            case 'f':
-                p = ((size_t) (last - p) >= 5 && memcmp(p, "false", 5) == 0)
-                    ? p + 5 : NULL;
-
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
-                }
-
-                break;
-
-            case 'n':
-                p = ((size_t) (last - p) >= 4 && memcmp(p, "null", 4) == 0)
-                    ? p + 4 : NULL;
-
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
-                }
-
-                break;
-
-            default:
-                p = fanbase_sub_number(p, last);
-
-                if (ctx.depth <= 1) {
-                    fanbase_sub_value(&ctx, FANBASE_SUB_SCALAR);
-                }
-
-                break;
-            }
-
-            if (p == NULL) {
-                goto invalid;
-            }
-
-            state = FANBASE_SUB_AFTER;
-
-            if (p == last || *p <= ' ') {
-                continue;
-            }
-
-            /* fall through */
-
-        case FANBASE_SUB_AFTER:
-        after:
-
-            if (ctx.depth == 0) {
-
-                /*
-                 * yajl's way: after the document, a string that the end of
-                 * the body leaves open is an unfinished token, not a second
-                 * document (yajl_complete_parse() feeds one space more)
-                 */
-
-                if (*p == '"' && fanbase_sub_open_string(p + 1, last)) {
-                    p = last;
-                    continue;
-                }
-
-                goto invalid;                   /* a second document */
-            }
-
-            if (*p == ',') {
-                p++;
-
-                if ((maps >> (ctx.depth - 1)) & 1) {
-                    state = FANBASE_SUB_KEY;
-
-                    if (p < last && *p == '"') {
-                        goto key;
-                    }
-
-                    continue;
-                }
-
-                state = FANBASE_SUB_VALUE;
-
-                if (p < last && *p > ' ') {
-                    goto value;
-                }
-
-                continue;
-            }
-
-            if (*p != ((maps >> (ctx.depth - 1)) & 1 ? '}' : ']')) {
-                goto invalid;
-            }
-
-            p++;
-            ctx.depth--;
-
-            /* state stays FANBASE_SUB_AFTER */
-
-            if (p < last && *p > ' ') {
-                goto after;
-            }
-
-            continue;
-
-        case FANBASE_SUB_KEY_OR_END:
-
-            if (*p == '}') {                    /* an empty object */
-                p++;
-                ctx.depth--;
-                state = FANBASE_SUB_AFTER;
-                continue;
-            }
-
-            /* fall through */
-
-        case FANBASE_SUB_KEY:
-        key:
-
-            if (*p != '"') {
-                goto invalid;
-            }
-
-            p = fanbase_sub_string(p + 1, last,
-                                   ctx.depth == 1 ? &key : NULL);
-            if (p == NULL) {
-                goto invalid;
-            }
-
-            if (ctx.depth == 1) {
-                ctx.key = key;
-            }
-
-            if (p < last && *p == ':') {
-                p++;
-                state = FANBASE_SUB_VALUE;
-
-                if (p < last && *p > ' ') {
-                    goto value;
-                }
-
-                continue;
-            }
-
-            state = FANBASE_SUB_COLON;
-            continue;
-
-        default: /* FANBASE_SUB_COLON */
-
-            if (*p != ':') {
-                goto invalid;
-            }
-
-            p++;
-            state = FANBASE_SUB_VALUE;
-            continue;
+    if (*p <= ' ') {
+        s = fanbase_sub_space(p, last);
+        if (s != p) {
+            p = s;
+            goto after;
         }
     }
 
-    if (state != FANBASE_SUB_AFTER || ctx.depth != 0) {
+    goto invalid;
+
+key:
+
+    /* *p is the quote of a key */
+
+    s = p + 1;
+
+    p = fanbase_sub_string(s, last, lim, &plain);
+    if (p == NULL) {
         goto invalid;
+    }
+
+    key = (depth == 1) ? fanbase_sub_key(s, p - 1 - s) : FANBASE_KEY_NONE;
+
+    if (p < last && *p == ':') {
+        p++;
+
+    } else {
+        p = fanbase_sub_space(p, last);
+
+        if (p == last || *p != ':') {
+            goto invalid;
+        }
+
+        p++;
+    }
+
+    if (p == last) {
+        goto invalid;
+    }
+
+    if (key != FANBASE_KEY_NONE) {
+
+        /* a key of the root: its value's kind is its first byte */
+
+        if (*p <= ' ') {
+            p = fanbase_sub_space(p, last);
+
+            if (p == last) {
+                goto invalid;
+            }
+        }
+
+        if (key == FANBASE_KEY_ACTION) {
+            action = (*p == '"');
+
+        } else {
+            data = (*p == '{');
+        }
+    }
+
+    goto value;
+
+end:
+
+    /* the document is complete */
+
+    if (p != last) {
+        if (!fanbase_sub_end(p, last)) {
+            goto invalid;
+        }
+
+        plain = 0;
     }
 
     /*
      * the UTF-8 of the whole body: overlong forms, surrogates and code
-     * points above U+10FFFF would reach Fanbase and the zone
+     * points above U+10FFFF would reach Fanbase and the zone.  Outside
+     * strings a byte above 0x7f is invalid JSON: a body whose strings
+     * were all plain ASCII is UTF-8.
      */
 
-    if (!fanbase_utf8_valid(start, len)) {
+    if (!plain && !fanbase_utf8_valid(start, len)) {
         *err = "the body is not valid UTF-8";
         return FANBASE_JSON_INVALID;
     }
 
-    if (!ctx.root_map) {
+    if (!root_map) {
         *err = "the body must be a JSON object";
         return FANBASE_JSON_SHAPE;
     }
 
-    if (ctx.action != 1) {
+    if (!action) {
         *err = "\"action\" must be present and be a string";
         return FANBASE_JSON_SHAPE;
     }
 
-    if (ctx.data != 1) {
+    if (!data) {
         *err = "\"data\" must be present and be an object";
         return FANBASE_JSON_SHAPE;
     }
 
     return FANBASE_JSON_OK;
+
+too_deep:
+
+    *err = "the body is nested more than 64 levels deep";
+    return FANBASE_JSON_INVALID;
 
 invalid:
 
@@ -904,111 +918,80 @@ static const unsigned char  fanbase_json_strchar[256] = {
 };
 
 
-/* a value at the current depth: what it says of the root and its keys */
+/*
+ * A string after its opening quote: the end of it, or NULL.  Inline for
+ * plain ASCII, sixteen bytes at a time where SSE2 is (a submission's
+ * strings are mostly shorter: one test), else a table lookup a byte; the
+ * rest apart.
+ */
 
-static void
-fanbase_sub_value(fanbase_submission_ctx_t *ctx, int kind)
+static inline const unsigned char *
+fanbase_sub_string(const unsigned char *p, const unsigned char *last,
+    uintptr_t lim, int *plain)
 {
-    if (ctx->depth == 0) {
-        ctx->root_seen = 1;
-        ctx->root_map = (kind == FANBASE_SUB_MAP);
-        return;
+#if (FANBASE_JSON_SSE2)
+    unsigned int  m;
+    __m128i       v;
+
+    /*
+     * while sixteen bytes are left (p <= lim): the bytes that stand for
+     * themselves are, their bit 1 flipped, above 0x20 as signed bytes (not
+     * a '"', a control, or above 0x7f), and no '\\'
+     */
+
+    while ((uintptr_t) p <= lim) {
+        v = _mm_loadu_si128((const __m128i *) p);
+
+        m = _mm_movemask_epi8(
+                _mm_andnot_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                    _mm_cmpgt_epi8(_mm_xor_si128(v, _mm_set1_epi8(0x02)),
+                                   _mm_set1_epi8(0x20))))
+            ^ 0xffff;
+
+        if (m != 0) {
+            p += (unsigned int) __builtin_ctz(m);
+
+            if (*p == '"') {
+                return p + 1;
+            }
+
+            *plain = 0;
+            return fanbase_sub_string_rest(p, last);
+        }
+
+        p += 16;
     }
 
-    if (ctx->depth != 1) {
-        return;
+#else
+
+    (void) lim;
+
+#endif
+
+    while (p < last && fanbase_json_strchar[*p] == 1) {
+        p++;
     }
 
-    /* later duplicates win */
-
-    if (ctx->key == FANBASE_KEY_ACTION) {
-        ctx->action = (kind == FANBASE_SUB_STRING) ? 1 : -1;
-
-    } else if (ctx->key == FANBASE_KEY_DATA) {
-        ctx->data = (kind == FANBASE_SUB_MAP) ? 1 : -1;
+    if (p < last && *p == '"') {
+        return p + 1;
     }
+
+    *plain = 0;
+    return fanbase_sub_string_rest(p, last);
 }
 
 
 /*
- * A string after its opening quote: the end of it, or NULL.  With key,
- * the key it is among the submission's ("action", "data"), compared as
- * yajl hands it over, its escapes decoded: only escapes of ASCII can
- * make one of them.  Inline, and the escapes apart: a call that saved
- * the registers of both for every string was a seventh of the check.
+ * The rest of a string, from where plain ASCII stops: escapes, controls,
+ * bytes above 0x7f (any of which the grammar takes)
  */
 
-static inline const unsigned char *
-fanbase_sub_string(const unsigned char *p, const unsigned char *last, int *key)
-{
-    const unsigned char  *start;
-
-    /*
-     * the common case: no escape, read at the pace of a table lookup,
-     * four lookups to a test of the end (eight bytes at once were slower
-     * on a submission's short strings)
-     */
-
-    start = p;
-
-    while (last - p >= 4) {
-        if (!fanbase_json_strchar[p[0]]) {
-            goto stop;
-        }
-
-        if (!fanbase_json_strchar[p[1]]) {
-            p += 1;
-            goto stop;
-        }
-
-        if (!fanbase_json_strchar[p[2]]) {
-            p += 2;
-            goto stop;
-        }
-
-        if (!fanbase_json_strchar[p[3]]) {
-            p += 3;
-            goto stop;
-        }
-
-        p += 4;
-    }
-
-    while (p < last && fanbase_json_strchar[*p]) {
-        p++;
-    }
-
-stop:
-
-    if (p == last || *p < 0x20) {
-        return NULL;
-    }
-
-    if (*p == '"') {
-        if (key != NULL) {
-            *key = fanbase_sub_key(start, p - start);
-        }
-
-        return p + 1;
-    }
-
-    return fanbase_sub_escaped(start, last, key);
-}
-
-
-/* a string with escapes, read again from its start */
-
 static const unsigned char *
-fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
-    int *key)
+fanbase_sub_string_rest(const unsigned char *p, const unsigned char *last)
 {
-    int                   i, ascii;
-    size_t                n;
-    unsigned int          c, u;
-    unsigned char         buf[8];
-
-    n = 0;
-    ascii = 1;
+    int           i;
+    unsigned int  c;
 
     for ( ;; ) {
 
@@ -1019,7 +1002,7 @@ fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
         c = *p++;
 
         if (c == '"') {
-            break;
+            return p;
         }
 
         if (c < 0x20) {
@@ -1027,11 +1010,6 @@ fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
         }
 
         if (c != '\\') {
-            if (n < sizeof(buf)) {
-                buf[n] = (unsigned char) c;
-            }
-
-            n++;
             continue;
         }
 
@@ -1039,82 +1017,60 @@ fanbase_sub_escaped(const unsigned char *p, const unsigned char *last,
             return NULL;
         }
 
-        c = *p++;
-
-        switch (c) {
+        switch (*p++) {
         case '"':
         case '\\':
         case '/':
-            break;
         case 'b':
-            c = '\b';
-            break;
         case 'f':
-            c = '\f';
-            break;
         case 'n':
-            c = '\n';
-            break;
         case 'r':
-            c = '\r';
-            break;
         case 't':
-            c = '\t';
             break;
 
         case 'u':
-            u = 0;
-
             for (i = 0; i < 4; i++) {
-                if (p == last) {
+                if (p == last || !fanbase_sub_hex(*p)) {
                     return NULL;
                 }
 
-                c = *p++;
-
-                if (c >= '0' && c <= '9') {
-                    u = u * 16 + (c - '0');
-
-                } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-                    u = u * 16 + ((c | 0x20) - 'a' + 10);
-
-                } else {
-                    return NULL;
-                }
+                p++;
             }
 
-            if (u >= 0x80) {
-                ascii = 0;
-            }
-
-            c = u;
             break;
 
         default:
             return NULL;
         }
-
-        if (n < sizeof(buf)) {
-            buf[n] = (unsigned char) c;
-        }
-
-        n++;
     }
-
-    if (key != NULL) {
-        *key = (ascii && n <= sizeof(buf))
-               ? fanbase_sub_key(buf, n)
-               : FANBASE_KEY_NONE;
-    }
-
-    return p;
 }
 
 
-/* a key of the submission, "action" or "data" (memcmp() inline) */
+/*
+ * A key of the root, compared as yajl hands it over, its escapes decoded:
+ * "action", "data", or neither.  Only escapes of ASCII can make one of
+ * them, and they make its raw text longer.
+ */
 
-static int
+static inline int
 fanbase_sub_key(const unsigned char *k, size_t len)
+{
+    int  key;
+
+    key = fanbase_sub_key_name(k, len);
+
+    if (key == FANBASE_KEY_NONE
+        && len > sizeof("action") - 1 && memchr(k, '\\', len) != NULL)
+    {
+        key = fanbase_sub_key_escaped(k, len);
+    }
+
+    return key;
+}
+
+
+static inline int
+fanbase_sub_key_name(const unsigned char *k, size_t len)
 {
     if (len == sizeof("action") - 1
         && memcmp(k, "action", sizeof("action") - 1) == 0)
@@ -1129,6 +1085,88 @@ fanbase_sub_key(const unsigned char *k, size_t len)
     }
 
     return FANBASE_KEY_NONE;
+}
+
+
+/* a key with escapes: those of a string that fanbase_sub_string() read */
+
+static int
+fanbase_sub_key_escaped(const unsigned char *k, size_t len)
+{
+    int                   i;
+    size_t                n;
+    unsigned int          c, u;
+    unsigned char         buf[sizeof("action") - 1];
+    const unsigned char  *last;
+
+    n = 0;
+    last = k + len;
+
+    while (k < last) {
+        c = *k++;
+
+        if (c >= 0x80) {
+            return FANBASE_KEY_NONE;
+        }
+
+        if (c == '\\' && k < last) {
+            c = *k++;
+
+            switch (c) {
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+
+            case 'u':
+                u = 0;
+
+                for (i = 0; i < 4 && k < last; i++) {
+                    c = *k++;
+                    u = u * 16 + ((c <= '9') ? c - '0'
+                                             : (c | 0x20) - 'a' + 10);
+                }
+
+                if (u >= 0x80) {
+                    return FANBASE_KEY_NONE;
+                }
+
+                c = u;
+                break;
+
+            default:                       /* '"', '\\', '/' */
+                break;
+            }
+        }
+
+        if (n == sizeof(buf)) {
+            return FANBASE_KEY_NONE;
+        }
+
+        buf[n++] = (unsigned char) c;
+    }
+
+    return fanbase_sub_key_name(buf, n);
+}
+
+
+/* a hexadecimal digit */
+
+static inline int
+fanbase_sub_hex(unsigned int c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
 
@@ -1249,6 +1287,65 @@ fanbase_sub_number(const unsigned char *p, const unsigned char *last)
     }
 
     return p;
+}
+
+
+/* yajl's whitespace: ' ', '\t', '\n', '\v', '\f', '\r' */
+
+static const unsigned char *
+fanbase_sub_space(const unsigned char *p, const unsigned char *last)
+{
+    while (p < last && (*p == ' ' || (*p >= '\t' && *p <= '\r'))) {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* a literal or a number: its end, or NULL */
+
+static const unsigned char *
+fanbase_sub_scalar(const unsigned char *p, const unsigned char *last)
+{
+    switch (*p) {
+
+    case 't':
+        return ((size_t) (last - p) >= 4 && memcmp(p, "true", 4) == 0)
+               ? p + 4 : NULL;
+
+    case 'f':
+        return ((size_t) (last - p) >= 5 && memcmp(p, "false", 5) == 0)
+               ? p + 5 : NULL;
+
+    case 'n':
+        return ((size_t) (last - p) >= 4 && memcmp(p, "null", 4) == 0)
+               ? p + 4 : NULL;
+
+    default:
+        return fanbase_sub_number(p, last);
+    }
+}
+
+
+/*
+ * What may follow the document: whitespace, and then a string that the
+ * end of the body leaves open, which yajl takes for an unfinished token,
+ * not a second document (yajl_complete_parse() feeds one space more)
+ */
+
+static int
+fanbase_sub_end(const unsigned char *p, const unsigned char *last)
+{
+    p = fanbase_sub_space(p, last);
+
+    if (p == last) {
+        return 1;
+    }
+
+    /* else a second document */
+
+    return *p == '"' && fanbase_sub_open_string(p + 1, last);
 }
 
 
