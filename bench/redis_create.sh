@@ -10,7 +10,10 @@
 #
 #   make -C bench redis-create        (or: bash bench/redis_create.sh)
 #
-# Ports 18891 and 18892 on 127.0.0.1.  About 40 s.
+# Then the transactions per second of appendfsync always by calls in
+# flight at once: the ceiling of the bench's "async accept with Redis".
+#
+# Ports 18891 and 18892 on 127.0.0.1.  About 80 s.
 
 set -euo pipefail
 
@@ -82,5 +85,31 @@ for per in 1 16 64; do
     done
     echo "$row | $rps |"
 done
+
+# The most transactions a second Redis can make durable here with
+# appendfsync always, whatever the edge does: calls of 16, 32 and 64
+# transactions, 1 to 8 of them in flight at once (a worker keeps one in
+# flight; the bench has 2 workers), no nginx, no wrk.
+echo
+printf '| appendfsync always: transactions per second | 1 call in flight | 2 | 4 | 8 |\n'
+printf '|---|---|---|---|---|\n'
+for per in 16 32 64; do
+    args=()
+    for i in $(seq 1 "$per"); do
+        args+=("0000$i-__rand_int__" "$BODY" "" "$DIGEST" "")
+    done
+    calls=$(( N / per ))
+    row="| $per a call"
+    for c in 1 2 4 8; do
+        out=$(redis-benchmark -p 18891 -r 100000000 -n "$calls" -c "$c" -P 1 \
+              -q EVALSHA "$SHA" 1 "{fanbase:0123456789abcdef}" "$TARGET" \
+              "$ROUTE" 21600000 86400000 16 86400000 "${args[@]}" \
+              | tr '\r' '\n' | grep 'requests per second' | tail -1)
+        row="$row | $(echo "$out" | awk -F': ' '{print $NF}' \
+                      | awk -v p="$per" '{printf "%.0f", $1 * p}')"
+    done
+    echo "$row |"
+done
+
 echo
 echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
