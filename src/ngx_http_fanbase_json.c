@@ -2988,13 +2988,35 @@ fanbase_json_raw(unsigned char *p, const void *s, size_t len)
 }
 
 
+/*
+ * An integer in decimal, its digits from the last one: snprintf() cost a
+ * third of a queue item's rendering (650 instructions of a status HIT)
+ */
+
 static unsigned char *
 fanbase_json_int(unsigned char *p, int64_t n)
 {
-    int   len;
-    char  buf[FANBASE_JSON_INT_LEN + 1];
+    size_t          len;
+    uint64_t        u;
+    unsigned char  *d, buf[FANBASE_JSON_INT_LEN];
 
-    len = snprintf(buf, sizeof(buf), "%" PRId64, n);
+    /* the magnitude of INT64_MIN too, without an overflow */
 
-    return fanbase_json_raw(p, buf, len);
+    u = (n < 0) ? (uint64_t) 0 - (uint64_t) n : (uint64_t) n;
+
+    d = buf + sizeof(buf);
+
+    do {
+        *--d = (unsigned char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    if (n < 0) {
+        *--d = '-';
+    }
+
+    len = buf + sizeof(buf) - d;
+    memcpy(p, d, len);
+
+    return p + len;
 }
