@@ -41,6 +41,8 @@ static ngx_int_t ngx_http_fanbase_status_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_fanbase_status_resolve(
     ngx_http_fanbase_status_ctx_t *ctx);
+static void ngx_http_fanbase_status_read(ngx_http_fanbase_status_ctx_t *ctx,
+    fanbase_item_t *stale);
 static ngx_int_t ngx_http_fanbase_status_wait(ngx_http_fanbase_waiter_t *w);
 static void ngx_http_fanbase_status_done(ngx_http_fanbase_call_t *call,
     ngx_int_t rc);
@@ -60,7 +62,11 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
     ngx_str_t                       id;
+    fanbase_item_t                  item;
     ngx_http_cleanup_t             *cln;
+    ngx_http_fanbase_lookup_t       lookup;
+    ngx_http_fanbase_loc_conf_t    *lcf;
+    ngx_http_fanbase_main_conf_t   *mcf;
     ngx_http_fanbase_status_ctx_t  *ctx;
 
     if (ngx_http_fanbase_rid_set(r) != NGX_OK) {
@@ -85,39 +91,77 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+
+    /* a read-through may wait for a token, then for Fanbase */
+
+    lookup.refresh = lcf->status_refresh;
+    lookup.lease = 2 * lcf->upstream.timeout + 1000;
+    lookup.seen = 0;
+    lookup.waiting = 0;
+    lookup.want_msg = lcf->store_payload;
+
+    /*
+     * the common case, an answer in the zone, is sent at once: no context,
+     * no cleanup, the request finalized once by the content phase
+     */
+
+    rc = ngx_http_fanbase_item_lookup(mcf, lcf->scope, &id, &lookup, r->pool,
+                                       &item);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return ngx_http_fanbase_status_send(r, &item, lcf->store_payload,
+                                            "HIT");
+
+    case NGX_DECLINED:
+        return ngx_http_fanbase_response_error(r, NGX_HTTP_NOT_FOUND,
+                                               "not_found",
+                                               "no such transaction");
+
+    case NGX_AGAIN:
+    case NGX_BUSY:
+        break;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* NGX_BUSY: this request holds the lease, NGX_AGAIN: another one */
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_fanbase_status_ctx_t));
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     cln->handler = ngx_http_fanbase_status_cleanup;
     cln->data = ctx;
 
-    ngx_http_fanbase_variables_id(r, 1, id.data, id.len);
-
-    ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_fanbase_module);
+    ctx->mcf = mcf;
     ctx->id = id;
     ctx->call.request = r;
-    ctx->call.lcf = ngx_http_get_module_loc_conf(r, ngx_http_fanbase_module);
+    ctx->call.lcf = lcf;
     ctx->waiter.handler = ngx_http_fanbase_status_wait;
     ctx->waiter.data = ctx;
-
-    /* a read-through may wait for a token, then for Fanbase */
-
-    ctx->lookup.refresh = ctx->call.lcf->status_refresh;
-    ctx->lookup.lease = 2 * ctx->call.lcf->upstream.timeout + 1000;
-    ctx->lookup.want_msg = ctx->call.lcf->store_payload;
+    ctx->lookup = lookup;
 
     /* the request lives until ngx_http_fanbase_status_finish() */
 
     r->main->count++;
 
-    if (ngx_http_fanbase_status_resolve(ctx) == NGX_AGAIN) {
+    if (rc == NGX_BUSY) {
+        ngx_http_fanbase_status_read(ctx, &item);
+
+    } else {
         ngx_http_fanbase_wait_add(&ctx->waiter);
     }
 
@@ -127,6 +171,15 @@ ngx_http_fanbase_status_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+
+failed:
+
+    if (rc == NGX_BUSY) {
+        ngx_http_fanbase_item_release(mcf, lcf->scope, &id, 0);
+        ngx_http_fanbase_wait_kick();
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 
 error:
 
@@ -165,7 +218,6 @@ ngx_http_fanbase_status_id(ngx_http_request_t *r, ngx_str_t *id)
 static ngx_int_t
 ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
 {
-    u_char                       *p;
     ngx_int_t                     rc;
     fanbase_item_t                item;
     ngx_http_request_t           *r;
@@ -202,16 +254,33 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /* this request reads it through */
+    ngx_http_fanbase_status_read(ctx, &item);
+
+    return NGX_OK;
+}
+
+
+/* this request holds the lease: it reads the id through */
+
+static void
+ngx_http_fanbase_status_read(ngx_http_fanbase_status_ctx_t *ctx,
+    fanbase_item_t *stale)
+{
+    u_char                       *p;
+    ngx_http_request_t           *r;
+    ngx_http_fanbase_loc_conf_t  *lcf;
+
+    r = ctx->call.request;
+    lcf = ctx->call.lcf;
 
     ctx->leased = 1;
-    ctx->stale = item;
+    ctx->stale = *stale;
 
     ctx->call.url.len = lcf->queue_url.len + 1 + ctx->id.len;
     ctx->call.url.data = ngx_pnalloc(r->pool, ctx->call.url.len + 1);
     if (ctx->call.url.data == NULL) {
         ngx_http_fanbase_status_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return NGX_OK;
+        return;
     }
 
     p = ngx_cpymem(ctx->call.url.data, lcf->queue_url.data,
@@ -227,8 +296,6 @@ ngx_http_fanbase_status_resolve(ngx_http_fanbase_status_ctx_t *ctx)
     if (ngx_http_fanbase_call_start(&ctx->call) != NGX_OK) {
         ngx_http_fanbase_status_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
-
-    return NGX_OK;
 }
 
 
