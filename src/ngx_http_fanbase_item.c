@@ -63,6 +63,7 @@ typedef struct {
     u_char                        pdate_len;
     u_char                        status;
     u_char                        flags;
+    u_char                        plain;     /* strings need no escaping */
     u_char                        data[1];
 } ngx_http_fanbase_item_t;
 
@@ -680,6 +681,13 @@ ngx_http_fanbase_item_fill(ngx_http_fanbase_item_t *e, fanbase_item_t *item,
     p = ngx_http_fanbase_item_put(p, item->imsg.data, e->imsg_len);
     p = ngx_http_fanbase_item_put(p, item->process_msg.data, e->pmsg_len);
     (void) ngx_http_fanbase_item_put(p, item->msg.data, e->msg_len);
+
+    /* looked at once here, not at every answer's rendering */
+
+    e->plain = fanbase_json_is_plain(e->data,
+                                     e->id_len + e->created_len
+                                     + e->pdate_len + e->imsg_len
+                                     + e->pmsg_len);
 }
 
 
@@ -737,6 +745,7 @@ ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e, ngx_uint_t want_msg,
     item->status = e->status;
     item->icode = e->icode;
     item->icode_set = (e->flags & NGX_HTTP_FANBASE_HAS_ICODE) ? 1 : 0;
+    item->plain = e->plain;
 
     item->id.data = p;
     item->id.len = e->id_len;

@@ -190,6 +190,8 @@ static void fanbase_tree_str(yajl_val obj, const char *name,
     fanbase_str_t *s);
 static unsigned char *fanbase_json_str(unsigned char *p,
     const unsigned char *s, size_t len);
+static unsigned char *fanbase_json_str_plain(unsigned char *p,
+    const unsigned char *s, size_t len);
 static unsigned char *fanbase_json_raw(unsigned char *p, const void *s,
     size_t len);
 static unsigned char *fanbase_json_int(unsigned char *p, int64_t n);
@@ -2769,7 +2771,7 @@ fanbase_json_item_size(const fanbase_item_t *item, int show_msg)
                   "\"processDate\":,\"processStatus\":,\"processMsg\":,"
                   "\"msg\":}") - 1
            + FANBASE_JSON_INT_LEN + 7 * (sizeof("null") - 1)
-           + FANBASE_JSON_ESCAPE_MAX
+           + (item->plain ? 1 : FANBASE_JSON_ESCAPE_MAX)
              * (item->id.len + item->created.len + item->imsg.len
                 + item->process_date.len + item->process_msg.len
                 + (status ? strlen(status) : 0))
@@ -2782,13 +2784,19 @@ fanbase_json_render_item(unsigned char *p, const fanbase_item_t *item,
     int show_msg)
 {
     const char  *status;
+    unsigned char *(*str)(unsigned char *p, const unsigned char *s,
+                          size_t len);
 
     status = fanbase_json_status_name(item->status);
 
+    /* strings the zone found plain are copied as they are */
+
+    str = item->plain ? fanbase_json_str_plain : fanbase_json_str;
+
     p = fanbase_json_literal(p, "{\"id\":");
-    p = fanbase_json_str(p, item->id.data, item->id.len);
+    p = str(p, item->id.data, item->id.len);
     p = fanbase_json_literal(p, ",\"created\":");
-    p = fanbase_json_str(p, item->created.data, item->created.len);
+    p = str(p, item->created.data, item->created.len);
     p = fanbase_json_literal(p, ",\"iCode\":");
 
     if (item->icode_set) {
@@ -2799,14 +2807,17 @@ fanbase_json_render_item(unsigned char *p, const fanbase_item_t *item,
     }
 
     p = fanbase_json_literal(p, ",\"iMsg\":");
-    p = fanbase_json_str(p, item->imsg.data, item->imsg.len);
+    p = str(p, item->imsg.data, item->imsg.len);
     p = fanbase_json_literal(p, ",\"processDate\":");
-    p = fanbase_json_str(p, item->process_date.data, item->process_date.len);
+    p = str(p, item->process_date.data, item->process_date.len);
     p = fanbase_json_literal(p, ",\"processStatus\":");
-    p = fanbase_json_str(p, (const unsigned char *) status,
-                         status ? strlen(status) : 0);
+
+    /* a name of ours: plain */
+
+    p = fanbase_json_str_plain(p, (const unsigned char *) status,
+                               status ? strlen(status) : 0);
     p = fanbase_json_literal(p, ",\"processMsg\":");
-    p = fanbase_json_str(p, item->process_msg.data, item->process_msg.len);
+    p = str(p, item->process_msg.data, item->process_msg.len);
 
     /* the original payload holds buyer data: shown only when kept */
 
@@ -2973,6 +2984,24 @@ fanbase_json_str(unsigned char *p, const unsigned char *s, size_t len)
 
     *p++ = '"';
     p = fanbase_json_escape(p, s, len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+/* the same for a string fanbase_json_is_plain() accepts */
+
+static unsigned char *
+fanbase_json_str_plain(unsigned char *p, const unsigned char *s, size_t len)
+{
+    if (s == NULL) {
+        return fanbase_json_literal(p, "null");
+    }
+
+    *p++ = '"';
+    memcpy(p, s, len);
+    p += len;
     *p++ = '"';
 
     return p;

@@ -79,6 +79,12 @@ typedef struct {
     unsigned              icode_set:1;
     unsigned              status:3;         /* FANBASE_STATUS_* */
 
+    /*
+     * set by the zone (item.c): id, created, iMsg, processDate and
+     * processMsg are known to need no escaping (fanbase_json_is_plain())
+     */
+    unsigned              plain:1;
+
     /* decoded strings live here; freed by fanbase_json_item_free() */
     unsigned char        *pool;
     size_t                pool_len;

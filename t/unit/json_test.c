@@ -7,6 +7,8 @@
  */
 
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ngx_http_fanbase_json.h"
@@ -253,6 +255,66 @@ main(void)
        && str_is(&item.process_msg, "a??z"),
        "item: an overlong form is replaced at the door");
     fanbase_json_item_free(&item);
+
+    /* a queue item's rendering: integers, plain strings and escaped ones */
+
+    {
+        size_t          i;
+        unsigned char   out[512], *e;
+        fanbase_item_t  it;
+        const char     *want;
+
+        static const struct {
+            int64_t      n;
+            const char  *s;
+        } icodes[] = {
+            { 0, "0" }, { 7, "7" }, { -1, "-1" }, { 10, "10" },
+            { -90, "-90" }, { 1234567890123LL, "1234567890123" },
+            { INT64_MAX, "9223372036854775807" },
+            { INT64_MIN, "-9223372036854775808" }
+        };
+
+        memset(&it, 0, sizeof(it));
+        it.id.data = (const unsigned char *) "u1";
+        it.id.len = 2;
+        it.icode_set = 1;
+        it.status = FANBASE_STATUS_COMPLETED;
+        it.process_msg.data = (const unsigned char *) "a\"b\n";
+        it.process_msg.len = 4;
+
+        for (i = 0; i < sizeof(icodes) / sizeof(icodes[0]); i++) {
+            char  buf[256], name[64];
+
+            it.icode = icodes[i].n;
+            e = fanbase_json_render_item(out, &it, 0);
+            snprintf(buf, sizeof(buf),
+                     "{\"id\":\"u1\",\"created\":null,\"iCode\":%s,"
+                     "\"iMsg\":null,\"processDate\":null,"
+                     "\"processStatus\":\"completed\","
+                     "\"processMsg\":\"a\\\"b\\n\",\"msg\":null}",
+                     icodes[i].s);
+            snprintf(name, sizeof(name),
+                     "item: iCode %s rendered, processMsg escaped",
+                     icodes[i].s);
+            ok((size_t) (e - out) == strlen(buf)
+               && (size_t) (e - out) <= fanbase_json_item_size(&it, 0)
+               && memcmp(out, buf, e - out) == 0, name);
+        }
+
+        it.icode = 0;
+        it.process_msg.data = (const unsigned char *) "Ingresso criado";
+        it.process_msg.len = 15;
+        it.plain = 1;
+        want = "{\"id\":\"u1\",\"created\":null,\"iCode\":0,"
+               "\"iMsg\":null,\"processDate\":null,"
+               "\"processStatus\":\"completed\","
+               "\"processMsg\":\"Ingresso criado\",\"msg\":null}";
+        e = fanbase_json_render_item(out, &it, 0);
+        ok((size_t) (e - out) == strlen(want)
+           && (size_t) (e - out) <= fanbase_json_item_size(&it, 0)
+           && memcmp(out, want, e - out) == 0,
+           "item: plain strings copied as they are");
+    }
 
     /* escaping */
 
