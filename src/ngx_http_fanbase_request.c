@@ -140,11 +140,18 @@ ngx_http_fanbase_request_id(ngx_http_request_t *r, ngx_str_t *id)
         return ngx_http_complex_value(r, lcf->status_id, id);
     }
 
+    /* after the last '/': glibc's memrchr() reads a word at a time */
+
+#if (__GLIBC__)
+    p = memrchr(r->uri.data, '/', r->uri.len);
+    p = (p == NULL) ? r->uri.data : p + 1;
+#else
     p = r->uri.data + r->uri.len;
 
     while (p > r->uri.data && *(p - 1) != '/') {
         p--;
     }
+#endif
 
     id->data = p;
     id->len = r->uri.data + r->uri.len - p;
