@@ -23,37 +23,46 @@ ngx_http_fanbase_time_now(void)
 }
 
 
+/* "00" to "99" */
+
+static const u_char  ngx_http_fanbase_time_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+
 /* ISO-8601 UTC with milliseconds: 24 characters */
 
 u_char *
 ngx_http_fanbase_time_iso(u_char *p, uint64_t ms)
 {
-    ngx_tm_t  tm;
-
+    ngx_tm_t    tm;
     ngx_uint_t  n;
 
     ngx_gmtime((time_t) (ms / 1000), &tm);
 
-    /* digit by digit: ngx_sprintf() was most of an event's cost */
+    /*
+     * two digits at a time from a table: ngx_sprintf() was most of an
+     * event's cost, and a digit at a time 200 instructions a date, three
+     * of them a GET of a transaction
+     */
 
 #define ngx_http_fanbase_time_2(v)                                           \
-    n = (ngx_uint_t) (v); *p++ = (u_char) ('0' + n / 10 % 10);               \
-    *p++ = (u_char) ('0' + n % 10)
+    ngx_memcpy(p, &ngx_http_fanbase_time_pairs[(v) * 2], 2); p += 2
 
-    n = (ngx_uint_t) tm.ngx_tm_year;
-    *p++ = (u_char) ('0' + n / 1000 % 10);
-    *p++ = (u_char) ('0' + n / 100 % 10);
+    n = (ngx_uint_t) tm.ngx_tm_year % 10000;
+    ngx_http_fanbase_time_2(n / 100);
     ngx_http_fanbase_time_2(n % 100);
     *p++ = '-';
-    ngx_http_fanbase_time_2(tm.ngx_tm_mon);
+    ngx_http_fanbase_time_2((ngx_uint_t) tm.ngx_tm_mon % 100);
     *p++ = '-';
-    ngx_http_fanbase_time_2(tm.ngx_tm_mday);
+    ngx_http_fanbase_time_2((ngx_uint_t) tm.ngx_tm_mday % 100);
     *p++ = 'T';
-    ngx_http_fanbase_time_2(tm.ngx_tm_hour);
+    ngx_http_fanbase_time_2((ngx_uint_t) tm.ngx_tm_hour % 100);
     *p++ = ':';
-    ngx_http_fanbase_time_2(tm.ngx_tm_min);
+    ngx_http_fanbase_time_2((ngx_uint_t) tm.ngx_tm_min % 100);
     *p++ = ':';
-    ngx_http_fanbase_time_2(tm.ngx_tm_sec);
+    ngx_http_fanbase_time_2((ngx_uint_t) tm.ngx_tm_sec % 100);
     *p++ = '.';
     n = (ngx_uint_t) (ms % 1000);
     *p++ = (u_char) ('0' + n / 100);
