@@ -19,6 +19,8 @@
 #include "ngx_http_fanbase_rid.h"
 
 
+static ngx_int_t ngx_http_fanbase_rid_make(ngx_http_request_t *r,
+    ngx_http_fanbase_ctx_t *ctx);
 static u_char *ngx_http_fanbase_rid_log(ngx_http_request_t *r,
     ngx_http_request_t *sr, u_char *buf, size_t len);
 
@@ -40,23 +42,27 @@ ngx_http_fanbase_rid_init(ngx_conf_t *cf)
 }
 
 
-/* the request's id, decided when a handler starts; NGX_ERROR: no memory */
+/*
+ * the request's id, decided when a handler starts; NGX_ERROR: no memory.
+ * The client's valid X-Request-ID is taken at once; else $request_id is
+ * made when it is first read (a call to Fanbase, an accepted transaction,
+ * an error log line): a status or transaction answered from the zone
+ * reads it never, and making it was 170 of its instructions.
+ */
 
 ngx_int_t
 ngx_http_fanbase_rid_set(ngx_http_request_t *r)
 {
-    ngx_table_elt_t            *h;
-    ngx_http_request_t         *m;
-    ngx_http_fanbase_ctx_t     *ctx;
-    ngx_http_variable_value_t  *v;
-    u_char                      random[16];
+    ngx_table_elt_t         *h;
+    ngx_http_request_t      *m;
+    ngx_http_fanbase_ctx_t  *ctx;
 
     ctx = ngx_http_fanbase_variables_ctx(r);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
 
-    if (ctx->request_id.len) {
+    if (ctx->request_id.len || ctx->rid_due) {
         return NGX_OK;
     }
 
@@ -85,11 +91,38 @@ ngx_http_fanbase_rid_set(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    /*
-     * nginx's $request_id, made here (OpenSSL's RAND_bytes() for each
-     * request cost a tenth of the accept rate) and kept as the variable's
-     * value: the access log prints the same id
-     */
+    ctx->rid_due = 1;
+
+    if (h != NULL) {
+        /* never its bytes: they may be anything but CR and LF */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "fanbase: X-Request-ID of %uz bytes is not 1 to %d "
+                      "visible ASCII characters without '\"' and '\\', "
+                      "replaced", h->value.len,
+                      NGX_HTTP_FANBASE_REQUEST_ID_MAX);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * nginx's $request_id, made here (OpenSSL's RAND_bytes() for each
+ * request cost a tenth of the accept rate) and kept as the variable's
+ * value: the access log prints the same id.  NGX_ERROR: no memory, the
+ * request has no id.
+ */
+
+static ngx_int_t
+ngx_http_fanbase_rid_make(ngx_http_request_t *r, ngx_http_fanbase_ctx_t *ctx)
+{
+    ngx_http_variable_value_t  *v;
+    u_char                      random[16];
+
+    /* once: an allocation that fails logs, and the log line reads it */
+
+    ctx->rid_due = 0;
 
     v = &r->variables[ngx_http_fanbase_rid_index];
 
@@ -118,16 +151,6 @@ ngx_http_fanbase_rid_set(ngx_http_request_t *r)
     ctx->request_id.data = v->data;
     ctx->request_id.len = v->len;
 
-    if (h != NULL) {
-        /* never its bytes: they may be anything but CR and LF */
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "fanbase: X-Request-ID of %uz bytes is not 1 to %d "
-                      "visible ASCII characters without '\"' and '\\', "
-                      "replaced", h->value.len,
-                      NGX_HTTP_FANBASE_REQUEST_ID_MAX);
-    }
-
     return NGX_OK;
 }
 
@@ -144,6 +167,10 @@ ngx_http_fanbase_rid_get(ngx_http_request_t *r, ngx_str_t *id)
     if (ctx == NULL) {
         ngx_str_null(id);
         return;
+    }
+
+    if (ctx->rid_due) {
+        (void) ngx_http_fanbase_rid_make(r, ctx);
     }
 
     *id = ctx->request_id;

@@ -39,6 +39,7 @@ typedef struct {
     void                         *proxy;       /* ngx_http_fanbase_proxy_t */
     unsigned                      error_page_sent:1;
     unsigned                      swallow:1;   /* an answer not sent */
+    unsigned                      rid_due:1;   /* request_id made when read */
 } ngx_http_fanbase_ctx_t;
 
 
