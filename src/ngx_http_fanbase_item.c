@@ -34,6 +34,11 @@
 #define NGX_HTTP_FANBASE_HAS_PMSG    0x40
 #define NGX_HTTP_FANBASE_OWNED       0x80     /* a submission's, through us */
 
+/* whether the strings need escaping: looked at by the first read */
+#define NGX_HTTP_FANBASE_PLAIN_UNKNOWN  0
+#define NGX_HTTP_FANBASE_PLAIN_YES      1
+#define NGX_HTTP_FANBASE_PLAIN_NO       2
+
 #define NGX_HTTP_FANBASE_DATE_MAX    64
 #define NGX_HTTP_FANBASE_TEXT_MAX    4096
 #define NGX_HTTP_FANBASE_EVICT_SCAN  16
@@ -63,7 +68,7 @@ typedef struct {
     u_char                        pdate_len;
     u_char                        status;
     u_char                        flags;
-    u_char                        plain;     /* strings need no escaping */
+    u_char                        plain;     /* NGX_HTTP_FANBASE_PLAIN_* */
     u_char                        data[1];
 } ngx_http_fanbase_item_t;
 
@@ -682,12 +687,7 @@ ngx_http_fanbase_item_fill(ngx_http_fanbase_item_t *e, fanbase_item_t *item,
     p = ngx_http_fanbase_item_put(p, item->process_msg.data, e->pmsg_len);
     (void) ngx_http_fanbase_item_put(p, item->msg.data, e->msg_len);
 
-    /* looked at once here, not at every answer's rendering */
-
-    e->plain = fanbase_json_is_plain(e->data,
-                                     e->id_len + e->created_len
-                                     + e->pdate_len + e->imsg_len
-                                     + e->pmsg_len);
+    e->plain = NGX_HTTP_FANBASE_PLAIN_UNKNOWN;
 }
 
 
@@ -745,7 +745,22 @@ ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e, ngx_uint_t want_msg,
     item->status = e->status;
     item->icode = e->icode;
     item->icode_set = (e->flags & NGX_HTTP_FANBASE_HAS_ICODE) ? 1 : 0;
-    item->plain = e->plain;
+
+    /*
+     * whether the strings need escaping, looked at once, by the first
+     * read (under the lock), not at every answer's rendering nor by a
+     * submission that no one reads back
+     */
+
+    if (e->plain == NGX_HTTP_FANBASE_PLAIN_UNKNOWN) {
+        e->plain = fanbase_json_is_plain(e->data,
+                                         e->id_len + e->created_len
+                                         + e->pdate_len + e->imsg_len
+                                         + e->pmsg_len)
+                   ? NGX_HTTP_FANBASE_PLAIN_YES : NGX_HTTP_FANBASE_PLAIN_NO;
+    }
+
+    item->plain = (e->plain == NGX_HTTP_FANBASE_PLAIN_YES);
 
     item->id.data = p;
     item->id.len = e->id_len;
