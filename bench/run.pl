@@ -1005,11 +1005,14 @@ sub edge_conf {
             add_header X-Fanbase-Cache HIT;
             return 200 '$DONE_EDGE';
         }
+        # the same answer as ours: Fanbase's 201 and the Location of the
+        # queue item that fanbase_submit adds (the mock's id)
         location = $REF{queue} {
             proxy_pass http://mock$QUEUE;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header AccessToken "$TOKEN";
+            add_header Location $QUEUE/$SUBMIT_ID;
         }
         # nginx alone: the same POST, the same answer, no upstream
         location = $REF{created} {
@@ -1103,6 +1106,7 @@ sub cg_conf {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header AccessToken "$TOKEN";
+            add_header Location $QUEUE/$SUBMIT_ID;
         }
         location = $REF{created} {
             default_type application/json;
@@ -1819,6 +1823,10 @@ sub check_submission {
         . " (want 201 and 201)" unless $s->{status} == 201 && $r->{status} == 201;
     push @submit, "submission: ours and the reference answer different bodies"
         unless ($s->{body} // '') eq ($r->{body} // '');
+    push @submit, "submission: Location: ours '" . ($s->{headers}{location} // '')
+        . "', reference '" . ($r->{headers}{location} // '') . "'"
+        unless ($s->{headers}{location} // '') eq "$QUEUE/$SUBMIT_ID"
+            && ($r->{headers}{location} // '') eq "$QUEUE/$SUBMIT_ID";
     push @floor, "return 201: $a->{status} and a different body than proxy_pass"
         unless $a->{status} == 201 && ($a->{body} // '') eq ($r->{body} // '');
     return (\@submit, \@floor);
