@@ -73,8 +73,8 @@ my $BENCH = dirname(abs_path($0));
 my $TOP   = dirname($BENCH);
 
 my %P = (
-    rounds      => env_int('BENCH_ROUNDS', 5),
-    duration    => env_int('BENCH_DURATION', 3),
+    rounds      => env_int('BENCH_ROUNDS', 9),
+    duration    => env_int('BENCH_DURATION', 2),
     connections => env_int('BENCH_CONNECTIONS', 64),
     threads     => env_int('BENCH_THREADS', 2),
     workers     => 2,
