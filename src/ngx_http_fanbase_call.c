@@ -155,10 +155,8 @@ ngx_http_fanbase_call_handler(ngx_http_fanbase_curl_t *h)
                                     h->result == CURLE_OK ? h->status : 0,
                                     call->start);
 
-    /* for fanbase_health: an aligned word, written without the lock */
-
     if (h->result == CURLE_OK && h->status && h->status < 500) {
-        call->lcf->cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
+        ngx_http_fanbase_zone_answered(call->lcf->cred->mcf->sh);
     }
 
     if (h->result == CURLE_OK && (h->status == 401 || h->status == 403)) {

@@ -152,6 +152,10 @@ struct ngx_http_fanbase_cred_s {
     /* this worker's view */
     void                         *slot;
     ngx_http_fanbase_headers_t *hdr;
+    ngx_msec_t                    fresh;       /* until then, hdr is used
+                                                  without the lock while
+                                                  the zone still says it
+                                                  is current */
     ngx_http_fanbase_curl_t      *fetch;
 };
 

@@ -1031,10 +1031,8 @@ ngx_http_fanbase_proxy_complete(ngx_http_request_t *r,
         ngx_str_null(&p->response);
     }
 
-    /* for fanbase_health: an aligned word, written without the lock */
-
     if (p->status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
-        cred->mcf->sh->fanbase_ok = ngx_http_fanbase_time_now();
+        ngx_http_fanbase_zone_answered(cred->mcf->sh);
     }
 
     if (p->status == NGX_HTTP_UNAUTHORIZED || p->status == NGX_HTTP_FORBIDDEN) {

@@ -1202,7 +1202,7 @@ ngx_http_fanbase_txn_breaker_end_locked(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_breaker_t  *b;
 
     if (u->answered) {
-        sh->fanbase_ok = ngx_http_fanbase_time_now();
+        ngx_http_fanbase_zone_answered(sh);
     }
 
     b = ngx_http_fanbase_txn_breaker_locked(sh, t->target, u->down);

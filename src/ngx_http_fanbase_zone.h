@@ -10,6 +10,7 @@
 
 #include "ngx_http_fanbase_conf.h"
 #include "ngx_http_fanbase_metrics.h"
+#include "ngx_http_fanbase_time.h"
 
 
 /* the shared zone */
@@ -153,6 +154,26 @@ struct ngx_http_fanbase_zone_part_s {
     ngx_http_fanbase_zone_init_pt attach;
     ngx_http_fanbase_zone_evict_pt evict;
 };
+
+
+/*
+ * Fanbase answered, for fanbase_health: an aligned word, written without
+ * the lock, and only when it changes (once a millisecond at most), since
+ * a line of the zone that every worker writes on every answer moves
+ * between their caches each time
+ */
+
+static ngx_inline void
+ngx_http_fanbase_zone_answered(ngx_http_fanbase_shctx_t *sh)
+{
+    uint64_t  now;
+
+    now = ngx_http_fanbase_time_now();
+
+    if (sh->fanbase_ok != now) {
+        sh->fanbase_ok = now;
+    }
+}
 
 
 ngx_int_t ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data);
