@@ -49,6 +49,14 @@
  */
 #define NGX_HTTP_FANBASE_RESERVE     256
 
+/*
+ * reservations a worker keeps for its next submissions instead of giving
+ * them back: one for every NGX_HTTP_FANBASE_SPARE_ZONE bytes of the zone
+ * (1/128 of it: 32 in a 1m zone), at most NGX_HTTP_FANBASE_SPARES (16 KB)
+ */
+#define NGX_HTTP_FANBASE_SPARES      64
+#define NGX_HTTP_FANBASE_SPARE_ZONE  (128 * NGX_HTTP_FANBASE_RESERVE)
+
 #define ngx_http_fanbase_before(a, b)  ((ngx_msec_int_t) ((a) - (b)) < 0)
 
 
@@ -88,14 +96,39 @@ static void ngx_http_fanbase_item_fill(ngx_http_fanbase_item_t *e,
 static size_t ngx_http_fanbase_item_cut(fanbase_str_t *s, size_t max);
 static u_char *ngx_http_fanbase_item_put(u_char *p, const u_char *s,
     size_t len);
+static ngx_queue_t *ngx_http_fanbase_item_queue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_item_t *e);
 static void ngx_http_fanbase_item_enqueue(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_item_t *e);
+static ngx_uint_t ngx_http_fanbase_item_same(ngx_http_fanbase_item_t *e,
+    fanbase_item_t *item, ngx_uint_t keep_msg);
 static ngx_int_t ngx_http_fanbase_item_copy(ngx_http_fanbase_item_t *e,
     ngx_uint_t want_msg, ngx_pool_t *pool, fanbase_item_t *item);
 static void ngx_http_fanbase_item_delete(ngx_http_fanbase_main_conf_t *mcf,
     ngx_http_fanbase_item_t *e);
 static size_t ngx_http_fanbase_item_entry_size(fanbase_item_t *item,
     ngx_uint_t keep_msg);
+static ngx_uint_t ngx_http_fanbase_item_spare_keep(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_item_t *r);
+static void ngx_http_fanbase_item_give_back_locked(
+    ngx_http_fanbase_main_conf_t *mcf, ngx_http_fanbase_item_t *r);
+
+
+/*
+ * This worker's spare reservations: a submission takes one without the
+ * zone's lock, and the 201 that did not need it puts it back under the
+ * lock it holds anyway, so that a submission takes the lock once, not
+ * twice, and the slab allocator not at all (docs/performance.md, "What
+ * the submission's time is spent on").  As many as a worker has
+ * submissions in flight at a turn of its event loop, up to the limits
+ * above.  Given back at the worker's exit; a worker that crashes leaves
+ * them in the zone.
+ */
+
+static ngx_http_fanbase_main_conf_t  *ngx_http_fanbase_item_spare_mcf;
+static void                          *ngx_http_fanbase_item_spare
+                                          [NGX_HTTP_FANBASE_SPARES];
+static ngx_uint_t                     ngx_http_fanbase_item_spares;
 
 
 /* the queue items' part of a new zone */
@@ -270,10 +303,22 @@ ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
     e = ngx_http_fanbase_item_find(mcf->sh, scope, &id, hash);
 
     if (e != NULL) {
-        e->flags &= ~NGX_HTTP_FANBASE_LEASED;
-        e->fetched = ngx_current_msec;
 
-        if (owned) {
+        /*
+         * Words written only when they change: an entry that two workers
+         * write in turn moves between their caches each time (the same
+         * answer recorded again is the common case of a status poll)
+         */
+
+        if (e->flags & NGX_HTTP_FANBASE_LEASED) {
+            e->flags &= ~NGX_HTTP_FANBASE_LEASED;
+        }
+
+        if (e->fetched != ngx_current_msec) {
+            e->fetched = ngx_current_msec;
+        }
+
+        if (owned && !(e->flags & NGX_HTTP_FANBASE_OWNED)) {
             e->flags |= NGX_HTTP_FANBASE_OWNED;
         }
 
@@ -284,6 +329,16 @@ ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
                 || item->status < e->status))
         {
             stale = 1;
+            goto done;
+        }
+
+        /* the same answer again, and the first in its queue: as it is */
+
+        if (e->size >= size
+            && ngx_queue_head(ngx_http_fanbase_item_queue(mcf->sh, e))
+               == &e->queue
+            && ngx_http_fanbase_item_same(e, item, keep_msg))
+        {
             goto done;
         }
 
@@ -317,7 +372,7 @@ ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
         }
 
         if (r != NULL) {
-            ngx_slab_free_locked(mcf->shpool, r);
+            ngx_http_fanbase_item_give_back_locked(mcf, r);
         }
 
         ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -349,7 +404,7 @@ ngx_http_fanbase_item_store(ngx_http_fanbase_main_conf_t *mcf,
 done:
 
     if (r != NULL) {
-        ngx_slab_free_locked(mcf->shpool, r);
+        ngx_http_fanbase_item_give_back_locked(mcf, r);
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -414,6 +469,13 @@ ngx_http_fanbase_item_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t                     size;
     ngx_http_fanbase_item_t  *r;
 
+    if (payload == 0
+        && ngx_http_fanbase_item_spares
+        && ngx_http_fanbase_item_spare_mcf == mcf)
+    {
+        return ngx_http_fanbase_item_spare[--ngx_http_fanbase_item_spares];
+    }
+
     size = NGX_HTTP_FANBASE_RESERVE + payload;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
@@ -439,8 +501,74 @@ void
 ngx_http_fanbase_item_unreserve(ngx_http_fanbase_main_conf_t *mcf,
     void *reserved)
 {
+    if (ngx_http_fanbase_item_spare_keep(mcf, reserved)) {
+        return;
+    }
+
     ngx_shmtx_lock(&mcf->shpool->mutex);
     ngx_slab_free_locked(mcf->shpool, reserved);
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/*
+ * a reservation not used: kept as a spare if there is room (no lock is
+ * needed for that), else freed (under the lock)
+ */
+
+static ngx_uint_t
+ngx_http_fanbase_item_spare_keep(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_item_t *r)
+{
+    if (r->size != NGX_HTTP_FANBASE_RESERVE
+        || ngx_http_fanbase_item_spares == NGX_HTTP_FANBASE_SPARES
+        || ngx_http_fanbase_item_spares
+           >= mcf->shm_zone->shm.size / NGX_HTTP_FANBASE_SPARE_ZONE)
+    {
+        return 0;
+    }
+
+    ngx_http_fanbase_item_spare_mcf = mcf;
+    ngx_http_fanbase_item_spare[ngx_http_fanbase_item_spares++] = r;
+
+    return 1;
+}
+
+
+static void
+ngx_http_fanbase_item_give_back_locked(ngx_http_fanbase_main_conf_t *mcf,
+    ngx_http_fanbase_item_t *r)
+{
+    if (!ngx_http_fanbase_item_spare_keep(mcf, r)) {
+        ngx_slab_free_locked(mcf->shpool, r);
+    }
+}
+
+
+/* the worker exits: its spare reservations go back to the zone */
+
+void
+ngx_http_fanbase_item_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_fanbase_main_conf_t  *mcf;
+
+    mcf = ngx_http_fanbase_item_spare_mcf;
+
+    if (mcf == NULL || ngx_http_fanbase_item_spares == 0) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                   "fanbase: %ui spare reservations given back to the zone",
+                   ngx_http_fanbase_item_spares);
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    while (ngx_http_fanbase_item_spares) {
+        ngx_slab_free_locked(mcf->shpool,
+                    ngx_http_fanbase_item_spare[--ngx_http_fanbase_item_spares]);
+    }
+
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 }
 
@@ -709,19 +837,99 @@ ngx_http_fanbase_item_put(u_char *p, const u_char *s, size_t len)
 }
 
 
-static void
-ngx_http_fanbase_item_enqueue(ngx_http_fanbase_shctx_t *sh,
+/* pending and owned: kept; else evictable */
+
+static ngx_queue_t *
+ngx_http_fanbase_item_queue(ngx_http_fanbase_shctx_t *sh,
     ngx_http_fanbase_item_t *e)
 {
     if ((e->status == FANBASE_STATUS_PENDING
          || e->status == FANBASE_STATUS_PROCESSING)
         && (e->flags & NGX_HTTP_FANBASE_OWNED))
     {
-        ngx_queue_insert_head(&sh->active, &e->queue);
-
-    } else {
-        ngx_queue_insert_head(&sh->evictable, &e->queue);
+        return &sh->active;
     }
+
+    return &sh->evictable;
+}
+
+
+static void
+ngx_http_fanbase_item_enqueue(ngx_http_fanbase_shctx_t *sh,
+    ngx_http_fanbase_item_t *e)
+{
+    ngx_queue_insert_head(ngx_http_fanbase_item_queue(sh, e), &e->queue);
+}
+
+
+/* the entry holds what ngx_http_fanbase_item_fill() would write */
+
+static ngx_uint_t
+ngx_http_fanbase_item_same(ngx_http_fanbase_item_t *e, fanbase_item_t *item,
+    ngx_uint_t keep_msg)
+{
+    u_char      *p;
+    ngx_uint_t   flags;
+
+    flags = (item->icode_set ? NGX_HTTP_FANBASE_HAS_ICODE : 0)
+            | (item->created.data ? NGX_HTTP_FANBASE_HAS_CREATED : 0)
+            | (item->imsg.data ? NGX_HTTP_FANBASE_HAS_IMSG : 0)
+            | (item->process_date.data ? NGX_HTTP_FANBASE_HAS_PDATE : 0)
+            | (item->process_msg.data ? NGX_HTTP_FANBASE_HAS_PMSG : 0);
+
+    if (e->status != item->status
+        || e->icode != item->icode
+        || (ngx_uint_t) (e->flags & ~(NGX_HTTP_FANBASE_LEASED
+                                      |NGX_HTTP_FANBASE_OWNED)) != flags
+        || e->id_len != item->id.len
+        || e->created_len != ngx_http_fanbase_item_cut(&item->created,
+                                                NGX_HTTP_FANBASE_DATE_MAX)
+        || e->pdate_len != ngx_http_fanbase_item_cut(&item->process_date,
+                                                NGX_HTTP_FANBASE_DATE_MAX)
+        || e->imsg_len != ngx_http_fanbase_item_cut(&item->imsg,
+                                                NGX_HTTP_FANBASE_TEXT_MAX)
+        || e->pmsg_len != ngx_http_fanbase_item_cut(&item->process_msg,
+                                                NGX_HTTP_FANBASE_TEXT_MAX)
+        || e->msg_len != (keep_msg ? item->msg.len : 0))
+    {
+        return 0;
+    }
+
+    p = e->data;
+
+    if (ngx_memcmp(p, item->id.data, e->id_len) != 0) {
+        return 0;
+    }
+
+    p += e->id_len;
+
+    if (e->created_len && ngx_memcmp(p, item->created.data, e->created_len)) {
+        return 0;
+    }
+
+    p += e->created_len;
+
+    if (e->pdate_len
+        && ngx_memcmp(p, item->process_date.data, e->pdate_len))
+    {
+        return 0;
+    }
+
+    p += e->pdate_len;
+
+    if (e->imsg_len && ngx_memcmp(p, item->imsg.data, e->imsg_len)) {
+        return 0;
+    }
+
+    p += e->imsg_len;
+
+    if (e->pmsg_len && ngx_memcmp(p, item->process_msg.data, e->pmsg_len)) {
+        return 0;
+    }
+
+    p += e->pmsg_len;
+
+    return e->msg_len == 0 || ngx_memcmp(p, item->msg.data, e->msg_len) == 0;
 }
 
 

@@ -43,6 +43,7 @@ void *ngx_http_fanbase_item_reserve(ngx_http_fanbase_main_conf_t *mcf,
     size_t payload, ngx_log_t *log);
 void ngx_http_fanbase_item_unreserve(ngx_http_fanbase_main_conf_t *mcf,
     void *reserved);
+void ngx_http_fanbase_item_exit_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_FANBASE_ITEM_H_INCLUDED_ */

@@ -558,6 +558,9 @@ ngx_http_fanbase_exit_process(ngx_cycle_t *cycle)
     ngx_http_fanbase_curl_exit_process(cycle);
     ngx_http_fanbase_journal_exit_process(cycle);
 
+    /* the spare reservations of submissions, given back */
+    ngx_http_fanbase_item_exit_process(cycle);
+
     /* what was counted and not said yet */
     ngx_http_fanbase_logsum_exit_process(cycle);
 }
