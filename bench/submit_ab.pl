@@ -7,7 +7,7 @@
 #   BENCH_MODULES=before=/tmp/before.so,after=$PWD/build/ngx_http_fanbase_module.so \
 #       nice perl bench/submit_ab.pl
 #
-# One edge per module (2 workers each, a 64m zone), all in front of one
+# One edge per module (2 workers each, a zone of BENCH_ZONE, 64m), all in front of one
 # Fanbase: an nginx answering every POST "return 201" with the same queue
 # item, as make bench's mock does.  Each edge has "fanbase_submit" and
 # the reference of make bench's submission row: proxy_pass to the same
@@ -69,7 +69,7 @@ my ($state) = wait_listen($fb_port, $fb_pid, 10);
 die "fanbase: $state\n" . slurp("$fbdir/fanbase.out")
     unless $state eq 'listening';
 
-my $http = edge_http(zone => '64m')
+my $http = edge_http(zone => $ENV{BENCH_ZONE} // '64m')
            =~ s/%%MOCK%%/http:\/\/127.0.0.1:$fb_port/gr
            . <<"HTTP";
 keepalive_requests 1000000;

@@ -72,6 +72,7 @@ static void ngx_http_fanbase_token_install(ngx_http_fanbase_cred_t *cred,
 static void ngx_http_fanbase_token_done(ngx_http_fanbase_curl_t *h);
 static void ngx_http_fanbase_token_failed(ngx_http_fanbase_cred_t *cred,
     const char *reason, long status);
+static size_t ngx_http_fanbase_token_upstream_line(const char *line);
 static ngx_http_fanbase_headers_t *ngx_http_fanbase_token_hdr(
     u_char *token, size_t len, uint64_t generation, ngx_log_t *log);
 static u_char *ngx_http_fanbase_token_escape(ngx_conf_t *cf, u_char *dst,
@@ -1052,17 +1053,17 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     /*
      * the lines for nginx's upstream (ngx_http_fanbase_proxy.c), joined
      * once here rather than measured and copied one by one for every
-     * request: an empty header is libcurl's way to leave one out
+     * request: an empty header is libcurl's way to leave one out.  The
+     * submission has no Accept: Fanbase answers JSON only, and a header
+     * is bytes Fanbase reads on every sale (libcurl's calls keep it, or
+     * libcurl would send its own, which accepts anything)
      */
 
     size = 0;
 
     for (h = list; h; h = h->next) {
-        n = ngx_strlen(h->data);
-
-        if (n && h->data[n - 1] != ':') {
-            size += n + sizeof(CRLF) - 1;
-        }
+        n = ngx_http_fanbase_token_upstream_line(h->data);
+        size += n ? n + sizeof(CRLF) - 1 : 0;
     }
 
     hdr = ngx_alloc(sizeof(ngx_http_fanbase_headers_t) + size, log);
@@ -1075,9 +1076,9 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     p = hdr->lines.data;
 
     for (h = list; h; h = h->next) {
-        n = ngx_strlen(h->data);
+        n = ngx_http_fanbase_token_upstream_line(h->data);
 
-        if (n && h->data[n - 1] != ':') {
+        if (n) {
             p = ngx_cpymem(p, h->data, n);
             *p++ = CR; *p++ = LF;
         }
@@ -1089,6 +1090,26 @@ ngx_http_fanbase_token_hdr(u_char *token, size_t len, uint64_t generation,
     hdr->headers = list;
 
     return hdr;
+}
+
+
+/* a header of libcurl's list as nginx's upstream sends it: its length, 0 */
+
+static size_t
+ngx_http_fanbase_token_upstream_line(const char *line)
+{
+    size_t  n;
+
+    n = ngx_strlen(line);
+
+    if (n == 0
+        || line[n - 1] == ':'
+        || ngx_strncmp(line, "Accept:", sizeof("Accept:") - 1) == 0)
+    {
+        return 0;
+    }
+
+    return n;
 }
 
 

@@ -237,6 +237,13 @@ cases(
                                               sub => 'demo-client' },
                       'AccessToken: a token the mock issued to demo-client');
             is($p && $p->{body}, $BODY, 'AccessToken: body unchanged');
+            # what else Fanbase reads: the type, the request id, no Accept
+            is(join(',', @{ $p ? $p->{headers}{'content-type'} || [] : [] }),
+               'application/json', 'Content-Type: application/json at Fanbase');
+            is(scalar @{ $p ? $p->{headers}{'x-request-id'} || [] : [] }, 1,
+               'X-Request-ID: one at Fanbase');
+            ok($p && !exists $p->{headers}{accept},
+               'no Accept at Fanbase (it answers JSON only)');
         },
     },
     {
