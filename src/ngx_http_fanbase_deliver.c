@@ -450,9 +450,36 @@ ngx_http_fanbase_deliver_job_sending(ngx_http_fanbase_store_op_t *op)
 static void
 ngx_http_fanbase_deliver_job_post(ngx_http_fanbase_job_t *job, ngx_int_t rc)
 {
-    ngx_http_fanbase_curl_t  *h;
+    ngx_http_fanbase_curl_t        *h;
+    ngx_http_fanbase_txn_update_t   u;
 
     h = job->http;
+
+    if (rc == NGX_HTTP_FANBASE_ENGINE_DOWN) {
+
+        /*
+         * Redis did not answer "sending": it may have marked the
+         * transaction sent and gone away before it said so, and nothing
+         * was sent.  Said so for this claim (an outcome is sent again
+         * until Redis takes it), so that the next claim delivers it
+         * rather than ending it delivery_outcome_unknown
+         */
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "fanbase: transaction \"%V\": Redis did not answer "
+                      "before the POST, not sent; due again once Redis "
+                      "takes that", &job->id_str);
+
+        job->http = NULL;
+        ngx_http_fanbase_curl_destroy(h);
+
+        ngx_memzero(&u, sizeof(ngx_http_fanbase_txn_update_t));
+        u.retry = 1000;
+        u.not_sent = 1;
+
+        ngx_http_fanbase_deliver_job_finish(job, &u);
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
