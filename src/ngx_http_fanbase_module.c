@@ -635,8 +635,14 @@ ngx_http_fanbase_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->deliver_concurrency, 16);
     ngx_conf_init_uint_value(mcf->max_connections, 32);
 
+    /*
+     * every connection the cap lets a worker open may stay idle: a smaller
+     * cache closes and reopens connections whenever more are in flight
+     * than it keeps (decisions.md)
+     */
+
     if (mcf->keepalive == NGX_CONF_UNSET_UINT) {
-        mcf->keepalive = ngx_min(mcf->max_connections, 32);
+        mcf->keepalive = mcf->max_connections;
 
     } else if (mcf->keepalive > mcf->max_connections) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -13,6 +13,8 @@
 #   for the connection longer than fanbase_timeout are answered 503
 #   upstream_busy with Retry-After and are never sent; none hangs, and the
 #   worker's connection is free again afterwards.
+# - fanbase_keepalive's default keeps every connection the cap allows: a
+#   second wave as large as the first opens no connection.
 #
 # The edge uses a fixed token the mock issued (fanbase_access_token_file),
 # so that every connection the mock counts is a submission's, none a token
@@ -223,6 +225,42 @@ SKIP: {
     $c->mock_faults({ queue_post => undef });
     $c->submit(body => body_n(20_000), status => 201,
                name => 'cap 1: the connection is free again: 201');
+}
+
+
+# fanbase_keepalive's default is fanbase_max_connections: every connection
+# a burst opened stays for the next one.  One worker with a cap of 48, two
+# waves of 48 submissions held 300 ms each at Fanbase: the second wave
+# opens no connection.  (With 32 kept, as before 2026-12-05, it opened 16
+# and closed 16 more after each wave: make bench's submission row, with
+# its cap of 128, opened and closed connections all the time.)
+
+my $KEEP_CAP = 48;
+{
+    my $k = edge(workers => 1, timeout => '10s',
+                 http => "fanbase_max_connections $KEEP_CAP;\n");
+    $k->mock_faults({ queue_post => { delay_ms => 300 } });
+
+    my @accepted;
+    for my $wave (1, 2) {
+        my @r = $k->parallel($KEEP_CAP, POST => $QUEUE, headers => [@CT],
+                             body => sub { body_n(30_000 + 100 * $wave + $_[0]) },
+                             timeout => 15);
+        is(by_status(@r), "201:$KEEP_CAP",
+           "keepalive: wave $wave, $KEEP_CAP submissions at once, each 201");
+        push @accepted, $k->mock_stats->{connections_accepted};
+    }
+    my $s = $k->mock_stats;
+    diag('keepalive: connections accepted by the mock after each wave: '
+         . join(', ', @accepted) . '; open at once at most: '
+         . $s->{connections_open_max});
+    cmp_ok($s->{connections_open_max}, '<=', $KEEP_CAP,
+           "keepalive: at most fanbase_max_connections $KEEP_CAP open at once");
+    # (less 1: the test's own connection of the second mock_stats call)
+    is($accepted[1] - $accepted[0] - 1, 0,
+       "keepalive: the second wave reused the first wave's connections, "
+       . 'opened none');
+    $k->stop;
 }
 
 done_testing;
