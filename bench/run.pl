@@ -19,8 +19,9 @@
 #   - redis  the shared engine's rows (issue 15): a private redis-server
 #            (t/lib/FanbaseRedis.pm) with appendfsync always, an edge with
 #            "fanbase_redis" to it and its references; then the same with
-#            appendfsync everysec (informative); their Fanbase a listener
-#            that never answers.  BENCH_ONLY=redis runs these rows alone
+#            appendfsync everysec (informative), and the always row again
+#            with BENCH_REDIS_CONNECTIONS (256) connections (informative);
+#            their Fanbase a listener that never answers.  BENCH_ONLY=redis runs these rows alone
 #            (with the fast mock), and writes their block of
 #            docs/performance.md only
 #   - build/bench/json_render (bench/json_render.c, built by
@@ -76,6 +77,9 @@ my %P = (
     rounds      => env_int('BENCH_ROUNDS', 9),
     duration    => env_int('BENCH_DURATION', 2),
     connections => env_int('BENCH_CONNECTIONS', 64),
+    # the shared engine's informative row at more clients at once: how
+    # the accepts' group commit grows with them (issue 15)
+    redis_connections => env_int('BENCH_REDIS_CONNECTIONS', 256),
     threads     => env_int('BENCH_THREADS', 2),
     workers     => 2,
     warmup      => 1,       # seconds of each path before the rounds
@@ -1388,16 +1392,17 @@ sub redis_checks {
 sub redis_wrk {
     my ($rd, $d, $url, %o) = @_;
     my $s0 = redis_stats($rd);
+    my $conns = $o{connections} // $P{connections};
     my $res = wrk(duration => $d, url => $url, post => $o{post},
-                  cpu => { edge => $rd->{edge} });
+                  connections => $conns, cpu => { edge => $rd->{edge} });
     my $rs = redis_delta($rd, $s0, redis_stats($rd));
     $res->{redis} = $rs;
     return $res unless $o{ours};
     my $n = $res->{requests} // 0;
     if ($o{post}) {
         push @{ $res->{errors} }, "$rs->{created} transactions created for $n 202s"
-            . " (want as many, at most $P{connections} more)"
-            if $n && ($rs->{created} < $n || $rs->{created} > $n + $P{connections});
+            . " (want as many, at most $conns more)"
+            if $n && ($rs->{created} < $n || $rs->{created} > $n + $conns);
         $res->{trips} = $rs->{created} ? $rs->{client} / $rs->{created} : undef;
         $res->{trips_wrk} = $n ? $rs->{client} / $n : undef;
         $res->{redis_us} = $rs->{created} ? $rs->{cpu} * 1e6 / $rs->{created} : undef;
@@ -1422,14 +1427,17 @@ sub redis_wrk {
     return $res;
 }
 
+# $conns: wrk's connections (default BENCH_CONNECTIONS), for both
 sub redis_accept_row {
-    my $rd = shift;
+    my ($rd, $conns) = @_;
     my $url = $rd->{url};
+    my %c = $conns ? (connections => $conns) : ();
     return alternate(
         "async accept with Redis (appendfsync $rd->{fsync}): fanbase_submit async"
-        . ' (Fanbase silent) vs return 202, same bytes',
-        sub { redis_wrk($rd, shift, "$url/redis$QUEUE", post => 1, ours => 1) },
-        sub { redis_wrk($rd, shift, "$url$REF{accepted}", post => 1) });
+        . ' (Fanbase silent) vs return 202, same bytes'
+        . ($conns ? ", $conns connections" : ''),
+        sub { redis_wrk($rd, shift, "$url/redis$QUEUE", post => 1, ours => 1, %c) },
+        sub { redis_wrk($rd, shift, "$url$REF{accepted}", post => 1, %c) });
 }
 
 sub redis_status_row {
@@ -1464,6 +1472,8 @@ sub redis_rows {
     $r{always} = redis_accept_row($rd);
     unshift @{ $r{always}{errors} }, grep { /^accept/ } @checks;
     $r{floor} = redis_floor($rd);
+    $r{wide} = redis_accept_row($rd, $P{redis_connections})
+        if $P{redis_connections} > $P{connections};
     if ($t) {
         $r{status} = redis_status_row($rd, $t);
         unshift @{ $r{status}{errors} }, grep { /^status/ } @checks;
@@ -1518,6 +1528,14 @@ sub redis_report_rows {
                       sprintf('%.2f', $r->{always}{ours} / $r->{floor}),
                       'informative', 'informative', 1 ];
     }
+    if ($r->{wide}) {
+        my $w = $ratio_row->("async accept with Redis (appendfsync always),"
+                             . " $P{redis_connections} connections", $r->{wide}, 0);
+        $w->[4] = 'informative: more buyers at once, larger batches';
+        $w->[5] = @{ $r->{wide}{errors} } ? 'FAILED (errors; informative)' : 'informative';
+        $w->[6] = !@{ $r->{wide}{errors} };
+        push @rows, $w;
+    }
     if ($r->{everysec}) {
         my $e = $ratio_row->('async accept with Redis (appendfsync everysec)',
                              $r->{everysec}, 0);
@@ -1552,6 +1570,8 @@ sub redis_errors {
     my $r = shift;
     return ((map { "Redis: $_" } @{ $r->{errors} }),
             (map { "async accept with Redis (always): $_" } @{ $r->{always}{errors} // [] }),
+            (map { "async accept with Redis (always, $P{redis_connections} connections,"
+                   . " informative): $_" } @{ $r->{wide}{errors} // [] }),
             (map { "async accept with Redis (everysec, informative): $_" }
                  @{ $r->{everysec}{errors} // [] }),
             (map { "status hit from L1 with Redis: $_" } @{ $r->{status}{errors} // [] }),
@@ -1590,8 +1610,9 @@ sub redis_profile {
           . "| row | path | req/s | edge workers µs | redis-server µs | of which the scripts"
           . " (EVALSHA's usec) | commands from clients | commands inside the scripts |\n"
           . "|---|---|---|---|---|---|---|---|\n";
-    for ([always => 'async accept, always'], [everysec => 'async accept, everysec'],
-         [status => 'status from L1']) {
+    for ([always => 'async accept, always'],
+         [wide => "async accept, always, $P{redis_connections} connections"],
+         [everysec => 'async accept, everysec'], [status => 'status from L1']) {
         my ($k, $name) = @$_;
         my $row = $r->{$k} or next;
         for my $who ([ours => $k eq 'status' ? '`fanbase_transaction`'
@@ -1622,6 +1643,9 @@ sub redis_rounds {
     my $t = '';
     $t .= "Async accept with Redis, appendfsync always:\n\n"
         . rounds_table($r->{always}, 'ours', 'return 202') . "\n" if $r->{always};
+    $t .= "Async accept with Redis, appendfsync always, $P{redis_connections} connections"
+        . " (informative):\n\n"
+        . rounds_table($r->{wide}, 'ours', 'return 202') . "\n" if $r->{wide};
     $t .= "Async accept with Redis, appendfsync everysec (informative):\n\n"
         . rounds_table($r->{everysec}, 'ours', 'return 202') . "\n" if $r->{everysec};
     $t .= "Status hit from L1 with Redis configured:\n\n"
