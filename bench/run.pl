@@ -84,6 +84,8 @@ my %P = (
     workers     => 2,
     warmup      => 1,       # seconds of each path before the rounds
     burst       => 500,     # token cold start: concurrent submissions
+    surge       => 1000,    # burst: synchronous submissions at once ...
+    surge_backlog => 16,    # ... to a Fanbase with this listen queue
     inflight    => 200,     # no blocking: submissions kept in flight
     slow_ms     => 2000,    # no blocking: Fanbase's time per submission
     mem_zone    => '1m',    # memory: the zone filled
@@ -1737,7 +1739,7 @@ sub prepare {
     $WH{key} = join '', map { chr int rand 256 } 1 .. 32;
     spew("$DIR/hook.secret", 'whsec_' . encode_base64($WH{key}, '') . "\n");
 
-    my %port = map { $_ => free_port() } qw(mock edge slow mem);
+    my %port = map { $_ => free_port() } qw(mock edge slow mem surge smock);
 
     printf "bench: %s, %s CPUs (%s); nginx %s, %s, yajl %s\n",
         $m->{date}, $m->{nproc}, $m->{cpu}, $m->{nginx}, $m->{libcurl},
@@ -2088,6 +2090,85 @@ sub memory_row {
     return $row;
 }
 
+# nginx with the module, 2 workers, in front of the burst row's mock (its
+# listen queue short), fanbase_max_connections at its default (32), the
+# token the mock issued in a file: every connection the mock counts is a
+# submission's
+sub surge_conf {
+    my (%o) = @_;
+    return main_conf(name => 'surge', workers => $P{workers}, module => 1,
+                     http => <<"CONF");
+    fanbase_zone zone=fb:16m;
+
+    server {
+        listen 127.0.0.1:$o{port} backlog=4096 reuseport;
+
+        fanbase_api http://127.0.0.1:$o{mock};
+        fanbase_access_token_file $DIR/surge.token;
+        fanbase_timeout 30s;
+
+        location = $QUEUE {
+            fanbase_submit;
+        }
+    }
+CONF
+}
+
+# (9) burst: $P{surge} synchronous submissions at once, each its own body
+# and connection, to an edge in front of a Fanbase (t/mock_fanbase.pl)
+# whose listen queue is $P{surge_backlog}: every one 201, each body
+# received once, at most 2 x 32 connections open at Fanbase at once
+sub surge_row {
+    my $run = shift;
+    my $port = $run->{port};
+    phase('burst');
+    print "\n== burst: $P{surge} submissions at once, Fanbase's listen queue"
+        . " $P{surge_backlog}\n";
+    my ($mock) = spawn_mock(listen => "127.0.0.1:$port->{smock}",
+        backlog => $P{surge_backlog}, stderr => "$DIR/smock.out",
+        clients => ['bench-surge:surge-secret']);
+    $KIDS{$mock} = 'burst mock';
+    my $tok = http($port->{smock}, POST => '/api/token?grant_type=client_credentials'
+                   . '&client_id=bench-surge&client_secret=surge-secret');
+    my $token = $tok->{status} == 200 && $tok->{body} =~ /"access_token":"([^"]+)"/
+        ? $1 : fail("burst: the mock issued no token: $tok->{status}");
+    spew("$DIR/surge.token", "$token\n");
+    my $nginx = start_nginx('surge', surge_conf(port => $port->{surge},
+                                                mock => $port->{smock}));
+    wait_port($port->{surge}, $nginx, 'burst nginx', "$DIR/surge.error.log");
+    mock_admin($port->{smock}, POST => '/_mock/reset');
+
+    my $body = sub { sprintf '{"action":"ticket-create","data":{"burst":%d}}', $_[0] };
+    my $b0 = time;
+    my $st = burst($port->{surge}, $P{surge}, $QUEUE, $body);
+    my $took = time - $b0;
+    my $s = mock_admin($port->{smock}, GET => '/_mock/stats');
+    my %got;
+    $got{ $_->{body} // '' }++
+        for grep { ($_->{method} // '') eq 'POST' && ($_->{path} // '') eq $QUEUE }
+            @{ mock_admin($port->{smock}, GET => '/_mock/requests') };
+    my $once = grep { ($got{ $body->($_) } // 0) == 1 } 0 .. $P{surge} - 1;
+    my $posts = 0;
+    $posts += $_ for values %got;
+    my $answers = join ', ', map { "$_: $st->{$_}" } sort keys %$st;
+    printf "   answers: %s (in %.2f s); at the mock: %d POSTs, %d bodies once,"
+        . " %d connections open at most, %d accepted\n", $answers, $took, $posts,
+        $once, $s->{connections_open_max}, $s->{connections_accepted};
+    my @errors;
+    push @errors, "answers $answers (want $P{surge} x 201)"
+        if ($st->{201} // 0) != $P{surge};
+    push @errors, "$posts POSTs at the mock, $once bodies received once"
+        . " (want $P{surge} and $P{surge})" if $posts != $P{surge} || $once != $P{surge};
+    my $cap = 32 * $P{workers};
+    stop($nginx, 'QUIT', 15);
+    push @errors, map { "error.log: $_" }
+        log_summary('burst nginx', slurp("$DIR/surge.error.log"));
+    stop($mock, 'TERM', 5);
+    return { ok => $st->{201} // 0, took => $took, open => $s->{connections_open_max},
+             cap => $cap, errors => \@errors,
+             met => !@errors && $s->{connections_open_max} <= $cap };
+}
+
 sub main {
     preflight();
     my $t0 = time;
@@ -2124,6 +2205,7 @@ sub main {
     # (2c) instructions per request
     $row{cg} = callgrind_counts($run->{port}{mock}) if $CALLGRIND;
     $row{mem} = memory_row($run);
+    $row{surge} = surge_row($run);
     stop($run->{mock}, 'QUIT', 15);
     # (7) JSON rendering, on a machine the servers have left
     $row{json} = json_row();
@@ -2231,6 +2313,16 @@ sub report {
                 '-', '-', '<= 512 bytes',
                 @{ $mm->{errors} } ? 'FAILED (errors)' : $mm->{met} ? 'yes' : 'no',
                 $mm->{met} ];
+    my $sg = $row->{surge};
+    my $surge = [ "burst: $P{surge} submissions at once, Fanbase's listen queue"
+                  . " $P{surge_backlog}",
+                  sprintf('%d of %d answered 201 in %.2f s, each body received once;'
+                          . ' at most %d connections open at Fanbase', $sg->{ok},
+                          $P{surge}, $sg->{took}, $sg->{open} // -1),
+                  '-', '-', "$P{surge} of $P{surge} answered 201, at most $sg->{cap}"
+                  . ' connections',
+                  @{ $sg->{errors} } ? 'FAILED (errors)' : $sg->{met} ? 'yes' : 'no',
+                  $sg->{met} ];
     my $fl = $row->{floor};
     my $fm = floor_medians($row);
     my $floor = [ 'libcurl floor (the submission path before nginx\'s upstream)',
@@ -2270,7 +2362,7 @@ sub report {
                  '> 1.00 for each document (else it is rendered by yajl_gen)',
                  @{ $js->{errors} } ? 'FAILED (errors)' : $js->{met} ? 'yes' : 'no',
                  $js->{met} ];
-    @rows = ($st, $sb, $floor, $ah, $as, $wh, $cold, $bl, $mem, $json);
+    @rows = ($st, $sb, $floor, $ah, $as, $wh, $cold, $surge, $bl, $mem, $json);
     my $table = table(@rows);
     my @redis = $row->{redis} ? redis_report_rows($row->{redis}) : ();
     my $redis_table = @redis ? table(@redis) : '';
@@ -2288,6 +2380,7 @@ sub report {
     push @errors, map { "token cold start: $_" } @{ $c->{errors} };
     push @errors, map { "no blocking: $_" } @{ $row->{block}{errors} };
     push @errors, map { "memory: $_" } @{ $mm->{errors} };
+    push @errors, map { "burst: $_" } @{ $sg->{errors} };
     push @errors, map { "JSON rendering: $_" } @{ $js->{errors} };
     push @errors, map { "error.log: $_" } @$bad_log;
     my @redis_errors = $row->{redis} ? redis_errors($row->{redis}) : ();
