@@ -87,7 +87,7 @@ ngx_http_fanbase_l1_stamp(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
 
     hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
 
-    return mcf->sh->stamps[hash & mcf->sh->txn_hash_mask];
+    return mcf->sh->txn_hash[hash & mcf->sh->txn_hash_mask].stamp;
 }
 
 
@@ -110,7 +110,7 @@ ngx_http_fanbase_l1_get(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
 
     sh = mcf->sh;
     hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
-    stamp = sh->stamps[hash & sh->txn_hash_mask];
+    stamp = sh->txn_hash[hash & sh->txn_hash_mask].stamp;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -170,7 +170,7 @@ ngx_http_fanbase_l1_put(ngx_http_fanbase_main_conf_t *mcf, uint64_t scope,
 
     /* it changed while Redis was asked: the next read asks again */
 
-    if (sh->stamps[hash & sh->txn_hash_mask] != stamp) {
+    if (sh->txn_hash[hash & sh->txn_hash_mask].stamp != stamp) {
         return;
     }
 

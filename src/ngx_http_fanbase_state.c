@@ -529,7 +529,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              j <= sh->txn_hash_mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
              j++)
         {
-            for (t = sh->txn_hash[j]; t; t = t->hash_next) {
+            for (t = sh->txn_hash[j].head; t; t = t->hash_next) {
                 size += ngx_http_fanbase_state_txn_size(t);
             }
         }
@@ -544,7 +544,7 @@ ngx_http_fanbase_state_render(ngx_http_fanbase_main_conf_t *mcf, size_t *len,
              j <= sh->txn_hash_mask && j < i + NGX_HTTP_FANBASE_STATE_BUCKETS;
              j++)
         {
-            for (t = sh->txn_hash[j]; t; t = t->hash_next) {
+            for (t = sh->txn_hash[j].head; t; t = t->hash_next) {
                 b.last = ngx_http_fanbase_state_txn(b.last, mcf, t);
                 records++;
             }

@@ -930,8 +930,8 @@ ngx_http_fanbase_store_redis_touch(ngx_http_fanbase_main_conf_t *mcf,
 
     hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
 
-    (void) ngx_atomic_fetch_add(&mcf->sh->stamps[hash & mcf->sh->txn_hash_mask],
-                                1);
+    (void) ngx_atomic_fetch_add(
+                     &mcf->sh->txn_hash[hash & mcf->sh->txn_hash_mask].stamp, 1);
 }
 
 
@@ -1819,7 +1819,7 @@ ngx_http_fanbase_store_redis_push(ngx_str_t *message)
 
     if (message == NULL) {
         for (i = 0; i <= sh->txn_hash_mask; i++) {
-            (void) ngx_atomic_fetch_add(&sh->stamps[i], 1);
+            (void) ngx_atomic_fetch_add(&sh->txn_hash[i].stamp, 1);
         }
 
         (void) ngx_atomic_fetch_add(&sh->changes, 1);
@@ -1854,7 +1854,7 @@ ngx_http_fanbase_store_redis_push(ngx_str_t *message)
 
     hash = ngx_http_fanbase_id_hash(scope, id, p - id);
 
-    (void) ngx_atomic_fetch_add(&sh->stamps[hash & sh->txn_hash_mask], 1);
+    (void) ngx_atomic_fetch_add(&sh->txn_hash[hash & sh->txn_hash_mask].stamp, 1);
 }
 
 

@@ -315,10 +315,10 @@ ngx_http_fanbase_transaction_get(ngx_http_fanbase_transaction_ctx_t *ctx)
      */
 
     ctx->deadline = ngx_current_msec + (ngx_msec_t) wait;
-    ctx->stamp = &ctx->mcf->sh->stamps[ngx_http_fanbase_id_hash(ctx->scope,
-                                                               ctx->id.data,
-                                                               ctx->id.len)
-                                       & ctx->mcf->sh->txn_hash_mask];
+    ctx->stamp = &ctx->mcf->sh->txn_hash[ngx_http_fanbase_id_hash(ctx->scope,
+                                                                 ctx->id.data,
+                                                                 ctx->id.len)
+                                         & ctx->mcf->sh->txn_hash_mask].stamp;
     ctx->seen = *ctx->stamp;
 
     return ngx_http_fanbase_transaction_ask(ctx,

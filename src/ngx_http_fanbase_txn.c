@@ -100,14 +100,15 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
 
     /*
      * the buckets the zone laid out after its context: those of
-     * transactions, Idempotency-Keys, webhook message ids and queue ids,
-     * then the change stamps (see below)
+     * transactions (a line holds four, none across two), then those of
+     * Idempotency-Keys, webhook message ids and queue ids
      */
 
     n = sh->buckets;
 
-    sh->txn_hash = (ngx_http_fanbase_txn_t **) (sh + 1);
-    ngx_memzero(sh->txn_hash, n * sizeof(ngx_http_fanbase_txn_t *));
+    sh->txn_hash = (ngx_http_fanbase_txn_bucket_t *)
+                       ngx_align_ptr(sh + 1, NGX_CPU_CACHE_LINE);
+    ngx_memzero(sh->txn_hash, n * sizeof(ngx_http_fanbase_txn_bucket_t));
 
     sh->txn_hash_mask = n - 1;
     ngx_queue_init(&sh->ready);
@@ -127,14 +128,6 @@ ngx_http_fanbase_txn_init_zone(ngx_http_fanbase_main_conf_t *mcf,
     sh->changes = 0;
     sh->saved = 0;
     sh->saving = 0;
-
-    /*
-     * then a change stamp per bucket of transactions: a long poll looks at
-     * its own without the lock, and at its transaction only when it moved
-     */
-
-    sh->stamps = (ngx_atomic_t *) (sh->qid_hash + n);
-    ngx_memzero((void *) sh->stamps, n * sizeof(ngx_atomic_t));
 
     return NGX_OK;
 }
@@ -411,8 +404,8 @@ ngx_http_fanbase_txn_insert_locked(ngx_http_fanbase_main_conf_t *mcf,
     }
 
     t->hash = hash;
-    t->hash_next = sh->txn_hash[t->hash & sh->txn_hash_mask];
-    sh->txn_hash[t->hash & sh->txn_hash_mask] = t;
+    t->hash_next = sh->txn_hash[t->hash & sh->txn_hash_mask].head;
+    sh->txn_hash[t->hash & sh->txn_hash_mask].head = t;
 
     ngx_http_fanbase_txn_schedule_locked(sh, t, delay);
 
@@ -1342,7 +1335,7 @@ ngx_http_fanbase_txn_hook(ngx_http_fanbase_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     ngx_http_fanbase_txn_prefetch_heads((void **) &sh->hooks.hash[bmsg],
-                                        (void **) &sh->txn_hash[bid],
+                                        (void **) &sh->txn_hash[bid].head,
                                         (void **) &sh->qid_hash[bid]);
 
     ngx_http_fanbase_keys_expire(mcf, &sh->hooks, now, 8);
@@ -1670,7 +1663,7 @@ ngx_http_fanbase_txn_changed(ngx_http_fanbase_shctx_t *sh,
     t->version++;
     t->updated = ngx_http_fanbase_time_now();
 
-    sh->stamps[t->hash & sh->txn_hash_mask]++;
+    sh->txn_hash[t->hash & sh->txn_hash_mask].stamp++;
     (void) ngx_atomic_fetch_add(&sh->changes, 1);
 
     if (ngx_http_fanbase_txn_journal != NULL) {
@@ -1792,9 +1785,9 @@ ngx_http_fanbase_txn_free_locked(ngx_http_fanbase_main_conf_t *mcf,
     ngx_queue_remove(&t->queue);
 
     /* a long poll on it answers 404 now */
-    mcf->sh->stamps[t->hash & mcf->sh->txn_hash_mask]++;
+    mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask].stamp++;
 
-    for (p = &mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask];
+    for (p = &mcf->sh->txn_hash[t->hash & mcf->sh->txn_hash_mask].head;
          *p != t;
          p = &(*p)->hash_next)
     { /* void */ }
@@ -1934,7 +1927,7 @@ ngx_http_fanbase_txn_lookup(ngx_http_fanbase_shctx_t *sh, uint64_t scope,
 {
     ngx_http_fanbase_txn_t  *t;
 
-    for (t = sh->txn_hash[hash & sh->txn_hash_mask];
+    for (t = sh->txn_hash[hash & sh->txn_hash_mask].head;
          t != NULL;
          t = t->hash_next)
     {

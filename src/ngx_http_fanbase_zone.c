@@ -94,6 +94,7 @@ ngx_http_fanbase_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     n = ngx_http_fanbase_zone_buckets(shm_zone->shm.size);
 
     mcf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_fanbase_shctx_t)
+                                     + NGX_CPU_CACHE_LINE
                                      + n * NGX_HTTP_FANBASE_BUCKET_SIZE);
     if (mcf->sh == NULL) {
         return NGX_ERROR;
