@@ -528,6 +528,7 @@ ngx_http_fanbase_init_process(ngx_cycle_t *cycle)
 
     if (mcf->prefault) {
         (void) ngx_http_fanbase_zone_prefault(mcf->shm_zone, cycle->log);
+        ngx_http_fanbase_zone_touch(mcf->shm_zone, cycle->log);
     }
 
     ngx_http_fanbase_metrics_init_process(mcf);

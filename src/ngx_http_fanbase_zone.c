@@ -23,7 +23,11 @@
 /* records evicted for one allocation, at most */
 #define NGX_HTTP_FANBASE_EVICT_MAX   64
 
+/* pages of the zone a worker reads in one turn of its event loop */
+#define NGX_HTTP_FANBASE_TOUCH_PAGES  256
 
+
+static void ngx_http_fanbase_zone_touch_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_fanbase_zone_buckets(size_t size);
 static uint32_t ngx_http_fanbase_zone_layout(
     ngx_http_fanbase_main_conf_t *mcf);
@@ -183,6 +187,83 @@ ngx_http_fanbase_zone_prefault(ngx_shm_zone_t *shm_zone, ngx_log_t *log)
 #endif
 
     return NGX_OK;
+}
+
+
+/*
+ * prefault=on, in a worker: every page of the zone read once from user
+ * space, a slice of pages a turn of the event loop, from the start (the
+ * hash tables, then pages in the order the slab hands out fresh ones).
+ *
+ * Mapped by madvise(), a page still costs a worker that first touches it
+ * 5 to 7 us in a virtual machine whose hypervisor keeps shadow page
+ * tables, as the benchmark's does: the hypervisor fills its entry for
+ * that process then, and only a touch from user space makes it do so
+ * (docs/decisions.md, "Each worker reads the zone").  Taken by a new
+ * transaction, that is under the zone's lock, while the other workers
+ * wait.  Read ahead of use, in the background, the worker serves from
+ * its start and pays it once; on a physical machine the whole read is a
+ * few milliseconds per gigabyte.
+ */
+
+static ngx_event_t   ngx_http_fanbase_zone_touch_event;
+static u_char       *ngx_http_fanbase_zone_touch_pos;
+static u_char       *ngx_http_fanbase_zone_touch_end;
+static ngx_msec_t    ngx_http_fanbase_zone_touch_start;
+
+
+void
+ngx_http_fanbase_zone_touch(ngx_shm_zone_t *shm_zone, ngx_log_t *log)
+{
+    ngx_event_t  *ev;
+
+    ngx_http_fanbase_zone_touch_pos = shm_zone->shm.addr;
+    ngx_http_fanbase_zone_touch_end = shm_zone->shm.addr + shm_zone->shm.size;
+    ngx_http_fanbase_zone_touch_start = ngx_current_msec;
+
+    ev = &ngx_http_fanbase_zone_touch_event;
+    ev->handler = ngx_http_fanbase_zone_touch_handler;
+    ev->data = shm_zone;
+    ev->log = log;
+
+    ngx_post_event(ev, &ngx_posted_next_events);
+}
+
+
+static void
+ngx_http_fanbase_zone_touch_handler(ngx_event_t *ev)
+{
+    u_char          *p, *last;
+    ngx_shm_zone_t  *shm_zone;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    p = ngx_http_fanbase_zone_touch_pos;
+    last = ngx_min(ngx_http_fanbase_zone_touch_end,
+                   p + NGX_HTTP_FANBASE_TOUCH_PAGES * ngx_pagesize);
+
+    for ( /* void */ ; p < last; p += ngx_pagesize) {
+        (void) *(volatile u_char *) p;
+    }
+
+    ngx_http_fanbase_zone_touch_pos = p;
+
+    if (p < ngx_http_fanbase_zone_touch_end) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
+    }
+
+    shm_zone = ev->data;
+
+    ngx_time_update();
+
+    ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                  "fanbase: zone \"%V\": its %uz pages read by this worker "
+                  "in %M ms", &shm_zone->shm.name,
+                  shm_zone->shm.size / ngx_pagesize,
+                  ngx_current_msec - ngx_http_fanbase_zone_touch_start);
 }
 
 
