@@ -928,10 +928,10 @@ ngx_http_fanbase_store_redis_touch(ngx_http_fanbase_main_conf_t *mcf,
 {
     uint32_t  hash;
 
-    hash = ngx_http_fanbase_id_hash(scope, id->data, id->len);
+    hash = ngx_http_fanbase_id_hash(scope, id->data, id->len)
+           & mcf->sh->txn_hash_mask;
 
-    (void) ngx_atomic_fetch_add(
-                     &mcf->sh->txn_hash[hash & mcf->sh->txn_hash_mask].stamp, 1);
+    (void) ngx_atomic_fetch_add(&mcf->sh->txn_hash[hash].stamp, 1);
 }
 
 
@@ -1852,9 +1852,9 @@ ngx_http_fanbase_store_redis_push(ngx_str_t *message)
         p++;
     }
 
-    hash = ngx_http_fanbase_id_hash(scope, id, p - id);
+    hash = ngx_http_fanbase_id_hash(scope, id, p - id) & sh->txn_hash_mask;
 
-    (void) ngx_atomic_fetch_add(&sh->txn_hash[hash & sh->txn_hash_mask].stamp, 1);
+    (void) ngx_atomic_fetch_add(&sh->txn_hash[hash].stamp, 1);
 }
 
 
